@@ -1,0 +1,229 @@
+//! Who is calling the admin API. Automation and the first administrator use API tokens:
+//! opaque, stored hashed, each with scopes and an expiry. Each call names the scope it needs.
+//! The first token comes from a one-time bootstrap code printed on the server's console —
+//! there is no default password anywhere.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::clock::UnixTime;
+use crate::crypto;
+use crate::store::{Store, Tx};
+use crate::App;
+
+use super::problem::Problem;
+
+/// Every scope an API token can carry.
+pub const SCOPES: [&str; 6] =
+    ["directory:read", "directory:write", "clients:read", "clients:write", "audit:read", "tokens:write"];
+
+/// An authenticated admin API caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub token_id: String,
+    pub scopes: Vec<String>,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor::ApiToken(self.token_id.clone())
+    }
+    /// Refuses the call unless the token carries `scope`.
+    pub fn require(&self, scope: &str) -> Result<(), Problem> {
+        if self.scopes.iter().any(|s| s == scope) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(scope))
+        }
+    }
+}
+
+impl FromRequestParts<App> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or_else(Problem::unauthorized)?;
+        let row = sqlx::query(
+            "SELECT id, scopes FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(crypto::sha256_hex(token))
+        .bind(app.clock.now())
+        .fetch_optional(app.store.pool())
+        .await?
+        .ok_or_else(Problem::unauthorized)?;
+        let scopes: String = row.try_get("scopes")?;
+        Ok(Caller { token_id: row.try_get("id")?, scopes: scopes.split_whitespace().map(str::to_owned).collect() })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct IssuedToken {
+    pub id: String,
+    pub name: String,
+    /// Shown once; only its hash is stored.
+    pub token: String,
+    pub scopes: Vec<String>,
+    pub expires_at: UnixTime,
+}
+
+/// Creates an API token. Scopes must be known; the lifetime is bounded to a year.
+pub async fn create_token(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    name: &str,
+    scopes: &[String],
+    lifetime: i64,
+) -> Result<IssuedToken, Problem> {
+    let name = crate::directory::types::parse_name("name", name).map_err(|e| Problem::bad_request(e.to_string()))?;
+    if scopes.is_empty() {
+        return Err(Problem::bad_request("at least one scope is required"));
+    }
+    if let Some(unknown) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+        return Err(Problem::bad_request(format!("unknown scope {unknown}")));
+    }
+    if !(60..=366 * 86_400).contains(&lifetime) {
+        return Err(Problem::bad_request("expires_in must be between 60 seconds and one year"));
+    }
+    let token = format!("skm_{}", crypto::random_token(32));
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut scopes = scopes.to_vec();
+    scopes.sort();
+    scopes.dedup();
+    sqlx::query(
+        "INSERT INTO api_tokens (id, name, token_hash, scopes, created_by, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&id)
+    .bind(&name)
+    .bind(crypto::sha256_hex(&token))
+    .bind(scopes.join(" "))
+    .bind(format!("{actor:?}"))
+    .bind(now)
+    .bind(now + lifetime)
+    .execute(&mut **tx)
+    .await?;
+    audit::record(
+        tx,
+        now,
+        Event {
+            actor,
+            action: "api_token.create",
+            target: format!("api_token:{id}"),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"name": name, "scopes": scopes, "expires_at": now + lifetime}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    Ok(IssuedToken { id, name, token, scopes, expires_at: now + lifetime })
+}
+
+/// Lifetime of the code printed on the console, and of the token it is exchanged for.
+pub const BOOTSTRAP_CODE_TTL: i64 = 3600;
+pub const BOOTSTRAP_TOKEN_TTL: i64 = 86_400;
+
+/// True when no usable API token exists, i.e. nobody can administer Sekimori yet.
+pub async fn needs_bootstrap(store: &Store, now: UnixTime) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM api_tokens WHERE revoked_at IS NULL AND expires_at > $1")
+        .bind(now)
+        .fetch_one(store.pool())
+        .await?;
+    Ok(row.try_get::<i64, _>("n")? == 0)
+}
+
+/// Issues a one-time bootstrap code, invalidating any earlier unused one.
+pub async fn issue_bootstrap_code(store: &Store, actor: &Actor, now: UnixTime) -> Result<String, sqlx::Error> {
+    let code = crypto::random_token(20);
+    let mut tx = store.begin().await?;
+    sqlx::query("UPDATE bootstrap_codes SET expires_at = $1 WHERE used_at IS NULL AND expires_at > $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO bootstrap_codes (id, code_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(crypto::sha256_hex(&code))
+        .bind(now)
+        .bind(now + BOOTSTRAP_CODE_TTL)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor,
+            action: "bootstrap.code_issued",
+            target: "bootstrap".into(),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"expires_at": now + BOOTSTRAP_CODE_TTL}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(code)
+}
+
+/// Exchanges a bootstrap code, once, for a short-lived token with every scope.
+pub async fn redeem_bootstrap_code(app: &App, code: &str, name: &str) -> Result<IssuedToken, Problem> {
+    let now = app.clock.now();
+    let mut tx = app.store.begin().await?;
+    let used = sqlx::query(
+        "UPDATE bootstrap_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING id",
+    )
+    .bind(now)
+    .bind(crypto::sha256_hex(code))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = used else {
+        audit::record(
+            &mut tx,
+            now,
+            Event {
+                actor: &Actor::Anonymous,
+                action: "bootstrap.redeem",
+                target: "bootstrap".into(),
+                outcome: Outcome::Failure,
+                detail: serde_json::json!({"reason": "invalid, used or expired code"}),
+                source_ip: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(Problem::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "the bootstrap code is invalid, used or expired".to_owned(),
+        ));
+    };
+    let code_id: String = row.try_get("id")?;
+    let scopes: Vec<String> = SCOPES.iter().map(|s| s.to_string()).collect();
+    let actor = Actor::System;
+    let issued = create_token(&mut tx, &actor, now, name, &scopes, BOOTSTRAP_TOKEN_TTL).await?;
+    audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor: &actor,
+            action: "bootstrap.redeem",
+            target: format!("bootstrap:{code_id}"),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"api_token": issued.id}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(issued)
+}

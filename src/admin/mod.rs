@@ -1,0 +1,272 @@
+//! The admin listener: the management JSON API described by `openapi.yaml`. Nothing here is
+//! anonymous except health and the one-time bootstrap exchange.
+
+pub mod auth;
+pub mod problem;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::access::clients::{self, Client, NewClient};
+use crate::audit::{self, Event, Outcome, Verification};
+use crate::directory::{self, Account, LoginId, NewOrgUnit, NewPerson, OrgUnit, Person};
+use crate::App;
+
+use auth::{Caller, IssuedToken};
+use problem::{ApiJson, Problem};
+
+pub fn router() -> Router<App> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/v1/bootstrap", post(bootstrap))
+        .route("/api/v1/api-tokens", post(create_api_token))
+        .route("/api/v1/org-units", get(list_org_units).post(create_org_unit))
+        .route("/api/v1/org-units/{id}/manager", put(set_manager))
+        .route("/api/v1/people", get(list_people).post(create_person))
+        .route("/api/v1/people/{id}", get(get_person))
+        .route("/api/v1/people/{id}/account", post(create_account))
+        .route("/api/v1/clients", get(list_clients).post(register_client))
+        .route("/api/v1/clients/{client_id}", get(get_client))
+        .route("/api/v1/audit/events", get(list_audit_events))
+        .route("/api/v1/audit/verify", get(verify_audit))
+        .fallback(|| async { Problem::not_found("resource") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", None)
+        })
+}
+
+/// Health of this node and its database (R20).
+pub async fn health(State(app): State<App>) -> impl IntoResponse {
+    match sqlx::query("SELECT 1").execute(app.store.pool()).await {
+        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "unavailable"})))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BootstrapRequest {
+    code: String,
+    name: String,
+}
+
+async fn bootstrap(State(app): State<App>, ApiJson(req): ApiJson<BootstrapRequest>) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
+    let issued = auth::redeem_bootstrap_code(&app, &req.code, &req.name).await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApiToken {
+    name: String,
+    scopes: Vec<String>,
+    /// Seconds; default 90 days.
+    expires_in: Option<i64>,
+}
+
+async fn create_api_token(
+    State(app): State<App>,
+    caller: Caller,
+    ApiJson(req): ApiJson<NewApiToken>,
+) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
+    caller.require("tokens:write")?;
+    // A token can hand on only rights its creator holds.
+    if let Some(scope) = req.scopes.iter().find(|s| !caller.scopes.contains(s)) {
+        return Err(Problem::forbidden(scope));
+    }
+    let now = app.clock.now();
+    let mut tx = app.store.begin().await?;
+    let issued =
+        auth::create_token(&mut tx, &caller.actor(), now, &req.name, &req.scopes, req.expires_in.unwrap_or(90 * 86_400))
+            .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+#[derive(Serialize)]
+struct List<T> {
+    items: Vec<T>,
+}
+
+async fn list_org_units(State(app): State<App>, caller: Caller) -> Result<Json<List<OrgUnit>>, Problem> {
+    caller.require("directory:read")?;
+    Ok(Json(List { items: directory::list_org_units(&app.store).await? }))
+}
+
+async fn create_org_unit(
+    State(app): State<App>,
+    caller: Caller,
+    ApiJson(new): ApiJson<NewOrgUnit>,
+) -> Result<(StatusCode, Json<OrgUnit>), Problem> {
+    caller.require("directory:write")?;
+    let mut tx = app.store.begin().await?;
+    let unit = directory::create_org_unit(&mut tx, &caller.actor(), app.clock.now(), new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(unit)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetManager {
+    person_id: String,
+}
+
+async fn set_manager(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SetManager>,
+) -> Result<StatusCode, Problem> {
+    caller.require("directory:write")?;
+    let mut tx = app.store.begin().await?;
+    directory::set_org_unit_manager(&mut tx, &caller.actor(), app.clock.now(), &id, &req.person_id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list_people(State(app): State<App>, caller: Caller, Query(page): Query<Page>) -> Result<Json<List<Person>>, Problem> {
+    caller.require("directory:read")?;
+    let limit = page.limit.unwrap_or(100);
+    let offset = page.offset.unwrap_or(0);
+    if !(1..=500).contains(&limit) || offset < 0 {
+        return Err(Problem::bad_request("limit must be 1 to 500 and offset not negative"));
+    }
+    Ok(Json(List { items: directory::list_people(&app.store, limit, offset).await? }))
+}
+
+async fn create_person(
+    State(app): State<App>,
+    caller: Caller,
+    ApiJson(new): ApiJson<NewPerson>,
+) -> Result<(StatusCode, Json<Person>), Problem> {
+    caller.require("directory:write")?;
+    let mut tx = app.store.begin().await?;
+    let person = directory::create_person(&mut tx, &caller.actor(), app.clock.now(), new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(person)))
+}
+
+async fn get_person(State(app): State<App>, caller: Caller, Path(id): Path<String>) -> Result<Json<Person>, Problem> {
+    caller.require("directory:read")?;
+    directory::get_person(app.store.pool(), &id).await?.map(Json).ok_or_else(|| Problem::not_found("person"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    login_id: String,
+    /// An initial password. Stored only as an argon2id hash; never shown again.
+    password: Option<String>,
+}
+
+async fn create_account(
+    State(app): State<App>,
+    caller: Caller,
+    Path(person_id): Path<String>,
+    ApiJson(req): ApiJson<NewAccount>,
+) -> Result<(StatusCode, Json<Account>), Problem> {
+    caller.require("directory:write")?;
+    let login_id = LoginId::parse(&req.login_id).map_err(directory::DirectoryError::from)?;
+    let hash = match req.password {
+        Some(password) => {
+            crate::password::check_minimum(&password).map_err(directory::DirectoryError::from)?;
+            Some(app.hasher.hash(password).await.map_err(Problem::internal)?)
+        }
+        None => None,
+    };
+    let mut tx = app.store.begin().await?;
+    let account =
+        directory::create_account(&mut tx, &caller.actor(), app.clock.now(), &person_id, &login_id, hash.as_deref()).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(account)))
+}
+
+async fn list_clients(State(app): State<App>, caller: Caller) -> Result<Json<List<Client>>, Problem> {
+    caller.require("clients:read")?;
+    Ok(Json(List { items: clients::list(&app.store).await? }))
+}
+
+#[derive(Serialize)]
+pub struct RegisteredClient {
+    #[serde(flatten)]
+    pub client: Client,
+    /// Shown once, for confidential clients; only its hash is stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+async fn register_client(
+    State(app): State<App>,
+    caller: Caller,
+    ApiJson(new): ApiJson<NewClient>,
+) -> Result<(StatusCode, Json<RegisteredClient>), Problem> {
+    caller.require("clients:write")?;
+    let mut tx = app.store.begin().await?;
+    let (client, client_secret) =
+        clients::register(&mut tx, &caller.actor(), app.clock.now(), app.config.tokens.access_token_ttl, new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(RegisteredClient { client, client_secret })))
+}
+
+async fn get_client(State(app): State<App>, caller: Caller, Path(client_id): Path<String>) -> Result<Json<Client>, Problem> {
+    caller.require("clients:read")?;
+    clients::get(&app.store, &client_id).await?.map(Json).ok_or_else(|| Problem::not_found("client"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// R8: reading the log is itself logged, in the same transaction as nothing else — the read
+/// is recorded before the events are returned.
+async fn list_audit_events(
+    State(app): State<App>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<List<audit::StoredEvent>>, Problem> {
+    caller.require("audit:read")?;
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) || after < 0 {
+        return Err(Problem::bad_request("limit must be 1 to 1000 and after not negative"));
+    }
+    let now = app.clock.now();
+    let mut tx = app.store.begin().await?;
+    audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor: &caller.actor(),
+            action: "audit.read",
+            target: "audit_events".into(),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"after": after, "limit": limit}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(List { items: audit::list(&app.store, after, limit).await? }))
+}
+
+async fn verify_audit(State(app): State<App>, caller: Caller) -> Result<Json<Verification>, Problem> {
+    caller.require("audit:read")?;
+    Ok(Json(audit::verify(&app.store).await?))
+}

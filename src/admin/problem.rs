@@ -1,0 +1,131 @@
+//! The admin API's one error shape: RFC 9457 problem details.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::access::clients::ClientError;
+use crate::directory::DirectoryError;
+
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// For validation failures: the offending field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, title: &'static str, detail: impl Into<Option<String>>) -> Self {
+        Self { kind: "about:blank", title, status: status.as_u16(), detail: detail.into(), field: None }
+    }
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Bad Request", detail.into())
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", "a valid API token is required".to_owned())
+    }
+    pub fn forbidden(scope: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", format!("this token lacks the {scope} scope"))
+    }
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Not Found", format!("{what} not found"))
+    }
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "Conflict", detail.into())
+    }
+    /// Logs the cause once; the caller sees no internals.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "admin API internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", None)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="sekimori-admin""#));
+        }
+        response
+    }
+}
+
+impl From<DirectoryError> for Problem {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::Invalid(invalid) => {
+                let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Entity", invalid.to_string());
+                p.field = Some(invalid.field);
+                p
+            }
+            DirectoryError::NotFound(what) => Problem::not_found(what),
+            DirectoryError::Conflict(detail) => Problem::conflict(detail),
+            DirectoryError::Database(db) => Problem::internal(db),
+        }
+    }
+}
+
+impl From<ClientError> for Problem {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Invalid(invalid) => DirectoryError::Invalid(invalid).into(),
+            ClientError::NotFound => Problem::not_found("client"),
+            ClientError::Conflict => Problem::conflict(e.to_string()),
+            ClientError::Database(db) => Problem::internal(db),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Problem {
+    fn from(e: sqlx::Error) -> Self {
+        Problem::internal(e)
+    }
+}
+
+impl From<crate::Error> for Problem {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::Directory(d) => d.into(),
+            crate::Error::Client(c) => c.into(),
+            other => Problem::internal(other),
+        }
+    }
+}
+
+/// A JSON body whose rejections are problem documents too.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let title = match status {
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported Media Type",
+                    StatusCode::PAYLOAD_TOO_LARGE => "Payload Too Large",
+                    StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable Entity",
+                    _ => "Bad Request",
+                };
+                Err(Problem::new(status, title, rejection.body_text()))
+            }
+        }
+    }
+}

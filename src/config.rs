@@ -1,0 +1,242 @@
+//! One typed configuration: defaults, then an optional TOML file, then `SEKIMORI_*` environment
+//! variables. Every field has a default so that `sekimori` runs with no file at all.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Public listener: OIDC endpoints and login pages.
+    pub public_addr: SocketAddr,
+    /// Admin listener: management API. Keep it on the internal network (R18).
+    pub admin_addr: SocketAddr,
+    /// The issuer identifier; must be the public URL consuming systems reach.
+    pub issuer: String,
+    /// `sqlite:sekimori.db` (default) or `postgres://user@host/db`.
+    pub database_url: String,
+    /// Base64 of 32 random bytes encrypting signing keys at rest. When unset, a key file is
+    /// created next to the SQLite database (see `master_key_file`).
+    pub master_key: Option<String>,
+    /// File holding the master key when `master_key` is not given.
+    pub master_key_file: String,
+    /// Mark cookies `Secure`. Default: true when the issuer is https.
+    pub secure_cookies: Option<bool>,
+    pub session: SessionConfig,
+    pub tokens: TokenConfig,
+    pub password: PasswordConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Seconds of inactivity after which a browser session ends (R15).
+    pub idle_timeout: i64,
+    /// Seconds after login at which a browser session ends whatever its use.
+    pub absolute_timeout: i64,
+    /// Seconds a pending login (authorization request) stays valid.
+    pub login_request_ttl: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Seconds an authorization code stays redeemable.
+    pub code_ttl: i64,
+    /// Default access token lifetime in seconds (per client override).
+    pub access_token_ttl: i64,
+    /// ID token lifetime in seconds.
+    pub id_token_ttl: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    /// argon2id memory cost in KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// argon2id parallelism (OWASP: 1).
+    pub argon2_parallelism: u32,
+    /// How many hashes may run at once; further logins wait their turn.
+    pub max_concurrent_hashes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            public_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            issuer: "http://127.0.0.1:8080".into(),
+            database_url: "sqlite:sekimori.db".into(),
+            master_key: None,
+            master_key_file: "sekimori-master.key".into(),
+            secure_cookies: None,
+            session: SessionConfig::default(),
+            tokens: TokenConfig::default(),
+            password: PasswordConfig::default(),
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { idle_timeout: 30 * 60, absolute_timeout: 10 * 3600, login_request_ttl: 15 * 60 }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self { code_ttl: 60, access_token_ttl: 300, id_token_ttl: 3600 }
+    }
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: 4,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("invalid value for {var}: {reason}")]
+    Env { var: &'static str, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `path` if given, then environment overrides, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    source,
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(var: &'static str, value: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env { var, reason: e.to_string() })
+        }
+        if let Some(v) = get("SEKIMORI_PUBLIC_ADDR") {
+            self.public_addr = parse("SEKIMORI_PUBLIC_ADDR", v)?;
+        }
+        if let Some(v) = get("SEKIMORI_ADMIN_ADDR") {
+            self.admin_addr = parse("SEKIMORI_ADMIN_ADDR", v)?;
+        }
+        if let Some(v) = get("SEKIMORI_ISSUER") {
+            self.issuer = v;
+        }
+        if let Some(v) = get("SEKIMORI_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = get("SEKIMORI_MASTER_KEY") {
+            self.master_key = Some(v);
+        }
+        if let Some(v) = get("SEKIMORI_MASTER_KEY_FILE") {
+            self.master_key_file = v;
+        }
+        if let Some(v) = get("SEKIMORI_SECURE_COOKIES") {
+            self.secure_cookies = Some(parse("SEKIMORI_SECURE_COOKIES", v)?);
+        }
+        Ok(())
+    }
+
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        let issuer = url::Url::parse(&self.issuer)
+            .map_err(|e| ConfigError::Invalid(format!("issuer is not a URL: {e}")))?;
+        // OIDC Discovery §3: the issuer is https (http only for local development), with no
+        // query or fragment.
+        if !matches!(issuer.scheme(), "https" | "http")
+            || issuer.query().is_some()
+            || issuer.fragment().is_some()
+        {
+            return Err(ConfigError::Invalid(
+                "issuer must be an http(s) URL without query or fragment".into(),
+            ));
+        }
+        self.issuer = self.issuer.trim_end_matches('/').to_owned();
+        let positive = [
+            ("session.idle_timeout", self.session.idle_timeout),
+            ("session.absolute_timeout", self.session.absolute_timeout),
+            ("session.login_request_ttl", self.session.login_request_ttl),
+            ("tokens.code_ttl", self.tokens.code_ttl),
+            ("tokens.access_token_ttl", self.tokens.access_token_ttl),
+            ("tokens.id_token_ttl", self.tokens.id_token_ttl),
+        ];
+        for (name, value) in positive {
+            if value <= 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be positive")));
+            }
+        }
+        if self.password.max_concurrent_hashes == 0 {
+            return Err(ConfigError::Invalid("password.max_concurrent_hashes must be positive".into()));
+        }
+        Ok(())
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.secure_cookies.unwrap_or_else(|| self.issuer.starts_with("https://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let mut config = Config::default();
+        config
+            .apply_env(|name| match name {
+                "SEKIMORI_ISSUER" => Some("https://idp.example.lg.jp/".into()),
+                "SEKIMORI_PUBLIC_ADDR" => Some("0.0.0.0:9000".into()),
+                _ => None,
+            })
+            .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.issuer, "https://idp.example.lg.jp");
+        assert_eq!(config.public_addr.port(), 9000);
+        assert!(config.secure_cookies());
+    }
+
+    #[test]
+    fn bad_environment_value_is_named() {
+        let mut config = Config::default();
+        let err = config
+            .apply_env(|name| (name == "SEKIMORI_ADMIN_ADDR").then(|| "nonsense".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("SEKIMORI_ADMIN_ADDR"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<Config>("issuer = 'http://x'\nisuer = 'typo'").is_err());
+    }
+}

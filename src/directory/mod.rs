@@ -1,0 +1,493 @@
+//! The directory: org units (部 > 課 > 係, each with a manager), people, and accounts.
+//! R1: one account per person, enforced by the `accounts_person_unique` constraint.
+
+pub mod types;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use time::Date;
+
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::clock::UnixTime;
+use crate::store::{is_constraint, Store, Tx};
+pub use types::{EmployeeNumber, InvalidField, LoginId, OrgLevel, PersonKind, PersonStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+// ---------- org units ----------
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrgUnit {
+    pub id: String,
+    pub code: String,
+    pub name: String,
+    pub name_en: Option<String>,
+    pub level: OrgLevel,
+    pub parent_id: Option<String>,
+    pub manager_person_id: Option<String>,
+}
+
+/// An org unit as a caller asks for it, not yet checked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrgUnit {
+    pub code: String,
+    pub name: String,
+    pub name_en: Option<String>,
+    pub level: String,
+    pub parent_id: Option<String>,
+}
+
+pub async fn create_org_unit(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    new: NewOrgUnit,
+) -> Result<OrgUnit, DirectoryError> {
+    let code = EmployeeNumber::parse(&new.code)
+        .map_err(|_| InvalidField { field: "code", reason: "must be 1 to 20 ASCII letters, digits or '-'".into() })?
+        .as_str()
+        .to_owned();
+    let name = types::parse_name("name", &new.name)?;
+    let name_en = new.name_en.as_deref().map(|n| types::parse_name("name_en", n)).transpose()?;
+    let level = OrgLevel::parse(&new.level)?;
+    match (level.parent_level(), &new.parent_id) {
+        (None, Some(_)) => {
+            return Err(InvalidField { field: "parent_id", reason: "a department has no parent".into() }.into())
+        }
+        (Some(_), None) => {
+            return Err(InvalidField { field: "parent_id", reason: "required for sections and units".into() }.into())
+        }
+        (Some(expected), Some(parent_id)) => {
+            let parent = get_org_unit(&mut **tx, parent_id).await?.ok_or(InvalidField {
+                field: "parent_id",
+                reason: "no such org unit".into(),
+            })?;
+            if parent.level != expected {
+                return Err(InvalidField {
+                    field: "parent_id",
+                    reason: format!("the parent of a {} must be a {}", level.as_str(), expected.as_str()),
+                }
+                .into());
+            }
+        }
+        (None, None) => {}
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO org_units (id, code, name, name_en, level, parent_id, manager_person_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)",
+    )
+    .bind(&id)
+    .bind(&code)
+    .bind(&name)
+    .bind(name_en.as_deref())
+    .bind(level.as_str())
+    .bind(new.parent_id.as_deref())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        if is_constraint(&e, "org_units_code_unique", "org_units.code") {
+            DirectoryError::Conflict("an org unit with this code already exists")
+        } else {
+            e.into()
+        }
+    })?;
+    audit::record(
+        tx,
+        now,
+        Event {
+            actor,
+            action: "org_unit.create",
+            target: format!("org_unit:{id}"),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"code": code, "name": name, "level": level.as_str()}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    Ok(OrgUnit { id, code, name, name_en, level, parent_id: new.parent_id, manager_person_id: None })
+}
+
+/// Names the manager (課長, 係長…) of an org unit; the person must exist.
+pub async fn set_org_unit_manager(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    org_unit_id: &str,
+    person_id: &str,
+) -> Result<(), DirectoryError> {
+    if get_person(&mut **tx, person_id).await?.is_none() {
+        return Err(InvalidField { field: "manager_person_id", reason: "no such person".into() }.into());
+    }
+    let result = sqlx::query("UPDATE org_units SET manager_person_id = $1 WHERE id = $2")
+        .bind(person_id)
+        .bind(org_unit_id)
+        .execute(&mut **tx)
+        .await?;
+    if result.rows_affected() == 0 {
+        return Err(DirectoryError::NotFound("org unit"));
+    }
+    audit::record(
+        tx,
+        now,
+        Event {
+            actor,
+            action: "org_unit.set_manager",
+            target: format!("org_unit:{org_unit_id}"),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"manager_person_id": person_id}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+fn org_unit_from_row(row: &sqlx::any::AnyRow) -> Result<OrgUnit, DirectoryError> {
+    let level: String = row.try_get("level")?;
+    Ok(OrgUnit {
+        id: row.try_get("id")?,
+        code: row.try_get("code")?,
+        name: row.try_get("name")?,
+        name_en: row.try_get("name_en")?,
+        level: OrgLevel::parse(&level)?,
+        parent_id: row.try_get("parent_id")?,
+        manager_person_id: row.try_get("manager_person_id")?,
+    })
+}
+
+const ORG_UNIT_COLUMNS: &str = "id, code, name, name_en, level, parent_id, manager_person_id";
+
+pub async fn get_org_unit<'e, E>(executor: E, id: &str) -> Result<Option<OrgUnit>, DirectoryError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&format!("SELECT {ORG_UNIT_COLUMNS} FROM org_units WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
+    row.as_ref().map(org_unit_from_row).transpose()
+}
+
+pub async fn list_org_units(store: &Store) -> Result<Vec<OrgUnit>, DirectoryError> {
+    let rows = sqlx::query(&format!("SELECT {ORG_UNIT_COLUMNS} FROM org_units ORDER BY code"))
+        .fetch_all(store.pool())
+        .await?;
+    rows.iter().map(org_unit_from_row).collect()
+}
+
+// ---------- people ----------
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Person {
+    /// Stable identifier; also the OIDC `sub`.
+    pub id: String,
+    pub employee_number: String,
+    pub family_name: String,
+    pub given_name: String,
+    pub family_name_kana: String,
+    pub given_name_kana: String,
+    pub birth_date: Option<String>,
+    pub kind: PersonKind,
+    pub org_unit_id: Option<String>,
+    pub email: Option<String>,
+    pub status: PersonStatus,
+    pub start_date: String,
+    pub end_date: Option<String>,
+}
+
+impl Person {
+    /// Whether the person may log in on `today`: active and within their employment dates.
+    pub fn may_log_in(&self, today: Date) -> bool {
+        let Ok(start) = types::parse_date("start_date", &self.start_date) else { return false };
+        let ended = match &self.end_date {
+            Some(end) => types::parse_date("end_date", end).map(|end| today > end).unwrap_or(true),
+            None => false,
+        };
+        self.status == PersonStatus::Active && today >= start && !ended
+    }
+
+    pub fn full_name(&self) -> String {
+        format!("{} {}", self.family_name, self.given_name)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPerson {
+    pub employee_number: String,
+    pub family_name: String,
+    pub given_name: String,
+    pub family_name_kana: String,
+    pub given_name_kana: String,
+    pub birth_date: Option<String>,
+    pub kind: String,
+    pub org_unit_id: Option<String>,
+    pub email: Option<String>,
+    pub start_date: String,
+    pub end_date: Option<String>,
+}
+
+pub async fn create_person(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    new: NewPerson,
+) -> Result<Person, DirectoryError> {
+    let employee_number = EmployeeNumber::parse(&new.employee_number)?;
+    let kind = PersonKind::parse(&new.kind)?;
+    let birth_date = new.birth_date.as_deref().map(|d| types::parse_date("birth_date", d)).transpose()?;
+    let start_date = types::parse_date("start_date", &new.start_date)?;
+    let end_date = new.end_date.as_deref().map(|d| types::parse_date("end_date", d)).transpose()?;
+    if kind.requires_end_date() && end_date.is_none() {
+        return Err(InvalidField { field: "end_date", reason: format!("required for kind {}", kind.as_str()) }.into());
+    }
+    if matches!(end_date, Some(end) if end < start_date) {
+        return Err(InvalidField { field: "end_date", reason: "must not be before start_date".into() }.into());
+    }
+    let email = match new.email.as_deref().map(str::trim) {
+        Some(e) if e.len() > 254 || !e.contains('@') || e.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            return Err(InvalidField { field: "email", reason: "not an e-mail address".into() }.into())
+        }
+        other => other.map(str::to_owned),
+    };
+    if let Some(org) = &new.org_unit_id {
+        if get_org_unit(&mut **tx, org).await?.is_none() {
+            return Err(InvalidField { field: "org_unit_id", reason: "no such org unit".into() }.into());
+        }
+    }
+    let person = Person {
+        id: uuid::Uuid::new_v4().to_string(),
+        employee_number: employee_number.as_str().to_owned(),
+        family_name: types::parse_name("family_name", &new.family_name)?,
+        given_name: types::parse_name("given_name", &new.given_name)?,
+        family_name_kana: types::parse_kana("family_name_kana", &new.family_name_kana)?,
+        given_name_kana: types::parse_kana("given_name_kana", &new.given_name_kana)?,
+        birth_date: birth_date.map(types::format_date),
+        kind,
+        org_unit_id: new.org_unit_id,
+        email,
+        status: PersonStatus::Active,
+        start_date: types::format_date(start_date),
+        end_date: end_date.map(types::format_date),
+    };
+    sqlx::query(
+        "INSERT INTO people (id, employee_number, family_name, given_name, family_name_kana, given_name_kana,
+             birth_date, kind, org_unit_id, email, status, start_date, end_date, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+    )
+    .bind(&person.id)
+    .bind(&person.employee_number)
+    .bind(&person.family_name)
+    .bind(&person.given_name)
+    .bind(&person.family_name_kana)
+    .bind(&person.given_name_kana)
+    .bind(person.birth_date.as_deref())
+    .bind(person.kind.as_str())
+    .bind(person.org_unit_id.as_deref())
+    .bind(person.email.as_deref())
+    .bind(person.status.as_str())
+    .bind(&person.start_date)
+    .bind(person.end_date.as_deref())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        if is_constraint(&e, "people_employee_number_unique", "people.employee_number") {
+            DirectoryError::Conflict("a person with this employee number already exists")
+        } else {
+            e.into()
+        }
+    })?;
+    // The audit detail names the person by employee number only: no birth date in the log.
+    audit::record(
+        tx,
+        now,
+        Event {
+            actor,
+            action: "person.create",
+            target: format!("person:{}", person.id),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"employee_number": person.employee_number, "kind": kind.as_str()}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    Ok(person)
+}
+
+const PERSON_COLUMNS: &str = "id, employee_number, family_name, given_name, family_name_kana, given_name_kana, \
+     birth_date, kind, org_unit_id, email, status, start_date, end_date";
+
+fn person_from_row(row: &sqlx::any::AnyRow) -> Result<Person, DirectoryError> {
+    let kind: String = row.try_get("kind")?;
+    let status: String = row.try_get("status")?;
+    Ok(Person {
+        id: row.try_get("id")?,
+        employee_number: row.try_get("employee_number")?,
+        family_name: row.try_get("family_name")?,
+        given_name: row.try_get("given_name")?,
+        family_name_kana: row.try_get("family_name_kana")?,
+        given_name_kana: row.try_get("given_name_kana")?,
+        birth_date: row.try_get("birth_date")?,
+        kind: PersonKind::parse(&kind)?,
+        org_unit_id: row.try_get("org_unit_id")?,
+        email: row.try_get("email")?,
+        status: PersonStatus::parse(&status)?,
+        start_date: row.try_get("start_date")?,
+        end_date: row.try_get("end_date")?,
+    })
+}
+
+pub async fn get_person<'e, E>(executor: E, id: &str) -> Result<Option<Person>, DirectoryError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&format!("SELECT {PERSON_COLUMNS} FROM people WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
+    row.as_ref().map(person_from_row).transpose()
+}
+
+pub async fn list_people(store: &Store, limit: i64, offset: i64) -> Result<Vec<Person>, DirectoryError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {PERSON_COLUMNS} FROM people ORDER BY employee_number LIMIT $1 OFFSET $2"
+    ))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(person_from_row).collect()
+}
+
+// ---------- accounts ----------
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub id: String,
+    pub person_id: String,
+    pub login_id: String,
+    pub status: String,
+}
+
+/// Creates the person's one account. `password_hash` is an argon2id PHC string or None (the
+/// person cannot log in with a password until one is set).
+pub async fn create_account(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    person_id: &str,
+    login_id: &LoginId,
+    password_hash: Option<&str>,
+) -> Result<Account, DirectoryError> {
+    if get_person(&mut **tx, person_id).await?.is_none() {
+        return Err(DirectoryError::NotFound("person"));
+    }
+    let account = Account {
+        id: uuid::Uuid::new_v4().to_string(),
+        person_id: person_id.to_owned(),
+        login_id: login_id.as_str().to_owned(),
+        status: "active".into(),
+    };
+    sqlx::query(
+        "INSERT INTO accounts (id, person_id, login_id, password_hash, password_changed_at, status, created_at)
+         VALUES ($1, $2, $3, $4, $5, 'active', $6)",
+    )
+    .bind(&account.id)
+    .bind(person_id)
+    .bind(&account.login_id)
+    .bind(password_hash)
+    .bind(password_hash.map(|_| now))
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        if is_constraint(&e, "accounts_person_unique", "accounts.person_id") {
+            DirectoryError::Conflict("this person already has an account (one login ID per person)")
+        } else if is_constraint(&e, "accounts_login_id_unique", "accounts.login_id") {
+            DirectoryError::Conflict("this login ID is already in use")
+        } else {
+            e.into()
+        }
+    })?;
+    audit::record(
+        tx,
+        now,
+        Event {
+            actor,
+            action: "account.create",
+            target: format!("account:{}", account.id),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"person_id": person_id, "login_id": account.login_id}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    Ok(account)
+}
+
+/// What login needs to know about an account.
+#[derive(Debug, Clone)]
+pub struct LoginAccount {
+    pub account_id: String,
+    pub account_active: bool,
+    pub password_hash: Option<String>,
+    pub person: Person,
+}
+
+pub async fn find_login_account(store: &Store, login_id: &LoginId) -> Result<Option<LoginAccount>, DirectoryError> {
+    let row = sqlx::query(&format!(
+        "SELECT a.id AS account_id, a.status AS account_status, a.password_hash, {}
+         FROM accounts a JOIN people p ON p.id = a.person_id WHERE a.login_id = $1",
+        PERSON_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
+    ))
+    .bind(login_id.as_str())
+    .fetch_optional(store.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let status: String = row.try_get("account_status")?;
+    Ok(Some(LoginAccount {
+        account_id: row.try_get("account_id")?,
+        account_active: status == "active",
+        password_hash: row.try_get("password_hash")?,
+        person: person_from_row(&row)?,
+    }))
+}
+
+/// Whether the person still may use Sekimori: the one check every grant repeats.
+pub async fn person_may_log_in<'e, E>(executor: E, person_id: &str, today: Date) -> Result<bool, DirectoryError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&format!(
+        "SELECT {}, a.status AS account_status FROM people p JOIN accounts a ON a.person_id = p.id WHERE p.id = $1",
+        PERSON_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
+    ))
+    .bind(person_id)
+    .fetch_optional(executor)
+    .await?;
+    let Some(row) = row else { return Ok(false) };
+    let account_status: String = row.try_get("account_status")?;
+    Ok(account_status == "active" && person_from_row(&row)?.may_log_in(today))
+}
+
+/// Today's date in Japan, where the employment dates are kept.
+pub fn today_in_japan(now: UnixTime) -> Date {
+    let jst = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    time::OffsetDateTime::from_unix_timestamp(now)
+        .map(|t| t.to_offset(jst).date())
+        .unwrap_or(Date::MIN)
+}

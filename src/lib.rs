@@ -1,0 +1,158 @@
+//! Sekimori (関守): an OpenID Provider for municipal governments.
+//!
+//! `App` is built once from the config: store, clock, password hasher, signing keys. Two
+//! routers serve it: [`public_router`] (OIDC and login pages) and [`admin_router`]
+//! (management API), each on its own listener (R18).
+
+pub mod access;
+pub mod admin;
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod directory;
+pub mod oidc;
+pub mod password;
+pub mod revocation;
+pub mod sessions;
+pub mod store;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use clock::Clock;
+use config::Config;
+use crypto::MasterKey;
+use oidc::keys::KeySet;
+use password::Hasher;
+use store::Store;
+
+/// Internal failures, whatever their source. Boundaries turn them into their own error shape
+/// (OAuth error, problem+json, error page) and log them once.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Directory(#[from] directory::DirectoryError),
+    #[error(transparent)]
+    Client(#[from] access::clients::ClientError),
+    #[error(transparent)]
+    Key(#[from] oidc::keys::KeyError),
+    #[error(transparent)]
+    Password(#[from] password::PasswordError),
+    #[error(transparent)]
+    MasterKey(#[from] crypto::MasterKeyError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+}
+
+/// Everything a request handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+pub struct AppInner {
+    pub config: Config,
+    pub store: Store,
+    pub clock: Clock,
+    pub hasher: Hasher,
+    pub keys: KeySet,
+    /// Key for CSRF form tokens, derived from the master key so that every node agrees.
+    pub csrf_key: [u8; 32],
+}
+
+impl Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl App {
+    /// Connects, migrates, loads (or creates) signing keys.
+    pub async fn build(config: Config, clock: Clock) -> Result<App, Error> {
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        let master = match &config.master_key {
+            Some(key) => MasterKey::from_base64(key)?,
+            None => MasterKey::load_or_create(&config.master_key_file)?,
+        };
+        Self::with_store(config, clock, store, &master).await
+    }
+
+    pub async fn with_store(config: Config, clock: Clock, store: Store, master: &MasterKey) -> Result<App, Error> {
+        let keys = KeySet::load_or_create(&store, master, clock.now()).await?;
+        let hasher = Hasher::new(&config.password)?;
+        let csrf_key = master.derive_key(b"sekimori csrf v1");
+        Ok(App(Arc::new(AppInner { config, store, clock, hasher, keys, csrf_key })))
+    }
+}
+
+/// OIDC endpoints and login pages.
+pub fn public_router(app: App) -> Router {
+    Router::new()
+        .merge(oidc::router())
+        .merge(web::router())
+        .route("/health", axum::routing::get(admin::health))
+        .layer(axum::middleware::from_fn(web::security_headers))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// The management API.
+pub fn admin_router(app: App) -> Router {
+    admin::router()
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// Listeners bound and ready to serve.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(public: SocketAddr, admin: SocketAddr) -> std::io::Result<Self> {
+        Ok(Self { public: TcpListener::bind(public).await?, admin: TcpListener::bind(admin).await? })
+    }
+}
+
+/// Serves both routers until `shutdown` resolves.
+pub async fn serve(
+    app: App,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let public = axum::serve(
+        listeners.public,
+        public_router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(wait_for(rx.clone()));
+    let admin = axum::serve(
+        listeners.admin,
+        admin_router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(wait_for(rx));
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let (a, b) = tokio::join!(public, admin);
+    a.and(b)
+}
+
+async fn wait_for(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,251 @@
+//! The `sekimori` command: serve (default), migrate, demo, bootstrap, client add, audit verify.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sekimori::access::clients::{self, AuthMethod, ClientType, NewClient};
+use sekimori::admin::auth;
+use sekimori::audit::{self, Actor, Verification};
+use sekimori::clock::Clock;
+use sekimori::config::Config;
+use sekimori::store::Store;
+use sekimori::{App, Listeners};
+
+#[derive(Parser)]
+#[command(name = "sekimori", version, about = "Sekimori (関守): an OpenID Provider for municipal governments")]
+struct Cli {
+    /// TOML configuration file; SEKIMORI_* environment variables override it.
+    #[arg(long, short, global = true, env = "SEKIMORI_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the public and admin listeners (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Seed a sample municipality with people, accounts and two consuming systems.
+    Demo,
+    /// Print a new one-time code that the first administrator exchanges for an API token.
+    Bootstrap,
+    /// Manage consuming systems (OIDC clients).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a consuming system; prints its client_id and, for confidential clients, its secret.
+    Add {
+        /// Display name, e.g. 税務システム.
+        #[arg(long)]
+        name: String,
+        /// client_id to use (a-z, 0-9, '-', '_', '.'); generated when omitted.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Exact redirect URI; repeat for several.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// A public client (browser or native app): no secret, PKCE required.
+        #[arg(long)]
+        public: bool,
+        /// Authenticate with client_secret_post instead of client_secret_basic.
+        #[arg(long)]
+        secret_post: bool,
+        /// Require PKCE from a confidential client too.
+        #[arg(long)]
+        require_pkce: bool,
+        /// ID token signing algorithm: RS256 (default) or ES256.
+        #[arg(long)]
+        id_token_alg: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; report the first broken link. Exit status 1 when broken.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tracing_init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEKIMORI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("SEKIMORI_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            let store = Store::connect(&config.database_url).await?;
+            store.migrate().await?;
+            println!("migrations applied to {}", redact(&config.database_url));
+        }
+        Command::Serve => serve(config).await?,
+        Command::Demo => {
+            let app = App::build(config, Clock::default()).await?;
+            match sekimori::demo::seed(&app).await? {
+                None => println!("demo data is already present; nothing changed"),
+                Some(summary) => {
+                    println!("関守市 demo seeded. Logins (passwords are shown only now):");
+                    for (login, name, password) in summary.logins {
+                        println!("  {login:<20} {password}  {name}");
+                    }
+                    println!("Consuming systems:");
+                    for (id, name, secret, uris) in summary.clients {
+                        println!("  client_id={id} ({name}) redirect_uri={}", uris.join(","));
+                        if let Some(secret) = secret {
+                            println!("    client_secret={secret}");
+                        }
+                    }
+                }
+            }
+        }
+        Command::Bootstrap => {
+            let app = App::build(config, Clock::default()).await?;
+            print_bootstrap(&app).await?;
+        }
+        Command::Client { command: ClientCommand::Add { name, client_id, redirect_uris, public, secret_post, require_pkce, id_token_alg } } => {
+            let app = App::build(config, Clock::default()).await?;
+            let new = NewClient {
+                client_id,
+                name,
+                client_type: if public { ClientType::Public } else { ClientType::Confidential },
+                token_endpoint_auth_method: match (public, secret_post) {
+                    (true, _) => Some(AuthMethod::None),
+                    (false, true) => Some(AuthMethod::ClientSecretPost),
+                    (false, false) => Some(AuthMethod::ClientSecretBasic),
+                },
+                redirect_uris,
+                post_logout_redirect_uris: vec![],
+                scopes: None,
+                id_token_signed_response_alg: id_token_alg,
+                require_pkce: require_pkce.then_some(true),
+                access_token_ttl: None,
+                owner_org_unit_id: None,
+            };
+            let mut tx = app.store.begin().await?;
+            let result = clients::register(&mut tx, &Actor::Cli, app.clock.now(), app.config.tokens.access_token_ttl, new).await;
+            let (client, secret) = match result {
+                Ok(ok) => ok,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            tx.commit().await?;
+            println!("client_id:     {}", client.client_id);
+            if let Some(secret) = secret {
+                println!("client_secret: {secret}   (shown only now)");
+            }
+            println!("auth method:   {}", client.token_endpoint_auth_method.as_str());
+            println!("discovery:     {}/.well-known/openid-configuration", app.config.issuer);
+        }
+        Command::Audit { command: AuditCommand::Verify } => {
+            let store = Store::connect(&config.database_url).await?;
+            store.migrate().await?;
+            match audit::verify(&store).await? {
+                Verification::Intact { events } => println!("audit log intact: {events} events verified"),
+                Verification::Broken { seq, reason } => {
+                    println!("audit log BROKEN at event {seq}: {reason}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let listeners = Listeners::bind(config.public_addr, config.admin_addr).await?;
+    let app = App::build(config, Clock::default()).await?;
+    if auth::needs_bootstrap(&app.store, app.clock.now()).await? {
+        print_bootstrap(&app).await?;
+    }
+    tracing::info!(
+        public = %app.config.public_addr,
+        admin = %app.config.admin_addr,
+        issuer = %app.config.issuer,
+        database = %redact(&app.config.database_url),
+        "Sekimori is serving"
+    );
+    sekimori::serve(app, listeners, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn print_bootstrap(app: &App) -> Result<(), Box<dyn std::error::Error>> {
+    let code = auth::issue_bootstrap_code(&app.store, &Actor::Cli, app.clock.now()).await?;
+    let admin = app.config.admin_addr;
+    println!("No administrator yet. One-time bootstrap code (valid {} minutes):", auth::BOOTSTRAP_CODE_TTL / 60);
+    println!("  {code}");
+    println!("Exchange it for an API token on the admin listener:");
+    println!(
+        "  curl -s -X POST http://{admin}/api/v1/bootstrap -H 'Content-Type: application/json' -d '{{\"code\":\"{code}\",\"name\":\"first administrator\"}}'"
+    );
+    Ok(())
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("****"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutting down");
+}

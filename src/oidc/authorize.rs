@@ -1,0 +1,356 @@
+//! The authorization endpoint (OIDC Core §3.1.2): code flow only.
+//!
+//! Errors about the client or its redirect URI are shown to the person and never redirected:
+//! redirecting to an unverified URI would make Sekimori an open redirector (RFC 6749
+//! §4.1.2.1, RFC 9700 §4.11). Every other error goes back to the registered URI with
+//! `state` and `iss` (RFC 9207).
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use sqlx::Row;
+
+use crate::access::clients::{self, Client, ClientType};
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::crypto;
+use crate::directory;
+use crate::sessions::Session;
+use crate::web::{self, Lang, Msg};
+use crate::App;
+
+use super::claims::AuthContext;
+use super::codes::{self, NewCode};
+use super::params::Params;
+
+/// A checked authorization request, kept while the person logs in.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub max_age: Option<i64>,
+    pub prompt: Option<String>,
+}
+
+/// Where an error goes.
+pub enum AuthorizeError {
+    /// Shown to the person; nothing is redirected.
+    Page(StatusCode, Msg),
+    /// Sent back to the client's verified redirect URI.
+    Redirect { redirect_uri: String, state: Option<String>, error: &'static str, description: String },
+    Internal(crate::Error),
+}
+
+impl<E: Into<crate::Error>> From<E> for AuthorizeError {
+    fn from(e: E) -> Self {
+        AuthorizeError::Internal(e.into())
+    }
+}
+
+/// `redirect_uri` with `params` added to its query, keeping whatever query it already had.
+pub fn redirect_uri_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
+    match url::Url::parse(redirect_uri) {
+        Ok(mut url) => {
+            url.query_pairs_mut().extend_pairs(params);
+            url.to_string()
+        }
+        Err(_) => redirect_uri.to_owned(),
+    }
+}
+
+fn error_response(app: &App, lang: Lang, error: AuthorizeError) -> Response {
+    match error {
+        AuthorizeError::Page(status, msg) => web::pages::error_page(lang, status, msg),
+        AuthorizeError::Redirect { redirect_uri, state, error, description } => {
+            let mut params = vec![("error", error), ("error_description", description.as_str())];
+            if let Some(state) = state.as_deref() {
+                params.push(("state", state));
+            }
+            params.push(("iss", app.config.issuer.as_str()));
+            Redirect::to(&redirect_uri_with(&redirect_uri, &params)).into_response()
+        }
+        AuthorizeError::Internal(err) => {
+            tracing::error!(error = %err, "authorization endpoint failed");
+            web::pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError)
+        }
+    }
+}
+
+pub async fn authorize_get(State(app): State<App>, jar: CookieJar, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let params = Params::parse(query.unwrap_or_default().as_bytes());
+    handle(app, jar, headers, params).await
+}
+
+pub async fn authorize_post(State(app): State<App>, jar: CookieJar, headers: HeaderMap, body: Bytes) -> Response {
+    handle(app, jar, headers, Params::parse(&body)).await
+}
+
+async fn handle(app: App, jar: CookieJar, headers: HeaderMap, params: Params) -> Response {
+    let lang = web::lang_for(&jar, &headers, params.get("ui_locales").ok().flatten());
+    let request = match validate(&app, &params).await {
+        Ok(request) => request,
+        Err(e) => return error_response(&app, lang, e),
+    };
+    let now = app.clock.now();
+    let session = match web::session_from_jar(&app, &jar).await {
+        Ok(session) => session,
+        Err(e) => return error_response(&app, lang, e.into()),
+    };
+    let prompt: Vec<&str> = request.prompt.as_deref().unwrap_or("").split_whitespace().collect();
+    // A session is good enough unless the client asks for a fresh login, or for one no
+    // older than max_age (OIDC Core §3.1.2.1).
+    let usable = session.filter(|s| {
+        !prompt.contains(&"login") && request.max_age.is_none_or(|max_age| now - s.auth_time <= max_age)
+    });
+    match usable {
+        Some(session) => match complete(&app, &request, &session).await {
+            Ok(response) => response,
+            Err(e) => error_response(&app, lang, e),
+        },
+        None if prompt.contains(&"none") => error_response(
+            &app,
+            lang,
+            AuthorizeError::Redirect {
+                redirect_uri: request.redirect_uri,
+                state: request.state,
+                error: "login_required",
+                description: "the person is not logged in".into(),
+            },
+        ),
+        None => match save_pending(&app, &request).await {
+            Ok(id) => Redirect::to(&format!("/login?request={id}")).into_response(),
+            Err(e) => error_response(&app, lang, e),
+        },
+    }
+}
+
+/// Checks the request in the order that keeps errors from being redirected to a URI that
+/// was not verified.
+async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, AuthorizeError> {
+    let page = |msg| AuthorizeError::Page(StatusCode::BAD_REQUEST, msg);
+    let client_id = params.get("client_id").map_err(|_| page(Msg::BadClient))?.ok_or(page(Msg::BadClient))?;
+    let client: Client = clients::get(&app.store, client_id)
+        .await?
+        .filter(Client::is_active)
+        .ok_or(page(Msg::BadClient))?;
+    let redirect_uri = params
+        .get("redirect_uri")
+        .map_err(|_| page(Msg::BadRedirectUri))?
+        .filter(|uri| client.has_redirect_uri(uri))
+        .ok_or(page(Msg::BadRedirectUri))?
+        .to_owned();
+
+    // From here on the redirect URI is verified; errors go back to the client.
+    let state = params.get("state").ok().flatten().map(str::to_owned);
+    let fail = |error: &'static str, description: &str| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        state: state.clone(),
+        error,
+        description: description.to_owned(),
+    };
+    if let Some(name) = params.first_repeated() {
+        return Err(fail("invalid_request", &format!("parameter {name} must not be repeated")));
+    }
+    if params.longest_value() > 4096 {
+        return Err(fail("invalid_request", "a parameter is too long"));
+    }
+    let get = |name| params.get(name).ok().flatten();
+    if get("request").is_some() {
+        return Err(fail("request_not_supported", "request objects are not supported"));
+    }
+    if get("request_uri").is_some() {
+        return Err(fail("request_uri_not_supported", "request_uri is not supported"));
+    }
+    if get("registration").is_some() {
+        return Err(fail("registration_not_supported", "registration is not supported"));
+    }
+    match get("response_type") {
+        None => return Err(fail("invalid_request", "response_type is required")),
+        Some("code") => {}
+        Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported")),
+    }
+    if !matches!(get("response_mode"), None | Some("query")) {
+        return Err(fail("invalid_request", "only response_mode=query is supported"));
+    }
+    let requested: Vec<&str> = get("scope").unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
+    if !requested.contains(&"openid") {
+        return Err(fail("invalid_scope", "the openid scope is required"));
+    }
+    // Scopes the client may not have, or that Sekimori does not know, are left out rather
+    // than refused (OIDC Core §3.1.2.1: unknown scope values are ignored).
+    let mut scope: Vec<&str> = Vec::new();
+    for s in requested {
+        if client.scopes.iter().any(|c| c == s) && !scope.contains(&s) {
+            scope.push(s);
+        }
+    }
+    let method = get("code_challenge_method");
+    let challenge = get("code_challenge");
+    match (challenge, method) {
+        (Some(_), Some("S256")) => {}
+        // RFC 7636 §4.3: an absent method means "plain", which Sekimori does not accept.
+        (Some(_), _) => return Err(fail("invalid_request", "code_challenge_method must be S256")),
+        (None, Some(_)) => return Err(fail("invalid_request", "code_challenge is missing")),
+        (None, None) if client.client_type == ClientType::Public || client.require_pkce => {
+            return Err(fail("invalid_request", "PKCE (code_challenge with S256) is required for this client"))
+        }
+        (None, None) => {}
+    }
+    if let Some(challenge) = challenge {
+        // The S256 transform always yields 43 base64url characters.
+        let well_formed = challenge.len() == 43
+            && challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !well_formed {
+            return Err(fail("invalid_request", "code_challenge is malformed"));
+        }
+    }
+    let prompt = get("prompt");
+    if let Some(prompt) = prompt {
+        let values: Vec<&str> = prompt.split(' ').filter(|s| !s.is_empty()).collect();
+        if values.contains(&"none") && values.len() > 1 {
+            return Err(fail("invalid_request", "prompt=none cannot be combined with other values"));
+        }
+    }
+    let max_age = match get("max_age") {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n),
+            _ => return Err(fail("invalid_request", "max_age must be a non-negative integer")),
+        },
+    };
+    Ok(AuthorizationRequest {
+        client_id: client.client_id,
+        redirect_uri,
+        scope: scope.join(" "),
+        state,
+        nonce: get("nonce").map(str::to_owned),
+        code_challenge: challenge.map(str::to_owned),
+        max_age,
+        prompt: prompt.map(str::to_owned),
+    })
+}
+
+async fn save_pending(app: &App, request: &AuthorizationRequest) -> Result<String, AuthorizeError> {
+    let now = app.clock.now();
+    let id = crypto::random_token(24);
+    sqlx::query("DELETE FROM authorization_requests WHERE expires_at < $1")
+        .bind(now)
+        .execute(app.store.pool())
+        .await?;
+    sqlx::query(
+        "INSERT INTO authorization_requests (id, client_id, redirect_uri, scope, state, nonce, code_challenge,
+             max_age, prompt, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&id)
+    .bind(&request.client_id)
+    .bind(&request.redirect_uri)
+    .bind(&request.scope)
+    .bind(request.state.as_deref())
+    .bind(request.nonce.as_deref())
+    .bind(request.code_challenge.as_deref())
+    .bind(request.max_age)
+    .bind(request.prompt.as_deref())
+    .bind(now)
+    .bind(now + app.config.session.login_request_ttl)
+    .execute(app.store.pool())
+    .await?;
+    Ok(id)
+}
+
+/// The pending request `id`, if it exists and has not expired.
+pub async fn load_pending(app: &App, id: &str) -> Result<Option<AuthorizationRequest>, crate::Error> {
+    let row = sqlx::query(
+        "SELECT client_id, redirect_uri, scope, state, nonce, code_challenge, max_age, prompt
+         FROM authorization_requests WHERE id = $1 AND expires_at > $2",
+    )
+    .bind(id)
+    .bind(app.clock.now())
+    .fetch_optional(app.store.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(AuthorizationRequest {
+        client_id: row.try_get("client_id")?,
+        redirect_uri: row.try_get("redirect_uri")?,
+        scope: row.try_get("scope")?,
+        state: row.try_get("state")?,
+        nonce: row.try_get("nonce")?,
+        code_challenge: row.try_get("code_challenge")?,
+        max_age: row.try_get("max_age")?,
+        prompt: row.try_get("prompt")?,
+    }))
+}
+
+/// Issues a code for `request` to the person of `session` and redirects back to the client.
+/// `pending_id` is deleted in the same transaction when the request came through login.
+pub async fn complete(app: &App, request: &AuthorizationRequest, session: &Session) -> Result<Response, AuthorizeError> {
+    complete_in(app, request, session, None).await
+}
+
+pub async fn complete_in(
+    app: &App,
+    request: &AuthorizationRequest,
+    session: &Session,
+    pending_id: Option<&str>,
+) -> Result<Response, AuthorizeError> {
+    let now = app.clock.now();
+    let mut tx = app.store.begin().await?;
+    // The person may have been disabled since the session began: every grant re-checks.
+    if !directory::person_may_log_in(&mut *tx, &session.person_id, directory::today_in_japan(now)).await? {
+        return Err(AuthorizeError::Redirect {
+            redirect_uri: request.redirect_uri.clone(),
+            state: request.state.clone(),
+            error: "access_denied",
+            description: "the account cannot be used".into(),
+        });
+    }
+    if let Some(id) = pending_id {
+        sqlx::query("DELETE FROM authorization_requests WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    }
+    let auth = AuthContext {
+        session_id: session.id.clone(),
+        auth_time: session.auth_time,
+        acr: session.acr.clone(),
+        amr: session.amr.clone(),
+    };
+    let code = codes::issue(
+        &mut tx,
+        now,
+        app.config.tokens.code_ttl,
+        NewCode {
+            client_id: &request.client_id,
+            person_id: &session.person_id,
+            redirect_uri: &request.redirect_uri,
+            scope: &request.scope,
+            nonce: request.nonce.as_deref(),
+            code_challenge: request.code_challenge.as_deref(),
+            auth: &auth,
+        },
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor: &Actor::Person(session.person_id.clone()),
+            action: "authorize.code_issued",
+            target: format!("client:{}", request.client_id),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"scope": request.scope, "sid": session.id}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    let mut params = vec![("code", code.as_str())];
+    if let Some(state) = request.state.as_deref() {
+        params.push(("state", state));
+    }
+    params.push(("iss", app.config.issuer.as_str()));
+    Ok(Redirect::to(&redirect_uri_with(&request.redirect_uri, &params)).into_response())
+}

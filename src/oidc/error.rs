@@ -1,0 +1,80 @@
+//! The OAuth error format (RFC 6749 §5.2, RFC 6750 §3), separate from the admin API's
+//! problem+json: consuming systems' libraries parse exactly this shape.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+#[derive(Debug)]
+pub struct OAuthError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub description: String,
+    /// Set for 401 answers: the challenge the client should answer.
+    pub www_authenticate: Option<String>,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self { status, error, description: description.into(), www_authenticate: None }
+    }
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+    /// RFC 6749 §5.2: 401 with a challenge for the scheme the client tried.
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description);
+        e.www_authenticate = Some(r#"Basic realm="sekimori", charset="UTF-8""#.into());
+        e
+    }
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    }
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
+    }
+    pub fn unsupported_grant_type(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", description)
+    }
+    /// RFC 6750 §3.1: a bearer token that is missing, expired, revoked or malformed.
+    pub fn invalid_token(description: impl Into<String>) -> Self {
+        let description = description.into();
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description.clone());
+        e.www_authenticate = Some(format!(
+            r#"Bearer realm="sekimori", error="invalid_token", error_description="{}""#,
+            description.replace(['"', '\\'], "")
+        ));
+        e
+    }
+    /// RFC 6750 §3.1: no credentials at all gets a bare challenge, no error code.
+    pub fn missing_token() -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "no access token");
+        e.www_authenticate = Some(r#"Bearer realm="sekimori""#.into());
+        e
+    }
+    /// Internal failures are logged here, once, and answered without detail.
+    pub fn server_error(err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "internal error on an OAuth endpoint");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+    }
+}
+
+impl<E: Into<crate::Error>> From<E> for OAuthError {
+    fn from(err: E) -> Self {
+        OAuthError::server_error(err.into())
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.error, "error_description": self.description});
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(challenge) = self.www_authenticate.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+}

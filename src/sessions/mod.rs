@@ -1,0 +1,118 @@
+//! Browser SSO sessions: an opaque cookie whose hash is stored, with idle and absolute
+//! timeouts (R15). Ending a session is the revocation module's job.
+
+use sqlx::Row;
+
+use crate::clock::UnixTime;
+use crate::config::SessionConfig;
+use crate::crypto;
+use crate::store::{Store, Tx};
+
+pub const COOKIE_NAME: &str = "sekimori_session";
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Public session id; the `sid` claim.
+    pub id: String,
+    pub person_id: String,
+    pub account_id: String,
+    pub auth_time: UnixTime,
+    pub amr: Vec<String>,
+    pub acr: String,
+}
+
+/// Starts a session; returns it with the cookie value, which is never stored.
+pub async fn create(
+    tx: &mut Tx,
+    config: &SessionConfig,
+    now: UnixTime,
+    person_id: &str,
+    account_id: &str,
+    amr: &[&str],
+    acr: &str,
+) -> Result<(Session, String), sqlx::Error> {
+    let token = crypto::random_token(32);
+    let session = Session {
+        id: uuid::Uuid::new_v4().to_string(),
+        person_id: person_id.to_owned(),
+        account_id: account_id.to_owned(),
+        auth_time: now,
+        amr: amr.iter().map(|s| s.to_string()).collect(),
+        acr: acr.to_owned(),
+    };
+    sqlx::query(
+        "INSERT INTO sessions (id, token_hash, person_id, account_id, auth_time, amr, acr, created_at,
+             last_seen_at, absolute_expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $5, $5, $8)",
+    )
+    .bind(&session.id)
+    .bind(crypto::sha256_hex(&token))
+    .bind(person_id)
+    .bind(account_id)
+    .bind(now)
+    .bind(session.amr.join(" "))
+    .bind(acr)
+    .bind(now + config.absolute_timeout)
+    .execute(&mut **tx)
+    .await?;
+    Ok((session, token))
+}
+
+/// The live session behind a cookie value, if any: not revoked, not idle past the timeout,
+/// not past its absolute end. A found session's idle clock is reset.
+pub async fn lookup(
+    store: &Store,
+    config: &SessionConfig,
+    now: UnixTime,
+    token: &str,
+) -> Result<Option<Session>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, person_id, account_id, auth_time, amr, acr, last_seen_at FROM sessions
+         WHERE token_hash = $1 AND revoked_at IS NULL AND absolute_expires_at > $2 AND last_seen_at > $3",
+    )
+    .bind(crypto::sha256_hex(token))
+    .bind(now)
+    .bind(now - config.idle_timeout)
+    .fetch_optional(store.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let session = session_from_row(&row)?;
+    let last_seen: i64 = row.try_get("last_seen_at")?;
+    // Touch at most once a minute: enough precision for a 30-minute idle timeout, far fewer writes.
+    if now - last_seen >= 60 {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&session.id)
+            .execute(store.pool())
+            .await?;
+    }
+    Ok(Some(session))
+}
+
+/// Whether the session `id` is still live (used when checking tokens issued from it).
+///
+/// Tokens outlive browser idleness by design (a consuming system keeps working while the
+/// person works in it); only revocation and the session's absolute end stop them.
+pub async fn is_live<'e, E>(executor: E, now: UnixTime, id: &str) -> Result<bool, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT 1 AS live FROM sessions WHERE id = $1 AND revoked_at IS NULL AND absolute_expires_at > $2")
+        .bind(id)
+        .bind(now)
+        .fetch_optional(executor)
+        .await?;
+    Ok(row.is_some())
+}
+
+fn session_from_row(row: &sqlx::any::AnyRow) -> Result<Session, sqlx::Error> {
+    let amr: String = row.try_get("amr")?;
+    Ok(Session {
+        id: row.try_get("id")?,
+        person_id: row.try_get("person_id")?,
+        account_id: row.try_get("account_id")?,
+        auth_time: row.try_get("auth_time")?,
+        amr: amr.split_whitespace().map(str::to_owned).collect(),
+        acr: row.try_get("acr")?,
+    })
+}

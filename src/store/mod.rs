@@ -1,0 +1,133 @@
+//! The store: one pool, SQLite (embedded default) or PostgreSQL (multi-node), chosen by
+//! `database_url`. Queries are portable SQL run through `sqlx::any` with `$N` placeholders,
+//! integer Unix timestamps and text ids, so the same code serves both databases. The few
+//! dialect differences live here and nowhere else.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+/// A database transaction; every state change and its audit event share one.
+pub type Tx = Transaction<'static, Any>;
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database_url scheme (use sqlite: or postgres:)")]
+    UnsupportedUrl,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Opens the pool. For SQLite the file is created if missing and put in WAL mode.
+    pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let dialect = if database_url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:")
+        {
+            Dialect::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let url = match dialect {
+            Dialect::Sqlite if !database_url.contains("mode=") => {
+                let sep = if database_url.contains('?') { '&' } else { '?' };
+                format!("{database_url}{sep}mode=rwc")
+            }
+            _ => database_url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match dialect {
+                Dialect::Sqlite => 8,
+                Dialect::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL lets readers run beside the one writer; the busy timeout makes
+                        // writers queue instead of failing; SQLite checks foreign keys only when asked.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, dialect })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.dialect {
+            Dialect::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Dialect::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Begins a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so
+    /// that a transaction which reads before it writes cannot fail on a lock upgrade.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// True when `err` is a violation of the named unique/check/foreign-key constraint.
+/// SQLite reports columns rather than constraint names, so callers pass both.
+pub fn is_constraint(err: &sqlx::Error, pg_name: &str, sqlite_columns: &str) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            if let Some(name) = db.constraint() {
+                return name == pg_name;
+            }
+            let msg = db.message();
+            msg.contains(sqlite_columns) || msg.contains(pg_name)
+        }
+        _ => false,
+    }
+}
+
+/// True for any unique-constraint violation.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}

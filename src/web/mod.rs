@@ -1,0 +1,96 @@
+//! The public web pages: login, the SSO home page, logout; shared page helpers.
+
+pub mod csrf;
+pub mod i18n;
+pub mod login;
+pub mod pages;
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+
+pub use i18n::{Lang, Msg};
+
+use crate::sessions::{self, Session};
+use crate::App;
+
+pub const LANG_COOKIE: &str = "sekimori_lang";
+
+pub fn router() -> Router<App> {
+    Router::new()
+        .route("/", get(login::home))
+        .route("/login", get(login::login_page).post(login::login_submit))
+        .route("/logout", axum::routing::post(login::logout))
+        .route("/static/sekimori.css", get(stylesheet))
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        include_str!("../../static/sekimori.css"),
+    )
+}
+
+/// The page language: an explicit choice (`lang=` or the client's `ui_locales`), then the
+/// language cookie, then Japanese.
+pub fn lang_for(jar: &CookieJar, _headers: &HeaderMap, hint: Option<&str>) -> Lang {
+    hint.and_then(Lang::from_ui_locales)
+        .or_else(|| jar.get(LANG_COOKIE).and_then(|c| Lang::parse(c.value())))
+        .unwrap_or(Lang::Ja)
+}
+
+/// Remembers an explicit language choice.
+pub fn remember_lang(jar: CookieJar, lang: Lang, secure: bool) -> CookieJar {
+    jar.add(
+        Cookie::build((LANG_COOKIE, lang.code()))
+            .path("/")
+            .secure(secure)
+            .same_site(SameSite::Lax)
+            .max_age(time::Duration::days(365))
+            .build(),
+    )
+}
+
+/// The live SSO session of this browser, if any.
+pub async fn session_from_jar(app: &App, jar: &CookieJar) -> Result<Option<Session>, sqlx::Error> {
+    match jar.get(sessions::COOKIE_NAME) {
+        Some(cookie) => sessions::lookup(&app.store, &app.config.session, app.clock.now(), cookie.value()).await,
+        None => Ok(None),
+    }
+}
+
+/// The caller's address as the listener saw it (for audit and throttling).
+#[derive(Debug, Clone)]
+pub struct SourceIp(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SourceIp {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(SourceIp(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())))
+    }
+}
+
+/// Security headers for every public response.
+pub async fn security_headers(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    // No form-action: after login the browser follows a redirect to the consuming system,
+    // which form-action would block.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}

@@ -1,0 +1,66 @@
+//! Server-rendered pages (askama templates, autoescaped).
+
+use askama::Template;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use super::i18n::{Lang, Msg};
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub lang: Lang,
+    pub switch_href: String,
+    pub csrf_token: &'a str,
+    pub request_id: &'a str,
+    pub login_id: &'a str,
+    pub client_name: Option<&'a str>,
+    pub error: Option<Msg>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub lang: Lang,
+    pub switch_href: String,
+    pub title: Msg,
+    pub message: Msg,
+    pub is_error: bool,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+pub struct HomePage<'a> {
+    pub lang: Lang,
+    pub switch_href: String,
+    pub person_name: Option<&'a str>,
+    pub csrf_token: &'a str,
+}
+
+/// Renders a page with the headers every page carries.
+pub fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => {
+            let mut response = (status, Html(html)).into_response();
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "template rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+pub fn error_page(lang: Lang, status: StatusCode, message: Msg) -> Response {
+    render(
+        status,
+        &MessagePage {
+            lang,
+            switch_href: format!("?lang={}", lang.other().code()),
+            title: Msg::ErrorTitle,
+            message,
+            is_error: true,
+        },
+    )
+}
