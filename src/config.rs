@@ -83,13 +83,21 @@ impl Default for Config {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { idle_timeout: 30 * 60, absolute_timeout: 10 * 3600, login_request_ttl: 15 * 60 }
+        Self {
+            idle_timeout: 30 * 60,
+            absolute_timeout: 10 * 3600,
+            login_request_ttl: 15 * 60,
+        }
     }
 }
 
 impl Default for TokenConfig {
     fn default() -> Self {
-        Self { code_ttl: 60, access_token_ttl: 300, id_token_ttl: 3600 }
+        Self {
+            code_ttl: 60,
+            access_token_ttl: 300,
+            id_token_ttl: 3600,
+        }
     }
 }
 
@@ -107,9 +115,15 @@ impl Default for PasswordConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("invalid value for {var}: {reason}")]
     Env { var: &'static str, reason: String },
     #[error("invalid configuration: {0}")]
@@ -142,7 +156,10 @@ impl Config {
         where
             T::Err: std::fmt::Display,
         {
-            value.parse().map_err(|e: T::Err| ConfigError::Env { var, reason: e.to_string() })
+            value.parse().map_err(|e: T::Err| ConfigError::Env {
+                var,
+                reason: e.to_string(),
+            })
         }
         if let Some(v) = get("SEKIMORI_PUBLIC_ADDR") {
             self.public_addr = parse("SEKIMORI_PUBLIC_ADDR", v)?;
@@ -196,13 +213,16 @@ impl Config {
             }
         }
         if self.password.max_concurrent_hashes == 0 {
-            return Err(ConfigError::Invalid("password.max_concurrent_hashes must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "password.max_concurrent_hashes must be positive".into(),
+            ));
         }
         Ok(())
     }
 
     pub fn secure_cookies(&self) -> bool {
-        self.secure_cookies.unwrap_or_else(|| self.issuer.starts_with("https://"))
+        self.secure_cookies
+            .unwrap_or_else(|| self.issuer.starts_with("https://"))
     }
 }
 

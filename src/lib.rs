@@ -88,11 +88,23 @@ impl App {
         Self::with_store(config, clock, store, &master).await
     }
 
-    pub async fn with_store(config: Config, clock: Clock, store: Store, master: &MasterKey) -> Result<App, Error> {
+    pub async fn with_store(
+        config: Config,
+        clock: Clock,
+        store: Store,
+        master: &MasterKey,
+    ) -> Result<App, Error> {
         let keys = KeySet::load_or_create(&store, master, clock.now()).await?;
         let hasher = Hasher::new(&config.password)?;
         let csrf_key = master.derive_key(b"sekimori csrf v1");
-        Ok(App(Arc::new(AppInner { config, store, clock, hasher, keys, csrf_key })))
+        Ok(App(Arc::new(AppInner {
+            config,
+            store,
+            clock,
+            hasher,
+            keys,
+            csrf_key,
+        })))
     }
 }
 
@@ -124,7 +136,10 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(public: SocketAddr, admin: SocketAddr) -> std::io::Result<Self> {
-        Ok(Self { public: TcpListener::bind(public).await?, admin: TcpListener::bind(admin).await? })
+        Ok(Self {
+            public: TcpListener::bind(public).await?,
+            admin: TcpListener::bind(admin).await?,
+        })
     }
 }
 

@@ -86,7 +86,10 @@ pub async fn revoke(
         },
     )
     .await?;
-    Ok(Revoked { sessions, access_tokens: tokens })
+    Ok(Revoked {
+        sessions,
+        access_tokens: tokens,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

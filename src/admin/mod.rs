@@ -24,7 +24,10 @@ pub fn router() -> Router<App> {
         .route("/health", get(health))
         .route("/api/v1/bootstrap", post(bootstrap))
         .route("/api/v1/api-tokens", post(create_api_token))
-        .route("/api/v1/org-units", get(list_org_units).post(create_org_unit))
+        .route(
+            "/api/v1/org-units",
+            get(list_org_units).post(create_org_unit),
+        )
         .route("/api/v1/org-units/{id}/manager", put(set_manager))
         .route("/api/v1/people", get(list_people).post(create_person))
         .route("/api/v1/people/{id}", get(get_person))
@@ -45,7 +48,10 @@ pub async fn health(State(app): State<App>) -> impl IntoResponse {
         Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "unavailable"})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "unavailable"})),
+            )
         }
     }
 }
@@ -57,7 +63,10 @@ struct BootstrapRequest {
     name: String,
 }
 
-async fn bootstrap(State(app): State<App>, ApiJson(req): ApiJson<BootstrapRequest>) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
+async fn bootstrap(
+    State(app): State<App>,
+    ApiJson(req): ApiJson<BootstrapRequest>,
+) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
     let issued = auth::redeem_bootstrap_code(&app, &req.code, &req.name).await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }
@@ -83,9 +92,15 @@ async fn create_api_token(
     }
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
-    let issued =
-        auth::create_token(&mut tx, &caller.actor(), now, &req.name, &req.scopes, req.expires_in.unwrap_or(90 * 86_400))
-            .await?;
+    let issued = auth::create_token(
+        &mut tx,
+        &caller.actor(),
+        now,
+        &req.name,
+        &req.scopes,
+        req.expires_in.unwrap_or(90 * 86_400),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }
@@ -95,9 +110,14 @@ struct List<T> {
     items: Vec<T>,
 }
 
-async fn list_org_units(State(app): State<App>, caller: Caller) -> Result<Json<List<OrgUnit>>, Problem> {
+async fn list_org_units(
+    State(app): State<App>,
+    caller: Caller,
+) -> Result<Json<List<OrgUnit>>, Problem> {
     caller.require("directory:read")?;
-    Ok(Json(List { items: directory::list_org_units(&app.store).await? }))
+    Ok(Json(List {
+        items: directory::list_org_units(&app.store).await?,
+    }))
 }
 
 async fn create_org_unit(
@@ -126,7 +146,14 @@ async fn set_manager(
 ) -> Result<StatusCode, Problem> {
     caller.require("directory:write")?;
     let mut tx = app.store.begin().await?;
-    directory::set_org_unit_manager(&mut tx, &caller.actor(), app.clock.now(), &id, &req.person_id).await?;
+    directory::set_org_unit_manager(
+        &mut tx,
+        &caller.actor(),
+        app.clock.now(),
+        &id,
+        &req.person_id,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -138,14 +165,22 @@ struct Page {
     offset: Option<i64>,
 }
 
-async fn list_people(State(app): State<App>, caller: Caller, Query(page): Query<Page>) -> Result<Json<List<Person>>, Problem> {
+async fn list_people(
+    State(app): State<App>,
+    caller: Caller,
+    Query(page): Query<Page>,
+) -> Result<Json<List<Person>>, Problem> {
     caller.require("directory:read")?;
     let limit = page.limit.unwrap_or(100);
     let offset = page.offset.unwrap_or(0);
     if !(1..=500).contains(&limit) || offset < 0 {
-        return Err(Problem::bad_request("limit must be 1 to 500 and offset not negative"));
+        return Err(Problem::bad_request(
+            "limit must be 1 to 500 and offset not negative",
+        ));
     }
-    Ok(Json(List { items: directory::list_people(&app.store, limit, offset).await? }))
+    Ok(Json(List {
+        items: directory::list_people(&app.store, limit, offset).await?,
+    }))
 }
 
 async fn create_person(
@@ -160,9 +195,16 @@ async fn create_person(
     Ok((StatusCode::CREATED, Json(person)))
 }
 
-async fn get_person(State(app): State<App>, caller: Caller, Path(id): Path<String>) -> Result<Json<Person>, Problem> {
+async fn get_person(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Person>, Problem> {
     caller.require("directory:read")?;
-    directory::get_person(app.store.pool(), &id).await?.map(Json).ok_or_else(|| Problem::not_found("person"))
+    directory::get_person(app.store.pool(), &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| Problem::not_found("person"))
 }
 
 #[derive(Deserialize)]
@@ -189,15 +231,27 @@ async fn create_account(
         None => None,
     };
     let mut tx = app.store.begin().await?;
-    let account =
-        directory::create_account(&mut tx, &caller.actor(), app.clock.now(), &person_id, &login_id, hash.as_deref()).await?;
+    let account = directory::create_account(
+        &mut tx,
+        &caller.actor(),
+        app.clock.now(),
+        &person_id,
+        &login_id,
+        hash.as_deref(),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(account)))
 }
 
-async fn list_clients(State(app): State<App>, caller: Caller) -> Result<Json<List<Client>>, Problem> {
+async fn list_clients(
+    State(app): State<App>,
+    caller: Caller,
+) -> Result<Json<List<Client>>, Problem> {
     caller.require("clients:read")?;
-    Ok(Json(List { items: clients::list(&app.store).await? }))
+    Ok(Json(List {
+        items: clients::list(&app.store).await?,
+    }))
 }
 
 #[derive(Serialize)]
@@ -216,15 +270,34 @@ async fn register_client(
 ) -> Result<(StatusCode, Json<RegisteredClient>), Problem> {
     caller.require("clients:write")?;
     let mut tx = app.store.begin().await?;
-    let (client, client_secret) =
-        clients::register(&mut tx, &caller.actor(), app.clock.now(), app.config.tokens.access_token_ttl, new).await?;
+    let (client, client_secret) = clients::register(
+        &mut tx,
+        &caller.actor(),
+        app.clock.now(),
+        app.config.tokens.access_token_ttl,
+        new,
+    )
+    .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(RegisteredClient { client, client_secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisteredClient {
+            client,
+            client_secret,
+        }),
+    ))
 }
 
-async fn get_client(State(app): State<App>, caller: Caller, Path(client_id): Path<String>) -> Result<Json<Client>, Problem> {
+async fn get_client(
+    State(app): State<App>,
+    caller: Caller,
+    Path(client_id): Path<String>,
+) -> Result<Json<Client>, Problem> {
     caller.require("clients:read")?;
-    clients::get(&app.store, &client_id).await?.map(Json).ok_or_else(|| Problem::not_found("client"))
+    clients::get(&app.store, &client_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| Problem::not_found("client"))
 }
 
 #[derive(Deserialize)]
@@ -245,7 +318,9 @@ async fn list_audit_events(
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) || after < 0 {
-        return Err(Problem::bad_request("limit must be 1 to 1000 and after not negative"));
+        return Err(Problem::bad_request(
+            "limit must be 1 to 1000 and after not negative",
+        ));
     }
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
@@ -263,10 +338,15 @@ async fn list_audit_events(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(List { items: audit::list(&app.store, after, limit).await? }))
+    Ok(Json(List {
+        items: audit::list(&app.store, after, limit).await?,
+    }))
 }
 
-async fn verify_audit(State(app): State<App>, caller: Caller) -> Result<Json<Verification>, Problem> {
+async fn verify_audit(
+    State(app): State<App>,
+    caller: Caller,
+) -> Result<Json<Verification>, Problem> {
     caller.require("audit:read")?;
     Ok(Json(audit::verify(&app.store).await?))
 }

@@ -77,21 +77,36 @@ pub struct StoredEvent {
     pub hash: String,
 }
 
-/// The hash of one link: SHA-256 over the previous hash and a JSON array of the fields, so
-/// no field boundary is ambiguous.
-fn link_hash(
-    prev_hash: &str,
+/// The fields one link's hash covers.
+struct Link<'a> {
+    prev_hash: &'a str,
     seq: i64,
     at: i64,
-    actor: &str,
-    action: &str,
-    target: &str,
-    outcome: &str,
-    detail: &str,
-    source_ip: Option<&str>,
-) -> String {
-    let fields = serde_json::json!([prev_hash, seq, at, actor, action, target, outcome, detail, source_ip]);
-    hex::encode(Sha256::digest(fields.to_string().as_bytes()))
+    actor: &'a str,
+    action: &'a str,
+    target: &'a str,
+    outcome: &'a str,
+    detail: &'a str,
+    source_ip: Option<&'a str>,
+}
+
+impl Link<'_> {
+    /// SHA-256 over the previous hash and a JSON array of the fields, so no field boundary
+    /// is ambiguous.
+    fn hash(&self) -> String {
+        let fields = serde_json::json!([
+            self.prev_hash,
+            self.seq,
+            self.at,
+            self.actor,
+            self.action,
+            self.target,
+            self.outcome,
+            self.detail,
+            self.source_ip
+        ]);
+        hex::encode(Sha256::digest(fields.to_string().as_bytes()))
+    }
 }
 
 /// Appends `event` to the chain inside `tx`.
@@ -105,17 +120,18 @@ pub async fn record(tx: &mut Tx, now: UnixTime, event: Event<'_>) -> Result<(), 
     let prev_hash: String = head.try_get("hash")?;
     let actor = event.actor.as_text();
     let detail = event.detail.to_string();
-    let hash = link_hash(
-        &prev_hash,
+    let hash = Link {
+        prev_hash: &prev_hash,
         seq,
-        now,
-        &actor,
-        event.action,
-        &event.target,
-        event.outcome.as_str(),
-        &detail,
-        event.source_ip.as_deref(),
-    );
+        at: now,
+        actor: &actor,
+        action: event.action,
+        target: &event.target,
+        outcome: event.outcome.as_str(),
+        detail: &detail,
+        source_ip: event.source_ip.as_deref(),
+    }
+    .hash();
     sqlx::query(
         "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -132,7 +148,10 @@ pub async fn record(tx: &mut Tx, now: UnixTime, event: Event<'_>) -> Result<(), 
     .bind(&hash)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut **tx).await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -151,7 +170,9 @@ pub enum Verification {
 /// hash is not its predecessor's (reordered or spliced), or a head that points past the end.
 pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
     let pool = store.pool();
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(pool).await?;
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
     let head_seq: i64 = head.try_get("seq")?;
     let head_hash: String = head.try_get("hash")?;
 
@@ -180,21 +201,23 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
             if event.prev_hash != prev {
                 return Ok(Verification::Broken {
                     seq: event.seq,
-                    reason: "previous-hash does not match the preceding event (deleted or reordered)"
-                        .into(),
+                    reason:
+                        "previous-hash does not match the preceding event (deleted or reordered)"
+                            .into(),
                 });
             }
-            let recomputed = link_hash(
-                &event.prev_hash,
-                event.seq,
-                event.at,
-                &event.actor,
-                &event.action,
-                &event.target,
-                &event.outcome,
-                &raw_detail,
-                event.source_ip.as_deref(),
-            );
+            let recomputed = Link {
+                prev_hash: &event.prev_hash,
+                seq: event.seq,
+                at: event.at,
+                actor: &event.actor,
+                action: &event.action,
+                target: &event.target,
+                outcome: &event.outcome,
+                detail: &raw_detail,
+                source_ip: event.source_ip.as_deref(),
+            }
+            .hash();
             if recomputed != event.hash {
                 return Ok(Verification::Broken {
                     seq: event.seq,
@@ -237,7 +260,11 @@ fn stored_event(row: &sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
 }
 
 /// Reads events for an auditor (R8). The caller records the read itself, in its own event.
-pub async fn list(store: &Store, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
+pub async fn list(
+    store: &Store,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash
          FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",

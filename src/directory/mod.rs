@@ -55,28 +55,49 @@ pub async fn create_org_unit(
     new: NewOrgUnit,
 ) -> Result<OrgUnit, DirectoryError> {
     let code = EmployeeNumber::parse(&new.code)
-        .map_err(|_| InvalidField { field: "code", reason: "must be 1 to 20 ASCII letters, digits or '-'".into() })?
+        .map_err(|_| InvalidField {
+            field: "code",
+            reason: "must be 1 to 20 ASCII letters, digits or '-'".into(),
+        })?
         .as_str()
         .to_owned();
     let name = types::parse_name("name", &new.name)?;
-    let name_en = new.name_en.as_deref().map(|n| types::parse_name("name_en", n)).transpose()?;
+    let name_en = new
+        .name_en
+        .as_deref()
+        .map(|n| types::parse_name("name_en", n))
+        .transpose()?;
     let level = OrgLevel::parse(&new.level)?;
     match (level.parent_level(), &new.parent_id) {
         (None, Some(_)) => {
-            return Err(InvalidField { field: "parent_id", reason: "a department has no parent".into() }.into())
+            return Err(InvalidField {
+                field: "parent_id",
+                reason: "a department has no parent".into(),
+            }
+            .into())
         }
         (Some(_), None) => {
-            return Err(InvalidField { field: "parent_id", reason: "required for sections and units".into() }.into())
+            return Err(InvalidField {
+                field: "parent_id",
+                reason: "required for sections and units".into(),
+            }
+            .into())
         }
         (Some(expected), Some(parent_id)) => {
-            let parent = get_org_unit(&mut **tx, parent_id).await?.ok_or(InvalidField {
-                field: "parent_id",
-                reason: "no such org unit".into(),
-            })?;
+            let parent = get_org_unit(&mut **tx, parent_id)
+                .await?
+                .ok_or(InvalidField {
+                    field: "parent_id",
+                    reason: "no such org unit".into(),
+                })?;
             if parent.level != expected {
                 return Err(InvalidField {
                     field: "parent_id",
-                    reason: format!("the parent of a {} must be a {}", level.as_str(), expected.as_str()),
+                    reason: format!(
+                        "the parent of a {} must be a {}",
+                        level.as_str(),
+                        expected.as_str()
+                    ),
                 }
                 .into());
             }
@@ -117,7 +138,15 @@ pub async fn create_org_unit(
         },
     )
     .await?;
-    Ok(OrgUnit { id, code, name, name_en, level, parent_id: new.parent_id, manager_person_id: None })
+    Ok(OrgUnit {
+        id,
+        code,
+        name,
+        name_en,
+        level,
+        parent_id: new.parent_id,
+        manager_person_id: None,
+    })
 }
 
 /// Names the manager (課長, 係長…) of an org unit; the person must exist.
@@ -129,7 +158,11 @@ pub async fn set_org_unit_manager(
     person_id: &str,
 ) -> Result<(), DirectoryError> {
     if get_person(&mut **tx, person_id).await?.is_none() {
-        return Err(InvalidField { field: "manager_person_id", reason: "no such person".into() }.into());
+        return Err(InvalidField {
+            field: "manager_person_id",
+            reason: "no such person".into(),
+        }
+        .into());
     }
     let result = sqlx::query("UPDATE org_units SET manager_person_id = $1 WHERE id = $2")
         .bind(person_id)
@@ -174,17 +207,21 @@ pub async fn get_org_unit<'e, E>(executor: E, id: &str) -> Result<Option<OrgUnit
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row = sqlx::query(&format!("SELECT {ORG_UNIT_COLUMNS} FROM org_units WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(executor)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {ORG_UNIT_COLUMNS} FROM org_units WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
     row.as_ref().map(org_unit_from_row).transpose()
 }
 
 pub async fn list_org_units(store: &Store) -> Result<Vec<OrgUnit>, DirectoryError> {
-    let rows = sqlx::query(&format!("SELECT {ORG_UNIT_COLUMNS} FROM org_units ORDER BY code"))
-        .fetch_all(store.pool())
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {ORG_UNIT_COLUMNS} FROM org_units ORDER BY code"
+    ))
+    .fetch_all(store.pool())
+    .await?;
     rows.iter().map(org_unit_from_row).collect()
 }
 
@@ -211,9 +248,13 @@ pub struct Person {
 impl Person {
     /// Whether the person may log in on `today`: active and within their employment dates.
     pub fn may_log_in(&self, today: Date) -> bool {
-        let Ok(start) = types::parse_date("start_date", &self.start_date) else { return false };
+        let Ok(start) = types::parse_date("start_date", &self.start_date) else {
+            return false;
+        };
         let ended = match &self.end_date {
-            Some(end) => types::parse_date("end_date", end).map(|end| today > end).unwrap_or(true),
+            Some(end) => types::parse_date("end_date", end)
+                .map(|end| today > end)
+                .unwrap_or(true),
             None => false,
         };
         self.status == PersonStatus::Active && today >= start && !ended
@@ -248,24 +289,52 @@ pub async fn create_person(
 ) -> Result<Person, DirectoryError> {
     let employee_number = EmployeeNumber::parse(&new.employee_number)?;
     let kind = PersonKind::parse(&new.kind)?;
-    let birth_date = new.birth_date.as_deref().map(|d| types::parse_date("birth_date", d)).transpose()?;
+    let birth_date = new
+        .birth_date
+        .as_deref()
+        .map(|d| types::parse_date("birth_date", d))
+        .transpose()?;
     let start_date = types::parse_date("start_date", &new.start_date)?;
-    let end_date = new.end_date.as_deref().map(|d| types::parse_date("end_date", d)).transpose()?;
+    let end_date = new
+        .end_date
+        .as_deref()
+        .map(|d| types::parse_date("end_date", d))
+        .transpose()?;
     if kind.requires_end_date() && end_date.is_none() {
-        return Err(InvalidField { field: "end_date", reason: format!("required for kind {}", kind.as_str()) }.into());
+        return Err(InvalidField {
+            field: "end_date",
+            reason: format!("required for kind {}", kind.as_str()),
+        }
+        .into());
     }
     if matches!(end_date, Some(end) if end < start_date) {
-        return Err(InvalidField { field: "end_date", reason: "must not be before start_date".into() }.into());
+        return Err(InvalidField {
+            field: "end_date",
+            reason: "must not be before start_date".into(),
+        }
+        .into());
     }
     let email = match new.email.as_deref().map(str::trim) {
-        Some(e) if e.len() > 254 || !e.contains('@') || e.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-            return Err(InvalidField { field: "email", reason: "not an e-mail address".into() }.into())
+        Some(e)
+            if e.len() > 254
+                || !e.contains('@')
+                || e.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            return Err(InvalidField {
+                field: "email",
+                reason: "not an e-mail address".into(),
+            }
+            .into())
         }
         other => other.map(str::to_owned),
     };
     if let Some(org) = &new.org_unit_id {
         if get_org_unit(&mut **tx, org).await?.is_none() {
-            return Err(InvalidField { field: "org_unit_id", reason: "no such org unit".into() }.into());
+            return Err(InvalidField {
+                field: "org_unit_id",
+                reason: "no such org unit".into(),
+            }
+            .into());
         }
     }
     let person = Person {
@@ -328,7 +397,8 @@ pub async fn create_person(
     Ok(person)
 }
 
-const PERSON_COLUMNS: &str = "id, employee_number, family_name, given_name, family_name_kana, given_name_kana, \
+const PERSON_COLUMNS: &str =
+    "id, employee_number, family_name, given_name, family_name_kana, given_name_kana, \
      birth_date, kind, org_unit_id, email, status, start_date, end_date";
 
 fn person_from_row(row: &sqlx::any::AnyRow) -> Result<Person, DirectoryError> {
@@ -355,14 +425,20 @@ pub async fn get_person<'e, E>(executor: E, id: &str) -> Result<Option<Person>, 
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row = sqlx::query(&format!("SELECT {PERSON_COLUMNS} FROM people WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(executor)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {PERSON_COLUMNS} FROM people WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
     row.as_ref().map(person_from_row).transpose()
 }
 
-pub async fn list_people(store: &Store, limit: i64, offset: i64) -> Result<Vec<Person>, DirectoryError> {
+pub async fn list_people(
+    store: &Store,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Person>, DirectoryError> {
     let rows = sqlx::query(&format!(
         "SELECT {PERSON_COLUMNS} FROM people ORDER BY employee_number LIMIT $1 OFFSET $2"
     ))
@@ -448,11 +524,18 @@ pub struct LoginAccount {
     pub person: Person,
 }
 
-pub async fn find_login_account(store: &Store, login_id: &LoginId) -> Result<Option<LoginAccount>, DirectoryError> {
+pub async fn find_login_account(
+    store: &Store,
+    login_id: &LoginId,
+) -> Result<Option<LoginAccount>, DirectoryError> {
     let row = sqlx::query(&format!(
         "SELECT a.id AS account_id, a.status AS account_status, a.password_hash, {}
          FROM accounts a JOIN people p ON p.id = a.person_id WHERE a.login_id = $1",
-        PERSON_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
+        PERSON_COLUMNS
+            .split(", ")
+            .map(|c| format!("p.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
     .bind(login_id.as_str())
     .fetch_optional(store.pool())
@@ -468,7 +551,11 @@ pub async fn find_login_account(store: &Store, login_id: &LoginId) -> Result<Opt
 }
 
 /// Whether the person still may use Sekimori: the one check every grant repeats.
-pub async fn person_may_log_in<'e, E>(executor: E, person_id: &str, today: Date) -> Result<bool, DirectoryError>
+pub async fn person_may_log_in<'e, E>(
+    executor: E,
+    person_id: &str,
+    today: Date,
+) -> Result<bool, DirectoryError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {

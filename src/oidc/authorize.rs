@@ -42,7 +42,12 @@ pub enum AuthorizeError {
     /// Shown to the person; nothing is redirected.
     Page(StatusCode, Msg),
     /// Sent back to the client's verified redirect URI.
-    Redirect { redirect_uri: String, state: Option<String>, error: &'static str, description: String },
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: &'static str,
+        description: String,
+    },
     Internal(crate::Error),
 }
 
@@ -66,8 +71,16 @@ pub fn redirect_uri_with(redirect_uri: &str, params: &[(&str, &str)]) -> String 
 fn error_response(app: &App, lang: Lang, error: AuthorizeError) -> Response {
     match error {
         AuthorizeError::Page(status, msg) => web::pages::error_page(lang, status, msg),
-        AuthorizeError::Redirect { redirect_uri, state, error, description } => {
-            let mut params = vec![("error", error), ("error_description", description.as_str())];
+        AuthorizeError::Redirect {
+            redirect_uri,
+            state,
+            error,
+            description,
+        } => {
+            let mut params = vec![
+                ("error", error),
+                ("error_description", description.as_str()),
+            ];
             if let Some(state) = state.as_deref() {
                 params.push(("state", state));
             }
@@ -81,12 +94,22 @@ fn error_response(app: &App, lang: Lang, error: AuthorizeError) -> Response {
     }
 }
 
-pub async fn authorize_get(State(app): State<App>, jar: CookieJar, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn authorize_get(
+    State(app): State<App>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = Params::parse(query.unwrap_or_default().as_bytes());
     handle(app, jar, headers, params).await
 }
 
-pub async fn authorize_post(State(app): State<App>, jar: CookieJar, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn authorize_post(
+    State(app): State<App>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     handle(app, jar, headers, Params::parse(&body)).await
 }
 
@@ -101,11 +124,19 @@ async fn handle(app: App, jar: CookieJar, headers: HeaderMap, params: Params) ->
         Ok(session) => session,
         Err(e) => return error_response(&app, lang, e.into()),
     };
-    let prompt: Vec<&str> = request.prompt.as_deref().unwrap_or("").split_whitespace().collect();
+    let prompt: Vec<&str> = request
+        .prompt
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     // A session is good enough unless the client asks for a fresh login, or for one no
     // older than max_age (OIDC Core §3.1.2.1).
     let usable = session.filter(|s| {
-        !prompt.contains(&"login") && request.max_age.is_none_or(|max_age| now - s.auth_time <= max_age)
+        !prompt.contains(&"login")
+            && request
+                .max_age
+                .is_none_or(|max_age| now - s.auth_time <= max_age)
     });
     match usable {
         Some(session) => match complete(&app, &request, &session).await {
@@ -133,7 +164,10 @@ async fn handle(app: App, jar: CookieJar, headers: HeaderMap, params: Params) ->
 /// was not verified.
 async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, AuthorizeError> {
     let page = |msg| AuthorizeError::Page(StatusCode::BAD_REQUEST, msg);
-    let client_id = params.get("client_id").map_err(|_| page(Msg::BadClient))?.ok_or(page(Msg::BadClient))?;
+    let client_id = params
+        .get("client_id")
+        .map_err(|_| page(Msg::BadClient))?
+        .ok_or(page(Msg::BadClient))?;
     let client: Client = clients::get(&app.store, client_id)
         .await?
         .filter(Client::is_active)
@@ -154,30 +188,54 @@ async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, Au
         description: description.to_owned(),
     };
     if let Some(name) = params.first_repeated() {
-        return Err(fail("invalid_request", &format!("parameter {name} must not be repeated")));
+        return Err(fail(
+            "invalid_request",
+            &format!("parameter {name} must not be repeated"),
+        ));
     }
     if params.longest_value() > 4096 {
         return Err(fail("invalid_request", "a parameter is too long"));
     }
     let get = |name| params.get(name).ok().flatten();
     if get("request").is_some() {
-        return Err(fail("request_not_supported", "request objects are not supported"));
+        return Err(fail(
+            "request_not_supported",
+            "request objects are not supported",
+        ));
     }
     if get("request_uri").is_some() {
-        return Err(fail("request_uri_not_supported", "request_uri is not supported"));
+        return Err(fail(
+            "request_uri_not_supported",
+            "request_uri is not supported",
+        ));
     }
     if get("registration").is_some() {
-        return Err(fail("registration_not_supported", "registration is not supported"));
+        return Err(fail(
+            "registration_not_supported",
+            "registration is not supported",
+        ));
     }
     match get("response_type") {
         None => return Err(fail("invalid_request", "response_type is required")),
         Some("code") => {}
-        Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported")),
+        Some(_) => {
+            return Err(fail(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ))
+        }
     }
     if !matches!(get("response_mode"), None | Some("query")) {
-        return Err(fail("invalid_request", "only response_mode=query is supported"));
+        return Err(fail(
+            "invalid_request",
+            "only response_mode=query is supported",
+        ));
     }
-    let requested: Vec<&str> = get("scope").unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
+    let requested: Vec<&str> = get("scope")
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
     if !requested.contains(&"openid") {
         return Err(fail("invalid_scope", "the openid scope is required"));
     }
@@ -194,17 +252,27 @@ async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, Au
     match (challenge, method) {
         (Some(_), Some("S256")) => {}
         // RFC 7636 §4.3: an absent method means "plain", which Sekimori does not accept.
-        (Some(_), _) => return Err(fail("invalid_request", "code_challenge_method must be S256")),
+        (Some(_), _) => {
+            return Err(fail(
+                "invalid_request",
+                "code_challenge_method must be S256",
+            ))
+        }
         (None, Some(_)) => return Err(fail("invalid_request", "code_challenge is missing")),
         (None, None) if client.client_type == ClientType::Public || client.require_pkce => {
-            return Err(fail("invalid_request", "PKCE (code_challenge with S256) is required for this client"))
+            return Err(fail(
+                "invalid_request",
+                "PKCE (code_challenge with S256) is required for this client",
+            ))
         }
         (None, None) => {}
     }
     if let Some(challenge) = challenge {
         // The S256 transform always yields 43 base64url characters.
         let well_formed = challenge.len() == 43
-            && challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && challenge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !well_formed {
             return Err(fail("invalid_request", "code_challenge is malformed"));
         }
@@ -213,14 +281,22 @@ async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, Au
     if let Some(prompt) = prompt {
         let values: Vec<&str> = prompt.split(' ').filter(|s| !s.is_empty()).collect();
         if values.contains(&"none") && values.len() > 1 {
-            return Err(fail("invalid_request", "prompt=none cannot be combined with other values"));
+            return Err(fail(
+                "invalid_request",
+                "prompt=none cannot be combined with other values",
+            ));
         }
     }
     let max_age = match get("max_age") {
         None => None,
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 0 => Some(n),
-            _ => return Err(fail("invalid_request", "max_age must be a non-negative integer")),
+            _ => {
+                return Err(fail(
+                    "invalid_request",
+                    "max_age must be a non-negative integer",
+                ))
+            }
         },
     };
     Ok(AuthorizationRequest {
@@ -264,7 +340,10 @@ async fn save_pending(app: &App, request: &AuthorizationRequest) -> Result<Strin
 }
 
 /// The pending request `id`, if it exists and has not expired.
-pub async fn load_pending(app: &App, id: &str) -> Result<Option<AuthorizationRequest>, crate::Error> {
+pub async fn load_pending(
+    app: &App,
+    id: &str,
+) -> Result<Option<AuthorizationRequest>, crate::Error> {
     let row = sqlx::query(
         "SELECT client_id, redirect_uri, scope, state, nonce, code_challenge, max_age, prompt
          FROM authorization_requests WHERE id = $1 AND expires_at > $2",
@@ -288,7 +367,11 @@ pub async fn load_pending(app: &App, id: &str) -> Result<Option<AuthorizationReq
 
 /// Issues a code for `request` to the person of `session` and redirects back to the client.
 /// `pending_id` is deleted in the same transaction when the request came through login.
-pub async fn complete(app: &App, request: &AuthorizationRequest, session: &Session) -> Result<Response, AuthorizeError> {
+pub async fn complete(
+    app: &App,
+    request: &AuthorizationRequest,
+    session: &Session,
+) -> Result<Response, AuthorizeError> {
     complete_in(app, request, session, None).await
 }
 
@@ -301,7 +384,9 @@ pub async fn complete_in(
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     // The person may have been disabled since the session began: every grant re-checks.
-    if !directory::person_may_log_in(&mut *tx, &session.person_id, directory::today_in_japan(now)).await? {
+    if !directory::person_may_log_in(&mut *tx, &session.person_id, directory::today_in_japan(now))
+        .await?
+    {
         return Err(AuthorizeError::Redirect {
             redirect_uri: request.redirect_uri.clone(),
             state: request.state.clone(),
@@ -310,7 +395,10 @@ pub async fn complete_in(
         });
     }
     if let Some(id) = pending_id {
-        sqlx::query("DELETE FROM authorization_requests WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM authorization_requests WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
     }
     let auth = AuthContext {
         session_id: session.id.clone(),

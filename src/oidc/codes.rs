@@ -34,7 +34,12 @@ pub struct NewCode<'a> {
 }
 
 /// Stores a new code and returns it; only its hash is kept.
-pub async fn issue(tx: &mut Tx, now: UnixTime, ttl: i64, new: NewCode<'_>) -> Result<String, sqlx::Error> {
+pub async fn issue(
+    tx: &mut Tx,
+    now: UnixTime,
+    ttl: i64,
+    new: NewCode<'_>,
+) -> Result<String, sqlx::Error> {
     let code = crypto::random_token(32);
     sqlx::query(
         "INSERT INTO auth_codes (id, code_hash, client_id, session_id, person_id, redirect_uri, scope, nonce,
@@ -60,9 +65,12 @@ pub async fn issue(tx: &mut Tx, now: UnixTime, ttl: i64, new: NewCode<'_>) -> Re
 
 pub enum Redemption {
     /// First use of this code (it may still be expired: the caller checks `expires_at`).
-    First(CodeGrant),
+    First(Box<CodeGrant>),
     /// The code was already used: tokens issued from it must be revoked.
-    Replayed { code_id: String, client_id: String },
+    Replayed {
+        code_id: String,
+        client_id: String,
+    },
     Unknown,
 }
 
@@ -85,10 +93,13 @@ pub async fn redeem(tx: &mut Tx, now: UnixTime, code: &str) -> Result<Redemption
             .fetch_optional(&mut **tx)
             .await?;
         let (acr, amr) = match acr_amr {
-            Some(r) => (r.try_get::<String, _>("acr")?, r.try_get::<String, _>("amr")?),
+            Some(r) => (
+                r.try_get::<String, _>("acr")?,
+                r.try_get::<String, _>("amr")?,
+            ),
             None => (String::new(), String::new()),
         };
-        return Ok(Redemption::First(CodeGrant {
+        return Ok(Redemption::First(Box::new(CodeGrant {
             id: row.try_get("id")?,
             client_id: row.try_get("client_id")?,
             person_id: row.try_get("person_id")?,
@@ -103,14 +114,17 @@ pub async fn redeem(tx: &mut Tx, now: UnixTime, code: &str) -> Result<Redemption
                 acr,
                 amr: amr.split_whitespace().map(str::to_owned).collect(),
             },
-        }));
+        })));
     }
     let used = sqlx::query("SELECT id, client_id FROM auth_codes WHERE code_hash = $1")
         .bind(&hash)
         .fetch_optional(&mut **tx)
         .await?;
     Ok(match used {
-        Some(row) => Redemption::Replayed { code_id: row.try_get("id")?, client_id: row.try_get("client_id")? },
+        Some(row) => Redemption::Replayed {
+            code_id: row.try_get("id")?,
+            client_id: row.try_get("client_id")?,
+        },
         None => Redemption::Unknown,
     })
 }
@@ -118,12 +132,17 @@ pub async fn redeem(tx: &mut Tx, now: UnixTime, code: &str) -> Result<Redemption
 /// RFC 7636 §4.1: a verifier is 43–128 characters of [A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~".
 pub fn valid_verifier(verifier: &str) -> bool {
     (43..=128).contains(&verifier.len())
-        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// RFC 7636 §4.4.1 (S256): BASE64URL(SHA256(verifier)) == challenge, compared in constant time.
 pub fn verifier_matches(verifier: &str, challenge: &str) -> bool {
-    crypto::ct_eq(crypto::sha256_b64url(verifier.as_bytes()).as_bytes(), challenge.as_bytes())
+    crypto::ct_eq(
+        crypto::sha256_b64url(verifier.as_bytes()).as_bytes(),
+        challenge.as_bytes(),
+    )
 }
 
 #[cfg(test)]
@@ -134,8 +153,14 @@ mod tests {
     fn rfc7636_appendix_b_example() {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         assert!(valid_verifier(verifier));
-        assert!(verifier_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
-        assert!(!verifier_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"));
+        assert!(verifier_matches(
+            verifier,
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!verifier_matches(
+            verifier,
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"
+        ));
         assert!(!valid_verifier("short"));
         assert!(!valid_verifier(&"a".repeat(129)));
     }

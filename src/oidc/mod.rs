@@ -17,9 +17,18 @@ use crate::App;
 
 pub fn router() -> Router<App> {
     Router::new()
-        .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
         .route("/jwks.json", get(discovery::jwks))
-        .route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+        .route(
+            "/authorize",
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
         .route("/token", axum::routing::post(token::token))
-        .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+        .route(
+            "/userinfo",
+            get(userinfo::userinfo).post(userinfo::userinfo),
+        )
 }

@@ -30,7 +30,9 @@ pub struct Hasher {
 
 impl std::fmt::Debug for Hasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hasher").field("params", &self.params).finish()
+        f.debug_struct("Hasher")
+            .field("params", &self.params)
+            .finish()
     }
 }
 
@@ -62,7 +64,11 @@ impl Hasher {
 
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        let _permit = self.permits.acquire().await.map_err(|_| PasswordError::Worker)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Worker)?;
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut rand::rngs::OsRng);
@@ -77,39 +83,32 @@ impl Hasher {
 
     /// Verifies `password` against `stored`; when `stored` is None (unknown account, or no
     /// password set) a dummy hash is verified instead and the answer is always false.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, PasswordError> {
-        let _permit = self.permits.acquire().await.map_err(|_| PasswordError::Worker)?;
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Worker)?;
         let (hash, real) = match stored {
             Some(hash) => (hash, true),
             None => (self.dummy_hash.as_ref().clone(), false),
         };
         let params = self.params.clone();
         let ok = tokio::task::spawn_blocking(move || {
-            let Ok(parsed) = PasswordHash::new(&hash) else { return false };
-            Self::argon(params).verify_password(password.as_bytes(), &parsed).is_ok()
+            let Ok(parsed) = PasswordHash::new(&hash) else {
+                return false;
+            };
+            Self::argon(params)
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
         })
         .await
         .map_err(|_| PasswordError::Worker)?;
         Ok(ok && real)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cheap() -> PasswordConfig {
-        PasswordConfig { argon2_memory_kib: 1024, argon2_iterations: 1, argon2_parallelism: 1, max_concurrent_hashes: 2 }
-    }
-
-    #[tokio::test]
-    async fn hash_verifies_and_unknown_account_never_does() {
-        let hasher = Hasher::new(&cheap()).unwrap();
-        let hash = hasher.hash("correct horse".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(hasher.verify("correct horse".into(), Some(hash.clone())).await.unwrap());
-        assert!(!hasher.verify("wrong".into(), Some(hash)).await.unwrap());
-        assert!(!hasher.verify("sekimori-dummy-password".into(), None).await.unwrap());
     }
 }
 
@@ -118,10 +117,46 @@ mod tests {
 pub fn check_minimum(password: &str) -> Result<(), crate::directory::InvalidField> {
     let length = password.chars().count();
     if length < 12 {
-        return Err(crate::directory::InvalidField { field: "password", reason: "must be at least 12 characters".into() });
+        return Err(crate::directory::InvalidField {
+            field: "password",
+            reason: "must be at least 12 characters".into(),
+        });
     }
     if password.len() > 1024 {
-        return Err(crate::directory::InvalidField { field: "password", reason: "must be at most 1024 bytes".into() });
+        return Err(crate::directory::InvalidField {
+            field: "password",
+            reason: "must be at most 1024 bytes".into(),
+        });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> PasswordConfig {
+        PasswordConfig {
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn hash_verifies_and_unknown_account_never_does() {
+        let hasher = Hasher::new(&cheap()).unwrap();
+        let hash = hasher.hash("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(hasher
+            .verify("correct horse".into(), Some(hash.clone()))
+            .await
+            .unwrap());
+        assert!(!hasher.verify("wrong".into(), Some(hash)).await.unwrap());
+        assert!(!hasher
+            .verify("sekimori-dummy-password".into(), None)
+            .await
+            .unwrap());
+    }
 }

@@ -44,8 +44,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let dialect = if database_url.starts_with("sqlite:") {
             Dialect::Sqlite
-        } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:")
-        {
+        } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
             Dialect::Postgres
         } else {
             return Err(StoreError::UnsupportedUrl);

@@ -31,7 +31,12 @@ fn secure(app: &App) -> bool {
 }
 
 /// Picks the language and, when it was chosen explicitly, remembers it.
-fn choose_lang(app: &App, jar: CookieJar, headers: &HeaderMap, explicit: Option<&str>) -> (CookieJar, Lang) {
+fn choose_lang(
+    app: &App,
+    jar: CookieJar,
+    headers: &HeaderMap,
+    explicit: Option<&str>,
+) -> (CookieJar, Lang) {
     let lang = lang_for(&jar, headers, explicit);
     match explicit.and_then(Lang::parse) {
         Some(chosen) => (remember_lang(jar, chosen, secure(app)), lang),
@@ -39,21 +44,40 @@ fn choose_lang(app: &App, jar: CookieJar, headers: &HeaderMap, explicit: Option<
     }
 }
 
-pub async fn login_page(State(app): State<App>, jar: CookieJar, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
+pub async fn login_page(
+    State(app): State<App>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Response {
     let (jar, lang) = choose_lang(&app, jar, &headers, q.lang.as_deref());
     let request_id = q.request.unwrap_or_default();
     let client_name = match pending_client_name(&app, &request_id).await {
         Ok(Some(name)) => name,
-        Ok(None) => return (jar, pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired)).into_response(),
+        Ok(None) => {
+            return (
+                jar,
+                pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired),
+            )
+                .into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "login page failed");
-            return (jar, pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError)).into_response();
+            return (
+                jar,
+                pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError),
+            )
+                .into_response();
         }
     };
     let (jar, token) = csrf::issue(&app.csrf_key, jar, secure(&app));
     let page = LoginPage {
         lang,
-        switch_href: format!("/login?request={}&lang={}", urlencode(&request_id), lang.other().code()),
+        switch_href: format!(
+            "/login?request={}&lang={}",
+            urlencode(&request_id),
+            lang.other().code()
+        ),
         csrf_token: &token,
         request_id: &request_id,
         login_id: "",
@@ -71,8 +95,12 @@ async fn pending_client_name(app: &App, request_id: &str) -> Result<Option<Strin
     if request_id.is_empty() || request_id.len() > 64 {
         return Ok(None);
     }
-    let Some(request) = authorize::load_pending(app, request_id).await? else { return Ok(None) };
-    Ok(clients::get(&app.store, &request.client_id).await?.map(|c| c.name))
+    let Some(request) = authorize::load_pending(app, request_id).await? else {
+        return Ok(None);
+    };
+    Ok(clients::get(&app.store, &request.client_id)
+        .await?
+        .map(|c| c.name))
 }
 
 pub async fn login_submit(
@@ -89,7 +117,8 @@ pub async fn login_submit(
     if !csrf::verify(&app.csrf_key, &jar, field("csrf_token")) {
         return pages::error_page(lang, StatusCode::FORBIDDEN, Msg::CsrfFailed);
     }
-    let (Some(request_id), Some(login_id), Some(password)) = (field("request"), field("login_id"), field("password"))
+    let (Some(request_id), Some(login_id), Some(password)) =
+        (field("request"), field("login_id"), field("password"))
     else {
         return pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::BadForm);
     };
@@ -115,7 +144,11 @@ async fn attempt_login(
     source_ip: Option<String>,
 ) -> Result<Response, crate::Error> {
     let Some(request) = authorize::load_pending(app, request_id).await? else {
-        return Ok(pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired));
+        return Ok(pages::error_page(
+            lang,
+            StatusCode::BAD_REQUEST,
+            Msg::LoginRequestExpired,
+        ));
     };
     let parsed = LoginId::parse(login_id).ok();
     let account = match &parsed {
@@ -126,11 +159,14 @@ async fn attempt_login(
     // Always one argon2 verification, against a dummy hash when there is no account.
     let password_ok = app
         .hasher
-        .verify(password.to_owned(), account.as_ref().and_then(|a| a.password_hash.clone()))
+        .verify(
+            password.to_owned(),
+            account.as_ref().and_then(|a| a.password_hash.clone()),
+        )
         .await?;
-    let usable = account
-        .as_ref()
-        .filter(|a| password_ok && a.account_active && a.person.may_log_in(directory::today_in_japan(now)));
+    let usable = account.as_ref().filter(|a| {
+        password_ok && a.account_active && a.person.may_log_in(directory::today_in_japan(now))
+    });
 
     let mut tx = app.store.begin().await?;
     let Some(account) = usable else {
@@ -145,7 +181,10 @@ async fn attempt_login(
             Event {
                 actor: &Actor::Anonymous,
                 action: "login.password",
-                target: format!("login_id:{}", parsed.as_ref().map(LoginId::as_str).unwrap_or("(invalid)")),
+                target: format!(
+                    "login_id:{}",
+                    parsed.as_ref().map(LoginId::as_str).unwrap_or("(invalid)")
+                ),
                 outcome: Outcome::Failure,
                 detail: serde_json::json!({"reason": reason}),
                 source_ip,
@@ -154,10 +193,16 @@ async fn attempt_login(
         .await?;
         tx.commit().await?;
         let (jar, token) = csrf::issue(&app.csrf_key, jar, secure(app));
-        let client_name = clients::get(&app.store, &request.client_id).await?.map(|c| c.name);
+        let client_name = clients::get(&app.store, &request.client_id)
+            .await?
+            .map(|c| c.name);
         let page = LoginPage {
             lang,
-            switch_href: format!("/login?request={}&lang={}", urlencode(request_id), lang.other().code()),
+            switch_href: format!(
+                "/login?request={}&lang={}",
+                urlencode(request_id),
+                lang.other().code()
+            ),
             csrf_token: &token,
             request_id,
             login_id,
@@ -195,8 +240,16 @@ async fn attempt_login(
         Ok(response) => response,
         Err(authorize::AuthorizeError::Internal(e)) => return Err(e),
         Err(authorize::AuthorizeError::Page(status, msg)) => pages::error_page(lang, status, msg),
-        Err(authorize::AuthorizeError::Redirect { redirect_uri, state, error, description }) => {
-            let mut params = vec![("error", error), ("error_description", description.as_str())];
+        Err(authorize::AuthorizeError::Redirect {
+            redirect_uri,
+            state,
+            error,
+            description,
+        }) => {
+            let mut params = vec![
+                ("error", error),
+                ("error_description", description.as_str()),
+            ];
             if let Some(state) = state.as_deref() {
                 params.push(("state", state));
             }
@@ -217,7 +270,12 @@ fn session_cookie(app: &App, value: String) -> Cookie<'static> {
         .build()
 }
 
-pub async fn home(State(app): State<App>, jar: CookieJar, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
+pub async fn home(
+    State(app): State<App>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Response {
     let (jar, lang) = choose_lang(&app, jar, &headers, q.lang.as_deref());
     let session = match session_from_jar(&app, &jar).await {
         Ok(s) => s,
@@ -227,7 +285,10 @@ pub async fn home(State(app): State<App>, jar: CookieJar, headers: HeaderMap, Qu
         }
     };
     let person = match &session {
-        Some(s) => directory::get_person(app.store.pool(), &s.person_id).await.ok().flatten(),
+        Some(s) => directory::get_person(app.store.pool(), &s.person_id)
+            .await
+            .ok()
+            .flatten(),
         None => None,
     };
     let name = person.map(|p| p.full_name());
@@ -242,7 +303,12 @@ pub async fn home(State(app): State<App>, jar: CookieJar, headers: HeaderMap, Qu
 }
 
 /// Ends this browser's session (RP-initiated logout arrives with the lifecycle issue).
-pub async fn logout(State(app): State<App>, jar: CookieJar, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn logout(
+    State(app): State<App>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = Params::parse(&body);
     let lang = lang_for(&jar, &headers, None);
     if !csrf::verify(&app.csrf_key, &jar, form.get("csrf_token").ok().flatten()) {
@@ -252,8 +318,14 @@ pub async fn logout(State(app): State<App>, jar: CookieJar, headers: HeaderMap, 
         if let Some(session) = session_from_jar(&app, &jar).await? {
             let now = app.clock.now();
             let mut tx = app.store.begin().await?;
-            revocation::revoke(&mut tx, &Actor::Person(session.person_id.clone()), now, Target::Session(&session.id), "logout")
-                .await?;
+            revocation::revoke(
+                &mut tx,
+                &Actor::Person(session.person_id.clone()),
+                now,
+                Target::Session(&session.id),
+                "logout",
+            )
+            .await?;
             tx.commit().await?;
         }
         Ok::<_, crate::Error>(())

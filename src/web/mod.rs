@@ -33,8 +33,14 @@ pub fn router() -> Router<App> {
 async fn stylesheet() -> impl IntoResponse {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
         ],
         include_str!("../../static/sekimori.css"),
     )
@@ -63,7 +69,15 @@ pub fn remember_lang(jar: CookieJar, lang: Lang, secure: bool) -> CookieJar {
 /// The live SSO session of this browser, if any.
 pub async fn session_from_jar(app: &App, jar: &CookieJar) -> Result<Option<Session>, sqlx::Error> {
     match jar.get(sessions::COOKIE_NAME) {
-        Some(cookie) => sessions::lookup(&app.store, &app.config.session, app.clock.now(), cookie.value()).await,
+        Some(cookie) => {
+            sessions::lookup(
+                &app.store,
+                &app.config.session,
+                app.clock.now(),
+                cookie.value(),
+            )
+            .await
+        }
         None => Ok(None),
     }
 }
@@ -75,12 +89,20 @@ pub struct SourceIp(pub Option<String>);
 impl<S: Send + Sync> FromRequestParts<S> for SourceIp {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(SourceIp(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())))
+        Ok(SourceIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        ))
     }
 }
 
 /// Security headers for every public response.
-pub async fn security_headers(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+pub async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     // No form-action: after login the browser follows a redirect to the consuming system,
@@ -90,7 +112,13 @@ pub async fn security_headers(request: axum::extract::Request, next: axum::middl
         HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }

@@ -42,7 +42,9 @@ pub fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
         Err(err) => {

@@ -1,4 +1,10 @@
 //! Integration tests: one binary, a module per capability, real HTTP, both databases.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[macro_use]
 mod common;

@@ -16,7 +16,12 @@ async fn setup(db: Db) -> (TestServer, String) {
     (server, secret.unwrap())
 }
 
-fn assert_oauth_error(status: u16, body: &serde_json::Value, expected_status: u16, expected_error: &str) {
+fn assert_oauth_error(
+    status: u16,
+    body: &serde_json::Value,
+    expected_status: u16,
+    expected_error: &str,
+) {
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["error"], expected_error, "{body}");
 }
@@ -26,8 +31,20 @@ async fn pkce_verifier_must_match(db: Db) {
     let (verifier, challenge) = pkce_pair();
     let (other_verifier, _) = pkce_pair();
     for attempt in [None, Some(other_verifier.as_str())] {
-        let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
-        let mut form = vec![("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT)];
+        let code = obtain_code(
+            &server,
+            "zeimu",
+            REDIRECT,
+            Some(&challenge),
+            "watanabe",
+            PASSWORD,
+        )
+        .await;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+        ];
         if let Some(v) = attempt {
             form.push(("code_verifier", v));
         }
@@ -41,11 +58,24 @@ async fn pkce_verifier_must_match(db: Db) {
         assert_oauth_error(status, &body, 400, "invalid_grant");
     }
     // A malformed verifier is a malformed request.
-    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
+    let code = obtain_code(
+        &server,
+        "zeimu",
+        REDIRECT,
+        Some(&challenge),
+        "watanabe",
+        PASSWORD,
+    )
+    .await;
     let (status, body, _) = token_request(
         &server,
         Some(("zeimu", &secret)),
-        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", "short")],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", "short"),
+        ],
     )
     .await;
     assert_oauth_error(status, &body, 400, "invalid_request");
@@ -54,7 +84,12 @@ async fn pkce_verifier_must_match(db: Db) {
     let (status, body, _) = token_request(
         &server,
         Some(("zeimu", &secret)),
-        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", &verifier)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
     )
     .await;
     assert_oauth_error(status, &body, 400, "invalid_grant");
@@ -65,8 +100,21 @@ async fn pkce_verifier_must_match(db: Db) {
 async fn replayed_code_is_refused_and_revokes_what_it_issued(db: Db) {
     let (server, secret) = setup(db).await;
     let (verifier, challenge) = pkce_pair();
-    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
-    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT), ("code_verifier", verifier.as_str())];
+    let code = obtain_code(
+        &server,
+        "zeimu",
+        REDIRECT,
+        Some(&challenge),
+        "watanabe",
+        PASSWORD,
+    )
+    .await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
     let (status, first, headers) = token_request(&server, Some(("zeimu", &secret)), &form).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(headers["cache-control"], "no-store");
@@ -84,19 +132,38 @@ async fn replayed_code_is_refused_and_revokes_what_it_issued(db: Db) {
     // The token issued from the code is dead at once, although its JWT has not expired.
     let response = userinfo(access_token).await;
     assert_eq!(response.status(), 401);
-    assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    assert!(response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
     server.stop().await;
 }
 
 async fn expired_code_is_refused(db: Db) {
     let (server, secret) = setup(db).await;
     let (verifier, challenge) = pkce_pair();
-    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
-    server.app.clock.advance(server.app.config.tokens.code_ttl + 1);
+    let code = obtain_code(
+        &server,
+        "zeimu",
+        REDIRECT,
+        Some(&challenge),
+        "watanabe",
+        PASSWORD,
+    )
+    .await;
+    server
+        .app
+        .clock
+        .advance(server.app.config.tokens.code_ttl + 1);
     let (status, body, _) = token_request(
         &server,
         Some(("zeimu", &secret)),
-        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", &verifier)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
     )
     .await;
     assert_oauth_error(status, &body, 400, "invalid_grant");
@@ -107,13 +174,29 @@ async fn expired_code_is_refused(db: Db) {
 async fn client_authentication_failures(db: Db) {
     let (server, secret) = setup(db).await;
     let (verifier, challenge) = pkce_pair();
-    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
-    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT), ("code_verifier", verifier.as_str())];
+    let code = obtain_code(
+        &server,
+        "zeimu",
+        REDIRECT,
+        Some(&challenge),
+        "watanabe",
+        PASSWORD,
+    )
+    .await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
     // Wrong secret, unknown client: 401 with a Basic challenge.
     for (id, s) in [("zeimu", "wrong-secret"), ("nobody", secret.as_str())] {
         let (status, body, headers) = token_request(&server, Some((id, s)), &form).await;
         assert_oauth_error(status, &body, 401, "invalid_client");
-        assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+        assert!(headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"));
     }
     // The registered method is client_secret_basic: the same secret in the body is refused.
     let mut post_form = form.to_vec();
@@ -141,17 +224,47 @@ async fn malformed_token_requests(db: Db) {
     let auth = Some(("zeimu", secret.as_str()));
     let (status, body, _) = token_request(&server, auth, &[("code", "x")]).await;
     assert_oauth_error(status, &body, 400, "invalid_request");
-    let (status, body, _) = token_request(&server, auth, &[("grant_type", "password"), ("username", "a"), ("password", "b")]).await;
+    let (status, body, _) = token_request(
+        &server,
+        auth,
+        &[
+            ("grant_type", "password"),
+            ("username", "a"),
+            ("password", "b"),
+        ],
+    )
+    .await;
     assert_oauth_error(status, &body, 400, "unsupported_grant_type");
-    let (status, body, _) = token_request(&server, auth, &[("grant_type", "authorization_code"), ("redirect_uri", REDIRECT)]).await;
+    let (status, body, _) = token_request(
+        &server,
+        auth,
+        &[
+            ("grant_type", "authorization_code"),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
     assert_oauth_error(status, &body, 400, "invalid_request");
-    let (status, body, _) =
-        token_request(&server, auth, &[("grant_type", "authorization_code"), ("code", "forged"), ("redirect_uri", REDIRECT)]).await;
+    let (status, body, _) = token_request(
+        &server,
+        auth,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "forged"),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
     assert_oauth_error(status, &body, 400, "invalid_grant");
     let (status, body, _) = token_request(
         &server,
         auth,
-        &[("grant_type", "authorization_code"), ("grant_type", "authorization_code"), ("code", "x"), ("redirect_uri", REDIRECT)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("redirect_uri", REDIRECT),
+        ],
     )
     .await;
     assert_oauth_error(status, &body, 400, "invalid_request");
@@ -165,14 +278,30 @@ async fn malformed_token_requests(db: Db) {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
-    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["error"], "invalid_request");
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
     // A wrong redirect_uri uses the code up.
     let (verifier, challenge) = pkce_pair();
-    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
+    let code = obtain_code(
+        &server,
+        "zeimu",
+        REDIRECT,
+        Some(&challenge),
+        "watanabe",
+        PASSWORD,
+    )
+    .await;
     let (status, body, _) = token_request(
         &server,
         auth,
-        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", "http://127.0.0.1:9001/other"), ("code_verifier", &verifier)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9001/other"),
+            ("code_verifier", &verifier),
+        ],
     )
     .await;
     assert_oauth_error(status, &body, 400, "invalid_grant");
@@ -186,11 +315,24 @@ async fn code_issued_to_one_client_cannot_be_used_by_another(db: Db) {
         .add_client(json!({"client_id": "fukushi", "name": "福祉", "client_type": "confidential", "redirect_uris": [REDIRECT]}))
         .await;
     let (verifier, challenge) = pkce_pair();
-    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
+    let code = obtain_code(
+        &server,
+        "zeimu",
+        REDIRECT,
+        Some(&challenge),
+        "watanabe",
+        PASSWORD,
+    )
+    .await;
     let (status, body, _) = token_request(
         &server,
         Some(("fukushi", other_secret.as_deref().unwrap())),
-        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", &verifier)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
     )
     .await;
     assert_oauth_error(status, &body, 400, "invalid_grant");
@@ -203,8 +345,17 @@ async fn userinfo_refuses_bad_tokens(db: Db) {
     let url = format!("{}/userinfo", server.public_url);
     let none = server.http.get(&url).send().await.unwrap();
     assert_eq!(none.status(), 401);
-    assert_eq!(none.headers()["www-authenticate"], "Bearer realm=\"sekimori\"");
-    let forged = server.http.get(&url).bearer_auth("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.").send().await.unwrap();
+    assert_eq!(
+        none.headers()["www-authenticate"],
+        "Bearer realm=\"sekimori\""
+    );
+    let forged = server
+        .http
+        .get(&url)
+        .bearer_auth("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 401);
     server.stop().await;
 }
