@@ -11,6 +11,7 @@ mod common;
 
 mod admin_api;
 mod audit_log;
+mod cli;
 mod authorize_errors;
 mod directory;
 mod oidc_flow;
