@@ -154,7 +154,19 @@ async fn handle(app: App, jar: CookieJar, headers: HeaderMap, params: Params) ->
             },
         ),
         None => match save_pending(&app, &request).await {
-            Ok(id) => Redirect::to(&format!("/login?request={id}")).into_response(),
+            // ui_locales carries on to the login page (OIDC Core §3.1.2.1).
+            Ok(id) => match params
+                .get("ui_locales")
+                .ok()
+                .flatten()
+                .and_then(Lang::from_ui_locales)
+            {
+                Some(chosen) => {
+                    Redirect::to(&format!("/login?request={id}&lang={}", chosen.code()))
+                }
+                None => Redirect::to(&format!("/login?request={id}")),
+            }
+            .into_response(),
             Err(e) => error_response(&app, lang, e),
         },
     }

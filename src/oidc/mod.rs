@@ -10,25 +10,37 @@ pub mod params;
 pub mod token;
 pub mod userinfo;
 
-use axum::routing::get;
+use axum::http::{header, Method};
+use axum::routing::{get, post};
 use axum::Router;
+use tower_http::cors::CorsLayer;
 
 use crate::App;
 
 pub fn router() -> Router<App> {
-    Router::new()
+    // Browser-based consuming systems (public clients) call these from their own origin. No
+    // cookie is read here, so any origin may call them, without credentials.
+    let cors = CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(3600));
+    let cross_origin = Router::new()
         .route(
             "/.well-known/openid-configuration",
             get(discovery::openid_configuration),
         )
         .route("/jwks.json", get(discovery::jwks))
-        .route(
-            "/authorize",
-            get(authorize::authorize_get).post(authorize::authorize_post),
-        )
-        .route("/token", axum::routing::post(token::token))
+        .route("/token", post(token::token))
         .route(
             "/userinfo",
             get(userinfo::userinfo).post(userinfo::userinfo),
         )
+        .layer(cors);
+    Router::new()
+        .route(
+            "/authorize",
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
+        .merge(cross_origin)
 }

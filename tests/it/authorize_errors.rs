@@ -427,6 +427,21 @@ async fn login_page_is_japanese_first_with_english_available(db: Db) {
         .await
         .unwrap();
     assert!(again.contains("<html lang=\"en\">"));
+    // A consuming system can ask for a language with ui_locales.
+    let fresh = crate::common::browser();
+    let mut with_locale = params.to_vec();
+    with_locale.push(("ui_locales", "en-US ja"));
+    let response = fresh
+        .get(authorize_url(&server, &with_locale))
+        .send()
+        .await
+        .unwrap();
+    let page = fresh
+        .get(format!("{}{}", server.public_url, location(&response)))
+        .send()
+        .await
+        .unwrap();
+    assert!(page.text().await.unwrap().contains("<html lang=\"en\">"));
     server.stop().await;
 }
 

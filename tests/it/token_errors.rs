@@ -360,7 +360,57 @@ async fn userinfo_refuses_bad_tokens(db: Db) {
     server.stop().await;
 }
 
+async fn browser_clients_may_call_token_and_userinfo_cross_origin(db: Db) {
+    let (server, _) = setup(db).await;
+    for path in [
+        "/token",
+        "/userinfo",
+        "/jwks.json",
+        "/.well-known/openid-configuration",
+    ] {
+        let response = server
+            .http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}{path}", server.public_url),
+            )
+            .header("origin", "https://toshokan.city.example.lg.jp")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{path}");
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "*",
+            "{path}"
+        );
+        assert!(response
+            .headers()
+            .get("access-control-allow-credentials")
+            .is_none());
+    }
+    // The login page is not for other origins.
+    let response = server
+        .http
+        .get(format!("{}/login?request=x", server.public_url))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(response
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    server.stop().await;
+}
+
 on_both_databases!(
+    browser_clients_may_call_token_and_userinfo_cross_origin,
     pkce_verifier_must_match,
     replayed_code_is_refused_and_revokes_what_it_issued,
     expired_code_is_refused,
