@@ -11,8 +11,8 @@ mod common;
 
 mod admin_api;
 mod audit_log;
-mod cli;
 mod authorize_errors;
+mod cli;
 mod directory;
 mod oidc_flow;
 mod token_errors;
