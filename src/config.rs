@@ -62,6 +62,33 @@ pub struct PasswordConfig {
     pub argon2_parallelism: u32,
     /// How many hashes may run at once; further logins wait their turn.
     pub max_concurrent_hashes: usize,
+    /// How many more may wait for a hashing slot before logins are refused with 503.
+    pub max_queued_hashes: usize,
+    /// Optional pepper: base64 of a secret mixed into every hash (argon2's secret input). It
+    /// lives outside the database; changing it invalidates every stored password.
+    pub pepper: Option<String>,
+    /// Shortest acceptable password, in characters.
+    pub min_length: usize,
+    /// Lowest acceptable zxcvbn score (0–4).
+    pub min_score: u8,
+    /// How many earlier passwords may not be used again.
+    pub history: usize,
+    /// Days a password stays valid (R10); 0 means it never expires.
+    pub max_age_days: i64,
+    /// Per person kind overrides of `max_age_days`, e.g. `{ contractor = 60 }`.
+    pub max_age_days_by_kind: std::collections::BTreeMap<String, i64>,
+    /// Days before expiry from which the login page warns.
+    pub warn_days: i64,
+    /// Consecutive failures after which an account is locked (R17).
+    pub lockout_threshold: i64,
+    /// First lock in seconds; each further failure doubles it.
+    pub lockout_base_seconds: i64,
+    /// Longest lock in seconds.
+    pub lockout_max_seconds: i64,
+    /// Failed logins from one source address within `source_window_seconds` before that
+    /// address is refused with 429.
+    pub source_max_failures: i64,
+    pub source_window_seconds: i64,
 }
 
 impl Default for Config {
@@ -83,21 +110,13 @@ impl Default for Config {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self {
-            idle_timeout: 30 * 60,
-            absolute_timeout: 10 * 3600,
-            login_request_ttl: 15 * 60,
-        }
+        Self { idle_timeout: 30 * 60, absolute_timeout: 10 * 3600, login_request_ttl: 15 * 60 }
     }
 }
 
 impl Default for TokenConfig {
     fn default() -> Self {
-        Self {
-            code_ttl: 60,
-            access_token_ttl: 300,
-            id_token_ttl: 3600,
-        }
+        Self { code_ttl: 60, access_token_ttl: 300, id_token_ttl: 3600 }
     }
 }
 
@@ -108,6 +127,19 @@ impl Default for PasswordConfig {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: 4,
+            max_queued_hashes: 256,
+            pepper: None,
+            min_length: 12,
+            min_score: 3,
+            history: 5,
+            max_age_days: 90,
+            max_age_days_by_kind: Default::default(),
+            warn_days: 14,
+            lockout_threshold: 5,
+            lockout_base_seconds: 30,
+            lockout_max_seconds: 3600,
+            source_max_failures: 30,
+            source_window_seconds: 300,
         }
     }
 }
@@ -115,15 +147,9 @@ impl Default for PasswordConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("invalid config file {path}: {source}")]
-    Parse {
-        path: String,
-        source: toml::de::Error,
-    },
+    Parse { path: String, source: toml::de::Error },
     #[error("invalid value for {var}: {reason}")]
     Env { var: &'static str, reason: String },
     #[error("invalid configuration: {0}")]
@@ -135,14 +161,10 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut config = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse {
-                    path: path.display().to_string(),
-                    source,
-                })?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+                toml::from_str(&text)
+                    .map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })?
             }
             None => Config::default(),
         };
@@ -156,10 +178,7 @@ impl Config {
         where
             T::Err: std::fmt::Display,
         {
-            value.parse().map_err(|e: T::Err| ConfigError::Env {
-                var,
-                reason: e.to_string(),
-            })
+            value.parse().map_err(|e: T::Err| ConfigError::Env { var, reason: e.to_string() })
         }
         if let Some(v) = get("SEKIMORI_PUBLIC_ADDR") {
             self.public_addr = parse("SEKIMORI_PUBLIC_ADDR", v)?;
@@ -179,6 +198,9 @@ impl Config {
         if let Some(v) = get("SEKIMORI_MASTER_KEY_FILE") {
             self.master_key_file = v;
         }
+        if let Some(v) = get("SEKIMORI_PASSWORD_PEPPER") {
+            self.password.pepper = Some(v);
+        }
         if let Some(v) = get("SEKIMORI_SECURE_COOKIES") {
             self.secure_cookies = Some(parse("SEKIMORI_SECURE_COOKIES", v)?);
         }
@@ -186,17 +208,12 @@ impl Config {
     }
 
     pub fn validate(&mut self) -> Result<(), ConfigError> {
-        let issuer = url::Url::parse(&self.issuer)
-            .map_err(|e| ConfigError::Invalid(format!("issuer is not a URL: {e}")))?;
+        let issuer =
+            url::Url::parse(&self.issuer).map_err(|e| ConfigError::Invalid(format!("issuer is not a URL: {e}")))?;
         // OIDC Discovery §3: the issuer is https (http only for local development), with no
         // query or fragment.
-        if !matches!(issuer.scheme(), "https" | "http")
-            || issuer.query().is_some()
-            || issuer.fragment().is_some()
-        {
-            return Err(ConfigError::Invalid(
-                "issuer must be an http(s) URL without query or fragment".into(),
-            ));
+        if !matches!(issuer.scheme(), "https" | "http") || issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err(ConfigError::Invalid("issuer must be an http(s) URL without query or fragment".into()));
         }
         self.issuer = self.issuer.trim_end_matches('/').to_owned();
         let positive = [
@@ -212,17 +229,31 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("{name} must be positive")));
             }
         }
-        if self.password.max_concurrent_hashes == 0 {
+        let p = &self.password;
+        if p.min_length < 8 || p.min_score > 4 || p.history > 50 || p.max_age_days < 0 || p.warn_days < 0 {
             return Err(ConfigError::Invalid(
-                "password.max_concurrent_hashes must be positive".into(),
+                "password: min_length >= 8, min_score 0..=4, history <= 50, max_age_days and warn_days >= 0".into(),
             ));
+        }
+        if p.lockout_threshold < 1 || p.lockout_base_seconds < 1 || p.lockout_max_seconds < p.lockout_base_seconds {
+            return Err(ConfigError::Invalid("password: lockout settings must be positive and max >= base".into()));
+        }
+        if p.source_max_failures < 1 || p.source_window_seconds < 1 {
+            return Err(ConfigError::Invalid("password: source throttling settings must be positive".into()));
+        }
+        for kind in p.max_age_days_by_kind.keys() {
+            if crate::directory::PersonKind::parse(kind).is_err() {
+                return Err(ConfigError::Invalid(format!("password.max_age_days_by_kind: unknown kind {kind}")));
+            }
+        }
+        if self.password.max_concurrent_hashes == 0 {
+            return Err(ConfigError::Invalid("password.max_concurrent_hashes must be positive".into()));
         }
         Ok(())
     }
 
     pub fn secure_cookies(&self) -> bool {
-        self.secure_cookies
-            .unwrap_or_else(|| self.issuer.starts_with("https://"))
+        self.secure_cookies.unwrap_or_else(|| self.issuer.starts_with("https://"))
     }
 }
 
@@ -249,9 +280,7 @@ mod tests {
     #[test]
     fn bad_environment_value_is_named() {
         let mut config = Config::default();
-        let err = config
-            .apply_env(|name| (name == "SEKIMORI_ADMIN_ADDR").then(|| "nonsense".into()))
-            .unwrap_err();
+        let err = config.apply_env(|name| (name == "SEKIMORI_ADMIN_ADDR").then(|| "nonsense".into())).unwrap_err();
         assert!(err.to_string().contains("SEKIMORI_ADMIN_ADDR"));
     }
 

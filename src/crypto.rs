@@ -56,9 +56,7 @@ pub enum MasterKeyError {
 
 impl MasterKey {
     pub fn from_base64(text: &str) -> Result<Self, MasterKeyError> {
-        let bytes = STANDARD
-            .decode(text.trim())
-            .map_err(|_| MasterKeyError::BadKey)?;
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| MasterKeyError::BadKey)?;
         if bytes.len() != 32 {
             return Err(MasterKeyError::BadKey);
         }
@@ -76,12 +74,8 @@ impl MasterKey {
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);
                 let text = STANDARD.encode(key);
-                write_private_file(path, &text)
-                    .map_err(|e| MasterKeyError::File(path.into(), e))?;
-                tracing::warn!(
-                    path,
-                    "created a new master key file; back it up and keep it secret"
-                );
+                write_private_file(path, &text).map_err(|e| MasterKeyError::File(path.into(), e))?;
+                tracing::warn!(path, "created a new master key file; back it up and keep it secret");
                 Self::from_base64(&text)
             }
             Err(e) => Err(MasterKeyError::File(path.into(), e)),
@@ -103,27 +97,20 @@ impl MasterKey {
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         // Encryption with a valid key and a 12-byte nonce cannot fail.
-        let ciphertext = self
-            .cipher
-            .encrypt(&Nonce::from(nonce), plaintext)
-            .unwrap_or_default();
+        let ciphertext = self.cipher.encrypt(&Nonce::from(nonce), plaintext).unwrap_or_default();
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ciphertext);
         STANDARD.encode(out)
     }
 
     pub fn decrypt(&self, sealed: &str) -> Result<Vec<u8>, MasterKeyError> {
-        let bytes = STANDARD
-            .decode(sealed)
-            .map_err(|_| MasterKeyError::Decrypt)?;
+        let bytes = STANDARD.decode(sealed).map_err(|_| MasterKeyError::Decrypt)?;
         if bytes.len() < 12 {
             return Err(MasterKeyError::Decrypt);
         }
         let (nonce, ciphertext) = bytes.split_at(12);
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| MasterKeyError::Decrypt)?;
-        self.cipher
-            .decrypt(&Nonce::from(nonce), ciphertext)
-            .map_err(|_| MasterKeyError::Decrypt)
+        self.cipher.decrypt(&Nonce::from(nonce), ciphertext).map_err(|_| MasterKeyError::Decrypt)
     }
 }
 

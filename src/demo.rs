@@ -21,155 +21,27 @@ type DemoPerson = (
 );
 
 const UNITS: [(&str, &str, &str, &str, Option<&str>); 10] = [
-    (
-        "SOUMU",
-        "総務部",
-        "General Affairs Department",
-        "department",
-        None,
-    ),
-    (
-        "SOUMU-SOUMU",
-        "総務課",
-        "General Affairs Section",
-        "section",
-        Some("SOUMU"),
-    ),
-    (
-        "SOUMU-JOHO",
-        "情報政策課",
-        "Information Policy Section",
-        "section",
-        Some("SOUMU"),
-    ),
-    (
-        "SOUMU-JOHO-SYS",
-        "システム係",
-        "Systems Unit",
-        "unit",
-        Some("SOUMU-JOHO"),
-    ),
+    ("SOUMU", "総務部", "General Affairs Department", "department", None),
+    ("SOUMU-SOUMU", "総務課", "General Affairs Section", "section", Some("SOUMU")),
+    ("SOUMU-JOHO", "情報政策課", "Information Policy Section", "section", Some("SOUMU")),
+    ("SOUMU-JOHO-SYS", "システム係", "Systems Unit", "unit", Some("SOUMU-JOHO")),
     ("ZAIMU", "財務部", "Finance Department", "department", None),
-    (
-        "ZAIMU-ZEIMU",
-        "税務課",
-        "Taxation Section",
-        "section",
-        Some("ZAIMU"),
-    ),
-    (
-        "ZAIMU-ZEIMU-SHIMIN",
-        "市民税係",
-        "Municipal Tax Unit",
-        "unit",
-        Some("ZAIMU-ZEIMU"),
-    ),
-    (
-        "FUKUSHI",
-        "福祉部",
-        "Welfare Department",
-        "department",
-        None,
-    ),
-    (
-        "FUKUSHI-FUKUSHI",
-        "福祉課",
-        "Welfare Section",
-        "section",
-        Some("FUKUSHI"),
-    ),
+    ("ZAIMU-ZEIMU", "税務課", "Taxation Section", "section", Some("ZAIMU")),
+    ("ZAIMU-ZEIMU-SHIMIN", "市民税係", "Municipal Tax Unit", "unit", Some("ZAIMU-ZEIMU")),
+    ("FUKUSHI", "福祉部", "Welfare Department", "department", None),
+    ("FUKUSHI-FUKUSHI", "福祉課", "Welfare Section", "section", Some("FUKUSHI")),
     ("KYOIKU-TOSHO", "図書館", "Library", "department", None),
 ];
 
 const PEOPLE: [DemoPerson; 20] = [
-    (
-        "10001",
-        "山田",
-        "太郎",
-        "ヤマダ",
-        "タロウ",
-        "1968-04-02",
-        "regular",
-        "SOUMU",
-        "yamada.taro",
-    ),
-    (
-        "10002",
-        "佐藤",
-        "花子",
-        "サトウ",
-        "ハナコ",
-        "1972-09-15",
-        "regular",
-        "SOUMU-SOUMU",
-        "sato.hanako",
-    ),
-    (
-        "10003",
-        "鈴木",
-        "一郎",
-        "スズキ",
-        "イチロウ",
-        "1975-01-20",
-        "regular",
-        "SOUMU-JOHO",
-        "suzuki.ichiro",
-    ),
-    (
-        "10004",
-        "高橋",
-        "美咲",
-        "タカハシ",
-        "ミサキ",
-        "1985-06-30",
-        "regular",
-        "SOUMU-JOHO-SYS",
-        "takahashi.misaki",
-    ),
-    (
-        "10005",
-        "田中",
-        "健一",
-        "タナカ",
-        "ケンイチ",
-        "1990-05-12",
-        "regular",
-        "SOUMU-JOHO-SYS",
-        "tanaka.kenichi",
-    ),
-    (
-        "10006",
-        "伊藤",
-        "直子",
-        "イトウ",
-        "ナオコ",
-        "1970-11-03",
-        "regular",
-        "ZAIMU",
-        "ito.naoko",
-    ),
-    (
-        "10007",
-        "渡辺",
-        "誠",
-        "ワタナベ",
-        "マコト",
-        "1974-02-14",
-        "regular",
-        "ZAIMU-ZEIMU",
-        "watanabe.makoto",
-    ),
-    (
-        "10008",
-        "中村",
-        "由美",
-        "ナカムラ",
-        "ユミ",
-        "1980-08-08",
-        "regular",
-        "ZAIMU-ZEIMU-SHIMIN",
-        "nakamura.yumi",
-    ),
+    ("10001", "山田", "太郎", "ヤマダ", "タロウ", "1968-04-02", "regular", "SOUMU", "yamada.taro"),
+    ("10002", "佐藤", "花子", "サトウ", "ハナコ", "1972-09-15", "regular", "SOUMU-SOUMU", "sato.hanako"),
+    ("10003", "鈴木", "一郎", "スズキ", "イチロウ", "1975-01-20", "regular", "SOUMU-JOHO", "suzuki.ichiro"),
+    ("10004", "高橋", "美咲", "タカハシ", "ミサキ", "1985-06-30", "regular", "SOUMU-JOHO-SYS", "takahashi.misaki"),
+    ("10005", "田中", "健一", "タナカ", "ケンイチ", "1990-05-12", "regular", "SOUMU-JOHO-SYS", "tanaka.kenichi"),
+    ("10006", "伊藤", "直子", "イトウ", "ナオコ", "1970-11-03", "regular", "ZAIMU", "ito.naoko"),
+    ("10007", "渡辺", "誠", "ワタナベ", "マコト", "1974-02-14", "regular", "ZAIMU-ZEIMU", "watanabe.makoto"),
+    ("10008", "中村", "由美", "ナカムラ", "ユミ", "1980-08-08", "regular", "ZAIMU-ZEIMU-SHIMIN", "nakamura.yumi"),
     (
         "10009",
         "小林",
@@ -181,127 +53,17 @@ const PEOPLE: [DemoPerson; 20] = [
         "ZAIMU-ZEIMU-SHIMIN",
         "kobayashi.daisuke",
     ),
-    (
-        "10010",
-        "加藤",
-        "恵子",
-        "カトウ",
-        "ケイコ",
-        "1958-03-10",
-        "re_employed",
-        "ZAIMU-ZEIMU-SHIMIN",
-        "kato.keiko",
-    ),
-    (
-        "10011",
-        "吉田",
-        "修",
-        "ヨシダ",
-        "オサム",
-        "1969-07-07",
-        "regular",
-        "FUKUSHI",
-        "yoshida.osamu",
-    ),
-    (
-        "10012",
-        "山本",
-        "真理",
-        "ヤマモト",
-        "マリ",
-        "1977-10-10",
-        "regular",
-        "FUKUSHI-FUKUSHI",
-        "yamamoto.mari",
-    ),
-    (
-        "10013",
-        "松本",
-        "翔",
-        "マツモト",
-        "ショウ",
-        "1995-04-01",
-        "regular",
-        "FUKUSHI-FUKUSHI",
-        "matsumoto.sho",
-    ),
-    (
-        "10014",
-        "井上",
-        "さくら",
-        "イノウエ",
-        "サクラ",
-        "1998-03-27",
-        "part_time",
-        "FUKUSHI-FUKUSHI",
-        "inoue.sakura",
-    ),
-    (
-        "10015",
-        "木村",
-        "拓也",
-        "キムラ",
-        "タクヤ",
-        "1973-05-05",
-        "regular",
-        "KYOIKU-TOSHO",
-        "kimura.takuya",
-    ),
-    (
-        "10016",
-        "林",
-        "明美",
-        "ハヤシ",
-        "アケミ",
-        "1988-09-09",
-        "part_time",
-        "KYOIKU-TOSHO",
-        "hayashi.akemi",
-    ),
-    (
-        "H0017",
-        "清水",
-        "学",
-        "シミズ",
-        "マナブ",
-        "1991-01-15",
-        "dispatched",
-        "SOUMU-JOHO-SYS",
-        "shimizu.manabu",
-    ),
-    (
-        "R0018",
-        "森",
-        "優子",
-        "モリ",
-        "ユウコ",
-        "1986-06-06",
-        "temporary",
-        "ZAIMU-ZEIMU-SHIMIN",
-        "mori.yuko",
-    ),
-    (
-        "C0019",
-        "池田",
-        "浩",
-        "イケダ",
-        "ヒロシ",
-        "1979-02-28",
-        "contractor",
-        "SOUMU-JOHO-SYS",
-        "ikeda.hiroshi",
-    ),
-    (
-        "S0020",
-        "橋本",
-        "綾",
-        "ハシモト",
-        "アヤ",
-        "1983-12-01",
-        "designated_manager",
-        "KYOIKU-TOSHO",
-        "hashimoto.aya",
-    ),
+    ("10010", "加藤", "恵子", "カトウ", "ケイコ", "1958-03-10", "re_employed", "ZAIMU-ZEIMU-SHIMIN", "kato.keiko"),
+    ("10011", "吉田", "修", "ヨシダ", "オサム", "1969-07-07", "regular", "FUKUSHI", "yoshida.osamu"),
+    ("10012", "山本", "真理", "ヤマモト", "マリ", "1977-10-10", "regular", "FUKUSHI-FUKUSHI", "yamamoto.mari"),
+    ("10013", "松本", "翔", "マツモト", "ショウ", "1995-04-01", "regular", "FUKUSHI-FUKUSHI", "matsumoto.sho"),
+    ("10014", "井上", "さくら", "イノウエ", "サクラ", "1998-03-27", "part_time", "FUKUSHI-FUKUSHI", "inoue.sakura"),
+    ("10015", "木村", "拓也", "キムラ", "タクヤ", "1973-05-05", "regular", "KYOIKU-TOSHO", "kimura.takuya"),
+    ("10016", "林", "明美", "ハヤシ", "アケミ", "1988-09-09", "part_time", "KYOIKU-TOSHO", "hayashi.akemi"),
+    ("H0017", "清水", "学", "シミズ", "マナブ", "1991-01-15", "dispatched", "SOUMU-JOHO-SYS", "shimizu.manabu"),
+    ("R0018", "森", "優子", "モリ", "ユウコ", "1986-06-06", "temporary", "ZAIMU-ZEIMU-SHIMIN", "mori.yuko"),
+    ("C0019", "池田", "浩", "イケダ", "ヒロシ", "1979-02-28", "contractor", "SOUMU-JOHO-SYS", "ikeda.hiroshi"),
+    ("S0020", "橋本", "綾", "ハシモト", "アヤ", "1983-12-01", "designated_manager", "KYOIKU-TOSHO", "hashimoto.aya"),
 ];
 
 /// Managers: unit code → employee number.
@@ -325,11 +87,7 @@ pub struct DemoSummary {
 }
 
 pub async fn seed(app: &App) -> Result<Option<DemoSummary>, Error> {
-    if directory::list_org_units(&app.store)
-        .await?
-        .iter()
-        .any(|u| u.code == "SOUMU")
-    {
+    if directory::list_org_units(&app.store).await?.iter().any(|u| u.code == "SOUMU") {
         return Ok(None);
     }
     let actor = Actor::Cli;
@@ -339,7 +97,8 @@ pub async fn seed(app: &App) -> Result<Option<DemoSummary>, Error> {
     for _ in PEOPLE.iter() {
         let password = crypto::random_token(12);
         let hash = app.hasher.hash(password.clone()).await?;
-        passwords.push((password, hash));
+        let fingerprint = crate::password::policy::fingerprint(&app.fingerprint_key, &password);
+        passwords.push((password, hash, fingerprint));
     }
     let mut tx = app.store.begin().await?;
     let mut unit_ids = std::collections::HashMap::new();
@@ -361,11 +120,9 @@ pub async fn seed(app: &App) -> Result<Option<DemoSummary>, Error> {
     }
     let mut person_ids = std::collections::HashMap::new();
     let mut logins = Vec::new();
-    for (person, (password, hash)) in PEOPLE.iter().zip(passwords) {
+    for (person, (password, hash, fingerprint)) in PEOPLE.iter().zip(passwords) {
         let (number, family, given, family_kana, given_kana, birth, kind, unit, login) = *person;
-        let fixed_term = directory::PersonKind::parse(kind)
-            .map(|k| k.requires_end_date())
-            .unwrap_or(false);
+        let fixed_term = directory::PersonKind::parse(kind).map(|k| k.requires_end_date()).unwrap_or(false);
         let created = directory::create_person(
             &mut tx,
             &actor,
@@ -386,8 +143,8 @@ pub async fn seed(app: &App) -> Result<Option<DemoSummary>, Error> {
         )
         .await?;
         let login_id = LoginId::parse(login).map_err(directory::DirectoryError::from)?;
-        directory::create_account(&mut tx, &actor, now, &created.id, &login_id, Some(&hash))
-            .await?;
+        let initial = directory::InitialPassword { hash: &hash, fingerprint: &fingerprint, must_change: false };
+        directory::create_account(&mut tx, &actor, now, &created.id, &login_id, Some(initial)).await?;
         person_ids.insert(number, created.id);
         logins.push((login.to_owned(), format!("{family} {given}"), password));
     }
@@ -398,20 +155,8 @@ pub async fn seed(app: &App) -> Result<Option<DemoSummary>, Error> {
     }
     let mut registered = Vec::new();
     let systems = [
-        (
-            "zeimu",
-            "税務システム",
-            ClientType::Confidential,
-            "http://127.0.0.1:9001/callback",
-            "ZAIMU-ZEIMU",
-        ),
-        (
-            "toshokan",
-            "図書館システム",
-            ClientType::Public,
-            "http://127.0.0.1:9002/callback",
-            "KYOIKU-TOSHO",
-        ),
+        ("zeimu", "税務システム", ClientType::Confidential, "http://127.0.0.1:9001/callback", "ZAIMU-ZEIMU"),
+        ("toshokan", "図書館システム", ClientType::Public, "http://127.0.0.1:9002/callback", "KYOIKU-TOSHO"),
     ];
     for (id, name, client_type, redirect, owner) in systems {
         let (client, secret) = clients::register(
@@ -437,8 +182,5 @@ pub async fn seed(app: &App) -> Result<Option<DemoSummary>, Error> {
         registered.push((client.client_id, client.name, secret, client.redirect_uris));
     }
     tx.commit().await?;
-    Ok(Some(DemoSummary {
-        logins,
-        clients: registered,
-    }))
+    Ok(Some(DemoSummary { logins, clients: registered }))
 }

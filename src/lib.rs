@@ -67,6 +67,8 @@ pub struct AppInner {
     pub keys: KeySet,
     /// Key for CSRF form tokens, derived from the master key so that every node agrees.
     pub csrf_key: [u8; 32],
+    /// Key for password fingerprints (R9), derived from the master key: never in the database.
+    pub fingerprint_key: [u8; 32],
 }
 
 impl Deref for App {
@@ -88,23 +90,12 @@ impl App {
         Self::with_store(config, clock, store, &master).await
     }
 
-    pub async fn with_store(
-        config: Config,
-        clock: Clock,
-        store: Store,
-        master: &MasterKey,
-    ) -> Result<App, Error> {
+    pub async fn with_store(config: Config, clock: Clock, store: Store, master: &MasterKey) -> Result<App, Error> {
         let keys = KeySet::load_or_create(&store, master, clock.now()).await?;
         let hasher = Hasher::new(&config.password)?;
         let csrf_key = master.derive_key(b"sekimori csrf v1");
-        Ok(App(Arc::new(AppInner {
-            config,
-            store,
-            clock,
-            hasher,
-            keys,
-            csrf_key,
-        })))
+        let fingerprint_key = master.derive_key(b"sekimori password fingerprint v1");
+        Ok(App(Arc::new(AppInner { config, store, clock, hasher, keys, csrf_key, fingerprint_key })))
     }
 }
 
@@ -136,10 +127,7 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(public: SocketAddr, admin: SocketAddr) -> std::io::Result<Self> {
-        Ok(Self {
-            public: TcpListener::bind(public).await?,
-            admin: TcpListener::bind(admin).await?,
-        })
+        Ok(Self { public: TcpListener::bind(public).await?, admin: TcpListener::bind(admin).await? })
     }
 }
 
@@ -150,16 +138,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let public = axum::serve(
-        listeners.public,
-        public_router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(wait_for(rx.clone()));
-    let admin = axum::serve(
-        listeners.admin,
-        admin_router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(wait_for(rx));
+    let public =
+        axum::serve(listeners.public, public_router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(wait_for(rx.clone()));
+    let admin = axum::serve(listeners.admin, admin_router(app).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(wait_for(rx));
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);

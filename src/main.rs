@@ -13,11 +13,7 @@ use sekimori::store::Store;
 use sekimori::{App, Listeners};
 
 #[derive(Parser)]
-#[command(
-    name = "sekimori",
-    version,
-    about = "Sekimori (関守): an OpenID Provider for municipal governments"
-)]
+#[command(name = "sekimori", version, about = "Sekimori (関守): an OpenID Provider for municipal governments")]
 struct Cli {
     /// TOML configuration file; SEKIMORI_* environment variables override it.
     #[arg(long, short, global = true, env = "SEKIMORI_CONFIG")]
@@ -104,9 +100,7 @@ fn main() -> ExitCode {
 fn tracing_init() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEKIMORI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::env::var("SEKIMORI_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {
@@ -148,25 +142,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Command::Client {
             command:
-                ClientCommand::Add {
-                    name,
-                    client_id,
-                    redirect_uris,
-                    public,
-                    secret_post,
-                    require_pkce,
-                    id_token_alg,
-                },
+                ClientCommand::Add { name, client_id, redirect_uris, public, secret_post, require_pkce, id_token_alg },
         } => {
             let app = App::build(config, Clock::default()).await?;
             let new = NewClient {
                 client_id,
                 name,
-                client_type: if public {
-                    ClientType::Public
-                } else {
-                    ClientType::Confidential
-                },
+                client_type: if public { ClientType::Public } else { ClientType::Confidential },
                 token_endpoint_auth_method: match (public, secret_post) {
                     (true, _) => Some(AuthMethod::None),
                     (false, true) => Some(AuthMethod::ClientSecretPost),
@@ -181,14 +163,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 owner_org_unit_id: None,
             };
             let mut tx = app.store.begin().await?;
-            let result = clients::register(
-                &mut tx,
-                &Actor::Cli,
-                app.clock.now(),
-                app.config.tokens.access_token_ttl,
-                new,
-            )
-            .await;
+            let result =
+                clients::register(&mut tx, &Actor::Cli, app.clock.now(), app.config.tokens.access_token_ttl, new).await;
             let (client, secret) = match result {
                 Ok(ok) => ok,
                 Err(e) => {
@@ -201,18 +177,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             if let Some(secret) = secret {
                 println!("client_secret: {secret}   (shown only now)");
             }
-            println!(
-                "auth method:   {}",
-                client.token_endpoint_auth_method.as_str()
-            );
-            println!(
-                "discovery:     {}/.well-known/openid-configuration",
-                app.config.issuer
-            );
+            println!("auth method:   {}", client.token_endpoint_auth_method.as_str());
+            println!("discovery:     {}/.well-known/openid-configuration", app.config.issuer);
         }
-        Command::Audit {
-            command: AuditCommand::Verify,
-        } => {
+        Command::Audit { command: AuditCommand::Verify } => {
             let store = Store::connect(&config.database_url).await?;
             store.migrate().await?;
             match audit::verify(&store).await? {
@@ -249,10 +217,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 async fn print_bootstrap(app: &App) -> Result<(), Box<dyn std::error::Error>> {
     let code = auth::issue_bootstrap_code(&app.store, &Actor::Cli, app.clock.now()).await?;
     let admin = app.config.admin_addr;
-    println!(
-        "No administrator yet. One-time bootstrap code (valid {} minutes):",
-        auth::BOOTSTRAP_CODE_TTL / 60
-    );
+    println!("No administrator yet. One-time bootstrap code (valid {} minutes):", auth::BOOTSTRAP_CODE_TTL / 60);
     println!("  {code}");
     println!("Exchange it for an API token on the admin listener:");
     println!(

@@ -19,6 +19,9 @@ pub enum Target<'a> {
     AuthorizationCode(&'a str),
     /// Every session and token of one person.
     Person(&'a str),
+    /// Every session and token of one person but the session they are using (a password
+    /// change ends the others).
+    PersonExceptSession { person_id: &'a str, session_id: &'a str },
 }
 
 /// Revokes `target`, recording who did it and why. Returns how many sessions and access
@@ -32,19 +35,22 @@ pub async fn revoke(
 ) -> Result<Revoked, sqlx::Error> {
     let (sessions, tokens, target_text) = match target {
         Target::Session(id) => {
-            let s = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
-                .bind(now)
-                .bind(reason)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
-            let t = sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE session_id = $2 AND revoked_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
+            let s = sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            let t =
+                sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE session_id = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
             (s, t, format!("session:{id}"))
         }
         Target::AuthorizationCode(code_id) => {
@@ -57,19 +63,45 @@ pub async fn revoke(
             (0, t, format!("auth_code:{code_id}"))
         }
         Target::Person(person_id) => {
-            let s = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE person_id = $3 AND revoked_at IS NULL")
-                .bind(now)
-                .bind(reason)
-                .bind(person_id)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
+            let s = sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE person_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(person_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
             let t = sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE person_id = $2 AND revoked_at IS NULL")
                 .bind(now)
                 .bind(person_id)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
+            (s, t, format!("person:{person_id}"))
+        }
+        Target::PersonExceptSession { person_id, session_id } => {
+            let s = sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2
+                 WHERE person_id = $3 AND id <> $4 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(person_id)
+            .bind(session_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            let t = sqlx::query(
+                "UPDATE access_tokens SET revoked_at = $1
+                 WHERE person_id = $2 AND (session_id IS NULL OR session_id <> $3) AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(person_id)
+            .bind(session_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
             (s, t, format!("person:{person_id}"))
         }
     };
@@ -86,10 +118,7 @@ pub async fn revoke(
         },
     )
     .await?;
-    Ok(Revoked {
-        sessions,
-        access_tokens: tokens,
-    })
+    Ok(Revoked { sessions, access_tokens: tokens })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,10 +27,7 @@ impl From<directory::DirectoryError> for ClientError {
             directory::DirectoryError::Invalid(i) => ClientError::Invalid(i),
             directory::DirectoryError::Database(d) => ClientError::Database(d),
             directory::DirectoryError::NotFound(_) | directory::DirectoryError::Conflict(_) => {
-                ClientError::Invalid(InvalidField {
-                    field: "owner_org_unit_id",
-                    reason: e.to_string(),
-                })
+                ClientError::Invalid(InvalidField { field: "owner_org_unit_id", reason: e.to_string() })
             }
         }
     }
@@ -66,10 +63,7 @@ impl AuthMethod {
             "client_secret_basic" => Ok(Self::ClientSecretBasic),
             "client_secret_post" => Ok(Self::ClientSecretPost),
             "none" => Ok(Self::None),
-            _ => Err(InvalidField {
-                field: "token_endpoint_auth_method",
-                reason: "unsupported method".into(),
-            }),
+            _ => Err(InvalidField { field: "token_endpoint_auth_method", reason: "unsupported method".into() }),
         }
     }
 }
@@ -91,10 +85,7 @@ impl SigningAlg {
         match value {
             "RS256" => Ok(Self::RS256),
             "ES256" => Ok(Self::ES256),
-            _ => Err(InvalidField {
-                field: "id_token_signed_response_alg",
-                reason: "must be RS256 or ES256".into(),
-            }),
+            _ => Err(InvalidField { field: "id_token_signed_response_alg", reason: "must be RS256 or ES256".into() }),
         }
     }
 }
@@ -151,17 +142,13 @@ pub struct NewClient {
 pub const SUPPORTED_SCOPES: [&str; 3] = ["openid", "profile", "email"];
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidField {
-    InvalidField {
-        field,
-        reason: reason.into(),
-    }
+    InvalidField { field, reason: reason.into() }
 }
 
 /// A redirect URI must be absolute, without fragment (RFC 6749 §3.1.2), and https unless it
 /// points at the loopback interface (RFC 8252 §7.3).
 pub fn validate_redirect_uri(field: &'static str, uri: &str) -> Result<(), InvalidField> {
-    let parsed =
-        url::Url::parse(uri).map_err(|_| invalid(field, format!("not an absolute URL: {uri}")))?;
+    let parsed = url::Url::parse(uri).map_err(|_| invalid(field, format!("not an absolute URL: {uri}")))?;
     if parsed.fragment().is_some() || uri.contains('#') {
         return Err(invalid(field, "must not contain a fragment"));
     }
@@ -172,25 +159,17 @@ pub fn validate_redirect_uri(field: &'static str, uri: &str) -> Result<(), Inval
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
-        _ => Err(invalid(
-            field,
-            "must use https (http only on the loopback interface)",
-        )),
+        _ => Err(invalid(field, "must use https (http only on the loopback interface)")),
     }
 }
 
 fn validate_client_id(value: &str) -> Result<String, InvalidField> {
     let ok = (3..=64).contains(&value.len())
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(value.to_owned())
     } else {
-        Err(invalid(
-            "client_id",
-            "must be 3 to 64 characters of a-z, 0-9, '-', '_' or '.'",
-        ))
+        Err(invalid("client_id", "must be 3 to 64 characters of a-z, 0-9, '-', '_' or '.'"))
     }
 }
 
@@ -210,19 +189,11 @@ pub async fn register(
     let method = match (new.client_type, new.token_endpoint_auth_method) {
         (ClientType::Public, None | Some(AuthMethod::None)) => AuthMethod::None,
         (ClientType::Public, Some(_)) => {
-            return Err(invalid(
-                "token_endpoint_auth_method",
-                "a public client has no secret: use none",
-            )
-            .into())
+            return Err(invalid("token_endpoint_auth_method", "a public client has no secret: use none").into())
         }
         (ClientType::Confidential, None) => AuthMethod::ClientSecretBasic,
         (ClientType::Confidential, Some(AuthMethod::None)) => {
-            return Err(invalid(
-                "token_endpoint_auth_method",
-                "a confidential client authenticates",
-            )
-            .into())
+            return Err(invalid("token_endpoint_auth_method", "a confidential client authenticates").into())
         }
         (ClientType::Confidential, Some(m)) => m,
     };
@@ -235,23 +206,14 @@ pub async fn register(
     for uri in new.post_logout_redirect_uris.iter() {
         validate_redirect_uri("post_logout_redirect_uris", uri)?;
     }
-    let scopes = new
-        .scopes
-        .unwrap_or_else(|| SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect());
+    let scopes = new.scopes.unwrap_or_else(|| SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect());
     if !scopes.iter().any(|s| s == "openid") {
         return Err(invalid("scopes", "must include openid").into());
     }
-    if let Some(unknown) = scopes
-        .iter()
-        .find(|s| !SUPPORTED_SCOPES.contains(&s.as_str()))
-    {
+    if let Some(unknown) = scopes.iter().find(|s| !SUPPORTED_SCOPES.contains(&s.as_str())) {
         return Err(invalid("scopes", format!("unsupported scope {unknown}")).into());
     }
-    let alg = SigningAlg::parse(
-        new.id_token_signed_response_alg
-            .as_deref()
-            .unwrap_or("RS256"),
-    )?;
+    let alg = SigningAlg::parse(new.id_token_signed_response_alg.as_deref().unwrap_or("RS256"))?;
     // Public clients cannot opt out of PKCE (RFC 9700 §2.1.1).
     let require_pkce = match new.client_type {
         ClientType::Public => {
@@ -296,11 +258,7 @@ pub async fn register(
     .bind(&client.client_id)
     .bind(&client.name)
     .bind(client.owner_org_unit_id.as_deref())
-    .bind(if client.client_type == ClientType::Public {
-        "public"
-    } else {
-        "confidential"
-    })
+    .bind(if client.client_type == ClientType::Public { "public" } else { "confidential" })
     .bind(client.secret_hash.as_deref())
     .bind(client.token_endpoint_auth_method.as_str())
     .bind(serde_json::to_string(&client.redirect_uris).unwrap_or_default())
@@ -354,11 +312,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Client, ClientError> {
         client_id: row.try_get("client_id")?,
         name: row.try_get("name")?,
         owner_org_unit_id: row.try_get("owner_org_unit_id")?,
-        client_type: if client_type == "public" {
-            ClientType::Public
-        } else {
-            ClientType::Confidential
-        },
+        client_type: if client_type == "public" { ClientType::Public } else { ClientType::Confidential },
         token_endpoint_auth_method: AuthMethod::parse(&method)?,
         redirect_uris: serde_json::from_str(&redirect_uris).unwrap_or_default(),
         post_logout_redirect_uris: serde_json::from_str(&post_logout).unwrap_or_default(),
@@ -372,18 +326,15 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Client, ClientError> {
 }
 
 pub async fn get(store: &Store, client_id: &str) -> Result<Option<Client>, ClientError> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM clients WHERE client_id = $1"
-    ))
-    .bind(client_id)
-    .fetch_optional(store.pool())
-    .await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1"))
+        .bind(client_id)
+        .fetch_optional(store.pool())
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
 pub async fn list(store: &Store) -> Result<Vec<Client>, ClientError> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM clients ORDER BY client_id"))
-        .fetch_all(store.pool())
-        .await?;
+    let rows =
+        sqlx::query(&format!("SELECT {COLUMNS} FROM clients ORDER BY client_id")).fetch_all(store.pool()).await?;
     rows.iter().map(from_row).collect()
 }

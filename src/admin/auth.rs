@@ -18,13 +18,14 @@ use crate::App;
 use super::problem::Problem;
 
 /// Every scope an API token can carry.
-pub const SCOPES: [&str; 6] = [
+pub const SCOPES: [&str; 7] = [
     "directory:read",
     "directory:write",
     "clients:read",
     "clients:write",
     "audit:read",
     "tokens:write",
+    "passwords:reset",
 ];
 
 /// An authenticated admin API caller.
@@ -69,10 +70,7 @@ impl FromRequestParts<App> for Caller {
         .await?
         .ok_or_else(Problem::unauthorized)?;
         let scopes: String = row.try_get("scopes")?;
-        Ok(Caller {
-            token_id: row.try_get("id")?,
-            scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-        })
+        Ok(Caller { token_id: row.try_get("id")?, scopes: scopes.split_whitespace().map(str::to_owned).collect() })
     }
 }
 
@@ -95,8 +93,7 @@ pub async fn create_token(
     scopes: &[String],
     lifetime: i64,
 ) -> Result<IssuedToken, Problem> {
-    let name = crate::directory::types::parse_name("name", name)
-        .map_err(|e| Problem::bad_request(e.to_string()))?;
+    let name = crate::directory::types::parse_name("name", name).map_err(|e| Problem::bad_request(e.to_string()))?;
     if scopes.is_empty() {
         return Err(Problem::bad_request("at least one scope is required"));
     }
@@ -104,9 +101,7 @@ pub async fn create_token(
         return Err(Problem::bad_request(format!("unknown scope {unknown}")));
     }
     if !(60..=366 * 86_400).contains(&lifetime) {
-        return Err(Problem::bad_request(
-            "expires_in must be between 60 seconds and one year",
-        ));
+        return Err(Problem::bad_request("expires_in must be between 60 seconds and one year"));
     }
     let token = format!("skm_{}", crypto::random_token(32));
     let id = uuid::Uuid::new_v4().to_string();
@@ -139,13 +134,7 @@ pub async fn create_token(
         },
     )
     .await?;
-    Ok(IssuedToken {
-        id,
-        name,
-        token,
-        scopes,
-        expires_at: now + lifetime,
-    })
+    Ok(IssuedToken { id, name, token, scopes, expires_at: now + lifetime })
 }
 
 /// Lifetime of the code printed on the console, and of the token it is exchanged for.
@@ -154,29 +143,21 @@ pub const BOOTSTRAP_TOKEN_TTL: i64 = 86_400;
 
 /// True when no usable API token exists, i.e. nobody can administer Sekimori yet.
 pub async fn needs_bootstrap(store: &Store, now: UnixTime) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM api_tokens WHERE revoked_at IS NULL AND expires_at > $1",
-    )
-    .bind(now)
-    .fetch_one(store.pool())
-    .await?;
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM api_tokens WHERE revoked_at IS NULL AND expires_at > $1")
+        .bind(now)
+        .fetch_one(store.pool())
+        .await?;
     Ok(row.try_get::<i64, _>("n")? == 0)
 }
 
 /// Issues a one-time bootstrap code, invalidating any earlier unused one.
-pub async fn issue_bootstrap_code(
-    store: &Store,
-    actor: &Actor,
-    now: UnixTime,
-) -> Result<String, sqlx::Error> {
+pub async fn issue_bootstrap_code(store: &Store, actor: &Actor, now: UnixTime) -> Result<String, sqlx::Error> {
     let code = crypto::random_token(20);
     let mut tx = store.begin().await?;
-    sqlx::query(
-        "UPDATE bootstrap_codes SET expires_at = $1 WHERE used_at IS NULL AND expires_at > $1",
-    )
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("UPDATE bootstrap_codes SET expires_at = $1 WHERE used_at IS NULL AND expires_at > $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("INSERT INTO bootstrap_codes (id, code_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(crypto::sha256_hex(&code))
@@ -202,11 +183,7 @@ pub async fn issue_bootstrap_code(
 }
 
 /// Exchanges a bootstrap code, once, for a short-lived token with every scope.
-pub async fn redeem_bootstrap_code(
-    app: &App,
-    code: &str,
-    name: &str,
-) -> Result<IssuedToken, Problem> {
+pub async fn redeem_bootstrap_code(app: &App, code: &str, name: &str) -> Result<IssuedToken, Problem> {
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     let used = sqlx::query(

@@ -2,6 +2,7 @@
 //! anonymous except health and the one-time bootstrap exchange.
 
 pub mod auth;
+pub mod passwords;
 pub mod problem;
 
 use axum::extract::{Path, Query, State};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::clients::{self, Client, NewClient};
 use crate::audit::{self, Event, Outcome, Verification};
 use crate::directory::{self, Account, LoginId, NewOrgUnit, NewPerson, OrgUnit, Person};
+use crate::password::policy;
 use crate::App;
 
 use auth::{Caller, IssuedToken};
@@ -24,14 +26,14 @@ pub fn router() -> Router<App> {
         .route("/health", get(health))
         .route("/api/v1/bootstrap", post(bootstrap))
         .route("/api/v1/api-tokens", post(create_api_token))
-        .route(
-            "/api/v1/org-units",
-            get(list_org_units).post(create_org_unit),
-        )
+        .route("/api/v1/org-units", get(list_org_units).post(create_org_unit))
         .route("/api/v1/org-units/{id}/manager", put(set_manager))
         .route("/api/v1/people", get(list_people).post(create_person))
         .route("/api/v1/people/{id}", get(get_person))
         .route("/api/v1/people/{id}/account", post(create_account))
+        .route("/api/v1/people/{id}/password-reset", post(passwords::issue_reset))
+        .route("/api/v1/people/{id}/password-compromised", post(passwords::report_compromise))
+        .route("/api/v1/people/{id}/unlock", post(passwords::unlock))
         .route("/api/v1/clients", get(list_clients).post(register_client))
         .route("/api/v1/clients/{client_id}", get(get_client))
         .route("/api/v1/audit/events", get(list_audit_events))
@@ -48,10 +50,7 @@ pub async fn health(State(app): State<App>) -> impl IntoResponse {
         Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "unavailable"})),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "unavailable"})))
         }
     }
 }
@@ -110,14 +109,9 @@ struct List<T> {
     items: Vec<T>,
 }
 
-async fn list_org_units(
-    State(app): State<App>,
-    caller: Caller,
-) -> Result<Json<List<OrgUnit>>, Problem> {
+async fn list_org_units(State(app): State<App>, caller: Caller) -> Result<Json<List<OrgUnit>>, Problem> {
     caller.require("directory:read")?;
-    Ok(Json(List {
-        items: directory::list_org_units(&app.store).await?,
-    }))
+    Ok(Json(List { items: directory::list_org_units(&app.store).await? }))
 }
 
 async fn create_org_unit(
@@ -146,14 +140,7 @@ async fn set_manager(
 ) -> Result<StatusCode, Problem> {
     caller.require("directory:write")?;
     let mut tx = app.store.begin().await?;
-    directory::set_org_unit_manager(
-        &mut tx,
-        &caller.actor(),
-        app.clock.now(),
-        &id,
-        &req.person_id,
-    )
-    .await?;
+    directory::set_org_unit_manager(&mut tx, &caller.actor(), app.clock.now(), &id, &req.person_id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -174,13 +161,9 @@ async fn list_people(
     let limit = page.limit.unwrap_or(100);
     let offset = page.offset.unwrap_or(0);
     if !(1..=500).contains(&limit) || offset < 0 {
-        return Err(Problem::bad_request(
-            "limit must be 1 to 500 and offset not negative",
-        ));
+        return Err(Problem::bad_request("limit must be 1 to 500 and offset not negative"));
     }
-    Ok(Json(List {
-        items: directory::list_people(&app.store, limit, offset).await?,
-    }))
+    Ok(Json(List { items: directory::list_people(&app.store, limit, offset).await? }))
 }
 
 async fn create_person(
@@ -195,24 +178,21 @@ async fn create_person(
     Ok((StatusCode::CREATED, Json(person)))
 }
 
-async fn get_person(
-    State(app): State<App>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Person>, Problem> {
+async fn get_person(State(app): State<App>, caller: Caller, Path(id): Path<String>) -> Result<Json<Person>, Problem> {
     caller.require("directory:read")?;
-    directory::get_person(app.store.pool(), &id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| Problem::not_found("person"))
+    directory::get_person(app.store.pool(), &id).await?.map(Json).ok_or_else(|| Problem::not_found("person"))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewAccount {
     login_id: String,
-    /// An initial password. Stored only as an argon2id hash; never shown again.
+    /// A first password, checked against the full policy and stored only as an argon2id hash.
+    /// Better: leave it out and send the person a reset link (`password-reset`).
     password: Option<String>,
+    /// Whether the person must change that password at first login. Default true: someone
+    /// other than the person chose it (R11).
+    require_change: Option<bool>,
 }
 
 async fn create_account(
@@ -223,35 +203,35 @@ async fn create_account(
 ) -> Result<(StatusCode, Json<Account>), Problem> {
     caller.require("directory:write")?;
     let login_id = LoginId::parse(&req.login_id).map_err(directory::DirectoryError::from)?;
-    let hash = match req.password {
+    let person =
+        directory::get_person(app.store.pool(), &person_id).await?.ok_or_else(|| Problem::not_found("person"))?;
+    let prepared = match &req.password {
         Some(password) => {
-            crate::password::check_minimum(&password).map_err(directory::DirectoryError::from)?;
-            Some(app.hasher.hash(password).await.map_err(Problem::internal)?)
+            if let Err(refused) =
+                policy::check_new_password(&app, &person, login_id.as_str(), password, password).await?
+            {
+                return Err(passwords::refusal_problem(&refused, app.config.password.history));
+            }
+            let hash = app.hasher.hash(password.clone()).await.map_err(Problem::internal)?;
+            Some((hash, policy::fingerprint(&app.fingerprint_key, password)))
         }
         None => None,
     };
+    let initial = prepared.as_ref().map(|(hash, fingerprint)| directory::InitialPassword {
+        hash,
+        fingerprint,
+        must_change: req.require_change.unwrap_or(true),
+    });
     let mut tx = app.store.begin().await?;
-    let account = directory::create_account(
-        &mut tx,
-        &caller.actor(),
-        app.clock.now(),
-        &person_id,
-        &login_id,
-        hash.as_deref(),
-    )
-    .await?;
+    let account =
+        directory::create_account(&mut tx, &caller.actor(), app.clock.now(), &person_id, &login_id, initial).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(account)))
 }
 
-async fn list_clients(
-    State(app): State<App>,
-    caller: Caller,
-) -> Result<Json<List<Client>>, Problem> {
+async fn list_clients(State(app): State<App>, caller: Caller) -> Result<Json<List<Client>>, Problem> {
     caller.require("clients:read")?;
-    Ok(Json(List {
-        items: clients::list(&app.store).await?,
-    }))
+    Ok(Json(List { items: clients::list(&app.store).await? }))
 }
 
 #[derive(Serialize)]
@@ -270,22 +250,10 @@ async fn register_client(
 ) -> Result<(StatusCode, Json<RegisteredClient>), Problem> {
     caller.require("clients:write")?;
     let mut tx = app.store.begin().await?;
-    let (client, client_secret) = clients::register(
-        &mut tx,
-        &caller.actor(),
-        app.clock.now(),
-        app.config.tokens.access_token_ttl,
-        new,
-    )
-    .await?;
+    let (client, client_secret) =
+        clients::register(&mut tx, &caller.actor(), app.clock.now(), app.config.tokens.access_token_ttl, new).await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(RegisteredClient {
-            client,
-            client_secret,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(RegisteredClient { client, client_secret })))
 }
 
 async fn get_client(
@@ -294,10 +262,7 @@ async fn get_client(
     Path(client_id): Path<String>,
 ) -> Result<Json<Client>, Problem> {
     caller.require("clients:read")?;
-    clients::get(&app.store, &client_id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| Problem::not_found("client"))
+    clients::get(&app.store, &client_id).await?.map(Json).ok_or_else(|| Problem::not_found("client"))
 }
 
 #[derive(Deserialize)]
@@ -318,9 +283,7 @@ async fn list_audit_events(
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) || after < 0 {
-        return Err(Problem::bad_request(
-            "limit must be 1 to 1000 and after not negative",
-        ));
+        return Err(Problem::bad_request("limit must be 1 to 1000 and after not negative"));
     }
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
@@ -338,15 +301,10 @@ async fn list_audit_events(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(List {
-        items: audit::list(&app.store, after, limit).await?,
-    }))
+    Ok(Json(List { items: audit::list(&app.store, after, limit).await? }))
 }
 
-async fn verify_audit(
-    State(app): State<App>,
-    caller: Caller,
-) -> Result<Json<Verification>, Problem> {
+async fn verify_audit(State(app): State<App>, caller: Caller) -> Result<Json<Verification>, Problem> {
     caller.require("audit:read")?;
     Ok(Json(audit::verify(&app.store).await?))
 }

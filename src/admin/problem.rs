@@ -24,37 +24,19 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<Option<String>>) -> Self {
-        Self {
-            kind: "about:blank",
-            title,
-            status: status.as_u16(),
-            detail: detail.into(),
-            field: None,
-        }
+        Self { kind: "about:blank", title, status: status.as_u16(), detail: detail.into(), field: None }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "Bad Request", detail.into())
     }
     pub fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "a valid API token is required".to_owned(),
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", "a valid API token is required".to_owned())
     }
     pub fn forbidden(scope: &str) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            format!("this token lacks the {scope} scope"),
-        )
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", format!("this token lacks the {scope} scope"))
     }
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "Not Found",
-            format!("{what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "Not Found", format!("{what} not found"))
     }
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "Conflict", detail.into())
@@ -62,11 +44,7 @@ impl Problem {
     /// Logs the cause once; the caller sees no internals.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "admin API internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal Server Error",
-            None,
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", None)
     }
 }
 
@@ -75,15 +53,11 @@ impl IntoResponse for Problem {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut response = (status, body).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Bearer realm="sekimori-admin""#),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="sekimori-admin""#));
         }
         response
     }
@@ -93,11 +67,7 @@ impl From<DirectoryError> for Problem {
     fn from(e: DirectoryError) -> Self {
         match e {
             DirectoryError::Invalid(invalid) => {
-                let mut p = Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Unprocessable Entity",
-                    invalid.to_string(),
-                );
+                let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Entity", invalid.to_string());
                 p.field = Some(invalid.field);
                 p
             }

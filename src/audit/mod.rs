@@ -148,10 +148,7 @@ pub async fn record(tx: &mut Tx, now: UnixTime, event: Event<'_>) -> Result<(), 
     .bind(&hash)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -170,9 +167,7 @@ pub enum Verification {
 /// hash is not its predecessor's (reordered or spliced), or a head that points past the end.
 pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
     let pool = store.pool();
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(pool)
-        .await?;
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(pool).await?;
     let head_seq: i64 = head.try_get("seq")?;
     let head_hash: String = head.try_get("hash")?;
 
@@ -201,9 +196,7 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
             if event.prev_hash != prev {
                 return Ok(Verification::Broken {
                     seq: event.seq,
-                    reason:
-                        "previous-hash does not match the preceding event (deleted or reordered)"
-                            .into(),
+                    reason: "previous-hash does not match the preceding event (deleted or reordered)".into(),
                 });
             }
             let recomputed = Link {
@@ -235,7 +228,9 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
     if last != head_seq || prev != head_hash {
         return Ok(Verification::Broken {
             seq: last + 1,
-            reason: format!("the chain ends at event {last} but its head records event {head_seq} (deleted at the end)"),
+            reason: format!(
+                "the chain ends at event {last} but its head records event {head_seq} (deleted at the end)"
+            ),
         });
     }
     Ok(Verification::Intact { events: last })
@@ -260,11 +255,7 @@ fn stored_event(row: &sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
 }
 
 /// Reads events for an auditor (R8). The caller records the read itself, in its own event.
-pub async fn list(
-    store: &Store,
-    after_seq: i64,
-    limit: i64,
-) -> Result<Vec<StoredEvent>, sqlx::Error> {
+pub async fn list(store: &Store, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash
          FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",

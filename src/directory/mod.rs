@@ -55,49 +55,27 @@ pub async fn create_org_unit(
     new: NewOrgUnit,
 ) -> Result<OrgUnit, DirectoryError> {
     let code = EmployeeNumber::parse(&new.code)
-        .map_err(|_| InvalidField {
-            field: "code",
-            reason: "must be 1 to 20 ASCII letters, digits or '-'".into(),
-        })?
+        .map_err(|_| InvalidField { field: "code", reason: "must be 1 to 20 ASCII letters, digits or '-'".into() })?
         .as_str()
         .to_owned();
     let name = types::parse_name("name", &new.name)?;
-    let name_en = new
-        .name_en
-        .as_deref()
-        .map(|n| types::parse_name("name_en", n))
-        .transpose()?;
+    let name_en = new.name_en.as_deref().map(|n| types::parse_name("name_en", n)).transpose()?;
     let level = OrgLevel::parse(&new.level)?;
     match (level.parent_level(), &new.parent_id) {
         (None, Some(_)) => {
-            return Err(InvalidField {
-                field: "parent_id",
-                reason: "a department has no parent".into(),
-            }
-            .into())
+            return Err(InvalidField { field: "parent_id", reason: "a department has no parent".into() }.into())
         }
         (Some(_), None) => {
-            return Err(InvalidField {
-                field: "parent_id",
-                reason: "required for sections and units".into(),
-            }
-            .into())
+            return Err(InvalidField { field: "parent_id", reason: "required for sections and units".into() }.into())
         }
         (Some(expected), Some(parent_id)) => {
             let parent = get_org_unit(&mut **tx, parent_id)
                 .await?
-                .ok_or(InvalidField {
-                    field: "parent_id",
-                    reason: "no such org unit".into(),
-                })?;
+                .ok_or(InvalidField { field: "parent_id", reason: "no such org unit".into() })?;
             if parent.level != expected {
                 return Err(InvalidField {
                     field: "parent_id",
-                    reason: format!(
-                        "the parent of a {} must be a {}",
-                        level.as_str(),
-                        expected.as_str()
-                    ),
+                    reason: format!("the parent of a {} must be a {}", level.as_str(), expected.as_str()),
                 }
                 .into());
             }
@@ -138,15 +116,7 @@ pub async fn create_org_unit(
         },
     )
     .await?;
-    Ok(OrgUnit {
-        id,
-        code,
-        name,
-        name_en,
-        level,
-        parent_id: new.parent_id,
-        manager_person_id: None,
-    })
+    Ok(OrgUnit { id, code, name, name_en, level, parent_id: new.parent_id, manager_person_id: None })
 }
 
 /// Names the manager (課長, 係長…) of an org unit; the person must exist.
@@ -158,11 +128,7 @@ pub async fn set_org_unit_manager(
     person_id: &str,
 ) -> Result<(), DirectoryError> {
     if get_person(&mut **tx, person_id).await?.is_none() {
-        return Err(InvalidField {
-            field: "manager_person_id",
-            reason: "no such person".into(),
-        }
-        .into());
+        return Err(InvalidField { field: "manager_person_id", reason: "no such person".into() }.into());
     }
     let result = sqlx::query("UPDATE org_units SET manager_person_id = $1 WHERE id = $2")
         .bind(person_id)
@@ -207,21 +173,16 @@ pub async fn get_org_unit<'e, E>(executor: E, id: &str) -> Result<Option<OrgUnit
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row = sqlx::query(&format!(
-        "SELECT {ORG_UNIT_COLUMNS} FROM org_units WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(executor)
-    .await?;
+    let row = sqlx::query(&format!("SELECT {ORG_UNIT_COLUMNS} FROM org_units WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
     row.as_ref().map(org_unit_from_row).transpose()
 }
 
 pub async fn list_org_units(store: &Store) -> Result<Vec<OrgUnit>, DirectoryError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {ORG_UNIT_COLUMNS} FROM org_units ORDER BY code"
-    ))
-    .fetch_all(store.pool())
-    .await?;
+    let rows =
+        sqlx::query(&format!("SELECT {ORG_UNIT_COLUMNS} FROM org_units ORDER BY code")).fetch_all(store.pool()).await?;
     rows.iter().map(org_unit_from_row).collect()
 }
 
@@ -252,9 +213,7 @@ impl Person {
             return false;
         };
         let ended = match &self.end_date {
-            Some(end) => types::parse_date("end_date", end)
-                .map(|end| today > end)
-                .unwrap_or(true),
+            Some(end) => types::parse_date("end_date", end).map(|end| today > end).unwrap_or(true),
             None => false,
         };
         self.status == PersonStatus::Active && today >= start && !ended
@@ -289,52 +248,24 @@ pub async fn create_person(
 ) -> Result<Person, DirectoryError> {
     let employee_number = EmployeeNumber::parse(&new.employee_number)?;
     let kind = PersonKind::parse(&new.kind)?;
-    let birth_date = new
-        .birth_date
-        .as_deref()
-        .map(|d| types::parse_date("birth_date", d))
-        .transpose()?;
+    let birth_date = new.birth_date.as_deref().map(|d| types::parse_date("birth_date", d)).transpose()?;
     let start_date = types::parse_date("start_date", &new.start_date)?;
-    let end_date = new
-        .end_date
-        .as_deref()
-        .map(|d| types::parse_date("end_date", d))
-        .transpose()?;
+    let end_date = new.end_date.as_deref().map(|d| types::parse_date("end_date", d)).transpose()?;
     if kind.requires_end_date() && end_date.is_none() {
-        return Err(InvalidField {
-            field: "end_date",
-            reason: format!("required for kind {}", kind.as_str()),
-        }
-        .into());
+        return Err(InvalidField { field: "end_date", reason: format!("required for kind {}", kind.as_str()) }.into());
     }
     if matches!(end_date, Some(end) if end < start_date) {
-        return Err(InvalidField {
-            field: "end_date",
-            reason: "must not be before start_date".into(),
-        }
-        .into());
+        return Err(InvalidField { field: "end_date", reason: "must not be before start_date".into() }.into());
     }
     let email = match new.email.as_deref().map(str::trim) {
-        Some(e)
-            if e.len() > 254
-                || !e.contains('@')
-                || e.chars().any(|c| c.is_whitespace() || c.is_control()) =>
-        {
-            return Err(InvalidField {
-                field: "email",
-                reason: "not an e-mail address".into(),
-            }
-            .into())
+        Some(e) if e.len() > 254 || !e.contains('@') || e.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            return Err(InvalidField { field: "email", reason: "not an e-mail address".into() }.into())
         }
         other => other.map(str::to_owned),
     };
     if let Some(org) = &new.org_unit_id {
         if get_org_unit(&mut **tx, org).await?.is_none() {
-            return Err(InvalidField {
-                field: "org_unit_id",
-                reason: "no such org unit".into(),
-            }
-            .into());
+            return Err(InvalidField { field: "org_unit_id", reason: "no such org unit".into() }.into());
         }
     }
     let person = Person {
@@ -397,8 +328,7 @@ pub async fn create_person(
     Ok(person)
 }
 
-const PERSON_COLUMNS: &str =
-    "id, employee_number, family_name, given_name, family_name_kana, given_name_kana, \
+const PERSON_COLUMNS: &str = "id, employee_number, family_name, given_name, family_name_kana, given_name_kana, \
      birth_date, kind, org_unit_id, email, status, start_date, end_date";
 
 fn person_from_row(row: &sqlx::any::AnyRow) -> Result<Person, DirectoryError> {
@@ -425,27 +355,19 @@ pub async fn get_person<'e, E>(executor: E, id: &str) -> Result<Option<Person>, 
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row = sqlx::query(&format!(
-        "SELECT {PERSON_COLUMNS} FROM people WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(executor)
-    .await?;
+    let row = sqlx::query(&format!("SELECT {PERSON_COLUMNS} FROM people WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
     row.as_ref().map(person_from_row).transpose()
 }
 
-pub async fn list_people(
-    store: &Store,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<Person>, DirectoryError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {PERSON_COLUMNS} FROM people ORDER BY employee_number LIMIT $1 OFFSET $2"
-    ))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(store.pool())
-    .await?;
+pub async fn list_people(store: &Store, limit: i64, offset: i64) -> Result<Vec<Person>, DirectoryError> {
+    let rows = sqlx::query(&format!("SELECT {PERSON_COLUMNS} FROM people ORDER BY employee_number LIMIT $1 OFFSET $2"))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(store.pool())
+        .await?;
     rows.iter().map(person_from_row).collect()
 }
 
@@ -459,15 +381,26 @@ pub struct Account {
     pub status: String,
 }
 
-/// Creates the person's one account. `password_hash` is an argon2id PHC string or None (the
-/// person cannot log in with a password until one is set).
+/// An account's first password, already checked against the password policy.
+#[derive(Debug, Clone)]
+pub struct InitialPassword<'a> {
+    /// argon2id PHC string.
+    pub hash: &'a str,
+    /// Keyed fingerprint (see `password::policy::fingerprint`).
+    pub fingerprint: &'a str,
+    /// Whether the person must change it at first login (true when someone else chose it).
+    pub must_change: bool,
+}
+
+/// Creates the person's one account, with a first password or none (the person then cannot
+/// log in with a password until a reset link is used).
 pub async fn create_account(
     tx: &mut Tx,
     actor: &Actor,
     now: UnixTime,
     person_id: &str,
     login_id: &LoginId,
-    password_hash: Option<&str>,
+    password: Option<InitialPassword<'_>>,
 ) -> Result<Account, DirectoryError> {
     if get_person(&mut **tx, person_id).await?.is_none() {
         return Err(DirectoryError::NotFound("person"));
@@ -479,14 +412,17 @@ pub async fn create_account(
         status: "active".into(),
     };
     sqlx::query(
-        "INSERT INTO accounts (id, person_id, login_id, password_hash, password_changed_at, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, 'active', $6)",
+        "INSERT INTO accounts (id, person_id, login_id, password_hash, password_fingerprint, password_changed_at,
+             must_change_password, status, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8)",
     )
     .bind(&account.id)
     .bind(person_id)
     .bind(&account.login_id)
-    .bind(password_hash)
-    .bind(password_hash.map(|_| now))
+    .bind(password.as_ref().map(|p| p.hash))
+    .bind(password.as_ref().map(|p| p.fingerprint))
+    .bind(password.as_ref().map(|_| now))
+    .bind(i64::from(password.as_ref().is_some_and(|p| p.must_change)))
     .bind(now)
     .execute(&mut **tx)
     .await
@@ -495,10 +431,24 @@ pub async fn create_account(
             DirectoryError::Conflict("this person already has an account (one login ID per person)")
         } else if is_constraint(&e, "accounts_login_id_unique", "accounts.login_id") {
             DirectoryError::Conflict("this login ID is already in use")
+        } else if is_constraint(&e, "accounts_password_fingerprint_unique", "accounts.password_fingerprint") {
+            // R9: another account holds this password now.
+            DirectoryError::Invalid(InvalidField {
+                field: "password",
+                reason: "cannot be used: passwords may not be shared between people".into(),
+            })
         } else {
             e.into()
         }
     })?;
+    if let Some(password) = &password {
+        sqlx::query("INSERT INTO password_history (account_id, fingerprint, created_at) VALUES ($1, $2, $3)")
+            .bind(&account.id)
+            .bind(password.fingerprint)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
     audit::record(
         tx,
         now,
@@ -515,47 +465,70 @@ pub async fn create_account(
     Ok(account)
 }
 
-/// What login needs to know about an account.
+/// What login and the password rules need to know about an account.
 #[derive(Debug, Clone)]
 pub struct LoginAccount {
     pub account_id: String,
+    pub login_id: String,
     pub account_active: bool,
     pub password_hash: Option<String>,
+    pub password_changed_at: Option<i64>,
+    pub must_change_password: bool,
+    pub locked_until: Option<i64>,
     pub person: Person,
 }
 
-pub async fn find_login_account(
-    store: &Store,
-    login_id: &LoginId,
-) -> Result<Option<LoginAccount>, DirectoryError> {
-    let row = sqlx::query(&format!(
-        "SELECT a.id AS account_id, a.status AS account_status, a.password_hash, {}
-         FROM accounts a JOIN people p ON p.id = a.person_id WHERE a.login_id = $1",
-        PERSON_COLUMNS
-            .split(", ")
-            .map(|c| format!("p.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
-    .bind(login_id.as_str())
-    .fetch_optional(store.pool())
-    .await?;
-    let Some(row) = row else { return Ok(None) };
+fn login_account_query(condition: &str) -> String {
+    format!(
+        "SELECT a.id AS account_id, a.login_id, a.status AS account_status, a.password_hash,
+             a.password_changed_at, a.must_change_password, a.locked_until, {}
+         FROM accounts a JOIN people p ON p.id = a.person_id WHERE {condition}",
+        PERSON_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
+    )
+}
+
+fn login_account_from_row(row: &sqlx::any::AnyRow) -> Result<LoginAccount, DirectoryError> {
     let status: String = row.try_get("account_status")?;
-    Ok(Some(LoginAccount {
+    let must_change: i64 = row.try_get("must_change_password")?;
+    Ok(LoginAccount {
         account_id: row.try_get("account_id")?,
+        login_id: row.try_get("login_id")?,
         account_active: status == "active",
         password_hash: row.try_get("password_hash")?,
-        person: person_from_row(&row)?,
-    }))
+        password_changed_at: row.try_get("password_changed_at")?,
+        must_change_password: must_change != 0,
+        locked_until: row.try_get("locked_until")?,
+        person: person_from_row(row)?,
+    })
+}
+
+pub async fn find_login_account(store: &Store, login_id: &LoginId) -> Result<Option<LoginAccount>, DirectoryError> {
+    let row = sqlx::query(&login_account_query("a.login_id = $1"))
+        .bind(login_id.as_str())
+        .fetch_optional(store.pool())
+        .await?;
+    row.as_ref().map(login_account_from_row).transpose()
+}
+
+pub async fn get_login_account<'e, E>(executor: E, account_id: &str) -> Result<Option<LoginAccount>, DirectoryError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&login_account_query("a.id = $1")).bind(account_id).fetch_optional(executor).await?;
+    row.as_ref().map(login_account_from_row).transpose()
+}
+
+/// The account of a person, if they have one.
+pub async fn account_of_person<'e, E>(executor: E, person_id: &str) -> Result<Option<LoginAccount>, DirectoryError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&login_account_query("a.person_id = $1")).bind(person_id).fetch_optional(executor).await?;
+    row.as_ref().map(login_account_from_row).transpose()
 }
 
 /// Whether the person still may use Sekimori: the one check every grant repeats.
-pub async fn person_may_log_in<'e, E>(
-    executor: E,
-    person_id: &str,
-    today: Date,
-) -> Result<bool, DirectoryError>
+pub async fn person_may_log_in<'e, E>(executor: E, person_id: &str, today: Date) -> Result<bool, DirectoryError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -574,7 +547,5 @@ where
 /// Today's date in Japan, where the employment dates are kept.
 pub fn today_in_japan(now: UnixTime) -> Date {
     let jst = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
-    time::OffsetDateTime::from_unix_timestamp(now)
-        .map(|t| t.to_offset(jst).date())
-        .unwrap_or(Date::MIN)
+    time::OffsetDateTime::from_unix_timestamp(now).map(|t| t.to_offset(jst).date()).unwrap_or(Date::MIN)
 }

@@ -11,10 +11,7 @@ pub struct InvalidField {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidField {
-    InvalidField {
-        field,
-        reason: reason.into(),
-    }
+    InvalidField { field, reason: reason.into() }
 }
 
 /// An employee number as HR assigns it (職員番号): 1–20 ASCII letters, digits or hyphens.
@@ -28,10 +25,7 @@ impl EmployeeNumber {
             return Err(invalid("employee_number", "must be 1 to 20 characters"));
         }
         if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(invalid(
-                "employee_number",
-                "may contain only ASCII letters, digits and '-'",
-            ));
+            return Err(invalid("employee_number", "may contain only ASCII letters, digits and '-'"));
         }
         Ok(Self(value.to_owned()))
     }
@@ -51,14 +45,8 @@ impl LoginId {
         if value.len() < 3 || value.len() > 64 {
             return Err(invalid("login_id", "must be 3 to 64 characters"));
         }
-        if !value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
-            return Err(invalid(
-                "login_id",
-                "may contain only letters, digits, '.', '_' and '-'",
-            ));
+        if !value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+            return Err(invalid("login_id", "may contain only letters, digits, '.', '_' and '-'"));
         }
         Ok(Self(value))
     }
@@ -92,16 +80,12 @@ pub fn parse_kana(field: &'static str, value: &str) -> Result<String, InvalidFie
 
 /// An ISO 8601 calendar date (YYYY-MM-DD).
 pub fn parse_date(field: &'static str, value: &str) -> Result<Date, InvalidField> {
-    Date::parse(
-        value.trim(),
-        time::macros::format_description!("[year]-[month]-[day]"),
-    )
-    .map_err(|_| invalid(field, "must be a date written YYYY-MM-DD"))
+    Date::parse(value.trim(), time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| invalid(field, "must be a date written YYYY-MM-DD"))
 }
 
 pub fn format_date(date: Date) -> String {
-    date.format(time::macros::format_description!("[year]-[month]-[day]"))
-        .unwrap_or_default()
+    date.format(time::macros::format_description!("[year]-[month]-[day]")).unwrap_or_default()
 }
 
 /// R3: the kinds of staff, each with its own rules.
@@ -148,18 +132,12 @@ impl PersonKind {
     }
 
     pub fn parse(value: &str) -> Result<Self, InvalidField> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == value)
-            .ok_or_else(|| invalid("kind", "unknown person kind"))
+        Self::ALL.into_iter().find(|k| k.as_str() == value).ok_or_else(|| invalid("kind", "unknown person kind"))
     }
 
     /// R3: fixed-term staff always carry an end date and expire by themselves.
     pub fn requires_end_date(self) -> bool {
-        !matches!(
-            self,
-            PersonKind::Regular | PersonKind::ReEmployed | PersonKind::PartTime
-        )
+        !matches!(self, PersonKind::Regular | PersonKind::ReEmployed | PersonKind::PartTime)
     }
 }
 
@@ -235,10 +213,7 @@ mod tests {
     fn values_are_parsed_at_the_edge() {
         assert!(EmployeeNumber::parse("E-1024").is_ok());
         assert!(EmployeeNumber::parse("1024; DROP TABLE people").is_err());
-        assert_eq!(
-            LoginId::parse(" Tanaka.Ichiro ").unwrap().as_str(),
-            "tanaka.ichiro"
-        );
+        assert_eq!(LoginId::parse(" Tanaka.Ichiro ").unwrap().as_str(), "tanaka.ichiro");
         assert!(LoginId::parse("ta").is_err());
         assert!(LoginId::parse("田中").is_err());
         assert!(parse_kana("family_name_kana", "タナカ").is_ok());

@@ -71,16 +71,8 @@ pub fn redirect_uri_with(redirect_uri: &str, params: &[(&str, &str)]) -> String 
 fn error_response(app: &App, lang: Lang, error: AuthorizeError) -> Response {
     match error {
         AuthorizeError::Page(status, msg) => web::pages::error_page(lang, status, msg),
-        AuthorizeError::Redirect {
-            redirect_uri,
-            state,
-            error,
-            description,
-        } => {
-            let mut params = vec![
-                ("error", error),
-                ("error_description", description.as_str()),
-            ];
+        AuthorizeError::Redirect { redirect_uri, state, error, description } => {
+            let mut params = vec![("error", error), ("error_description", description.as_str())];
             if let Some(state) = state.as_deref() {
                 params.push(("state", state));
             }
@@ -104,12 +96,7 @@ pub async fn authorize_get(
     handle(app, jar, headers, params).await
 }
 
-pub async fn authorize_post(
-    State(app): State<App>,
-    jar: CookieJar,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn authorize_post(State(app): State<App>, jar: CookieJar, headers: HeaderMap, body: Bytes) -> Response {
     handle(app, jar, headers, Params::parse(&body)).await
 }
 
@@ -124,20 +111,11 @@ async fn handle(app: App, jar: CookieJar, headers: HeaderMap, params: Params) ->
         Ok(session) => session,
         Err(e) => return error_response(&app, lang, e.into()),
     };
-    let prompt: Vec<&str> = request
-        .prompt
-        .as_deref()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
+    let prompt: Vec<&str> = request.prompt.as_deref().unwrap_or("").split_whitespace().collect();
     // A session is good enough unless the client asks for a fresh login, or for one no
     // older than max_age (OIDC Core §3.1.2.1).
-    let usable = session.filter(|s| {
-        !prompt.contains(&"login")
-            && request
-                .max_age
-                .is_none_or(|max_age| now - s.auth_time <= max_age)
-    });
+    let usable = session
+        .filter(|s| !prompt.contains(&"login") && request.max_age.is_none_or(|max_age| now - s.auth_time <= max_age));
     match usable {
         Some(session) => match complete(&app, &request, &session).await {
             Ok(response) => response,
@@ -155,15 +133,8 @@ async fn handle(app: App, jar: CookieJar, headers: HeaderMap, params: Params) ->
         ),
         None => match save_pending(&app, &request).await {
             // ui_locales carries on to the login page (OIDC Core §3.1.2.1).
-            Ok(id) => match params
-                .get("ui_locales")
-                .ok()
-                .flatten()
-                .and_then(Lang::from_ui_locales)
-            {
-                Some(chosen) => {
-                    Redirect::to(&format!("/login?request={id}&lang={}", chosen.code()))
-                }
+            Ok(id) => match params.get("ui_locales").ok().flatten().and_then(Lang::from_ui_locales) {
+                Some(chosen) => Redirect::to(&format!("/login?request={id}&lang={}", chosen.code())),
                 None => Redirect::to(&format!("/login?request={id}")),
             }
             .into_response(),
@@ -176,14 +147,9 @@ async fn handle(app: App, jar: CookieJar, headers: HeaderMap, params: Params) ->
 /// was not verified.
 async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, AuthorizeError> {
     let page = |msg| AuthorizeError::Page(StatusCode::BAD_REQUEST, msg);
-    let client_id = params
-        .get("client_id")
-        .map_err(|_| page(Msg::BadClient))?
-        .ok_or(page(Msg::BadClient))?;
-    let client: Client = clients::get(&app.store, client_id)
-        .await?
-        .filter(Client::is_active)
-        .ok_or(page(Msg::BadClient))?;
+    let client_id = params.get("client_id").map_err(|_| page(Msg::BadClient))?.ok_or(page(Msg::BadClient))?;
+    let client: Client =
+        clients::get(&app.store, client_id).await?.filter(Client::is_active).ok_or(page(Msg::BadClient))?;
     let redirect_uri = params
         .get("redirect_uri")
         .map_err(|_| page(Msg::BadRedirectUri))?
@@ -200,54 +166,30 @@ async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, Au
         description: description.to_owned(),
     };
     if let Some(name) = params.first_repeated() {
-        return Err(fail(
-            "invalid_request",
-            &format!("parameter {name} must not be repeated"),
-        ));
+        return Err(fail("invalid_request", &format!("parameter {name} must not be repeated")));
     }
     if params.longest_value() > 4096 {
         return Err(fail("invalid_request", "a parameter is too long"));
     }
     let get = |name| params.get(name).ok().flatten();
     if get("request").is_some() {
-        return Err(fail(
-            "request_not_supported",
-            "request objects are not supported",
-        ));
+        return Err(fail("request_not_supported", "request objects are not supported"));
     }
     if get("request_uri").is_some() {
-        return Err(fail(
-            "request_uri_not_supported",
-            "request_uri is not supported",
-        ));
+        return Err(fail("request_uri_not_supported", "request_uri is not supported"));
     }
     if get("registration").is_some() {
-        return Err(fail(
-            "registration_not_supported",
-            "registration is not supported",
-        ));
+        return Err(fail("registration_not_supported", "registration is not supported"));
     }
     match get("response_type") {
         None => return Err(fail("invalid_request", "response_type is required")),
         Some("code") => {}
-        Some(_) => {
-            return Err(fail(
-                "unsupported_response_type",
-                "only response_type=code is supported",
-            ))
-        }
+        Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported")),
     }
     if !matches!(get("response_mode"), None | Some("query")) {
-        return Err(fail(
-            "invalid_request",
-            "only response_mode=query is supported",
-        ));
+        return Err(fail("invalid_request", "only response_mode=query is supported"));
     }
-    let requested: Vec<&str> = get("scope")
-        .unwrap_or("")
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let requested: Vec<&str> = get("scope").unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
     if !requested.contains(&"openid") {
         return Err(fail("invalid_scope", "the openid scope is required"));
     }
@@ -264,27 +206,17 @@ async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, Au
     match (challenge, method) {
         (Some(_), Some("S256")) => {}
         // RFC 7636 §4.3: an absent method means "plain", which Sekimori does not accept.
-        (Some(_), _) => {
-            return Err(fail(
-                "invalid_request",
-                "code_challenge_method must be S256",
-            ))
-        }
+        (Some(_), _) => return Err(fail("invalid_request", "code_challenge_method must be S256")),
         (None, Some(_)) => return Err(fail("invalid_request", "code_challenge is missing")),
         (None, None) if client.client_type == ClientType::Public || client.require_pkce => {
-            return Err(fail(
-                "invalid_request",
-                "PKCE (code_challenge with S256) is required for this client",
-            ))
+            return Err(fail("invalid_request", "PKCE (code_challenge with S256) is required for this client"))
         }
         (None, None) => {}
     }
     if let Some(challenge) = challenge {
         // The S256 transform always yields 43 base64url characters.
-        let well_formed = challenge.len() == 43
-            && challenge
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let well_formed =
+            challenge.len() == 43 && challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !well_formed {
             return Err(fail("invalid_request", "code_challenge is malformed"));
         }
@@ -293,22 +225,14 @@ async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, Au
     if let Some(prompt) = prompt {
         let values: Vec<&str> = prompt.split(' ').filter(|s| !s.is_empty()).collect();
         if values.contains(&"none") && values.len() > 1 {
-            return Err(fail(
-                "invalid_request",
-                "prompt=none cannot be combined with other values",
-            ));
+            return Err(fail("invalid_request", "prompt=none cannot be combined with other values"));
         }
     }
     let max_age = match get("max_age") {
         None => None,
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 0 => Some(n),
-            _ => {
-                return Err(fail(
-                    "invalid_request",
-                    "max_age must be a non-negative integer",
-                ))
-            }
+            _ => return Err(fail("invalid_request", "max_age must be a non-negative integer")),
         },
     };
     Ok(AuthorizationRequest {
@@ -326,10 +250,7 @@ async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, Au
 async fn save_pending(app: &App, request: &AuthorizationRequest) -> Result<String, AuthorizeError> {
     let now = app.clock.now();
     let id = crypto::random_token(24);
-    sqlx::query("DELETE FROM authorization_requests WHERE expires_at < $1")
-        .bind(now)
-        .execute(app.store.pool())
-        .await?;
+    sqlx::query("DELETE FROM authorization_requests WHERE expires_at < $1").bind(now).execute(app.store.pool()).await?;
     sqlx::query(
         "INSERT INTO authorization_requests (id, client_id, redirect_uri, scope, state, nonce, code_challenge,
              max_age, prompt, created_at, expires_at)
@@ -352,10 +273,7 @@ async fn save_pending(app: &App, request: &AuthorizationRequest) -> Result<Strin
 }
 
 /// The pending request `id`, if it exists and has not expired.
-pub async fn load_pending(
-    app: &App,
-    id: &str,
-) -> Result<Option<AuthorizationRequest>, crate::Error> {
+pub async fn load_pending(app: &App, id: &str) -> Result<Option<AuthorizationRequest>, crate::Error> {
     let row = sqlx::query(
         "SELECT client_id, redirect_uri, scope, state, nonce, code_challenge, max_age, prompt
          FROM authorization_requests WHERE id = $1 AND expires_at > $2",
@@ -396,9 +314,7 @@ pub async fn complete_in(
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     // The person may have been disabled since the session began: every grant re-checks.
-    if !directory::person_may_log_in(&mut *tx, &session.person_id, directory::today_in_japan(now))
-        .await?
-    {
+    if !directory::person_may_log_in(&mut *tx, &session.person_id, directory::today_in_japan(now)).await? {
         return Err(AuthorizeError::Redirect {
             redirect_uri: request.redirect_uri.clone(),
             state: request.state.clone(),
@@ -407,10 +323,7 @@ pub async fn complete_in(
         });
     }
     if let Some(id) = pending_id {
-        sqlx::query("DELETE FROM authorization_requests WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM authorization_requests WHERE id = $1").bind(id).execute(&mut *tx).await?;
     }
     let auth = AuthContext {
         session_id: session.id.clone(),

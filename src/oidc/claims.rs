@@ -26,21 +26,10 @@ pub fn scope_claims(person: &Person, scopes: &[&str]) -> Map<String, Value> {
         claims.insert("family_name".into(), json!(person.family_name));
         claims.insert("given_name".into(), json!(person.given_name));
         // OIDC Core §5.2: the reading in katakana as a language-tagged claim.
-        claims.insert(
-            "name#ja-Kana-JP".into(),
-            json!(format!(
-                "{} {}",
-                person.family_name_kana, person.given_name_kana
-            )),
-        );
-        claims.insert(
-            "family_name#ja-Kana-JP".into(),
-            json!(person.family_name_kana),
-        );
-        claims.insert(
-            "given_name#ja-Kana-JP".into(),
-            json!(person.given_name_kana),
-        );
+        claims
+            .insert("name#ja-Kana-JP".into(), json!(format!("{} {}", person.family_name_kana, person.given_name_kana)));
+        claims.insert("family_name#ja-Kana-JP".into(), json!(person.family_name_kana));
+        claims.insert("given_name#ja-Kana-JP".into(), json!(person.given_name_kana));
         claims.insert("preferred_username".into(), json!(person.employee_number));
         claims.insert("employee_number".into(), json!(person.employee_number));
     }

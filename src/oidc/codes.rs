@@ -34,12 +34,7 @@ pub struct NewCode<'a> {
 }
 
 /// Stores a new code and returns it; only its hash is kept.
-pub async fn issue(
-    tx: &mut Tx,
-    now: UnixTime,
-    ttl: i64,
-    new: NewCode<'_>,
-) -> Result<String, sqlx::Error> {
+pub async fn issue(tx: &mut Tx, now: UnixTime, ttl: i64, new: NewCode<'_>) -> Result<String, sqlx::Error> {
     let code = crypto::random_token(32);
     sqlx::query(
         "INSERT INTO auth_codes (id, code_hash, client_id, session_id, person_id, redirect_uri, scope, nonce,
@@ -93,10 +88,7 @@ pub async fn redeem(tx: &mut Tx, now: UnixTime, code: &str) -> Result<Redemption
             .fetch_optional(&mut **tx)
             .await?;
         let (acr, amr) = match acr_amr {
-            Some(r) => (
-                r.try_get::<String, _>("acr")?,
-                r.try_get::<String, _>("amr")?,
-            ),
+            Some(r) => (r.try_get::<String, _>("acr")?, r.try_get::<String, _>("amr")?),
             None => (String::new(), String::new()),
         };
         return Ok(Redemption::First(Box::new(CodeGrant {
@@ -121,10 +113,7 @@ pub async fn redeem(tx: &mut Tx, now: UnixTime, code: &str) -> Result<Redemption
         .fetch_optional(&mut **tx)
         .await?;
     Ok(match used {
-        Some(row) => Redemption::Replayed {
-            code_id: row.try_get("id")?,
-            client_id: row.try_get("client_id")?,
-        },
+        Some(row) => Redemption::Replayed { code_id: row.try_get("id")?, client_id: row.try_get("client_id")? },
         None => Redemption::Unknown,
     })
 }
@@ -132,17 +121,12 @@ pub async fn redeem(tx: &mut Tx, now: UnixTime, code: &str) -> Result<Redemption
 /// RFC 7636 §4.1: a verifier is 43–128 characters of [A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~".
 pub fn valid_verifier(verifier: &str) -> bool {
     (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// RFC 7636 §4.4.1 (S256): BASE64URL(SHA256(verifier)) == challenge, compared in constant time.
 pub fn verifier_matches(verifier: &str, challenge: &str) -> bool {
-    crypto::ct_eq(
-        crypto::sha256_b64url(verifier.as_bytes()).as_bytes(),
-        challenge.as_bytes(),
-    )
+    crypto::ct_eq(crypto::sha256_b64url(verifier.as_bytes()).as_bytes(), challenge.as_bytes())
 }
 
 #[cfg(test)]
@@ -153,14 +137,8 @@ mod tests {
     fn rfc7636_appendix_b_example() {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         assert!(valid_verifier(verifier));
-        assert!(verifier_matches(
-            verifier,
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        ));
-        assert!(!verifier_matches(
-            verifier,
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"
-        ));
+        assert!(verifier_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(!verifier_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"));
         assert!(!valid_verifier("short"));
         assert!(!valid_verifier(&"a".repeat(129)));
     }

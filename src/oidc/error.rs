@@ -16,12 +16,7 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            description: description.into(),
-            www_authenticate: None,
-        }
+        Self { status, error, description: description.into(), www_authenticate: None }
     }
     pub fn invalid_request(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
@@ -39,20 +34,12 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
     }
     pub fn unsupported_grant_type(description: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            description,
-        )
+        Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", description)
     }
     /// RFC 6750 §3.1: a bearer token that is missing, expired, revoked or malformed.
     pub fn invalid_token(description: impl Into<String>) -> Self {
         let description = description.into();
-        let mut e = Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            description.clone(),
-        );
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description.clone());
         e.www_authenticate = Some(format!(
             r#"Bearer realm="sekimori", error="invalid_token", error_description="{}""#,
             description.replace(['"', '\\'], "")
@@ -68,11 +55,7 @@ impl OAuthError {
     /// Internal failures are logged here, once, and answered without detail.
     pub fn server_error(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error on an OAuth endpoint");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "internal error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
     }
 }
 
@@ -89,10 +72,7 @@ impl IntoResponse for OAuthError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        if let Some(challenge) = self
-            .www_authenticate
-            .and_then(|c| HeaderValue::from_str(&c).ok())
-        {
+        if let Some(challenge) = self.www_authenticate.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         response

@@ -26,21 +26,10 @@ pub fn router() -> Router<App> {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(3600));
     let cross_origin = Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            get(discovery::openid_configuration),
-        )
+        .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/jwks.json", get(discovery::jwks))
         .route("/token", post(token::token))
-        .route(
-            "/userinfo",
-            get(userinfo::userinfo).post(userinfo::userinfo),
-        )
+        .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .layer(cors);
-    Router::new()
-        .route(
-            "/authorize",
-            get(authorize::authorize_get).post(authorize::authorize_post),
-        )
-        .merge(cross_origin)
+    Router::new().route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post)).merge(cross_origin)
 }

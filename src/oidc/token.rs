@@ -32,109 +32,62 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
-pub async fn token(
-    State(app): State<App>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, OAuthError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';').next().is_some_and(|m| {
-                m.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        });
+pub async fn token(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Result<Response, OAuthError> {
+    let is_form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    });
     if !is_form {
-        return Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
+        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
     }
     let params = Params::parse(&body);
     if let Some(name) = params.first_repeated() {
-        return Err(OAuthError::invalid_request(format!(
-            "parameter {name} must not be repeated"
-        )));
+        return Err(OAuthError::invalid_request(format!("parameter {name} must not be repeated")));
     }
     let client = authenticate_client(&app, &headers, &params).await?;
     let get = |name| params.get(name).ok().flatten();
     let response = match get("grant_type") {
         None => return Err(OAuthError::invalid_request("grant_type is required")),
         Some("authorization_code") => authorization_code(&app, &client, &params).await?,
-        Some(_) => {
-            return Err(OAuthError::unsupported_grant_type(
-                "only authorization_code is supported",
-            ))
-        }
+        Some(_) => return Err(OAuthError::unsupported_grant_type("only authorization_code is supported")),
     };
     let mut response = Json(response).into_response();
     // RFC 6749 §5.1: token responses must not be cached.
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-        .headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(response)
 }
 
 /// RFC 6749 §2.3: exactly one authentication method, the one the client registered.
-async fn authenticate_client(
-    app: &App,
-    headers: &HeaderMap,
-    params: &Params,
-) -> Result<Client, OAuthError> {
+async fn authenticate_client(app: &App, headers: &HeaderMap, params: &Params) -> Result<Client, OAuthError> {
     let basic = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => {
-            let value = value
-                .to_str()
-                .map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
+            let value = value.to_str().map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
             match value.split_once(' ') {
                 Some((scheme, credentials)) if scheme.eq_ignore_ascii_case("basic") => Some(
                     parse_basic(credentials.trim())
                         .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?,
                 ),
-                _ => {
-                    return Err(OAuthError::invalid_client(
-                        "unsupported Authorization scheme",
-                    ))
-                }
+                _ => return Err(OAuthError::invalid_client("unsupported Authorization scheme")),
             }
         }
     };
-    let body_id = params
-        .get("client_id")
-        .map_err(OAuthError::invalid_request)?;
-    let body_secret = params
-        .get("client_secret")
-        .map_err(OAuthError::invalid_request)?;
+    let body_id = params.get("client_id").map_err(OAuthError::invalid_request)?;
+    let body_secret = params.get("client_secret").map_err(OAuthError::invalid_request)?;
     let (client_id, secret, method) = match (basic, body_secret) {
-        (Some(_), Some(_)) => {
-            return Err(OAuthError::invalid_request(
-                "use one client authentication method, not two",
-            ))
-        }
+        (Some(_), Some(_)) => return Err(OAuthError::invalid_request("use one client authentication method, not two")),
         (Some((id, secret)), None) => {
             if body_id.is_some_and(|b| b != id) {
-                return Err(OAuthError::invalid_request(
-                    "client_id does not match the authenticated client",
-                ));
+                return Err(OAuthError::invalid_request("client_id does not match the authenticated client"));
             }
             (id, Some(secret), AuthMethod::ClientSecretBasic)
         }
         (None, Some(secret)) => {
             let id = body_id.ok_or_else(|| OAuthError::invalid_request("client_id is required"))?;
-            (
-                id.to_owned(),
-                Some(secret.to_owned()),
-                AuthMethod::ClientSecretPost,
-            )
+            (id.to_owned(), Some(secret.to_owned()), AuthMethod::ClientSecretPost)
         }
         (None, None) => {
-            let id = body_id
-                .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
+            let id = body_id.ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
             (id.to_owned(), None, AuthMethod::None)
         }
     };
@@ -160,23 +113,14 @@ async fn authenticate_client(
 fn parse_basic(credentials: &str) -> Option<(String, String)> {
     let decoded = String::from_utf8(STANDARD.decode(credentials).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    let decode = |s: &str| {
-        form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-    };
+    let decode = |s: &str| form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
     Some((decode(id)?, decode(secret)?))
 }
 
-async fn authorization_code(
-    app: &App,
-    client: &Client,
-    params: &Params,
-) -> Result<TokenResponse, OAuthError> {
+async fn authorization_code(app: &App, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
     let get = |name| params.get(name).ok().flatten();
     let code = get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-    let redirect_uri = get("redirect_uri")
-        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+    let redirect_uri = get("redirect_uri").ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
     let verifier = get("code_verifier");
     if verifier.is_some_and(|v| !codes::valid_verifier(v)) {
         return Err(OAuthError::invalid_request("code_verifier is malformed"));
@@ -206,13 +150,9 @@ async fn authorization_code(
     let refusal = match () {
         _ if grant.client_id != client.client_id => Some("the code was issued to another client"),
         _ if grant.expires_at <= now => Some("the code has expired"),
-        _ if grant.redirect_uri != redirect_uri => {
-            Some("redirect_uri does not match the authorization request")
-        }
+        _ if grant.redirect_uri != redirect_uri => Some("redirect_uri does not match the authorization request"),
         _ => match (&grant.code_challenge, verifier) {
-            (Some(challenge), Some(verifier)) if codes::verifier_matches(verifier, challenge) => {
-                None
-            }
+            (Some(challenge), Some(verifier)) if codes::verifier_matches(verifier, challenge) => None,
             (Some(_), Some(_)) => Some("code_verifier does not match the code_challenge"),
             (Some(_), None) => Some("code_verifier is required"),
             // RFC 9700 §4.8.2: a verifier for a code issued without a challenge is a downgrade attempt.
@@ -254,15 +194,8 @@ async fn authorization_code(
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the person no longer exists"))?;
     let jti = claims::new_jti();
-    let access_claims = claims::access_token(
-        &app.config.issuer,
-        client,
-        &person.id,
-        &grant.auth,
-        &grant.scope,
-        &jti,
-        now,
-    );
+    let access_claims =
+        claims::access_token(&app.config.issuer, client, &person.id, &grant.auth, &grant.scope, &jti, now);
     let access_token = app.keys.sign(SigningAlg::ES256, "at+jwt", &access_claims)?;
     let scopes: Vec<&str> = grant.scope.split(' ').collect();
     let id_claims = claims::id_token(IdTokenInput {
@@ -276,9 +209,7 @@ async fn authorization_code(
         now,
         ttl: app.config.tokens.id_token_ttl,
     });
-    let id_token = app
-        .keys
-        .sign(client.id_token_signed_response_alg, "JWT", &id_claims)?;
+    let id_token = app.keys.sign(client.id_token_signed_response_alg, "JWT", &id_claims)?;
     sqlx::query(
         "INSERT INTO access_tokens (jti, client_id, person_id, session_id, code_id, scope, issued_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -323,10 +254,7 @@ mod tests {
     #[test]
     fn basic_credentials_are_form_decoded() {
         let encoded = STANDARD.encode("my%20client:s%3Acret+x");
-        assert_eq!(
-            parse_basic(&encoded),
-            Some(("my client".into(), "s:cret x".into()))
-        );
+        assert_eq!(parse_basic(&encoded), Some(("my client".into(), "s:cret x".into())));
         assert_eq!(parse_basic("!!!"), None);
     }
 }

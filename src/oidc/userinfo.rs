@@ -39,10 +39,7 @@ pub async fn userinfo(
         .ok_or_else(|| OAuthError::invalid_token("the token is not active"))?;
     let scopes: Vec<&str> = scope.split(' ').collect();
     let mut response = Json(claims::scope_claims(&person, &scopes)).into_response();
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
@@ -51,28 +48,17 @@ fn bearer_token(method: &Method, headers: &HeaderMap, body: &Bytes) -> Result<St
     let from_header = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => {
-            let value = value
-                .to_str()
-                .map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
+            let value = value.to_str().map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
             match value.split_once(' ') {
-                Some((scheme, token))
-                    if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-                {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
                     Some(token.trim().to_owned())
                 }
-                _ => {
-                    return Err(OAuthError::invalid_token(
-                        "the Authorization header must carry a Bearer token",
-                    ))
-                }
+                _ => return Err(OAuthError::invalid_token("the Authorization header must carry a Bearer token")),
             }
         }
     };
     let from_body = if *method == Method::POST {
-        Params::parse(body)
-            .get("access_token")
-            .map_err(OAuthError::invalid_request)?
-            .map(str::to_owned)
+        Params::parse(body).get("access_token").map_err(OAuthError::invalid_request)?.map(str::to_owned)
     } else {
         None
     };
@@ -101,9 +87,7 @@ pub async fn check_access_token(app: &App, token: &str) -> Result<(String, Strin
     validation.validate_aud = false;
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-    let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
-        .map_err(|_| inactive())?
-        .claims;
+    let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|_| inactive())?.claims;
 
     let now = app.clock.now();
     let row = sqlx::query(
@@ -116,21 +100,15 @@ pub async fn check_access_token(app: &App, token: &str) -> Result<(String, Strin
     .await?
     .ok_or_else(inactive)?;
     let person_id: Option<String> = row.try_get("person_id")?;
-    let person_id = person_id
-        .filter(|p| *p == claims.sub)
-        .ok_or_else(inactive)?;
+    let person_id = person_id.filter(|p| *p == claims.sub).ok_or_else(inactive)?;
     let session_id: Option<String> = row.try_get("session_id")?;
     let client_id: String = row.try_get("client_id")?;
     let live_session = match session_id {
         Some(sid) => sessions::is_live(app.store.pool(), now, &sid).await?,
         None => true,
     };
-    let client_active = clients::get(&app.store, &client_id)
-        .await?
-        .is_some_and(|c| c.is_active());
-    let person_ok =
-        directory::person_may_log_in(app.store.pool(), &person_id, directory::today_in_japan(now))
-            .await?;
+    let client_active = clients::get(&app.store, &client_id).await?.is_some_and(|c| c.is_active());
+    let person_ok = directory::person_may_log_in(app.store.pool(), &person_id, directory::today_in_japan(now)).await?;
     if !(live_session && client_active && person_ok) {
         return Err(inactive());
     }

@@ -97,11 +97,12 @@ pub async fn is_live<'e, E>(executor: E, now: UnixTime, id: &str) -> Result<bool
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row = sqlx::query("SELECT 1 AS live FROM sessions WHERE id = $1 AND revoked_at IS NULL AND absolute_expires_at > $2")
-        .bind(id)
-        .bind(now)
-        .fetch_optional(executor)
-        .await?;
+    let row =
+        sqlx::query("SELECT 1 AS live FROM sessions WHERE id = $1 AND revoked_at IS NULL AND absolute_expires_at > $2")
+            .bind(id)
+            .bind(now)
+            .fetch_optional(executor)
+            .await?;
     Ok(row.is_some())
 }
 

@@ -1,5 +1,6 @@
 //! The login page. A failed login says the same thing, with the same status, whether the
-//! login ID exists or not, and an unknown ID still costs one argon2 verification.
+//! login ID exists or not, whether the account is locked, and whatever the reason; an unknown
+//! ID still costs one argon2 verification.
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -10,15 +11,17 @@ use serde::Deserialize;
 
 use crate::access::clients;
 use crate::audit::{self, Actor, Event, Outcome};
-use crate::directory::{self, LoginId};
-use crate::oidc::authorize;
+use crate::directory::{self, LoginAccount, LoginId};
+use crate::oidc::authorize::{self, AuthorizationRequest};
 use crate::oidc::params::Params;
+use crate::password::policy::{self, Expiry};
+use crate::password::{lockout, PasswordError};
 use crate::revocation::{self, Target};
-use crate::sessions;
+use crate::sessions::{self, Session};
 use crate::App;
 
-use super::pages::{self, HomePage, LoginPage};
-use super::{csrf, lang_for, remember_lang, session_from_jar, Lang, Msg, SourceIp};
+use super::pages::{self, ExpiresSoonPage, HomePage, LoginPage};
+use super::{csrf, lang_for, password, remember_lang, session_from_jar, Lang, Msg, SourceIp};
 
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
@@ -26,22 +29,21 @@ pub struct LoginQuery {
     lang: Option<String>,
 }
 
-fn secure(app: &App) -> bool {
+pub(super) fn secure(app: &App) -> bool {
     app.config.secure_cookies()
 }
 
 /// Picks the language and, when it was chosen explicitly, remembers it.
-fn choose_lang(
-    app: &App,
-    jar: CookieJar,
-    headers: &HeaderMap,
-    explicit: Option<&str>,
-) -> (CookieJar, Lang) {
+pub(super) fn choose_lang(app: &App, jar: CookieJar, headers: &HeaderMap, explicit: Option<&str>) -> (CookieJar, Lang) {
     let lang = lang_for(&jar, headers, explicit);
     match explicit.and_then(Lang::parse) {
         Some(chosen) => (remember_lang(jar, chosen, secure(app)), lang),
         None => (jar, lang),
     }
+}
+
+pub(super) fn urlencode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 pub async fn login_page(
@@ -55,29 +57,18 @@ pub async fn login_page(
     let client_name = match pending_client_name(&app, &request_id).await {
         Ok(Some(name)) => name,
         Ok(None) => {
-            return (
-                jar,
-                pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired),
-            )
-                .into_response()
+            return (jar, pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired)).into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "login page failed");
-            return (
-                jar,
-                pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError),
-            )
+            return (jar, pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError))
                 .into_response();
         }
     };
     let (jar, token) = csrf::issue(&app.csrf_key, jar, secure(&app));
     let page = LoginPage {
         lang,
-        switch_href: format!(
-            "/login?request={}&lang={}",
-            urlencode(&request_id),
-            lang.other().code()
-        ),
+        switch_href: format!("/login?request={}&lang={}", urlencode(&request_id), lang.other().code()),
         csrf_token: &token,
         request_id: &request_id,
         login_id: "",
@@ -87,20 +78,20 @@ pub async fn login_page(
     (jar, pages::render(StatusCode::OK, &page)).into_response()
 }
 
-fn urlencode(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
 async fn pending_client_name(app: &App, request_id: &str) -> Result<Option<String>, crate::Error> {
     if request_id.is_empty() || request_id.len() > 64 {
         return Ok(None);
     }
-    let Some(request) = authorize::load_pending(app, request_id).await? else {
-        return Ok(None);
-    };
-    Ok(clients::get(&app.store, &request.client_id)
-        .await?
-        .map(|c| c.name))
+    let Some(request) = authorize::load_pending(app, request_id).await? else { return Ok(None) };
+    Ok(clients::get(&app.store, &request.client_id).await?.map(|c| c.name))
+}
+
+/// The credentials from the login form, checked for shape only.
+struct Attempt<'a> {
+    request_id: &'a str,
+    login_id: &'a str,
+    password: &'a str,
+    source: String,
 }
 
 pub async fn login_submit(
@@ -117,16 +108,21 @@ pub async fn login_submit(
     if !csrf::verify(&app.csrf_key, &jar, field("csrf_token")) {
         return pages::error_page(lang, StatusCode::FORBIDDEN, Msg::CsrfFailed);
     }
-    let (Some(request_id), Some(login_id), Some(password)) =
-        (field("request"), field("login_id"), field("password"))
+    let (Some(request_id), Some(login_id), Some(password)) = (field("request"), field("login_id"), field("password"))
     else {
         return pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::BadForm);
     };
     if login_id.len() > 256 || password.len() > 1024 {
         return pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::BadForm);
     }
-    match attempt_login(&app, jar, lang, request_id, login_id, password, source_ip).await {
+    let attempt = Attempt { request_id, login_id, password, source: source_ip.unwrap_or_else(|| "unknown".into()) };
+    match attempt_login(&app, jar, lang, attempt).await {
         Ok(response) => response,
+        Err(crate::Error::Password(PasswordError::Busy)) => {
+            let mut response = pages::error_page(lang, StatusCode::SERVICE_UNAVAILABLE, Msg::Busy);
+            response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("5"));
+            response
+        }
         Err(e) => {
             tracing::error!(error = %e, "login failed internally");
             pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError)
@@ -134,85 +130,119 @@ pub async fn login_submit(
     }
 }
 
-async fn attempt_login(
-    app: &App,
-    jar: CookieJar,
-    lang: Lang,
-    request_id: &str,
-    login_id: &str,
-    password: &str,
-    source_ip: Option<String>,
-) -> Result<Response, crate::Error> {
-    let Some(request) = authorize::load_pending(app, request_id).await? else {
-        return Ok(pages::error_page(
-            lang,
-            StatusCode::BAD_REQUEST,
-            Msg::LoginRequestExpired,
-        ));
+async fn attempt_login(app: &App, jar: CookieJar, lang: Lang, attempt: Attempt<'_>) -> Result<Response, crate::Error> {
+    let Some(request) = authorize::load_pending(app, attempt.request_id).await? else {
+        return Ok(pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired));
     };
-    let parsed = LoginId::parse(login_id).ok();
+    let config = &app.config.password;
+    let now = app.clock.now();
+    if lockout::source_blocked(&app.store, config, &attempt.source, now).await? {
+        record_failure(app, None, &attempt, now, "source address throttled").await?;
+        let mut response = pages::error_page(lang, StatusCode::TOO_MANY_REQUESTS, Msg::TooManyAttempts);
+        let retry = axum::http::HeaderValue::from(config.source_window_seconds);
+        response.headers_mut().insert("retry-after", retry);
+        return Ok(response);
+    }
+    let parsed = LoginId::parse(attempt.login_id).ok();
     let account = match &parsed {
         Some(id) => directory::find_login_account(&app.store, id).await?,
         None => None,
     };
-    let now = app.clock.now();
     // Always one argon2 verification, against a dummy hash when there is no account.
-    let password_ok = app
-        .hasher
-        .verify(
-            password.to_owned(),
-            account.as_ref().and_then(|a| a.password_hash.clone()),
+    let password_ok =
+        app.hasher.verify(attempt.password.to_owned(), account.as_ref().and_then(|a| a.password_hash.clone())).await?;
+    let refusal = match &account {
+        None => Some("unknown login ID"),
+        Some(a) if a.locked_until.is_some_and(|until| until > now) => Some("account locked"),
+        Some(_) if !password_ok => Some("wrong password"),
+        Some(a) if !(a.account_active && a.person.may_log_in(directory::today_in_japan(now))) => {
+            Some("account or person not active")
+        }
+        Some(_) => None,
+    };
+    let (Some(account), None) = (account.as_ref(), refusal) else {
+        record_failure(app, account.as_ref(), &attempt, now, refusal.unwrap_or("refused")).await?;
+        return login_form_again(app, jar, lang, &request, &attempt).await;
+    };
+    // A hash made with older parameters is replaced while the password is at hand.
+    let rehash = match &account.password_hash {
+        Some(stored) if app.hasher.needs_rehash(stored) => Some(app.hasher.hash(attempt.password.to_owned()).await?),
+        _ => None,
+    };
+    let expiry =
+        policy::expiry(config, account.person.kind, account.password_changed_at, account.must_change_password, now);
+    let mut tx = app.store.begin().await?;
+    lockout::account_succeeded(&mut tx, &account.account_id).await?;
+    if let Some(hash) = &rehash {
+        sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(&account.account_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if expiry == Expiry::MustChange {
+        // R10: the login does not complete, and no code is issued, until the password is changed.
+        let ticket = password::issue_ticket(
+            &mut tx,
+            app,
+            &account.account_id,
+            "expired",
+            Some(attempt.request_id),
+            &Actor::Person(account.person.id.clone()),
         )
         .await?;
-    let usable = account.as_ref().filter(|a| {
-        password_ok && a.account_active && a.person.may_log_in(directory::today_in_japan(now))
-    });
-
-    let mut tx = app.store.begin().await?;
-    let Some(account) = usable else {
-        let reason = match (&account, password_ok) {
-            (None, _) => "unknown login ID",
-            (Some(_), false) => "wrong password",
-            (Some(_), true) => "account or person not active",
-        };
         audit::record(
             &mut tx,
             now,
             Event {
-                actor: &Actor::Anonymous,
+                actor: &Actor::Person(account.person.id.clone()),
                 action: "login.password",
-                target: format!(
-                    "login_id:{}",
-                    parsed.as_ref().map(LoginId::as_str).unwrap_or("(invalid)")
-                ),
+                target: format!("account:{}", account.account_id),
                 outcome: Outcome::Failure,
-                detail: serde_json::json!({"reason": reason}),
-                source_ip,
+                detail: serde_json::json!({"reason": "password change required"}),
+                source_ip: Some(attempt.source.clone()),
             },
         )
         .await?;
         tx.commit().await?;
+        return Ok(password::forced_change_page(app, jar, lang, &ticket, Vec::new()));
+    }
+    let (session, cookie_value) = start_session(app, &mut tx, account, &request, &attempt.source, now).await?;
+    tx.commit().await?;
+    let jar = jar.add(session_cookie(app, cookie_value));
+    if let Expiry::ExpiresSoon { days_left } = expiry {
         let (jar, token) = csrf::issue(&app.csrf_key, jar, secure(app));
-        let client_name = clients::get(&app.store, &request.client_id)
-            .await?
-            .map(|c| c.name);
-        let page = LoginPage {
-            lang,
-            switch_href: format!(
-                "/login?request={}&lang={}",
-                urlencode(request_id),
-                lang.other().code()
+        let message = match lang {
+            Lang::Ja => format!(
+                "パスワードの有効期限まであと{days_left}日です。期限が切れるとログインの前に変更が必要になります。"
             ),
-            csrf_token: &token,
-            request_id,
-            login_id,
-            client_name: client_name.as_deref(),
-            error: Some(Msg::LoginFailed),
+            Lang::En => {
+                format!("Your password expires in {days_left} days. After that you must change it before logging in.")
+            }
         };
-        return Ok((jar, pages::render(StatusCode::UNAUTHORIZED, &page)).into_response());
-    };
+        let page = ExpiresSoonPage {
+            lang,
+            switch_href: format!("/login?request={}&lang={}", urlencode(attempt.request_id), lang.other().code()),
+            csrf_token: &token,
+            request_id: attempt.request_id,
+            message,
+        };
+        return Ok((jar, pages::render(StatusCode::OK, &page)).into_response());
+    }
+    Ok((jar, finish_authorization(app, lang, &request, &session, attempt.request_id).await?).into_response())
+}
+
+/// Starts the SSO session for a successful login, with its audit event, in `tx`.
+pub(super) async fn start_session(
+    app: &App,
+    tx: &mut crate::store::Tx,
+    account: &LoginAccount,
+    request: &AuthorizationRequest,
+    source: &str,
+    now: i64,
+) -> Result<(Session, String), crate::Error> {
     let (session, cookie_value) = sessions::create(
-        &mut tx,
+        tx,
         &app.config.session,
         now,
         &account.person.id,
@@ -222,7 +252,7 @@ async fn attempt_login(
     )
     .await?;
     audit::record(
-        &mut tx,
+        tx,
         now,
         Event {
             actor: &Actor::Person(account.person.id.clone()),
@@ -230,37 +260,92 @@ async fn attempt_login(
             target: format!("account:{}", account.account_id),
             outcome: Outcome::Success,
             detail: serde_json::json!({"sid": session.id, "client_id": request.client_id}),
-            source_ip,
+            source_ip: Some(source.to_owned()),
+        },
+    )
+    .await?;
+    Ok((session, cookie_value))
+}
+
+/// Counts and audits a failed attempt; the caller answers with the same page whatever the reason.
+async fn record_failure(
+    app: &App,
+    account: Option<&LoginAccount>,
+    attempt: &Attempt<'_>,
+    now: i64,
+    reason: &str,
+) -> Result<(), crate::Error> {
+    let config = &app.config.password;
+    let mut tx = app.store.begin().await?;
+    lockout::source_failed(&mut tx, config, &attempt.source, now).await?;
+    let mut locked_until = None;
+    if let Some(account) = account.filter(|a| a.locked_until.is_none_or(|until| until <= now)) {
+        locked_until = lockout::account_failed(&mut tx, config, &account.account_id, now).await?;
+    }
+    let login_id =
+        LoginId::parse(attempt.login_id).map(|l| l.as_str().to_owned()).unwrap_or_else(|_| "(invalid)".into());
+    audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor: &Actor::Anonymous,
+            action: "login.password",
+            target: format!("login_id:{login_id}"),
+            outcome: Outcome::Failure,
+            detail: serde_json::json!({"reason": reason, "locked_until": locked_until}),
+            source_ip: Some(attempt.source.clone()),
         },
     )
     .await?;
     tx.commit().await?;
-    let jar = jar.add(session_cookie(app, cookie_value));
-    let response = match authorize::complete_in(app, &request, &session, Some(request_id)).await {
+    Ok(())
+}
+
+async fn login_form_again(
+    app: &App,
+    jar: CookieJar,
+    lang: Lang,
+    request: &AuthorizationRequest,
+    attempt: &Attempt<'_>,
+) -> Result<Response, crate::Error> {
+    let (jar, token) = csrf::issue(&app.csrf_key, jar, secure(app));
+    let client_name = clients::get(&app.store, &request.client_id).await?.map(|c| c.name);
+    let page = LoginPage {
+        lang,
+        switch_href: format!("/login?request={}&lang={}", urlencode(attempt.request_id), lang.other().code()),
+        csrf_token: &token,
+        request_id: attempt.request_id,
+        login_id: attempt.login_id,
+        client_name: client_name.as_deref(),
+        error: Some(Msg::LoginFailed),
+    };
+    Ok((jar, pages::render(StatusCode::UNAUTHORIZED, &page)).into_response())
+}
+
+/// Issues the code for the pending request and sends the browser back to the consuming system.
+pub(super) async fn finish_authorization(
+    app: &App,
+    lang: Lang,
+    request: &AuthorizationRequest,
+    session: &Session,
+    request_id: &str,
+) -> Result<Response, crate::Error> {
+    Ok(match authorize::complete_in(app, request, session, Some(request_id)).await {
         Ok(response) => response,
         Err(authorize::AuthorizeError::Internal(e)) => return Err(e),
         Err(authorize::AuthorizeError::Page(status, msg)) => pages::error_page(lang, status, msg),
-        Err(authorize::AuthorizeError::Redirect {
-            redirect_uri,
-            state,
-            error,
-            description,
-        }) => {
-            let mut params = vec![
-                ("error", error),
-                ("error_description", description.as_str()),
-            ];
+        Err(authorize::AuthorizeError::Redirect { redirect_uri, state, error, description }) => {
+            let mut params = vec![("error", error), ("error_description", description.as_str())];
             if let Some(state) = state.as_deref() {
                 params.push(("state", state));
             }
             params.push(("iss", app.config.issuer.as_str()));
             Redirect::to(&authorize::redirect_uri_with(&redirect_uri, &params)).into_response()
         }
-    };
-    Ok((jar, response).into_response())
+    })
 }
 
-fn session_cookie(app: &App, value: String) -> Cookie<'static> {
+pub(super) fn session_cookie(app: &App, value: String) -> Cookie<'static> {
     // Lax, not Strict: the browser must send it when a consuming system redirects here.
     Cookie::build((sessions::COOKIE_NAME, value))
         .path("/")
@@ -270,12 +355,30 @@ fn session_cookie(app: &App, value: String) -> Cookie<'static> {
         .build()
 }
 
-pub async fn home(
-    State(app): State<App>,
-    jar: CookieJar,
-    headers: HeaderMap,
-    Query(q): Query<LoginQuery>,
-) -> Response {
+/// "Continue without changing" after the expiry warning: completes the pending request.
+pub async fn continue_login(State(app): State<App>, jar: CookieJar, headers: HeaderMap, body: Bytes) -> Response {
+    let form = Params::parse(&body);
+    let lang = lang_for(&jar, &headers, None);
+    if !csrf::verify(&app.csrf_key, &jar, form.get("csrf_token").ok().flatten()) {
+        return pages::error_page(lang, StatusCode::FORBIDDEN, Msg::CsrfFailed);
+    }
+    let request_id = form.get("request").ok().flatten().unwrap_or_default().to_owned();
+    let result = async {
+        let session = session_from_jar(&app, &jar).await?;
+        let request = authorize::load_pending(&app, &request_id).await?;
+        match (session, request) {
+            (Some(session), Some(request)) => finish_authorization(&app, lang, &request, &session, &request_id).await,
+            _ => Ok(pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired)),
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "continue after login failed");
+        pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError)
+    })
+}
+
+pub async fn home(State(app): State<App>, jar: CookieJar, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
     let (jar, lang) = choose_lang(&app, jar, &headers, q.lang.as_deref());
     let session = match session_from_jar(&app, &jar).await {
         Ok(s) => s,
@@ -285,10 +388,7 @@ pub async fn home(
         }
     };
     let person = match &session {
-        Some(s) => directory::get_person(app.store.pool(), &s.person_id)
-            .await
-            .ok()
-            .flatten(),
+        Some(s) => directory::get_person(app.store.pool(), &s.person_id).await.ok().flatten(),
         None => None,
     };
     let name = person.map(|p| p.full_name());
@@ -303,12 +403,7 @@ pub async fn home(
 }
 
 /// Ends this browser's session (RP-initiated logout arrives with the lifecycle issue).
-pub async fn logout(
-    State(app): State<App>,
-    jar: CookieJar,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn logout(State(app): State<App>, jar: CookieJar, headers: HeaderMap, body: Bytes) -> Response {
     let form = Params::parse(&body);
     let lang = lang_for(&jar, &headers, None);
     if !csrf::verify(&app.csrf_key, &jar, form.get("csrf_token").ok().flatten()) {
@@ -336,12 +431,5 @@ pub async fn logout(
         return pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError);
     }
     let jar = jar.remove(Cookie::build(sessions::COOKIE_NAME).path("/").build());
-    let page = pages::MessagePage {
-        lang,
-        switch_href: format!("/?lang={}", lang.other().code()),
-        title: Msg::LogoutButton,
-        message: Msg::LoggedOut,
-        is_error: false,
-    };
-    (jar, pages::render(StatusCode::OK, &page)).into_response()
+    (jar, pages::message_page(lang, StatusCode::OK, Msg::LogoutButton, Msg::LoggedOut, false)).into_response()
 }

@@ -4,6 +4,7 @@ pub mod csrf;
 pub mod i18n;
 pub mod login;
 pub mod pages;
+pub mod password;
 
 use std::net::SocketAddr;
 
@@ -26,21 +27,18 @@ pub fn router() -> Router<App> {
     Router::new()
         .route("/", get(login::home))
         .route("/login", get(login::login_page).post(login::login_submit))
+        .route("/login/continue", axum::routing::post(login::continue_login))
         .route("/logout", axum::routing::post(login::logout))
+        .route("/password", get(password::change_form).post(password::change_submit))
+        .route("/password/reset", get(password::reset_page).post(password::reset_submit))
         .route("/static/sekimori.css", get(stylesheet))
 }
 
 async fn stylesheet() -> impl IntoResponse {
     (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/css; charset=utf-8"),
-            ),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=3600"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
         ],
         include_str!("../../static/sekimori.css"),
     )
@@ -69,15 +67,7 @@ pub fn remember_lang(jar: CookieJar, lang: Lang, secure: bool) -> CookieJar {
 /// The live SSO session of this browser, if any.
 pub async fn session_from_jar(app: &App, jar: &CookieJar) -> Result<Option<Session>, sqlx::Error> {
     match jar.get(sessions::COOKIE_NAME) {
-        Some(cookie) => {
-            sessions::lookup(
-                &app.store,
-                &app.config.session,
-                app.clock.now(),
-                cookie.value(),
-            )
-            .await
-        }
+        Some(cookie) => sessions::lookup(&app.store, &app.config.session, app.clock.now(), cookie.value()).await,
         None => Ok(None),
     }
 }
@@ -89,12 +79,7 @@ pub struct SourceIp(pub Option<String>);
 impl<S: Send + Sync> FromRequestParts<S> for SourceIp {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(SourceIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
-        ))
+        Ok(SourceIp(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())))
     }
 }
 
@@ -109,16 +94,12 @@ pub async fn security_headers(
     // which form-action would block.
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
 }

@@ -37,14 +37,44 @@ pub struct HomePage<'a> {
     pub csrf_token: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "password.html")]
+pub struct PasswordPage<'a> {
+    pub lang: Lang,
+    pub switch_href: String,
+    pub csrf_token: &'a str,
+    pub action: &'a str,
+    pub lead: Option<Msg>,
+    pub errors: Vec<String>,
+    pub ask_current: bool,
+    pub ticket: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "expires_soon.html")]
+pub struct ExpiresSoonPage<'a> {
+    pub lang: Lang,
+    pub switch_href: String,
+    pub csrf_token: &'a str,
+    pub request_id: &'a str,
+    pub message: String,
+}
+
+/// A page with a title and one message.
+pub fn message_page(lang: Lang, status: StatusCode, title: Msg, message: Msg, is_error: bool) -> Response {
+    render(
+        status,
+        &MessagePage { lang, switch_href: format!("?lang={}", lang.other().code()), title, message, is_error },
+    )
+}
+
 /// Renders a page with the headers every page carries.
 pub fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
         Err(err) => {

@@ -11,9 +11,7 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, String, Value) {
-    let mut request = server
-        .http
-        .request(method, format!("{}{path}", server.admin_url));
+    let mut request = server.http.request(method, format!("{}{path}", server.admin_url));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -22,50 +20,25 @@ async fn call(
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (
-        status,
-        content_type,
-        response.json().await.unwrap_or(Value::Null),
-    )
+    let content_type =
+        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, content_type, response.json().await.unwrap_or(Value::Null))
 }
 
 async fn nothing_is_anonymous_but_health(db: Db) {
     let server = TestServer::start(db).await;
     let (status, _, body) = call(&server, None, reqwest::Method::GET, "/health", None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
-    for path in [
-        "/api/v1/people",
-        "/api/v1/clients",
-        "/api/v1/org-units",
-        "/api/v1/audit/events",
-    ] {
-        let (status, content_type, body) =
-            call(&server, None, reqwest::Method::GET, path, None).await;
+    for path in ["/api/v1/people", "/api/v1/clients", "/api/v1/org-units", "/api/v1/audit/events"] {
+        let (status, content_type, body) = call(&server, None, reqwest::Method::GET, path, None).await;
         assert_eq!(status, 401, "{path}");
         assert_eq!(content_type, "application/problem+json");
         assert_eq!(body["status"], 401);
-        let (status, _, _) = call(
-            &server,
-            Some("skm_forged"),
-            reqwest::Method::GET,
-            path,
-            None,
-        )
-        .await;
+        let (status, _, _) = call(&server, Some("skm_forged"), reqwest::Method::GET, path, None).await;
         assert_eq!(status, 401, "{path}");
     }
     // Admin endpoints are not on the public listener.
-    let response = server
-        .http
-        .get(format!("{}/api/v1/people", server.public_url))
-        .send()
-        .await
-        .unwrap();
+    let response = server.http.get(format!("{}/api/v1/people", server.public_url)).send().await.unwrap();
     assert_eq!(response.status(), 404);
     server.stop().await;
 }
@@ -82,34 +55,13 @@ async fn each_call_needs_its_scope(db: Db) {
     .await;
     assert_eq!(status, 201, "{issued}");
     let reader = issued["token"].as_str().unwrap();
-    let (status, _, _) = call(
-        &server,
-        Some(reader),
-        reqwest::Method::GET,
-        "/api/v1/people",
-        None,
-    )
-    .await;
+    let (status, _, _) = call(&server, Some(reader), reqwest::Method::GET, "/api/v1/people", None).await;
     assert_eq!(status, 200);
-    let (status, content_type, body) = call(
-        &server,
-        Some(reader),
-        reqwest::Method::GET,
-        "/api/v1/clients",
-        None,
-    )
-    .await;
+    let (status, content_type, body) = call(&server, Some(reader), reqwest::Method::GET, "/api/v1/clients", None).await;
     assert_eq!(status, 403);
     assert_eq!(content_type, "application/problem+json");
     assert!(body["detail"].as_str().unwrap().contains("clients:read"));
-    let (status, _, _) = call(
-        &server,
-        Some(reader),
-        reqwest::Method::GET,
-        "/api/v1/audit/events",
-        None,
-    )
-    .await;
+    let (status, _, _) = call(&server, Some(reader), reqwest::Method::GET, "/api/v1/audit/events", None).await;
     assert_eq!(status, 403, "only an auditor reads the log");
     // A token cannot hand on rights it lacks.
     let (status, _, _) = call(
@@ -129,14 +81,8 @@ async fn bad_input_gets_problem_details(db: Db) {
     let token = Some(server.admin_token.as_str());
     let cases: Vec<(Value, u16)> = vec![
         (json!({"name": "x"}), 422),
-        (
-            json!({"name": "x", "client_type": "confidential", "redirect_uris": ["http://evil.example/cb"]}),
-            422,
-        ),
-        (
-            json!({"name": "x", "client_type": "confidential", "redirect_uris": ["https://a.example/cb#frag"]}),
-            422,
-        ),
+        (json!({"name": "x", "client_type": "confidential", "redirect_uris": ["http://evil.example/cb"]}), 422),
+        (json!({"name": "x", "client_type": "confidential", "redirect_uris": ["https://a.example/cb#frag"]}), 422),
         (
             json!({"name": "x", "client_type": "public", "redirect_uris": ["https://a.example/cb"], "require_pkce": false}),
             422,
@@ -151,14 +97,8 @@ async fn bad_input_gets_problem_details(db: Db) {
         ),
     ];
     for (body, expected) in cases {
-        let (status, content_type, problem) = call(
-            &server,
-            token,
-            reqwest::Method::POST,
-            "/api/v1/clients",
-            Some(body.clone()),
-        )
-        .await;
+        let (status, content_type, problem) =
+            call(&server, token, reqwest::Method::POST, "/api/v1/clients", Some(body.clone())).await;
         assert_eq!(status, expected, "{body} -> {problem}");
         assert_eq!(content_type, "application/problem+json");
         assert!(problem["title"].is_string());
@@ -174,10 +114,7 @@ async fn bad_input_gets_problem_details(db: Db) {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
     // Wrong content type.
     let response = server
         .http
@@ -188,33 +125,43 @@ async fn bad_input_gets_problem_details(db: Db) {
         .await
         .unwrap();
     assert_eq!(response.status(), 415);
-    let (status, _, _) = call(
-        &server,
-        token,
-        reqwest::Method::GET,
-        "/api/v1/people/does-not-exist",
-        None,
-    )
-    .await;
+    let (status, _, _) = call(&server, token, reqwest::Method::GET, "/api/v1/people/does-not-exist", None).await;
     assert_eq!(status, 404);
-    let (status, _, _) = call(
-        &server,
-        token,
-        reqwest::Method::GET,
-        "/api/v1/people?limit=100000",
-        None,
-    )
-    .await;
+    let (status, _, _) = call(&server, token, reqwest::Method::GET, "/api/v1/people?limit=100000", None).await;
     assert_eq!(status, 400);
     let (status, _, _) = call(
         &server,
         token,
         reqwest::Method::POST,
         "/api/v1/people/x/account",
-        Some(json!({"login_id": "abc", "password": "short"})),
+        Some(json!({"login_id": "abc", "password": "a-long-enough-passphrase"})),
     )
     .await;
-    assert_eq!(status, 422);
+    assert_eq!(status, 404, "no such person");
+    let (status, _, person) = call(
+        &server,
+        token,
+        reqwest::Method::POST,
+        "/api/v1/people",
+        Some(json!({"employee_number": "E90817", "family_name": "田中", "given_name": "一郎", "family_name_kana": "タナカ",
+                    "given_name_kana": "イチロウ", "kind": "regular", "start_date": "2020-04-01", "birth_date": "1990-05-12"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let account_path = format!("/api/v1/people/{}/account", person["id"].as_str().unwrap());
+    for weak in ["short", "tanaka-ichiro-1990", "Heisei2-0512-kasumi", "e90817-yoake-no-kaze"] {
+        let (status, content_type, problem) = call(
+            &server,
+            token,
+            reqwest::Method::POST,
+            &account_path,
+            Some(json!({"login_id": "tanaka.ichiro", "password": weak})),
+        )
+        .await;
+        assert_eq!(status, 422, "{weak} must be refused: {problem}");
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(problem["field"], "password");
+    }
     assert_eq!(server.count("clients").await, 0);
     assert_eq!(server.count("accounts").await, 0);
     server.stop().await;
@@ -230,42 +177,16 @@ async fn bootstrap_code_works_once(db: Db) {
     .await
     .unwrap();
     let body = json!({"code": code, "name": "最初の管理者"});
-    let (status, _, issued) = call(
-        &server,
-        None,
-        reqwest::Method::POST,
-        "/api/v1/bootstrap",
-        Some(body.clone()),
-    )
-    .await;
+    let (status, _, issued) = call(&server, None, reqwest::Method::POST, "/api/v1/bootstrap", Some(body.clone())).await;
     assert_eq!(status, 201, "{issued}");
     let token = issued["token"].as_str().unwrap();
-    let (status, _, _) = call(
-        &server,
-        Some(token),
-        reqwest::Method::GET,
-        "/api/v1/clients",
-        None,
-    )
-    .await;
+    let (status, _, _) = call(&server, Some(token), reqwest::Method::GET, "/api/v1/clients", None).await;
     assert_eq!(status, 200);
-    let (status, _, _) = call(
-        &server,
-        None,
-        reqwest::Method::POST,
-        "/api/v1/bootstrap",
-        Some(body),
-    )
-    .await;
+    let (status, _, _) = call(&server, None, reqwest::Method::POST, "/api/v1/bootstrap", Some(body)).await;
     assert_eq!(status, 401, "a bootstrap code is single-use");
-    let (status, _, _) = call(
-        &server,
-        None,
-        reqwest::Method::POST,
-        "/api/v1/bootstrap",
-        Some(json!({"code": "guess", "name": "x"})),
-    )
-    .await;
+    let (status, _, _) =
+        call(&server, None, reqwest::Method::POST, "/api/v1/bootstrap", Some(json!({"code": "guess", "name": "x"})))
+            .await;
     assert_eq!(status, 401);
     server.stop().await;
 }

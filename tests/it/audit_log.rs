@@ -11,17 +11,11 @@ async fn drop_guard(server: &TestServer) {
     let pool = server.app.store.pool();
     match server.db {
         Db::Sqlite => {
-            pool.execute("DROP TRIGGER audit_events_no_update")
-                .await
-                .unwrap();
-            pool.execute("DROP TRIGGER audit_events_no_delete")
-                .await
-                .unwrap();
+            pool.execute("DROP TRIGGER audit_events_no_update").await.unwrap();
+            pool.execute("DROP TRIGGER audit_events_no_delete").await.unwrap();
         }
         Db::Postgres => {
-            pool.execute("ALTER TABLE audit_events DISABLE TRIGGER USER")
-                .await
-                .unwrap();
+            pool.execute("ALTER TABLE audit_events DISABLE TRIGGER USER").await.unwrap();
         }
     }
 }
@@ -29,13 +23,7 @@ async fn drop_guard(server: &TestServer) {
 async fn populated(db: Db) -> TestServer {
     let server = TestServer::start(db).await;
     for i in 0..3 {
-        server
-            .add_person(
-                &format!("E600{i}"),
-                &format!("person{i}"),
-                "correct-horse-battery",
-            )
-            .await;
+        server.add_person(&format!("E600{i}"), &format!("person{i}"), &format!("correct-horse-battery-{i}")).await;
     }
     server
 }
@@ -46,10 +34,7 @@ fn cli_verify(server: &TestServer) -> (i32, String) {
         .env("SEKIMORI_DATABASE_URL", &server.database_url)
         .output()
         .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 async fn intact_chain_verifies_and_guard_refuses_edits(db: Db) {
@@ -57,28 +42,13 @@ async fn intact_chain_verifies_and_guard_refuses_edits(db: Db) {
     let Verification::Intact { events } = audit::verify(&server.app.store).await.unwrap() else {
         panic!("chain broken")
     };
-    assert!(
-        events >= 9,
-        "keys, token, people and accounts were audited: {events}"
-    );
+    assert!(events >= 9, "keys, token, people and accounts were audited: {events}");
     let (code, out) = cli_verify(&server);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("intact"));
     // The table is append-only.
-    assert!(server
-        .app
-        .store
-        .pool()
-        .execute("UPDATE audit_events SET actor = 'x' WHERE seq = 1")
-        .await
-        .is_err());
-    assert!(server
-        .app
-        .store
-        .pool()
-        .execute("DELETE FROM audit_events WHERE seq = 1")
-        .await
-        .is_err());
+    assert!(server.app.store.pool().execute("UPDATE audit_events SET actor = 'x' WHERE seq = 1").await.is_err());
+    assert!(server.app.store.pool().execute("DELETE FROM audit_events WHERE seq = 1").await.is_err());
     server.stop().await;
 }
 
@@ -90,10 +60,7 @@ async fn edited_event_is_detected(db: Db) {
         .execute(server.app.store.pool())
         .await
         .unwrap();
-    assert!(matches!(
-        audit::verify(&server.app.store).await.unwrap(),
-        Verification::Broken { seq: 5, .. }
-    ));
+    assert!(matches!(audit::verify(&server.app.store).await.unwrap(), Verification::Broken { seq: 5, .. }));
     let (code, out) = cli_verify(&server);
     assert_eq!(code, 1);
     assert!(out.contains("event 5"), "{out}");
@@ -103,17 +70,8 @@ async fn edited_event_is_detected(db: Db) {
 async fn deleted_event_is_detected(db: Db) {
     let server = populated(db).await;
     drop_guard(&server).await;
-    server
-        .app
-        .store
-        .pool()
-        .execute("DELETE FROM audit_events WHERE seq = 4")
-        .await
-        .unwrap();
-    assert!(matches!(
-        audit::verify(&server.app.store).await.unwrap(),
-        Verification::Broken { seq: 4, .. }
-    ));
+    server.app.store.pool().execute("DELETE FROM audit_events WHERE seq = 4").await.unwrap();
+    assert!(matches!(audit::verify(&server.app.store).await.unwrap(), Verification::Broken { seq: 4, .. }));
     server.stop().await;
 }
 
@@ -127,10 +85,7 @@ async fn deleted_last_event_is_detected(db: Db) {
         .execute("DELETE FROM audit_events WHERE seq = (SELECT MAX(seq) FROM audit_events)")
         .await
         .unwrap();
-    assert!(matches!(
-        audit::verify(&server.app.store).await.unwrap(),
-        Verification::Broken { .. }
-    ));
+    assert!(matches!(audit::verify(&server.app.store).await.unwrap(), Verification::Broken { .. }));
     assert_eq!(cli_verify(&server).0, 1);
     server.stop().await;
 }
@@ -140,46 +95,21 @@ async fn reordered_events_are_detected(db: Db) {
     drop_guard(&server).await;
     // Swap the sequence numbers of events 6 and 7.
     let pool = server.app.store.pool();
-    pool.execute("UPDATE audit_events SET seq = -6 WHERE seq = 6")
-        .await
-        .unwrap();
-    pool.execute("UPDATE audit_events SET seq = 6 WHERE seq = 7")
-        .await
-        .unwrap();
-    pool.execute("UPDATE audit_events SET seq = 7 WHERE seq = -6")
-        .await
-        .unwrap();
-    assert!(matches!(
-        audit::verify(&server.app.store).await.unwrap(),
-        Verification::Broken { seq: 6, .. }
-    ));
+    pool.execute("UPDATE audit_events SET seq = -6 WHERE seq = 6").await.unwrap();
+    pool.execute("UPDATE audit_events SET seq = 6 WHERE seq = 7").await.unwrap();
+    pool.execute("UPDATE audit_events SET seq = 7 WHERE seq = -6").await.unwrap();
+    assert!(matches!(audit::verify(&server.app.store).await.unwrap(), Verification::Broken { seq: 6, .. }));
     server.stop().await;
 }
 
 async fn reading_the_log_is_itself_logged(db: Db) {
     let server = populated(db).await;
-    let (status, body) = server
-        .admin(
-            reqwest::Method::GET,
-            "/api/v1/audit/events?limit=1000",
-            None,
-        )
-        .await;
+    let (status, body) = server.admin(reqwest::Method::GET, "/api/v1/audit/events?limit=1000", None).await;
     assert_eq!(status, 200);
     let items = body["items"].as_array().unwrap();
-    assert!(
-        items.iter().any(|e| e["action"] == "audit.read"),
-        "the read is recorded before it is answered"
-    );
-    assert!(
-        items
-            .iter()
-            .all(|e| !e["detail"].to_string().contains("correct-horse")),
-        "no password in the log"
-    );
-    let (status, body) = server
-        .admin(reqwest::Method::GET, "/api/v1/audit/verify", None)
-        .await;
+    assert!(items.iter().any(|e| e["action"] == "audit.read"), "the read is recorded before it is answered");
+    assert!(items.iter().all(|e| !e["detail"].to_string().contains("correct-horse")), "no password in the log");
+    let (status, body) = server.admin(reqwest::Method::GET, "/api/v1/audit/verify", None).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "intact");
     server.stop().await;

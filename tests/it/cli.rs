@@ -27,22 +27,12 @@ fn temp_dir() -> std::path::PathBuf {
 #[tokio::test]
 async fn fresh_start_serves_discovery_on_the_default_port() {
     let dir = temp_dir();
-    let mut child = sekimori(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = sekimori(&dir).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let discovery = loop {
-        match http
-            .get("http://127.0.0.1:8080/.well-known/openid-configuration")
-            .send()
-            .await
-        {
-            Ok(response) if response.status() == 200 => {
-                break response.json::<serde_json::Value>().await.unwrap()
-            }
+        match http.get("http://127.0.0.1:8080/.well-known/openid-configuration").send().await {
+            Ok(response) if response.status() == 200 => break response.json::<serde_json::Value>().await.unwrap(),
             _ if Instant::now() > deadline => {
                 let _ = child.kill();
                 panic!("discovery did not answer within 60 s");
@@ -50,36 +40,19 @@ async fn fresh_start_serves_discovery_on_the_default_port() {
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     };
-    let admin_health = http
-        .get("http://127.0.0.1:8081/health")
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let admin_health = http.get("http://127.0.0.1:8081/health").send().await.unwrap().status();
     child.kill().unwrap();
     child.wait().unwrap();
     let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
     assert_eq!(discovery["issuer"], "http://127.0.0.1:8080");
-    assert_eq!(
-        discovery["authorization_endpoint"],
-        "http://127.0.0.1:8080/authorize"
-    );
+    assert_eq!(discovery["authorization_endpoint"], "http://127.0.0.1:8080/authorize");
     assert_eq!(admin_health, 200);
     assert!(stdout.contains("One-time bootstrap code"), "{stdout}");
     assert!(dir.join("sekimori.db").exists());
     let key = std::fs::metadata(dir.join("sekimori-master.key")).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        key.permissions().mode() & 0o777,
-        0o600,
-        "the master key file is private"
-    );
+    assert_eq!(key.permissions().mode() & 0o777, 0o600, "the master key file is private");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -87,16 +60,9 @@ async fn fresh_start_serves_discovery_on_the_default_port() {
 fn demo_seeds_once_and_client_add_reports_bad_input() {
     let dir = temp_dir();
     let first = sekimori(&dir).arg("demo").output().unwrap();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let out = String::from_utf8_lossy(&first.stdout);
-    let logins = out
-        .lines()
-        .filter(|l| l.starts_with("  ") && !l.contains("client_"))
-        .count();
+    let logins = out.lines().filter(|l| l.starts_with("  ") && !l.contains("client_")).count();
     assert_eq!(logins, 20, "{out}");
     assert!(out.contains("client_id=zeimu"));
     assert!(out.contains("client_secret="));
@@ -105,22 +71,12 @@ fn demo_seeds_once_and_client_add_reports_bad_input() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("already present"));
 
     let bad = sekimori(&dir)
-        .args([
-            "client",
-            "add",
-            "--name",
-            "福祉",
-            "--redirect-uri",
-            "http://evil.example/cb",
-        ])
+        .args(["client", "add", "--name", "福祉", "--redirect-uri", "http://evil.example/cb"])
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        err.contains("redirect_uris") && err.contains("https"),
-        "{err}"
-    );
+    assert!(err.contains("redirect_uris") && err.contains("https"), "{err}");
 
     let good = sekimori(&dir)
         .args([
@@ -135,16 +91,9 @@ fn demo_seeds_once_and_client_add_reports_bad_input() {
         ])
         .output()
         .unwrap();
-    assert!(
-        good.status.success(),
-        "{}",
-        String::from_utf8_lossy(&good.stderr)
-    );
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
     let out = String::from_utf8_lossy(&good.stdout);
-    assert!(
-        out.contains("client_id:     fukushi") && out.contains("client_secret: "),
-        "{out}"
-    );
+    assert!(out.contains("client_id:     fukushi") && out.contains("client_secret: "), "{out}");
 
     let verify = sekimori(&dir).args(["audit", "verify"]).output().unwrap();
     assert!(verify.status.success());
@@ -155,24 +104,14 @@ fn demo_seeds_once_and_client_add_reports_bad_input() {
 #[test]
 fn configuration_mistakes_are_named() {
     let dir = temp_dir();
-    let missing = sekimori(&dir)
-        .args(["--config", "nope.toml", "migrate"])
-        .output()
-        .unwrap();
+    let missing = sekimori(&dir).args(["--config", "nope.toml", "migrate"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read config file nope.toml"));
     std::fs::write(dir.join("bad.toml"), "issuer = 'ftp://x'\n").unwrap();
-    let bad = sekimori(&dir)
-        .args(["--config", "bad.toml", "migrate"])
-        .output()
-        .unwrap();
+    let bad = sekimori(&dir).args(["--config", "bad.toml", "migrate"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("issuer"));
-    let env = sekimori(&dir)
-        .arg("migrate")
-        .env("SEKIMORI_PUBLIC_ADDR", "not-an-address")
-        .output()
-        .unwrap();
+    let env = sekimori(&dir).arg("migrate").env("SEKIMORI_PUBLIC_ADDR", "not-an-address").output().unwrap();
     assert_eq!(env.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&env.stderr).contains("SEKIMORI_PUBLIC_ADDR"));
     let _ = std::fs::remove_dir_all(&dir);

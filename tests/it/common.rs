@@ -70,13 +70,9 @@ pub async fn fresh_database(db: Db) -> String {
         Db::Postgres => {
             let admin_url = postgres_url().expect("postgres url");
             sqlx::any::install_default_drivers();
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
-                .await
-                .expect("connect to postgres");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create database");
+            let mut conn =
+                <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.expect("connect to postgres");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
             let mut url = url::Url::parse(&admin_url).expect("postgres url");
             url.set_path(&format!("/{name}"));
             url.to_string()
@@ -102,15 +98,14 @@ pub fn test_config(database_url: &str, public: SocketAddr, admin: SocketAddr) ->
         admin_addr: admin,
         issuer: format!("http://{public}"),
         database_url: database_url.to_owned(),
-        master_key: Some(
-            base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),
-        ),
+        master_key: Some(base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())),
         // Cheap hashing keeps the suite fast; the production parameters are the defaults.
         password: PasswordConfig {
             argon2_memory_kib: 1024,
             argon2_iterations: 1,
             argon2_parallelism: 1,
             max_concurrent_hashes: 4,
+            ..PasswordConfig::default()
         },
         ..Config::default()
     }
@@ -119,31 +114,16 @@ pub fn test_config(database_url: &str, public: SocketAddr, admin: SocketAddr) ->
 impl TestServer {
     pub async fn start(db: Db) -> TestServer {
         let database_url = fresh_database(db).await;
-        let listeners = Listeners::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+        let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let public = listeners.public.local_addr().unwrap();
         let admin = listeners.admin.local_addr().unwrap();
         let config = test_config(&database_url, public, admin);
-        let app = App::build(config, Clock::default())
-            .await
-            .expect("app builds");
+        let app = App::build(config, Clock::default()).await.expect("app builds");
         let now = app.clock.now();
         let mut tx = app.store.begin().await.unwrap();
         let scopes: Vec<String> = auth::SCOPES.iter().map(|s| s.to_string()).collect();
-        let issued = auth::create_token(
-            &mut tx,
-            &Actor::Cli,
-            now,
-            "test administrator",
-            &scopes,
-            86_400,
-        )
-        .await
-        .unwrap();
+        let issued =
+            auth::create_token(&mut tx, &Actor::Cli, now, "test administrator", &scopes, 86_400).await.unwrap();
         tx.commit().await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let serving = app.clone();
@@ -161,10 +141,7 @@ impl TestServer {
             public_url: format!("http://{public}"),
             admin_url: format!("http://{admin}"),
             admin_token: issued.token,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -187,20 +164,12 @@ impl TestServer {
                 }
             }
             Db::Postgres => {
-                let name = self
-                    .database_url
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
+                let name = self.database_url.rsplit('/').next().unwrap_or_default().to_owned();
                 if let Some(admin_url) = postgres_url() {
-                    if let Ok(mut conn) =
-                        <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await
-                    {
-                        let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut conn)
-                                .await;
+                    if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await {
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
                     }
                 }
             }
@@ -208,16 +177,8 @@ impl TestServer {
     }
 
     /// A call to the admin API with the test administrator's token.
-    pub async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.admin_url))
-            .bearer_auth(&self.admin_token);
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.admin_url)).bearer_auth(&self.admin_token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -228,12 +189,7 @@ impl TestServer {
     }
 
     /// Creates a person with an account and password through the admin API; returns the person id.
-    pub async fn add_person(
-        &self,
-        employee_number: &str,
-        login_id: &str,
-        password: &str,
-    ) -> String {
+    pub async fn add_person(&self, employee_number: &str, login_id: &str, password: &str) -> String {
         let (status, person) = self
             .admin(
                 reqwest::Method::POST,
@@ -257,7 +213,7 @@ impl TestServer {
             .admin(
                 reqwest::Method::POST,
                 &format!("/api/v1/people/{person_id}/account"),
-                Some(json!({"login_id": login_id, "password": password})),
+                Some(json!({"login_id": login_id, "password": password, "require_change": false})),
             )
             .await;
         assert_eq!(status, 201, "{account}");
@@ -266,14 +222,9 @@ impl TestServer {
 
     /// Registers a client through the admin API; returns (client_id, secret).
     pub async fn add_client(&self, body: Value) -> (String, Option<String>) {
-        let (status, client) = self
-            .admin(reqwest::Method::POST, "/api/v1/clients", Some(body))
-            .await;
+        let (status, client) = self.admin(reqwest::Method::POST, "/api/v1/clients", Some(body)).await;
         assert_eq!(status, 201, "{client}");
-        (
-            client["client_id"].as_str().unwrap().to_owned(),
-            client["client_secret"].as_str().map(str::to_owned),
-        )
+        (client["client_id"].as_str().unwrap().to_owned(), client["client_secret"].as_str().map(str::to_owned))
     }
 
     /// Counts rows of a table straight from the database.
@@ -290,24 +241,15 @@ impl TestServer {
 
 /// A browser: keeps cookies, does not follow redirects (the test follows them itself).
 pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// Value of the hidden input `name` in an HTML page.
 pub fn hidden_input(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} input in page:\n{html}"))
-        + marker.len();
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} input in page:\n{html}")) + marker.len();
     let end = html[start..].find('"').unwrap() + start;
-    html[start..end]
-        .replace("&#x2F;", "/")
-        .replace("&amp;", "&")
+    html[start..end].replace("&#x2F;", "/").replace("&amp;", "&")
 }
 
 pub fn location(response: &reqwest::Response) -> String {
@@ -330,11 +272,7 @@ pub async fn log_in(
     password: &str,
 ) -> reqwest::Response {
     let response = browser.get(authorize_url).send().await.unwrap();
-    assert_eq!(
-        response.status(),
-        303,
-        "authorize should send the browser to the login page"
-    );
+    assert_eq!(response.status(), 303, "authorize should send the browser to the login page");
     let login_url = format!("{}{}", server.public_url, location(&response));
     let page = browser.get(&login_url).send().await.unwrap();
     assert_eq!(page.status(), 200);
@@ -356,19 +294,14 @@ pub async fn log_in(
 
 /// Query parameters of a URL.
 pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
+    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
 }
 
 /// A PKCE pair (verifier, S256 challenge).
 pub fn pkce_pair() -> (String, String) {
     use sha2::Digest;
     let verifier = sekimori::crypto::random_token(32);
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
 }
 
@@ -399,19 +332,9 @@ pub async fn obtain_code(
         params.push(("code_challenge", challenge));
         params.push(("code_challenge_method", "S256"));
     }
-    let response = log_in(
-        &browser(),
-        server,
-        &authorize_url(server, &params),
-        login_id,
-        password,
-    )
-    .await;
+    let response = log_in(&browser(), server, &authorize_url(server, &params), login_id, password).await;
     assert_eq!(response.status(), 303);
-    query_of(&location(&response))
-        .get("code")
-        .cloned()
-        .expect("a code")
+    query_of(&location(&response)).get("code").cloned().expect("a code")
 }
 
 /// POSTs a form to the token endpoint, optionally with Basic credentials; returns (status, body, headers).
@@ -420,10 +343,7 @@ pub async fn token_request(
     basic: Option<(&str, &str)>,
     form: &[(&str, &str)],
 ) -> (u16, Value, reqwest::header::HeaderMap) {
-    let mut request = server
-        .http
-        .post(format!("{}/token", server.public_url))
-        .form(form);
+    let mut request = server.http.post(format!("{}/token", server.public_url)).form(form);
     if let Some((id, secret)) = basic {
         request = request.basic_auth(id, Some(secret));
     }

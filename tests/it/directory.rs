@@ -6,9 +6,7 @@ use crate::common::{Db, TestServer};
 
 async fn one_account_per_person_is_enforced_by_the_database(db: Db) {
     let server = TestServer::start(db).await;
-    let person_id = server
-        .add_person("E4001", "kobayashi", "correct-horse-battery")
-        .await;
+    let person_id = server.add_person("E4001", "kobayashi", "correct-horse-battery").await;
     // Through the API: a clear conflict.
     let (status, body) = server
         .admin(
@@ -30,9 +28,7 @@ async fn one_account_per_person_is_enforced_by_the_database(db: Db) {
     let err = result.expect_err("a second account for the same person must be refused");
     assert!(sekimori::store::is_unique_violation(&err), "{err}");
     // And one login ID cannot belong to two people.
-    let other = server
-        .add_person("E4002", "kobayashi.b", "correct-horse-battery")
-        .await;
+    let other = server.add_person("E4002", "kobayashi.b", "another-horse-battery").await;
     let (status, _) = server
         .admin(
             reqwest::Method::POST,
@@ -50,13 +46,7 @@ async fn fixed_term_staff_need_an_end_date(db: Db) {
         "employee_number": "H0001", "family_name": "派遣", "given_name": "花子",
         "family_name_kana": "ハケン", "given_name_kana": "ハナコ", "kind": "dispatched", "start_date": "2026-04-01"
     });
-    let (status, body) = server
-        .admin(
-            reqwest::Method::POST,
-            "/api/v1/people",
-            Some(person.clone()),
-        )
-        .await;
+    let (status, body) = server.admin(reqwest::Method::POST, "/api/v1/people", Some(person.clone())).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["field"], "end_date");
     // The database refuses it too.
@@ -69,9 +59,7 @@ async fn fixed_term_staff_need_an_end_date(db: Db) {
     assert!(err.is_err());
     let mut with_end = person.clone();
     with_end["end_date"] = json!("2027-03-31");
-    let (status, body) = server
-        .admin(reqwest::Method::POST, "/api/v1/people", Some(with_end))
-        .await;
+    let (status, body) = server.admin(reqwest::Method::POST, "/api/v1/people", Some(with_end)).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["kind"], "dispatched");
     server.stop().await;
@@ -84,42 +72,25 @@ async fn org_units_form_a_hierarchy_with_managers(db: Db) {
     assert_eq!(s, 201, "{dept}");
     let (s, body) = post(json!({"code": "X", "name": "課", "level": "section"})).await;
     assert_eq!(s, 422, "a section needs a parent: {body}");
-    let (s, body) = post(
-        json!({"code": "ZEIMU-K", "name": "市民税係", "level": "unit", "parent_id": dept["id"]}),
-    )
-    .await;
+    let (s, body) =
+        post(json!({"code": "ZEIMU-K", "name": "市民税係", "level": "unit", "parent_id": dept["id"]})).await;
     assert_eq!(s, 422, "a unit's parent is a section: {body}");
-    let (s, section) = post(
-        json!({"code": "ZEIMU", "name": "税務課", "level": "section", "parent_id": dept["id"]}),
-    )
-    .await;
+    let (s, section) =
+        post(json!({"code": "ZEIMU", "name": "税務課", "level": "section", "parent_id": dept["id"]})).await;
     assert_eq!(s, 201);
     let (s, _) = post(json!({"code": "ZEIMU", "name": "重複", "level": "department"})).await;
     assert_eq!(s, 409);
-    let manager = server
-        .add_person("E5001", "kacho", "correct-horse-battery")
-        .await;
+    let manager = server.add_person("E5001", "kacho", "correct-horse-battery").await;
     let (s, _) = server
         .admin(
             reqwest::Method::PUT,
-            &format!(
-                "/api/v1/org-units/{}/manager",
-                section["id"].as_str().unwrap()
-            ),
+            &format!("/api/v1/org-units/{}/manager", section["id"].as_str().unwrap()),
             Some(json!({"person_id": manager})),
         )
         .await;
     assert_eq!(s, 204);
-    let (_, list) = server
-        .admin(reqwest::Method::GET, "/api/v1/org-units", None)
-        .await;
-    let zeimu = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["code"] == "ZEIMU")
-        .unwrap()
-        .clone();
+    let (_, list) = server.admin(reqwest::Method::GET, "/api/v1/org-units", None).await;
+    let zeimu = list["items"].as_array().unwrap().iter().find(|u| u["code"] == "ZEIMU").unwrap().clone();
     assert_eq!(zeimu["manager_person_id"], manager);
     server.stop().await;
 }

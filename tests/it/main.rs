@@ -1,10 +1,5 @@
 //! Integration tests: one binary, a module per capability, real HTTP, both databases.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 #[macro_use]
 mod common;
@@ -15,4 +10,5 @@ mod authorize_errors;
 mod cli;
 mod directory;
 mod oidc_flow;
+mod passwords;
 mod token_errors;

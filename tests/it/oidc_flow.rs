@@ -2,12 +2,11 @@
 //! `openidconnect` crate): discovery, login form, code exchange, ID token validation, userinfo.
 
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
-    CoreUserInfoClaims,
+    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreUserInfoClaims,
 };
 use openidconnect::{
-    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
 };
 use serde_json::json;
 
@@ -24,25 +23,15 @@ async fn code_flow_with_pkce_against_openidconnect_crate(db: Db) {
         .await;
 
     let http = server.http.clone();
-    let metadata = CoreProviderMetadata::discover_async(
-        IssuerUrl::new(server.public_url.clone()).unwrap(),
-        &http,
-    )
-    .await
-    .expect("discovery document is valid");
-    let client = CoreClient::from_provider_metadata(
-        metadata,
-        ClientId::new(client_id.clone()),
-        secret.map(ClientSecret::new),
-    )
-    .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap());
+    let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(server.public_url.clone()).unwrap(), &http)
+        .await
+        .expect("discovery document is valid");
+    let client =
+        CoreClient::from_provider_metadata(metadata, ClientId::new(client_id.clone()), secret.map(ClientSecret::new))
+            .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, state, nonce) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
         .add_scope(Scope::new("profile".into()))
         .add_scope(Scope::new("email".into()))
         .set_pkce_challenge(challenge)
@@ -55,11 +44,7 @@ async fn code_flow_with_pkce_against_openidconnect_crate(db: Db) {
     assert!(callback.starts_with(redirect), "{callback}");
     let params = query_of(&callback);
     assert_eq!(params.get("state"), Some(state.secret()));
-    assert_eq!(
-        params.get("iss"),
-        Some(&server.public_url),
-        "RFC 9207 iss parameter"
-    );
+    assert_eq!(params.get("iss"), Some(&server.public_url), "RFC 9207 iss parameter");
     let code = params.get("code").expect("code").clone();
 
     let token = client
@@ -71,9 +56,7 @@ async fn code_flow_with_pkce_against_openidconnect_crate(db: Db) {
         .expect("code exchange succeeds");
     let id_token = token.id_token().expect("an ID token");
     let verifier = client.id_token_verifier();
-    let claims = id_token
-        .claims(&verifier, &nonce)
-        .expect("ID token signature, iss, aud, nonce and exp are valid");
+    let claims = id_token.claims(&verifier, &nonce).expect("ID token signature, iss, aud, nonce and exp are valid");
     assert_eq!(claims.subject().as_str(), person_id);
     assert_eq!(claims.audiences().len(), 1);
     assert_eq!(claims.audiences()[0].as_str(), client_id);
@@ -93,23 +76,13 @@ async fn code_flow_with_pkce_against_openidconnect_crate(db: Db) {
         .await
         .expect("userinfo answers");
     assert_eq!(userinfo.subject().as_str(), person_id);
-    assert_eq!(
-        userinfo.email().map(|e| e.as_str()),
-        Some("tanaka@city.example.lg.jp")
-    );
-    let name = userinfo
-        .name()
-        .and_then(|n| n.get(None))
-        .map(|n| n.as_str().to_owned());
+    assert_eq!(userinfo.email().map(|e| e.as_str()), Some("tanaka@city.example.lg.jp"));
+    let name = userinfo.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned());
     assert_eq!(name.as_deref(), Some("試験 太郎"));
 
     // The SSO session: a second authorization goes straight back with a code, no login form.
     let (auth_url, _, _) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
         .set_pkce_challenge(PkceCodeChallenge::new_random_sha256().0)
         .url();
     let again = browser.get(auth_url.as_str()).send().await.unwrap();
@@ -131,21 +104,13 @@ async fn public_client_with_es256_id_tokens(db: Db) {
         .await;
     assert!(secret.is_none(), "a public client has no secret");
     let http = server.http.clone();
-    let metadata = CoreProviderMetadata::discover_async(
-        IssuerUrl::new(server.public_url.clone()).unwrap(),
-        &http,
-    )
-    .await
-    .unwrap();
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(server.public_url.clone()).unwrap(), &http).await.unwrap();
     let client = CoreClient::from_provider_metadata(metadata, ClientId::new(client_id), None)
         .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, _, nonce) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
         .set_pkce_challenge(challenge)
         .url();
     let response = log_in(&browser(), &server, auth_url.as_str(), "suzuki", PASSWORD).await;
@@ -157,19 +122,10 @@ async fn public_client_with_es256_id_tokens(db: Db) {
         .request_async(&http)
         .await
         .expect("public client exchanges with PKCE and no secret");
-    let verifier = client
-        .id_token_verifier()
-        .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
-    let claims = token
-        .id_token()
-        .unwrap()
-        .claims(&verifier, &nonce)
-        .expect("ES256 ID token verifies");
+    let verifier = client.id_token_verifier().set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let claims = token.id_token().unwrap().claims(&verifier, &nonce).expect("ES256 ID token verifies");
     assert_eq!(claims.subject().as_str(), person_id);
     server.stop().await;
 }
 
-on_both_databases!(
-    code_flow_with_pkce_against_openidconnect_crate,
-    public_client_with_es256_id_tokens
-);
+on_both_databases!(code_flow_with_pkce_against_openidconnect_crate, public_client_with_es256_id_tokens);

@@ -11,17 +11,14 @@ async fn setup(db: Db) -> (TestServer, String) {
     let server = TestServer::start(db).await;
     server.add_person("E3001", "watanabe", PASSWORD).await;
     let (_, secret) = server
-        .add_client(json!({"client_id": "zeimu", "name": "税務", "client_type": "confidential", "redirect_uris": [REDIRECT]}))
+        .add_client(
+            json!({"client_id": "zeimu", "name": "税務", "client_type": "confidential", "redirect_uris": [REDIRECT]}),
+        )
         .await;
     (server, secret.unwrap())
 }
 
-fn assert_oauth_error(
-    status: u16,
-    body: &serde_json::Value,
-    expected_status: u16,
-    expected_error: &str,
-) {
+fn assert_oauth_error(status: u16, body: &serde_json::Value, expected_status: u16, expected_error: &str) {
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["error"], expected_error, "{body}");
 }
@@ -31,20 +28,8 @@ async fn pkce_verifier_must_match(db: Db) {
     let (verifier, challenge) = pkce_pair();
     let (other_verifier, _) = pkce_pair();
     for attempt in [None, Some(other_verifier.as_str())] {
-        let code = obtain_code(
-            &server,
-            "zeimu",
-            REDIRECT,
-            Some(&challenge),
-            "watanabe",
-            PASSWORD,
-        )
-        .await;
-        let mut form = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-        ];
+        let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
+        let mut form = vec![("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT)];
         if let Some(v) = attempt {
             form.push(("code_verifier", v));
         }
@@ -58,15 +43,7 @@ async fn pkce_verifier_must_match(db: Db) {
         assert_oauth_error(status, &body, 400, "invalid_grant");
     }
     // A malformed verifier is a malformed request.
-    let code = obtain_code(
-        &server,
-        "zeimu",
-        REDIRECT,
-        Some(&challenge),
-        "watanabe",
-        PASSWORD,
-    )
-    .await;
+    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
     let (status, body, _) = token_request(
         &server,
         Some(("zeimu", &secret)),
@@ -100,15 +77,7 @@ async fn pkce_verifier_must_match(db: Db) {
 async fn replayed_code_is_refused_and_revokes_what_it_issued(db: Db) {
     let (server, secret) = setup(db).await;
     let (verifier, challenge) = pkce_pair();
-    let code = obtain_code(
-        &server,
-        "zeimu",
-        REDIRECT,
-        Some(&challenge),
-        "watanabe",
-        PASSWORD,
-    )
-    .await;
+    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -132,29 +101,15 @@ async fn replayed_code_is_refused_and_revokes_what_it_issued(db: Db) {
     // The token issued from the code is dead at once, although its JWT has not expired.
     let response = userinfo(access_token).await;
     assert_eq!(response.status(), 401);
-    assert!(response.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .contains("invalid_token"));
+    assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
     server.stop().await;
 }
 
 async fn expired_code_is_refused(db: Db) {
     let (server, secret) = setup(db).await;
     let (verifier, challenge) = pkce_pair();
-    let code = obtain_code(
-        &server,
-        "zeimu",
-        REDIRECT,
-        Some(&challenge),
-        "watanabe",
-        PASSWORD,
-    )
-    .await;
-    server
-        .app
-        .clock
-        .advance(server.app.config.tokens.code_ttl + 1);
+    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
+    server.app.clock.advance(server.app.config.tokens.code_ttl + 1);
     let (status, body, _) = token_request(
         &server,
         Some(("zeimu", &secret)),
@@ -174,15 +129,7 @@ async fn expired_code_is_refused(db: Db) {
 async fn client_authentication_failures(db: Db) {
     let (server, secret) = setup(db).await;
     let (verifier, challenge) = pkce_pair();
-    let code = obtain_code(
-        &server,
-        "zeimu",
-        REDIRECT,
-        Some(&challenge),
-        "watanabe",
-        PASSWORD,
-    )
-    .await;
+    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -193,10 +140,7 @@ async fn client_authentication_failures(db: Db) {
     for (id, s) in [("zeimu", "wrong-secret"), ("nobody", secret.as_str())] {
         let (status, body, headers) = token_request(&server, Some((id, s)), &form).await;
         assert_oauth_error(status, &body, 401, "invalid_client");
-        assert!(headers["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Basic"));
+        assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Basic"));
     }
     // The registered method is client_secret_basic: the same secret in the body is refused.
     let mut post_form = form.to_vec();
@@ -224,35 +168,16 @@ async fn malformed_token_requests(db: Db) {
     let auth = Some(("zeimu", secret.as_str()));
     let (status, body, _) = token_request(&server, auth, &[("code", "x")]).await;
     assert_oauth_error(status, &body, 400, "invalid_request");
-    let (status, body, _) = token_request(
-        &server,
-        auth,
-        &[
-            ("grant_type", "password"),
-            ("username", "a"),
-            ("password", "b"),
-        ],
-    )
-    .await;
+    let (status, body, _) =
+        token_request(&server, auth, &[("grant_type", "password"), ("username", "a"), ("password", "b")]).await;
     assert_oauth_error(status, &body, 400, "unsupported_grant_type");
-    let (status, body, _) = token_request(
-        &server,
-        auth,
-        &[
-            ("grant_type", "authorization_code"),
-            ("redirect_uri", REDIRECT),
-        ],
-    )
-    .await;
+    let (status, body, _) =
+        token_request(&server, auth, &[("grant_type", "authorization_code"), ("redirect_uri", REDIRECT)]).await;
     assert_oauth_error(status, &body, 400, "invalid_request");
     let (status, body, _) = token_request(
         &server,
         auth,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", "forged"),
-            ("redirect_uri", REDIRECT),
-        ],
+        &[("grant_type", "authorization_code"), ("code", "forged"), ("redirect_uri", REDIRECT)],
     )
     .await;
     assert_oauth_error(status, &body, 400, "invalid_grant");
@@ -278,21 +203,10 @@ async fn malformed_token_requests(db: Db) {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
-    assert_eq!(
-        response.json::<serde_json::Value>().await.unwrap()["error"],
-        "invalid_request"
-    );
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["error"], "invalid_request");
     // A wrong redirect_uri uses the code up.
     let (verifier, challenge) = pkce_pair();
-    let code = obtain_code(
-        &server,
-        "zeimu",
-        REDIRECT,
-        Some(&challenge),
-        "watanabe",
-        PASSWORD,
-    )
-    .await;
+    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
     let (status, body, _) = token_request(
         &server,
         auth,
@@ -312,18 +226,12 @@ async fn malformed_token_requests(db: Db) {
 async fn code_issued_to_one_client_cannot_be_used_by_another(db: Db) {
     let (server, _) = setup(db).await;
     let (_, other_secret) = server
-        .add_client(json!({"client_id": "fukushi", "name": "福祉", "client_type": "confidential", "redirect_uris": [REDIRECT]}))
+        .add_client(
+            json!({"client_id": "fukushi", "name": "福祉", "client_type": "confidential", "redirect_uris": [REDIRECT]}),
+        )
         .await;
     let (verifier, challenge) = pkce_pair();
-    let code = obtain_code(
-        &server,
-        "zeimu",
-        REDIRECT,
-        Some(&challenge),
-        "watanabe",
-        PASSWORD,
-    )
-    .await;
+    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
     let (status, body, _) = token_request(
         &server,
         Some(("fukushi", other_secret.as_deref().unwrap())),
@@ -345,54 +253,27 @@ async fn userinfo_refuses_bad_tokens(db: Db) {
     let url = format!("{}/userinfo", server.public_url);
     let none = server.http.get(&url).send().await.unwrap();
     assert_eq!(none.status(), 401);
-    assert_eq!(
-        none.headers()["www-authenticate"],
-        "Bearer realm=\"sekimori\""
-    );
-    let forged = server
-        .http
-        .get(&url)
-        .bearer_auth("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(none.headers()["www-authenticate"], "Bearer realm=\"sekimori\"");
+    let forged = server.http.get(&url).bearer_auth("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.").send().await.unwrap();
     assert_eq!(forged.status(), 401);
     server.stop().await;
 }
 
 async fn browser_clients_may_call_token_and_userinfo_cross_origin(db: Db) {
     let (server, _) = setup(db).await;
-    for path in [
-        "/token",
-        "/userinfo",
-        "/jwks.json",
-        "/.well-known/openid-configuration",
-    ] {
+    for path in ["/token", "/userinfo", "/jwks.json", "/.well-known/openid-configuration"] {
         let response = server
             .http
-            .request(
-                reqwest::Method::OPTIONS,
-                format!("{}{path}", server.public_url),
-            )
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", server.public_url))
             .header("origin", "https://toshokan.city.example.lg.jp")
             .header("access-control-request-method", "POST")
-            .header(
-                "access-control-request-headers",
-                "authorization, content-type",
-            )
+            .header("access-control-request-headers", "authorization, content-type")
             .send()
             .await
             .unwrap();
         assert!(response.status().is_success(), "{path}");
-        assert_eq!(
-            response.headers()["access-control-allow-origin"],
-            "*",
-            "{path}"
-        );
-        assert!(response
-            .headers()
-            .get("access-control-allow-credentials")
-            .is_none());
+        assert_eq!(response.headers()["access-control-allow-origin"], "*", "{path}");
+        assert!(response.headers().get("access-control-allow-credentials").is_none());
     }
     // The login page is not for other origins.
     let response = server
@@ -402,10 +283,7 @@ async fn browser_clients_may_call_token_and_userinfo_cross_origin(db: Db) {
         .send()
         .await
         .unwrap();
-    assert!(response
-        .headers()
-        .get("access-control-allow-origin")
-        .is_none());
+    assert!(response.headers().get("access-control-allow-origin").is_none());
     server.stop().await;
 }
 

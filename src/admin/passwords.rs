@@ -1,0 +1,154 @@
+//! Help-desk password actions (R11): nobody can read a password, so the help desk can only
+//! issue a one-time reset link, report a suspected compromise, or lift a lockout.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+
+use crate::audit::{self, Event, Outcome};
+use crate::directory::{self, LoginAccount};
+use crate::password::lockout;
+use crate::password::policy::ChangeRefused;
+use crate::revocation::{self, Target};
+use crate::web::password::{issue_ticket, RESET_TICKET_TTL};
+use crate::App;
+
+use super::auth::Caller;
+use super::problem::Problem;
+
+/// A policy refusal as a problem document (422), in English with the Japanese alongside.
+pub fn refusal_problem(refused: &ChangeRefused, history: usize) -> Problem {
+    let messages = refused.messages(history);
+    let detail = messages.iter().map(|(ja, en)| format!("{en} / {ja}")).collect::<Vec<_>>().join(" ");
+    let mut problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Entity", detail);
+    problem.field = Some("password");
+    problem
+}
+
+#[derive(Serialize)]
+pub struct ResetLink {
+    /// Hand this to the person through a trusted channel; it works once.
+    pub reset_url: String,
+    pub expires_at: i64,
+}
+
+async fn account_of(app: &App, person_id: &str) -> Result<LoginAccount, Problem> {
+    directory::account_of_person(app.store.pool(), person_id).await?.ok_or_else(|| Problem::not_found("account"))
+}
+
+/// Issues a one-time link with which the person sets a new password.
+pub async fn issue_reset(
+    State(app): State<App>,
+    caller: Caller,
+    Path(person_id): Path<String>,
+) -> Result<(StatusCode, Json<ResetLink>), Problem> {
+    caller.require("passwords:reset")?;
+    let account = account_of(&app, &person_id).await?;
+    let now = app.clock.now();
+    let mut tx = app.store.begin().await?;
+    let ticket = issue_ticket(&mut tx, &app, &account.account_id, "reset", None, &caller.actor()).await?;
+    audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor: &caller.actor(),
+            action: "password.reset_issued",
+            target: format!("account:{}", account.account_id),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"expires_at": now + RESET_TICKET_TTL}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(reset_link(&app, &ticket, now))))
+}
+
+fn reset_link(app: &App, ticket: &str, now: i64) -> ResetLink {
+    ResetLink {
+        reset_url: format!("{}/password/reset?ticket={ticket}", app.config.issuer),
+        expires_at: now + RESET_TICKET_TTL,
+    }
+}
+
+#[derive(Serialize)]
+pub struct CompromiseReport {
+    #[serde(flatten)]
+    pub reset: ResetLink,
+    pub sessions_revoked: u64,
+    pub access_tokens_revoked: u64,
+}
+
+/// "Suspected compromise": the password stops working at once, every session and token of
+/// the person ends, and the only way back in is the reset link returned here.
+pub async fn report_compromise(
+    State(app): State<App>,
+    caller: Caller,
+    Path(person_id): Path<String>,
+) -> Result<(StatusCode, Json<CompromiseReport>), Problem> {
+    caller.require("passwords:reset")?;
+    let account = account_of(&app, &person_id).await?;
+    let now = app.clock.now();
+    let actor = caller.actor();
+    let mut tx = app.store.begin().await?;
+    sqlx::query(
+        "UPDATE accounts SET password_hash = NULL, password_fingerprint = NULL, must_change_password = 1 WHERE id = $1",
+    )
+    .bind(&account.account_id)
+    .execute(&mut *tx)
+    .await?;
+    let revoked =
+        revocation::revoke(&mut tx, &actor, now, Target::Person(&person_id), "suspected password compromise").await?;
+    let ticket = issue_ticket(&mut tx, &app, &account.account_id, "reset", None, &actor).await?;
+    audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor: &actor,
+            action: "password.compromised",
+            target: format!("account:{}", account.account_id),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"sessions_revoked": revoked.sessions}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CompromiseReport {
+            reset: reset_link(&app, &ticket, now),
+            sessions_revoked: revoked.sessions,
+            access_tokens_revoked: revoked.access_tokens,
+        }),
+    ))
+}
+
+/// Lifts a lockout after repeated failures (R17).
+pub async fn unlock(
+    State(app): State<App>,
+    caller: Caller,
+    Path(person_id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require("passwords:reset")?;
+    let account = account_of(&app, &person_id).await?;
+    let now = app.clock.now();
+    let mut tx = app.store.begin().await?;
+    lockout::unlock(&mut tx, &account.account_id).await?;
+    audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor: &caller.actor(),
+            action: "account.unlock",
+            target: format!("account:{}", account.account_id),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

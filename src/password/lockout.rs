@@ -1,0 +1,126 @@
+//! R17: repeated failures are slowed down per account (exponential backoff) and per source
+//! address (a fixed window). Neither changes what a failed login looks like, so neither
+//! reveals whether an account exists.
+
+use sqlx::Row;
+
+use crate::clock::UnixTime;
+use crate::config::PasswordConfig;
+use crate::store::{Store, Tx};
+
+/// How long an account is locked after `failures` consecutive failures.
+pub fn lock_seconds(config: &PasswordConfig, failures: i64) -> Option<i64> {
+    if failures < config.lockout_threshold {
+        return None;
+    }
+    let doublings = (failures - config.lockout_threshold).min(30) as u32;
+    Some(config.lockout_base_seconds.saturating_mul(1i64 << doublings).min(config.lockout_max_seconds))
+}
+
+/// Counts a failure against the account and locks it when the threshold is reached.
+pub async fn account_failed(
+    tx: &mut Tx,
+    config: &PasswordConfig,
+    account_id: &str,
+    now: UnixTime,
+) -> Result<Option<UnixTime>, sqlx::Error> {
+    let row =
+        sqlx::query("UPDATE accounts SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins")
+            .bind(account_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    let failures: i64 = row.try_get("failed_logins")?;
+    let locked_until = lock_seconds(config, failures).map(|s| now + s);
+    if let Some(until) = locked_until {
+        sqlx::query("UPDATE accounts SET locked_until = $1 WHERE id = $2")
+            .bind(until)
+            .bind(account_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(locked_until)
+}
+
+/// A successful login clears the count.
+pub async fn account_succeeded(tx: &mut Tx, account_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)")
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Whether the source address has used up its failures for the current window.
+pub async fn source_blocked(
+    store: &Store,
+    config: &PasswordConfig,
+    source: &str,
+    now: UnixTime,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT window_start, failures FROM login_source_failures WHERE source = $1")
+        .bind(source)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(match row {
+        Some(row) => {
+            let start: i64 = row.try_get("window_start")?;
+            let failures: i64 = row.try_get("failures")?;
+            now < start + config.source_window_seconds && failures >= config.source_max_failures
+        }
+        None => false,
+    })
+}
+
+/// Counts a failure against the source address, starting a new window when the old one ended.
+pub async fn source_failed(
+    tx: &mut Tx,
+    config: &PasswordConfig,
+    source: &str,
+    now: UnixTime,
+) -> Result<(), sqlx::Error> {
+    // One upsert, so concurrent first failures from one address cannot collide.
+    sqlx::query(
+        "INSERT INTO login_source_failures (source, window_start, failures) VALUES ($3, $2, 1)
+         ON CONFLICT (source) DO UPDATE SET
+             failures = CASE WHEN login_source_failures.window_start + $1 > $2
+                             THEN login_source_failures.failures + 1 ELSE 1 END,
+             window_start = CASE WHEN login_source_failures.window_start + $1 > $2
+                                 THEN login_source_failures.window_start ELSE $2 END",
+    )
+    .bind(config.source_window_seconds)
+    .bind(now)
+    .bind(source)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Lifts an account's lock (an administrator's unlock).
+pub async fn unlock(tx: &mut Tx, account_id: &str) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1")
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_threshold_and_is_capped() {
+        let config = PasswordConfig {
+            lockout_threshold: 5,
+            lockout_base_seconds: 30,
+            lockout_max_seconds: 3600,
+            ..PasswordConfig::default()
+        };
+        assert_eq!(lock_seconds(&config, 4), None);
+        assert_eq!(lock_seconds(&config, 5), Some(30));
+        assert_eq!(lock_seconds(&config, 6), Some(60));
+        assert_eq!(lock_seconds(&config, 8), Some(240));
+        assert_eq!(lock_seconds(&config, 20), Some(3600));
+        assert_eq!(lock_seconds(&config, 10_000), Some(3600));
+    }
+}
