@@ -115,6 +115,8 @@ pub fn public_router(app: App) -> Router {
 pub fn admin_router(app: App) -> Router {
     admin::router()
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
+        // Errors produced by layers (the body limit) speak problem+json too.
+        .layer(axum::middleware::map_response(admin::problem::problem_for_plain_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
 }

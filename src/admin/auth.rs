@@ -12,6 +12,7 @@ use sqlx::Row;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::clock::UnixTime;
 use crate::crypto;
+use crate::directory::{DirectoryError, InvalidField};
 use crate::store::{Store, Tx};
 use crate::App;
 
@@ -93,15 +94,14 @@ pub async fn create_token(
     scopes: &[String],
     lifetime: i64,
 ) -> Result<IssuedToken, Problem> {
-    let name = crate::directory::types::parse_name("name", name).map_err(|e| Problem::bad_request(e.to_string()))?;
-    if scopes.is_empty() {
-        return Err(Problem::bad_request("at least one scope is required"));
-    }
-    if let Some(unknown) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
-        return Err(Problem::bad_request(format!("unknown scope {unknown}")));
-    }
+    let name = crate::directory::types::parse_name("name", name).map_err(DirectoryError::from)?;
+    check_scopes(scopes)?;
     if !(60..=366 * 86_400).contains(&lifetime) {
-        return Err(Problem::bad_request("expires_in must be between 60 seconds and one year"));
+        return Err(DirectoryError::from(InvalidField {
+            field: "expires_in",
+            reason: "must be between 60 seconds and one year".into(),
+        })
+        .into());
     }
     let token = format!("skm_{}", crypto::random_token(32));
     let id = uuid::Uuid::new_v4().to_string();
@@ -135,6 +135,18 @@ pub async fn create_token(
     )
     .await?;
     Ok(IssuedToken { id, name, token, scopes, expires_at: now + lifetime })
+}
+
+/// Refuses an empty scope list or a scope that does not exist (422, field `scopes`).
+pub fn check_scopes(scopes: &[String]) -> Result<(), Problem> {
+    let invalid = |reason: String| Problem::from(DirectoryError::from(InvalidField { field: "scopes", reason }));
+    if scopes.is_empty() {
+        return Err(invalid("at least one scope is required".into()));
+    }
+    if let Some(unknown) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+        return Err(invalid(format!("unknown scope {unknown}")));
+    }
+    Ok(())
 }
 
 /// Lifetime of the code printed on the console, and of the token it is exchanged for.

@@ -5,7 +5,7 @@ pub mod auth;
 pub mod passwords;
 pub mod problem;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
@@ -19,7 +19,7 @@ use crate::password::policy;
 use crate::App;
 
 use auth::{Caller, IssuedToken};
-use problem::{ApiJson, Problem};
+use problem::{ApiJson, ApiQuery, Problem};
 
 pub fn router() -> Router<App> {
     Router::new()
@@ -85,6 +85,7 @@ async fn create_api_token(
     ApiJson(req): ApiJson<NewApiToken>,
 ) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
     caller.require("tokens:write")?;
+    auth::check_scopes(&req.scopes)?;
     // A token can hand on only rights its creator holds.
     if let Some(scope) = req.scopes.iter().find(|s| !caller.scopes.contains(s)) {
         return Err(Problem::forbidden(scope));
@@ -155,7 +156,7 @@ struct Page {
 async fn list_people(
     State(app): State<App>,
     caller: Caller,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<List<Person>>, Problem> {
     caller.require("directory:read")?;
     let limit = page.limit.unwrap_or(100);
@@ -277,7 +278,7 @@ struct AuditQuery {
 async fn list_audit_events(
     State(app): State<App>,
     caller: Caller,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<List<audit::StoredEvent>>, Problem> {
     caller.require("audit:read")?;
     let after = q.after.unwrap_or(0);

@@ -34,7 +34,12 @@ pub struct ResetLink {
 }
 
 async fn account_of(app: &App, person_id: &str) -> Result<LoginAccount, Problem> {
-    directory::account_of_person(app.store.pool(), person_id).await?.ok_or_else(|| Problem::not_found("account"))
+    if directory::get_person(app.store.pool(), person_id).await?.is_none() {
+        return Err(Problem::not_found("person"));
+    }
+    directory::account_of_person(app.store.pool(), person_id)
+        .await?
+        .ok_or_else(|| Problem::not_found("account (this person has no login ID)"))
 }
 
 /// Issues a one-time link with which the person sets a new password.

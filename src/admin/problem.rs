@@ -131,3 +131,45 @@ where
         }
     }
 }
+
+/// Query parameters whose rejections are problem documents.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(Problem::bad_request(rejection.body_text())),
+        }
+    }
+}
+
+/// Turns an error answered in plain text by a layer (413 from the body limit, for instance)
+/// into a problem document, so the admin API has one error shape.
+pub async fn problem_for_plain_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json") || v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_problem {
+        return response;
+    }
+    let title = status.canonical_reason().unwrap_or("Error");
+    let mut problem = Problem::new(status, "Error", None);
+    problem.title = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "Payload Too Large",
+        StatusCode::METHOD_NOT_ALLOWED => "Method Not Allowed",
+        StatusCode::BAD_REQUEST => "Bad Request",
+        _ => "Error",
+    };
+    problem.detail = Some(title.to_owned());
+    problem.into_response()
+}

@@ -127,8 +127,11 @@ pub async fn set_org_unit_manager(
     org_unit_id: &str,
     person_id: &str,
 ) -> Result<(), DirectoryError> {
+    if get_org_unit(&mut **tx, org_unit_id).await?.is_none() {
+        return Err(DirectoryError::NotFound("org unit"));
+    }
     if get_person(&mut **tx, person_id).await?.is_none() {
-        return Err(InvalidField { field: "manager_person_id", reason: "no such person".into() }.into());
+        return Err(InvalidField { field: "person_id", reason: "no such person".into() }.into());
     }
     let result = sqlx::query("UPDATE org_units SET manager_person_id = $1 WHERE id = $2")
         .bind(person_id)

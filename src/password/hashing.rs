@@ -28,11 +28,17 @@ pub enum PasswordError {
     Busy,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
 #[derive(Clone)]
 pub struct Hasher {
     params: Params,
     pepper: Arc<Vec<u8>>,
     permits: Arc<Semaphore>,
+    /// Jobs for the hashing threads. A few long-lived threads, rather than the runtime's
+    /// blocking pool, keep argon2's large buffers in a few allocator arenas: memory stays
+    /// bounded by the number of threads, not by how many threads a flood once woke.
+    jobs: Arc<std::sync::Mutex<std::sync::mpsc::Sender<Job>>>,
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
     dummy_hash: Arc<String>,
@@ -73,10 +79,30 @@ impl Hasher {
             .hash_password(b"sekimori-dummy-password", &salt)
             .map_err(|_| PasswordError::Hash)?
             .to_string();
+        let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        for i in 0..config.max_concurrent_hashes {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("sekimori-argon2-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while taking a job, not while running it.
+                    let job = match receiver.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return, // every Hasher is gone
+                    }
+                })
+                .map_err(|_| PasswordError::Worker)?;
+        }
         Ok(Self {
             params,
             pepper: Arc::new(pepper),
             permits: Arc::new(Semaphore::new(config.max_concurrent_hashes)),
+            jobs: Arc::new(std::sync::Mutex::new(sender)),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting: config.max_queued_hashes,
             dummy_hash: Arc::new(dummy),
@@ -96,9 +122,12 @@ impl Hasher {
         let _permit = self.permits.acquire().await.map_err(|_| PasswordError::Worker)?;
         let pepper = self.pepper.clone();
         let params = self.params.clone();
-        let result = tokio::task::spawn_blocking(move || argon(&pepper, params).map(work))
-            .await
-            .map_err(|_| PasswordError::Worker)?;
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(argon(&pepper, params).map(work));
+        });
+        self.jobs.lock().map_err(|_| PasswordError::Worker)?.send(job).map_err(|_| PasswordError::Worker)?;
+        let result = result.await.map_err(|_| PasswordError::Worker)?;
         drop(place);
         result
     }

@@ -49,3 +49,35 @@ pub fn verify(key: &[u8; 32], jar: &CookieJar, submitted: Option<&str>) -> bool 
     let expected = form_token(key, cookie.value());
     !expected.is_empty() && crypto::ct_eq(expected.as_bytes(), submitted.as_bytes())
 }
+
+/// A submitted form whose CSRF token has been checked: handlers that take this never see a
+/// forged request, and nothing is read or written before the check.
+pub struct CheckedForm {
+    pub params: crate::oidc::params::Params,
+    pub jar: CookieJar,
+    pub lang: super::Lang,
+}
+
+impl CheckedForm {
+    /// The value of a field sent once; None when missing, empty or repeated.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.params.get(name).ok().flatten()
+    }
+}
+
+impl axum::extract::FromRequest<crate::App> for CheckedForm {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(req: axum::extract::Request, app: &crate::App) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(req.headers());
+        let headers = req.headers().clone();
+        let body =
+            axum::body::Bytes::from_request(req, app).await.map_err(axum::response::IntoResponse::into_response)?;
+        let params = crate::oidc::params::Params::parse(&body);
+        let lang = super::lang_for(&jar, &headers, params.get("lang").ok().flatten());
+        if !verify(&app.csrf_key, &jar, params.get("csrf_token").ok().flatten()) {
+            return Err(super::pages::error_page(lang, axum::http::StatusCode::FORBIDDEN, super::Msg::CsrfFailed));
+        }
+        Ok(CheckedForm { params, jar, lang })
+    }
+}

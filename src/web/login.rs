@@ -2,7 +2,6 @@
 //! login ID exists or not, whether the account is locked, and whatever the reason; an unknown
 //! ID still costs one argon2 verification.
 
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -13,15 +12,15 @@ use crate::access::clients;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::directory::{self, LoginAccount, LoginId};
 use crate::oidc::authorize::{self, AuthorizationRequest};
-use crate::oidc::params::Params;
 use crate::password::policy::{self, Expiry};
 use crate::password::{lockout, PasswordError};
 use crate::revocation::{self, Target};
 use crate::sessions::{self, Session};
 use crate::App;
 
+use super::csrf::{self, CheckedForm};
 use super::pages::{self, ExpiresSoonPage, HomePage, LoginPage};
-use super::{csrf, lang_for, password, remember_lang, session_from_jar, Lang, Msg, SourceIp};
+use super::{lang_for, password, remember_lang, session_from_jar, Lang, Msg, SourceIp};
 
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
@@ -94,21 +93,10 @@ struct Attempt<'a> {
     source: String,
 }
 
-pub async fn login_submit(
-    State(app): State<App>,
-    jar: CookieJar,
-    headers: HeaderMap,
-    SourceIp(source_ip): SourceIp,
-    body: Bytes,
-) -> Response {
-    let form = Params::parse(&body);
-    let field = |name| form.get(name).ok().flatten();
-    let lang = lang_for(&jar, &headers, field("lang"));
-    // CSRF first: nothing is read or written for a forged request.
-    if !csrf::verify(&app.csrf_key, &jar, field("csrf_token")) {
-        return pages::error_page(lang, StatusCode::FORBIDDEN, Msg::CsrfFailed);
-    }
-    let (Some(request_id), Some(login_id), Some(password)) = (field("request"), field("login_id"), field("password"))
+pub async fn login_submit(State(app): State<App>, SourceIp(source_ip): SourceIp, form: CheckedForm) -> Response {
+    let lang = form.lang;
+    let (Some(request_id), Some(login_id), Some(password)) =
+        (form.field("request"), form.field("login_id"), form.field("password"))
     else {
         return pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::BadForm);
     };
@@ -116,7 +104,7 @@ pub async fn login_submit(
         return pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::BadForm);
     }
     let attempt = Attempt { request_id, login_id, password, source: source_ip.unwrap_or_else(|| "unknown".into()) };
-    match attempt_login(&app, jar, lang, attempt).await {
+    match attempt_login(&app, form.jar.clone(), lang, attempt).await {
         Ok(response) => response,
         Err(crate::Error::Password(PasswordError::Busy)) => {
             let mut response = pages::error_page(lang, StatusCode::SERVICE_UNAVAILABLE, Msg::Busy);
@@ -356,15 +344,11 @@ pub(super) fn session_cookie(app: &App, value: String) -> Cookie<'static> {
 }
 
 /// "Continue without changing" after the expiry warning: completes the pending request.
-pub async fn continue_login(State(app): State<App>, jar: CookieJar, headers: HeaderMap, body: Bytes) -> Response {
-    let form = Params::parse(&body);
-    let lang = lang_for(&jar, &headers, None);
-    if !csrf::verify(&app.csrf_key, &jar, form.get("csrf_token").ok().flatten()) {
-        return pages::error_page(lang, StatusCode::FORBIDDEN, Msg::CsrfFailed);
-    }
-    let request_id = form.get("request").ok().flatten().unwrap_or_default().to_owned();
+pub async fn continue_login(State(app): State<App>, form: CheckedForm) -> Response {
+    let (jar, lang) = (&form.jar, form.lang);
+    let request_id = form.field("request").unwrap_or_default().to_owned();
     let result = async {
-        let session = session_from_jar(&app, &jar).await?;
+        let session = session_from_jar(&app, jar).await?;
         let request = authorize::load_pending(&app, &request_id).await?;
         match (session, request) {
             (Some(session), Some(request)) => finish_authorization(&app, lang, &request, &session, &request_id).await,
@@ -403,12 +387,8 @@ pub async fn home(State(app): State<App>, jar: CookieJar, headers: HeaderMap, Qu
 }
 
 /// Ends this browser's session (RP-initiated logout arrives with the lifecycle issue).
-pub async fn logout(State(app): State<App>, jar: CookieJar, headers: HeaderMap, body: Bytes) -> Response {
-    let form = Params::parse(&body);
-    let lang = lang_for(&jar, &headers, None);
-    if !csrf::verify(&app.csrf_key, &jar, form.get("csrf_token").ok().flatten()) {
-        return pages::error_page(lang, StatusCode::FORBIDDEN, Msg::CsrfFailed);
-    }
+pub async fn logout(State(app): State<App>, form: CheckedForm) -> Response {
+    let (jar, lang) = (form.jar, form.lang);
     let result = async {
         if let Some(session) = session_from_jar(&app, &jar).await? {
             let now = app.clock.now();

@@ -65,7 +65,7 @@ pub struct ExpiresSoonPage<'a> {
 pub fn message_page(lang: Lang, status: StatusCode, title: Msg, message: Msg, is_error: bool) -> Response {
     render(
         status,
-        &MessagePage { lang, switch_href: format!("?lang={}", lang.other().code()), title, message, is_error },
+        &MessagePage { lang, switch_href: format!("/?lang={}", lang.other().code()), title, message, is_error },
     )
 }
 
@@ -89,7 +89,7 @@ pub fn error_page(lang: Lang, status: StatusCode, message: Msg) -> Response {
         status,
         &MessagePage {
             lang,
-            switch_href: format!("?lang={}", lang.other().code()),
+            switch_href: format!("/?lang={}", lang.other().code()),
             title: Msg::ErrorTitle,
             message,
             is_error: true,

@@ -1,7 +1,6 @@
 //! Password pages: the self-service change, the forced change when a password has expired
 //! (the login completes only after it), and the one-time reset link an administrator issues.
 
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,14 +12,14 @@ use crate::audit::{self, Actor, Event, Outcome};
 use crate::crypto;
 use crate::directory;
 use crate::oidc::authorize;
-use crate::oidc::params::Params;
 use crate::password::policy::{self, ChangeReason, ChangeRefused};
 use crate::store::Tx;
 use crate::App;
 
+use super::csrf::{self, CheckedForm};
 use super::login::{choose_lang, finish_authorization, secure, session_cookie, start_session};
 use super::pages::{self, PasswordPage};
-use super::{csrf, lang_for, session_from_jar, Lang, Msg, SourceIp};
+use super::{session_from_jar, Lang, Msg, SourceIp};
 
 /// Lifetime of a ticket to replace an expired password during login.
 const EXPIRED_TICKET_TTL: i64 = 600;
@@ -143,20 +142,10 @@ fn localised(lang: Lang, refused: &ChangeRefused, history: usize) -> Vec<String>
     refused.messages(history).into_iter().map(|(ja, en)| if lang == Lang::Ja { ja } else { en }).collect()
 }
 
-pub async fn reset_submit(
-    State(app): State<App>,
-    jar: CookieJar,
-    headers: HeaderMap,
-    SourceIp(source): SourceIp,
-    body: Bytes,
-) -> Response {
-    let form = Params::parse(&body);
-    let field = |name| form.get(name).ok().flatten();
-    let lang = lang_for(&jar, &headers, field("lang"));
-    if !csrf::verify(&app.csrf_key, &jar, field("csrf_token")) {
-        return pages::error_page(lang, StatusCode::FORBIDDEN, Msg::CsrfFailed);
-    }
-    let (Some(ticket), Some(new), Some(confirm)) = (field("ticket"), field("new_password"), field("confirm_password"))
+pub async fn reset_submit(State(app): State<App>, SourceIp(source): SourceIp, form: CheckedForm) -> Response {
+    let (jar, lang) = (form.jar.clone(), form.lang);
+    let (Some(ticket), Some(new), Some(confirm)) =
+        (form.field("ticket"), form.field("new_password"), form.field("confirm_password"))
     else {
         return pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::BadForm);
     };
@@ -257,19 +246,14 @@ pub async fn change_form(
     }
 }
 
-pub async fn change_submit(State(app): State<App>, jar: CookieJar, headers: HeaderMap, body: Bytes) -> Response {
-    let form = Params::parse(&body);
-    let field = |name| form.get(name).ok().flatten();
-    let lang = lang_for(&jar, &headers, field("lang"));
-    if !csrf::verify(&app.csrf_key, &jar, field("csrf_token")) {
-        return pages::error_page(lang, StatusCode::FORBIDDEN, Msg::CsrfFailed);
-    }
+pub async fn change_submit(State(app): State<App>, form: CheckedForm) -> Response {
+    let (jar, lang) = (form.jar.clone(), form.lang);
     let (Some(current), Some(new), Some(confirm)) =
-        (field("current_password"), field("new_password"), field("confirm_password"))
+        (form.field("current_password"), form.field("new_password"), form.field("confirm_password"))
     else {
         return pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::BadForm);
     };
-    let request_id = field("request").filter(|r| r.len() <= 64);
+    let request_id = form.field("request").filter(|r| r.len() <= 64);
     let result = async {
         let Some(session) = session_from_jar(&app, &jar).await? else {
             return Ok(pages::message_page(

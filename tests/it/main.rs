@@ -10,5 +10,6 @@ mod authorize_errors;
 mod cli;
 mod directory;
 mod oidc_flow;
+mod openapi;
 mod passwords;
 mod token_errors;

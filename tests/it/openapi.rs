@@ -1,0 +1,839 @@
+//! `openapi.yaml` stays true: it lists exactly the admin router's routes, and every response
+//! the running server gives to real calls — successes and errors — is documented for its
+//! operation, with the documented media type, headers and schema.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::common::{Db, TestServer};
+
+const SPEC: &str = include_str!("../../openapi.yaml");
+const ROUTER: &str = include_str!("../../src/admin/mod.rs");
+const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+/// (METHOD, path) of every route the admin router registers, read from its source.
+fn routes_in_source() -> BTreeSet<(String, String)> {
+    assert!(
+        !ROUTER.contains(".nest(") && !ROUTER.contains(".merge("),
+        "the admin router nests or merges routers; teach this test to follow them"
+    );
+    let mut routes = BTreeSet::new();
+    let mut rest = ROUTER;
+    while let Some(start) = rest.find(".route(") {
+        rest = &rest[start + ".route(".len()..];
+        // The arguments, up to the parenthesis that closes `.route(`.
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                depth == 0
+            })
+            .map(|(i, _)| i)
+            .expect("unbalanced .route(");
+        let args = &rest[..end];
+        let quoted = args.trim_start();
+        assert!(quoted.starts_with('"'), "route path is not a literal: {args}");
+        let close = quoted[1..].find('"').expect("unterminated path") + 1;
+        let path = &quoted[1..close];
+        let handlers = &quoted[close + 1..];
+        // `get(a).post(b)`: method-router calls at the top level of the expression.
+        let mut depth = 0;
+        let mut word = String::new();
+        let mut methods = Vec::new();
+        for c in handlers.chars() {
+            match c {
+                '(' => {
+                    if depth == 0 && HTTP_METHODS.contains(&word.as_str()) {
+                        methods.push(word.to_uppercase());
+                    }
+                    depth += 1;
+                    word.clear();
+                }
+                ')' => {
+                    depth -= 1;
+                    word.clear();
+                }
+                c if c.is_alphanumeric() || c == '_' => word.push(c),
+                _ => word.clear(),
+            }
+        }
+        assert!(!methods.is_empty(), "no method router in .route({args})");
+        for method in methods {
+            routes.insert((method, path.to_owned()));
+        }
+        rest = &rest[end..];
+    }
+    routes
+}
+
+/// The spec, with its schemas ready to be compiled as JSON Schema 2020-12.
+struct Spec {
+    doc: Value,
+    /// `components.schemas`, with `#/components/schemas/X` rewritten to `#/$defs/X`.
+    defs: Value,
+    validators: HashMap<String, jsonschema::Validator>,
+    /// (METHOD, path) -> statuses seen.
+    seen: BTreeMap<(String, String), BTreeSet<u16>>,
+}
+
+fn rewrite_refs(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match v {
+                    Value::String(s) if key == "$ref" => {
+                        if let Some(name) = s.strip_prefix("#/components/schemas/") {
+                            *s = format!("#/$defs/{name}");
+                        } else {
+                            panic!("schema $ref outside components/schemas: {s}");
+                        }
+                    }
+                    _ => rewrite_refs(v),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(rewrite_refs),
+        _ => {}
+    }
+}
+
+/// The node a local `$ref` (`#/a/b`) points at.
+fn pointer<'a>(doc: &'a Value, reference: &str) -> &'a Value {
+    let path = reference.strip_prefix('#').unwrap_or_else(|| panic!("non-local $ref {reference}"));
+    doc.pointer(path).unwrap_or_else(|| panic!("dangling $ref {reference}"))
+}
+
+fn check_refs_resolve(doc: &Value, node: &Value) {
+    match node {
+        Value::Object(map) => {
+            for (key, v) in map {
+                if let (true, Value::String(r)) = (key == "$ref", v) {
+                    pointer(doc, r);
+                } else {
+                    check_refs_resolve(doc, v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| check_refs_resolve(doc, v)),
+        _ => {}
+    }
+}
+
+/// What the server answered.
+struct Observed {
+    status: u16,
+    content_type: Option<String>,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+    json: Value,
+}
+
+impl Spec {
+    fn load() -> Spec {
+        let doc: Value = serde_yaml::from_str(SPEC).expect("openapi.yaml parses");
+        assert_eq!(doc["openapi"], "3.1.0");
+        check_refs_resolve(&doc, &doc);
+        let mut defs = doc["components"]["schemas"].clone();
+        assert!(defs.is_object(), "components.schemas missing");
+        rewrite_refs(&mut defs);
+        Spec { doc, defs, validators: HashMap::new(), seen: BTreeMap::new() }
+    }
+
+    /// (METHOD, path) of every operation the spec documents.
+    fn operations(&self) -> BTreeSet<(String, String)> {
+        let mut ops = BTreeSet::new();
+        for (path, item) in self.doc["paths"].as_object().expect("paths") {
+            for (key, _) in item.as_object().expect("path item") {
+                if HTTP_METHODS.contains(&key.as_str()) {
+                    ops.insert((key.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        ops
+    }
+
+    fn operation(&self, method: &str, path: &str) -> &Value {
+        let op = &self.doc["paths"][path][method.to_lowercase()];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        op
+    }
+
+    /// Validates `instance` against an OpenAPI schema object; returns the errors.
+    fn errors(&mut self, schema: &Value, instance: &Value) -> Vec<String> {
+        let key = schema.to_string();
+        if !self.validators.contains_key(&key) {
+            let mut root = schema.clone();
+            rewrite_refs(&mut root);
+            let root = match root {
+                Value::Object(mut map) => {
+                    map.insert("$defs".into(), self.defs.clone());
+                    map.insert("$schema".into(), "https://json-schema.org/draft/2020-12/schema".into());
+                    Value::Object(map)
+                }
+                other => panic!("schema is not an object: {other}"),
+            };
+            let validator = jsonschema::draft202012::options()
+                .should_validate_formats(true)
+                .build(&root)
+                .unwrap_or_else(|e| panic!("schema does not compile: {e}\n{root:#}"));
+            self.validators.insert(key.clone(), validator);
+        }
+        self.validators[&key].iter_errors(instance).map(|e| format!("{}: {e}", e.instance_path())).collect()
+    }
+
+    /// Checks one observed response against the operation's documentation.
+    fn check(&mut self, method: &str, path: &str, seen: &Observed) {
+        let op = self.operation(method, path).clone();
+        let status = seen.status.to_string();
+        let mut response = &op["responses"][&status];
+        assert!(
+            response.is_object(),
+            "{method} {path} answered {status}, which openapi.yaml does not document: {}",
+            seen.text
+        );
+        if let Some(Value::String(r)) = response.get("$ref") {
+            response = pointer(&self.doc, r);
+        }
+        let response = response.clone();
+        let context = format!("{method} {path} -> {status} {}", seen.text);
+        // Documented headers are present and match their schema.
+        if let Some(headers) = response.get("headers").and_then(Value::as_object) {
+            for (name, header) in headers {
+                let header = match header.get("$ref") {
+                    Some(Value::String(r)) => pointer(&self.doc, r).clone(),
+                    _ => header.clone(),
+                };
+                let value = seen
+                    .headers
+                    .get(name)
+                    .unwrap_or_else(|| panic!("{context}: header {name} missing"))
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                let errors = self.errors(&header["schema"], &Value::String(value));
+                assert!(errors.is_empty(), "{context}: header {name}: {errors:?}");
+            }
+        }
+        match response.get("content").and_then(Value::as_object) {
+            None => {
+                assert!(seen.text.is_empty(), "{context}: documented without content, but has a body");
+            }
+            Some(content) => {
+                let media_type = seen.content_type.as_deref().unwrap_or_else(|| panic!("{context}: no Content-Type"));
+                let essence = media_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+                let documented = content.get(&essence).unwrap_or_else(|| {
+                    panic!(
+                        "{context}: Content-Type {media_type} is not documented (documented: {:?})",
+                        content.keys().collect::<Vec<_>>()
+                    )
+                });
+                let instance = if essence == "application/json" || essence.ends_with("+json") {
+                    assert!(!seen.json.is_null(), "{context}: body is not JSON: {}", seen.text);
+                    seen.json.clone()
+                } else {
+                    Value::String(seen.text.clone())
+                };
+                let errors = self.errors(&documented["schema"], &instance);
+                assert!(
+                    errors.is_empty(),
+                    "{context}: body does not match the documented schema:\n{}",
+                    errors.join("\n")
+                );
+            }
+        }
+        self.seen.entry((method.to_owned(), path.to_owned())).or_default().insert(seen.status);
+    }
+}
+
+enum Body {
+    None,
+    Json(Value),
+    /// Raw bytes with an optional Content-Type.
+    Raw(Option<&'static str>, String),
+}
+
+struct Harness {
+    server: TestServer,
+    spec: Spec,
+}
+
+impl Harness {
+    /// Calls `method template` (path parameters filled in as `path`), checks the answer
+    /// against the spec, and asserts the status the scenario expects.
+    async fn call(
+        &mut self,
+        token: Option<&str>,
+        method: &str,
+        template: &str,
+        path: &str,
+        body: Body,
+        expected: u16,
+    ) -> Value {
+        let method_obj = Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.server.http.request(method_obj, format!("{}{path}", self.server.admin_url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request = match body {
+            Body::None => request,
+            Body::Json(v) => request.json(&v),
+            Body::Raw(content_type, text) => {
+                let request = request.body(text);
+                match content_type {
+                    Some(ct) => request.header("content-type", ct),
+                    None => request,
+                }
+            }
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let content_type = headers.get("content-type").map(|v| v.to_str().unwrap().to_owned());
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let seen = Observed { status, content_type, headers, text, json };
+        self.spec.check(method, template, &seen);
+        assert_eq!(status, expected, "{method} {path}: expected {expected}, got {status}: {}", seen.text);
+        seen.json
+    }
+
+    fn admin(&self) -> String {
+        self.server.admin_token.clone()
+    }
+
+    async fn token(&mut self, scopes: &[&str], expires_in: Option<i64>) -> String {
+        let admin = self.admin();
+        let issued = self
+            .call(
+                Some(&admin),
+                "POST",
+                "/api/v1/api-tokens",
+                "/api/v1/api-tokens",
+                Body::Json(json!({"name": "試験用", "scopes": scopes, "expires_in": expires_in})),
+                201,
+            )
+            .await;
+        issued["token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A body each write operation parses (not necessarily one it accepts), so that the scope
+/// check, which comes after parsing, is what answers.
+fn parseable_body(method: &str, path: &str) -> Body {
+    match (method, path) {
+        ("POST", "/api/v1/api-tokens") => Body::Json(json!({"name": "x", "scopes": ["directory:read"]})),
+        ("POST", "/api/v1/org-units") => Body::Json(json!({"code": "X", "name": "x", "level": "department"})),
+        ("PUT", "/api/v1/org-units/{id}/manager") => Body::Json(json!({"person_id": "x"})),
+        ("POST", "/api/v1/people") => Body::Json(json!({
+            "employee_number": "X", "family_name": "x", "given_name": "x",
+            "family_name_kana": "x", "given_name_kana": "x", "kind": "regular",
+            "start_date": "x"
+        })),
+        ("POST", "/api/v1/people/{id}/account") => Body::Json(json!({"login_id": "abc"})),
+        ("POST", "/api/v1/clients") => Body::Json(json!({"name": "x", "client_type": "public", "redirect_uris": []})),
+        (_, _) => Body::None,
+    }
+}
+
+fn fill(template: &str) -> String {
+    template.replace("{id}", "00000000-0000-4000-8000-000000000000").replace("{client_id}", "no-such-client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_yaml_describes_the_admin_api() {
+    // 1. The documented operations are exactly the routes.
+    let spec = Spec::load();
+    let documented = spec.operations();
+    let routed = routes_in_source();
+    assert_eq!(documented, routed, "openapi.yaml (left) and src/admin/mod.rs (right) disagree on the routes");
+
+    // The spec's own promises about authentication and scopes are coherent.
+    let scopes: BTreeSet<&str> = sekimori::admin::auth::SCOPES.iter().copied().collect();
+    let documented_scopes: BTreeSet<String> = spec.doc["components"]["schemas"]["Scope"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    let expected_scopes: BTreeSet<String> = scopes.iter().map(|s| s.to_string()).collect();
+    assert_eq!(documented_scopes, expected_scopes, "Scope enum");
+    let mut required_scope: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (method, path) in &documented {
+        let op = spec.operation(method, path);
+        let anonymous = op["security"] == json!([]);
+        assert_eq!(
+            anonymous,
+            path == "/health" || path == "/api/v1/bootstrap",
+            "{method} {path}: only health and bootstrap are anonymous"
+        );
+        match op.get("x-required-scope").and_then(Value::as_str) {
+            Some(scope) => {
+                assert!(!anonymous, "{method} {path}");
+                assert!(scopes.contains(scope), "{method} {path}: unknown scope {scope}");
+                assert!(
+                    op["description"].as_str().unwrap_or_default().contains(scope),
+                    "{method} {path}: description must name scope {scope}"
+                );
+                for status in ["401", "403"] {
+                    assert!(op["responses"][status].is_object(), "{method} {path} {status}");
+                }
+                required_scope.insert((method.clone(), path.clone()), scope.to_owned());
+            }
+            None => assert!(anonymous, "{method} {path}: x-required-scope missing"),
+        }
+    }
+
+    // The schemas are strict: they reject what the server must never send.
+    let mut spec = spec;
+    let person_schema = json!({"$ref": "#/components/schemas/Person"});
+    let person = json!({
+        "id": "6f1c1f7e-8a43-4b8e-9a59-0c9b1e1f2a3b", "employee_number": "E-1",
+        "family_name": "田中", "given_name": "一郎", "family_name_kana": "タナカ",
+        "given_name_kana": "イチロウ", "birth_date": null, "kind": "regular",
+        "org_unit_id": null, "email": null, "status": "active",
+        "start_date": "2020-04-01", "end_date": null
+    });
+    let errors = spec.errors(&person_schema, &person);
+    assert!(errors.is_empty(), "a valid person is refused: {errors:?}");
+    let mut extra = person.clone();
+    extra["password_hash"] = json!("x");
+    let mut kanji_kana = person.clone();
+    kanji_kana["family_name_kana"] = json!("田中");
+    let mut fixed_term = person.clone();
+    fixed_term["kind"] = json!("dispatched");
+    let mut bad_date = person.clone();
+    bad_date["start_date"] = json!("2020-02-30");
+    for bad in [extra, kanji_kana, fixed_term, bad_date] {
+        assert!(!spec.errors(&person_schema, &bad).is_empty(), "{bad}");
+    }
+
+    // 2. Real calls.
+    let server = TestServer::start(Db::Sqlite).await;
+    let mut h = Harness { server, spec };
+    let admin = h.admin();
+    let admin = Some(admin.as_str());
+    let json_ct = Some("application/json");
+
+    // Health.
+    h.call(None, "GET", "/health", "/health", Body::None, 200).await;
+
+    // Bootstrap.
+    let code = sekimori::admin::auth::issue_bootstrap_code(
+        &h.server.app.store,
+        &sekimori::audit::Actor::Cli,
+        h.server.app.clock.now(),
+    )
+    .await
+    .unwrap();
+    let b = "/api/v1/bootstrap";
+    h.call(None, "POST", b, b, Body::Json(json!({"code": "guess", "name": "x"})), 401).await;
+    h.call(None, "POST", b, b, Body::Json(json!({"code": code, "name": " "})), 422).await;
+    h.call(None, "POST", b, b, Body::Json(json!({"code": code})), 422).await;
+    h.call(None, "POST", b, b, Body::Json(json!({"code": code, "name": "x", "role": "admin"})), 422).await;
+    h.call(None, "POST", b, b, Body::Raw(json_ct, "{not json".into()), 400).await;
+    h.call(None, "POST", b, b, Body::Raw(None, format!("code={code}")), 415).await;
+    let issued = h.call(None, "POST", b, b, Body::Json(json!({"code": code, "name": "最初の管理者"})), 201).await;
+    assert_eq!(issued["scopes"].as_array().unwrap().len(), scopes.len());
+    h.call(None, "POST", b, b, Body::Json(json!({"code": code, "name": "二度目"})), 401).await;
+
+    // Authentication and scopes, for every authenticated operation: no token, a forged one,
+    // and a token holding every scope but the one the spec names.
+    let mut all_but: HashMap<String, String> = HashMap::new();
+    for scope in &scopes {
+        let others: Vec<&str> = scopes.iter().copied().filter(|s| s != scope).collect();
+        let token = h.token(&others, None).await;
+        all_but.insert(scope.to_string(), token);
+    }
+    for ((method, template), scope) in &required_scope {
+        let path = fill(template);
+        h.call(None, method, template, &path, parseable_body(method, template), 401).await;
+        h.call(Some("skm_forged"), method, template, &path, parseable_body(method, template), 401).await;
+        let problem =
+            h.call(Some(all_but[scope].as_str()), method, template, &path, parseable_body(method, template), 403).await;
+        assert!(problem["detail"].as_str().unwrap().contains(scope.as_str()), "{method} {template}: {problem}");
+    }
+
+    // API tokens.
+    let t = "/api/v1/api-tokens";
+    let reader = h.token(&["directory:read"], Some(3600)).await;
+    let short = h.token(&["audit:read"], Some(60)).await;
+    let problem = h.call(admin, "POST", t, t, Body::Json(json!({"name": "x", "scopes": []})), 422).await;
+    assert_eq!(problem["field"], "scopes");
+    let problem = h.call(admin, "POST", t, t, Body::Json(json!({"name": "", "scopes": ["audit:read"]})), 422).await;
+    assert_eq!(problem["field"], "name");
+    let problem = h
+        .call(admin, "POST", t, t, Body::Json(json!({"name": "x", "scopes": ["audit:read"], "expires_in": 59})), 422)
+        .await;
+    assert_eq!(problem["field"], "expires_in");
+    // An unknown scope is named as such, not mistaken for one the caller lacks.
+    let problem = h.call(admin, "POST", t, t, Body::Json(json!({"name": "x", "scopes": ["root"]})), 422).await;
+    assert_eq!(problem["field"], "scopes");
+    h.call(Some(reader.as_str()), "POST", t, t, Body::Json(json!({"name": "x", "scopes": ["directory:read"]})), 403)
+        .await;
+    h.call(admin, "POST", t, t, Body::Json(json!({"name": "x"})), 422).await;
+    h.call(admin, "POST", t, t, Body::Json(json!({"name": "x", "scopes": "audit:read"})), 422).await;
+    h.call(admin, "POST", t, t, Body::Raw(json_ct, "".into()), 400).await;
+    h.call(admin, "POST", t, t, Body::Raw(Some("text/plain"), "{}".into()), 415).await;
+    let huge = json!({"name": "x".repeat(1024 * 1024 + 1), "scopes": ["audit:read"]});
+    h.call(admin, "POST", t, t, Body::Json(huge), 413).await;
+
+    // Org units: 部 > 課 > 係.
+    let o = "/api/v1/org-units";
+    let list = h.call(admin, "GET", o, o, Body::None, 200).await;
+    assert_eq!(list["items"], json!([]));
+    let dept = h
+        .call(
+            admin,
+            "POST",
+            o,
+            o,
+            Body::Json(json!({"code": "100", "name": "総務部", "name_en": "General Affairs Department", "level": "department"})),
+            201,
+        )
+        .await;
+    let dept_id = dept["id"].as_str().unwrap().to_owned();
+    let section = h
+        .call(
+            admin,
+            "POST",
+            o,
+            o,
+            Body::Json(json!({"code": "110", "name": "税務課", "level": "section", "parent_id": dept_id})),
+            201,
+        )
+        .await;
+    let section_id = section["id"].as_str().unwrap().to_owned();
+    h.call(
+        admin,
+        "POST",
+        o,
+        o,
+        Body::Json(
+            json!({"code": " 111 ", "name": "市民税係", "name_en": null, "level": "unit", "parent_id": section_id}),
+        ),
+        201,
+    )
+    .await;
+    h.call(admin, "POST", o, o, Body::Json(json!({"code": "100", "name": "重複部", "level": "department"})), 409).await;
+    for (bad, field) in [
+        (json!({"code": "200", "name": "x", "level": "bureau"}), Some("level")),
+        (json!({"code": "200", "name": "x", "level": "section"}), Some("parent_id")),
+        (json!({"code": "200", "name": "x", "level": "unit", "parent_id": dept_id}), Some("parent_id")),
+        (json!({"code": "200", "name": "x", "level": "department", "parent_id": dept_id}), Some("parent_id")),
+        (json!({"code": "2 0", "name": "x", "level": "department"}), Some("code")),
+        (json!({"code": "200", "name": "x\u{7}", "level": "department"}), Some("name")),
+        (json!({"code": 200, "name": "x", "level": "department"}), None),
+        (json!({"code": "200", "name": "x", "level": "department", "manager": "x"}), None),
+    ] {
+        let problem = h.call(admin, "POST", o, o, Body::Json(bad.clone()), 422).await;
+        assert_eq!(problem["field"].as_str(), field, "{bad} -> {problem}");
+    }
+    h.call(admin, "POST", o, o, Body::Raw(json_ct, "[".into()), 400).await;
+    h.call(admin, "POST", o, o, Body::Raw(None, "code=1".into()), 415).await;
+    h.call(Some(reader.as_str()), "GET", o, o, Body::None, 200).await;
+
+    // People (職員).
+    let p = "/api/v1/people";
+    let tanaka = h
+        .call(
+            admin,
+            "POST",
+            p,
+            p,
+            Body::Json(json!({
+                "employee_number": "E-1024", "family_name": "田中", "given_name": "一郎",
+                "family_name_kana": "タナカ", "given_name_kana": "いちろう",
+                "birth_date": "1990-05-12", "kind": "regular", "org_unit_id": section_id,
+                "email": "tanaka@city.example.lg.jp", "start_date": "2020-04-01"
+            })),
+            201,
+        )
+        .await;
+    let tanaka_id = tanaka["id"].as_str().unwrap().to_owned();
+    let haken = h
+        .call(
+            admin,
+            "POST",
+            p,
+            p,
+            Body::Json(json!({
+                "employee_number": "H0001", "family_name": "派遣", "given_name": "花子",
+                "family_name_kana": "ハケン", "given_name_kana": "ハナコ", "birth_date": null,
+                "kind": "dispatched", "org_unit_id": null, "email": null,
+                "start_date": "2026-04-01", "end_date": "2027-03-31"
+            })),
+            201,
+        )
+        .await;
+    let haken_id = haken["id"].as_str().unwrap().to_owned();
+    let person = |number: &str| {
+        json!({
+            "employee_number": number, "family_name": "試験", "given_name": "太郎",
+            "family_name_kana": "シケン", "given_name_kana": "タロウ", "kind": "regular",
+            "start_date": "2020-04-01"
+        })
+    };
+    h.call(admin, "POST", p, p, Body::Json(person("E-1024")), 409).await;
+    let with = |key: &str, value: Value| {
+        let mut body = person("E-9999");
+        body[key] = value;
+        body
+    };
+    for (bad, field) in [
+        (with("kind", json!("dispatched")), Some("end_date")),
+        (with("kind", json!("intern")), Some("kind")),
+        (with("family_name_kana", json!("田中")), Some("family_name_kana")),
+        (with("start_date", json!("2026-02-30")), Some("start_date")),
+        (with("end_date", json!("2019-03-31")), Some("end_date")),
+        (with("employee_number", json!("E 1")), Some("employee_number")),
+        (with("email", json!("not an address")), Some("email")),
+        (with("org_unit_id", json!("no-such-unit")), Some("org_unit_id")),
+        (with("nickname", json!("タロ")), None),
+        (with("birth_date", json!(19900512)), None),
+    ] {
+        let problem = h.call(admin, "POST", p, p, Body::Json(bad.clone()), 422).await;
+        assert_eq!(problem["field"].as_str(), field, "{bad} -> {problem}");
+    }
+    h.call(admin, "POST", p, p, Body::Raw(json_ct, "{not json".into()), 400).await;
+    h.call(admin, "POST", p, p, Body::Raw(None, "employee_number=1".into()), 415).await;
+    let page = h.call(admin, "GET", p, p, Body::None, 200).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    h.call(Some(reader.as_str()), "GET", p, "/api/v1/people?limit=1&offset=1", Body::None, 200).await;
+    for bad in ["limit=0", "limit=501", "offset=-1"] {
+        h.call(admin, "GET", p, &format!("{p}?{bad}"), Body::None, 400).await;
+    }
+    for unparsable in ["limit=ten", "page=2"] {
+        h.call(admin, "GET", p, &format!("{p}?{unparsable}"), Body::None, 400).await;
+    }
+    let one = "/api/v1/people/{id}";
+    h.call(Some(reader.as_str()), "GET", one, &format!("{p}/{tanaka_id}"), Body::None, 200).await;
+    h.call(admin, "GET", one, &format!("{p}/{haken_id}"), Body::None, 200).await;
+    h.call(admin, "GET", one, &fill(one), Body::None, 404).await;
+
+    // Managers (課長…).
+    let m = "/api/v1/org-units/{id}/manager";
+    let section_manager = format!("{o}/{section_id}/manager");
+    h.call(admin, "PUT", m, &section_manager, Body::Json(json!({"person_id": tanaka_id})), 204).await;
+    h.call(admin, "PUT", m, &fill(m), Body::Json(json!({"person_id": tanaka_id})), 404).await;
+    let problem = h.call(admin, "PUT", m, &section_manager, Body::Json(json!({"person_id": "nobody"})), 422).await;
+    assert_eq!(problem["field"], "person_id");
+    h.call(admin, "PUT", m, &section_manager, Body::Json(json!({})), 422).await;
+    h.call(admin, "PUT", m, &section_manager, Body::Raw(json_ct, "person".into()), 400).await;
+    h.call(admin, "PUT", m, &section_manager, Body::Raw(None, "person_id=1".into()), 415).await;
+    let units = h.call(admin, "GET", o, o, Body::None, 200).await;
+    let managed = units["items"].as_array().unwrap().iter().find(|u| u["id"] == json!(section_id)).unwrap();
+    assert_eq!(managed["manager_person_id"], json!(tanaka_id));
+
+    // Accounts: one login ID per person.
+    let a = "/api/v1/people/{id}/account";
+    let tanaka_account = format!("{p}/{tanaka_id}/account");
+    let haken_account = format!("{p}/{haken_id}/account");
+    let account = h
+        .call(
+            admin,
+            "POST",
+            a,
+            &tanaka_account,
+            Body::Json(json!({"login_id": "Tanaka.Ichiro", "password": "Kx7#pQ2!vLm9@Tz4-umibe"})),
+            201,
+        )
+        .await;
+    assert_eq!(account["login_id"], "tanaka.ichiro");
+    h.call(admin, "POST", a, &tanaka_account, Body::Json(json!({"login_id": "tanaka2"})), 409).await;
+    h.call(admin, "POST", a, &haken_account, Body::Json(json!({"login_id": "TANAKA.ICHIRO"})), 409).await;
+    for (bad, field) in [
+        (json!({"login_id": "ab"}), Some("login_id")),
+        (json!({"login_id": "田中"}), Some("login_id")),
+        (json!({"login_id": "haken", "password": "short"}), Some("password")),
+        (json!({"login_id": "haken", "pin": "1234"}), None),
+    ] {
+        let problem = h.call(admin, "POST", a, &haken_account, Body::Json(bad.clone()), 422).await;
+        assert_eq!(problem["field"].as_str(), field, "{bad} -> {problem}");
+    }
+    h.call(admin, "POST", a, &fill(a), Body::Json(json!({"login_id": "ghost", "password": "short"})), 404).await;
+    h.call(admin, "POST", a, &haken_account, Body::Raw(json_ct, "{".into()), 400).await;
+    h.call(admin, "POST", a, &haken_account, Body::Raw(None, "login_id=x".into()), 415).await;
+    h.call(admin, "POST", a, &haken_account, Body::Json(json!({"login_id": "haken.hanako", "password": null})), 201)
+        .await;
+    // A third person: no password shared with another account, and one chosen with the person.
+    let suzuki = h.call(admin, "POST", p, p, Body::Json(person("E-2000")), 201).await;
+    let suzuki_account = format!("{p}/{}/account", suzuki["id"].as_str().unwrap());
+    let problem = h
+        .call(
+            admin,
+            "POST",
+            a,
+            &suzuki_account,
+            Body::Json(json!({"login_id": "suzuki", "password": "Kx7#pQ2!vLm9@Tz4-umibe"})),
+            422,
+        )
+        .await;
+    assert_eq!(problem["field"], "password", "{problem}");
+    h.call(
+        admin,
+        "POST",
+        a,
+        &suzuki_account,
+        Body::Json(json!({"login_id": "suzuki", "password": "hq3!Zr8*wNe5^Lt0-kawase", "require_change": false})),
+        201,
+    )
+    .await;
+
+    // Help-desk password actions.
+    let no_account = h.call(admin, "POST", p, p, Body::Json(person("E-3000")), 201).await;
+    let no_account_id = no_account["id"].as_str().unwrap().to_owned();
+    for (template, success) in [
+        ("/api/v1/people/{id}/password-reset", 201),
+        ("/api/v1/people/{id}/unlock", 204),
+        ("/api/v1/people/{id}/password-compromised", 201),
+    ] {
+        let on = |id: &str| template.replace("{id}", id);
+        let answer = h.call(admin, "POST", template, &on(&tanaka_id), Body::None, success).await;
+        if success == 201 {
+            assert!(answer["reset_url"].as_str().unwrap().starts_with(&h.server.public_url), "{answer}");
+        }
+        h.call(admin, "POST", template, &on(&haken_id), Body::None, success).await;
+        h.call(admin, "POST", template, &on(&no_account_id), Body::None, 404).await;
+        h.call(admin, "POST", template, &fill(template), Body::None, 404).await;
+    }
+
+    // Clients (consuming systems).
+    let c = "/api/v1/clients";
+    let zeimu = h
+        .call(
+            admin,
+            "POST",
+            c,
+            c,
+            Body::Json(json!({
+                "client_id": "zeimu", "name": "税務システム", "client_type": "confidential",
+                "redirect_uris": ["https://zeimu.city.example.lg.jp/callback"],
+                "post_logout_redirect_uris": ["https://zeimu.city.example.lg.jp/"],
+                "owner_org_unit_id": section_id
+            })),
+            201,
+        )
+        .await;
+    assert!(zeimu["client_secret"].is_string());
+    let library = h
+        .call(
+            admin,
+            "POST",
+            c,
+            c,
+            Body::Json(json!({
+                "name": "図書館アプリ", "client_type": "public",
+                "redirect_uris": ["http://127.0.0.1:8400/cb", "https://lib.city.example.lg.jp/cb"],
+                "scopes": ["openid"], "id_token_signed_response_alg": "ES256",
+                "access_token_ttl": 600, "token_endpoint_auth_method": null
+            })),
+            201,
+        )
+        .await;
+    assert!(library.get("client_secret").is_none());
+    h.call(
+        admin,
+        "POST",
+        c,
+        c,
+        Body::Json(json!({
+            "client_id": "fukushi", "name": "福祉システム", "client_type": "confidential",
+            "token_endpoint_auth_method": "client_secret_post", "require_pkce": true,
+            "redirect_uris": ["https://fukushi.city.example.lg.jp/cb"]
+        })),
+        201,
+    )
+    .await;
+    let client = |extra: Value| {
+        let mut body = json!({
+            "name": "x", "client_type": "confidential",
+            "redirect_uris": ["https://x.example/cb"]
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    h.call(admin, "POST", c, c, Body::Json(client(json!({"client_id": "zeimu"}))), 409).await;
+    for (bad, field) in [
+        (json!({"redirect_uris": ["http://evil.example/cb"]}), Some("redirect_uris")),
+        (json!({"redirect_uris": ["https://a.example/cb#frag"]}), Some("redirect_uris")),
+        (json!({"redirect_uris": []}), Some("redirect_uris")),
+        (json!({"client_type": "public", "require_pkce": false}), Some("require_pkce")),
+        (
+            json!({"client_type": "public", "token_endpoint_auth_method": "client_secret_basic"}),
+            Some("token_endpoint_auth_method"),
+        ),
+        (json!({"token_endpoint_auth_method": "none"}), Some("token_endpoint_auth_method")),
+        (json!({"scopes": ["profile"]}), Some("scopes")),
+        (json!({"scopes": ["openid", "phone"]}), Some("scopes")),
+        (json!({"id_token_signed_response_alg": "HS256"}), Some("id_token_signed_response_alg")),
+        (json!({"access_token_ttl": 7200}), Some("access_token_ttl")),
+        (json!({"client_id": "Bad ID!"}), Some("client_id")),
+        (json!({"owner_org_unit_id": "no-such-unit"}), Some("owner_org_unit_id")),
+        (json!({"client_type": "hybrid"}), None),
+        (json!({"post_logout_redirect_uris": null}), None),
+        (json!({"surprise": 1}), None),
+    ] {
+        let problem = h.call(admin, "POST", c, c, Body::Json(client(bad.clone())), 422).await;
+        assert_eq!(problem["field"].as_str(), field, "{bad} -> {problem}");
+    }
+    h.call(admin, "POST", c, c, Body::Raw(json_ct, "{not json".into()), 400).await;
+    h.call(admin, "POST", c, c, Body::Raw(None, "name=x".into()), 415).await;
+    let clients = h.call(admin, "GET", c, c, Body::None, 200).await;
+    assert_eq!(clients["items"].as_array().unwrap().len(), 3);
+    let cone = "/api/v1/clients/{client_id}";
+    h.call(admin, "GET", cone, "/api/v1/clients/zeimu", Body::None, 200).await;
+    let library_id = library["client_id"].as_str().unwrap();
+    h.call(admin, "GET", cone, &format!("{c}/{library_id}"), Body::None, 200).await;
+    h.call(admin, "GET", cone, &fill(cone), Body::None, 404).await;
+
+    // Audit log.
+    let e = "/api/v1/audit/events";
+    let events = h.call(Some(short.as_str()), "GET", e, e, Body::None, 200).await;
+    assert!(events["items"].as_array().unwrap().len() > 10);
+    h.call(admin, "GET", e, &format!("{e}?after=3&limit=5"), Body::None, 200).await;
+    h.call(admin, "GET", e, &format!("{e}?limit=1000"), Body::None, 200).await;
+    for bad in ["limit=0", "limit=1001", "after=-1"] {
+        h.call(admin, "GET", e, &format!("{e}?{bad}"), Body::None, 400).await;
+    }
+    for unparsable in ["after=first", "before=9"] {
+        h.call(admin, "GET", e, &format!("{e}?{unparsable}"), Body::None, 400).await;
+    }
+    let v = "/api/v1/audit/verify";
+    let verified = h.call(admin, "GET", v, v, Body::None, 200).await;
+    assert_eq!(verified["status"], "intact");
+    // A tampered chain is still a 200, with the other variant. Lift the append-only guard
+    // first, as someone with raw database access could.
+    sqlx::query("DROP TRIGGER audit_events_no_update").execute(h.server.app.store.pool()).await.unwrap();
+    sqlx::query("UPDATE audit_events SET target = 'tampered' WHERE seq = 2")
+        .execute(h.server.app.store.pool())
+        .await
+        .unwrap();
+    let verified = h.call(admin, "GET", v, v, Body::None, 200).await;
+    assert_eq!((verified["status"].as_str(), verified["seq"].as_i64()), (Some("broken"), Some(2)));
+
+    // An expired token is refused like an unknown one.
+    h.server.app.clock.advance(61);
+    h.call(Some(short.as_str()), "GET", e, e, Body::None, 401).await;
+
+    // Every documented operation was called and succeeded at least once.
+    for (op, statuses) in &h.spec.seen {
+        eprintln!("{} {}: {statuses:?}", op.0, op.1);
+    }
+    for op in &documented {
+        let statuses = h.spec.seen.get(op).cloned().unwrap_or_default();
+        assert!(
+            statuses.iter().any(|s| (200..300).contains(s)),
+            "{op:?} never succeeded in this test (saw {statuses:?})"
+        );
+    }
+    h.server.stop().await;
+}
