@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use tokio::sync::Semaphore;
@@ -112,7 +112,7 @@ impl Hasher {
     /// Runs `work` on the blocking pool once a hashing slot is free.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(Argon2<'_>) -> T + Send + 'static,
+        work: impl FnOnce(Argon2<'_>, &Params) -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting + self.permits.available_permits() {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -124,7 +124,7 @@ impl Hasher {
         let params = self.params.clone();
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = done.send(argon(&pepper, params).map(work));
+            let _ = done.send(argon(&pepper, params.clone()).map(|a| work(a, &params)));
         });
         self.jobs.lock().map_err(|_| PasswordError::Worker)?.send(job).map_err(|_| PasswordError::Worker)?;
         let result = result.await.map_err(|_| PasswordError::Worker)?;
@@ -134,11 +134,7 @@ impl Hasher {
 
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        self.run(move |argon| {
-            let salt = SaltString::generate(&mut rand::rngs::OsRng);
-            argon.hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|_| PasswordError::Hash)
-        })
-        .await?
+        self.run(move |argon, params| hash_phc(&argon, params, password.as_bytes())).await?
     }
 
     /// Verifies `password` against `stored`; when `stored` is None (unknown account, or no
@@ -148,14 +144,8 @@ impl Hasher {
             Some(hash) => (hash, true),
             None => (self.dummy_hash.as_ref().clone(), false),
         };
-        let ok = self
-            .run(move |argon| {
-                let Ok(parsed) = PasswordHash::new(&hash) else {
-                    return false;
-                };
-                argon.verify_password(password.as_bytes(), &parsed).is_ok()
-            })
-            .await?;
+        let pepper = self.pepper.clone();
+        let ok = self.run(move |_, _| verify_phc(&pepper, &hash, password.as_bytes())).await?;
         Ok(ok && real)
     }
 
@@ -172,6 +162,69 @@ impl Hasher {
         });
         parsed.algorithm != argon2::ARGON2ID_IDENT || !same_params
     }
+}
+
+thread_local! {
+    /// This hashing thread's argon2 memory, kept between hashes: allocating and freeing 19 MiB
+    /// per login makes the allocator hold on to far more than the hashes ever use at once.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// argon2 of `password` and `salt` into `out`, in this thread's reusable memory.
+fn compute(
+    argon: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), PasswordError> {
+    BLOCKS.with(|cell| {
+        let mut blocks = cell.try_borrow_mut().map_err(|_| PasswordError::Hash)?;
+        let needed = params.block_count();
+        if blocks.len() < needed {
+            blocks.resize(needed, argon2::Block::default());
+        }
+        let memory = blocks.get_mut(..needed).ok_or(PasswordError::Hash)?;
+        argon.hash_password_into_with_memory(password, salt, out, memory).map_err(|_| PasswordError::Hash)
+    })
+}
+
+/// A new argon2id PHC string for `password`, with a fresh salt.
+fn hash_phc(argon: &Argon2<'_>, params: &Params, password: &[u8]) -> Result<String, PasswordError> {
+    use argon2::password_hash::{Output, ParamsString};
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let mut salt_buf = [0u8; 64];
+    let salt_bytes = salt.as_salt().decode_b64(&mut salt_buf).map_err(|_| PasswordError::Hash)?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    compute(argon, params, password, salt_bytes, &mut out)?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|_| PasswordError::Hash)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|_| PasswordError::Hash)?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches the argon2id PHC string `stored` (whatever its parameters).
+fn verify_phc(pepper: &[u8], stored: &str, password: &[u8]) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else { return false };
+    if parsed.algorithm != argon2::ARGON2ID_IDENT || parsed.version.is_some_and(|v| v != u32::from(Version::V0x13)) {
+        return false;
+    }
+    let (Ok(params), Some(salt), Some(expected)) = (Params::try_from(&parsed), parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_buf) else { return false };
+    let Ok(argon) = argon(pepper, params.clone()) else { return false };
+    let mut out = vec![0u8; expected.len()];
+    if compute(&argon, &params, password, salt_bytes, &mut out).is_err() {
+        return false;
+    }
+    // Output's equality is constant-time.
+    argon2::password_hash::Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
 fn argon(pepper: &[u8], params: Params) -> Result<Argon2<'_>, PasswordError> {
@@ -209,6 +262,27 @@ mod tests {
         let stronger = Hasher::new(&PasswordConfig { argon2_iterations: 2, ..cheap() }).unwrap();
         assert!(stronger.needs_rehash(&hash));
         assert!(stronger.verify("correct horse".into(), Some(hash)).await.unwrap(), "old hashes still verify");
+    }
+
+    #[tokio::test]
+    async fn reusable_memory_hashes_agree_with_the_reference_implementation() {
+        use argon2::PasswordVerifier;
+        let hasher = Hasher::new(&cheap()).unwrap();
+        let ours = hasher.hash("kasumi no naka".into()).await.unwrap();
+        let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(1024, 1, 1, None).unwrap());
+        assert!(reference.verify_password(b"kasumi no naka", &PasswordHash::new(&ours).unwrap()).is_ok());
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let theirs = reference.hash_password(b"kasumi no naka", &salt).unwrap().to_string();
+        assert!(hasher.verify("kasumi no naka".into(), Some(theirs.clone())).await.unwrap());
+        assert!(!hasher.verify("kasumi no naki".into(), Some(theirs)).await.unwrap());
+        // A bigger cost than the buffer had so far grows it.
+        let big = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(4096, 1, 1, None).unwrap());
+        let bigger = big.hash_password(b"kasumi no naka", &salt).unwrap().to_string();
+        assert!(hasher.verify("kasumi no naka".into(), Some(bigger)).await.unwrap());
+        assert!(!hasher
+            .verify("x".into(), Some("$argon2i$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into()))
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
