@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod directory;
+pub mod jobs;
 pub mod oidc;
 pub mod password;
 pub mod revocation;
@@ -139,6 +140,7 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    jobs::spawn_sweeper(app.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let public =
         axum::serve(listeners.public, public_router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())

@@ -287,7 +287,40 @@ async fn browser_clients_may_call_token_and_userinfo_cross_origin(db: Db) {
     server.stop().await;
 }
 
+async fn expired_rows_are_swept(db: Db) {
+    let (server, secret) = setup(db).await;
+    let (verifier, challenge) = pkce_pair();
+    let code = obtain_code(&server, "zeimu", REDIRECT, Some(&challenge), "watanabe", PASSWORD).await;
+    let (status, _, _) = token_request(
+        &server,
+        Some(("zeimu", &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let now = server.app.clock.now();
+    let window = server.app.config.password.source_window_seconds;
+    // Nothing still in use is swept.
+    sekimori::jobs::sweep(&server.app.store, now, window).await.unwrap();
+    assert_eq!(server.count("auth_codes").await, 1);
+    assert_eq!(server.count("access_tokens").await, 1);
+    server.app.clock.advance(2 * 86_400);
+    sekimori::jobs::sweep(&server.app.store, server.app.clock.now(), window).await.unwrap();
+    assert_eq!(server.count("auth_codes").await, 0);
+    assert_eq!(server.count("access_tokens").await, 0);
+    assert_eq!(server.count("authorization_requests").await, 0);
+    // The audit trail of it all stays.
+    assert!(server.count("audit_events").await > 0);
+    server.stop().await;
+}
+
 on_both_databases!(
+    expired_rows_are_swept,
     browser_clients_may_call_token_and_userinfo_cross_origin,
     pkce_verifier_must_match,
     replayed_code_is_refused_and_revokes_what_it_issued,
