@@ -382,4 +382,34 @@ on_both_databases!(
     one_source_address_is_throttled,
     help_desk_resets_unlocks_and_handles_compromise,
     admin_set_first_password_must_be_changed,
+    sessions_end_when_idle_or_too_old,
 );
+
+async fn sessions_end_when_idle_or_too_old(db: Db) {
+    let (server, _) = setup(db).await;
+    let b = browser();
+    assert!(is_code_redirect(&log_in(&b, &server, &auth_url(&server), "nakamura", "umibe-no-kaze-fuyu-no-sora").await));
+    let session = server.app.config.session.clone();
+    // Used within the idle timeout, the session lives on (each use resets the idle clock)...
+    for _ in 0..3 {
+        server.app.clock.advance(session.idle_timeout - 60);
+        assert!(is_code_redirect(&b.get(auth_url(&server)).send().await.unwrap()), "still logged in");
+    }
+    // ...but left idle past it, it ends.
+    server.app.clock.advance(session.idle_timeout + 1);
+    let idle = b.get(auth_url(&server)).send().await.unwrap();
+    assert!(location(&idle).starts_with("/login?"), "idle session ended");
+    // However busy, a session ends at its absolute timeout.
+    let b = browser();
+    assert!(is_code_redirect(&log_in(&b, &server, &auth_url(&server), "nakamura", "umibe-no-kaze-fuyu-no-sora").await));
+    let mut elapsed = 0;
+    while elapsed + session.idle_timeout / 2 < session.absolute_timeout {
+        server.app.clock.advance(session.idle_timeout / 2);
+        elapsed += session.idle_timeout / 2;
+        assert!(is_code_redirect(&b.get(auth_url(&server)).send().await.unwrap()));
+    }
+    server.app.clock.advance(session.absolute_timeout - elapsed + 1);
+    let old = b.get(auth_url(&server)).send().await.unwrap();
+    assert!(location(&old).starts_with("/login?"), "absolute timeout");
+    server.stop().await;
+}
