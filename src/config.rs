@@ -24,6 +24,9 @@ pub struct Config {
     pub master_key_file: String,
     /// Mark cookies `Secure`. Default: true when the issuer is https.
     pub secure_cookies: Option<bool>,
+    /// Addresses of reverse proxies (the external-access server) whose `X-Forwarded-For` is
+    /// believed when attributing logins to a source address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub session: SessionConfig,
     pub tokens: TokenConfig,
     pub password: PasswordConfig,
@@ -101,6 +104,7 @@ impl Default for Config {
             master_key: None,
             master_key_file: "sekimori-master.key".into(),
             secure_cookies: None,
+            trusted_proxies: Vec::new(),
             session: SessionConfig::default(),
             tokens: TokenConfig::default(),
             password: PasswordConfig::default(),

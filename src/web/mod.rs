@@ -72,15 +72,48 @@ pub async fn session_from_jar(app: &App, jar: &CookieJar) -> Result<Option<Sessi
     }
 }
 
-/// The caller's address as the listener saw it (for audit and throttling).
+/// The caller's address (for audit and throttling): the peer address, or — when the peer is
+/// one of the configured `trusted_proxies` (the external-access server) — the nearest address
+/// in `X-Forwarded-For` that is not a trusted proxy. Without this, every login behind a proxy
+/// would share the proxy's address and one attacker could throttle everyone.
 #[derive(Debug, Clone)]
 pub struct SourceIp(pub Option<String>);
 
-impl<S: Send + Sync> FromRequestParts<S> for SourceIp {
+impl FromRequestParts<App> for SourceIp {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(SourceIp(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())))
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let trusted = &app.config.trusted_proxies;
+        Ok(SourceIp(peer.map(|peer| client_address(peer, trusted, &parts.headers).to_string())))
     }
+}
+
+/// Walks `X-Forwarded-For` from the right while the hop is a trusted proxy.
+fn client_address(peer: std::net::IpAddr, trusted: &[std::net::IpAddr], headers: &HeaderMap) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|hop| hop.trim().parse::<std::net::IpAddr>().ok())
+        .collect::<Vec<_>>();
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        match hop {
+            Some(ip) => {
+                client = ip;
+                if !trusted.contains(&ip) {
+                    break;
+                }
+            }
+            // An unparsable hop cannot be trusted further: stop at the last good one.
+            None => break,
+        }
+    }
+    client
 }
 
 /// Security headers for every public response.
@@ -102,4 +135,22 @@ pub async fn security_headers(
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 192.0.2.7"));
+        // From an untrusted peer the header is ignored.
+        assert_eq!(client_address("198.51.100.1".parse().unwrap(), &[proxy], &headers).to_string(), "198.51.100.1");
+        // From the proxy, the nearest untrusted hop is the client (the left part can be forged).
+        assert_eq!(client_address(proxy, &[proxy], &headers).to_string(), "192.0.2.7");
+        headers.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
+        assert_eq!(client_address(proxy, &[proxy], &headers), proxy);
+    }
 }
