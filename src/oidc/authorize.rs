@@ -7,7 +7,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use sqlx::Row;
@@ -68,7 +68,9 @@ pub fn redirect_uri_with(redirect_uri: &str, params: &[(&str, &str)]) -> String 
     }
 }
 
-fn error_response(app: &App, lang: Lang, error: AuthorizeError) -> Response {
+/// The answer for an authorization error: a page, or a redirect to the verified URI. Internal
+/// errors are logged here, once.
+pub fn error_response(app: &App, lang: Lang, error: AuthorizeError) -> Response {
     match error {
         AuthorizeError::Page(status, msg) => web::pages::error_page(lang, status, msg),
         AuthorizeError::Redirect { redirect_uri, state, error, description } => {
@@ -86,22 +88,17 @@ fn error_response(app: &App, lang: Lang, error: AuthorizeError) -> Response {
     }
 }
 
-pub async fn authorize_get(
-    State(app): State<App>,
-    jar: CookieJar,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
+pub async fn authorize_get(State(app): State<App>, jar: CookieJar, RawQuery(query): RawQuery) -> Response {
     let params = Params::parse(query.unwrap_or_default().as_bytes());
-    handle(app, jar, headers, params).await
+    handle(app, jar, params).await
 }
 
-pub async fn authorize_post(State(app): State<App>, jar: CookieJar, headers: HeaderMap, body: Bytes) -> Response {
-    handle(app, jar, headers, Params::parse(&body)).await
+pub async fn authorize_post(State(app): State<App>, jar: CookieJar, body: Bytes) -> Response {
+    handle(app, jar, Params::parse(&body)).await
 }
 
-async fn handle(app: App, jar: CookieJar, headers: HeaderMap, params: Params) -> Response {
-    let lang = web::lang_for(&jar, &headers, params.get("ui_locales").ok().flatten());
+async fn handle(app: App, jar: CookieJar, params: Params) -> Response {
+    let lang = web::lang_for(&jar, params.get("ui_locales").ok().flatten());
     let request = match validate(&app, &params).await {
         Ok(request) => request,
         Err(e) => return error_response(&app, lang, e),
@@ -117,7 +114,7 @@ async fn handle(app: App, jar: CookieJar, headers: HeaderMap, params: Params) ->
     let usable = session
         .filter(|s| !prompt.contains(&"login") && request.max_age.is_none_or(|max_age| now - s.auth_time <= max_age));
     match usable {
-        Some(session) => match complete(&app, &request, &session).await {
+        Some(session) => match complete(&app, &request, &session, None).await {
             Ok(response) => response,
             Err(e) => error_response(&app, lang, e),
         },
@@ -298,14 +295,6 @@ pub async fn load_pending(app: &App, id: &str) -> Result<Option<AuthorizationReq
 /// Issues a code for `request` to the person of `session` and redirects back to the client.
 /// `pending_id` is deleted in the same transaction when the request came through login.
 pub async fn complete(
-    app: &App,
-    request: &AuthorizationRequest,
-    session: &Session,
-) -> Result<Response, AuthorizeError> {
-    complete_in(app, request, session, None).await
-}
-
-pub async fn complete_in(
     app: &App,
     request: &AuthorizationRequest,
     session: &Session,

@@ -70,11 +70,10 @@ impl axum::extract::FromRequest<crate::App> for CheckedForm {
 
     async fn from_request(req: axum::extract::Request, app: &crate::App) -> Result<Self, Self::Rejection> {
         let jar = CookieJar::from_headers(req.headers());
-        let headers = req.headers().clone();
         let body =
             axum::body::Bytes::from_request(req, app).await.map_err(axum::response::IntoResponse::into_response)?;
         let params = crate::oidc::params::Params::parse(&body);
-        let lang = super::lang_for(&jar, &headers, params.get("lang").ok().flatten());
+        let lang = super::lang_for(&jar, params.get("lang").ok().flatten());
         if !verify(&app.csrf_key, &jar, params.get("csrf_token").ok().flatten()) {
             return Err(super::pages::error_page(lang, axum::http::StatusCode::FORBIDDEN, super::Msg::CsrfFailed));
         }

@@ -3,8 +3,8 @@
 //! ID still costs one argon2 verification.
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
 
@@ -33,8 +33,8 @@ pub(super) fn secure(app: &App) -> bool {
 }
 
 /// Picks the language and, when it was chosen explicitly, remembers it.
-pub(super) fn choose_lang(app: &App, jar: CookieJar, headers: &HeaderMap, explicit: Option<&str>) -> (CookieJar, Lang) {
-    let lang = lang_for(&jar, headers, explicit);
+pub(super) fn choose_lang(app: &App, jar: CookieJar, explicit: Option<&str>) -> (CookieJar, Lang) {
+    let lang = lang_for(&jar, explicit);
     match explicit.and_then(Lang::parse) {
         Some(chosen) => (remember_lang(jar, chosen, secure(app)), lang),
         None => (jar, lang),
@@ -45,13 +45,8 @@ pub(super) fn urlencode(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-pub async fn login_page(
-    State(app): State<App>,
-    jar: CookieJar,
-    headers: HeaderMap,
-    Query(q): Query<LoginQuery>,
-) -> Response {
-    let (jar, lang) = choose_lang(&app, jar, &headers, q.lang.as_deref());
+pub async fn login_page(State(app): State<App>, jar: CookieJar, Query(q): Query<LoginQuery>) -> Response {
+    let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
     let request_id = q.request.unwrap_or_default();
     let client_name = match pending_client_name(&app, &request_id).await {
         Ok(Some(name)) => name,
@@ -318,18 +313,9 @@ pub(super) async fn finish_authorization(
     session: &Session,
     request_id: &str,
 ) -> Result<Response, crate::Error> {
-    Ok(match authorize::complete_in(app, request, session, Some(request_id)).await {
+    Ok(match authorize::complete(app, request, session, Some(request_id)).await {
         Ok(response) => response,
-        Err(authorize::AuthorizeError::Internal(e)) => return Err(e),
-        Err(authorize::AuthorizeError::Page(status, msg)) => pages::error_page(lang, status, msg),
-        Err(authorize::AuthorizeError::Redirect { redirect_uri, state, error, description }) => {
-            let mut params = vec![("error", error), ("error_description", description.as_str())];
-            if let Some(state) = state.as_deref() {
-                params.push(("state", state));
-            }
-            params.push(("iss", app.config.issuer.as_str()));
-            Redirect::to(&authorize::redirect_uri_with(&redirect_uri, &params)).into_response()
-        }
+        Err(error) => authorize::error_response(app, lang, error),
     })
 }
 
@@ -362,8 +348,8 @@ pub async fn continue_login(State(app): State<App>, form: CheckedForm) -> Respon
     })
 }
 
-pub async fn home(State(app): State<App>, jar: CookieJar, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
-    let (jar, lang) = choose_lang(&app, jar, &headers, q.lang.as_deref());
+pub async fn home(State(app): State<App>, jar: CookieJar, Query(q): Query<LoginQuery>) -> Response {
+    let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
     let session = match session_from_jar(&app, &jar).await {
         Ok(s) => s,
         Err(e) => {

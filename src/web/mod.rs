@@ -46,7 +46,7 @@ async fn stylesheet() -> impl IntoResponse {
 
 /// The page language: an explicit choice (`lang=` or the client's `ui_locales`), then the
 /// language cookie, then Japanese.
-pub fn lang_for(jar: &CookieJar, _headers: &HeaderMap, hint: Option<&str>) -> Lang {
+pub fn lang_for(jar: &CookieJar, hint: Option<&str>) -> Lang {
     hint.and_then(Lang::from_ui_locales)
         .or_else(|| jar.get(LANG_COOKIE).and_then(|c| Lang::parse(c.value())))
         .unwrap_or(Lang::Ja)

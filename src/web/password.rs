@@ -2,7 +2,7 @@
 //! (the login completes only after it), and the one-time reset link an administrator issues.
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
@@ -115,13 +115,8 @@ pub struct TicketQuery {
     lang: Option<String>,
 }
 
-pub async fn reset_page(
-    State(app): State<App>,
-    jar: CookieJar,
-    headers: HeaderMap,
-    Query(q): Query<TicketQuery>,
-) -> Response {
-    let (jar, lang) = choose_lang(&app, jar, &headers, q.lang.as_deref());
+pub async fn reset_page(State(app): State<App>, jar: CookieJar, Query(q): Query<TicketQuery>) -> Response {
+    let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
     let ticket = q.ticket.unwrap_or_default();
     match find_ticket(&app, &ticket).await {
         Ok(Some(found)) => {
@@ -229,13 +224,8 @@ fn change_page(
     (jar, pages::render(status, &page)).into_response()
 }
 
-pub async fn change_form(
-    State(app): State<App>,
-    jar: CookieJar,
-    headers: HeaderMap,
-    Query(q): Query<ChangeQuery>,
-) -> Response {
-    let (jar, lang) = choose_lang(&app, jar, &headers, q.lang.as_deref());
+pub async fn change_form(State(app): State<App>, jar: CookieJar, Query(q): Query<ChangeQuery>) -> Response {
+    let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
     match session_from_jar(&app, &jar).await {
         Ok(Some(_)) => change_page(&app, jar, lang, q.request.as_deref(), Vec::new(), StatusCode::OK),
         Ok(None) => {
