@@ -52,6 +52,9 @@ pub struct TokenConfig {
     pub access_token_ttl: i64,
     /// ID token lifetime in seconds.
     pub id_token_ttl: i64,
+    /// Default lifetime in seconds of a refresh-token family, counted from the login (per
+    /// client override). A family bound to a browser session also ends with the session.
+    pub refresh_token_ttl: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,7 +123,7 @@ impl Default for SessionConfig {
 
 impl Default for TokenConfig {
     fn default() -> Self {
-        Self { code_ttl: 60, access_token_ttl: 300, id_token_ttl: 3600 }
+        Self { code_ttl: 60, access_token_ttl: 300, id_token_ttl: 3600, refresh_token_ttl: 10 * 3600 }
     }
 }
 
@@ -227,11 +230,21 @@ impl Config {
             ("tokens.code_ttl", self.tokens.code_ttl),
             ("tokens.access_token_ttl", self.tokens.access_token_ttl),
             ("tokens.id_token_ttl", self.tokens.id_token_ttl),
+            ("tokens.refresh_token_ttl", self.tokens.refresh_token_ttl),
         ];
         for (name, value) in positive {
             if value <= 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be positive")));
             }
+        }
+        // Key rotation keeps a superseded key published for the longest token lifetime.
+        if self.tokens.access_token_ttl > crate::access::clients::MAX_ACCESS_TOKEN_TTL
+            || self.tokens.refresh_token_ttl > crate::access::clients::MAX_REFRESH_TOKEN_TTL
+            || self.tokens.id_token_ttl > 86_400
+        {
+            return Err(ConfigError::Invalid(
+                "tokens: access_token_ttl <= 3600, refresh_token_ttl <= 90 days, id_token_ttl <= 86400".into(),
+            ));
         }
         let p = &self.password;
         if p.min_length < 8 || p.min_score > 4 || p.history > 50 || p.max_age_days < 0 || p.warn_days < 0 {

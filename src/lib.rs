@@ -7,6 +7,7 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod backchannel;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -92,7 +93,12 @@ impl App {
     }
 
     pub async fn with_store(config: Config, clock: Clock, store: Store, master: &MasterKey) -> Result<App, Error> {
-        let keys = KeySet::load_or_create(&store, master, clock.now()).await?;
+        // A replaced key stays published as long as anything it signed can live, plus what a
+        // consuming system may cache the JWKS for.
+        let retention = config.tokens.id_token_ttl.max(access::clients::MAX_ACCESS_TOKEN_TTL)
+            + backchannel::LOGOUT_TOKEN_TTL
+            + oidc::discovery::JWKS_MAX_AGE;
+        let keys = KeySet::load_or_create(&store, master, clock.clone(), retention).await?;
         let hasher = Hasher::new(&config.password)?;
         let csrf_key = master.derive_key(b"sekimori csrf v1");
         let fingerprint_key = master.derive_key(b"sekimori password fingerprint v1");
@@ -141,6 +147,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     jobs::spawn_sweeper(app.clone());
+    jobs::spawn_key_reloader(app.clone());
+    backchannel::spawn_worker(app.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let public =
         axum::serve(listeners.public, public_router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())

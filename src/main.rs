@@ -1,10 +1,11 @@
-//! The `sekimori` command: serve (default), migrate, demo, bootstrap, client add, audit verify.
+//! The `sekimori` command: serve (default), migrate, demo, bootstrap, client add, keys rotate,
+//! audit verify.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sekimori::access::clients::{self, AuthMethod, ClientType, NewClient};
+use sekimori::access::clients::{self, AuthMethod, ClientType, GrantType, NewClient, SigningAlg};
 use sekimori::admin::auth;
 use sekimori::audit::{self, Actor, Verification};
 use sekimori::clock::Clock;
@@ -22,6 +23,8 @@ struct Cli {
     command: Option<Command>,
 }
 
+// Parsed once per run; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the public and admin listeners (the default).
@@ -36,6 +39,11 @@ enum Command {
     Client {
         #[command(subcommand)]
         command: ClientCommand,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// The audit log.
     Audit {
@@ -69,7 +77,51 @@ enum ClientCommand {
         /// ID token signing algorithm: RS256 (default) or ES256.
         #[arg(long)]
         id_token_alg: Option<String>,
+        /// Exact URI to return to after RP-initiated logout; repeat for several.
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Where OpenID Back-Channel Logout notices are POSTed.
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
+        /// Grant the client may use: authorization_code, refresh_token, client_credentials;
+        /// repeat for several (default: authorization_code and refresh_token).
+        #[arg(long = "grant-type", value_parser = parse_grant_type)]
+        grant_types: Vec<GrantType>,
+        /// Scope a person's login may carry: openid, profile, email, offline_access; repeat
+        /// (default: openid, profile, email).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Scope the client may ask for with client_credentials; repeat for several.
+        #[arg(long = "service-scope")]
+        service_scopes: Vec<String>,
+        /// Access token lifetime in seconds (30–3600).
+        #[arg(long)]
+        access_token_ttl: Option<i64>,
+        /// Refresh-token family lifetime in seconds.
+        #[arg(long)]
+        refresh_token_ttl: Option<i64>,
     },
+}
+
+fn parse_grant_type(value: &str) -> Result<GrantType, String> {
+    GrantType::parse(value).ok_or_else(|| "use authorization_code, refresh_token or client_credentials".into())
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key per algorithm. It is published at once and signs after
+    /// --publish-ahead seconds; the keys it replaces stay published until what they signed
+    /// has expired. Running servers pick the change up within a minute.
+    Rotate {
+        /// Only this algorithm: RS256 or ES256 (default: both).
+        #[arg(long)]
+        alg: Option<String>,
+        /// Seconds between publishing the new key and signing with it.
+        #[arg(long, default_value_t = sekimori::admin::keys::DEFAULT_PUBLISH_AHEAD)]
+        publish_ahead: i64,
+    },
+    /// List the published keys.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -142,7 +194,22 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Command::Client {
             command:
-                ClientCommand::Add { name, client_id, redirect_uris, public, secret_post, require_pkce, id_token_alg },
+                ClientCommand::Add {
+                    name,
+                    client_id,
+                    redirect_uris,
+                    public,
+                    secret_post,
+                    require_pkce,
+                    id_token_alg,
+                    post_logout_redirect_uris,
+                    backchannel_logout_uri,
+                    grant_types,
+                    scopes,
+                    service_scopes,
+                    access_token_ttl,
+                    refresh_token_ttl,
+                },
         } => {
             let app = App::build(config, Clock::default()).await?;
             let new = NewClient {
@@ -155,16 +222,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     (false, false) => Some(AuthMethod::ClientSecretBasic),
                 },
                 redirect_uris,
-                post_logout_redirect_uris: vec![],
-                scopes: None,
+                post_logout_redirect_uris,
+                scopes: (!scopes.is_empty()).then_some(scopes),
                 id_token_signed_response_alg: id_token_alg,
                 require_pkce: require_pkce.then_some(true),
-                access_token_ttl: None,
+                access_token_ttl,
                 owner_org_unit_id: None,
+                grant_types: (!grant_types.is_empty()).then_some(grant_types),
+                service_scopes,
+                refresh_token_ttl,
+                backchannel_logout_uri,
             };
             let mut tx = app.store.begin().await?;
-            let result =
-                clients::register(&mut tx, &Actor::Cli, app.clock.now(), app.config.tokens.access_token_ttl, new).await;
+            let result = clients::register(&mut tx, &Actor::Cli, app.clock.now(), &app.config.tokens, new).await;
             let (client, secret) = match result {
                 Ok(ok) => ok,
                 Err(e) => {
@@ -178,7 +248,33 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 println!("client_secret: {secret}   (shown only now)");
             }
             println!("auth method:   {}", client.token_endpoint_auth_method.as_str());
+            let grants: Vec<&str> = client.grant_types.iter().map(|g| g.as_str()).collect();
+            println!("grant types:   {}", grants.join(" "));
             println!("discovery:     {}/.well-known/openid-configuration", app.config.issuer);
+        }
+        Command::Keys { command } => {
+            let app = App::build(config, Clock::default()).await?;
+            if let KeysCommand::Rotate { alg, publish_ahead } = command {
+                let algs = match alg.as_deref() {
+                    None => vec![SigningAlg::RS256, SigningAlg::ES256],
+                    Some(a) => match SigningAlg::parse(a) {
+                        Ok(alg) => vec![alg],
+                        Err(e) => {
+                            eprintln!("error: --alg: {}", e.reason);
+                            return Ok(ExitCode::from(2));
+                        }
+                    },
+                };
+                if !(0..=86_400).contains(&publish_ahead) {
+                    eprintln!("error: --publish-ahead must be between 0 and 86400 seconds");
+                    return Ok(ExitCode::from(2));
+                }
+                let created = app.keys.rotate(&app.store, &Actor::Cli, &algs, publish_ahead).await?;
+                println!("created {} (signing in {publish_ahead} s)", created.join(", "));
+            }
+            for key in app.keys.list() {
+                println!("{}  {}  signs from {}  {}", key.kid, key.alg.as_str(), key.signs_from, key.state);
+            }
         }
         Command::Audit { command: AuditCommand::Verify } => {
             let store = Store::connect(&config.database_url).await?;

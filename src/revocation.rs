@@ -1,22 +1,38 @@
 //! THE one place that revokes. Card loss, retirement, transfer, suspected compromise,
-//! emergency stop and code replay all come here, so that whatever is revoked ends everything
-//! obtained through it, in the caller's transaction, with its audit event.
+//! emergency stop, logout, refresh-token reuse, RFC 7009 revocation and code replay all come
+//! here, so that whatever is revoked ends everything obtained through it, in the caller's
+//! transaction, with its audit event and the back-channel logout notices it owes.
 //!
-//! Later capabilities extend [`Target`] (authenticator, grant, refresh-token family) and the
-//! back-channel logout outbox; callers do not change.
+//! What hangs off what:
+//! - a browser session → the access tokens issued in it, the refresh-token families bound to it
+//!   (not `offline_access` ones: OpenID Back-Channel Logout §2.7), and one logout notice to
+//!   every consuming system the session signed in to;
+//! - a grant (refresh-token family, whose id is the id of the authorization code that began
+//!   it) → its refresh tokens and every access token minted from it;
+//! - a person → all of the above, offline families included.
+
+use sqlx::Row;
 
 use crate::audit::{self, Actor, Event, Outcome};
+use crate::backchannel;
 use crate::clock::UnixTime;
 use crate::store::Tx;
 
 /// What is being revoked.
 #[derive(Debug, Clone)]
 pub enum Target<'a> {
-    /// One browser session and every token issued from it.
+    /// One browser session and everything obtained through it.
     Session(&'a str),
     /// Every token issued from one authorization code (RFC 6749 §4.1.2: on code replay the
     /// server SHOULD revoke the tokens previously issued from that code).
     AuthorizationCode(&'a str),
+    /// One grant: a refresh-token family and its access tokens (RFC 7009 §2.1).
+    Grant(&'a str),
+    /// A rotated refresh token was presented again: its family and the session it came from
+    /// (RFC 9700 §4.14.2).
+    ReusedGrant { family_id: &'a str, session_id: &'a str },
+    /// One access token (RFC 7009).
+    AccessToken(&'a str),
     /// Every session and token of one person.
     Person(&'a str),
     /// Every session and token of one person but the session they are using (a password
@@ -24,8 +40,25 @@ pub enum Target<'a> {
     PersonExceptSession { person_id: &'a str, session_id: &'a str },
 }
 
-/// Revokes `target`, recording who did it and why. Returns how many sessions and access
-/// tokens were ended.
+/// How much one revocation ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Revoked {
+    pub sessions: u64,
+    pub access_tokens: u64,
+    pub refresh_tokens: u64,
+    pub logout_notices: u64,
+}
+
+impl Revoked {
+    fn add(&mut self, other: Revoked) {
+        self.sessions += other.sessions;
+        self.access_tokens += other.access_tokens;
+        self.refresh_tokens += other.refresh_tokens;
+        self.logout_notices += other.logout_notices;
+    }
+}
+
+/// Revokes `target`, recording who did it and why.
 pub async fn revoke(
     tx: &mut Tx,
     actor: &Actor,
@@ -33,76 +66,49 @@ pub async fn revoke(
     target: Target<'_>,
     reason: &str,
 ) -> Result<Revoked, sqlx::Error> {
-    let (sessions, tokens, target_text) = match target {
+    let mut revoked = Revoked::default();
+    let target_text = match target {
         Target::Session(id) => {
-            let s = sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(reason)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            let t =
-                sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE session_id = $2 AND revoked_at IS NULL")
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected();
-            (s, t, format!("session:{id}"))
+            revoked.add(end_sessions(tx, now, reason, "id = $1", &[id]).await?);
+            format!("session:{id}")
         }
         Target::AuthorizationCode(code_id) => {
-            let t = sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE code_id = $2 AND revoked_at IS NULL")
-                .bind(now)
-                .bind(code_id)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
-            (0, t, format!("auth_code:{code_id}"))
+            revoked.add(end_grant(tx, now, code_id).await?);
+            format!("auth_code:{code_id}")
+        }
+        Target::Grant(family_id) => {
+            revoked.add(end_grant(tx, now, family_id).await?);
+            format!("grant:{family_id}")
+        }
+        Target::ReusedGrant { family_id, session_id } => {
+            revoked.add(end_grant(tx, now, family_id).await?);
+            revoked.add(end_sessions(tx, now, reason, "id = $1", &[session_id]).await?);
+            format!("grant:{family_id}")
+        }
+        Target::AccessToken(jti) => {
+            revoked.access_tokens += update(tx, now, "access_tokens", "jti = $2", &[jti]).await?;
+            format!("access_token:{jti}")
         }
         Target::Person(person_id) => {
-            let s = sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE person_id = $3 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(reason)
-            .bind(person_id)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            let t = sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE person_id = $2 AND revoked_at IS NULL")
-                .bind(now)
-                .bind(person_id)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
-            (s, t, format!("person:{person_id}"))
+            revoked.add(end_sessions(tx, now, reason, "person_id = $1", &[person_id]).await?);
+            revoked.access_tokens += update(tx, now, "access_tokens", "person_id = $2", &[person_id]).await?;
+            revoked.refresh_tokens += update(tx, now, "refresh_tokens", "person_id = $2", &[person_id]).await?;
+            format!("person:{person_id}")
         }
         Target::PersonExceptSession { person_id, session_id } => {
-            let s = sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2
-                 WHERE person_id = $3 AND id <> $4 AND revoked_at IS NULL",
+            revoked.add(end_sessions(tx, now, reason, "person_id = $1 AND id <> $2", &[person_id, session_id]).await?);
+            revoked.access_tokens += update(
+                tx,
+                now,
+                "access_tokens",
+                "person_id = $2 AND (session_id IS NULL OR session_id <> $3)",
+                &[person_id, session_id],
             )
-            .bind(now)
-            .bind(reason)
-            .bind(person_id)
-            .bind(session_id)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            let t = sqlx::query(
-                "UPDATE access_tokens SET revoked_at = $1
-                 WHERE person_id = $2 AND (session_id IS NULL OR session_id <> $3) AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(person_id)
-            .bind(session_id)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            (s, t, format!("person:{person_id}"))
+            .await?;
+            revoked.refresh_tokens +=
+                update(tx, now, "refresh_tokens", "person_id = $2 AND session_id <> $3", &[person_id, session_id])
+                    .await?;
+            format!("person:{person_id}")
         }
     };
     audit::record(
@@ -113,16 +119,77 @@ pub async fn revoke(
             action: "revoke",
             target: target_text,
             outcome: Outcome::Success,
-            detail: serde_json::json!({"reason": reason, "sessions": sessions, "access_tokens": tokens}),
+            detail: serde_json::json!({
+                "reason": reason,
+                "sessions": revoked.sessions,
+                "access_tokens": revoked.access_tokens,
+                "refresh_tokens": revoked.refresh_tokens,
+                "logout_notices": revoked.logout_notices,
+            }),
             source_ip: None,
         },
     )
     .await?;
-    Ok(Revoked { sessions, access_tokens: tokens })
+    Ok(revoked)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Revoked {
-    pub sessions: u64,
-    pub access_tokens: u64,
+/// `UPDATE table SET revoked_at = now WHERE <filter> AND revoked_at IS NULL`; `$1` is now and
+/// the filter's own parameters start at `$2`. Filters are constants of this module.
+async fn update(tx: &mut Tx, now: UnixTime, table: &str, filter: &str, binds: &[&str]) -> Result<u64, sqlx::Error> {
+    let sql = format!("UPDATE {table} SET revoked_at = $1 WHERE {filter} AND revoked_at IS NULL");
+    let mut query = sqlx::query(&sql).bind(now);
+    for value in binds {
+        query = query.bind(*value);
+    }
+    Ok(query.execute(&mut **tx).await?.rows_affected())
+}
+
+/// A grant's refresh tokens and the access tokens minted from it (the first of which came
+/// from the authorization code whose id the family carries).
+async fn end_grant(tx: &mut Tx, now: UnixTime, family_id: &str) -> Result<Revoked, sqlx::Error> {
+    Ok(Revoked {
+        refresh_tokens: update(tx, now, "refresh_tokens", "family_id = $2", &[family_id]).await?,
+        access_tokens: update(tx, now, "access_tokens", "(family_id = $2 OR code_id = $2)", &[family_id, family_id])
+            .await?,
+        ..Revoked::default()
+    })
+}
+
+/// Ends the live sessions matching `filter` (parameters from `$1`), one by one so that each
+/// is ended, and its consuming systems told, exactly once even when two revocations race.
+async fn end_sessions(
+    tx: &mut Tx,
+    now: UnixTime,
+    reason: &str,
+    filter: &str,
+    binds: &[&str],
+) -> Result<Revoked, sqlx::Error> {
+    let sql = format!("SELECT id, person_id FROM sessions WHERE {filter} AND revoked_at IS NULL");
+    let mut query = sqlx::query(&sql);
+    for value in binds {
+        query = query.bind(*value);
+    }
+    let rows = query.fetch_all(&mut **tx).await?;
+    let mut revoked = Revoked::default();
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        let person_id: String = row.try_get("person_id")?;
+        let ended = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if ended == 0 {
+            continue;
+        }
+        revoked.sessions += 1;
+        revoked.access_tokens += update(tx, now, "access_tokens", "session_id = $2", &[&id]).await?;
+        revoked.refresh_tokens += update(tx, now, "refresh_tokens", "session_id = $2 AND offline = 0", &[&id]).await?;
+        revoked.logout_notices += backchannel::enqueue(tx, now, &id, &person_id).await?;
+    }
+    Ok(revoked)
 }

@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::clock::UnixTime;
+use crate::config::TokenConfig;
 use crate::crypto;
 use crate::directory::{self, InvalidField};
 use crate::store::{is_constraint, Store, Tx};
@@ -90,6 +91,33 @@ impl SigningAlg {
     }
 }
 
+/// The grants a client may use (RFC 6749 §4, §6). No implicit, hybrid or password grant exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "authorization_code" => Some(Self::AuthorizationCode),
+            "refresh_token" => Some(Self::RefreshToken),
+            "client_credentials" => Some(Self::ClientCredentials),
+            _ => None,
+        }
+    }
+}
+
 /// A registered consuming system.
 #[derive(Debug, Clone, Serialize)]
 pub struct Client {
@@ -104,6 +132,13 @@ pub struct Client {
     pub id_token_signed_response_alg: SigningAlg,
     pub require_pkce: bool,
     pub access_token_ttl: i64,
+    pub grant_types: Vec<GrantType>,
+    /// Scopes this client may ask for with client_credentials (its system-to-system calls).
+    pub service_scopes: Vec<String>,
+    /// Seconds a refresh-token family lives from the login that started it.
+    pub refresh_token_ttl: i64,
+    /// Where OpenID Back-Channel Logout notices for this client go.
+    pub backchannel_logout_uri: Option<String>,
     pub status: String,
     #[serde(skip)]
     pub secret_hash: Option<String>,
@@ -118,6 +153,15 @@ impl Client {
     /// prefix, wildcard or normalisation, which is what open-redirect attacks abuse.
     pub fn has_redirect_uri(&self, uri: &str) -> bool {
         self.redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// The same exact match for RP-initiated logout (OIDC RP-Initiated Logout §3).
+    pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|r| r == uri)
+    }
+
+    pub fn may_use(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
     }
 }
 
@@ -137,9 +181,37 @@ pub struct NewClient {
     pub require_pkce: Option<bool>,
     pub access_token_ttl: Option<i64>,
     pub owner_org_unit_id: Option<String>,
+    /// Default: authorization_code and refresh_token.
+    pub grant_types: Option<Vec<GrantType>>,
+    #[serde(default)]
+    pub service_scopes: Vec<String>,
+    pub refresh_token_ttl: Option<i64>,
+    pub backchannel_logout_uri: Option<String>,
 }
 
-pub const SUPPORTED_SCOPES: [&str; 3] = ["openid", "profile", "email"];
+/// Scopes of a person's login. `offline_access` (OIDC Core §11) lets a refresh-token family
+/// outlive the browser session; registering it for a client is the organisation's consent.
+/// Upper bounds that key rotation relies on: a superseded key stays published this long.
+pub const MAX_ACCESS_TOKEN_TTL: i64 = 3600;
+pub const MAX_REFRESH_TOKEN_TTL: i64 = 90 * 86_400;
+
+pub const SUPPORTED_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+/// What a client gets when it does not say: offline access must be asked for.
+const DEFAULT_SCOPES: [&str; 3] = ["openid", "profile", "email"];
+
+/// A scope token (RFC 6749 §3.3) for client_credentials: lower-case words joined by '.', ':'
+/// or '-', so that it cannot be mistaken for a person's scope.
+fn validate_service_scope(scope: &str) -> Result<(), InvalidField> {
+    let ok = (1..=64).contains(&scope.len())
+        && scope.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | ':' | '-' | '_'))
+        && !SUPPORTED_SCOPES.contains(&scope);
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid("service_scopes", format!("{scope:?}: 1 to 64 of a-z, 0-9, '.', ':', '-', '_', not a login scope")))
+    }
+}
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidField {
     InvalidField { field, reason: reason.into() }
@@ -178,7 +250,7 @@ pub async fn register(
     tx: &mut Tx,
     actor: &Actor,
     now: UnixTime,
-    default_access_token_ttl: i64,
+    defaults: &TokenConfig,
     new: NewClient,
 ) -> Result<(Client, Option<String>), ClientError> {
     let client_id = match &new.client_id {
@@ -206,7 +278,7 @@ pub async fn register(
     for uri in new.post_logout_redirect_uris.iter() {
         validate_redirect_uri("post_logout_redirect_uris", uri)?;
     }
-    let scopes = new.scopes.unwrap_or_else(|| SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect());
+    let scopes = new.scopes.unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect());
     if !scopes.iter().any(|s| s == "openid") {
         return Err(invalid("scopes", "must include openid").into());
     }
@@ -224,9 +296,39 @@ pub async fn register(
         }
         ClientType::Confidential => new.require_pkce.unwrap_or(false),
     };
-    let ttl = new.access_token_ttl.unwrap_or(default_access_token_ttl);
-    if !(30..=3600).contains(&ttl) {
+    let ttl = new.access_token_ttl.unwrap_or(defaults.access_token_ttl);
+    if !(30..=MAX_ACCESS_TOKEN_TTL).contains(&ttl) {
         return Err(invalid("access_token_ttl", "must be between 30 and 3600 seconds").into());
+    }
+    let grant_types = new.grant_types.unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+    if grant_types.is_empty() {
+        return Err(invalid("grant_types", "give at least one grant type").into());
+    }
+    if grant_types.contains(&GrantType::ClientCredentials) && new.client_type == ClientType::Public {
+        return Err(invalid("grant_types", "client_credentials needs a confidential client").into());
+    }
+    if grant_types.contains(&GrantType::RefreshToken) && !grant_types.contains(&GrantType::AuthorizationCode) {
+        return Err(invalid("grant_types", "refresh_token comes only from authorization_code").into());
+    }
+    let mut service_scopes: Vec<String> = Vec::new();
+    for scope in new.service_scopes {
+        validate_service_scope(&scope)?;
+        if !service_scopes.contains(&scope) {
+            service_scopes.push(scope);
+        }
+    }
+    if !service_scopes.is_empty() && !grant_types.contains(&GrantType::ClientCredentials) {
+        return Err(
+            invalid("service_scopes", "only a client with the client_credentials grant has service scopes").into()
+        );
+    }
+    let refresh_token_ttl = new.refresh_token_ttl.unwrap_or(defaults.refresh_token_ttl);
+    if !(60..=MAX_REFRESH_TOKEN_TTL).contains(&refresh_token_ttl) {
+        return Err(invalid("refresh_token_ttl", "must be between 60 seconds and 90 days").into());
+    }
+    if let Some(uri) = &new.backchannel_logout_uri {
+        // OpenID Back-Channel Logout §2.2: absolute, no fragment; https outside the loopback.
+        validate_redirect_uri("backchannel_logout_uri", uri)?;
     }
     if let Some(org) = &new.owner_org_unit_id {
         if directory::get_org_unit(&mut **tx, org).await?.is_none() {
@@ -246,14 +348,19 @@ pub async fn register(
         id_token_signed_response_alg: alg,
         require_pkce,
         access_token_ttl: ttl,
+        grant_types,
+        service_scopes,
+        refresh_token_ttl,
+        backchannel_logout_uri: new.backchannel_logout_uri,
         status: "active".into(),
         secret_hash: secret.as_deref().map(crypto::sha256_hex),
     };
     sqlx::query(
         "INSERT INTO clients (client_id, name, owner_org_unit_id, client_type, secret_hash,
              token_endpoint_auth_method, redirect_uris, post_logout_redirect_uris, scopes,
-             id_token_signed_response_alg, require_pkce, access_token_ttl, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'active', $13)",
+             id_token_signed_response_alg, require_pkce, access_token_ttl, status, created_at,
+             grant_types, service_scopes, refresh_token_ttl, backchannel_logout_uri)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'active', $13, $14, $15, $16, $17)",
     )
     .bind(&client.client_id)
     .bind(&client.name)
@@ -268,6 +375,10 @@ pub async fn register(
     .bind(i64::from(client.require_pkce))
     .bind(client.access_token_ttl)
     .bind(now)
+    .bind(client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(" "))
+    .bind(client.service_scopes.join(" "))
+    .bind(client.refresh_token_ttl)
+    .bind(client.backchannel_logout_uri.as_deref())
     .execute(&mut **tx)
     .await
     .map_err(|e| {
@@ -289,6 +400,10 @@ pub async fn register(
                 "name": client.name,
                 "client_type": client.client_type,
                 "redirect_uris": client.redirect_uris,
+                "grant_types": client.grant_types,
+                "scopes": client.scopes,
+                "service_scopes": client.service_scopes,
+                "backchannel_logout_uri": client.backchannel_logout_uri,
             }),
             source_ip: None,
         },
@@ -298,7 +413,8 @@ pub async fn register(
 }
 
 const COLUMNS: &str = "client_id, name, owner_org_unit_id, client_type, secret_hash, token_endpoint_auth_method, \
-     redirect_uris, post_logout_redirect_uris, scopes, id_token_signed_response_alg, require_pkce, access_token_ttl, status";
+     redirect_uris, post_logout_redirect_uris, scopes, id_token_signed_response_alg, require_pkce, access_token_ttl, status, \
+     grant_types, service_scopes, refresh_token_ttl, backchannel_logout_uri";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Client, ClientError> {
     let client_type: String = row.try_get("client_type")?;
@@ -308,6 +424,8 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Client, ClientError> {
     let scopes: String = row.try_get("scopes")?;
     let alg: String = row.try_get("id_token_signed_response_alg")?;
     let require_pkce: i64 = row.try_get("require_pkce")?;
+    let grant_types: String = row.try_get("grant_types")?;
+    let service_scopes: String = row.try_get("service_scopes")?;
     Ok(Client {
         client_id: row.try_get("client_id")?,
         name: row.try_get("name")?,
@@ -320,6 +438,10 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Client, ClientError> {
         id_token_signed_response_alg: SigningAlg::parse(&alg)?,
         require_pkce: require_pkce != 0,
         access_token_ttl: row.try_get("access_token_ttl")?,
+        grant_types: grant_types.split_whitespace().filter_map(GrantType::parse).collect(),
+        service_scopes: service_scopes.split_whitespace().map(str::to_owned).collect(),
+        refresh_token_ttl: row.try_get("refresh_token_ttl")?,
+        backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
         status: row.try_get("status")?,
         secret_hash: row.try_get("secret_hash")?,
     })

@@ -1,4 +1,5 @@
-//! Need-based access: the consuming systems (OIDC clients). Roles, requests, approvals and
-//! grants arrive with the access issue.
+//! Need-based access: the consuming systems (OIDC clients) and the roles people hold on them.
+//! Requests, approvals and grants arrive with the access issue.
 
 pub mod clients;
+pub mod roles;

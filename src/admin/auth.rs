@@ -19,7 +19,7 @@ use crate::App;
 use super::problem::Problem;
 
 /// Every scope an API token can carry.
-pub const SCOPES: [&str; 7] = [
+pub const SCOPES: [&str; 9] = [
     "directory:read",
     "directory:write",
     "clients:read",
@@ -27,6 +27,8 @@ pub const SCOPES: [&str; 7] = [
     "audit:read",
     "tokens:write",
     "passwords:reset",
+    "keys:read",
+    "keys:write",
 ];
 
 /// An authenticated admin API caller.

@@ -2,6 +2,7 @@
 //! anonymous except health and the one-time bootstrap exchange.
 
 pub mod auth;
+pub mod keys;
 pub mod passwords;
 pub mod problem;
 
@@ -36,6 +37,8 @@ pub fn router() -> Router<App> {
         .route("/api/v1/people/{id}/unlock", post(passwords::unlock))
         .route("/api/v1/clients", get(list_clients).post(register_client))
         .route("/api/v1/clients/{client_id}", get(get_client))
+        .route("/api/v1/signing-keys", get(keys::list))
+        .route("/api/v1/signing-keys/rotate", post(keys::rotate))
         .route("/api/v1/audit/events", get(list_audit_events))
         .route("/api/v1/audit/verify", get(verify_audit))
         .fallback(|| async { Problem::not_found("resource") })
@@ -252,7 +255,7 @@ async fn register_client(
     caller.require("clients:write")?;
     let mut tx = app.store.begin().await?;
     let (client, client_secret) =
-        clients::register(&mut tx, &caller.actor(), app.clock.now(), app.config.tokens.access_token_ttl, new).await?;
+        clients::register(&mut tx, &caller.actor(), app.clock.now(), &app.config.tokens, new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(RegisteredClient { client, client_secret })))
 }

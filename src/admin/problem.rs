@@ -41,6 +41,12 @@ impl Problem {
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "Conflict", detail.into())
     }
+    /// 422 naming the offending field.
+    pub fn invalid(field: &'static str, detail: impl Into<String>) -> Self {
+        let mut p = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Entity", detail.into());
+        p.field = Some(field);
+        p
+    }
     /// Logs the cause once; the caller sees no internals.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "admin API internal error");

@@ -14,7 +14,7 @@ pub const CODE_RETENTION: i64 = 86_400;
 /// Deletes what has expired; returns how many rows went.
 pub async fn sweep(store: &Store, now: UnixTime, source_window: i64) -> Result<u64, sqlx::Error> {
     let mut removed = 0;
-    let statements: [(&str, i64); 5] = [
+    let statements: [(&str, i64); 8] = [
         ("DELETE FROM authorization_requests WHERE expires_at < $1", now),
         ("DELETE FROM login_source_failures WHERE window_start < $1", now - source_window),
         ("DELETE FROM password_tickets WHERE expires_at < $1", now),
@@ -27,11 +27,40 @@ pub async fn sweep(store: &Store, now: UnixTime, source_window: i64) -> Result<u
              AND NOT EXISTS (SELECT 1 FROM access_tokens t WHERE t.code_id = auth_codes.id)",
             now - CODE_RETENTION,
         ),
+        // A refresh token row outlives its family's end by a day, so a late reuse is still
+        // recognised.
+        ("DELETE FROM refresh_tokens WHERE expires_at < $1", now - CODE_RETENTION),
+        // Delivered or abandoned notices are in the audit log; a week later the rows go.
+        (
+            "DELETE FROM logout_notices WHERE (delivered_at IS NOT NULL OR abandoned_at IS NOT NULL) AND created_at < $1",
+            now - 7 * 86_400,
+        ),
+        // Who to notify matters only while the session lives.
+        (
+            "DELETE FROM session_clients WHERE session_id IN
+                 (SELECT id FROM sessions WHERE absolute_expires_at < $1 OR revoked_at < $1)",
+            now - CODE_RETENTION,
+        ),
     ];
     for (sql, cutoff) in statements {
         removed += sqlx::query(sql).bind(cutoff).execute(store.pool()).await?.rows_affected();
     }
     Ok(removed)
+}
+
+/// Reloads the signing keys every minute, so that a rotation made by another node or by
+/// `sekimori keys rotate` is used here too, and replaced keys leave the JWKS in time.
+pub fn spawn_key_reloader(app: crate::App) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(60));
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            if let Err(e) = app.keys.reload(&app.store).await {
+                tracing::warn!(error = %e, "reloading signing keys failed; keeping the ones loaded");
+            }
+        }
+    });
 }
 
 /// Runs [`sweep`] every few minutes until the process ends.

@@ -20,7 +20,7 @@ use crate::sessions::Session;
 use crate::web::{self, Lang, Msg};
 use crate::App;
 
-use super::claims::AuthContext;
+use super::claims::{AuthContext, ClaimsRequest, ACR_VALUES_SUPPORTED};
 use super::codes::{self, NewCode};
 use super::params::Params;
 
@@ -35,6 +35,34 @@ pub struct AuthorizationRequest {
     pub code_challenge: Option<String>,
     pub max_age: Option<i64>,
     pub prompt: Option<String>,
+    pub login_hint: Option<String>,
+    /// Space-separated, in order of preference (OIDC Core §3.1.2.1).
+    pub acr_values: Option<String>,
+    /// The claims request parameter, checked, as stored JSON.
+    pub claims: Option<String>,
+}
+
+impl AuthorizationRequest {
+    fn claims_request(&self) -> ClaimsRequest {
+        ClaimsRequest::from_stored(self.claims.as_deref())
+    }
+
+    /// The acr values asked for, and whether one of them is essential (claims parameter).
+    fn acr_requirement(&self) -> (Vec<String>, bool) {
+        match self.claims_request().acr() {
+            Some((values, essential)) if !values.is_empty() => (values, essential),
+            _ => (self.acr_values.as_deref().unwrap_or("").split_whitespace().map(str::to_owned).collect(), false),
+        }
+    }
+
+    /// Whether an existing session's authentication satisfies the acr asked for. Values
+    /// Sekimori does not know are ignored unless essential.
+    fn acr_satisfied_by(&self, acr: &str) -> bool {
+        let (values, essential) = self.acr_requirement();
+        values.is_empty()
+            || values.iter().any(|v| v == acr)
+            || (!essential && !values.iter().any(|v| ACR_VALUES_SUPPORTED.contains(&v.as_str())))
+    }
 }
 
 /// Where an error goes.
@@ -59,6 +87,9 @@ impl<E: Into<crate::Error>> From<E> for AuthorizeError {
 
 /// `redirect_uri` with `params` added to its query, keeping whatever query it already had.
 pub fn redirect_uri_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
+    if params.is_empty() {
+        return redirect_uri.to_owned();
+    }
     match url::Url::parse(redirect_uri) {
         Ok(mut url) => {
             url.query_pairs_mut().extend_pairs(params);
@@ -109,10 +140,32 @@ async fn handle(app: App, jar: CookieJar, params: Params) -> Response {
         Err(e) => return error_response(&app, lang, e.into()),
     };
     let prompt: Vec<&str> = request.prompt.as_deref().unwrap_or("").split_whitespace().collect();
-    // A session is good enough unless the client asks for a fresh login, or for one no
-    // older than max_age (OIDC Core §3.1.2.1).
-    let usable = session
-        .filter(|s| !prompt.contains(&"login") && request.max_age.is_none_or(|max_age| now - s.auth_time <= max_age));
+    let hinted_sub = match params.get("id_token_hint").ok().flatten() {
+        None => None,
+        Some(hint) => match super::end_session::hinted_subject(&app, hint) {
+            Some(sub) => Some(sub),
+            None => {
+                let error = AuthorizeError::Redirect {
+                    redirect_uri: request.redirect_uri,
+                    state: request.state,
+                    error: "invalid_request",
+                    description: "id_token_hint was not issued by this provider".into(),
+                };
+                return error_response(&app, lang, error);
+            }
+        },
+    };
+    let required_sub = request.claims_request().required_sub().map(str::to_owned).or(hinted_sub);
+    // A session is good enough unless the client asks for a fresh login or a choice of
+    // account, for one no older than max_age, for a stronger authentication than it had, or
+    // for another person (OIDC Core §3.1.2.1, §5.5.1).
+    let usable = session.filter(|s| {
+        !prompt.contains(&"login")
+            && !prompt.contains(&"select_account")
+            && request.max_age.is_none_or(|max_age| now - s.auth_time <= max_age)
+            && request.acr_satisfied_by(&s.acr)
+            && required_sub.as_deref().is_none_or(|sub| sub == s.person_id)
+    });
     match usable {
         Some(session) => match complete(&app, &request, &session, None).await {
             Ok(response) => response,
@@ -232,6 +285,18 @@ async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, Au
             _ => return Err(fail("invalid_request", "max_age must be a non-negative integer")),
         },
     };
+    let claims = match get("claims") {
+        None => None,
+        Some(text) => match ClaimsRequest::parse(text) {
+            Ok(request) => request.to_stored(),
+            Err(reason) => return Err(fail("invalid_request", reason)),
+        },
+    };
+    if let Some((values, true)) = claims.as_deref().and_then(|c| ClaimsRequest::from_stored(Some(c)).acr()) {
+        if !values.iter().any(|v| ACR_VALUES_SUPPORTED.contains(&v.as_str())) {
+            return Err(fail("unmet_authentication_requirements", "none of the essential acr values is supported"));
+        }
+    }
     Ok(AuthorizationRequest {
         client_id: client.client_id,
         redirect_uri,
@@ -241,6 +306,9 @@ async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, Au
         code_challenge: challenge.map(str::to_owned),
         max_age,
         prompt: prompt.map(str::to_owned),
+        login_hint: get("login_hint").map(str::to_owned),
+        acr_values: get("acr_values").map(str::to_owned),
+        claims,
     })
 }
 
@@ -250,8 +318,8 @@ async fn save_pending(app: &App, request: &AuthorizationRequest) -> Result<Strin
     sqlx::query("DELETE FROM authorization_requests WHERE expires_at < $1").bind(now).execute(app.store.pool()).await?;
     sqlx::query(
         "INSERT INTO authorization_requests (id, client_id, redirect_uri, scope, state, nonce, code_challenge,
-             max_age, prompt, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             max_age, prompt, created_at, expires_at, login_hint, acr_values, claims)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&id)
     .bind(&request.client_id)
@@ -264,6 +332,9 @@ async fn save_pending(app: &App, request: &AuthorizationRequest) -> Result<Strin
     .bind(request.prompt.as_deref())
     .bind(now)
     .bind(now + app.config.session.login_request_ttl)
+    .bind(request.login_hint.as_deref())
+    .bind(request.acr_values.as_deref())
+    .bind(request.claims.as_deref())
     .execute(app.store.pool())
     .await?;
     Ok(id)
@@ -272,7 +343,8 @@ async fn save_pending(app: &App, request: &AuthorizationRequest) -> Result<Strin
 /// The pending request `id`, if it exists and has not expired.
 pub async fn load_pending(app: &App, id: &str) -> Result<Option<AuthorizationRequest>, crate::Error> {
     let row = sqlx::query(
-        "SELECT client_id, redirect_uri, scope, state, nonce, code_challenge, max_age, prompt
+        "SELECT client_id, redirect_uri, scope, state, nonce, code_challenge, max_age, prompt, login_hint,
+             acr_values, claims
          FROM authorization_requests WHERE id = $1 AND expires_at > $2",
     )
     .bind(id)
@@ -289,6 +361,9 @@ pub async fn load_pending(app: &App, id: &str) -> Result<Option<AuthorizationReq
         code_challenge: row.try_get("code_challenge")?,
         max_age: row.try_get("max_age")?,
         prompt: row.try_get("prompt")?,
+        login_hint: row.try_get("login_hint")?,
+        acr_values: row.try_get("acr_values")?,
+        claims: row.try_get("claims")?,
     }))
 }
 
@@ -311,9 +386,20 @@ pub async fn complete(
             description: "the account cannot be used".into(),
         });
     }
+    // OIDC Core §5.5.1.1: an essential acr that the login did not reach fails the request.
+    let (acr_values, essential) = request.acr_requirement();
+    if essential && !acr_values.contains(&session.acr) {
+        return Err(AuthorizeError::Redirect {
+            redirect_uri: request.redirect_uri.clone(),
+            state: request.state.clone(),
+            error: "unmet_authentication_requirements",
+            description: "the requested authentication context cannot be met".into(),
+        });
+    }
     if let Some(id) = pending_id {
         sqlx::query("DELETE FROM authorization_requests WHERE id = $1").bind(id).execute(&mut *tx).await?;
     }
+    crate::backchannel::record_sign_in(&mut tx, now, &session.id, &request.client_id).await?;
     let auth = AuthContext {
         session_id: session.id.clone(),
         auth_time: session.auth_time,
@@ -331,6 +417,7 @@ pub async fn complete(
             scope: &request.scope,
             nonce: request.nonce.as_deref(),
             code_challenge: request.code_challenge.as_deref(),
+            claims: request.claims.as_deref(),
             auth: &auth,
         },
     )

@@ -1,6 +1,7 @@
 //! The one place that decides what a token says about a person. Later capabilities (roles per
 //! system, acr from authenticators) add claims here and nowhere else.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::access::clients::Client;
@@ -17,27 +18,136 @@ pub struct AuthContext {
     pub amr: Vec<String>,
 }
 
-/// Claims released for the granted scopes (OIDC Core §5.4), in userinfo and the ID token.
-pub fn scope_claims(person: &Person, scopes: &[&str]) -> Map<String, Value> {
+/// The only authentication context class so far: a password login. Hardware-key logins add
+/// theirs with the authenticator capability.
+pub const ACR_PASSWORD: &str = "urn:sekimori:acr:password";
+pub const ACR_VALUES_SUPPORTED: [&str; 1] = [ACR_PASSWORD];
+
+/// The `claims` request parameter (OIDC Core §5.5), kept as asked for and read where needed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClaimsRequest {
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub id_token: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub userinfo: Map<String, Value>,
+}
+
+/// Where requested claims are returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimsTarget {
+    IdToken,
+    Userinfo,
+}
+
+impl ClaimsRequest {
+    /// Parses and checks the parameter: a JSON object whose `id_token` and `userinfo` members
+    /// are objects mapping claim names to null or to an object with `essential` (boolean),
+    /// `value` or `values` (array). Other members are ignored (§5.5).
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let value: Value = serde_json::from_str(text).map_err(|_| "claims is not valid JSON")?;
+        let Value::Object(top) = value else { return Err("claims must be a JSON object") };
+        let mut request = ClaimsRequest::default();
+        for (member, slot) in [("id_token", &mut request.id_token), ("userinfo", &mut request.userinfo)] {
+            match top.get(member) {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(claims)) => {
+                    for (name, spec) in claims {
+                        let well_formed = match spec {
+                            Value::Null => true,
+                            Value::Object(o) => {
+                                o.get("essential").is_none_or(Value::is_boolean)
+                                    && o.get("values").is_none_or(Value::is_array)
+                            }
+                            _ => false,
+                        };
+                        if !well_formed || name.len() > 256 {
+                            return Err("each requested claim must be null or an object");
+                        }
+                    }
+                    *slot = claims.clone();
+                }
+                Some(_) => return Err("claims members must be JSON objects"),
+            }
+        }
+        Ok(request)
+    }
+
+    pub fn from_stored(text: Option<&str>) -> Self {
+        text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default()
+    }
+
+    pub fn to_stored(&self) -> Option<String> {
+        (!self.id_token.is_empty() || !self.userinfo.is_empty()).then(|| Value::from(self).to_string())
+    }
+
+    pub fn names(&self, target: ClaimsTarget) -> Vec<&str> {
+        let map = match target {
+            ClaimsTarget::IdToken => &self.id_token,
+            ClaimsTarget::Userinfo => &self.userinfo,
+        };
+        map.keys().map(String::as_str).collect()
+    }
+
+    /// The `acr` the ID token must carry: (acceptable values, essential?).
+    pub fn acr(&self) -> Option<(Vec<String>, bool)> {
+        let spec = self.id_token.get("acr")?.as_object()?;
+        let essential = spec.get("essential").and_then(Value::as_bool).unwrap_or(false);
+        let values: Vec<String> = match (spec.get("value"), spec.get("values")) {
+            (Some(Value::String(v)), _) => vec![v.clone()],
+            (_, Some(Value::Array(vs))) => vs.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        };
+        Some((values, essential))
+    }
+
+    /// A `sub` the request insists on (§5.5.1: a mismatch must fail the request).
+    pub fn required_sub(&self) -> Option<&str> {
+        [&self.id_token, &self.userinfo].iter().find_map(|m| m.get("sub")?.get("value")?.as_str())
+    }
+}
+
+impl From<&ClaimsRequest> for Value {
+    fn from(request: &ClaimsRequest) -> Value {
+        serde_json::to_value(request).unwrap_or(Value::Null)
+    }
+}
+
+/// Every claim Sekimori can say about a person, with the scope (OIDC Core §5.4) that covers it.
+fn person_claims(person: &Person) -> Vec<(&'static str, &'static str, Value)> {
+    let mut claims = vec![
+        ("profile", "name", json!(person.full_name())),
+        ("profile", "family_name", json!(person.family_name)),
+        ("profile", "given_name", json!(person.given_name)),
+        // OIDC Core §5.2: the reading in katakana as a language-tagged claim.
+        ("profile", "name#ja-Kana-JP", json!(format!("{} {}", person.family_name_kana, person.given_name_kana))),
+        ("profile", "family_name#ja-Kana-JP", json!(person.family_name_kana)),
+        ("profile", "given_name#ja-Kana-JP", json!(person.given_name_kana)),
+        ("profile", "preferred_username", json!(person.employee_number)),
+        ("profile", "employee_number", json!(person.employee_number)),
+    ];
+    if let Some(email) = &person.email {
+        claims.push(("email", "email", json!(email)));
+        // Addresses come from HR, not from the person; Sekimori does not verify them itself.
+        claims.push(("email", "email_verified", json!(false)));
+    }
+    claims
+}
+
+/// Claims released about a person: those of the granted scopes, plus those asked for one by
+/// one in the claims parameter when the client may have their scope at all.
+pub fn scope_claims(
+    person: &Person,
+    scopes: &[&str],
+    requested: &[&str],
+    client_scopes: &[String],
+) -> Map<String, Value> {
     let mut claims = Map::new();
     claims.insert("sub".into(), json!(person.id));
-    if scopes.contains(&"profile") {
-        claims.insert("name".into(), json!(person.full_name()));
-        claims.insert("family_name".into(), json!(person.family_name));
-        claims.insert("given_name".into(), json!(person.given_name));
-        // OIDC Core §5.2: the reading in katakana as a language-tagged claim.
-        claims
-            .insert("name#ja-Kana-JP".into(), json!(format!("{} {}", person.family_name_kana, person.given_name_kana)));
-        claims.insert("family_name#ja-Kana-JP".into(), json!(person.family_name_kana));
-        claims.insert("given_name#ja-Kana-JP".into(), json!(person.given_name_kana));
-        claims.insert("preferred_username".into(), json!(person.employee_number));
-        claims.insert("employee_number".into(), json!(person.employee_number));
-    }
-    if scopes.contains(&"email") {
-        if let Some(email) = &person.email {
-            claims.insert("email".into(), json!(email));
-            // Addresses come from HR, not from the person; Sekimori does not verify them itself.
-            claims.insert("email_verified".into(), json!(false));
+    for (scope, name, value) in person_claims(person) {
+        let by_scope = scopes.contains(&scope);
+        let one_by_one = requested.contains(&name) && client_scopes.iter().any(|s| s == scope);
+        if by_scope || one_by_one {
+            claims.insert(name.into(), value);
         }
     }
     claims
@@ -60,12 +170,16 @@ pub struct IdTokenInput<'a> {
     pub scopes: &'a [&'a str],
     pub nonce: Option<&'a str>,
     pub access_token: &'a str,
+    pub claims_request: &'a ClaimsRequest,
+    pub roles: &'a [String],
     pub now: UnixTime,
     pub ttl: i64,
 }
 
 pub fn id_token(input: IdTokenInput<'_>) -> Value {
-    let mut claims = scope_claims(input.person, input.scopes);
+    let requested = input.claims_request.names(ClaimsTarget::IdToken);
+    let mut claims = scope_claims(input.person, input.scopes, &requested, &input.client.scopes);
+    claims.insert("roles".into(), json!(input.roles));
     claims.insert("iss".into(), json!(input.issuer));
     claims.insert("aud".into(), json!(input.client.client_id));
     claims.insert("azp".into(), json!(input.client.client_id));
@@ -82,29 +196,49 @@ pub fn id_token(input: IdTokenInput<'_>) -> Value {
     Value::Object(claims)
 }
 
-/// RFC 9068 access token claims; `jti` is the key of its row in `access_tokens`.
-pub fn access_token(
-    issuer: &str,
-    client: &Client,
-    person_id: &str,
-    auth: &AuthContext,
-    scope: &str,
-    jti: &str,
-    now: UnixTime,
-) -> Value {
+/// RFC 9068 access token claims for a person's token; `jti` is the key of its row in
+/// `access_tokens`.
+pub struct AccessTokenInput<'a> {
+    pub issuer: &'a str,
+    pub client: &'a Client,
+    pub person_id: &'a str,
+    pub auth: &'a AuthContext,
+    pub scope: &'a str,
+    pub roles: &'a [String],
+    pub jti: &'a str,
+    pub now: UnixTime,
+}
+
+pub fn access_token(input: AccessTokenInput<'_>) -> Value {
+    json!({
+        "iss": input.issuer,
+        "sub": input.person_id,
+        "aud": input.client.client_id,
+        "client_id": input.client.client_id,
+        "iat": input.now,
+        "exp": input.now + input.client.access_token_ttl,
+        "jti": input.jti,
+        "scope": input.scope,
+        "sid": input.auth.session_id,
+        "auth_time": input.auth.auth_time,
+        "acr": input.auth.acr,
+        "amr": input.auth.amr,
+        "roles": input.roles,
+    })
+}
+
+/// RFC 9068 §2.2: a client_credentials token speaks for the client itself, so `sub` is its
+/// client_id and there is no session.
+pub fn service_access_token(issuer: &str, client: &Client, scope: &str, jti: &str, now: UnixTime) -> Value {
     json!({
         "iss": issuer,
-        "sub": person_id,
+        "sub": client.client_id,
         "aud": client.client_id,
         "client_id": client.client_id,
         "iat": now,
         "exp": now + client.access_token_ttl,
         "jti": jti,
         "scope": scope,
-        "sid": auth.session_id,
-        "auth_time": auth.auth_time,
-        "acr": auth.acr,
-        "amr": auth.amr,
     })
 }
 

@@ -19,6 +19,8 @@ pub struct CodeGrant {
     pub scope: String,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    /// The OIDC claims request, as stored JSON.
+    pub claims: Option<String>,
     pub expires_at: UnixTime,
     pub auth: AuthContext,
 }
@@ -30,6 +32,7 @@ pub struct NewCode<'a> {
     pub scope: &'a str,
     pub nonce: Option<&'a str>,
     pub code_challenge: Option<&'a str>,
+    pub claims: Option<&'a str>,
     pub auth: &'a AuthContext,
 }
 
@@ -38,8 +41,8 @@ pub async fn issue(tx: &mut Tx, now: UnixTime, ttl: i64, new: NewCode<'_>) -> Re
     let code = crypto::random_token(32);
     sqlx::query(
         "INSERT INTO auth_codes (id, code_hash, client_id, session_id, person_id, redirect_uri, scope, nonce,
-             code_challenge, auth_time, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             code_challenge, auth_time, created_at, expires_at, claims)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(crypto::sha256_hex(&code))
@@ -53,6 +56,7 @@ pub async fn issue(tx: &mut Tx, now: UnixTime, ttl: i64, new: NewCode<'_>) -> Re
     .bind(new.auth.auth_time)
     .bind(now)
     .bind(now + ttl)
+    .bind(new.claims)
     .execute(&mut **tx)
     .await?;
     Ok(code)
@@ -75,7 +79,8 @@ pub async fn redeem(tx: &mut Tx, now: UnixTime, code: &str) -> Result<Redemption
     let hash = crypto::sha256_hex(code);
     let row = sqlx::query(
         "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL
-         RETURNING id, client_id, person_id, session_id, redirect_uri, scope, nonce, code_challenge, auth_time, expires_at",
+         RETURNING id, client_id, person_id, session_id, redirect_uri, scope, nonce, code_challenge, claims, auth_time,
+             expires_at",
     )
     .bind(now)
     .bind(&hash)
@@ -99,6 +104,7 @@ pub async fn redeem(tx: &mut Tx, now: UnixTime, code: &str) -> Result<Redemption
             scope: row.try_get("scope")?,
             nonce: row.try_get("nonce")?,
             code_challenge: row.try_get("code_challenge")?,
+            claims: row.try_get("claims")?,
             expires_at: row.try_get("expires_at")?,
             auth: AuthContext {
                 session_id,

@@ -33,6 +33,13 @@ impl OAuthError {
     pub fn unauthorized_client(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
     }
+    pub fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
+    }
+    /// RFC 7009 §2.2.1.
+    pub fn unsupported_token_type(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unsupported_token_type", description)
+    }
     pub fn unsupported_grant_type(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", description)
     }
@@ -44,6 +51,12 @@ impl OAuthError {
             r#"Bearer realm="sekimori", error="invalid_token", error_description="{}""#,
             description.replace(['"', '\\'], "")
         ));
+        e
+    }
+    /// RFC 6750 §3.1: the token is good but does not carry the scope this resource needs.
+    pub fn insufficient_scope(description: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::FORBIDDEN, "insufficient_scope", description);
+        e.www_authenticate = Some(r#"Bearer realm="sekimori", error="insufficient_scope", scope="openid""#.into());
         e
     }
     /// RFC 6750 §3.1: no credentials at all gets a bare challenge, no error code.

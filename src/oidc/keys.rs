@@ -1,6 +1,8 @@
 //! Signing keys: RS256 (always offered; OIDC Discovery requires it) and ES256 (cheap to sign,
 //! the default for access tokens). Private keys are stored encrypted with the master key (R12).
 
+use std::sync::{Arc, RwLock};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
@@ -9,7 +11,7 @@ use sqlx::Row;
 
 use crate::access::clients::SigningAlg;
 use crate::audit::{self, Actor, Event, Outcome};
-use crate::clock::UnixTime;
+use crate::clock::{Clock, UnixTime};
 use crate::crypto::{self, MasterKey};
 use crate::store::Store;
 
@@ -28,26 +30,47 @@ pub enum KeyError {
 struct SigningKey {
     kid: String,
     alg: SigningAlg,
+    created_at: UnixTime,
+    /// From when it signs; before that it is only published.
+    signs_from: UnixTime,
     encoding: EncodingKey,
     decoding: DecodingKey,
     jwk: serde_json::Value,
 }
 
-/// The keys in use, loaded once at start.
+/// The keys in use. Loaded at start and reloaded from the database after a rotation (and
+/// every minute, so that every node learns of a rotation made elsewhere).
 pub struct KeySet {
+    master: MasterKey,
+    clock: Clock,
+    /// How long a replaced key stays published: the longest lifetime of anything it signed,
+    /// plus what a consuming system may cache the JWKS for.
+    retention: i64,
     /// Newest first.
-    keys: Vec<SigningKey>,
+    keys: RwLock<Arc<Vec<SigningKey>>>,
 }
 
 impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.keys.iter().map(|k| (&k.kid, k.alg))).finish()
+        let keys = self.current();
+        f.debug_list().entries(keys.iter().map(|k| (&k.kid, k.alg, k.signs_from))).finish()
     }
 }
 
 #[derive(Serialize)]
 pub struct Jwks {
     pub keys: Vec<serde_json::Value>,
+}
+
+/// A key as the admin API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: SigningAlg,
+    pub created_at: UnixTime,
+    pub signs_from: UnixTime,
+    /// `signing`, `published` (new, not signing yet, or replaced and kept for verification)
+    pub state: &'static str,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -86,7 +109,13 @@ fn generate(alg: SigningAlg) -> Result<(String, serde_json::Value), KeyError> {
     }
 }
 
-fn load_key(kid: String, alg: SigningAlg, pem: &[u8], jwk: serde_json::Value) -> Result<SigningKey, KeyError> {
+fn load_key(
+    kid: String,
+    alg: SigningAlg,
+    signs_from: UnixTime,
+    pem: &[u8],
+    jwk: serde_json::Value,
+) -> Result<SigningKey, KeyError> {
     let bad = |e: String| KeyError::Stored(kid.clone(), e);
     let field = |name: &str| jwk.get(name).and_then(|v| v.as_str()).map(str::to_owned).unwrap_or_default();
     let (encoding, decoding) = match alg {
@@ -99,52 +128,88 @@ fn load_key(kid: String, alg: SigningAlg, pem: &[u8], jwk: serde_json::Value) ->
             DecodingKey::from_ec_components(&field("x"), &field("y")).map_err(|e| bad(e.to_string()))?,
         ),
     };
-    Ok(SigningKey { kid, alg, encoding, decoding, jwk })
+    Ok(SigningKey { kid, alg, created_at: signs_from, signs_from, encoding, decoding, jwk })
+}
+
+/// Generates a key of `alg` and stores it, encrypted, signing from `signs_from`.
+async fn create_key(
+    store: &Store,
+    master: &MasterKey,
+    actor: &Actor,
+    now: UnixTime,
+    alg: SigningAlg,
+    signs_from: UnixTime,
+) -> Result<String, KeyError> {
+    let (pem, jwk) =
+        tokio::task::spawn_blocking(move || generate(alg)).await.map_err(|e| KeyError::Generate(e.to_string()))??;
+    let kid = jwk.get("kid").and_then(|k| k.as_str()).unwrap_or_default().to_owned();
+    let mut tx = store.begin().await?;
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, private_key_enc, public_jwk, created_at, signs_from)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&kid)
+    .bind(alg.as_str())
+    .bind(master.encrypt(pem.as_bytes()))
+    .bind(jwk.to_string())
+    .bind(now)
+    .bind(signs_from)
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor,
+            action: "signing_key.create",
+            target: format!("signing_key:{kid}"),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"alg": alg.as_str(), "signs_from": signs_from}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(kid)
 }
 
 impl KeySet {
-    /// Loads every unretired key; generates (and stores, encrypted) one per algorithm that
-    /// has none yet.
-    pub async fn load_or_create(store: &Store, master: &MasterKey, now: UnixTime) -> Result<Self, KeyError> {
+    /// Loads the published keys; generates (and stores, encrypted) one per algorithm that has
+    /// none yet.
+    pub async fn load_or_create(
+        store: &Store,
+        master: &MasterKey,
+        clock: Clock,
+        retention: i64,
+    ) -> Result<Self, KeyError> {
+        let now = clock.now();
         for alg in [SigningAlg::RS256, SigningAlg::ES256] {
             let existing = sqlx::query("SELECT kid FROM signing_keys WHERE alg = $1 AND retired_at IS NULL")
                 .bind(alg.as_str())
                 .fetch_optional(store.pool())
                 .await?;
             if existing.is_none() {
-                let (pem, jwk) = tokio::task::spawn_blocking(move || generate(alg))
-                    .await
-                    .map_err(|e| KeyError::Generate(e.to_string()))??;
-                let kid = jwk.get("kid").and_then(|k| k.as_str()).unwrap_or_default().to_owned();
-                let mut tx = store.begin().await?;
-                sqlx::query(
-                    "INSERT INTO signing_keys (kid, alg, private_key_enc, public_jwk, created_at) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&kid)
-                .bind(alg.as_str())
-                .bind(master.encrypt(pem.as_bytes()))
-                .bind(jwk.to_string())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                audit::record(
-                    &mut tx,
-                    now,
-                    Event {
-                        actor: &Actor::System,
-                        action: "signing_key.create",
-                        target: format!("signing_key:{kid}"),
-                        outcome: Outcome::Success,
-                        detail: serde_json::json!({"alg": alg.as_str()}),
-                        source_ip: None,
-                    },
-                )
-                .await?;
-                tx.commit().await?;
+                create_key(store, master, &Actor::System, now, alg, now).await?;
             }
         }
+        let set = Self { master: master.clone(), clock, retention, keys: RwLock::new(Arc::new(Vec::new())) };
+        set.reload(store).await?;
+        Ok(set)
+    }
+
+    fn current(&self) -> Arc<Vec<SigningKey>> {
+        match self.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads the keys again: after a rotation here or on another node.
+    pub async fn reload(&self, store: &Store) -> Result<(), KeyError> {
+        let now = self.clock.now();
         let rows = sqlx::query(
-            "SELECT kid, alg, private_key_enc, public_jwk FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid",
+            "SELECT kid, alg, private_key_enc, public_jwk, created_at, signs_from FROM signing_keys
+             WHERE retired_at IS NULL",
         )
         .fetch_all(store.pool())
         .await?;
@@ -154,24 +219,84 @@ impl KeySet {
             let alg: String = row.try_get("alg")?;
             let sealed: String = row.try_get("private_key_enc")?;
             let jwk: String = row.try_get("public_jwk")?;
+            let created_at: i64 = row.try_get("created_at")?;
+            let signs_from: Option<i64> = row.try_get("signs_from")?;
             let alg = SigningAlg::parse(&alg).map_err(|e| KeyError::Stored(kid.clone(), e.to_string()))?;
-            let pem = master.decrypt(&sealed).map_err(|e| KeyError::Stored(kid.clone(), e.to_string()))?;
+            let pem = self.master.decrypt(&sealed).map_err(|e| KeyError::Stored(kid.clone(), e.to_string()))?;
             let jwk = serde_json::from_str(&jwk).map_err(|e| KeyError::Stored(kid.clone(), e.to_string()))?;
-            keys.push(load_key(kid, alg, &pem, jwk)?);
+            let mut key = load_key(kid, alg, signs_from.unwrap_or(created_at), &pem, jwk)?;
+            key.created_at = created_at;
+            keys.push(key);
         }
-        Ok(Self { keys })
+        keys.sort_by(|a, b| b.signs_from.cmp(&a.signs_from).then_with(|| a.kid.cmp(&b.kid)));
+        // A key is dropped once a newer key of its algorithm has been signing for longer than
+        // anything the older one signed can live.
+        let retention = self.retention;
+        let mut published: Vec<SigningKey> = Vec::new();
+        for key in keys {
+            let replaced_long_ago = published
+                .iter()
+                .filter(|newer| newer.alg == key.alg && newer.signs_from <= now)
+                .any(|newer| newer.signs_from + retention <= now);
+            if !replaced_long_ago {
+                published.push(key);
+            }
+        }
+        match self.keys.write() {
+            Ok(mut guard) => *guard = Arc::new(published),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(published),
+        }
+        Ok(())
+    }
+
+    /// Adds a new key for each of `algs`, signing `publish_ahead` seconds from now; the keys
+    /// they replace stay published until what they signed has expired.
+    pub async fn rotate(
+        &self,
+        store: &Store,
+        actor: &Actor,
+        algs: &[SigningAlg],
+        publish_ahead: i64,
+    ) -> Result<Vec<String>, KeyError> {
+        let now = self.clock.now();
+        let mut kids = Vec::new();
+        for alg in algs {
+            kids.push(create_key(store, &self.master, actor, now, *alg, now + publish_ahead.max(0)).await?);
+        }
+        self.reload(store).await?;
+        Ok(kids)
     }
 
     pub fn jwks(&self) -> Jwks {
-        Jwks { keys: self.keys.iter().map(|k| k.jwk.clone()).collect() }
+        Jwks { keys: self.current().iter().map(|k| k.jwk.clone()).collect() }
     }
 
-    /// Signs `claims` with the newest key of `alg`.
-    pub fn sign<T: Serialize>(&self, alg: SigningAlg, typ: &str, claims: &T) -> Result<String, KeyError> {
-        let key = self
-            .keys
+    /// The published keys with their state, newest first.
+    pub fn list(&self) -> Vec<KeyInfo> {
+        let now = self.clock.now();
+        let keys = self.current();
+        let signing: Vec<&str> = [SigningAlg::RS256, SigningAlg::ES256]
             .iter()
-            .find(|k| k.alg == alg)
+            .filter_map(|alg| keys.iter().find(|k| k.alg == *alg && k.signs_from <= now).map(|k| k.kid.as_str()))
+            .collect();
+        keys.iter()
+            .map(|k| KeyInfo {
+                kid: k.kid.clone(),
+                alg: k.alg,
+                created_at: k.created_at,
+                signs_from: k.signs_from,
+                state: if signing.contains(&k.kid.as_str()) { "signing" } else { "published" },
+            })
+            .collect()
+    }
+
+    /// Signs `claims` with the newest key of `alg` that has begun signing.
+    pub fn sign<T: Serialize>(&self, alg: SigningAlg, typ: &str, claims: &T) -> Result<String, KeyError> {
+        let now = self.clock.now();
+        let keys = self.current();
+        let key = keys
+            .iter()
+            .find(|k| k.alg == alg && k.signs_from <= now)
             .ok_or_else(|| KeyError::Generate(format!("no {} key", alg.as_str())))?;
         let mut header = Header::new(jwt_alg(alg));
         header.kid = Some(key.kid.clone());
@@ -180,8 +305,8 @@ impl KeySet {
     }
 
     /// The public key for `kid`, to verify a token this server signed.
-    pub fn decoding_key(&self, kid: &str) -> Option<(Algorithm, &DecodingKey)> {
-        self.keys.iter().find(|k| k.kid == kid).map(|k| (jwt_alg(k.alg), &k.decoding))
+    pub fn decoding_key(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
+        self.current().iter().find(|k| k.kid == kid).map(|k| (jwt_alg(k.alg), k.decoding.clone()))
     }
 }
 

@@ -1,12 +1,17 @@
-//! The OpenID Provider: discovery, keys, authorization, token and userinfo endpoints.
+//! The OpenID Provider: discovery, keys, authorization, token, userinfo, introspection,
+//! revocation and logout endpoints.
 
 pub mod authorize;
 pub mod claims;
+pub mod client_auth;
 pub mod codes;
 pub mod discovery;
+pub mod end_session;
 pub mod error;
+pub mod introspection;
 pub mod keys;
 pub mod params;
+pub mod refresh;
 pub mod token;
 pub mod userinfo;
 
@@ -29,7 +34,13 @@ pub fn router() -> Router<App> {
         .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/jwks.json", get(discovery::jwks))
         .route("/token", post(token::token))
+        .route("/introspect", post(introspection::introspect))
+        .route("/revoke", post(introspection::revoke))
         .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .layer(cors);
-    Router::new().route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post)).merge(cross_origin)
+    Router::new()
+        .route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+        .route("/end_session", get(end_session::end_session_get).post(end_session::end_session_post))
+        .route("/end_session/confirm", post(end_session::confirm))
+        .merge(cross_origin)
 }

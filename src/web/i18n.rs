@@ -89,6 +89,12 @@ pub enum Msg {
     ExpiresSoonTitle,
     ContinueButton,
     ChangeNowLink,
+    LogoutConfirmTitle,
+    LogoutConfirmLead,
+    LogoutFrom,
+    StayLoggedIn,
+    BadLogoutRequest,
+    BadPostLogoutRedirectUri,
 }
 
 impl Msg {
@@ -174,6 +180,18 @@ impl Msg {
             (ContinueButton, En) => "Continue without changing",
             (ChangeNowLink, Ja) => "今すぐ変更する",
             (ChangeNowLink, En) => "Change it now",
+            (LogoutConfirmTitle, Ja) => "ログアウトの確認",
+            (LogoutConfirmTitle, En) => "Log out?",
+            (LogoutConfirmLead, Ja) => "関守からログアウトしますか。関守でログインしているすべてのシステムからログアウトします。",
+            (LogoutConfirmLead, En) => "Log out of Sekimori? You will be logged out of every system you signed in to through Sekimori.",
+            (LogoutFrom, Ja) => "ログアウトを求めたシステム",
+            (LogoutFrom, En) => "Requested by",
+            (StayLoggedIn, Ja) => "ログアウトしない",
+            (StayLoggedIn, En) => "Stay logged in",
+            (BadLogoutRequest, Ja) => "ログアウトの要求が正しくないため、処理を中止しました。システムの管理者に連絡してください。",
+            (BadLogoutRequest, En) => "The logout request is not valid, so it was stopped. Please contact the system's administrator.",
+            (BadPostLogoutRedirectUri, Ja) => "ログアウト後の戻り先が登録と一致しないため、処理を中止しました。システムの管理者に連絡してください。",
+            (BadPostLogoutRedirectUri, En) => "The address to return to after logout does not match the registration, so the logout was stopped. Please contact the system's administrator.",
         }
     }
 }

@@ -28,7 +28,7 @@ pub struct LoginQuery {
     lang: Option<String>,
 }
 
-pub(super) fn secure(app: &App) -> bool {
+pub(crate) fn secure(app: &App) -> bool {
     app.config.secure_cookies()
 }
 
@@ -48,8 +48,8 @@ pub(super) fn urlencode(value: &str) -> String {
 pub async fn login_page(State(app): State<App>, jar: CookieJar, Query(q): Query<LoginQuery>) -> Response {
     let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
     let request_id = q.request.unwrap_or_default();
-    let client_name = match pending_client_name(&app, &request_id).await {
-        Ok(Some(name)) => name,
+    let (client_name, login_hint) = match pending_client_name(&app, &request_id).await {
+        Ok(Some(found)) => found,
         Ok(None) => {
             return (jar, pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired)).into_response()
         }
@@ -65,19 +65,22 @@ pub async fn login_page(State(app): State<App>, jar: CookieJar, Query(q): Query<
         switch_href: format!("/login?request={}&lang={}", urlencode(&request_id), lang.other().code()),
         csrf_token: &token,
         request_id: &request_id,
-        login_id: "",
+        // OIDC Core §3.1.2.1: login_hint pre-fills the login ID; it proves nothing.
+        login_id: login_hint.as_deref().unwrap_or(""),
         client_name: Some(&client_name),
         error: None,
     };
     (jar, pages::render(StatusCode::OK, &page)).into_response()
 }
 
-async fn pending_client_name(app: &App, request_id: &str) -> Result<Option<String>, crate::Error> {
+/// The name of the system a pending request is for, and its login hint.
+async fn pending_client_name(app: &App, request_id: &str) -> Result<Option<(String, Option<String>)>, crate::Error> {
     if request_id.is_empty() || request_id.len() > 64 {
         return Ok(None);
     }
     let Some(request) = authorize::load_pending(app, request_id).await? else { return Ok(None) };
-    Ok(clients::get(&app.store, &request.client_id).await?.map(|c| c.name))
+    let hint = request.login_hint.filter(|h| h.chars().count() <= 64);
+    Ok(clients::get(&app.store, &request.client_id).await?.map(|c| (c.name, hint)))
 }
 
 /// The credentials from the login form, checked for shape only.

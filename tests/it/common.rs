@@ -88,6 +88,7 @@ pub struct TestServer {
     pub admin_url: String,
     pub admin_token: String,
     pub http: reqwest::Client,
+    config: Config,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -118,22 +119,14 @@ impl TestServer {
         let public = listeners.public.local_addr().unwrap();
         let admin = listeners.admin.local_addr().unwrap();
         let config = test_config(&database_url, public, admin);
-        let app = App::build(config, Clock::default()).await.expect("app builds");
+        let app = App::build(config.clone(), Clock::default()).await.expect("app builds");
         let now = app.clock.now();
         let mut tx = app.store.begin().await.unwrap();
         let scopes: Vec<String> = auth::SCOPES.iter().map(|s| s.to_string()).collect();
         let issued =
             auth::create_token(&mut tx, &Actor::Cli, now, "test administrator", &scopes, 86_400).await.unwrap();
         tx.commit().await.unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let serving = app.clone();
-        let task = tokio::spawn(async move {
-            sekimori::serve(serving, listeners, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let (shutdown, task) = Self::serve(app.clone(), listeners);
         TestServer {
             app,
             db,
@@ -142,9 +135,42 @@ impl TestServer {
             admin_url: format!("http://{admin}"),
             admin_token: issued.token,
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
-            shutdown: Some(tx),
+            config,
+            shutdown: Some(shutdown),
             task: Some(task),
         }
+    }
+
+    fn serve(app: App, listeners: Listeners) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            sekimori::serve(app, listeners, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        (tx, task)
+    }
+
+    /// Stops serving and starts again on the same database, addresses and master key: what a
+    /// restart of the process does. The clock carries over.
+    pub async fn restart(mut self) -> TestServer {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        self.app.store.close().await;
+        let listeners = Listeners::bind(self.config.public_addr, self.config.admin_addr).await.unwrap();
+        let app = App::build(self.config.clone(), self.app.clock.clone()).await.expect("app builds again");
+        let (shutdown, task) = Self::serve(app.clone(), listeners);
+        self.app = app;
+        self.shutdown = Some(shutdown);
+        self.task = Some(task);
+        self
     }
 
     /// Stops the server and drops its database.

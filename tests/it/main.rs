@@ -9,6 +9,7 @@ mod audit_log;
 mod authorize_errors;
 mod cli;
 mod directory;
+mod lifecycle;
 mod oidc_flow;
 mod openapi;
 mod passwords;

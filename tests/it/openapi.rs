@@ -338,6 +338,7 @@ fn parseable_body(method: &str, path: &str) -> Body {
         })),
         ("POST", "/api/v1/people/{id}/account") => Body::Json(json!({"login_id": "abc"})),
         ("POST", "/api/v1/clients") => Body::Json(json!({"name": "x", "client_type": "public", "redirect_uris": []})),
+        ("POST", "/api/v1/signing-keys/rotate") => Body::Json(json!({})),
         (_, _) => Body::None,
     }
 }
@@ -781,6 +782,14 @@ async fn openapi_yaml_describes_the_admin_api() {
         (json!({"client_type": "hybrid"}), None),
         (json!({"post_logout_redirect_uris": null}), None),
         (json!({"surprise": 1}), None),
+        (json!({"grant_types": []}), Some("grant_types")),
+        (json!({"grant_types": ["password"]}), None),
+        (json!({"grant_types": ["refresh_token"]}), Some("grant_types")),
+        (json!({"service_scopes": ["juki.read"]}), Some("service_scopes")),
+        (json!({"grant_types": ["client_credentials"], "service_scopes": ["openid"]}), Some("service_scopes")),
+        (json!({"refresh_token_ttl": 10}), Some("refresh_token_ttl")),
+        (json!({"backchannel_logout_uri": "http://rp.example.jp/logout"}), Some("backchannel_logout_uri")),
+        (json!({"scopes": ["openid", "phone"]}), Some("scopes")),
     ] {
         let problem = h.call(admin, "POST", c, c, Body::Json(client(bad.clone())), 422).await;
         assert_eq!(problem["field"].as_str(), field, "{bad} -> {problem}");
@@ -794,6 +803,45 @@ async fn openapi_yaml_describes_the_admin_api() {
     let library_id = library["client_id"].as_str().unwrap();
     h.call(admin, "GET", cone, &format!("{c}/{library_id}"), Body::None, 200).await;
     h.call(admin, "GET", cone, &fill(cone), Body::None, 404).await;
+
+    // A system-to-system client with every lifecycle option.
+    let juki = h
+        .call(
+            admin,
+            "POST",
+            c,
+            c,
+            Body::Json(json!({
+                "client_id": "juki", "name": "住民記録システム", "client_type": "confidential",
+                "redirect_uris": ["https://juki.city.example.lg.jp/callback"],
+                "scopes": ["openid", "offline_access"],
+                "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+                "service_scopes": ["juki.read"], "refresh_token_ttl": 86400,
+                "backchannel_logout_uri": "https://juki.city.example.lg.jp/backchannel"
+            })),
+            201,
+        )
+        .await;
+    assert_eq!(juki["grant_types"], json!(["authorization_code", "refresh_token", "client_credentials"]));
+
+    // Signing keys.
+    let k = "/api/v1/signing-keys";
+    let keys = h.call(admin, "GET", k, k, Body::None, 200).await;
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+    let r = "/api/v1/signing-keys/rotate";
+    let rotated =
+        h.call(admin, "POST", r, r, Body::Json(json!({"algs": ["ES256"], "publish_ahead_seconds": 60})), 201).await;
+    assert_eq!(rotated["created"].as_array().unwrap().len(), 1);
+    assert_eq!(rotated["keys"].as_array().unwrap().len(), 3);
+    h.call(admin, "POST", r, r, Body::Json(json!({})), 201).await;
+    for bad in [json!({"algs": []}), json!({"publish_ahead_seconds": -1}), json!({"publish_ahead_seconds": 86401})] {
+        h.call(admin, "POST", r, r, Body::Json(bad), 422).await;
+    }
+    for bad in [json!({"algs": ["HS256"]}), json!({"rotate": true})] {
+        h.call(admin, "POST", r, r, Body::Json(bad), 422).await;
+    }
+    h.call(admin, "POST", r, r, Body::Raw(json_ct, "{not json".into()), 400).await;
+    h.call(admin, "POST", r, r, Body::Raw(None, "x".into()), 415).await;
 
     // Audit log.
     let e = "/api/v1/audit/events";

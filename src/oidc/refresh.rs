@@ -1,0 +1,117 @@
+//! Refresh tokens (RFC 6749 §6, RFC 9700 §4.14): opaque, stored only as a hash, rotated on
+//! every use. Tokens descended from one authorization form a family whose id is the id of
+//! the authorization code that began it; the family keeps that login's scope, claims request
+//! and authentication context, and ends at a fixed time whatever its use.
+
+use sqlx::Row;
+
+use crate::clock::UnixTime;
+use crate::crypto;
+use crate::store::Tx;
+
+use super::claims::AuthContext;
+
+/// One refresh token as stored.
+#[derive(Debug, Clone)]
+pub struct RefreshGrant {
+    pub id: String,
+    pub family_id: String,
+    pub client_id: String,
+    pub person_id: String,
+    pub session_id: String,
+    pub offline: bool,
+    pub scope: String,
+    pub claims: Option<String>,
+    pub auth: AuthContext,
+    pub expires_at: UnixTime,
+    pub rotated: bool,
+    pub revoked: bool,
+}
+
+/// What a new refresh token continues (or begins).
+pub struct NewRefresh<'a> {
+    pub family_id: &'a str,
+    pub client_id: &'a str,
+    pub person_id: &'a str,
+    pub offline: bool,
+    pub scope: &'a str,
+    pub claims: Option<&'a str>,
+    pub auth: &'a AuthContext,
+    pub expires_at: UnixTime,
+}
+
+/// Stores a new refresh token and returns it; only its hash is kept.
+pub async fn issue(tx: &mut Tx, now: UnixTime, new: NewRefresh<'_>) -> Result<String, sqlx::Error> {
+    let token = crypto::random_token(32);
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, token_hash, family_id, client_id, person_id, session_id, offline, scope,
+             claims, auth_time, acr, amr, issued_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(crypto::sha256_hex(&token))
+    .bind(new.family_id)
+    .bind(new.client_id)
+    .bind(new.person_id)
+    .bind(&new.auth.session_id)
+    .bind(i64::from(new.offline))
+    .bind(new.scope)
+    .bind(new.claims)
+    .bind(new.auth.auth_time)
+    .bind(&new.auth.acr)
+    .bind(new.auth.amr.join(" "))
+    .bind(now)
+    .bind(new.expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(token)
+}
+
+/// The stored token `token` names, if any (whatever its state).
+pub async fn find(tx: &mut Tx, token: &str) -> Result<Option<RefreshGrant>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, family_id, client_id, person_id, session_id, offline, scope, claims, auth_time, acr, amr,
+             expires_at, rotated_at, revoked_at
+         FROM refresh_tokens WHERE token_hash = $1",
+    )
+    .bind(crypto::sha256_hex(token))
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let offline: i64 = row.try_get("offline")?;
+    let amr: String = row.try_get("amr")?;
+    let rotated_at: Option<i64> = row.try_get("rotated_at")?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    let session_id: String = row.try_get("session_id")?;
+    Ok(Some(RefreshGrant {
+        id: row.try_get("id")?,
+        family_id: row.try_get("family_id")?,
+        client_id: row.try_get("client_id")?,
+        person_id: row.try_get("person_id")?,
+        offline: offline != 0,
+        scope: row.try_get("scope")?,
+        claims: row.try_get("claims")?,
+        auth: AuthContext {
+            session_id: session_id.clone(),
+            auth_time: row.try_get("auth_time")?,
+            acr: row.try_get("acr")?,
+            amr: amr.split_whitespace().map(str::to_owned).collect(),
+        },
+        session_id,
+        expires_at: row.try_get("expires_at")?,
+        rotated: rotated_at.is_some(),
+        revoked: revoked_at.is_some(),
+    }))
+}
+
+/// Marks `id` as used. False when another request rotated it first: the caller then treats
+/// this presentation as a reuse.
+pub async fn rotate(tx: &mut Tx, now: UnixTime, id: &str) -> Result<bool, sqlx::Error> {
+    let rows = sqlx::query("UPDATE refresh_tokens SET rotated_at = $1 WHERE id = $2 AND rotated_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(rows == 1)
+}
