@@ -32,7 +32,9 @@ pub async fn openid_configuration(State(app): State<App>) -> Response {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "acr_values_supported": ACR_VALUES_SUPPORTED,
-        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        // No consent screen: registering a system is the organisation's consent, so prompt=consent is
+        // satisfied without one and not advertised.
+        "prompt_values_supported": ["none", "login", "select_account"],
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
         "frontchannel_logout_supported": false,
