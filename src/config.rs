@@ -30,6 +30,24 @@ pub struct Config {
     pub session: SessionConfig,
     pub tokens: TokenConfig,
     pub password: PasswordConfig,
+    pub webauthn: WebauthnConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebauthnConfig {
+    /// The relying party id: a domain, the issuer's host or a parent of it. Default: the
+    /// issuer's host. WebAuthn does not work when the issuer is an IP address.
+    pub rp_id: Option<String>,
+    /// The name authenticators show.
+    pub rp_name: String,
+    /// Seconds an enrollment code stays usable.
+    pub enrollment_code_ttl: i64,
+    /// Seconds a started ceremony (enrollment or card login) may take.
+    pub ceremony_ttl: i64,
+    /// Whether a person with an active card must use it after the password. When false, the
+    /// card is asked for only when a consuming system demands it (acr_values).
+    pub require_card_when_enrolled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +129,19 @@ impl Default for Config {
             session: SessionConfig::default(),
             tokens: TokenConfig::default(),
             password: PasswordConfig::default(),
+            webauthn: WebauthnConfig::default(),
+        }
+    }
+}
+
+impl Default for WebauthnConfig {
+    fn default() -> Self {
+        Self {
+            rp_id: None,
+            rp_name: "関守".into(),
+            enrollment_code_ttl: 72 * 3600,
+            ceremony_ttl: 300,
+            require_card_when_enrolled: true,
         }
     }
 }
@@ -231,6 +262,8 @@ impl Config {
             ("tokens.access_token_ttl", self.tokens.access_token_ttl),
             ("tokens.id_token_ttl", self.tokens.id_token_ttl),
             ("tokens.refresh_token_ttl", self.tokens.refresh_token_ttl),
+            ("webauthn.enrollment_code_ttl", self.webauthn.enrollment_code_ttl),
+            ("webauthn.ceremony_ttl", self.webauthn.ceremony_ttl),
         ];
         for (name, value) in positive {
             if value <= 0 {

@@ -16,6 +16,16 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// `length` random characters from an alphabet without look-alikes (no 0/O, 1/I), for codes
+/// that people read out and type in. Each character carries 5 bits (256 is a multiple of 32,
+/// so every character is equally likely).
+pub fn random_code(length: usize) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut buf = vec![0u8; length];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    buf.iter().filter_map(|b| ALPHABET.get(usize::from(b % 32)).copied().map(char::from)).collect()
+}
+
 /// SHA-256 of a high-entropy secret (code, token, client secret), hex encoded. Such secrets
 /// are stored only in this form: a database leak reveals nothing usable.
 pub fn sha256_hex(secret: &str) -> String {

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod authenticators;
 pub mod backchannel;
 pub mod clock;
 pub mod config;
@@ -71,6 +72,8 @@ pub struct AppInner {
     pub csrf_key: [u8; 32],
     /// Key for password fingerprints (R9), derived from the master key: never in the database.
     pub fingerprint_key: [u8; 32],
+    /// The WebAuthn relying party; None when the issuer has no domain (an IP address).
+    pub webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 impl Deref for App {
@@ -102,7 +105,8 @@ impl App {
         let hasher = Hasher::new(&config.password)?;
         let csrf_key = master.derive_key(b"sekimori csrf v1");
         let fingerprint_key = master.derive_key(b"sekimori password fingerprint v1");
-        Ok(App(Arc::new(AppInner { config, store, clock, hasher, keys, csrf_key, fingerprint_key })))
+        let webauthn = authenticators::relying_party(&config);
+        Ok(App(Arc::new(AppInner { config, store, clock, hasher, keys, csrf_key, fingerprint_key, webauthn })))
     }
 }
 

@@ -33,6 +33,10 @@ pub enum Target<'a> {
     ReusedGrant { family_id: &'a str, session_id: &'a str },
     /// One access token (RFC 7009).
     AccessToken(&'a str),
+    /// A card or security key reported lost (or otherwise revoked): the authenticator stops
+    /// working, and everything obtained with it ends — the sessions opened or stepped up with
+    /// it, their tokens, and the refresh-token families begun in them, offline ones included.
+    Authenticator(&'a str),
     /// Every session and token of one person.
     Person(&'a str),
     /// Every session and token of one person but the session they are using (a password
@@ -84,6 +88,30 @@ pub async fn revoke(
             revoked.add(end_grant(tx, now, family_id).await?);
             revoked.add(end_sessions(tx, now, reason, "id = $1", &[session_id]).await?);
             format!("grant:{family_id}")
+        }
+        Target::Authenticator(id) => {
+            sqlx::query(
+                "UPDATE authenticators SET status = 'lost', revoked_at = $1, revoked_reason = $2
+                 WHERE id = $3 AND status = 'active'",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+            let in_card_sessions = "session_id IN (SELECT id FROM sessions WHERE authenticator_id = $2)";
+            revoked.access_tokens += update(
+                tx,
+                now,
+                "access_tokens",
+                "family_id IN (SELECT family_id FROM refresh_tokens WHERE session_id IN
+                     (SELECT id FROM sessions WHERE authenticator_id = $2))",
+                &[id],
+            )
+            .await?;
+            revoked.refresh_tokens += update(tx, now, "refresh_tokens", in_card_sessions, &[id]).await?;
+            revoked.add(end_sessions(tx, now, reason, "authenticator_id = $1", &[id]).await?);
+            format!("authenticator:{id}")
         }
         Target::AccessToken(jti) => {
             revoked.access_tokens += update(tx, now, "access_tokens", "jti = $2", &[jti]).await?;

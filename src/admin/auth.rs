@@ -19,7 +19,7 @@ use crate::App;
 use super::problem::Problem;
 
 /// Every scope an API token can carry.
-pub const SCOPES: [&str; 9] = [
+pub const SCOPES: [&str; 11] = [
     "directory:read",
     "directory:write",
     "clients:read",
@@ -29,6 +29,8 @@ pub const SCOPES: [&str; 9] = [
     "passwords:reset",
     "keys:read",
     "keys:write",
+    "hotline",
+    "authenticators:enroll",
 ];
 
 /// An authenticated admin API caller.

@@ -2,6 +2,7 @@
 //! anonymous except health and the one-time bootstrap exchange.
 
 pub mod auth;
+pub mod hotline;
 pub mod keys;
 pub mod passwords;
 pub mod problem;
@@ -37,10 +38,14 @@ pub fn router() -> Router<App> {
         .route("/api/v1/people/{id}/unlock", post(passwords::unlock))
         .route("/api/v1/clients", get(list_clients).post(register_client))
         .route("/api/v1/clients/{client_id}", get(get_client))
+        .route("/api/v1/people/{id}/enrollment-codes", post(hotline::issue_enrollment_code))
+        .route("/api/v1/hotline/people", get(hotline::search))
+        .route("/api/v1/authenticators/{id}/lost", post(hotline::report_lost))
         .route("/api/v1/signing-keys", get(keys::list))
         .route("/api/v1/signing-keys/rotate", post(keys::rotate))
         .route("/api/v1/audit/events", get(list_audit_events))
         .route("/api/v1/audit/verify", get(verify_audit))
+        .merge(hotline::pages())
         .fallback(|| async { Problem::not_found("resource") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", None)

@@ -24,7 +24,7 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn as_text(&self) -> String {
+    pub fn as_text(&self) -> String {
         match self {
             Actor::Person(id) => format!("person:{id}"),
             Actor::ApiToken(id) => format!("api_token:{id}"),

@@ -20,7 +20,7 @@ use crate::sessions::Session;
 use crate::web::{self, Lang, Msg};
 use crate::App;
 
-use super::claims::{AuthContext, ClaimsRequest, ACR_VALUES_SUPPORTED};
+use super::claims::{acr_rank, AuthContext, ClaimsRequest, ACR_VALUES_SUPPORTED};
 use super::codes::{self, NewCode};
 use super::params::Params;
 
@@ -55,13 +55,21 @@ impl AuthorizationRequest {
         }
     }
 
-    /// Whether an existing session's authentication satisfies the acr asked for. Values
-    /// Sekimori does not know are ignored unless essential.
-    fn acr_satisfied_by(&self, acr: &str) -> bool {
+    /// Whether a session's authentication satisfies the acr asked for: the session's acr is
+    /// at least as strong as one of the values. Values Sekimori does not know are ignored
+    /// unless essential.
+    pub fn acr_satisfied_by(&self, acr: &str) -> bool {
         let (values, essential) = self.acr_requirement();
+        let have = acr_rank(acr);
         values.is_empty()
-            || values.iter().any(|v| v == acr)
+            || values.iter().any(|v| v == acr || (acr_rank(v).is_some() && acr_rank(v) <= have))
             || (!essential && !values.iter().any(|v| ACR_VALUES_SUPPORTED.contains(&v.as_str())))
+    }
+
+    /// Whether the request needs a card: one of its acr values is the hardware-key class and
+    /// nothing weaker is acceptable.
+    pub fn needs_card(&self) -> bool {
+        !self.acr_satisfied_by(super::claims::ACR_PASSWORD) && self.acr_satisfied_by(crate::authenticators::ACR_HWK)
     }
 }
 
@@ -159,6 +167,12 @@ async fn handle(app: App, jar: CookieJar, params: Params) -> Response {
     // A session is good enough unless the client asks for a fresh login or a choice of
     // account, for one no older than max_age, for a stronger authentication than it had, or
     // for another person (OIDC Core §3.1.2.1, §5.5.1).
+    let session_for_step_up = session.clone().filter(|s| {
+        !prompt.contains(&"login")
+            && !prompt.contains(&"select_account")
+            && request.max_age.is_none_or(|max_age| now - s.auth_time <= max_age)
+            && required_sub.as_deref().is_none_or(|sub| sub == s.person_id)
+    });
     let usable = session.filter(|s| {
         !prompt.contains(&"login")
             && !prompt.contains(&"select_account")
@@ -181,6 +195,13 @@ async fn handle(app: App, jar: CookieJar, params: Params) -> Response {
                 description: "the person is not logged in".into(),
             },
         ),
+        // A password session where a card is asked for: the card, not the whole login again.
+        None if session_wants_card(&app, &request, session_for_step_up.as_ref()).await => {
+            match save_pending(&app, &request).await {
+                Ok(id) => Redirect::to(&format!("/login/card/step-up?request={id}")).into_response(),
+                Err(e) => error_response(&app, lang, e),
+            }
+        }
         None => match save_pending(&app, &request).await {
             // ui_locales carries on to the login page (OIDC Core §3.1.2.1).
             Ok(id) => match params.get("ui_locales").ok().flatten().and_then(Lang::from_ui_locales) {
@@ -191,6 +212,15 @@ async fn handle(app: App, jar: CookieJar, params: Params) -> Response {
             Err(e) => error_response(&app, lang, e),
         },
     }
+}
+
+/// Whether `session` is good but for its acr, and a card it holds would do.
+async fn session_wants_card(app: &App, request: &AuthorizationRequest, session: Option<&Session>) -> bool {
+    let Some(session) = session else { return false };
+    if app.webauthn.is_none() || request.acr_satisfied_by(&session.acr) || !request.needs_card() {
+        return false;
+    }
+    crate::authenticators::has_active(app.store.pool(), &session.person_id).await.unwrap_or(false)
 }
 
 /// Checks the request in the order that keeps errors from being redirected to a URI that
@@ -387,8 +417,8 @@ pub async fn complete(
         });
     }
     // OIDC Core §5.5.1.1: an essential acr that the login did not reach fails the request.
-    let (acr_values, essential) = request.acr_requirement();
-    if essential && !acr_values.contains(&session.acr) {
+    let (_, essential) = request.acr_requirement();
+    if essential && !request.acr_satisfied_by(&session.acr) {
         return Err(AuthorizeError::Redirect {
             redirect_uri: request.redirect_uri.clone(),
             state: request.state.clone(),

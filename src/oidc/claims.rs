@@ -18,10 +18,16 @@ pub struct AuthContext {
     pub amr: Vec<String>,
 }
 
-/// The only authentication context class so far: a password login. Hardware-key logins add
-/// theirs with the authenticator capability.
+/// Authentication context classes, weakest first: a password login, and a login with a card
+/// or security key (`authenticators::ACR_HWK`), with or without the password before it.
 pub const ACR_PASSWORD: &str = "urn:sekimori:acr:password";
-pub const ACR_VALUES_SUPPORTED: [&str; 1] = [ACR_PASSWORD];
+pub const ACR_VALUES_SUPPORTED: [&str; 2] = [ACR_PASSWORD, crate::authenticators::ACR_HWK];
+
+/// How strong an acr is (its place in [`ACR_VALUES_SUPPORTED`]); None for values Sekimori
+/// does not know.
+pub fn acr_rank(acr: &str) -> Option<usize> {
+    ACR_VALUES_SUPPORTED.iter().position(|a| *a == acr)
+}
 
 /// The `claims` request parameter (OIDC Core §5.5), kept as asked for and read where needed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -19,6 +19,18 @@ pub struct Session {
     pub auth_time: UnixTime,
     pub amr: Vec<String>,
     pub acr: String,
+    /// The card (or other authenticator) the session was opened or stepped up with.
+    pub authenticator_id: Option<String>,
+}
+
+/// How a person logged in.
+pub struct NewSession<'a> {
+    pub person_id: &'a str,
+    pub account_id: &'a str,
+    pub amr: &'a [&'a str],
+    pub acr: &'a str,
+    /// The card used, if any.
+    pub authenticator_id: Option<&'a str>,
 }
 
 /// Starts a session; returns it with the cookie value, which is never stored.
@@ -26,11 +38,9 @@ pub async fn create(
     tx: &mut Tx,
     config: &SessionConfig,
     now: UnixTime,
-    person_id: &str,
-    account_id: &str,
-    amr: &[&str],
-    acr: &str,
+    new: NewSession<'_>,
 ) -> Result<(Session, String), sqlx::Error> {
+    let NewSession { person_id, account_id, amr, acr, authenticator_id } = new;
     let token = crypto::random_token(32);
     let session = Session {
         id: uuid::Uuid::new_v4().to_string(),
@@ -39,11 +49,12 @@ pub async fn create(
         auth_time: now,
         amr: amr.iter().map(|s| s.to_string()).collect(),
         acr: acr.to_owned(),
+        authenticator_id: authenticator_id.map(str::to_owned),
     };
     sqlx::query(
         "INSERT INTO sessions (id, token_hash, person_id, account_id, auth_time, amr, acr, created_at,
-             last_seen_at, absolute_expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $5, $5, $8)",
+             last_seen_at, absolute_expires_at, authenticator_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $5, $5, $8, $9)",
     )
     .bind(&session.id)
     .bind(crypto::sha256_hex(&token))
@@ -53,9 +64,35 @@ pub async fn create(
     .bind(session.amr.join(" "))
     .bind(acr)
     .bind(now + config.absolute_timeout)
+    .bind(authenticator_id)
     .execute(&mut **tx)
     .await?;
     Ok((session, token))
+}
+
+/// A password session proves possession of a card (step-up): from now on it counts as a card
+/// login, and losing that card ends it. The session id (the `sid` consuming systems know) stays.
+pub async fn step_up(
+    tx: &mut Tx,
+    now: UnixTime,
+    session_id: &str,
+    authenticator_id: &str,
+    amr: &[&str],
+    acr: &str,
+) -> Result<bool, sqlx::Error> {
+    let rows = sqlx::query(
+        "UPDATE sessions SET authenticator_id = $1, amr = $2, acr = $3, auth_time = $4, last_seen_at = $4
+         WHERE id = $5 AND revoked_at IS NULL",
+    )
+    .bind(authenticator_id)
+    .bind(amr.join(" "))
+    .bind(acr)
+    .bind(now)
+    .bind(session_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(rows == 1)
 }
 
 /// The live session behind a cookie value, if any: not revoked, not idle past the timeout,
@@ -67,7 +104,7 @@ pub async fn lookup(
     token: &str,
 ) -> Result<Option<Session>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT id, person_id, account_id, auth_time, amr, acr, last_seen_at FROM sessions
+        "SELECT id, person_id, account_id, auth_time, amr, acr, last_seen_at, authenticator_id FROM sessions
          WHERE token_hash = $1 AND revoked_at IS NULL AND absolute_expires_at > $2 AND last_seen_at > $3",
     )
     .bind(crypto::sha256_hex(token))
@@ -115,5 +152,6 @@ fn session_from_row(row: &sqlx::any::AnyRow) -> Result<Session, sqlx::Error> {
         auth_time: row.try_get("auth_time")?,
         amr: amr.split_whitespace().map(str::to_owned).collect(),
         acr: row.try_get("acr")?,
+        authenticator_id: row.try_get("authenticator_id")?,
     })
 }

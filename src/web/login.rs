@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::access::clients;
 use crate::audit::{self, Actor, Event, Outcome};
+use crate::authenticators;
 use crate::directory::{self, LoginAccount, LoginId};
 use crate::oidc::authorize::{self, AuthorizationRequest};
 use crate::password::policy::{self, Expiry};
@@ -69,6 +70,7 @@ pub async fn login_page(State(app): State<App>, jar: CookieJar, Query(q): Query<
         login_id: login_hint.as_deref().unwrap_or(""),
         client_name: Some(&client_name),
         error: None,
+        card_login: app.webauthn.is_some(),
     };
     (jar, pages::render(StatusCode::OK, &page)).into_response()
 }
@@ -193,6 +195,36 @@ async fn attempt_login(app: &App, jar: CookieJar, lang: Lang, attempt: Attempt<'
         tx.commit().await?;
         return Ok(password::forced_change_page(app, jar, lang, &ticket, Vec::new()));
     }
+    // A person who holds a card uses it after the password (R13), and so does anyone a
+    // consuming system asks a card of; no session exists until the card has answered.
+    let holds_card = authenticators::has_active(&mut *tx, &account.person.id).await?;
+    if app.webauthn.is_some() && holds_card && (app.config.webauthn.require_card_when_enrolled || request.needs_card())
+    {
+        audit::record(
+            &mut tx,
+            now,
+            Event {
+                actor: &Actor::Person(account.person.id.clone()),
+                action: "login.password",
+                target: format!("account:{}", account.account_id),
+                outcome: Outcome::Success,
+                detail: serde_json::json!({"client_id": request.client_id, "next": "card"}),
+                source_ip: Some(attempt.source.clone()),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        let client_name = clients::get(&app.store, &request.client_id).await?.map(|c| c.name);
+        return super::cards::second_factor_page(
+            app,
+            jar,
+            lang,
+            &account.person.id,
+            attempt.request_id,
+            client_name.as_deref(),
+        )
+        .await;
+    }
     let (session, cookie_value) = start_session(app, &mut tx, account, &request, &attempt.source, now).await?;
     tx.commit().await?;
     let jar = jar.add(session_cookie(app, cookie_value));
@@ -231,10 +263,13 @@ pub(super) async fn start_session(
         tx,
         &app.config.session,
         now,
-        &account.person.id,
-        &account.account_id,
-        &["pwd"],
-        "urn:sekimori:acr:password",
+        sessions::NewSession {
+            person_id: &account.person.id,
+            account_id: &account.account_id,
+            amr: &["pwd"],
+            acr: crate::oidc::claims::ACR_PASSWORD,
+            authenticator_id: None,
+        },
     )
     .await?;
     audit::record(
@@ -304,6 +339,7 @@ async fn login_form_again(
         login_id: attempt.login_id,
         client_name: client_name.as_deref(),
         error: Some(Msg::LoginFailed),
+        card_login: app.webauthn.is_some(),
     };
     Ok((jar, pages::render(StatusCode::UNAUTHORIZED, &page)).into_response())
 }

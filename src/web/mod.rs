@@ -1,5 +1,6 @@
 //! The public web pages: login, the SSO home page, logout; shared page helpers.
 
+pub mod cards;
 pub mod csrf;
 pub mod i18n;
 pub mod login;
@@ -32,6 +33,14 @@ pub fn router() -> Router<App> {
         .route("/password", get(password::change_form).post(password::change_submit))
         .route("/password/reset", get(password::reset_page).post(password::reset_submit))
         .route("/static/sekimori.css", get(stylesheet))
+        .route("/static/webauthn.js", get(cards::script))
+        .route("/login/card/passwordless", get(cards::passwordless))
+        .route("/login/card/step-up", get(cards::step_up))
+        .route("/webauthn/login", axum::routing::post(cards::finish_login))
+        .route("/webauthn/register", axum::routing::post(cards::finish_registration))
+        .route("/authenticators", get(cards::list))
+        .route("/authenticators/enroll", axum::routing::post(cards::enroll))
+        .route("/authenticators/{id}/lost", axum::routing::post(cards::report_lost))
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -128,7 +137,8 @@ pub async fn security_headers(
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

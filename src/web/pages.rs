@@ -16,6 +16,8 @@ pub struct LoginPage<'a> {
     pub login_id: &'a str,
     pub client_name: Option<&'a str>,
     pub error: Option<Msg>,
+    /// Offer "log in with an IC card" (WebAuthn is available).
+    pub card_login: bool,
 }
 
 #[derive(Template)]

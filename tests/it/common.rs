@@ -85,6 +85,8 @@ pub struct TestServer {
     pub db: Db,
     pub database_url: String,
     pub public_url: String,
+    /// The issuer (usually the public URL; `http://localhost:<port>` for WebAuthn tests).
+    pub issuer: String,
     pub admin_url: String,
     pub admin_token: String,
     pub http: reqwest::Client,
@@ -114,11 +116,18 @@ pub fn test_config(database_url: &str, public: SocketAddr, admin: SocketAddr) ->
 
 impl TestServer {
     pub async fn start(db: Db) -> TestServer {
+        Self::start_configured(db, |_| {}).await
+    }
+
+    /// Starts with the test configuration changed by `adjust` (e.g. an issuer named
+    /// `localhost`, which WebAuthn needs: it refuses IP addresses).
+    pub async fn start_configured(db: Db, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let database_url = fresh_database(db).await;
         let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let public = listeners.public.local_addr().unwrap();
         let admin = listeners.admin.local_addr().unwrap();
-        let config = test_config(&database_url, public, admin);
+        let mut config = test_config(&database_url, public, admin);
+        adjust(&mut config);
         let app = App::build(config.clone(), Clock::default()).await.expect("app builds");
         let now = app.clock.now();
         let mut tx = app.store.begin().await.unwrap();
@@ -132,6 +141,7 @@ impl TestServer {
             db,
             database_url,
             public_url: format!("http://{public}"),
+            issuer: config.issuer.clone(),
             admin_url: format!("http://{admin}"),
             admin_token: issued.token,
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),

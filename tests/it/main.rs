@@ -7,6 +7,7 @@ mod common;
 mod admin_api;
 mod audit_log;
 mod authorize_errors;
+mod cards;
 mod cli;
 mod directory;
 mod lifecycle;

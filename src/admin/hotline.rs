@@ -1,0 +1,221 @@
+//! The lost-card hotline (R22; 江戸川区 基準 第11条2) and card enrollment codes.
+//!
+//! A hotline operator's token carries the `hotline` scope and nothing else: it can find a
+//! person by employee number or name, see their cards, and report one lost. It cannot enroll
+//! a card or read anything more about the person. Enrollment codes need `authenticators:enroll`
+//! (managers and the counter). `GET /hotline` is the operators' page for the same API.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::audit::{self, Event, Outcome};
+use crate::authenticators::{self, Authenticator};
+use crate::revocation::{self, Revoked, Target};
+use crate::App;
+
+use super::auth::Caller;
+use super::problem::{ApiJson, ApiQuery, Problem};
+
+/// What the hotline may see of a person: enough to be sure it is the right one.
+#[derive(Serialize)]
+pub struct HotlinePerson {
+    pub id: String,
+    pub employee_number: String,
+    pub name: String,
+    pub name_kana: String,
+    pub org_unit: Option<String>,
+    pub authenticators: Vec<Authenticator>,
+}
+
+#[derive(Serialize)]
+pub struct HotlineResults {
+    pub items: Vec<HotlinePerson>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// An employee number (exact) or part of a name, in kanji or katakana. Optional here only
+    /// so that a caller without the scope hears 403 before anything about the query.
+    q: Option<String>,
+}
+
+pub async fn search(
+    State(app): State<App>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<SearchQuery>,
+) -> Result<Json<HotlineResults>, Problem> {
+    caller.require("hotline")?;
+    let q = query.q.as_deref().unwrap_or("").trim();
+    if q.is_empty() || q.chars().count() > 64 {
+        return Err(Problem::bad_request("q must be 1 to 64 characters"));
+    }
+    // Spaces between family and given name are ignored, as people type them either way.
+    let compact: String = q.chars().filter(|c| !c.is_whitespace()).collect();
+    let pattern = format!("%{}%", compact.replace(['%', '_', '\\'], ""));
+    let rows = sqlx::query(
+        "SELECT p.id, p.employee_number, p.family_name, p.given_name, p.family_name_kana, p.given_name_kana,
+             o.name AS org_unit
+         FROM people p LEFT JOIN org_units o ON o.id = p.org_unit_id
+         WHERE p.employee_number = $1 OR (p.family_name || p.given_name) LIKE $2
+             OR (p.family_name_kana || p.given_name_kana) LIKE $2
+         ORDER BY p.employee_number LIMIT 20",
+    )
+    .bind(q)
+    .bind(&pattern)
+    .fetch_all(app.store.pool())
+    .await?;
+    let mut items = Vec::new();
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        let family: String = row.try_get("family_name")?;
+        let given: String = row.try_get("given_name")?;
+        let family_kana: String = row.try_get("family_name_kana")?;
+        let given_kana: String = row.try_get("given_name_kana")?;
+        items.push(HotlinePerson {
+            authenticators: authenticators::list_for_person(app.store.pool(), &id).await?,
+            id,
+            employee_number: row.try_get("employee_number")?,
+            name: format!("{family} {given}"),
+            name_kana: format!("{family_kana} {given_kana}"),
+            org_unit: row.try_get("org_unit")?,
+        });
+    }
+    let now = app.clock.now();
+    let mut tx = app.store.begin().await?;
+    // Who looked whom up is itself an access record.
+    audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor: &caller.actor(),
+            action: "hotline.search",
+            target: "people".into(),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"q": q, "found": items.len()}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(HotlineResults { items }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LostReport {
+    /// Who reported the loss (the holder, their manager…), as the operator heard it.
+    reported_by: String,
+    /// Why, in a few words (lost on the train, stolen…).
+    reason: String,
+}
+
+#[derive(Serialize)]
+pub struct LostAnswer {
+    pub authenticator: Authenticator,
+    pub sessions_ended: u64,
+    pub access_tokens_revoked: u64,
+    pub refresh_tokens_revoked: u64,
+    pub logout_notices_queued: u64,
+}
+
+pub async fn report_lost(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(report): ApiJson<LostReport>,
+) -> Result<Json<LostAnswer>, Problem> {
+    caller.require("hotline")?;
+    for (field, value) in [("reported_by", &report.reported_by), ("reason", &report.reason)] {
+        let n = value.trim().chars().count();
+        if n == 0 || n > 200 || value.chars().any(char::is_control) {
+            return Err(Problem::invalid(field, "1 to 200 printable characters"));
+        }
+    }
+    let now = app.clock.now();
+    let mut tx = app.store.begin().await?;
+    let card = authenticators::get(&mut *tx, &id).await?.ok_or_else(|| Problem::not_found("authenticator"))?;
+    if !card.is_active() {
+        return Err(Problem::conflict("this authenticator has already been stopped"));
+    }
+    // Everything in one transaction: the card, its sessions, their tokens, the notices to
+    // consuming systems, and the audit event naming operator, reporter and reason.
+    let reason = format!("reported lost to the hotline by {}: {}", report.reported_by.trim(), report.reason.trim());
+    let revoked: Revoked =
+        revocation::revoke(&mut tx, &caller.actor(), now, Target::Authenticator(&card.id), &reason).await?;
+    tx.commit().await?;
+    let authenticator =
+        authenticators::get(app.store.pool(), &id).await?.ok_or_else(|| Problem::not_found("authenticator"))?;
+    Ok(Json(LostAnswer {
+        authenticator,
+        sessions_ended: revoked.sessions,
+        access_tokens_revoked: revoked.access_tokens,
+        refresh_tokens_revoked: revoked.refresh_tokens,
+        logout_notices_queued: revoked.logout_notices,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct EnrollmentCode {
+    /// Shown only now; hand it to the person (counter, sealed letter).
+    pub code: String,
+    pub expires_at: i64,
+}
+
+pub async fn issue_enrollment_code(
+    State(app): State<App>,
+    caller: Caller,
+    Path(person_id): Path<String>,
+) -> Result<(StatusCode, Json<EnrollmentCode>), Problem> {
+    caller.require("authenticators:enroll")?;
+    let now = app.clock.now();
+    let mut tx = app.store.begin().await?;
+    if crate::directory::get_person(&mut *tx, &person_id).await?.is_none() {
+        return Err(Problem::not_found("person"));
+    }
+    let (code, expires_at) = authenticators::issue_enrollment_code(
+        &mut tx,
+        &caller.actor(),
+        now,
+        app.config.webauthn.enrollment_code_ttl,
+        &person_id,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(EnrollmentCode { code, expires_at })))
+}
+
+/// The operators' page and its assets (HTML, not part of the JSON API in openapi.yaml).
+pub fn pages() -> axum::Router<App> {
+    axum::Router::new()
+        .route("/hotline", axum::routing::get(page))
+        .route("/hotline/hotline.js", axum::routing::get(page_script))
+        .route("/hotline/sekimori.css", axum::routing::get(page_style))
+}
+
+/// The operators' page: plain HTML and a script calling the API above with the operator's token.
+pub async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        ],
+        include_str!("../../static/hotline.html"),
+    )
+}
+
+pub async fn page_script() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../static/hotline.js"))
+}
+
+pub async fn page_style() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../static/sekimori.css"))
+}

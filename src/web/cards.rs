@@ -1,0 +1,479 @@
+//! Pages and browser endpoints for IC cards and security keys: the card step of a login (second
+//! factor, passwordless, step-up), self-service enrollment and "my card is lost".
+//!
+//! The pages carry the ceremony's options; `static/webauthn.js` asks the authenticator and
+//! posts the answer (JSON, with the form's CSRF token) to `/webauthn/login` or
+//! `/webauthn/register`, which answer with where to go next.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use axum_extra::extract::cookie::{Cookie, CookieJar};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::authenticators::ceremony::{self, CardError, Kind};
+use crate::authenticators::{self, Authenticator, ACR_HWK, AMR_CARD_WITH_VERIFICATION, AMR_PASSWORD_AND_CARD};
+use crate::directory;
+use crate::oidc::authorize::{self, AuthorizationRequest};
+use crate::revocation::{self, Target};
+use crate::sessions::{self, Session};
+use crate::App;
+
+use super::csrf::{self, CheckedForm};
+use super::login::{choose_lang, secure, session_cookie};
+use super::{pages, session_from_jar, Lang, Msg, SourceIp};
+
+#[derive(Template)]
+#[template(path = "card.html")]
+pub struct CardPage<'a> {
+    pub lang: Lang,
+    pub switch_href: String,
+    pub title: Msg,
+    pub lead: Msg,
+    pub client_name: Option<&'a str>,
+    /// `register` or `login`.
+    pub mode: &'a str,
+    pub finish: &'a str,
+    pub ceremony: &'a str,
+    pub csrf_token: &'a str,
+    pub options: String,
+}
+
+#[derive(Template)]
+#[template(path = "authenticators.html")]
+pub struct AuthenticatorsPage<'a> {
+    pub lang: Lang,
+    pub switch_href: String,
+    pub csrf_token: &'a str,
+    pub cards: Vec<Authenticator>,
+    pub notice: Option<Msg>,
+    pub error: Option<Msg>,
+}
+
+fn card_error_msg(e: &CardError) -> Msg {
+    match e {
+        CardError::Unavailable => Msg::WebauthnUnavailable,
+        CardError::NotEntitled => Msg::NotEntitled,
+        CardError::BadInput => Msg::CardBadInput,
+        CardError::AlreadyEnrolled => Msg::CardAlreadyEnrolled,
+        CardError::Expired | CardError::Rejected | CardError::NoCard => Msg::CardFailed,
+        CardError::Internal(_) => Msg::InternalError,
+    }
+}
+
+/// The card page for a ceremony that has started.
+#[allow(clippy::too_many_arguments)]
+pub fn card_page(
+    app: &App,
+    jar: CookieJar,
+    lang: Lang,
+    title: Msg,
+    client_name: Option<&str>,
+    mode: &str,
+    token: &str,
+    options: &impl serde::Serialize,
+) -> Response {
+    let (jar, csrf_token) = csrf::issue(&app.csrf_key, jar, secure(app));
+    let (finish, lead) =
+        if mode == "register" { ("/webauthn/register", Msg::EnrollLead) } else { ("/webauthn/login", Msg::CardLead) };
+    let page = CardPage {
+        lang,
+        switch_href: format!("/?lang={}", lang.other().code()),
+        title,
+        lead,
+        client_name,
+        mode,
+        finish,
+        ceremony: token,
+        csrf_token: &csrf_token,
+        options: serde_json::to_string(options).unwrap_or_default(),
+    };
+    (jar, pages::render(StatusCode::OK, &page)).into_response()
+}
+
+/// The password was right and the person holds a card: the card comes next, before any session.
+pub async fn second_factor_page(
+    app: &App,
+    jar: CookieJar,
+    lang: Lang,
+    person_id: &str,
+    request_id: &str,
+    client_name: Option<&str>,
+) -> Result<Response, crate::Error> {
+    match ceremony::start_login(app, Kind::SecondFactor, Some(person_id), None, Some(request_id)).await {
+        Ok((token, options)) => Ok(card_page(app, jar, lang, Msg::CardTitle, client_name, "login", &token, &options)),
+        Err(CardError::Internal(e)) => Err(e),
+        Err(e) => Ok(pages::error_page(lang, StatusCode::SERVICE_UNAVAILABLE, card_error_msg(&e))),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RequestQuery {
+    request: Option<String>,
+    lang: Option<String>,
+    enrolled: Option<String>,
+}
+
+async fn pending(app: &App, id: &str) -> Result<Option<(AuthorizationRequest, Option<String>)>, crate::Error> {
+    if id.is_empty() || id.len() > 64 {
+        return Ok(None);
+    }
+    let Some(request) = authorize::load_pending(app, id).await? else { return Ok(None) };
+    let name = crate::access::clients::get(&app.store, &request.client_id).await?.map(|c| c.name);
+    Ok(Some((request, name)))
+}
+
+/// "Log in with an IC card" on the login page: a discoverable credential says who it is.
+pub async fn passwordless(State(app): State<App>, jar: CookieJar, Query(q): Query<RequestQuery>) -> Response {
+    let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
+    let request_id = q.request.unwrap_or_default();
+    let result = async {
+        let Some((_, client_name)) = pending(&app, &request_id).await? else {
+            return Ok(pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired));
+        };
+        Ok::<_, crate::Error>(
+            match ceremony::start_login(&app, Kind::Passwordless, None, None, Some(&request_id)).await {
+                Ok((token, options)) => {
+                    card_page(&app, jar, lang, Msg::LoginWithCard, client_name.as_deref(), "login", &token, &options)
+                }
+                Err(CardError::Internal(e)) => return Err(e),
+                Err(e) => pages::error_page(lang, StatusCode::SERVICE_UNAVAILABLE, card_error_msg(&e)),
+            },
+        )
+    }
+    .await;
+    result.unwrap_or_else(|e| internal(lang, e))
+}
+
+/// A consuming system asked for a card login and the session used only a password.
+pub async fn step_up(State(app): State<App>, jar: CookieJar, Query(q): Query<RequestQuery>) -> Response {
+    let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
+    let request_id = q.request.unwrap_or_default();
+    let result = async {
+        let (Some((_, client_name)), Some(session)) =
+            (pending(&app, &request_id).await?, session_from_jar(&app, &jar).await?)
+        else {
+            return Ok(pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired));
+        };
+        Ok::<_, crate::Error>(
+            match ceremony::start_login(
+                &app,
+                Kind::StepUp,
+                Some(&session.person_id),
+                Some(&session.id),
+                Some(&request_id),
+            )
+            .await
+            {
+                Ok((token, options)) => {
+                    card_page(&app, jar, lang, Msg::CardTitle, client_name.as_deref(), "login", &token, &options)
+                }
+                Err(CardError::Internal(e)) => return Err(e),
+                Err(e) => pages::error_page(lang, StatusCode::FORBIDDEN, card_error_msg(&e)),
+            },
+        )
+    }
+    .await;
+    result.unwrap_or_else(|e| internal(lang, e))
+}
+
+fn internal(lang: Lang, e: crate::Error) -> Response {
+    tracing::error!(error = %e, "card page failed");
+    pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError)
+}
+
+/// What `static/webauthn.js` posts.
+#[derive(Deserialize)]
+struct CeremonyAnswer<T> {
+    csrf_token: String,
+    ceremony: String,
+    credential: T,
+}
+
+/// A JSON body from our own page: JSON content type, CSRF token bound to this browser.
+fn parse_answer<T: serde::de::DeserializeOwned>(
+    app: &App,
+    headers: &HeaderMap,
+    jar: &CookieJar,
+    body: &Bytes,
+) -> Result<CeremonyAnswer<T>, Box<Response>> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    if !is_json {
+        return Err(Box::new(json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, Lang::Ja, Msg::BadForm)));
+    }
+    let answer: CeremonyAnswer<T> = serde_json::from_slice(body)
+        .map_err(|_| Box::new(json_error(StatusCode::BAD_REQUEST, Lang::Ja, Msg::CardFailed)))?;
+    if !csrf::verify(&app.csrf_key, jar, Some(&answer.csrf_token)) {
+        return Err(Box::new(json_error(StatusCode::FORBIDDEN, Lang::Ja, Msg::CsrfFailed)));
+    }
+    Ok(answer)
+}
+
+fn json_error(status: StatusCode, lang: Lang, msg: Msg) -> Response {
+    let code = match status {
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::INTERNAL_SERVER_ERROR => "internal_error",
+        _ => "refused",
+    };
+    (status, Json(json!({"error": code, "message": lang.t(msg)}))).into_response()
+}
+
+fn go(jar: CookieJar, url: &str) -> Response {
+    (jar, Json(json!({"redirect": url}))).into_response()
+}
+
+/// Where an authorization completion sends the browser.
+fn location_of(response: &Response) -> String {
+    response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("/").to_owned()
+}
+
+/// Finishes a card login: opens (or steps up) the session and completes the authorization.
+pub async fn finish_login(
+    State(app): State<App>,
+    SourceIp(source_ip): SourceIp,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let lang = super::lang_for(&jar, None);
+    let answer = match parse_answer::<webauthn_rs::prelude::PublicKeyCredential>(&app, &headers, &jar, &body) {
+        Ok(answer) => answer,
+        Err(response) => return *response,
+    };
+    match login(&app, jar, lang, &answer.ceremony, &answer.credential, source_ip.clone()).await {
+        Ok(response) => response,
+        Err(CardError::Internal(e)) => {
+            tracing::error!(error = %e, "card login failed");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, lang, Msg::InternalError)
+        }
+        Err(e) => {
+            if let Err(audit_error) = ceremony::record_refusal(&app, &e, source_ip).await {
+                tracing::error!(error = %audit_error, "recording a refused card login failed");
+            }
+            json_error(StatusCode::BAD_REQUEST, lang, card_error_msg(&e))
+        }
+    }
+}
+
+async fn login(
+    app: &App,
+    jar: CookieJar,
+    lang: Lang,
+    token: &str,
+    credential: &webauthn_rs::prelude::PublicKeyCredential,
+    source_ip: Option<String>,
+) -> Result<Response, CardError> {
+    let now = app.clock.now();
+    let current = session_from_jar(app, &jar).await?;
+    let mut tx = app.store.begin().await?;
+    let card = ceremony::finish_login(app, &mut tx, token, credential).await?;
+    let account = directory::account_of_person(&mut *tx, &card.person_id)
+        .await
+        .map_err(|e| CardError::Internal(e.into()))?
+        .ok_or(CardError::Rejected)?;
+    if !(account.account_active && account.person.may_log_in(directory::today_in_japan(now))) {
+        return Err(CardError::Rejected);
+    }
+    let (session, cookie) = match card.ceremony.kind {
+        Kind::StepUp => {
+            // The session stepped up must be this browser's, and the card its person's.
+            let Some(session) = current.filter(|s| card.ceremony.session_id.as_deref() == Some(s.id.as_str())) else {
+                return Err(CardError::Expired);
+            };
+            if !sessions::step_up(&mut tx, now, &session.id, &card.authenticator_id, &AMR_PASSWORD_AND_CARD, ACR_HWK)
+                .await?
+            {
+                return Err(CardError::Expired);
+            }
+            let stepped = Session {
+                auth_time: now,
+                amr: AMR_PASSWORD_AND_CARD.iter().map(|s| s.to_string()).collect(),
+                acr: ACR_HWK.into(),
+                authenticator_id: Some(card.authenticator_id.clone()),
+                ..session
+            };
+            (stepped, None)
+        }
+        kind => {
+            let amr: &[&str] =
+                if kind == Kind::SecondFactor { &AMR_PASSWORD_AND_CARD } else { &AMR_CARD_WITH_VERIFICATION };
+            let (session, cookie) = sessions::create(
+                &mut tx,
+                &app.config.session,
+                now,
+                sessions::NewSession {
+                    person_id: &card.person_id,
+                    account_id: &account.account_id,
+                    amr,
+                    acr: ACR_HWK,
+                    authenticator_id: Some(&card.authenticator_id),
+                },
+            )
+            .await?;
+            (session, Some(cookie))
+        }
+    };
+    audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor: &Actor::Person(card.person_id.clone()),
+            action: "login.card",
+            target: format!("authenticator:{}", card.authenticator_id),
+            outcome: Outcome::Success,
+            detail: json!({"sid": session.id, "kind": card.ceremony.kind, "amr": session.amr}),
+            source_ip,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    let jar = match cookie {
+        Some(value) => jar.add(session_cookie(app, value)),
+        None => jar,
+    };
+    let Some(request_id) = card.ceremony.authorization_request_id.as_deref() else { return Ok(go(jar, "/")) };
+    let Some(request) = authorize::load_pending(app, request_id).await? else { return Ok(go(jar, "/")) };
+    let completed = match authorize::complete(app, &request, &session, Some(request_id)).await {
+        Ok(response) => response,
+        Err(e) => authorize::error_response(app, lang, e),
+    };
+    Ok(go(jar, &location_of(&completed)))
+}
+
+/// Self-service: my cards, enrollment, "report lost".
+pub async fn list(State(app): State<App>, jar: CookieJar, Query(q): Query<RequestQuery>) -> Response {
+    let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
+    match session_from_jar(&app, &jar).await {
+        Ok(Some(session)) => {
+            let notice = q.enrolled.is_some().then_some(Msg::CardEnrolled);
+            cards_page(&app, jar, lang, &session, notice, None).await
+        }
+        Ok(None) => pages::message_page(lang, StatusCode::UNAUTHORIZED, Msg::CardsTitle, Msg::NotLoggedIn, true),
+        Err(e) => internal(lang, e.into()),
+    }
+}
+
+async fn cards_page(
+    app: &App,
+    jar: CookieJar,
+    lang: Lang,
+    session: &Session,
+    notice: Option<Msg>,
+    error: Option<Msg>,
+) -> Response {
+    let cards = match authenticators::list_for_person(app.store.pool(), &session.person_id).await {
+        Ok(cards) => cards,
+        Err(e) => return internal(lang, e.into()),
+    };
+    let (jar, csrf_token) = csrf::issue(&app.csrf_key, jar, secure(app));
+    let page = AuthenticatorsPage {
+        lang,
+        switch_href: format!("/authenticators?lang={}", lang.other().code()),
+        csrf_token: &csrf_token,
+        cards,
+        notice,
+        error,
+    };
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    (jar, pages::render(status, &page)).into_response()
+}
+
+pub async fn enroll(State(app): State<App>, form: CheckedForm) -> Response {
+    let lang = form.lang;
+    let session = match session_from_jar(&app, &form.jar).await {
+        Ok(Some(session)) => session,
+        Ok(None) => {
+            return pages::message_page(lang, StatusCode::UNAUTHORIZED, Msg::CardsTitle, Msg::NotLoggedIn, true)
+        }
+        Err(e) => return internal(lang, e.into()),
+    };
+    let label = form.field("label").unwrap_or("");
+    let number = form.field("management_number").unwrap_or("");
+    match ceremony::start_registration(&app, &session, label, number, form.field("enrollment_code")).await {
+        Ok((token, options)) => card_page(&app, form.jar, lang, Msg::EnrollTitle, None, "register", &token, &options),
+        Err(CardError::Internal(e)) => internal(lang, e),
+        Err(e) => cards_page(&app, form.jar, lang, &session, None, Some(card_error_msg(&e))).await,
+    }
+}
+
+pub async fn finish_registration(State(app): State<App>, jar: CookieJar, headers: HeaderMap, body: Bytes) -> Response {
+    let lang = super::lang_for(&jar, None);
+    let answer = match parse_answer::<webauthn_rs::prelude::RegisterPublicKeyCredential>(&app, &headers, &jar, &body) {
+        Ok(answer) => answer,
+        Err(response) => return *response,
+    };
+    let session = match session_from_jar(&app, &jar).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return json_error(StatusCode::UNAUTHORIZED, lang, Msg::NotLoggedIn),
+        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, lang, internal_msg(e.into())),
+    };
+    match ceremony::finish_registration(&app, &session, &answer.ceremony, &answer.credential).await {
+        Ok(_) => go(jar, "/authenticators?enrolled=1"),
+        Err(CardError::Internal(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, lang, internal_msg(e)),
+        Err(e) => json_error(StatusCode::BAD_REQUEST, lang, card_error_msg(&e)),
+    }
+}
+
+fn internal_msg(e: crate::Error) -> Msg {
+    tracing::error!(error = %e, "card enrollment failed");
+    Msg::InternalError
+}
+
+/// "My card is lost": the holder reports it; the same revocation as the hotline's.
+pub async fn report_lost(State(app): State<App>, Path(id): Path<String>, form: CheckedForm) -> Response {
+    let lang = form.lang;
+    let result = async {
+        let Some(session) = session_from_jar(&app, &form.jar).await? else {
+            return Ok(None);
+        };
+        let card = authenticators::get(app.store.pool(), &id).await?;
+        let Some(card) = card.filter(|c| c.person_id == session.person_id) else {
+            return Ok(Some((session, false)));
+        };
+        let now = app.clock.now();
+        let mut tx = app.store.begin().await?;
+        revocation::revoke(
+            &mut tx,
+            &Actor::Person(session.person_id.clone()),
+            now,
+            Target::Authenticator(&card.id),
+            "reported lost by its holder",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, crate::Error>(Some((session, true)))
+    }
+    .await;
+    match result {
+        Ok(None) => pages::message_page(lang, StatusCode::UNAUTHORIZED, Msg::CardsTitle, Msg::NotLoggedIn, true),
+        Ok(Some((_, false))) => pages::error_page(lang, StatusCode::NOT_FOUND, Msg::BadForm),
+        Ok(Some((session, true))) => {
+            // The session may have been opened with that very card; then it has ended too.
+            match sessions::is_live(app.store.pool(), app.clock.now(), &session.id).await {
+                Ok(true) => cards_page(&app, form.jar, lang, &session, Some(Msg::CardLostDone), None).await,
+                Ok(false) => {
+                    let jar = form.jar.remove(Cookie::build(sessions::COOKIE_NAME).path("/").build());
+                    (jar, pages::message_page(lang, StatusCode::OK, Msg::CardsTitle, Msg::CardLostDone, false))
+                        .into_response()
+                }
+                Err(e) => internal(lang, e.into()),
+            }
+        }
+        Err(e) => internal(lang, e),
+    }
+}
+
+pub async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../static/webauthn.js"),
+    )
+}

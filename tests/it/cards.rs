@@ -1,0 +1,450 @@
+//! IC cards and security keys with a software FIDO2 authenticator (webauthn-authenticator-rs):
+//! enrollment with a code, the card as second factor, step-up, the hotline's report and what
+//! it ends, and a revoked card that can no longer log in.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use url::Url;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
+
+use crate::common::{
+    authorize_url, browser, hidden_input, location, log_in, pkce_pair, query_of, token_request, Db, TestServer,
+};
+
+const PASSWORD: &str = "shinkansen-no-kippu-2026";
+const REDIRECT: &str = "http://127.0.0.1:9001/callback";
+
+async fn start(db: Db, card_always: bool) -> TestServer {
+    // WebAuthn needs a domain: the issuer is named localhost (requests still go to 127.0.0.1).
+    TestServer::start_configured(db, move |config| {
+        config.issuer = format!("http://localhost:{}", config.public_addr.port());
+        config.webauthn.require_card_when_enrolled = card_always;
+    })
+    .await
+}
+
+fn attr(html: &str, name: &str) -> String {
+    let marker = format!("{name}=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} in page:\n{html}")) + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end]
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#x2F;", "/")
+        .replace("&amp;", "&")
+}
+
+/// A card page's ceremony: (token, csrf, options JSON).
+fn ceremony_of(html: &str) -> (String, String, Value) {
+    (attr(html, "data-ceremony"), attr(html, "data-csrf"), serde_json::from_str(&attr(html, "data-options")).unwrap())
+}
+
+struct Card {
+    authenticator: WebauthnAuthenticator<SoftPasskey>,
+}
+
+impl Card {
+    fn new() -> Card {
+        Card { authenticator: WebauthnAuthenticator::new(SoftPasskey::new(true)) }
+    }
+    fn register(&mut self, server: &TestServer, options: Value) -> Value {
+        let options: CreationChallengeResponse = serde_json::from_value(options).unwrap();
+        let credential = self.authenticator.do_registration(Url::parse(&server.issuer).unwrap(), options).unwrap();
+        serde_json::to_value(credential).unwrap()
+    }
+    fn sign(&mut self, server: &TestServer, options: Value) -> Value {
+        let options: RequestChallengeResponse = serde_json::from_value(options).unwrap();
+        let credential = self.authenticator.do_authentication(Url::parse(&server.issuer).unwrap(), options).unwrap();
+        serde_json::to_value(credential).unwrap()
+    }
+}
+
+async fn post_json(browser: &reqwest::Client, server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+    let response = browser.post(format!("{}{path}", server.public_url)).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn enrollment_code(server: &TestServer, person_id: &str) -> String {
+    let (status, body) =
+        server.admin(reqwest::Method::POST, &format!("/api/v1/people/{person_id}/enrollment-codes"), None).await;
+    assert_eq!(status, 201, "{body}");
+    body["code"].as_str().unwrap().to_owned()
+}
+
+/// Enrolls `card` through the self-service page of `browser`'s session.
+async fn enroll(
+    browser: &reqwest::Client,
+    server: &TestServer,
+    card: &mut Card,
+    label: &str,
+    number: &str,
+    code: &str,
+) -> (u16, Value) {
+    let page = browser.get(format!("{}/authenticators", server.public_url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let response = browser
+        .post(format!("{}/authenticators/enroll", server.public_url))
+        .form(&[
+            ("csrf_token", hidden_input(&html, "csrf_token").as_str()),
+            ("label", label),
+            ("management_number", number),
+            ("enrollment_code", code),
+        ])
+        .send()
+        .await
+        .unwrap();
+    if response.status() != 200 {
+        return (response.status().as_u16(), Value::Null);
+    }
+    let html = response.text().await.unwrap();
+    let (ceremony, csrf, options) = ceremony_of(&html);
+    let credential = card.register(server, options);
+    post_json(
+        browser,
+        server,
+        "/webauthn/register",
+        json!({"csrf_token": csrf, "ceremony": ceremony, "credential": credential}),
+    )
+    .await
+}
+
+fn authorize(server: &TestServer, extra: &[(&str, &str)]) -> (String, String) {
+    let (verifier, challenge) = pkce_pair();
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", "zeimu"),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    params.extend_from_slice(extra);
+    (authorize_url(server, &params), verifier)
+}
+
+async fn redeem(server: &TestServer, secret: &str, callback: &str, verifier: &str) -> Value {
+    let code = query_of(callback).get("code").cloned().unwrap_or_else(|| panic!("no code in {callback}"));
+    let (status, body, _) = token_request(
+        server,
+        Some(("zeimu", secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+async fn introspect(server: &TestServer, secret: &str, token: &str) -> bool {
+    let response = server
+        .http
+        .post(format!("{}/introspect", server.public_url))
+        .basic_auth("zeimu", Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    response.json::<Value>().await.unwrap()["active"] == json!(true)
+}
+
+async fn hotline_token(server: &TestServer) -> String {
+    let (status, token) = server
+        .admin(reqwest::Method::POST, "/api/v1/api-tokens", Some(json!({"name": "紛失届 受付", "scopes": ["hotline"]})))
+        .await;
+    assert_eq!(status, 201, "{token}");
+    token["token"].as_str().unwrap().to_owned()
+}
+
+async fn as_operator(
+    server: &TestServer,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = server.http.request(method, format!("{}{path}", server.admin_url)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+async fn card_is_second_factor_and_the_hotline_stops_it(db: Db) {
+    let server = start(db, true).await;
+    let person_id = server.add_person("E3001", "takahashi", PASSWORD).await;
+    let (_, secret) = server
+        .add_client(json!({"client_id": "zeimu", "name": "税務システム", "client_type": "confidential", "redirect_uris": [REDIRECT]}))
+        .await;
+    let secret = secret.unwrap();
+    let mut card = Card::new();
+
+    // A password alone cannot enroll a card.
+    let browser = browser();
+    let (url, _) = authorize(&server, &[]);
+    assert_eq!(log_in(&browser, &server, &url, "takahashi", PASSWORD).await.status(), 303);
+    let (status, _) = enroll(&browser, &server, &mut card, "職員証", "C-0001", "").await;
+    assert_eq!(status, 400, "no code, no card: refused");
+    let (status, _) = enroll(&browser, &server, &mut card, "職員証", "C-0001", "WRONG-CODE").await;
+    assert_eq!(status, 400);
+    // With the counter's code it can; the code works once.
+    let code = enrollment_code(&server, &person_id).await;
+    let (status, answer) = enroll(&browser, &server, &mut card, "職員証", "C-0001", &code.to_lowercase()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["redirect"], "/authenticators?enrolled=1");
+    let page = browser.get(format!("{}/authenticators", server.public_url)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("職員証") && page.contains("C-0001"));
+
+    // From now on the password is followed by the card; no session before the card answers.
+    let browser = crate::common::browser();
+    let (url, verifier) = authorize(&server, &[]);
+    let response = log_in(&browser, &server, &url, "takahashi", PASSWORD).await;
+    assert_eq!(response.status(), 200, "the card page, not a redirect");
+    let html = response.text().await.unwrap();
+    assert!(html.contains("/static/webauthn.js"));
+    let (ceremony, csrf, options) = ceremony_of(&html);
+    let assertion = card.sign(&server, options);
+    let (status, answer) = post_json(
+        &browser,
+        &server,
+        "/webauthn/login",
+        json!({"csrf_token": csrf, "ceremony": ceremony, "credential": assertion}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let callback = answer["redirect"].as_str().unwrap().to_owned();
+    assert!(callback.starts_with(REDIRECT), "{callback}");
+    let tokens = redeem(&server, &secret, &callback, &verifier).await;
+    let id = claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["acr"], "urn:sekimori:acr:hwk");
+    assert_eq!(id["amr"], json!(["pwd", "hwk", "mfa"]));
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    assert!(introspect(&server, &secret, &access).await);
+    // The same answer twice: the ceremony is used up.
+    let (status, _) = post_json(
+        &browser,
+        &server,
+        "/webauthn/login",
+        json!({"csrf_token": csrf, "ceremony": ceremony, "credential": assertion}),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // A second login starts (the card page is shown) before the card is reported lost.
+    let thief = crate::common::browser();
+    let (url, _) = authorize(&server, &[]);
+    let in_flight = log_in(&thief, &server, &url, "takahashi", PASSWORD).await.text().await.unwrap();
+
+    // The hotline: an operator finds the person and stops the card.
+    let operator = hotline_token(&server).await;
+    let (status, found) =
+        as_operator(&server, &operator, reqwest::Method::GET, "/api/v1/hotline/people?q=E3001", None).await;
+    assert_eq!(status, 200, "{found}");
+    let card_id = found["items"][0]["authenticators"][0]["id"].as_str().unwrap().to_owned();
+    let (status, by_name) = as_operator(
+        &server,
+        &operator,
+        reqwest::Method::GET,
+        "/api/v1/hotline/people?q=%E8%A9%A6%E9%A8%93%20%E5%A4%AA%E9%83%8E",
+        None,
+    )
+    .await;
+    assert_eq!((status, by_name["items"].as_array().unwrap().len()), (200, 1), "found by name, space or not");
+    // The operator can do nothing else.
+    let (status, _) =
+        as_operator(&server, &operator, reqwest::Method::GET, &format!("/api/v1/people/{person_id}"), None).await;
+    assert_eq!(status, 403);
+    let (status, _) = as_operator(
+        &server,
+        &operator,
+        reqwest::Method::POST,
+        &format!("/api/v1/people/{person_id}/enrollment-codes"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "a hotline operator cannot enroll");
+    let (status, _) = as_operator(
+        &server,
+        &operator,
+        reqwest::Method::POST,
+        &format!("/api/v1/authenticators/{card_id}/lost"),
+        Some(json!({"reported_by": "", "reason": "x"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+
+    let (status, stopped) = as_operator(
+        &server,
+        &operator,
+        reqwest::Method::POST,
+        &format!("/api/v1/authenticators/{card_id}/lost"),
+        Some(json!({"reported_by": "本人（電話）", "reason": "電車内で紛失"})),
+    )
+    .await;
+    let answered = Instant::now();
+    assert_eq!(status, 200, "{stopped}");
+    // Measured, not asserted: from the hotline's answer to the first refused use.
+    let still_active = introspect(&server, &secret, &access).await;
+    eprintln!("revoke-to-refusal latency ({:?}): {:?}", server.db, answered.elapsed());
+    assert!(!still_active, "the token obtained with the card is inactive at once");
+    assert_eq!(stopped["authenticator"]["status"], "lost");
+    assert!(stopped["sessions_ended"].as_u64().unwrap() >= 1);
+    let userinfo =
+        server.http.get(format!("{}/userinfo", server.public_url)).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(userinfo.status(), 401);
+    let (status, body, _) = token_request(
+        &server,
+        Some(("zeimu", &secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    // The browser's session is gone: prompt=none gets login_required.
+    let (url, _) = authorize(&server, &[("prompt", "none")]);
+    let response = browser.get(&url).send().await.unwrap();
+    assert_eq!(query_of(&location(&response)).get("error").map(String::as_str), Some("login_required"));
+    // The login begun before the report: the card's answer is refused now.
+    let (ceremony, csrf, options) = ceremony_of(&in_flight);
+    let late = card.sign(&server, options);
+    let (status, _) = post_json(
+        &thief,
+        &server,
+        "/webauthn/login",
+        json!({"csrf_token": csrf, "ceremony": ceremony, "credential": late}),
+    )
+    .await;
+    assert_eq!(status, 400, "a revoked card can no longer log in");
+    // Reporting again is a conflict, and the audit log names operator, reporter and reason.
+    let (status, _) = as_operator(
+        &server,
+        &operator,
+        reqwest::Method::POST,
+        &format!("/api/v1/authenticators/{card_id}/lost"),
+        Some(json!({"reported_by": "本人", "reason": "再度"})),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (_, events) = server.admin(reqwest::Method::GET, "/api/v1/audit/events?limit=1000", None).await;
+    let revoke = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "revoke" && e["target"] == format!("authenticator:{card_id}"))
+        .expect("the revocation is audited")
+        .clone();
+    assert!(revoke["actor"].as_str().unwrap().starts_with("api_token:"));
+    assert!(revoke["detail"]["reason"].as_str().unwrap().contains("本人（電話）"));
+    assert!(revoke["detail"]["reason"].as_str().unwrap().contains("電車内で紛失"));
+
+    // A replacement card is enrolled with a new code; the lost one's number may be reused.
+    let browser = crate::common::browser();
+    let (url, _) = authorize(&server, &[]);
+    assert_eq!(log_in(&browser, &server, &url, "takahashi", PASSWORD).await.status(), 303, "no active card: password");
+    let mut replacement = Card::new();
+    let code = enrollment_code(&server, &person_id).await;
+    let (status, answer) = enroll(&browser, &server, &mut replacement, "再発行の職員証", "C-0001", &code).await;
+    assert_eq!(status, 200, "{answer}");
+    server.stop().await;
+}
+
+async fn step_up_and_self_service_report(db: Db) {
+    // Cards only when a consuming system asks: the password session steps up.
+    let server = start(db, false).await;
+    let person_id = server.add_person("E3002", "nakamura", PASSWORD).await;
+    let (_, secret) = server
+        .add_client(json!({"client_id": "zeimu", "name": "税務システム", "client_type": "confidential", "redirect_uris": [REDIRECT]}))
+        .await;
+    let secret = secret.unwrap();
+    let browser = browser();
+    let (url, verifier) = authorize(&server, &[]);
+    let response = log_in(&browser, &server, &url, "nakamura", PASSWORD).await;
+    let first = redeem(&server, &secret, &location(&response), &verifier).await;
+    let first_id = claims(first["id_token"].as_str().unwrap());
+    assert_eq!(first_id["acr"], "urn:sekimori:acr:password");
+    let mut card = Card::new();
+    let code = enrollment_code(&server, &person_id).await;
+    assert_eq!(enroll(&browser, &server, &mut card, "セキュリティキー", "K-77", &code).await.0, 200);
+
+    // The tax system demands a card: the session steps up, keeping its sid.
+    let (url, verifier) = authorize(&server, &[("acr_values", "urn:sekimori:acr:hwk")]);
+    let response = browser.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    let step = location(&response);
+    assert!(step.starts_with("/login/card/step-up?"), "{step}");
+    let html = browser.get(format!("{}{step}", server.public_url)).send().await.unwrap().text().await.unwrap();
+    let (ceremony, csrf, options) = ceremony_of(&html);
+    let (status, answer) = post_json(
+        &browser,
+        &server,
+        "/webauthn/login",
+        json!({"csrf_token": csrf, "ceremony": ceremony, "credential": card.sign(&server, options)}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let stepped = redeem(&server, &secret, answer["redirect"].as_str().unwrap(), &verifier).await;
+    let stepped_id = claims(stepped["id_token"].as_str().unwrap());
+    assert_eq!(stepped_id["acr"], "urn:sekimori:acr:hwk");
+    assert_eq!(stepped_id["sid"], first_id["sid"], "the same session, now a card session");
+    // Once stepped up, the card is no longer asked for.
+    let (url, _) = authorize(&server, &[("acr_values", "urn:sekimori:acr:hwk")]);
+    let response = browser.get(&url).send().await.unwrap();
+    assert!(location(&response).starts_with(REDIRECT));
+
+    // A second card without a code: allowed, because this session used a card.
+    let mut spare = Card::new();
+    assert_eq!(enroll(&browser, &server, &mut spare, "予備", "K-78", "").await.0, 200);
+
+    // The holder reports the first card lost: the session (stepped up with it) ends.
+    let page = browser.get(format!("{}/authenticators", server.public_url)).send().await.unwrap().text().await.unwrap();
+    let (_, operator_view) = as_operator(
+        &server,
+        &hotline_token(&server).await,
+        reqwest::Method::GET,
+        "/api/v1/hotline/people?q=E3002",
+        None,
+    )
+    .await;
+    let cards = operator_view["items"][0]["authenticators"].as_array().unwrap().clone();
+    let lost = cards.iter().find(|c| c["label"] == "セキュリティキー").unwrap()["id"].as_str().unwrap().to_owned();
+    let response = browser
+        .post(format!("{}/authenticators/{lost}/lost", server.public_url))
+        .form(&[("csrf_token", hidden_input(&page, "csrf_token"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!introspect(&server, &secret, stepped["access_token"].as_str().unwrap()).await);
+    assert!(!introspect(&server, &secret, first["access_token"].as_str().unwrap()).await, "same session");
+    // Someone else's card cannot be reported from this account.
+    let other = server.add_person("E3003", "kobayashi", "hanabi-taikai-no-yoru-2026").await;
+    let _ = other;
+    let response = browser
+        .post(format!("{}/authenticators/{}/lost", server.public_url, "not-mine"))
+        .form(&[("csrf_token", hidden_input(&page, "csrf_token"))])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status() == 401 || response.status() == 404);
+    server.stop().await;
+}
+
+on_both_databases!(card_is_second_factor_and_the_hotline_stops_it, step_up_and_self_service_report);
