@@ -48,6 +48,20 @@ pub struct WebauthnConfig {
     /// Whether a person with an active card must use it after the password. When false, the
     /// card is asked for only when a consuming system demands it (acr_values).
     pub require_card_when_enrolled: bool,
+    /// For organisations that issue specific card models: when any are listed, only
+    /// authenticators whose attestation chains to one of these CAs, with one of these AAGUIDs,
+    /// can be enrolled.
+    pub attestation: Vec<AttestedModel>,
+}
+
+/// A card model the organisation accepts: its maker's attestation CA and its AAGUID.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestedModel {
+    /// PEM file of the attestation root CA.
+    pub ca_pem_file: String,
+    pub aaguid: uuid::Uuid,
+    pub description: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +156,7 @@ impl Default for WebauthnConfig {
             enrollment_code_ttl: 72 * 3600,
             ceremony_ttl: 300,
             require_card_when_enrolled: true,
+            attestation: Vec::new(),
         }
     }
 }

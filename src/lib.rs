@@ -74,6 +74,8 @@ pub struct AppInner {
     pub fingerprint_key: [u8; 32],
     /// The WebAuthn relying party; None when the issuer has no domain (an IP address).
     pub webauthn: Option<webauthn_rs::Webauthn>,
+    /// The card models enrollment is limited to, if the organisation set any.
+    pub attestation: Option<webauthn_rs::prelude::AttestationCaList>,
 }
 
 impl Deref for App {
@@ -106,7 +108,18 @@ impl App {
         let csrf_key = master.derive_key(b"sekimori csrf v1");
         let fingerprint_key = master.derive_key(b"sekimori password fingerprint v1");
         let webauthn = authenticators::relying_party(&config);
-        Ok(App(Arc::new(AppInner { config, store, clock, hasher, keys, csrf_key, fingerprint_key, webauthn })))
+        let attestation = authenticators::attestation_ca_list(&config).map_err(config::ConfigError::Invalid)?;
+        Ok(App(Arc::new(AppInner {
+            config,
+            store,
+            clock,
+            hasher,
+            keys,
+            csrf_key,
+            fingerprint_key,
+            webauthn,
+            attestation,
+        })))
     }
 }
 

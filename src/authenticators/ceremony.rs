@@ -8,8 +8,9 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, DiscoverableAuthentication, DiscoverableKey, PasskeyAuthentication, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Uuid,
+    AttestedPasskeyRegistration, CreationChallengeResponse, DiscoverableAuthentication, DiscoverableKey, Passkey,
+    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse, Uuid,
 };
 
 use crate::audit::{self, Actor, Event, Outcome};
@@ -76,6 +77,13 @@ impl From<sqlx::Error> for CardError {
     fn from(e: sqlx::Error) -> Self {
         CardError::Internal(e.into())
     }
+}
+
+/// What an enrollment waits for: any authenticator, or one of the attested card models.
+#[derive(Serialize, Deserialize)]
+enum RegistrationState {
+    Any(PasskeyRegistration),
+    Attested(AttestedPasskeyRegistration),
 }
 
 /// A stored ceremony.
@@ -208,9 +216,29 @@ pub async fn start_registration(
         .ok_or(CardError::NotEntitled)?;
     let exclude: Vec<_> =
         active_credentials(&mut *tx, &person.id).await?.iter().map(|(_, p)| p.cred_id().clone()).collect();
-    let (options, state) = webauthn
-        .start_passkey_registration(user_uuid(&person.id)?, &person.employee_number, &person.full_name(), Some(exclude))
-        .map_err(|_| CardError::Rejected)?;
+    let user = user_uuid(&person.id)?;
+    let (mut options, state) = match &app.attestation {
+        None => webauthn
+            .start_passkey_registration(user, &person.employee_number, &person.full_name(), Some(exclude))
+            .map(|(o, s)| (o, RegistrationState::Any(s))),
+        Some(models) => webauthn
+            .start_attested_passkey_registration(
+                user,
+                &person.employee_number,
+                &person.full_name(),
+                Some(exclude),
+                models.clone(),
+                None,
+            )
+            .map(|(o, s)| (o, RegistrationState::Attested(s))),
+    }
+    .map_err(|_| CardError::Rejected)?;
+    // Ask for a discoverable credential where the card can hold one, so that it can also log in
+    // without the password (the card's PIN is still required). Cards that cannot are enrolled
+    // all the same and serve as the second factor.
+    if let Some(selection) = options.public_key.authenticator_selection.as_mut() {
+        selection.resident_key = Some(webauthn_rs_proto::ResidentKeyRequirement::Preferred);
+    }
     let token = save(
         app,
         &mut tx,
@@ -246,8 +274,15 @@ pub async fn finish_registration(
         tx.commit().await?;
         return Err(CardError::Expired);
     }
-    let state: PasskeyRegistration = serde_json::from_str(&ceremony.state).map_err(|_| CardError::Expired)?;
-    let passkey = match webauthn.finish_passkey_registration(credential, &state) {
+    let state: RegistrationState = serde_json::from_str(&ceremony.state).map_err(|_| CardError::Expired)?;
+    let verified = match &state {
+        RegistrationState::Any(state) => webauthn.finish_passkey_registration(credential, state),
+        // The chain must lead to one of the organisation's CAs, with one of its AAGUIDs.
+        RegistrationState::Attested(state) => {
+            webauthn.finish_attested_passkey_registration(credential, state).map(Passkey::from)
+        }
+    };
+    let passkey = match verified {
         Ok(passkey) => passkey,
         Err(e) => {
             tracing::info!(error = %e, "enrollment refused by WebAuthn verification");
@@ -398,7 +433,7 @@ pub async fn finish_login(
     let authenticator_id: String = row.try_get("id")?;
     let person_id: String = row.try_get("person_id")?;
     let stored: String = row.try_get("credential")?;
-    let mut passkey: webauthn_rs::prelude::Passkey = serde_json::from_str(&stored).map_err(|_| CardError::Rejected)?;
+    let mut passkey: Passkey = serde_json::from_str(&stored).map_err(|_| CardError::Rejected)?;
     let result = match ceremony.kind {
         Kind::Passwordless => {
             let (user, _) =

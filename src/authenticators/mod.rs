@@ -12,7 +12,7 @@ pub mod ceremony;
 
 use serde::Serialize;
 use sqlx::Row;
-use webauthn_rs::prelude::{Passkey, Url, Webauthn, WebauthnBuilder};
+use webauthn_rs::prelude::{AttestationCaList, AttestationCaListBuilder, Passkey, Url, Webauthn, WebauthnBuilder};
 
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::clock::UnixTime;
@@ -43,6 +43,23 @@ pub fn relying_party(config: &Config) -> Option<Webauthn> {
             None
         }
     }
+}
+
+/// The attestation CAs and AAGUIDs of the card models the organisation accepts, or None when
+/// any authenticator may be enrolled.
+pub fn attestation_ca_list(config: &Config) -> Result<Option<AttestationCaList>, String> {
+    if config.webauthn.attestation.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = AttestationCaListBuilder::new();
+    for model in &config.webauthn.attestation {
+        let pem = std::fs::read(&model.ca_pem_file)
+            .map_err(|e| format!("webauthn.attestation: cannot read {}: {e}", model.ca_pem_file))?;
+        builder
+            .insert_device_pem(&pem, model.aaguid, model.description.clone(), Default::default())
+            .map_err(|e| format!("webauthn.attestation: {} is not a PEM certificate: {e}", model.ca_pem_file))?;
+    }
+    Ok(Some(builder.build()))
 }
 
 /// An authenticator as people, the hotline and the API see it (never its key material).

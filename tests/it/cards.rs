@@ -7,7 +7,8 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use url::Url;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
-use webauthn_authenticator_rs::WebauthnAuthenticator;
+use webauthn_authenticator_rs::softtoken::{SoftToken, AAGUID as SOFT_TOKEN_AAGUID};
+use webauthn_authenticator_rs::{AuthenticatorBackend, WebauthnAuthenticator};
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
 
 use crate::common::{
@@ -45,14 +46,17 @@ fn ceremony_of(html: &str) -> (String, String, Value) {
     (attr(html, "data-ceremony"), attr(html, "data-csrf"), serde_json::from_str(&attr(html, "data-options")).unwrap())
 }
 
-struct Card {
-    authenticator: WebauthnAuthenticator<SoftPasskey>,
+struct Card<T: AuthenticatorBackend = SoftPasskey> {
+    authenticator: WebauthnAuthenticator<T>,
 }
 
-impl Card {
+impl Card<SoftPasskey> {
     fn new() -> Card {
         Card { authenticator: WebauthnAuthenticator::new(SoftPasskey::new(true)) }
     }
+}
+
+impl<T: AuthenticatorBackend> Card<T> {
     fn register(&mut self, server: &TestServer, options: Value) -> Value {
         let options: CreationChallengeResponse = serde_json::from_value(options).unwrap();
         let credential = self.authenticator.do_registration(Url::parse(&server.issuer).unwrap(), options).unwrap();
@@ -79,10 +83,10 @@ async fn enrollment_code(server: &TestServer, person_id: &str) -> String {
 }
 
 /// Enrolls `card` through the self-service page of `browser`'s session.
-async fn enroll(
+async fn enroll<T: AuthenticatorBackend>(
     browser: &reqwest::Client,
     server: &TestServer,
-    card: &mut Card,
+    card: &mut Card<T>,
     label: &str,
     number: &str,
     code: &str,
@@ -447,4 +451,42 @@ async fn step_up_and_self_service_report(db: Db) {
     server.stop().await;
 }
 
-on_both_databases!(card_is_second_factor_and_the_hotline_stops_it, step_up_and_self_service_report);
+/// An organisation that issues one card model accepts only that model.
+async fn only_attested_card_models_enroll(db: Db) {
+    let (token, ca) = SoftToken::new(true).unwrap();
+    let ca_file = std::env::temp_dir().join(format!("sekimori-test-ca-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&ca_file, ca.to_pem().unwrap()).unwrap();
+    let ca_path = ca_file.display().to_string();
+    let server = TestServer::start_configured(db, move |config| {
+        config.issuer = format!("http://localhost:{}", config.public_addr.port());
+        config.webauthn.attestation = vec![sekimori::config::AttestedModel {
+            ca_pem_file: ca_path,
+            aaguid: SOFT_TOKEN_AAGUID,
+            description: "関守市 職員証".into(),
+        }];
+    })
+    .await;
+    let person_id = server.add_person("E3004", "matsumoto", PASSWORD).await;
+    server
+        .add_client(json!({"client_id": "zeimu", "name": "税務システム", "client_type": "confidential", "redirect_uris": [REDIRECT]}))
+        .await;
+    let browser = browser();
+    let (url, _) = authorize(&server, &[]);
+    assert_eq!(log_in(&browser, &server, &url, "matsumoto", PASSWORD).await.status(), 303);
+    // Another maker's key: its attestation does not chain to the organisation's CA.
+    let code = enrollment_code(&server, &person_id).await;
+    let (status, answer) = enroll(&browser, &server, &mut Card::new(), "私物のキー", "X-1", &code).await;
+    assert_eq!(status, 400, "{answer}");
+    // The issued model enrolls (the refused attempt did not use the code up).
+    let mut issued = Card { authenticator: WebauthnAuthenticator::new(token) };
+    let (status, answer) = enroll(&browser, &server, &mut issued, "職員証", "C-9", &code).await;
+    assert_eq!(status, 200, "{answer}");
+    let _ = std::fs::remove_file(&ca_file);
+    server.stop().await;
+}
+
+on_both_databases!(
+    card_is_second_factor_and_the_hotline_stops_it,
+    step_up_and_self_service_report,
+    only_attested_card_models_enroll,
+);
