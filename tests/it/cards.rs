@@ -195,8 +195,12 @@ async fn as_operator(
 async fn card_is_second_factor_and_the_hotline_stops_it(db: Db) {
     let server = start(db, true).await;
     let person_id = server.add_person("E3001", "takahashi", PASSWORD).await;
+    // The consuming system takes back-channel logout notices (nobody listens: they stay queued).
     let (_, secret) = server
-        .add_client(json!({"client_id": "zeimu", "name": "税務システム", "client_type": "confidential", "redirect_uris": [REDIRECT]}))
+        .add_client(json!({
+            "client_id": "zeimu", "name": "税務システム", "client_type": "confidential", "redirect_uris": [REDIRECT],
+            "backchannel_logout_uri": "http://127.0.0.1:9/backchannel"
+        }))
         .await;
     let secret = secret.unwrap();
     let mut card = Card::new();
@@ -311,7 +315,9 @@ async fn card_is_second_factor_and_the_hotline_stops_it(db: Db) {
     eprintln!("revoke-to-refusal latency ({:?}): {:?}", server.db, answered.elapsed());
     assert!(!still_active, "the token obtained with the card is inactive at once");
     assert_eq!(stopped["authenticator"]["status"], "lost");
-    assert!(stopped["sessions_ended"].as_u64().unwrap() >= 1);
+    assert_eq!(stopped["sessions_ended"], 1, "{stopped}");
+    assert_eq!(stopped["logout_notices_queued"], 1, "the consuming system is told: {stopped}");
+    assert!(stopped["refresh_tokens_revoked"].as_u64().unwrap() >= 1);
     let userinfo =
         server.http.get(format!("{}/userinfo", server.public_url)).bearer_auth(&access).send().await.unwrap();
     assert_eq!(userinfo.status(), 401);
