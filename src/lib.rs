@@ -123,6 +123,18 @@ impl App {
     }
 }
 
+/// A body refused for its size was not read: the connection cannot carry another request, so
+/// the client is told to close it (otherwise it may reuse it and see its next request fail).
+async fn close_after_refused_body(response: axum::response::Response) -> axum::response::Response {
+    let mut response = response;
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// OIDC endpoints and login pages.
 pub fn public_router(app: App) -> Router {
     Router::new()
@@ -131,6 +143,7 @@ pub fn public_router(app: App) -> Router {
         .route("/health", axum::routing::get(admin::health))
         .layer(axum::middleware::from_fn(web::security_headers))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .layer(axum::middleware::map_response(close_after_refused_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
 }
@@ -141,6 +154,7 @@ pub fn admin_router(app: App) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
         // Errors produced by layers (the body limit) speak problem+json too.
         .layer(axum::middleware::map_response(admin::problem::problem_for_plain_errors))
+        .layer(axum::middleware::map_response(close_after_refused_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
 }
