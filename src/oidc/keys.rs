@@ -62,6 +62,14 @@ pub struct Jwks {
     pub keys: Vec<serde_json::Value>,
 }
 
+/// What a token's `typ` header must say, so that one kind of token cannot pass for another.
+#[derive(Debug, Clone, Copy)]
+pub enum Typ {
+    Exactly(&'static str),
+    /// An ID token: `JWT` or no `typ` at all.
+    JwtOrAbsent,
+}
+
 /// A key as the admin API lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyInfo {
@@ -302,6 +310,38 @@ impl KeySet {
         header.kid = Some(key.kid.clone());
         header.typ = Some(typ.to_owned());
         Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+    }
+
+    /// Verifies a token this server signed: its key (by `kid`, with the key's own algorithm),
+    /// issuer, `typ` and required claims; expiry only when `check_exp` (against the system
+    /// clock, so callers also compare `exp` with Sekimori's clock). None for anything else.
+    pub fn verify<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+        typ: Typ,
+        required: &[&str],
+        check_exp: bool,
+    ) -> Option<T> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let typ_ok = match typ {
+            Typ::Exactly(expected) => header.typ.as_deref() == Some(expected),
+            Typ::JwtOrAbsent => header.typ.as_deref().is_none_or(|t| t.eq_ignore_ascii_case("JWT")),
+        };
+        if !typ_ok {
+            return None;
+        }
+        let (alg, key) = self.decoding_key(header.kid.as_deref()?)?;
+        if header.alg != alg {
+            return None;
+        }
+        let mut validation = jsonwebtoken::Validation::new(alg);
+        validation.set_issuer(&[issuer]);
+        validation.validate_aud = false;
+        validation.validate_exp = check_exp;
+        validation.leeway = 0;
+        validation.set_required_spec_claims(required);
+        jsonwebtoken::decode::<T>(token, &key, &validation).ok().map(|d| d.claims)
     }
 
     /// The public key for `kid`, to verify a token this server signed.
