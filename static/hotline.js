@@ -25,10 +25,11 @@
   function el(tag, text) { var e = document.createElement(tag); if (text !== undefined) { e.textContent = text; } return e; }
   function when(t) { return t ? new Date(t * 1000).toLocaleString("ja-JP") : "—"; }
 
-  function render(items) {
+  // quiet: keep the status as it is (after a stop, its confirmation must stay to be heard).
+  function render(items, quiet) {
     results.replaceChildren();
-    if (items.length === 0) { say("該当する職員はいません。 (No one found.)", false); return; }
-    say(items.length + " 人見つかりました。 (" + items.length + " found.)", false);
+    if (items.length === 0) { if (!quiet) { say("該当する職員はいません。 (No one found.)", false); } return; }
+    if (!quiet) { say(items.length + " 人見つかりました。 (" + items.length + " found.)", false); }
     items.forEach(function (person) {
       var section = el("section");
       var heading = el("h2", person.name + "（" + person.name_kana + "） 職員番号 " + person.employee_number);
@@ -56,7 +57,9 @@
               .then(function (answer) {
                 say("停止しました。終了したログイン " + answer.sessions_ended + " 件、無効にしたトークン " +
                   (answer.access_tokens_revoked + answer.refresh_tokens_revoked) + " 件。 (Stopped.)", false);
-                search();
+                // The form is about to go: keep the keyboard on the confirmation, not on <body>.
+                status.focus();
+                search(true);
               })
               .catch(function (e) { say("停止できませんでした: " + e.message + " (Could not stop the card.)", true); });
           });
@@ -69,13 +72,14 @@
     });
   }
 
-  function search() {
+  function search(quiet) {
     var q = document.getElementById("q").value.trim();
     if (!q || !token()) { say("トークンと検索語を入力してください。 (Enter the token and a search term.)", true); return; }
     call("GET", "/api/v1/hotline/people?q=" + encodeURIComponent(q))
-      .then(function (data) { render(data.items); })
+      .then(function (data) { render(data.items, quiet === true); })
       .catch(function (e) { say("検索できませんでした: " + e.message + " (Search failed.)", true); });
   }
-  document.getElementById("search-form").addEventListener("submit", function (event) { event.preventDefault(); search(); });
+  status.setAttribute("tabindex", "-1");
+  document.getElementById("search-form").addEventListener("submit", function (event) { event.preventDefault(); search(false); });
   document.getElementById("token-form").addEventListener("submit", function (event) { event.preventDefault(); });
 })();

@@ -1,6 +1,6 @@
 // Real-browser tests of Sekimori's login page: headless Debian Chromium driven by
 // playwright-core. Run through ./run.sh, which starts a throw-away Sekimori with demo data
-// and passes its URL and two demo logins in the environment.
+// and passes its URL (http://localhost:<port>, the issuer) and two demo logins in the environment.
 import { test, before, after, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -207,8 +207,9 @@ test('Japanese first, labelled fields, and a login done with the keyboard only',
     const now = await focused(page);
     if (now !== 'body') cycle.push(now);
   }
-  assert.deepEqual(cycle, ['#password', 'button:ログイン', 'a:本文へ移動', 'a:English', '#login_id'],
-    'tab order: skip link, language link, login ID, password, button, and nothing else');
+  assert.deepEqual(cycle,
+    ['#password', 'button:ログイン', 'a:ICカード・セキュリティキーでログイン', 'a:本文へ移動', 'a:English', '#login_id'],
+    'tab order: skip link, language link, login ID, password, button, card login link, and nothing else');
 
   // Backwards from there: the language link, then the skip link first in the page.
   await page.keyboard.press('Shift+Tab');

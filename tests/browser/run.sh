@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Real-browser end-to-end test of Sekimori's login page.
+# Real-browser end-to-end tests of Sekimori's login page and IC cards.
 #
 # Starts a throw-away Sekimori (SQLite in a temp dir, demo data, free ports), then drives
-# headless Debian Chromium through the login flow with playwright-core (login.test.mjs).
+# headless Debian Chromium through the login flow (login.test.mjs) and through card
+# enrollment, card login and the lost-card hotline with a CDP virtual authenticator
+# (cards.test.mjs), with playwright-core.
 # Builds nothing: build the binary first (`cargo build`), or point SEKIMORI_BIN at one.
 #
 # Needs: node >= 20 and npm, /usr/bin/chromium (`apt-get install -y chromium`), and for
@@ -83,7 +85,9 @@ export SEKIMORI_DATABASE_URL="sqlite:$tmp/s.db"
 export SEKIMORI_MASTER_KEY_FILE="$tmp/master.key"
 export SEKIMORI_PUBLIC_ADDR="127.0.0.1:$public_port"
 export SEKIMORI_ADMIN_ADDR="127.0.0.1:$admin_port"
-export SEKIMORI_ISSUER="http://127.0.0.1:$public_port"
+# WebAuthn needs a domain as relying party ID, not an IP address: the issuer (and so the
+# pages' origin) is http://localhost, which browsers also treat as a secure context.
+export SEKIMORI_ISSUER="http://localhost:$public_port"
 unset SEKIMORI_CONFIG SEKIMORI_MASTER_KEY
 export SEKIMORI_LOG="${SEKIMORI_LOG:-info,sqlx=warn}"
 export NO_COLOR=1
@@ -97,13 +101,24 @@ fi
 password_of() {
   awk -v login="$1" '/^  [a-z0-9._-]+ +[^ ]+  / && $1 == login { print $2; exit }' "$tmp/demo.txt"
 }
+name_of() {
+  awk -v login="$1" '/^  [a-z0-9._-]+ +[^ ]+  / && $1 == login { $1 = ""; $2 = ""; sub(/^ +/, ""); print; exit }' "$tmp/demo.txt"
+}
+# The login tests use the first two; the card tests enroll cards for the other two (a card
+# makes every later password login ask for it, so they are kept apart).
 login1=tanaka.kenichi
 login2=sato.hanako
+login3=suzuki.ichiro
+login4=takahashi.misaki
 password1="$(password_of "$login1")"
 password2="$(password_of "$login2")"
-if [[ -z "$password1" || -z "$password2" ]]; then
+password3="$(password_of "$login3")"
+password4="$(password_of "$login4")"
+name3="$(name_of "$login3")"
+name4="$(name_of "$login4")"
+if [[ -z "$password1" || -z "$password2" || -z "$password3" || -z "$password4" || -z "$name3" || -z "$name4" ]]; then
   sed -E 's/^(  [a-z0-9._-]+ +)[^ ]+/\1********/' "$tmp/demo.txt" >&2
-  die "could not find $login1 and $login2 in the demo output above"
+  die "could not find $login1, $login2, $login3 and $login4 (with their names) in the demo output above"
 fi
 grep -q 'client_id=toshokan .*redirect_uri=http://127.0.0.1:9002/callback' "$tmp/demo.txt" \
   || die "the demo did not register the public client toshokan with redirect_uri http://127.0.0.1:9002/callback"
@@ -111,20 +126,41 @@ grep -q 'client_id=toshokan .*redirect_uri=http://127.0.0.1:9002/callback' "$tmp
 "$bin" serve >"$tmp/server.out" 2>"$tmp/server.log" &
 server_pid=$!
 
-public_url="http://127.0.0.1:$public_port"
+public_url="http://localhost:$public_port"
+admin_url="http://127.0.0.1:$admin_port"
 deadline=$((SECONDS + 30))
-until curl -fsS --max-time 2 -o /dev/null "$public_url/health" 2>/dev/null; do
+# Health through the listening address itself, whatever "localhost" resolves to first.
+until curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$public_port/health" 2>/dev/null; do
   kill -0 "$server_pid" 2>/dev/null || die "'sekimori serve' exited before it was healthy"
   ((SECONDS < deadline)) || die "'sekimori serve' was not healthy on $public_url/health within 30 s"
   sleep 0.2
 done
-echo "run.sh: sekimori serving on $public_url (pid $server_pid)" >&2
+echo "run.sh: sekimori serving on $public_url, admin on $admin_url (pid $server_pid)" >&2
+
+# The fresh database has no administrator: serve printed a one-time bootstrap code (the
+# indented line after "No administrator yet"); exchange it for a token with every scope.
+bootstrap_code="$(awk '/^No administrator yet/ { getline; sub(/^  /, ""); print; exit }' "$tmp/server.out")"
+if [[ -z "$bootstrap_code" ]]; then
+  cat "$tmp/server.out" >&2
+  die "no bootstrap code in the output of 'sekimori serve' above"
+fi
+bootstrap_answer="$(curl -sS --max-time 10 -X POST "$admin_url/api/v1/bootstrap" \
+  -H 'Content-Type: application/json' \
+  -d "{\"code\":\"$bootstrap_code\",\"name\":\"browser test\"}")" \
+  || die "POST $admin_url/api/v1/bootstrap failed"
+admin_token="$(node -e '
+  try { const t = JSON.parse(process.argv[1]).token; if (t) console.log(t); } catch {}
+' "$bootstrap_answer")"
+[[ -n "$admin_token" ]] || die "POST /api/v1/bootstrap answered without a token: $bootstrap_answer"
 
 cd "$here"
 # In the background so that a signal reaches the trap at once rather than after the tests.
 SEKIMORI_TEST_URL="$public_url" \
 SEKIMORI_TEST_LOGIN="$login1" SEKIMORI_TEST_PASSWORD="$password1" \
 SEKIMORI_TEST_LOGIN2="$login2" SEKIMORI_TEST_PASSWORD2="$password2" \
+SEKIMORI_TEST_LOGIN3="$login3" SEKIMORI_TEST_PASSWORD3="$password3" SEKIMORI_TEST_NAME3="$name3" \
+SEKIMORI_TEST_LOGIN4="$login4" SEKIMORI_TEST_PASSWORD4="$password4" SEKIMORI_TEST_NAME4="$name4" \
+SEKIMORI_TEST_ADMIN_URL="$admin_url" SEKIMORI_TEST_ADMIN_TOKEN="$admin_token" \
 CHROMIUM_PATH="$chromium" \
   timeout 300 npm test --silent &
 test_pid=$!
