@@ -128,9 +128,7 @@ impl App {
 async fn close_after_refused_body(response: axum::response::Response) -> axum::response::Response {
     let mut response = response;
     if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        response
-            .headers_mut()
-            .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
     }
     response
 }

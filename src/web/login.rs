@@ -195,11 +195,9 @@ async fn attempt_login(app: &App, jar: CookieJar, lang: Lang, attempt: Attempt<'
         tx.commit().await?;
         return Ok(password::forced_change_page(app, jar, lang, &ticket, Vec::new()));
     }
-    // A person who holds a card uses it after the password (R13), and so does anyone a
-    // consuming system asks a card of; no session exists until the card has answered.
-    let holds_card = authenticators::has_active(&mut *tx, &account.person.id).await?;
-    if app.webauthn.is_some() && holds_card && (app.config.webauthn.require_card_when_enrolled || request.needs_card())
-    {
+    // A person who holds a card uses it after the password (R13); no session exists until the
+    // card has answered.
+    if card_needed(app, &mut tx, &account.person.id, &request).await? {
         audit::record(
             &mut tx,
             now,
@@ -214,16 +212,7 @@ async fn attempt_login(app: &App, jar: CookieJar, lang: Lang, attempt: Attempt<'
         )
         .await?;
         tx.commit().await?;
-        let client_name = clients::get(&app.store, &request.client_id).await?.map(|c| c.name);
-        return super::cards::second_factor_page(
-            app,
-            jar,
-            lang,
-            &account.person.id,
-            attempt.request_id,
-            client_name.as_deref(),
-        )
-        .await;
+        return card_step(app, jar, lang, &account.person.id, &request, attempt.request_id).await;
     }
     let (session, cookie_value) = start_session(app, &mut tx, account, &request, &attempt.source, now).await?;
     tx.commit().await?;
@@ -248,6 +237,33 @@ async fn attempt_login(app: &App, jar: CookieJar, lang: Lang, attempt: Attempt<'
         return Ok((jar, pages::render(StatusCode::OK, &page)).into_response());
     }
     Ok((jar, finish_authorization(app, lang, &request, &session, attempt.request_id).await?).into_response())
+}
+
+/// Whether, after a correct password, the card must follow: the person holds one and either the
+/// policy asks for it always or the consuming system asked for a card login.
+pub(super) async fn card_needed(
+    app: &App,
+    tx: &mut crate::store::Tx,
+    person_id: &str,
+    request: &AuthorizationRequest,
+) -> Result<bool, crate::Error> {
+    if app.webauthn.is_none() || !authenticators::has_active(&mut **tx, person_id).await? {
+        return Ok(false);
+    }
+    Ok(app.config.webauthn.require_card_when_enrolled || request.needs_card())
+}
+
+/// The card page that completes a login after the password.
+pub(super) async fn card_step(
+    app: &App,
+    jar: CookieJar,
+    lang: Lang,
+    person_id: &str,
+    request: &AuthorizationRequest,
+    request_id: &str,
+) -> Result<Response, crate::Error> {
+    let client_name = clients::get(&app.store, &request.client_id).await?.map(|c| c.name);
+    super::cards::second_factor_page(app, jar, lang, person_id, request_id, client_name.as_deref()).await
 }
 
 /// Starts the SSO session for a successful login, with its audit event, in `tx`.

@@ -17,7 +17,7 @@ use crate::store::Tx;
 use crate::App;
 
 use super::csrf::{self, CheckedForm};
-use super::login::{choose_lang, finish_authorization, secure, session_cookie, start_session};
+use super::login::{card_needed, card_step, choose_lang, finish_authorization, secure, session_cookie, start_session};
 use super::pages::{self, PasswordPage};
 use super::{session_from_jar, Lang, Msg, SourceIp};
 
@@ -185,6 +185,11 @@ pub async fn reset_submit(State(app): State<App>, SourceIp(source): SourceIp, fo
         let account = directory::get_login_account(&mut *tx, &found.account_id)
             .await?
             .ok_or(directory::DirectoryError::NotFound("account"))?;
+        // The new password replaces the old one, not the card: a card holder still shows it.
+        if card_needed(&app, &mut tx, &account.person.id, &request).await? {
+            tx.commit().await?;
+            return card_step(&app, jar, lang, &account.person.id, &request, &request_id).await;
+        }
         let source = source.unwrap_or_else(|| "unknown".into());
         let (session, cookie_value) = start_session(&app, &mut tx, &account, &request, &source, now).await?;
         tx.commit().await?;

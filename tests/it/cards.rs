@@ -457,6 +457,38 @@ async fn step_up_and_self_service_report(db: Db) {
     server.stop().await;
 }
 
+/// Replacing an expired password completes the login only after the card, as any password login.
+async fn an_expired_password_does_not_skip_the_card(db: Db) {
+    let server = start(db, true).await;
+    let person_id = server.add_person("E3005", "inoue", PASSWORD).await;
+    server
+        .add_client(json!({"client_id": "zeimu", "name": "税務システム", "client_type": "confidential", "redirect_uris": [REDIRECT]}))
+        .await;
+    let browser = browser();
+    let (url, _) = authorize(&server, &[]);
+    assert_eq!(log_in(&browser, &server, &url, "inoue", PASSWORD).await.status(), 303);
+    let code = enrollment_code(&server, &person_id).await;
+    assert_eq!(enroll(&browser, &server, &mut Card::new(), "職員証", "C-5", &code).await.0, 200);
+    server.app.clock.advance(91 * 86_400);
+    let browser = crate::common::browser();
+    let (url, _) = authorize(&server, &[]);
+    let page = log_in(&browser, &server, &url, "inoue", PASSWORD).await.text().await.unwrap();
+    let done = browser
+        .post(format!("{}/password/reset", server.public_url))
+        .form(&[
+            ("csrf_token", hidden_input(&page, "csrf_token").as_str()),
+            ("ticket", hidden_input(&page, "ticket").as_str()),
+            ("new_password", "aki-no-yuuhi-to-akatombo"),
+            ("confirm_password", "aki-no-yuuhi-to-akatombo"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200, "the card page, not a redirect with a code");
+    assert!(done.text().await.unwrap().contains("data-ceremony"));
+    server.stop().await;
+}
+
 /// An organisation that issues one card model accepts only that model.
 async fn only_attested_card_models_enroll(db: Db) {
     let (token, ca) = SoftToken::new(true).unwrap();
@@ -495,4 +527,5 @@ on_both_databases!(
     card_is_second_factor_and_the_hotline_stops_it,
     step_up_and_self_service_report,
     only_attested_card_models_enroll,
+    an_expired_password_does_not_skip_the_card,
 );
