@@ -23,6 +23,8 @@ pub enum Dialect {
 pub enum StoreError {
     #[error("unsupported database_url scheme (use sqlite: or postgres:)")]
     UnsupportedUrl,
+    #[error("an in-memory SQLite database is not supported (each connection would see its own): use a file, e.g. sqlite:sekimori.db")]
+    InMemorySqlite,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
@@ -32,6 +34,11 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite only: the one connection write transactions take, in turn. SQLite has one
+    /// writer at a time anyway; queueing for it here is first come, first served, where
+    /// SQLite's own busy handler makes waiting writers poll with growing sleeps (slow, unfair
+    /// under load, and failing after the busy timeout). Readers use `pool` beside it (WAL).
+    writer: Option<AnyPool>,
     dialect: Dialect,
 }
 
@@ -49,6 +56,9 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
+        if dialect == Dialect::Sqlite && (database_url.contains(":memory:") || database_url.contains("mode=memory")) {
+            return Err(StoreError::InMemorySqlite);
+        }
         let url = match dialect {
             Dialect::Sqlite if !database_url.contains("mode=") => {
                 let sep = if database_url.contains('?') { '&' } else { '?' };
@@ -57,17 +67,28 @@ impl Store {
             _ => database_url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(match dialect {
-                Dialect::Sqlite => 8,
-                Dialect::Postgres => 16,
-            })
+        let connections = match dialect {
+            Dialect::Sqlite => 8,
+            Dialect::Postgres => 16,
+        };
+        let pool = Self::open_pool(dialect, &options, connections).await?;
+        let writer = match dialect {
+            Dialect::Sqlite => Some(Self::open_pool(dialect, &options, 1).await?),
+            Dialect::Postgres => None,
+        };
+        Ok(Self { pool, writer, dialect })
+    }
+
+    async fn open_pool(dialect: Dialect, options: &AnyConnectOptions, connections: u32) -> Result<AnyPool, StoreError> {
+        Ok(AnyPoolOptions::new()
+            .max_connections(connections)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
                         // WAL lets readers run beside the one writer; the busy timeout makes
-                        // writers queue instead of failing; SQLite checks foreign keys only when asked.
+                        // writers from other pools and processes (the CLI) wait instead of
+                        // failing; SQLite checks foreign keys only when asked.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
@@ -76,9 +97,8 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool, dialect })
+            .connect_with(options.clone())
+            .await?)
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -101,12 +121,15 @@ impl Store {
     /// that a transaction which reads before it writes cannot fail on a lock upgrade.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Sqlite => self.writer.as_ref().unwrap_or(&self.pool).begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.pool.begin().await?,
         })
     }
 
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
 }

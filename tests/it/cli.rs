@@ -114,5 +114,9 @@ fn configuration_mistakes_are_named() {
     let env = sekimori(&dir).arg("migrate").env("SEKIMORI_PUBLIC_ADDR", "not-an-address").output().unwrap();
     assert_eq!(env.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&env.stderr).contains("SEKIMORI_PUBLIC_ADDR"));
+    // Every pooled connection would open a database of its own: refused, not half working.
+    let memory = sekimori(&dir).arg("migrate").env("SEKIMORI_DATABASE_URL", "sqlite::memory:").output().unwrap();
+    assert_eq!(memory.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&memory.stderr).contains("in-memory SQLite database is not supported"));
     let _ = std::fs::remove_dir_all(&dir);
 }
