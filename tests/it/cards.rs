@@ -262,6 +262,11 @@ async fn card_is_second_factor_and_the_hotline_stops_it(db: Db) {
     let (url, _) = authorize(&server, &[]);
     let in_flight = log_in(&thief, &server, &url, "takahashi", PASSWORD).await.text().await.unwrap();
 
+    // A second node of the deployment has seen the token active (nothing it might keep may
+    // outlive the report made on the first).
+    let other_node = server.another_node().await;
+    assert!(introspect(&other_node, &secret, &access).await);
+
     // The hotline: an operator finds the person and stops the card.
     let operator = hotline_token(&server).await;
     let (status, found) =
@@ -300,6 +305,25 @@ async fn card_is_second_factor_and_the_hotline_stops_it(db: Db) {
     .await;
     assert_eq!(status, 422);
 
+    // Meanwhile the card's token is used on the other node without pause, as a consuming
+    // system would keep using it: no use begun after the hotline's answer may succeed.
+    let user = {
+        let (http, url, access) =
+            (other_node.http.clone(), format!("{}/userinfo", other_node.public_url), access.clone());
+        tokio::spawn(async move {
+            let (mut uses, give_up) = (Vec::new(), Instant::now() + std::time::Duration::from_secs(10));
+            while Instant::now() < give_up {
+                let sent = Instant::now();
+                let status = http.get(&url).bearer_auth(&access).send().await.unwrap().status().as_u16();
+                uses.push((sent, status));
+                if status != 200 {
+                    break;
+                }
+            }
+            uses
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let (status, stopped) = as_operator(
         &server,
         &operator,
@@ -312,8 +336,24 @@ async fn card_is_second_factor_and_the_hotline_stops_it(db: Db) {
     assert_eq!(status, 200, "{stopped}");
     // Measured, not asserted: from the hotline's answer to the first refused use.
     let still_active = introspect(&server, &secret, &access).await;
-    eprintln!("revoke-to-refusal latency ({:?}): {:?}", server.db, answered.elapsed());
+    let refused_here = answered.elapsed();
+    let still_active_elsewhere = introspect(&other_node, &secret, &access).await;
+    let refused_elsewhere = answered.elapsed();
+    let uses = user.await.unwrap();
+    let accepted_before = uses.iter().filter(|(_, status)| *status == 200).count();
+    let accepted_after = uses.iter().filter(|(sent, status)| *sent >= answered && *status == 200).count();
+    eprintln!(
+        "revoke-to-refusal latency ({:?}): {refused_here:?} on the node that took the report, \
+         {refused_elsewhere:?} on the other node; the other node's userinfo answered 200 to {accepted_before} uses \
+         before the report and to {accepted_after} begun after its answer",
+        server.db
+    );
+    assert!(accepted_before > 0, "the token worked before the report: {uses:?}");
+    assert_eq!(accepted_after, 0, "nothing obtained with the card is accepted after the hotline answered");
+    assert!(uses.last().is_some_and(|(_, status)| *status == 401), "userinfo ends refusing the token: {uses:?}");
     assert!(!still_active, "the token obtained with the card is inactive at once");
+    assert!(!still_active_elsewhere, "and at once on every node");
+    other_node.stop().await;
     assert_eq!(stopped["authenticator"]["status"], "lost");
     assert_eq!(stopped["sessions_ended"], 1, "{stopped}");
     assert_eq!(stopped["logout_notices_queued"], 1, "the consuming system is told: {stopped}");

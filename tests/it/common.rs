@@ -91,6 +91,8 @@ pub struct TestServer {
     pub admin_token: String,
     pub http: reqwest::Client,
     config: Config,
+    /// False for a second node: stopping it leaves the shared database alone.
+    owns_database: bool,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -146,6 +148,32 @@ impl TestServer {
             admin_token: issued.token,
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             config,
+            owns_database: true,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    /// A second node of the same deployment: the same database, master key and issuer (the
+    /// nodes stand behind one address), its own listeners, pools and background jobs.
+    pub async fn another_node(&self) -> TestServer {
+        let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let public = listeners.public.local_addr().unwrap();
+        let admin = listeners.admin.local_addr().unwrap();
+        let config = Config { public_addr: public, admin_addr: admin, ..self.config.clone() };
+        let app = App::build(config.clone(), self.app.clock.clone()).await.expect("second node builds");
+        let (shutdown, task) = Self::serve(app.clone(), listeners);
+        TestServer {
+            app,
+            db: self.db,
+            database_url: self.database_url.clone(),
+            public_url: format!("http://{public}"),
+            issuer: self.issuer.clone(),
+            admin_url: format!("http://{admin}"),
+            admin_token: self.admin_token.clone(),
+            http: self.http.clone(),
+            config,
+            owns_database: false,
             shutdown: Some(shutdown),
             task: Some(task),
         }
@@ -192,6 +220,9 @@ impl TestServer {
             let _ = task.await;
         }
         self.app.store.close().await;
+        if !self.owns_database {
+            return;
+        }
         match self.db {
             Db::Sqlite => {
                 let path = self.database_url.trim_start_matches("sqlite:");
