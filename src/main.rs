@@ -166,7 +166,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Migrate => {
             let store = Store::connect(&config.database_url).await?;
             store.migrate().await?;
-            println!("migrations applied to {}", redact(&config.database_url));
+            println!("migrations applied to {}", sekimori::store::redacted_url(&config.database_url));
         }
         Command::Serve => serve(config).await?,
         Command::Demo => {
@@ -303,7 +303,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         public = %app.config.public_addr,
         admin = %app.config.admin_addr,
         issuer = %app.config.issuer,
-        database = %redact(&app.config.database_url),
+        database = %sekimori::store::redacted_url(&app.config.database_url),
         "Sekimori is serving"
     );
     sekimori::serve(app, listeners, shutdown_signal()).await?;
@@ -320,17 +320,6 @@ async fn print_bootstrap(app: &App) -> Result<(), Box<dyn std::error::Error>> {
         "  curl -s -X POST http://{admin}/api/v1/bootstrap -H 'Content-Type: application/json' -d '{{\"code\":\"{code}\",\"name\":\"first administrator\"}}'"
     );
     Ok(())
-}
-
-/// A database URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("****"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 async fn shutdown_signal() {

@@ -134,6 +134,17 @@ impl Store {
     }
 }
 
+/// A database URL without its password, for logs and messages.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("****"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// True when `err` is a violation of the named unique/check/foreign-key constraint.
 /// SQLite reports columns rather than constraint names, so callers pass both.
 pub fn is_constraint(err: &sqlx::Error, pg_name: &str, sqlite_columns: &str) -> bool {
