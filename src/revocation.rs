@@ -47,6 +47,8 @@ pub enum Target<'a> {
 /// How much one revocation ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Revoked {
+    /// Authenticators stopped now (0 when the one named was already stopped).
+    pub authenticators: u64,
     pub sessions: u64,
     pub access_tokens: u64,
     pub refresh_tokens: u64,
@@ -55,6 +57,7 @@ pub struct Revoked {
 
 impl Revoked {
     fn add(&mut self, other: Revoked) {
+        self.authenticators += other.authenticators;
         self.sessions += other.sessions;
         self.access_tokens += other.access_tokens;
         self.refresh_tokens += other.refresh_tokens;
@@ -90,7 +93,7 @@ pub async fn revoke(
             format!("grant:{family_id}")
         }
         Target::Authenticator(id) => {
-            sqlx::query(
+            revoked.authenticators += sqlx::query(
                 "UPDATE authenticators SET status = 'lost', revoked_at = $1, revoked_reason = $2
                  WHERE id = $3 AND status = 'active'",
             )
@@ -98,7 +101,8 @@ pub async fn revoke(
             .bind(reason)
             .bind(id)
             .execute(&mut **tx)
-            .await?;
+            .await?
+            .rows_affected();
             let in_card_sessions = "session_id IN (SELECT id FROM sessions WHERE authenticator_id = $2)";
             revoked.access_tokens += update(
                 tx,
@@ -149,6 +153,7 @@ pub async fn revoke(
             outcome: Outcome::Success,
             detail: serde_json::json!({
                 "reason": reason,
+                "authenticators": revoked.authenticators,
                 "sessions": revoked.sessions,
                 "access_tokens": revoked.access_tokens,
                 "refresh_tokens": revoked.refresh_tokens,

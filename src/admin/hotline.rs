@@ -147,6 +147,11 @@ pub async fn report_lost(
     let reason = format!("reported lost to the hotline by {}: {}", report.reported_by.trim(), report.reason.trim());
     let revoked: Revoked =
         revocation::revoke(&mut tx, &caller.actor(), now, Target::Authenticator(&card.id), &reason).await?;
+    if revoked.authenticators == 0 {
+        // Another report stopped it between our read and our write; this one changes nothing
+        // (the transaction is dropped, so neither is it audited as a second revocation).
+        return Err(Problem::conflict("this authenticator has already been stopped"));
+    }
     tx.commit().await?;
     let authenticator =
         authenticators::get(app.store.pool(), &id).await?.ok_or_else(|| Problem::not_found("authenticator"))?;
