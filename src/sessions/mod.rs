@@ -72,6 +72,8 @@ pub async fn create(
 
 /// A password session proves possession of a card (step-up): from now on it counts as a card
 /// login, and losing that card ends it. The session id (the `sid` consuming systems know) stays.
+/// A session is bound to one card only: a step-up with another card (two racing ceremonies)
+/// is refused, so that the report of either card finds every session it opened.
 pub async fn step_up(
     tx: &mut Tx,
     now: UnixTime,
@@ -82,7 +84,7 @@ pub async fn step_up(
 ) -> Result<bool, sqlx::Error> {
     let rows = sqlx::query(
         "UPDATE sessions SET authenticator_id = $1, amr = $2, acr = $3, auth_time = $4, last_seen_at = $4
-         WHERE id = $5 AND revoked_at IS NULL",
+         WHERE id = $5 AND revoked_at IS NULL AND (authenticator_id IS NULL OR authenticator_id = $1)",
     )
     .bind(authenticator_id)
     .bind(amr.join(" "))
