@@ -698,6 +698,26 @@ async fn conformance_behaviours(db: Db) {
     server.app.clock.advance(2);
     let response = browser.get(base(&[("max_age", "0")])).send().await.unwrap();
     assert!(location(&response).starts_with("/login?"), "max_age forces re-authentication");
+    // Through the form again, the new ID token has a new auth_time (OIDC Core §3.1.2.1: with
+    // max_age, auth_time is REQUIRED).
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .set_max_age(std::time::Duration::from_secs(0))
+        .set_pkce_challenge(challenge)
+        .url();
+    let response = log_in(&browser, &server, url.as_str(), "kimura", PASSWORD).await;
+    let code = query_of(&location(&response))["code"].clone();
+    let again = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&server.http)
+        .await
+        .unwrap();
+    let again = again.id_token().unwrap().claims(&client.id_token_verifier(), &nonce).unwrap().clone();
+    assert_eq!(again.nonce().map(|n| n.secret().as_str()), Some(nonce.secret().as_str()), "nonce echoed");
+    assert!(again.auth_time().unwrap() > first.auth_time().unwrap(), "re-authenticated: a later auth_time");
     // prompt=login likewise; login_hint pre-fills the form.
     let response = browser.get(base(&[("prompt", "login"), ("login_hint", "kimura")])).send().await.unwrap();
     let login_page = browser.get(format!("{}{}", server.public_url, location(&response))).send().await.unwrap();
