@@ -111,30 +111,57 @@ impl From<crate::Error> for Problem {
     }
 }
 
-/// A JSON body whose rejections are problem documents too.
+/// A JSON object body whose rejections are problem documents too. Every request body of the
+/// API is an object: serde would also fill a struct from an array of its fields in order, which
+/// no client means to send, so anything but an object is refused.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => {
-                let status = rejection.status();
-                let title = match status {
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported Media Type",
-                    StatusCode::PAYLOAD_TOO_LARGE => "Payload Too Large",
-                    StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable Entity",
-                    _ => "Bad Request",
-                };
-                Err(Problem::new(status, title, rejection.body_text()))
-            }
+        let unprocessable =
+            |detail: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Entity", detail);
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        if !value.is_object() {
+            return Err(unprocessable("the body must be a JSON object".into()));
         }
+        serde_json::from_value(integral_numbers(value))
+            .map(ApiJson)
+            .map_err(|e| unprocessable(format!("Failed to deserialize the JSON body into the target type: {e}")))
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> Problem {
+    let status = rejection.status();
+    let title = match status {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported Media Type",
+        StatusCode::PAYLOAD_TOO_LARGE => "Payload Too Large",
+        StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable Entity",
+        _ => "Bad Request",
+    };
+    Problem::new(status, title, rejection.body_text())
+}
+
+/// JSON does not tell `3` from `3.0` (RFC 8259 §6; JSON Schema calls both integers): a number
+/// without a fraction is taken as the integer it is, so `"expires_in": 3600.0` means 3600.
+fn integral_numbers(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(integral_numbers).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, integral_numbers(v))).collect()),
+        other => other,
     }
 }
 

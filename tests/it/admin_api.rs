@@ -125,6 +125,32 @@ async fn bad_input_gets_problem_details(db: Db) {
         .await
         .unwrap();
     assert_eq!(response.status(), 415);
+    // A body must be an object: serde would fill a struct from an array of its fields in order.
+    for body in [json!([null, null]), json!(["RS256"]), json!("x"), json!(null)] {
+        let (status, content_type, problem) =
+            call(&server, token, reqwest::Method::POST, "/api/v1/signing-keys/rotate", Some(body.clone())).await;
+        assert_eq!((status, content_type.as_str()), (422, "application/problem+json"), "{body} -> {problem}");
+    }
+    assert_eq!(server.app.keys.list().len(), 2, "nothing was rotated");
+    // JSON does not tell 600 from 600.0; a fraction is still no integer.
+    let (status, _, problem) = call(
+        &server,
+        token,
+        reqwest::Method::POST,
+        "/api/v1/signing-keys/rotate",
+        Some(json!({"algs": ["ES256"], "publish_ahead_seconds": 600.0})),
+    )
+    .await;
+    assert_eq!(status, 201, "{problem}");
+    let (status, _, problem) = call(
+        &server,
+        token,
+        reqwest::Method::POST,
+        "/api/v1/signing-keys/rotate",
+        Some(json!({"publish_ahead_seconds": 600.5})),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
     let (status, _, _) = call(&server, token, reqwest::Method::GET, "/api/v1/people/does-not-exist", None).await;
     assert_eq!(status, 404);
     let (status, _, _) = call(&server, token, reqwest::Method::GET, "/api/v1/people?limit=100000", None).await;
