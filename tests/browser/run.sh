@@ -64,21 +64,8 @@ grep -q 'client_id=toshokan .*redirect_uri=http://127.0.0.1:9002/callback' "$tmp
 start_server
 echo "run.sh: sekimori serving on $public_url, admin on $admin_url (pid $server_pid)" >&2
 
-# The fresh database has no administrator: serve printed a one-time bootstrap code (the
-# indented line after "No administrator yet"); exchange it for a token with every scope.
-bootstrap_code="$(awk '/^No administrator yet/ { getline; sub(/^  /, ""); print; exit }' "$tmp/server.out")"
-if [[ -z "$bootstrap_code" ]]; then
-  cat "$tmp/server.out" >&2
-  die "no bootstrap code in the output of 'sekimori serve' above"
-fi
-bootstrap_answer="$(curl -sS --max-time 10 -X POST "$admin_url/api/v1/bootstrap" \
-  -H 'Content-Type: application/json' \
-  -d "{\"code\":\"$bootstrap_code\",\"name\":\"browser test\"}")" \
-  || die "POST $admin_url/api/v1/bootstrap failed"
-admin_token="$(node -e '
-  try { const t = JSON.parse(process.argv[1]).token; if (t) console.log(t); } catch {}
-' "$bootstrap_answer")"
-[[ -n "$admin_token" ]] || die "POST /api/v1/bootstrap answered without a token: $bootstrap_answer"
+# The fresh database has no administrator: a token with every scope for the hotline tests.
+bootstrap_admin_token "browser test"
 
 run_tests \
   SEKIMORI_TEST_URL="$public_url" \

@@ -29,6 +29,9 @@
 #                              $tmp/server.log), sets `server_pid` and waits up to 30 s for
 #                              http://127.0.0.1:$public_port/health; names `public_url` in its
 #                              messages.
+#   bootstrap_admin_token NAME exchanges the one-time bootstrap code that `serve` printed on a
+#                              fresh database for an API token with every scope; sets
+#                              `admin_token`. Needs `admin_url`.
 #   run_tests NAME=VALUE...    in `here`, runs `timeout 300 npm test --silent` with NAME=VALUE
 #                              added to its environment, in the background (`test_pid`) so that
 #                              a signal reaches the trap at once; exits with its status.
@@ -142,6 +145,23 @@ start_server() {
     ((SECONDS < deadline)) || die "'sekimori serve' was not healthy on $public_url/health within 30 s"
     sleep 0.2
   done
+}
+
+bootstrap_admin_token() {
+  local code answer
+  # The indented line after "No administrator yet" in serve's output.
+  code="$(awk '/^No administrator yet/ { getline; sub(/^  /, ""); print; exit }' "$tmp/server.out")"
+  if [[ -z "$code" ]]; then
+    cat "$tmp/server.out" >&2
+    die "no bootstrap code in the output of 'sekimori serve' above"
+  fi
+  answer="$(curl -sS --max-time 10 -X POST "$admin_url/api/v1/bootstrap" \
+    -H 'Content-Type: application/json' -d "{\"code\":\"$code\",\"name\":\"$1\"}")" \
+    || die "POST $admin_url/api/v1/bootstrap failed"
+  admin_token="$(node -e '
+    try { const t = JSON.parse(process.argv[1]).token; if (t) console.log(t); } catch {}
+  ' "$answer")"
+  [[ -n "$admin_token" ]] || die "POST /api/v1/bootstrap answered without a token: $answer"
 }
 
 run_tests() {
