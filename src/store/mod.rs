@@ -34,11 +34,12 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
-    /// SQLite only: the one connection write transactions take, in turn. SQLite has one
-    /// writer at a time anyway; queueing for it here is first come, first served, where
-    /// SQLite's own busy handler makes waiting writers poll with growing sleeps (slow, unfair
-    /// under load, and failing after the busy timeout). Readers use `pool` beside it (WAL).
-    writer: Option<AnyPool>,
+    /// Where write transactions begin. For SQLite, one connection of its own, taken in turn:
+    /// SQLite has one writer at a time anyway, and queueing for it here is first come, first
+    /// served, where SQLite's busy handler makes waiting writers poll with growing sleeps
+    /// (slow, unfair under load, failing after the busy timeout). Readers use `pool` beside it
+    /// (WAL). For PostgreSQL, the same pool as `pool`.
+    writer: AnyPool,
     dialect: Dialect,
 }
 
@@ -73,8 +74,8 @@ impl Store {
         };
         let pool = Self::open_pool(dialect, &options, connections).await?;
         let writer = match dialect {
-            Dialect::Sqlite => Some(Self::open_pool(dialect, &options, 1).await?),
-            Dialect::Postgres => None,
+            Dialect::Sqlite => Self::open_pool(dialect, &options, 1).await?,
+            Dialect::Postgres => pool.clone(),
         };
         Ok(Self { pool, writer, dialect })
     }
@@ -121,15 +122,13 @@ impl Store {
     /// that a transaction which reads before it writes cannot fail on a lock upgrade.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self.dialect {
-            Dialect::Sqlite => self.writer.as_ref().unwrap_or(&self.pool).begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.pool.begin().await?,
+            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.writer.begin().await?,
         })
     }
 
     pub async fn close(&self) {
-        if let Some(writer) = &self.writer {
-            writer.close().await;
-        }
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreIdTokenClaims, CoreRevocableToken};
 use openidconnect::{
     AccessToken, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EmptyAdditionalClaims, IntrospectionUrl,
-    IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PostLogoutRedirectUrl,
+    IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
     ProviderMetadataWithLogout, RedirectUrl, RevocationUrl, Scope, TokenIntrospectionResponse, TokenResponse,
 };
 use serde_json::{json, Value};
@@ -178,16 +178,26 @@ async fn login(
     let (url, _, nonce) = request.url();
     let response = log_in(browser, server, url.as_str(), login_id, PASSWORD).await;
     assert_eq!(response.status(), 303);
-    let code = query_of(&location(&response))["code"].clone();
-    let token = client
+    let token = redeem(server, client, &response, verifier).await;
+    let claims = token.id_token().unwrap().claims(&client.id_token_verifier(), &nonce).unwrap().clone();
+    (token, claims)
+}
+
+/// Exchanges the code that the redirect `response` carries back to the client.
+async fn redeem(
+    server: &TestServer,
+    client: &Client,
+    response: &reqwest::Response,
+    verifier: PkceCodeVerifier,
+) -> openidconnect::core::CoreTokenResponse {
+    let code = query_of(&location(response))["code"].clone();
+    client
         .exchange_code(AuthorizationCode::new(code))
         .unwrap()
         .set_pkce_verifier(verifier)
         .request_async(&server.http)
         .await
-        .expect("code exchange");
-    let claims = token.id_token().unwrap().claims(&client.id_token_verifier(), &nonce).unwrap().clone();
-    (token, claims)
+        .expect("code exchange")
 }
 
 async fn introspect(
@@ -707,16 +717,9 @@ async fn conformance_behaviours(db: Db) {
         .set_pkce_challenge(challenge)
         .url();
     let response = log_in(&browser, &server, url.as_str(), "kimura", PASSWORD).await;
-    let code = query_of(&location(&response))["code"].clone();
-    let again = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&server.http)
-        .await
-        .unwrap();
+    let again = redeem(&server, &client, &response, verifier).await;
+    // claims() also checks that the nonce is echoed.
     let again = again.id_token().unwrap().claims(&client.id_token_verifier(), &nonce).unwrap().clone();
-    assert_eq!(again.nonce().map(|n| n.secret().as_str()), Some(nonce.secret().as_str()), "nonce echoed");
     assert!(again.auth_time().unwrap() > first.auth_time().unwrap(), "re-authenticated: a later auth_time");
     // prompt=login likewise; login_hint pre-fills the form.
     let response = browser.get(base(&[("prompt", "login"), ("login_hint", "kimura")])).send().await.unwrap();
@@ -753,14 +756,7 @@ async fn conformance_behaviours(db: Db) {
         .set_pkce_challenge(challenge)
         .url();
     let response = browser.get(url.as_str()).send().await.unwrap();
-    let code = query_of(&location(&response))["code"].clone();
-    let with_claims = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&server.http)
-        .await
-        .unwrap();
+    let with_claims = redeem(&server, &client, &response, verifier).await;
     let claims = with_claims.id_token().unwrap().claims(&client.id_token_verifier(), &nonce).unwrap();
     assert_eq!(claims.email().map(|e| e.as_str()), Some("kimura@city.example.lg.jp"));
     assert!(claims.given_name().is_none(), "given_name was asked for userinfo only");
