@@ -31,6 +31,35 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub password: PasswordConfig,
     pub webauthn: WebauthnConfig,
+    pub limits: LimitsConfig,
+}
+
+/// What one client may hold of a listener: slow or greedy clients are cut off so that the
+/// others keep being answered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Seconds a client may take to send a request's headers, and to start its next request on
+    /// a kept-alive connection; then the connection is closed.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a request may take, its body included, before it is answered 408.
+    pub request_timeout_seconds: u64,
+    /// Most connections open at once on each listener; a new one beyond is closed at once.
+    pub max_connections: usize,
+    /// Most connections open at once from one source address (the configured trusted proxies
+    /// are exempt: everyone behind them shares their address).
+    pub max_connections_per_source: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_seconds: 10,
+            request_timeout_seconds: 30,
+            max_connections: 4096,
+            max_connections_per_source: 256,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +77,12 @@ pub struct WebauthnConfig {
     /// Whether a person with an active card must use it after the password. When false, the
     /// card is asked for only when a consuming system demands it (acr_values).
     pub require_card_when_enrolled: bool,
+    /// A person whose card was stopped (reported lost) needs a replacement card to log in: the
+    /// password alone is refused, so that stopping someone's card cannot be used to fall back
+    /// to a stolen password. Where the organisation's policy allows it, someone other than the
+    /// reporter may grant a temporary password-only exception for at most this many days;
+    /// 0 (the default) allows none.
+    pub password_only_exception_max_days: i64,
     /// For organisations that issue specific card models: when any are listed, only
     /// authenticators whose attestation chains to one of these CAs, with one of these AAGUIDs,
     /// can be enrolled.
@@ -144,6 +179,7 @@ impl Default for Config {
             tokens: TokenConfig::default(),
             password: PasswordConfig::default(),
             webauthn: WebauthnConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -156,6 +192,7 @@ impl Default for WebauthnConfig {
             enrollment_code_ttl: 72 * 3600,
             ceremony_ttl: 300,
             require_card_when_enrolled: true,
+            password_only_exception_max_days: 0,
             attestation: Vec::new(),
         }
     }
@@ -310,6 +347,17 @@ impl Config {
             if crate::directory::PersonKind::parse(kind).is_err() {
                 return Err(ConfigError::Invalid(format!("password.max_age_days_by_kind: unknown kind {kind}")));
             }
+        }
+        let l = &self.limits;
+        if l.header_read_timeout_seconds == 0
+            || l.request_timeout_seconds == 0
+            || l.max_connections == 0
+            || l.max_connections_per_source == 0
+        {
+            return Err(ConfigError::Invalid("limits: every timeout and connection cap must be positive".into()));
+        }
+        if !(0..=30).contains(&self.webauthn.password_only_exception_max_days) {
+            return Err(ConfigError::Invalid("webauthn.password_only_exception_max_days must be 0 to 30".into()));
         }
         if self.password.max_concurrent_hashes == 0 {
             return Err(ConfigError::Invalid("password.max_concurrent_hashes must be positive".into()));

@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod demo;
 pub mod directory;
 pub mod jobs;
+pub mod listener;
 pub mod oidc;
 pub mod password;
 pub mod revocation;
@@ -133,6 +134,14 @@ async fn close_after_refused_body(response: axum::response::Response) -> axum::r
     response
 }
 
+/// A request, its body included, that takes longer than the configured limit is answered 408.
+fn request_timeout(app: &App) -> tower_http::timeout::TimeoutLayer {
+    tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        std::time::Duration::from_secs(app.config.limits.request_timeout_seconds),
+    )
+}
+
 /// OIDC endpoints and login pages.
 pub fn public_router(app: App) -> Router {
     Router::new()
@@ -141,6 +150,7 @@ pub fn public_router(app: App) -> Router {
         .route("/health", axum::routing::get(admin::health))
         .layer(axum::middleware::from_fn(web::security_headers))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .layer(request_timeout(&app))
         .layer(axum::middleware::map_response(close_after_refused_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
@@ -150,6 +160,7 @@ pub fn public_router(app: App) -> Router {
 pub fn admin_router(app: App) -> Router {
     admin::router()
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(request_timeout(&app))
         // Errors produced by layers (the body limit) speak problem+json too.
         .layer(axum::middleware::map_response(admin::problem::problem_for_plain_errors))
         .layer(axum::middleware::map_response(close_after_refused_body))
@@ -179,19 +190,13 @@ pub async fn serve(
     jobs::spawn_key_reloader(app.clone());
     backchannel::spawn_worker(app.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let public =
-        axum::serve(listeners.public, public_router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(wait_for(rx.clone()));
-    let admin = axum::serve(listeners.admin, admin_router(app).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(wait_for(rx));
+    let limits = listener::Limits::from_config(&app.config);
+    let public = listener::serve(listeners.public, public_router(app.clone()), limits.clone(), rx.clone());
+    let admin = listener::serve(listeners.admin, admin_router(app), limits, rx);
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
     let (a, b) = tokio::join!(public, admin);
     a.and(b)
-}
-
-async fn wait_for(mut rx: tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }

@@ -94,11 +94,12 @@ pub async fn revoke(
         }
         Target::Authenticator(id) => {
             revoked.authenticators += sqlx::query(
-                "UPDATE authenticators SET status = 'lost', revoked_at = $1, revoked_reason = $2
-                 WHERE id = $3 AND status = 'active'",
+                "UPDATE authenticators SET status = 'lost', revoked_at = $1, revoked_reason = $2, revoked_by = $3
+                 WHERE id = $4 AND status = 'active'",
             )
             .bind(now)
             .bind(reason)
+            .bind(actor.as_text())
             .bind(id)
             .execute(&mut **tx)
             .await?

@@ -17,39 +17,35 @@ use crate::store::{Store, Tx};
 use crate::App;
 
 use super::problem::Problem;
+use super::rights::Right;
 
-/// Every scope an API token can carry.
-pub const SCOPES: [&str; 11] = [
-    "directory:read",
-    "directory:write",
-    "clients:read",
-    "clients:write",
-    "audit:read",
-    "tokens:write",
-    "passwords:reset",
-    "keys:read",
-    "keys:write",
-    "hotline",
-    "authenticators:enroll",
-];
+/// Every scope an API token can carry: one per [`Right`].
+pub static SCOPES: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| Right::ALL.iter().map(|r| r.scope()).collect());
 
 /// An authenticated admin API caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub token_id: String,
     pub scopes: Vec<String>,
+    /// When the caller's token ends; nothing it creates may outlive it.
+    pub expires_at: UnixTime,
 }
 
 impl Caller {
     pub fn actor(&self) -> Actor {
         Actor::ApiToken(self.token_id.clone())
     }
-    /// Refuses the call unless the token carries `scope`.
-    pub fn require(&self, scope: &str) -> Result<(), Problem> {
-        if self.scopes.iter().any(|s| s == scope) {
+    /// Whether the caller holds `right`.
+    pub fn holds(&self, right: Right) -> bool {
+        self.scopes.iter().any(|s| s == right.scope())
+    }
+    /// Refuses the call unless the caller holds `right`.
+    pub fn require(&self, right: Right) -> Result<(), Problem> {
+        if self.holds(right) {
             Ok(())
         } else {
-            Err(Problem::forbidden(scope))
+            Err(Problem::forbidden(right.scope()))
         }
     }
 }
@@ -67,7 +63,8 @@ impl FromRequestParts<App> for Caller {
             .map(|(_, token)| token.trim())
             .ok_or_else(Problem::unauthorized)?;
         let row = sqlx::query(
-            "SELECT id, scopes FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+            "SELECT id, scopes, expires_at FROM api_tokens
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
         )
         .bind(crypto::sha256_hex(token))
         .bind(app.clock.now())
@@ -75,7 +72,11 @@ impl FromRequestParts<App> for Caller {
         .await?
         .ok_or_else(Problem::unauthorized)?;
         let scopes: String = row.try_get("scopes")?;
-        Ok(Caller { token_id: row.try_get("id")?, scopes: scopes.split_whitespace().map(str::to_owned).collect() })
+        Ok(Caller {
+            token_id: row.try_get("id")?,
+            scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+            expires_at: row.try_get("expires_at")?,
+        })
     }
 }
 
@@ -147,7 +148,7 @@ pub fn check_scopes(scopes: &[String]) -> Result<(), Problem> {
     if scopes.is_empty() {
         return Err(invalid("at least one scope is required".into()));
     }
-    if let Some(unknown) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+    if let Some(unknown) = scopes.iter().find(|s| Right::from_scope(s).is_none()) {
         return Err(invalid(format!("unknown scope {unknown}")));
     }
     Ok(())

@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::audit::{self, Event, Outcome};
+use crate::authenticators::replacement::{self, Exception, ExceptionRefused};
 use crate::authenticators::{self, Authenticator};
 use crate::revocation::{self, Revoked, Target};
 use crate::App;
 
-use super::auth::Caller;
 use super::problem::{ApiJson, ApiQuery, Problem};
+use super::rights::{self, Authorized};
 
 /// What the hotline may see of a person: enough to be sure it is the right one.
 #[derive(Serialize)]
@@ -46,10 +47,9 @@ pub struct SearchQuery {
 
 pub async fn search(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::Hotline>,
     ApiQuery(query): ApiQuery<SearchQuery>,
 ) -> Result<Json<HotlineResults>, Problem> {
-    caller.require("hotline")?;
     let q = query.q.as_deref().unwrap_or("").trim();
     if q.is_empty() || q.chars().count() > 64 {
         return Err(Problem::bad_request("q must be 1 to 64 characters"));
@@ -125,11 +125,10 @@ pub struct LostAnswer {
 
 pub async fn report_lost(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::Hotline>,
     Path(id): Path<String>,
     ApiJson(report): ApiJson<LostReport>,
 ) -> Result<Json<LostAnswer>, Problem> {
-    caller.require("hotline")?;
     for (field, value) in [("reported_by", &report.reported_by), ("reason", &report.reason)] {
         let n = value.trim().chars().count();
         if n == 0 || n > 200 || value.chars().any(char::is_control) {
@@ -173,10 +172,9 @@ pub struct EnrollmentCode {
 
 pub async fn issue_enrollment_code(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::AuthenticatorsEnroll>,
     Path(person_id): Path<String>,
 ) -> Result<(StatusCode, Json<EnrollmentCode>), Problem> {
-    caller.require("authenticators:enroll")?;
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     if crate::directory::get_person(&mut *tx, &person_id).await?.is_none() {
@@ -192,6 +190,53 @@ pub async fn issue_enrollment_code(
     .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(EnrollmentCode { code, expires_at })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionRequest {
+    /// Why the person may use the password alone for a while (e.g. the replacement card is on
+    /// order); kept with the exception and in the audit log.
+    reason: String,
+    /// How many days the exception lasts; at most `webauthn.password_only_exception_max_days`.
+    days: i64,
+}
+
+/// A temporary password-only exception for a person whose card was stopped, where the
+/// organisation's policy allows one: granted by someone other than the reporter, audited,
+/// ending by itself.
+pub async fn grant_password_only_exception(
+    State(app): State<App>,
+    caller: Authorized<rights::AuthenticatorsEnroll>,
+    Path(person_id): Path<String>,
+    ApiJson(req): ApiJson<ExceptionRequest>,
+) -> Result<(StatusCode, Json<Exception>), Problem> {
+    let n = req.reason.trim().chars().count();
+    if n == 0 || n > 200 || req.reason.chars().any(char::is_control) {
+        return Err(Problem::invalid("reason", "1 to 200 printable characters"));
+    }
+    let now = app.clock.now();
+    let mut tx = app.store.begin().await?;
+    if crate::directory::get_person(&mut *tx, &person_id).await?.is_none() {
+        return Err(Problem::not_found("person"));
+    }
+    let max_days = app.config.webauthn.password_only_exception_max_days;
+    let granted =
+        replacement::grant_exception(&mut tx, &caller.actor(), now, max_days, &person_id, req.days, req.reason.trim())
+            .await;
+    let exception = match granted {
+        Ok(exception) => exception,
+        Err(refused @ (ExceptionRefused::NotAllowed | ExceptionRefused::NoStoppedCard)) => {
+            return Err(Problem::conflict(refused.to_string()))
+        }
+        Err(refused @ ExceptionRefused::TooLong(_)) => return Err(Problem::invalid("days", refused.to_string())),
+        Err(refused @ ExceptionRefused::Reporter) => {
+            return Err(Problem::new(StatusCode::FORBIDDEN, "Forbidden", refused.to_string()))
+        }
+        Err(ExceptionRefused::Database(e)) => return Err(e.into()),
+    };
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(exception)))
 }
 
 /// The operators' page and its assets (HTML, not part of the JSON API in openapi.yaml).

@@ -9,8 +9,8 @@ use crate::access::clients::SigningAlg;
 use crate::oidc::keys::KeyInfo;
 use crate::App;
 
-use super::auth::Caller;
 use super::problem::{ApiJson, Problem};
+use super::rights::{self, Authorized};
 
 /// How long a new key is published before it signs, unless the request says otherwise: enough
 /// for every node to reload (a minute) and every consuming system's JWKS cache to expire.
@@ -21,8 +21,7 @@ pub struct KeyList {
     pub keys: Vec<KeyInfo>,
 }
 
-pub async fn list(State(app): State<App>, caller: Caller) -> Result<Json<KeyList>, Problem> {
-    caller.require("keys:read")?;
+pub async fn list(State(app): State<App>, _caller: Authorized<rights::KeysRead>) -> Result<Json<KeyList>, Problem> {
     Ok(Json(KeyList { keys: app.keys.list() }))
 }
 
@@ -43,10 +42,9 @@ pub struct Rotated {
 
 pub async fn rotate(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::KeysWrite>,
     ApiJson(req): ApiJson<RotateRequest>,
 ) -> Result<(StatusCode, Json<Rotated>), Problem> {
-    caller.require("keys:write")?;
     let algs = req.algs.unwrap_or_else(|| vec![SigningAlg::RS256, SigningAlg::ES256]);
     if algs.is_empty() {
         return Err(Problem::invalid("algs", "name at least one algorithm"));

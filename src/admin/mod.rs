@@ -6,6 +6,7 @@ pub mod hotline;
 pub mod keys;
 pub mod passwords;
 pub mod problem;
+pub mod rights;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,8 +21,9 @@ use crate::directory::{self, Account, LoginId, NewOrgUnit, NewPerson, OrgUnit, P
 use crate::password::policy;
 use crate::App;
 
-use auth::{Caller, IssuedToken};
+use auth::IssuedToken;
 use problem::{ApiJson, ApiQuery, Problem};
+use rights::Authorized;
 
 pub fn router() -> Router<App> {
     Router::new()
@@ -39,6 +41,7 @@ pub fn router() -> Router<App> {
         .route("/api/v1/clients", get(list_clients).post(register_client))
         .route("/api/v1/clients/{client_id}", get(get_client))
         .route("/api/v1/people/{id}/enrollment-codes", post(hotline::issue_enrollment_code))
+        .route("/api/v1/people/{id}/password-only-exceptions", post(hotline::grant_password_only_exception))
         .route("/api/v1/hotline/people", get(hotline::search))
         .route("/api/v1/authenticators/{id}/lost", post(hotline::report_lost))
         .route("/api/v1/signing-keys", get(keys::list))
@@ -83,32 +86,39 @@ async fn bootstrap(
 struct NewApiToken {
     name: String,
     scopes: Vec<String>,
-    /// Seconds; default 90 days.
+    /// Seconds; default 90 days, and never beyond the creating token's own end.
     expires_in: Option<i64>,
 }
 
+/// Lifetime of an API token created without `expires_in`.
+const DEFAULT_API_TOKEN_LIFETIME: i64 = 90 * 86_400;
+
 async fn create_api_token(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::TokensWrite>,
     ApiJson(req): ApiJson<NewApiToken>,
 ) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
-    caller.require("tokens:write")?;
     auth::check_scopes(&req.scopes)?;
     // A token can hand on only rights its creator holds.
     if let Some(scope) = req.scopes.iter().find(|s| !caller.scopes.contains(s)) {
         return Err(Problem::forbidden(scope));
     }
     let now = app.clock.now();
+    // A token never outlives the token that made it: the default stops at the parent's end, and
+    // an explicit lifetime beyond it is refused rather than quietly shortened.
+    let parent_left = caller.expires_at - now;
+    let lifetime = match req.expires_in {
+        Some(asked) if asked > parent_left => {
+            return Err(Problem::invalid(
+                "expires_in",
+                format!("must not exceed the lifetime left to the token creating it ({parent_left} seconds)"),
+            ))
+        }
+        Some(asked) => asked,
+        None => DEFAULT_API_TOKEN_LIFETIME.min(parent_left),
+    };
     let mut tx = app.store.begin().await?;
-    let issued = auth::create_token(
-        &mut tx,
-        &caller.actor(),
-        now,
-        &req.name,
-        &req.scopes,
-        req.expires_in.unwrap_or(90 * 86_400),
-    )
-    .await?;
+    let issued = auth::create_token(&mut tx, &caller.actor(), now, &req.name, &req.scopes, lifetime).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }
@@ -118,17 +128,18 @@ struct List<T> {
     items: Vec<T>,
 }
 
-async fn list_org_units(State(app): State<App>, caller: Caller) -> Result<Json<List<OrgUnit>>, Problem> {
-    caller.require("directory:read")?;
+async fn list_org_units(
+    State(app): State<App>,
+    _caller: Authorized<rights::DirectoryRead>,
+) -> Result<Json<List<OrgUnit>>, Problem> {
     Ok(Json(List { items: directory::list_org_units(&app.store).await? }))
 }
 
 async fn create_org_unit(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::DirectoryWrite>,
     ApiJson(new): ApiJson<NewOrgUnit>,
 ) -> Result<(StatusCode, Json<OrgUnit>), Problem> {
-    caller.require("directory:write")?;
     let mut tx = app.store.begin().await?;
     let unit = directory::create_org_unit(&mut tx, &caller.actor(), app.clock.now(), new).await?;
     tx.commit().await?;
@@ -143,11 +154,10 @@ struct SetManager {
 
 async fn set_manager(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::DirectoryWrite>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<SetManager>,
 ) -> Result<StatusCode, Problem> {
-    caller.require("directory:write")?;
     let mut tx = app.store.begin().await?;
     directory::set_org_unit_manager(&mut tx, &caller.actor(), app.clock.now(), &id, &req.person_id).await?;
     tx.commit().await?;
@@ -163,10 +173,9 @@ struct Page {
 
 async fn list_people(
     State(app): State<App>,
-    caller: Caller,
+    _caller: Authorized<rights::DirectoryRead>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<List<Person>>, Problem> {
-    caller.require("directory:read")?;
     let limit = page.limit.unwrap_or(100);
     let offset = page.offset.unwrap_or(0);
     if !(1..=500).contains(&limit) || offset < 0 {
@@ -177,18 +186,20 @@ async fn list_people(
 
 async fn create_person(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::DirectoryWrite>,
     ApiJson(new): ApiJson<NewPerson>,
 ) -> Result<(StatusCode, Json<Person>), Problem> {
-    caller.require("directory:write")?;
     let mut tx = app.store.begin().await?;
     let person = directory::create_person(&mut tx, &caller.actor(), app.clock.now(), new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(person)))
 }
 
-async fn get_person(State(app): State<App>, caller: Caller, Path(id): Path<String>) -> Result<Json<Person>, Problem> {
-    caller.require("directory:read")?;
+async fn get_person(
+    State(app): State<App>,
+    _caller: Authorized<rights::DirectoryRead>,
+    Path(id): Path<String>,
+) -> Result<Json<Person>, Problem> {
     directory::get_person(app.store.pool(), &id).await?.map(Json).ok_or_else(|| Problem::not_found("person"))
 }
 
@@ -206,11 +217,10 @@ struct NewAccount {
 
 async fn create_account(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::DirectoryWrite>,
     Path(person_id): Path<String>,
     ApiJson(req): ApiJson<NewAccount>,
 ) -> Result<(StatusCode, Json<Account>), Problem> {
-    caller.require("directory:write")?;
     let login_id = LoginId::parse(&req.login_id).map_err(directory::DirectoryError::from)?;
     let person =
         directory::get_person(app.store.pool(), &person_id).await?.ok_or_else(|| Problem::not_found("person"))?;
@@ -238,8 +248,10 @@ async fn create_account(
     Ok((StatusCode::CREATED, Json(account)))
 }
 
-async fn list_clients(State(app): State<App>, caller: Caller) -> Result<Json<List<Client>>, Problem> {
-    caller.require("clients:read")?;
+async fn list_clients(
+    State(app): State<App>,
+    _caller: Authorized<rights::ClientsRead>,
+) -> Result<Json<List<Client>>, Problem> {
     Ok(Json(List { items: clients::list(&app.store).await? }))
 }
 
@@ -254,10 +266,9 @@ pub struct RegisteredClient {
 
 async fn register_client(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::ClientsWrite>,
     ApiJson(new): ApiJson<NewClient>,
 ) -> Result<(StatusCode, Json<RegisteredClient>), Problem> {
-    caller.require("clients:write")?;
     let mut tx = app.store.begin().await?;
     let (client, client_secret) =
         clients::register(&mut tx, &caller.actor(), app.clock.now(), &app.config.tokens, new).await?;
@@ -267,10 +278,9 @@ async fn register_client(
 
 async fn get_client(
     State(app): State<App>,
-    caller: Caller,
+    _caller: Authorized<rights::ClientsRead>,
     Path(client_id): Path<String>,
 ) -> Result<Json<Client>, Problem> {
-    caller.require("clients:read")?;
     clients::get(&app.store, &client_id).await?.map(Json).ok_or_else(|| Problem::not_found("client"))
 }
 
@@ -285,10 +295,9 @@ struct AuditQuery {
 /// is recorded before the events are returned.
 async fn list_audit_events(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::AuditRead>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<List<audit::StoredEvent>>, Problem> {
-    caller.require("audit:read")?;
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) || after < 0 {
@@ -313,7 +322,9 @@ async fn list_audit_events(
     Ok(Json(List { items: audit::list(&app.store, after, limit).await? }))
 }
 
-async fn verify_audit(State(app): State<App>, caller: Caller) -> Result<Json<Verification>, Problem> {
-    caller.require("audit:read")?;
+async fn verify_audit(
+    State(app): State<App>,
+    _caller: Authorized<rights::AuditRead>,
+) -> Result<Json<Verification>, Problem> {
     Ok(Json(audit::verify(&app.store).await?))
 }

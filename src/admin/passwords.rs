@@ -14,8 +14,8 @@ use crate::revocation::{self, Target};
 use crate::web::password::{issue_ticket, RESET_TICKET_TTL};
 use crate::App;
 
-use super::auth::Caller;
 use super::problem::Problem;
+use super::rights::{self, Authorized};
 
 /// A policy refusal as a problem document (422), in English with the Japanese alongside.
 pub fn refusal_problem(refused: &ChangeRefused, history: usize) -> Problem {
@@ -45,10 +45,9 @@ async fn account_of(app: &App, person_id: &str) -> Result<LoginAccount, Problem>
 /// Issues a one-time link with which the person sets a new password.
 pub async fn issue_reset(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::PasswordsReset>,
     Path(person_id): Path<String>,
 ) -> Result<(StatusCode, Json<ResetLink>), Problem> {
-    caller.require("passwords:reset")?;
     let account = account_of(&app, &person_id).await?;
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
@@ -89,10 +88,9 @@ pub struct CompromiseReport {
 /// the person ends, and the only way back in is the reset link returned here.
 pub async fn report_compromise(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::PasswordsReset>,
     Path(person_id): Path<String>,
 ) -> Result<(StatusCode, Json<CompromiseReport>), Problem> {
-    caller.require("passwords:reset")?;
     let account = account_of(&app, &person_id).await?;
     let now = app.clock.now();
     let actor = caller.actor();
@@ -133,10 +131,9 @@ pub async fn report_compromise(
 /// Lifts a lockout after repeated failures (R17).
 pub async fn unlock(
     State(app): State<App>,
-    caller: Caller,
+    caller: Authorized<rights::PasswordsReset>,
     Path(person_id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    caller.require("passwords:reset")?;
     let account = account_of(&app, &person_id).await?;
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;

@@ -189,28 +189,65 @@ pub async fn start_registration(
     management_number: &str,
     code: Option<&str>,
 ) -> Result<(String, CreationChallengeResponse), CardError> {
+    let enrollee = Enrollee { person_id: &session.person_id, session: Some(session), authorization_request_id: None };
+    start_enrollment(app, enrollee, label, management_number, code).await
+}
+
+/// Starts enrolling a replacement card in the middle of a login (after the right password, for a
+/// person whose card was stopped): only with an enrollment code. When it is finished, the new
+/// card completes the login of `authorization_request_id`.
+pub async fn start_replacement(
+    app: &App,
+    person_id: &str,
+    authorization_request_id: &str,
+    label: &str,
+    management_number: &str,
+    code: &str,
+) -> Result<(String, CreationChallengeResponse), CardError> {
+    if code.trim().is_empty() {
+        return Err(CardError::NotEntitled);
+    }
+    let enrollee = Enrollee { person_id, session: None, authorization_request_id: Some(authorization_request_id) };
+    start_enrollment(app, enrollee, label, management_number, Some(code)).await
+}
+
+/// Whose card is being enrolled, and in what context.
+struct Enrollee<'a> {
+    person_id: &'a str,
+    /// The person's session (self-service enrollment); None in the middle of a login.
+    session: Option<&'a Session>,
+    authorization_request_id: Option<&'a str>,
+}
+
+async fn start_enrollment(
+    app: &App,
+    enrollee: Enrollee<'_>,
+    label: &str,
+    management_number: &str,
+    code: Option<&str>,
+) -> Result<(String, CreationChallengeResponse), CardError> {
     let webauthn = app.webauthn.as_ref().ok_or(CardError::Unavailable)?;
     let label = clean(label, 64)?;
     if label.is_empty() {
         return Err(CardError::BadInput);
     }
-    let management_number = clean(management_number, 64)?;
+    let management_number = super::normalise_management_number(&clean(management_number, 64)?);
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     let code_id = match code.filter(|c| !c.trim().is_empty()) {
         Some(code) => {
-            Some(find_enrollment_code(&mut tx, now, &session.person_id, code).await?.ok_or(CardError::NotEntitled)?)
+            Some(find_enrollment_code(&mut tx, now, enrollee.person_id, code).await?.ok_or(CardError::NotEntitled)?)
         }
         None => None,
     };
-    let by_card = match &session.authenticator_id {
-        Some(id) => super::get(&mut *tx, id).await?.is_some_and(|a| a.is_active() && a.person_id == session.person_id),
+    let by_card = match enrollee.session.and_then(|s| s.authenticator_id.as_deref()) {
+        Some(id) => super::get(&mut *tx, id).await?.is_some_and(|a| a.is_active() && a.person_id == enrollee.person_id),
         None => false,
     };
     if code_id.is_none() && !by_card {
         return Err(CardError::NotEntitled);
     }
-    let person = directory::get_person(&mut *tx, &session.person_id)
+    let person = directory::get_person(&mut *tx, enrollee.person_id)
         .await
         .map_err(|e| CardError::Internal(e.into()))?
         .ok_or(CardError::NotEntitled)?;
@@ -246,8 +283,8 @@ pub async fn start_registration(
             kind: Kind::Register,
             state: state_text(&state)?,
             person_id: Some(&person.id),
-            session_id: Some(&session.id),
-            authorization_request_id: None,
+            session_id: enrollee.session.map(|s| s.id.as_str()),
+            authorization_request_id: enrollee.authorization_request_id,
             enrollment_code_id: code_id.as_deref(),
             label: Some(&label),
             management_number: (!management_number.is_empty()).then_some(management_number.as_str()),
@@ -259,21 +296,38 @@ pub async fn start_registration(
 }
 
 /// Finishes enrolling: the card is the person's from now on, and the code is used up.
+/// An enrolled card, and the login it completes when it replaced a stopped one.
+pub struct Enrolled {
+    pub authenticator: Authenticator,
+    /// Set for a replacement enrolled in the middle of a login.
+    pub authorization_request_id: Option<String>,
+}
+
+/// Finishes enrolling: the card is the person's from now on, and the code is used up. A
+/// self-service enrollment belongs to `session`; a replacement started in a login (no session
+/// yet) is identified by its ceremony token alone, which only that browser was given.
 pub async fn finish_registration(
     app: &App,
-    session: &Session,
+    session: Option<&Session>,
     token: &str,
     credential: &RegisterPublicKeyCredential,
-) -> Result<Authenticator, CardError> {
+) -> Result<Enrolled, CardError> {
     let webauthn = app.webauthn.as_ref().ok_or(CardError::Unavailable)?;
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     let ceremony = take(&mut tx, now, token).await?.ok_or(CardError::Expired)?;
-    // The ceremony belongs to this browser's session and nobody else's.
-    if ceremony.kind != Kind::Register || ceremony.session_id.as_deref() != Some(session.id.as_str()) {
+    let belongs = match (&ceremony.session_id, session) {
+        // The ceremony belongs to this browser's session and nobody else's.
+        (Some(id), Some(session)) => *id == session.id,
+        // A replacement: started after the right password, with an enrollment code.
+        (None, _) => ceremony.authorization_request_id.is_some() && ceremony.enrollment_code_id.is_some(),
+        (Some(_), None) => false,
+    };
+    let person_id = ceremony.person_id.clone().filter(|_| belongs && ceremony.kind == Kind::Register);
+    let Some(person_id) = person_id else {
         tx.commit().await?;
         return Err(CardError::Expired);
-    }
+    };
     let state: RegistrationState = serde_json::from_str(&ceremony.state).map_err(|_| CardError::Expired)?;
     let verified = match &state {
         RegistrationState::Any(state) => webauthn.finish_passkey_registration(credential, state),
@@ -306,14 +360,14 @@ pub async fn finish_registration(
     }
     let id = uuid::Uuid::new_v4().to_string();
     let credential_id = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, passkey.cred_id());
-    let actor = Actor::Person(session.person_id.clone());
+    let actor = Actor::Person(person_id.clone());
     let inserted = sqlx::query(
         "INSERT INTO authenticators (id, person_id, credential_id, credential, label, management_number, enrolled_by,
              enrollment_code_id, created_at, status)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active')",
     )
     .bind(&id)
-    .bind(&session.person_id)
+    .bind(&person_id)
     .bind(&credential_id)
     .bind(state_text(&passkey)?)
     .bind(ceremony.label.as_deref().unwrap_or(""))
@@ -338,18 +392,21 @@ pub async fn finish_registration(
             target: format!("authenticator:{id}"),
             outcome: Outcome::Success,
             detail: serde_json::json!({
-                "person": session.person_id,
+                "person": person_id,
                 "label": ceremony.label,
                 "management_number": ceremony.management_number,
                 "enrollment_code": ceremony.enrollment_code_id,
                 "by_existing_card": ceremony.enrollment_code_id.is_none(),
+                "replacement_during_login": ceremony.session_id.is_none(),
             }),
             source_ip: None,
         },
     )
     .await?;
     tx.commit().await?;
-    super::get(app.store.pool(), &id).await?.ok_or(CardError::Expired)
+    let authenticator = super::get(app.store.pool(), &id).await?.ok_or(CardError::Expired)?;
+    let authorization_request_id = ceremony.session_id.is_none().then_some(ceremony.authorization_request_id).flatten();
+    Ok(Enrolled { authenticator, authorization_request_id })
 }
 
 /// Starts a card login. `person_id` is known for the second factor and the step-up (the

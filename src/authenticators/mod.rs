@@ -9,6 +9,7 @@
 //! any node can finish what another started.
 
 pub mod ceremony;
+pub mod replacement;
 
 use serde::Serialize;
 use sqlx::Row;
@@ -195,6 +196,14 @@ pub async fn issue_enrollment_code(
     )
     .await?;
     Ok((code, now + ttl))
+}
+
+/// A card's management number in the one form it is stored and compared in: NFKC (full-width
+/// digits and letters as ASCII) and upper case, so that `c-0100`, `C-0100` and `Ｃ－０１００`
+/// are the same card and cannot be enrolled twice.
+pub fn normalise_management_number(number: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    number.trim().nfkc().collect::<String>().to_uppercase()
 }
 
 /// Codes are read out and typed in: case, spaces and hyphens do not matter.

@@ -142,7 +142,7 @@ async fn handle(app: App, jar: CookieJar, params: Params) -> Response {
             }
         }
         Some(_) => {
-            let (jar, token) = csrf::issue(&app.csrf_key, jar, web::login::secure(&app));
+            let (jar, token) = csrf::issue(&app, jar);
             let page = EndSessionPage {
                 lang,
                 switch_href: format!("/?lang={}", lang.other().code()),

@@ -4,9 +4,79 @@
 
 use sqlx::Row;
 
+use crate::audit::{self, Actor, Event, Outcome};
 use crate::clock::UnixTime;
 use crate::config::PasswordConfig;
+use crate::directory::LoginAccount;
 use crate::store::{Store, Tx};
+use crate::App;
+
+/// What checking a password outside the login form found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Right,
+    /// Wrong; counted, and the account is locked until then if this failure locked it.
+    Wrong {
+        locked_until: Option<UnixTime>,
+    },
+    /// The account is locked: the password was not even considered.
+    Locked {
+        until: UnixTime,
+    },
+}
+
+/// Verifies the password of a person who is already logged in (the current password on the
+/// change form). Every verification of a password counts toward the same lockout as a failed
+/// login (R17), whatever form it comes through: a wrong one is counted against the account
+/// and the source address and audited as `action`; while the account is locked, even the
+/// right one is refused. The argon2 verification runs in every case, so timing tells nothing.
+pub async fn verify_password(
+    app: &App,
+    account: &LoginAccount,
+    password: &str,
+    action: &str,
+    source: Option<&str>,
+    now: UnixTime,
+) -> Result<Verdict, crate::Error> {
+    let config = &app.config.password;
+    let right = app.hasher.verify(password.to_owned(), account.password_hash.clone()).await?;
+    let mut tx = app.store.begin().await?;
+    let verdict = match account.locked_until.filter(|until| *until > now) {
+        Some(until) => Verdict::Locked { until },
+        None if right => Verdict::Right,
+        None => {
+            if let Some(source) = source {
+                source_failed(&mut tx, config, source, now).await?;
+            }
+            Verdict::Wrong { locked_until: account_failed(&mut tx, config, &account.account_id, now).await? }
+        }
+    };
+    let refused = match verdict {
+        Verdict::Right => None,
+        Verdict::Wrong { locked_until } => Some(("wrong current password", locked_until)),
+        Verdict::Locked { until } => Some(("account locked", Some(until))),
+    };
+    match refused {
+        None => account_succeeded(&mut tx, &account.account_id).await?,
+        Some((reason, locked_until)) => {
+            audit::record(
+                &mut tx,
+                now,
+                Event {
+                    actor: &Actor::Person(account.person.id.clone()),
+                    action,
+                    target: format!("account:{}", account.account_id),
+                    outcome: Outcome::Failure,
+                    detail: serde_json::json!({"refused": reason, "locked_until": locked_until}),
+                    source_ip: source.map(str::to_owned),
+                },
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(verdict)
+}
 
 /// How long an account is locked after `failures` consecutive failures.
 pub fn lock_seconds(config: &PasswordConfig, failures: i64) -> Option<i64> {

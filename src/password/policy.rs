@@ -149,8 +149,8 @@ pub async fn check_new_password(
     if new_password != confirmation {
         return Ok(Err(ChangeRefused::Mismatch));
     }
-    let org_unit_name = match &person.org_unit_id {
-        Some(id) => directory::get_org_unit(app.store.pool(), id).await?.map(|u| u.name),
+    let org_unit = match &person.org_unit_id {
+        Some(id) => directory::get_org_unit(app.store.pool(), id).await?,
         None => None,
     };
     let birth_date = person.birth_date.as_deref().and_then(|d| directory::types::parse_date("birth_date", d).ok());
@@ -162,7 +162,9 @@ pub async fn check_new_password(
         family_name_kana: &person.family_name_kana,
         given_name_kana: &person.given_name_kana,
         birth_date,
-        org_unit_name: org_unit_name.as_deref(),
+        org_unit_name: org_unit.as_ref().map(|u| u.name.as_str()),
+        org_unit_code: org_unit.as_ref().map(|u| u.code.as_str()),
+        org_unit_name_en: org_unit.as_ref().and_then(|u| u.name_en.as_deref()),
     };
     let policy =
         StrengthPolicy { min_length: app.config.password.min_length, min_score: app.config.password.min_score };

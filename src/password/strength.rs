@@ -27,8 +27,12 @@ pub struct PersonalContext<'a> {
     /// Katakana or hiragana, e.g. ケンイチ.
     pub given_name_kana: &'a str,
     pub birth_date: Option<Date>,
-    /// E.g. 税務課. An English name can be passed to [`check_with_extra_words`].
+    /// E.g. 税務課.
     pub org_unit_name: Option<&'a str>,
+    /// The section's code, usually its name in romaji (e.g. ZEIMU).
+    pub org_unit_code: Option<&'a str>,
+    /// The section's English name (e.g. Taxation Division); its distinctive words count.
+    pub org_unit_name_en: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,11 +95,18 @@ pub fn check_with_extra_words(
         });
     }
     let entries = context_entries(ctx, extra_words);
-    let folded = fold_width(password);
-    let lowered = folded.to_lowercase();
+    let folded = nfkc(password);
+    // Personal words are looked for as typed, in leetspeak (k3n1ch1) and reversed (ihcinek):
+    // the substitutions zxcvbn applies to its own dictionaries.
+    let lowered: Vec<char> = folded.to_lowercase().chars().collect();
+    let reversed: Vec<char> = lowered.iter().rev().copied().collect();
     let mut kinds: Vec<Kind> = entries
         .iter()
-        .filter(|(kind, word)| word.chars().count() >= kind.min_chars(word) && lowered.contains(word.as_str()))
+        .filter(|(kind, word)| {
+            let word: Vec<char> = word.chars().collect();
+            word.len() >= kind.min_chars(&word)
+                && (contains_disguised(&lowered, &word) || contains_disguised(&reversed, &word))
+        })
         .map(|(kind, _)| *kind)
         .collect();
     kinds.sort();
@@ -140,10 +151,10 @@ enum Kind {
 impl Kind {
     /// How long a word must be to be refused as a substring: numbers and dates are specific
     /// from three digits, other Latin words from four letters, kanji and kana from two.
-    fn min_chars(self, word: &str) -> usize {
+    fn min_chars(self, word: &[char]) -> usize {
         match self {
             Kind::EmployeeNumber | Kind::BirthDate => 3,
-            _ if word.is_ascii() => 4,
+            _ if word.iter().all(char::is_ascii) => 4,
             _ => 2,
         }
     }
@@ -238,20 +249,43 @@ fn suggestion_ja(suggestion: Suggestion) -> &'static str {
     }
 }
 
-/// Full-width ASCII (Ａ, ０, ！…) to ASCII and the ideographic space to a space: the part of
-/// NFKC that matters for finding digits and Latin letters.
-fn fold_width(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
-            '\u{3000}' => ' ',
-            _ => c,
-        })
-        .collect()
+/// NFKC: full-width Latin letters and digits (Ａ, ０) to ASCII, half-width katakana (ｹﾝｲﾁ) to
+/// katakana, the ideographic space to a space — so that a word is found however it was typed.
+fn nfkc(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfkc().collect()
+}
+
+/// The letters a character may stand for in leetspeak (zxcvbn's table).
+fn leet_letters(c: char) -> &'static [char] {
+    match c {
+        '4' | '@' => &['a'],
+        '8' => &['b'],
+        '(' | '{' | '[' | '<' => &['c'],
+        '3' => &['e'],
+        '6' | '9' => &['g'],
+        '1' | '|' => &['i', 'l'],
+        '!' => &['i'],
+        '7' => &['l', 't'],
+        '0' => &['o'],
+        '$' | '5' => &['s'],
+        '+' => &['t'],
+        '%' => &['x'],
+        '2' => &['z'],
+        _ => &[],
+    }
+}
+
+/// Whether `word` occurs in `text`, each character either as itself or as a leetspeak stand-in.
+fn contains_disguised(text: &[char], word: &[char]) -> bool {
+    if word.is_empty() || word.len() > text.len() {
+        return false;
+    }
+    text.windows(word.len()).any(|window| window.iter().zip(word).all(|(t, w)| t == w || leet_letters(*t).contains(w)))
 }
 
 fn normalise(text: &str) -> String {
-    fold_width(text).chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase()
+    nfkc(text).chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase()
 }
 
 struct Entries(Vec<(Kind, String)>);
@@ -297,6 +331,34 @@ fn context_entries(ctx: &PersonalContext, extra_words: &[&str]) -> Vec<(Kind, St
         for suffix in ["課", "係", "部", "室", "局", "センター", "事務所"] {
             if let Some(stem) = section.trim().strip_suffix(suffix) {
                 entries.add(Kind::Section, stem);
+            }
+        }
+    }
+    if let Some(code) = ctx.org_unit_code {
+        entries.add(Kind::Section, code);
+        for part in code.split(|c: char| !c.is_alphanumeric()) {
+            entries.add(Kind::Section, part);
+        }
+    }
+    if let Some(name_en) = ctx.org_unit_name_en {
+        // Words every section name has say nothing about this one.
+        const GENERIC: [&str; 12] = [
+            "division",
+            "section",
+            "department",
+            "office",
+            "unit",
+            "bureau",
+            "center",
+            "centre",
+            "team",
+            "group",
+            "branch",
+            "affairs",
+        ];
+        for word in name_en.split(|c: char| !c.is_alphanumeric()) {
+            if !GENERIC.contains(&word.to_lowercase().as_str()) {
+                entries.add(Kind::Section, word);
             }
         }
     }
@@ -551,6 +613,8 @@ mod tests {
             given_name_kana: "けんいち",
             birth_date: Some(date!(1990 - 05 - 12)),
             org_unit_name: Some("税務課"),
+            org_unit_code: Some("ZEIMU"),
+            org_unit_name_en: Some("Taxation Division"),
         }
     }
 
@@ -747,8 +811,34 @@ mod tests {
             given_name_kana: "マコト",
             birth_date: None,
             org_unit_name: None,
+            org_unit_code: None,
+            org_unit_name_en: None,
         };
         assert!(personal("kito-07-umibe-fuyu-no-sora", &ctx).is_empty());
         assert_found("makoto-umibe-fuyu-no-sora", &ctx, "name");
+    }
+
+    #[test]
+    fn names_in_leetspeak_or_reversed_are_refused() {
+        let ctx = tanaka();
+        assert_found("K3n1ch1-no-fuyu-yasumi-ni", &ctx, "name");
+        assert_found("t4n4k4-ga-umibe-de-hashiru", &ctx, "name");
+        assert_found("ihcinek-no-fuyu-yasumi-ni", &ctx, "name");
+        assert_found("akanat-ga-umibe-de-hashiru", &ctx, "name");
+    }
+
+    #[test]
+    fn the_section_in_romaji_or_english_is_refused() {
+        let ctx = tanaka();
+        assert_found("zeimu-no-fuyu-yasumi-ni-kaze", &ctx, "section");
+        assert_found("Z31MU-no-fuyu-yasumi-ni-kaze", &ctx, "section");
+        assert_found("taxation-no-fuyu-yasumi-kaze", &ctx, "section");
+        assert!(personal("division-of-the-winter-moon-river", &ctx).is_empty(), "generic words are not personal");
+    }
+
+    #[test]
+    fn half_width_katakana_is_normalised_before_the_check() {
+        assert_found("ｹﾝｲﾁ-no-fuyu-yasumi-ni-kaze", &tanaka(), "name");
+        assert_found("ﾀﾅｶ-no-fuyu-yasumi-ni-kaze", &tanaka(), "name");
     }
 }

@@ -128,6 +128,19 @@ pub async fn lookup(
     Ok(Some(session))
 }
 
+/// The id of the unrevoked session behind a cookie value, idle or not: what a new login in the
+/// same browser replaces.
+pub async fn id_of_cookie<'e, E>(executor: E, token: &str) -> Result<Option<String>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT id FROM sessions WHERE token_hash = $1 AND revoked_at IS NULL")
+        .bind(crypto::sha256_hex(token))
+        .fetch_optional(executor)
+        .await?;
+    row.map(|r| r.try_get("id")).transpose()
+}
+
 /// Whether the session `id` is still live (used when checking tokens issued from it).
 ///
 /// Tokens outlive browser idleness by design (a consuming system keeps working while the

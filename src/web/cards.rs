@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::authenticators::ceremony::{self, CardError, Kind};
+use crate::authenticators::replacement;
 use crate::authenticators::{self, Authenticator, ACR_HWK, AMR_CARD_WITH_VERIFICATION, AMR_PASSWORD_AND_CARD};
 use crate::directory;
 use crate::oidc::authorize::{self, AuthorizationRequest};
@@ -25,7 +26,7 @@ use crate::sessions::{self, Session};
 use crate::App;
 
 use super::csrf::{self, CheckedForm};
-use super::login::{choose_lang, secure, session_cookie};
+use super::login::{choose_lang, end_previous_session, with_new_session};
 use super::{pages, session_from_jar, Lang, Msg, SourceIp};
 
 #[derive(Template)]
@@ -55,6 +56,17 @@ pub struct AuthenticatorsPage<'a> {
     pub error: Option<Msg>,
 }
 
+#[derive(Template)]
+#[template(path = "card_replace.html")]
+pub struct CardReplacePage<'a> {
+    pub lang: Lang,
+    pub switch_href: String,
+    pub csrf_token: &'a str,
+    pub ticket: &'a str,
+    pub client_name: Option<&'a str>,
+    pub error: Option<Msg>,
+}
+
 fn card_error_msg(e: &CardError) -> Msg {
     match e {
         CardError::Unavailable => Msg::WebauthnUnavailable,
@@ -78,7 +90,7 @@ pub fn card_page(
     token: &str,
     options: &impl serde::Serialize,
 ) -> Response {
-    let (jar, csrf_token) = csrf::issue(&app.csrf_key, jar, secure(app));
+    let (jar, csrf_token) = csrf::issue(app, jar);
     let (finish, lead) =
         if mode == "register" { ("/webauthn/register", Msg::EnrollLead) } else { ("/webauthn/login", Msg::CardLead) };
     let page = CardPage {
@@ -211,7 +223,7 @@ fn parse_answer<T: serde::de::DeserializeOwned>(
     }
     let answer: CeremonyAnswer<T> = serde_json::from_slice(body)
         .map_err(|_| Box::new(json_error(StatusCode::BAD_REQUEST, Lang::Ja, Msg::CardFailed)))?;
-    if !csrf::verify(&app.csrf_key, jar, Some(&answer.csrf_token)) {
+    if !csrf::from_this_origin(headers) || !csrf::verify(app, jar, Some(&answer.csrf_token)) {
         return Err(Box::new(json_error(StatusCode::FORBIDDEN, Lang::Ja, Msg::CsrfFailed)));
     }
     Ok(answer)
@@ -305,43 +317,78 @@ async fn login(
         kind => {
             let amr: &[&str] =
                 if kind == Kind::SecondFactor { &AMR_PASSWORD_AND_CARD } else { &AMR_CARD_WITH_VERIFICATION };
-            let (session, cookie) = sessions::create(
-                &mut tx,
-                &app.config.session,
-                now,
-                sessions::NewSession {
-                    person_id: &card.person_id,
-                    account_id: &account.account_id,
-                    amr,
-                    acr: ACR_HWK,
-                    authenticator_id: Some(&card.authenticator_id),
-                },
-            )
-            .await?;
+            let (session, cookie) =
+                open_card_session(app, &mut tx, &jar, &account, &card.authenticator_id, amr, now).await?;
             (session, Some(cookie))
         }
     };
+    let kind = json!(card.ceremony.kind);
+    record_card_login(&mut tx, now, &card.authenticator_id, &session, kind, source_ip).await?;
+    tx.commit().await?;
+    let jar = match cookie {
+        Some(value) => with_new_session(app, jar, value),
+        None => jar,
+    };
+    Ok(complete_pending(app, jar, lang, &session, card.ceremony.authorization_request_id.as_deref()).await?)
+}
+
+/// Opens the session of a card login, in `tx`; the browser's earlier session ends.
+async fn open_card_session(
+    app: &App,
+    tx: &mut crate::store::Tx,
+    jar: &CookieJar,
+    account: &directory::LoginAccount,
+    authenticator_id: &str,
+    amr: &[&str],
+    now: i64,
+) -> Result<(Session, String), crate::Error> {
+    end_previous_session(tx, jar, &Actor::Person(account.person.id.clone()), now).await?;
+    let new = sessions::NewSession {
+        person_id: &account.person.id,
+        account_id: &account.account_id,
+        amr,
+        acr: ACR_HWK,
+        authenticator_id: Some(authenticator_id),
+    };
+    Ok(sessions::create(tx, &app.config.session, now, new).await?)
+}
+
+/// The audit event of a card login (`kind`: second factor, passwordless, step-up, replacement).
+async fn record_card_login(
+    tx: &mut crate::store::Tx,
+    now: i64,
+    authenticator_id: &str,
+    session: &Session,
+    kind: serde_json::Value,
+    source_ip: Option<String>,
+) -> Result<(), sqlx::Error> {
     audit::record(
-        &mut tx,
+        tx,
         now,
         Event {
-            actor: &Actor::Person(card.person_id.clone()),
+            actor: &Actor::Person(session.person_id.clone()),
             action: "login.card",
-            target: format!("authenticator:{}", card.authenticator_id),
+            target: format!("authenticator:{authenticator_id}"),
             outcome: Outcome::Success,
-            detail: json!({"sid": session.id, "kind": card.ceremony.kind, "amr": session.amr}),
+            detail: json!({"sid": session.id, "kind": kind, "amr": session.amr}),
             source_ip,
         },
     )
-    .await?;
-    tx.commit().await?;
-    let jar = match cookie {
-        Some(value) => jar.add(session_cookie(app, value)),
-        None => jar,
-    };
-    let Some(request_id) = card.ceremony.authorization_request_id.as_deref() else { return Ok(go(jar, "/")) };
+    .await
+}
+
+/// Completes the pending authorization a card login was for (or goes home) and tells the
+/// page where to go next.
+async fn complete_pending(
+    app: &App,
+    jar: CookieJar,
+    lang: Lang,
+    session: &Session,
+    request_id: Option<&str>,
+) -> Result<Response, crate::Error> {
+    let Some(request_id) = request_id else { return Ok(go(jar, "/")) };
     let Some(request) = authorize::load_pending(app, request_id).await? else { return Ok(go(jar, "/")) };
-    let completed = match authorize::complete(app, &request, &session, Some(request_id)).await {
+    let completed = match authorize::complete(app, &request, session, Some(request_id)).await {
         Ok(response) => response,
         Err(e) => authorize::error_response(app, lang, e),
     };
@@ -373,7 +420,7 @@ async fn cards_page(
         Ok(cards) => cards,
         Err(e) => return internal(lang, e.into()),
     };
-    let (jar, csrf_token) = csrf::issue(&app.csrf_key, jar, secure(app));
+    let (jar, csrf_token) = csrf::issue(app, jar);
     let page = AuthenticatorsPage {
         lang,
         switch_href: format!("/authenticators?lang={}", lang.other().code()),
@@ -404,22 +451,169 @@ pub async fn enroll(State(app): State<App>, form: CheckedForm) -> Response {
     }
 }
 
-pub async fn finish_registration(State(app): State<App>, jar: CookieJar, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn finish_registration(
+    State(app): State<App>,
+    SourceIp(source_ip): SourceIp,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let lang = super::lang_for(&jar, None);
     let answer = match parse_answer::<webauthn_rs::prelude::RegisterPublicKeyCredential>(&app, &headers, &jar, &body) {
         Ok(answer) => answer,
         Err(response) => return *response,
     };
+    // A self-service enrollment needs the session; a replacement in the middle of a login has
+    // none yet, and its ceremony says so.
     let session = match session_from_jar(&app, &jar).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return json_error(StatusCode::UNAUTHORIZED, lang, Msg::NotLoggedIn),
+        Ok(session) => session,
         Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, lang, internal_msg(e.into())),
     };
-    match ceremony::finish_registration(&app, &session, &answer.ceremony, &answer.credential).await {
-        Ok(_) => go(jar, "/authenticators?enrolled=1"),
+    match ceremony::finish_registration(&app, session.as_ref(), &answer.ceremony, &answer.credential).await {
+        Ok(ceremony::Enrolled { authorization_request_id: None, .. }) => go(jar, "/authenticators?enrolled=1"),
+        Ok(ceremony::Enrolled { authenticator, authorization_request_id: Some(request_id) }) => {
+            match replacement_login(&app, jar, lang, &authenticator, &request_id, source_ip).await {
+                Ok(response) => response,
+                Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, lang, internal_msg(e)),
+            }
+        }
         Err(CardError::Internal(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, lang, internal_msg(e)),
         Err(e) => json_error(StatusCode::BAD_REQUEST, lang, card_error_msg(&e)),
     }
+}
+
+/// The replacement card just enrolled completes the login that asked for it: the person gave
+/// the right password (the ticket), the counter's enrollment code, and the new card with its PIN.
+async fn replacement_login(
+    app: &App,
+    jar: CookieJar,
+    lang: Lang,
+    card: &Authenticator,
+    request_id: &str,
+    source_ip: Option<String>,
+) -> Result<Response, crate::Error> {
+    let now = app.clock.now();
+    let mut tx = app.store.begin().await?;
+    let Some(account) = directory::account_of_person(&mut *tx, &card.person_id).await? else {
+        return Ok(json_error(StatusCode::BAD_REQUEST, lang, Msg::CardFailed));
+    };
+    if !(account.account_active && account.person.may_log_in(directory::today_in_japan(now))) {
+        return Ok(json_error(StatusCode::BAD_REQUEST, lang, Msg::CardFailed));
+    }
+    let (session, cookie) =
+        open_card_session(app, &mut tx, &jar, &account, &card.id, &AMR_PASSWORD_AND_CARD, now).await?;
+    record_card_login(&mut tx, now, &card.id, &session, json!("replacement"), source_ip).await?;
+    tx.commit().await?;
+    complete_pending(app, with_new_session(app, jar, cookie), lang, &session, Some(request_id)).await
+}
+
+/// The page asking a person whose card was stopped for a replacement, after the right password.
+pub fn replacement_page(
+    app: &App,
+    jar: CookieJar,
+    lang: Lang,
+    ticket: &str,
+    client_name: Option<&str>,
+    error: Option<Msg>,
+    status: StatusCode,
+) -> Response {
+    let (jar, csrf_token) = csrf::issue(app, jar);
+    let page = CardReplacePage {
+        lang,
+        switch_href: format!(
+            "/login/card/replace?ticket={}&lang={}",
+            super::login::urlencode(ticket),
+            lang.other().code()
+        ),
+        csrf_token: &csrf_token,
+        ticket,
+        client_name,
+        error,
+    };
+    (jar, pages::render(status, &page)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct TicketQuery {
+    ticket: Option<String>,
+    lang: Option<String>,
+}
+
+/// The replacement page again (the language switch).
+pub async fn replacement_form(State(app): State<App>, jar: CookieJar, Query(q): Query<TicketQuery>) -> Response {
+    let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
+    let ticket = q.ticket.unwrap_or_default();
+    let found = if ticket.is_empty() || ticket.len() > 128 {
+        Ok(None)
+    } else {
+        replacement::find_ticket(app.store.pool(), &ticket, app.clock.now()).await
+    };
+    match found {
+        Ok(Some((_, request_id))) => match pending(&app, &request_id).await {
+            Ok(Some((_, client_name))) => {
+                replacement_page(&app, jar, lang, &ticket, client_name.as_deref(), None, StatusCode::OK)
+            }
+            Ok(None) => pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired),
+            Err(e) => internal(lang, e),
+        },
+        Ok(None) => pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired),
+        Err(e) => internal(lang, e.into()),
+    }
+}
+
+/// Starts enrolling the replacement card with the counter's enrollment code.
+pub async fn start_replacement(State(app): State<App>, form: CheckedForm) -> Response {
+    let lang = form.lang;
+    let ticket = form.field("ticket").unwrap_or_default().to_owned();
+    let result = async {
+        let now = app.clock.now();
+        let found = if ticket.is_empty() || ticket.len() > 128 {
+            None
+        } else {
+            replacement::find_ticket(app.store.pool(), &ticket, now).await?
+        };
+        let Some((person_id, request_id)) = found else {
+            return Ok(pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired));
+        };
+        let Some((_, client_name)) = pending(&app, &request_id).await? else {
+            return Ok(pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired));
+        };
+        let code = form.field("enrollment_code").unwrap_or("");
+        let label = form.field("label").unwrap_or("");
+        let number = form.field("management_number").unwrap_or("");
+        match ceremony::start_replacement(&app, &person_id, &request_id, label, number, code).await {
+            Ok((token, options)) => {
+                // The ticket is spent once the ceremony exists; a failed card means logging in again.
+                let mut tx = app.store.begin().await?;
+                if !replacement::use_ticket(&mut tx, &ticket, now).await? {
+                    return Ok(pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired));
+                }
+                tx.commit().await?;
+                Ok(card_page(
+                    &app,
+                    form.jar.clone(),
+                    lang,
+                    Msg::CardReplaceTitle,
+                    client_name.as_deref(),
+                    "register",
+                    &token,
+                    &options,
+                ))
+            }
+            Err(CardError::Internal(e)) => Err(e),
+            Err(e) => Ok(replacement_page(
+                &app,
+                form.jar.clone(),
+                lang,
+                &ticket,
+                client_name.as_deref(),
+                Some(card_error_msg(&e)),
+                StatusCode::BAD_REQUEST,
+            )),
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e: crate::Error| internal(lang, e))
 }
 
 fn internal_msg(e: crate::Error) -> Msg {

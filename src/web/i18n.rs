@@ -122,6 +122,10 @@ pub enum Msg {
     CardAlreadyEnrolled,
     WebauthnUnavailable,
     CardEnrolled,
+    AccountPaused,
+    CardReplaceTitle,
+    CardReplaceLead,
+    CardReplaceButton,
 }
 
 impl Msg {
@@ -272,6 +276,14 @@ impl Msg {
             (WebauthnUnavailable, En) => "IC cards cannot be used on this server (contact the administrator).",
             (CardEnrolled, Ja) => "登録しました。次回から、パスワードの後にこのカードでの確認が必要になります。",
             (CardEnrolled, En) => "Registered. From now on, logging in asks for this card after your password.",
+            (AccountPaused, Ja) => "失敗が続いたため、このアカウントのログインとパスワードの確認をしばらく止めています。時間をおいてからやり直してください。",
+            (AccountPaused, En) => "After repeated failures, logins and password checks for this account are paused for a while. Please wait and try again.",
+            (CardReplaceTitle, Ja) => "新しいカードの登録",
+            (CardReplaceTitle, En) => "Register a replacement card",
+            (CardReplaceLead, Ja) => "あなたのICカードは使用停止になっているため、パスワードだけではログインできません。窓口で受け取った登録コードで新しいカードを登録すると、そのカードでログインできます。",
+            (CardReplaceLead, En) => "Your IC card has been stopped, so the password alone cannot log you in. Register a replacement card with the enrollment code from the help desk, and you are logged in with it.",
+            (CardReplaceButton, Ja) => "新しいカードを登録する",
+            (CardReplaceButton, En) => "Register the replacement card",
             (BadPostLogoutRedirectUri, En) => "The address to return to after logout does not match the registration, so the logout was stopped. Please contact the system's administrator.",
         }
     }

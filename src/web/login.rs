@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::access::clients;
 use crate::audit::{self, Actor, Event, Outcome};
-use crate::authenticators;
+use crate::authenticators::replacement::{self, CardState};
 use crate::directory::{self, LoginAccount, LoginId};
 use crate::oidc::authorize::{self, AuthorizationRequest};
 use crate::password::policy::{self, Expiry};
@@ -60,7 +60,7 @@ pub async fn login_page(State(app): State<App>, jar: CookieJar, Query(q): Query<
                 .into_response();
         }
     };
-    let (jar, token) = csrf::issue(&app.csrf_key, jar, secure(&app));
+    let (jar, token) = csrf::issue(&app, jar);
     let page = LoginPage {
         lang,
         switch_href: format!("/login?request={}&lang={}", urlencode(&request_id), lang.other().code()),
@@ -179,17 +179,13 @@ async fn attempt_login(app: &App, jar: CookieJar, lang: Lang, attempt: Attempt<'
             &Actor::Person(account.person.id.clone()),
         )
         .await?;
-        audit::record(
+        record_password_step(
             &mut tx,
             now,
-            Event {
-                actor: &Actor::Person(account.person.id.clone()),
-                action: "login.password",
-                target: format!("account:{}", account.account_id),
-                outcome: Outcome::Failure,
-                detail: serde_json::json!({"reason": "password change required"}),
-                source_ip: Some(attempt.source.clone()),
-            },
+            account,
+            Outcome::Failure,
+            serde_json::json!({"reason": "password change required"}),
+            &attempt.source,
         )
         .await?;
         tx.commit().await?;
@@ -197,28 +193,32 @@ async fn attempt_login(app: &App, jar: CookieJar, lang: Lang, attempt: Attempt<'
     }
     // A person who holds a card uses it after the password (R13); no session exists until the
     // card has answered.
-    if card_needed(app, &mut tx, &account.person.id, &request).await? {
-        audit::record(
+    let gate = card_gate(app, &mut tx, &account.person.id, &request, now).await?;
+    if let CardGate::Replacement = gate {
+        let page =
+            replacement_step(app, &mut tx, jar, lang, account, &request, attempt.request_id, &attempt.source, now)
+                .await?;
+        tx.commit().await?;
+        return Ok(page);
+    }
+    if let CardGate::Card = gate {
+        record_password_step(
             &mut tx,
             now,
-            Event {
-                actor: &Actor::Person(account.person.id.clone()),
-                action: "login.password",
-                target: format!("account:{}", account.account_id),
-                outcome: Outcome::Success,
-                detail: serde_json::json!({"client_id": request.client_id, "next": "card"}),
-                source_ip: Some(attempt.source.clone()),
-            },
+            account,
+            Outcome::Success,
+            serde_json::json!({"client_id": request.client_id, "next": "card"}),
+            &attempt.source,
         )
         .await?;
         tx.commit().await?;
         return card_step(app, jar, lang, &account.person.id, &request, attempt.request_id).await;
     }
-    let (session, cookie_value) = start_session(app, &mut tx, account, &request, &attempt.source, now).await?;
+    let (session, cookie_value) = start_session(app, &mut tx, &jar, account, &request, &attempt.source, now).await?;
     tx.commit().await?;
-    let jar = jar.add(session_cookie(app, cookie_value));
+    let jar = with_new_session(app, jar, cookie_value);
     if let Expiry::ExpiresSoon { days_left } = expiry {
-        let (jar, token) = csrf::issue(&app.csrf_key, jar, secure(app));
+        let (jar, token) = csrf::issue(app, jar);
         let message = match lang {
             Lang::Ja => format!(
                 "パスワードの有効期限まであと{days_left}日です。期限が切れるとログインの前に変更が必要になります。"
@@ -239,18 +239,80 @@ async fn attempt_login(app: &App, jar: CookieJar, lang: Lang, attempt: Attempt<'
     Ok((jar, finish_authorization(app, lang, &request, &session, attempt.request_id).await?).into_response())
 }
 
-/// Whether, after a correct password, the card must follow: the person holds one and either the
-/// policy asks for it always or the consuming system asked for a card login.
-pub(super) async fn card_needed(
+/// What must follow a correct password.
+pub(super) enum CardGate {
+    /// Nothing: the login completes.
+    Pass,
+    /// The person's card: the policy asks for it always, or the consuming system asked.
+    Card,
+    /// A replacement card: the person's card was stopped, and a stopped card never leaves its
+    /// holder with the password alone (unless a temporary exception was granted).
+    Replacement,
+}
+
+/// The card gate of every password login (the login form and the forced change alike).
+pub(super) async fn card_gate(
     app: &App,
     tx: &mut crate::store::Tx,
     person_id: &str,
     request: &AuthorizationRequest,
-) -> Result<bool, crate::Error> {
-    if app.webauthn.is_none() || !authenticators::has_active(&mut **tx, person_id).await? {
-        return Ok(false);
+    now: i64,
+) -> Result<CardGate, crate::Error> {
+    if app.webauthn.is_none() {
+        return Ok(CardGate::Pass);
     }
-    Ok(app.config.webauthn.require_card_when_enrolled || request.needs_card())
+    let require = app.config.webauthn.require_card_when_enrolled;
+    Ok(match replacement::card_state(&mut **tx, person_id).await? {
+        CardState::Active if require || request.needs_card() => CardGate::Card,
+        CardState::Stopped if require => match replacement::live_exception(tx, person_id, now).await? {
+            Some(exception) => {
+                audit::record(
+                    tx,
+                    now,
+                    Event {
+                        actor: &Actor::Person(person_id.to_owned()),
+                        action: "login.password_only_exception",
+                        target: format!("person:{person_id}"),
+                        outcome: Outcome::Success,
+                        detail: serde_json::json!({"exception": exception, "client_id": request.client_id}),
+                        source_ip: None,
+                    },
+                )
+                .await?;
+                CardGate::Pass
+            }
+            None => CardGate::Replacement,
+        },
+        _ => CardGate::Pass,
+    })
+}
+
+/// After the right password, a person whose card was stopped is asked for a replacement; no
+/// session exists until the new card has answered.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn replacement_step(
+    app: &App,
+    tx: &mut crate::store::Tx,
+    jar: CookieJar,
+    lang: Lang,
+    account: &LoginAccount,
+    request: &AuthorizationRequest,
+    request_id: &str,
+    source: &str,
+    now: i64,
+) -> Result<Response, crate::Error> {
+    record_password_step(
+        tx,
+        now,
+        account,
+        Outcome::Failure,
+        serde_json::json!({"reason": "card stopped: a replacement card is needed", "client_id": request.client_id}),
+        source,
+    )
+    .await?;
+    let ticket = replacement::issue_ticket(tx, now, &account.person.id, request_id).await?;
+    let client_name = clients::get(&app.store, &request.client_id).await?.map(|c| c.name);
+    Ok(super::cards::replacement_page(app, jar, lang, &ticket, client_name.as_deref(), None, StatusCode::OK))
 }
 
 /// The card page that completes a login after the password.
@@ -266,15 +328,34 @@ pub(super) async fn card_step(
     super::cards::second_factor_page(app, jar, lang, person_id, request_id, client_name.as_deref()).await
 }
 
-/// Starts the SSO session for a successful login, with its audit event, in `tx`.
+/// A new login replaces the browser's session: the earlier one (whoever's it was, idle or not)
+/// ends through the revocation module, with its tokens and the logout notices it owes, so that
+/// its cookie can obtain nothing more.
+pub(super) async fn end_previous_session(
+    tx: &mut crate::store::Tx,
+    jar: &CookieJar,
+    actor: &Actor,
+    now: i64,
+) -> Result<(), crate::Error> {
+    let Some(cookie) = jar.get(sessions::COOKIE_NAME) else { return Ok(()) };
+    if let Some(id) = sessions::id_of_cookie(&mut **tx, cookie.value()).await? {
+        revocation::revoke(tx, actor, now, Target::Session(&id), "replaced by a new login in the same browser").await?;
+    }
+    Ok(())
+}
+
+/// Starts the SSO session for a successful login, with its audit event, in `tx`; the browser's
+/// earlier session ends.
 pub(super) async fn start_session(
     app: &App,
     tx: &mut crate::store::Tx,
+    jar: &CookieJar,
     account: &LoginAccount,
     request: &AuthorizationRequest,
     source: &str,
     now: i64,
 ) -> Result<(Session, String), crate::Error> {
+    end_previous_session(tx, jar, &Actor::Person(account.person.id.clone()), now).await?;
     let (session, cookie_value) = sessions::create(
         tx,
         &app.config.session,
@@ -288,20 +369,36 @@ pub(super) async fn start_session(
         },
     )
     .await?;
-    audit::record(
+    record_password_step(
         tx,
         now,
-        Event {
-            actor: &Actor::Person(account.person.id.clone()),
-            action: "login.password",
-            target: format!("account:{}", account.account_id),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"sid": session.id, "client_id": request.client_id}),
-            source_ip: Some(source.to_owned()),
-        },
+        account,
+        Outcome::Success,
+        serde_json::json!({"sid": session.id, "client_id": request.client_id}),
+        source,
     )
     .await?;
     Ok((session, cookie_value))
+}
+
+/// The audit event of a step of a password login for a known account.
+async fn record_password_step(
+    tx: &mut crate::store::Tx,
+    now: i64,
+    account: &LoginAccount,
+    outcome: Outcome,
+    detail: serde_json::Value,
+    source: &str,
+) -> Result<(), sqlx::Error> {
+    let event = Event {
+        actor: &Actor::Person(account.person.id.clone()),
+        action: "login.password",
+        target: format!("account:{}", account.account_id),
+        outcome,
+        detail,
+        source_ip: Some(source.to_owned()),
+    };
+    audit::record(tx, now, event).await
 }
 
 /// Counts and audits a failed attempt; the caller answers with the same page whatever the reason.
@@ -345,7 +442,7 @@ async fn login_form_again(
     request: &AuthorizationRequest,
     attempt: &Attempt<'_>,
 ) -> Result<Response, crate::Error> {
-    let (jar, token) = csrf::issue(&app.csrf_key, jar, secure(app));
+    let (jar, token) = csrf::issue(app, jar);
     let client_name = clients::get(&app.store, &request.client_id).await?.map(|c| c.name);
     let page = LoginPage {
         lang,
@@ -374,7 +471,12 @@ pub(super) async fn finish_authorization(
     })
 }
 
-pub(super) fn session_cookie(app: &App, value: String) -> Cookie<'static> {
+/// Sets the cookie of a session just opened, and rotates the CSRF secret with it.
+pub(super) fn with_new_session(app: &App, jar: CookieJar, value: String) -> CookieJar {
+    csrf::rotate(app, jar.add(session_cookie(app, value)))
+}
+
+fn session_cookie(app: &App, value: String) -> Cookie<'static> {
     // Lax, not Strict: the browser must send it when a consuming system redirects here.
     Cookie::build((sessions::COOKIE_NAME, value))
         .path("/")
@@ -417,7 +519,7 @@ pub async fn home(State(app): State<App>, jar: CookieJar, Query(q): Query<LoginQ
         None => None,
     };
     let name = person.map(|p| p.full_name());
-    let (jar, token) = csrf::issue(&app.csrf_key, jar, secure(&app));
+    let (jar, token) = csrf::issue(&app, jar);
     let page = HomePage {
         lang,
         switch_href: format!("/?lang={}", lang.other().code()),

@@ -36,6 +36,7 @@ pub fn router() -> Router<App> {
         .route("/static/webauthn.js", get(cards::script))
         .route("/login/card/passwordless", get(cards::passwordless))
         .route("/login/card/step-up", get(cards::step_up))
+        .route("/login/card/replace", get(cards::replacement_form).post(cards::start_replacement))
         .route("/webauthn/login", axum::routing::post(cards::finish_login))
         .route("/webauthn/register", axum::routing::post(cards::finish_registration))
         .route("/authenticators", get(cards::list))

@@ -8,16 +8,20 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 use sqlx::Row;
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::Actor;
 use crate::crypto;
 use crate::directory;
 use crate::oidc::authorize;
+use crate::password::lockout::{self, Verdict};
 use crate::password::policy::{self, ChangeReason, ChangeRefused};
 use crate::store::Tx;
 use crate::App;
 
 use super::csrf::{self, CheckedForm};
-use super::login::{card_needed, card_step, choose_lang, finish_authorization, secure, session_cookie, start_session};
+use super::login::{
+    card_gate, card_step, choose_lang, finish_authorization, replacement_step, start_session, with_new_session,
+    CardGate,
+};
 use super::pages::{self, PasswordPage};
 use super::{session_from_jar, Lang, Msg, SourceIp};
 
@@ -89,7 +93,7 @@ fn ticket_page(
     errors: Vec<String>,
     status: StatusCode,
 ) -> Response {
-    let (jar, token) = csrf::issue(&app.csrf_key, jar, secure(app));
+    let (jar, token) = csrf::issue(app, jar);
     let page = PasswordPage {
         lang,
         switch_href: format!("/password/reset?ticket={}&lang={}", super::login::urlencode(ticket), lang.other().code()),
@@ -186,14 +190,23 @@ pub async fn reset_submit(State(app): State<App>, SourceIp(source): SourceIp, fo
             .await?
             .ok_or(directory::DirectoryError::NotFound("account"))?;
         // The new password replaces the old one, not the card: a card holder still shows it.
-        if card_needed(&app, &mut tx, &account.person.id, &request).await? {
-            tx.commit().await?;
-            return card_step(&app, jar, lang, &account.person.id, &request, &request_id).await;
-        }
         let source = source.unwrap_or_else(|| "unknown".into());
-        let (session, cookie_value) = start_session(&app, &mut tx, &account, &request, &source, now).await?;
+        match card_gate(&app, &mut tx, &account.person.id, &request, now).await? {
+            CardGate::Card => {
+                tx.commit().await?;
+                return card_step(&app, jar, lang, &account.person.id, &request, &request_id).await;
+            }
+            CardGate::Replacement => {
+                let page =
+                    replacement_step(&app, &mut tx, jar, lang, &account, &request, &request_id, &source, now).await?;
+                tx.commit().await?;
+                return Ok(page);
+            }
+            CardGate::Pass => {}
+        }
+        let (session, cookie_value) = start_session(&app, &mut tx, &jar, &account, &request, &source, now).await?;
         tx.commit().await?;
-        let jar = jar.add(session_cookie(&app, cookie_value));
+        let jar = with_new_session(&app, jar, cookie_value);
         Ok((jar, finish_authorization(&app, lang, &request, &session, &request_id).await?).into_response())
     }
     .await;
@@ -214,7 +227,7 @@ fn change_page(
     errors: Vec<String>,
     status: StatusCode,
 ) -> Response {
-    let (jar, token) = csrf::issue(&app.csrf_key, jar, secure(app));
+    let (jar, token) = csrf::issue(app, jar);
     let page = PasswordPage {
         lang,
         switch_href: format!("/password?lang={}", lang.other().code()),
@@ -241,7 +254,7 @@ pub async fn change_form(State(app): State<App>, jar: CookieJar, Query(q): Query
     }
 }
 
-pub async fn change_submit(State(app): State<App>, form: CheckedForm) -> Response {
+pub async fn change_submit(State(app): State<App>, SourceIp(source): SourceIp, form: CheckedForm) -> Response {
     let (jar, lang) = (form.jar.clone(), form.lang);
     let (Some(current), Some(new), Some(confirm)) =
         (form.field("current_password"), form.field("new_password"), form.field("confirm_password"))
@@ -263,24 +276,17 @@ pub async fn change_submit(State(app): State<App>, form: CheckedForm) -> Respons
             .await?
             .ok_or(directory::DirectoryError::NotFound("account"))?;
         let actor = Actor::Person(account.person.id.clone());
-        if !app.hasher.verify(current.to_owned(), account.password_hash.clone()).await? {
-            let mut tx = app.store.begin().await?;
-            audit::record(
-                &mut tx,
-                app.clock.now(),
-                Event {
-                    actor: &actor,
-                    action: "password.change",
-                    target: format!("account:{}", account.account_id),
-                    outcome: Outcome::Failure,
-                    detail: serde_json::json!({"refused": "wrong current password"}),
-                    source_ip: None,
-                },
-            )
-            .await?;
-            tx.commit().await?;
-            let errors = vec![Msg::CurrentPasswordWrong.text(lang).to_owned()];
-            return Ok(change_page(&app, jar, lang, request_id, errors, StatusCode::UNPROCESSABLE_ENTITY));
+        let now = app.clock.now();
+        match lockout::verify_password(&app, &account, current, "password.change", source.as_deref(), now).await? {
+            Verdict::Right => {}
+            Verdict::Wrong { .. } => {
+                let errors = vec![Msg::CurrentPasswordWrong.text(lang).to_owned()];
+                return Ok(change_page(&app, jar, lang, request_id, errors, StatusCode::UNPROCESSABLE_ENTITY));
+            }
+            Verdict::Locked { .. } => {
+                let errors = vec![Msg::AccountPaused.text(lang).to_owned()];
+                return Ok(change_page(&app, jar, lang, request_id, errors, StatusCode::TOO_MANY_REQUESTS));
+            }
         }
         let changed = policy::change(
             &app,

@@ -120,6 +120,28 @@ async fn enroll<T: AuthenticatorBackend>(
     .await
 }
 
+/// Registers the tax system (confidential, no back-channel) the card tests log in to.
+async fn add_tax_system(server: &TestServer) -> Option<String> {
+    server
+        .add_client(json!({"client_id": "zeimu", "name": "税務システム", "client_type": "confidential", "redirect_uris": [REDIRECT]}))
+        .await
+        .1
+}
+
+/// A new person, logged in with the password in a fresh browser: (person id, browser).
+async fn logged_in_person(
+    server: &TestServer,
+    employee: &str,
+    login: &str,
+    password: &str,
+) -> (String, reqwest::Client) {
+    let person_id = server.add_person(employee, login, password).await;
+    let browser = browser();
+    let (url, _) = authorize(server, &[]);
+    assert_eq!(log_in(&browser, server, &url, login, password).await.status(), 303);
+    (person_id, browser)
+}
+
 fn authorize(server: &TestServer, extra: &[(&str, &str)]) -> (String, String) {
     let (verifier, challenge) = pkce_pair();
     let mut params = vec![
@@ -247,12 +269,23 @@ async fn card_is_second_factor_and_the_hotline_stops_it(db: Db) {
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
     assert!(introspect(&server, &secret, &access).await);
-    // The same answer twice: the ceremony is used up.
+    // The same answer twice: the form's token went with the login (the CSRF secret is rotated),
+    // and with a token fresh from this browser the ceremony is still used up.
     let (status, _) = post_json(
         &browser,
         &server,
         "/webauthn/login",
         json!({"csrf_token": csrf, "ceremony": ceremony, "credential": assertion}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let page = browser.get(format!("{}/authenticators", server.public_url)).send().await.unwrap().text().await.unwrap();
+    let fresh = hidden_input(&page, "csrf_token");
+    let (status, _) = post_json(
+        &browser,
+        &server,
+        "/webauthn/login",
+        json!({"csrf_token": fresh, "ceremony": ceremony, "credential": assertion}),
     )
     .await;
     assert_eq!(status, 400);
@@ -405,14 +438,138 @@ async fn card_is_second_factor_and_the_hotline_stops_it(db: Db) {
     assert!(revoke["detail"]["reason"].as_str().unwrap().contains("本人（電話）"));
     assert!(revoke["detail"]["reason"].as_str().unwrap().contains("電車内で紛失"));
 
-    // A replacement card is enrolled with a new code; the lost one's number may be reused.
+    // A stopped card does not leave its holder with the password alone: after the right
+    // password, the replacement card comes first, and no code is issued before it.
+    let browser = crate::common::browser();
+    let (url, verifier) = authorize(&server, &[]);
+    let response = log_in(&browser, &server, &url, "takahashi", PASSWORD).await;
+    assert_eq!(response.status(), 200, "no active card: not the password alone");
+    let html = response.text().await.unwrap();
+    assert!(html.contains("action=\"/login/card/replace\""), "{html}");
+    assert!(!html.contains("code="), "no code");
+    // This organisation allows no password-only exception.
+    let (status, refused) = server
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/v1/people/{person_id}/password-only-exceptions"),
+            Some(json!({"reason": "再発行待ち", "days": 1})),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    // A wrong code enrolls nothing; the counter's code does, and the new card completes the login.
+    let replace = |code: String, html: String| {
+        let browser = browser.clone();
+        let url = format!("{}/login/card/replace", server.public_url);
+        async move {
+            browser
+                .post(url)
+                .form(&[
+                    ("csrf_token", hidden_input(&html, "csrf_token").as_str()),
+                    ("ticket", hidden_input(&html, "ticket").as_str()),
+                    ("enrollment_code", code.as_str()),
+                    ("label", "再発行の職員証"),
+                    ("management_number", "C-0001"),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let wrong = replace("WRONG-CODE".into(), html.clone()).await;
+    assert_eq!(wrong.status(), 400);
+    let html = wrong.text().await.unwrap();
+    assert!(html.contains("role=\"alert\""), "{html}");
+    let code = enrollment_code(&server, &person_id).await;
+    let ceremony_page = replace(code, html).await;
+    assert_eq!(ceremony_page.status(), 200);
+    let (ceremony, csrf, options) = ceremony_of(&ceremony_page.text().await.unwrap());
+    let mut replacement = Card::new();
+    let credential = replacement.register(&server, options);
+    let (status, answer) = post_json(
+        &browser,
+        &server,
+        "/webauthn/register",
+        json!({"csrf_token": csrf, "ceremony": ceremony, "credential": credential}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let callback = answer["redirect"].as_str().unwrap().to_owned();
+    assert!(callback.starts_with(REDIRECT), "the login completes: {callback}");
+    let tokens = redeem(&server, &secret, &callback, &verifier).await;
+    let id = claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["acr"], "urn:sekimori:acr:hwk", "a card login");
+    // From now on the replacement is the second factor, as the lost card was.
     let browser = crate::common::browser();
     let (url, _) = authorize(&server, &[]);
-    assert_eq!(log_in(&browser, &server, &url, "takahashi", PASSWORD).await.status(), 303, "no active card: password");
-    let mut replacement = Card::new();
+    let response = log_in(&browser, &server, &url, "takahashi", PASSWORD).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("data-ceremony"));
+    server.stop().await;
+}
+
+/// Where the policy allows it, a temporary password-only exception is granted explicitly, by
+/// someone other than whoever had the card stopped, and it ends by itself.
+async fn a_password_only_exception_comes_from_someone_other_than_the_reporter(db: Db) {
+    let server = TestServer::start_configured(db, |config| {
+        config.issuer = format!("http://localhost:{}", config.public_addr.port());
+        config.webauthn.password_only_exception_max_days = 3;
+    })
+    .await;
+    add_tax_system(&server).await;
+    let (person_id, browser) = logged_in_person(&server, "E3201", "fujita", PASSWORD).await;
     let code = enrollment_code(&server, &person_id).await;
-    let (status, answer) = enroll(&browser, &server, &mut replacement, "再発行の職員証", "C-0001", &code).await;
-    assert_eq!(status, 200, "{answer}");
+    assert_eq!(enroll(&browser, &server, &mut Card::new(), "職員証", "C-3201", &code).await.0, 200);
+    // A desk that both takes loss reports and issues codes stops the card.
+    let (status, desk) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/api-tokens",
+            Some(json!({"name": "窓口", "scopes": ["hotline", "authenticators:enroll"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{desk}");
+    let desk = desk["token"].as_str().unwrap().to_owned();
+    let (_, found) = as_operator(&server, &desk, reqwest::Method::GET, "/api/v1/hotline/people?q=E3201", None).await;
+    let card_id = found["items"][0]["authenticators"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = as_operator(
+        &server,
+        &desk,
+        reqwest::Method::POST,
+        &format!("/api/v1/authenticators/{card_id}/lost"),
+        Some(json!({"reported_by": "本人", "reason": "紛失"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let path = format!("/api/v1/people/{person_id}/password-only-exceptions");
+    // The reporter cannot let the password alone in.
+    let (status, refused) =
+        as_operator(&server, &desk, reqwest::Method::POST, &path, Some(json!({"reason": "再発行待ち", "days": 1})))
+            .await;
+    assert_eq!(status, 403, "{refused}");
+    // Nobody can beyond the policy's limit.
+    let (status, refused) =
+        server.admin(reqwest::Method::POST, &path, Some(json!({"reason": "再発行待ち", "days": 4}))).await;
+    assert_eq!((status, refused["field"].as_str()), (422, Some("days")), "{refused}");
+    let (status, granted) =
+        server.admin(reqwest::Method::POST, &path, Some(json!({"reason": "再発行待ち", "days": 1}))).await;
+    assert_eq!(status, 201, "{granted}");
+    assert!(granted["granted_by"].as_str().unwrap().starts_with("api_token:"));
+    // Within it, the password alone logs in, and says so in the audit log.
+    let (url, _) = authorize(&server, &[]);
+    let response = log_in(&crate::common::browser(), &server, &url, "fujita", PASSWORD).await;
+    assert_eq!(response.status(), 303);
+    assert!(location(&response).starts_with(REDIRECT));
+    let (_, events) = server.admin(reqwest::Method::GET, "/api/v1/audit/events?limit=1000", None).await;
+    let actions: Vec<&str> =
+        events["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"authenticator.password_only_exception"), "{actions:?}");
+    assert!(actions.contains(&"login.password_only_exception"), "{actions:?}");
+    // Once it has ended, the replacement is asked for again.
+    server.app.clock.advance(86_401);
+    let (url, _) = authorize(&server, &[]);
+    let response = log_in(&crate::common::browser(), &server, &url, "fujita", PASSWORD).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("/login/card/replace"));
     server.stop().await;
 }
 
@@ -486,14 +643,42 @@ async fn step_up_and_self_service_report(db: Db) {
     assert!(!introspect(&server, &secret, first["access_token"].as_str().unwrap()).await, "same session");
     // Someone else's card cannot be reported from this account.
     let other = server.add_person("E3003", "kobayashi", "hanabi-taikai-no-yoru-2026").await;
-    let _ = other;
-    let response = browser
-        .post(format!("{}/authenticators/{}/lost", server.public_url, "not-mine"))
-        .form(&[("csrf_token", hidden_input(&page, "csrf_token"))])
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status() == 401 || response.status() == 404);
+    let mut others_card = Card::new();
+    let others_browser = crate::common::browser();
+    let (url, _) = authorize(&server, &[]);
+    assert_eq!(log_in(&others_browser, &server, &url, "kobayashi", "hanabi-taikai-no-yoru-2026").await.status(), 303);
+    let code = enrollment_code(&server, &other).await;
+    assert_eq!(enroll(&others_browser, &server, &mut others_card, "職員証", "K-90", &code).await.0, 200);
+    let (_, others_view) = as_operator(
+        &server,
+        &hotline_token(&server).await,
+        reqwest::Method::GET,
+        "/api/v1/hotline/people?q=E3003",
+        None,
+    )
+    .await;
+    let others_card_id = others_view["items"][0]["authenticators"][0]["id"].as_str().unwrap().to_owned();
+    let (url, _) = authorize(&server, &[]);
+    assert_eq!(log_in(&browser, &server, &url, "nakamura", PASSWORD).await.status(), 303);
+    let page = browser.get(format!("{}/authenticators", server.public_url)).send().await.unwrap().text().await.unwrap();
+    for target in [others_card_id.as_str(), "not-mine"] {
+        let response = browser
+            .post(format!("{}/authenticators/{target}/lost", server.public_url))
+            .form(&[("csrf_token", hidden_input(&page, "csrf_token"))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{target}");
+    }
+    let (_, others_view) = as_operator(
+        &server,
+        &hotline_token(&server).await,
+        reqwest::Method::GET,
+        "/api/v1/hotline/people?q=E3003",
+        None,
+    )
+    .await;
+    assert_eq!(others_view["items"][0]["authenticators"][0]["status"], "active", "the other card still works");
     server.stop().await;
 }
 
@@ -563,9 +748,36 @@ async fn only_attested_card_models_enroll(db: Db) {
     server.stop().await;
 }
 
+/// A card's management number identifies one card, however it is typed.
+async fn management_numbers_differing_only_in_case_or_width_are_one_card(db: Db) {
+    let server = start(db, true).await;
+    add_tax_system(&server).await;
+    let mut enrolled = Vec::new();
+    for (number, employee, login, password, typed) in [
+        (1, "E3101", "ishii", "kawabe-no-sakura-chiru-hi", "c-0100"),
+        (2, "E3102", "kondo", "yama-no-ue-no-kumo-nagare", "C-0100"),
+        (3, "E3103", "sakai", "umi-no-soko-wa-shizuka-desu", "Ｃ－０１００"),
+    ] {
+        let (person_id, browser) = logged_in_person(&server, employee, login, password).await;
+        let code = enrollment_code(&server, &person_id).await;
+        let (status, _) = enroll(&browser, &server, &mut Card::new(), "職員証", typed, &code).await;
+        enrolled.push((number, status));
+    }
+    assert_eq!(enrolled, vec![(1, 200), (2, 400), (3, 400)], "one management number, one active card");
+    let stored: String = sqlx::Row::try_get(
+        &sqlx::query("SELECT management_number FROM authenticators").fetch_one(server.app.store.pool()).await.unwrap(),
+        "management_number",
+    )
+    .unwrap();
+    assert_eq!(stored, "C-0100", "stored in one form");
+    server.stop().await;
+}
+
 on_both_databases!(
     card_is_second_factor_and_the_hotline_stops_it,
     step_up_and_self_service_report,
     only_attested_card_models_enroll,
     an_expired_password_does_not_skip_the_card,
+    management_numbers_differing_only_in_case_or_width_are_one_card,
+    a_password_only_exception_comes_from_someone_other_than_the_reporter,
 );

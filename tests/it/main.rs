@@ -10,6 +10,7 @@ mod authorize_errors;
 mod cards;
 mod cli;
 mod directory;
+mod hardening;
 mod lifecycle;
 mod oidc_flow;
 mod openapi;

@@ -326,8 +326,9 @@ impl Harness {
     }
 }
 
-/// A body each write operation parses (not necessarily one it accepts), so that the scope
-/// check, which comes after parsing, is what answers.
+/// A body each write operation parses (not necessarily one it accepts). The token and its
+/// scope are checked before the body is read, so 401/403 answer whatever the body; a parseable
+/// one keeps this check about authentication alone (tests/it/hardening.rs sends broken ones).
 fn parseable_body(method: &str, path: &str) -> Body {
     match (method, path) {
         ("POST", "/api/v1/api-tokens") => Body::Json(json!({"name": "x", "scopes": ["directory:read"]})),
@@ -342,6 +343,7 @@ fn parseable_body(method: &str, path: &str) -> Body {
         ("POST", "/api/v1/clients") => Body::Json(json!({"name": "x", "client_type": "public", "redirect_uris": []})),
         ("POST", "/api/v1/signing-keys/rotate") => Body::Json(json!({})),
         ("POST", "/api/v1/authenticators/{id}/lost") => Body::Json(json!({"reported_by": "x", "reason": "y"})),
+        ("POST", "/api/v1/people/{id}/password-only-exceptions") => Body::Json(json!({"reason": "x", "days": 1})),
         (_, _) => Body::None,
     }
 }
@@ -419,7 +421,7 @@ async fn openapi_yaml_describes_the_admin_api() {
     }
 
     // 2. Real calls.
-    let server = TestServer::start(Db::Sqlite).await;
+    let server = TestServer::start_configured(Db::Sqlite, |c| c.webauthn.password_only_exception_max_days = 3).await;
     let mut h = Harness { server, spec };
     let admin = h.admin();
     let admin = Some(admin.as_str());
@@ -864,6 +866,26 @@ async fn openapi_yaml_describes_the_admin_api() {
     assert_eq!(stopped["authenticator"]["status"], "lost");
     h.call(admin, "POST", lost, &card, Body::Json(report.clone()), 409).await;
     h.call(admin, "POST", lost, &fill(lost), Body::Json(report), 404).await;
+    // The person whose card was stopped: a temporary password-only exception, never from the
+    // token that reported the loss.
+    let pe = "/api/v1/people/{id}/password-only-exceptions";
+    let desk = h.token(&["authenticators:enroll"], None).await;
+    let desk = Some(desk.as_str());
+    let haken_pe = pe.replace("{id}", &haken_id);
+    let why = json!({"reason": "再発行待ち", "days": 1});
+    let four_eyes = h.call(admin, "POST", pe, &haken_pe, Body::Json(why.clone()), 403).await;
+    assert!(four_eyes["detail"].as_str().unwrap().contains("reported"), "{four_eyes}");
+    for bad in [json!({"reason": "", "days": 1}), json!({"reason": "x", "days": 4}), json!({"reason": "x", "days": 0})]
+    {
+        h.call(desk, "POST", pe, &haken_pe, Body::Json(bad), 422).await;
+    }
+    h.call(desk, "POST", pe, &haken_pe, Body::Json(json!({"reason": "x"})), 422).await;
+    h.call(desk, "POST", pe, &haken_pe, Body::Raw(json_ct, "{not json".into()), 400).await;
+    h.call(desk, "POST", pe, &haken_pe, Body::Raw(None, "x".into()), 415).await;
+    h.call(desk, "POST", pe, &fill(pe), Body::Json(why.clone()), 404).await;
+    h.call(desk, "POST", pe, &pe.replace("{id}", &tanaka_id), Body::Json(why.clone()), 409).await;
+    let granted = h.call(desk, "POST", pe, &haken_pe, Body::Json(why), 201).await;
+    assert_eq!(granted["person_id"], haken_id.as_str());
 
     // Signing keys.
     let k = "/api/v1/signing-keys";

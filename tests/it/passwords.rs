@@ -103,12 +103,28 @@ async fn expired_password_forces_a_change_before_any_code(db: Db) {
     assert!(is_code_redirect(&done), "the interrupted login completes: {}", done.status());
     assert_eq!(query_of(&location(&done))["state"], "st");
     // The ticket is spent, the old password is gone, the new one works.
-    let reused = post(
+    // (The login rotated the CSRF secret: the page's token is spent too; a fresh one from this
+    // browser shows the ticket itself is.)
+    let stale = post(
         &b,
         &server,
         "/password/reset",
         &[
             ("csrf_token", &csrf),
+            ("ticket", &ticket),
+            ("new_password", "another-long-passphrase-x"),
+            ("confirm_password", "another-long-passphrase-x"),
+        ],
+    )
+    .await;
+    assert_eq!(stale.status(), 403);
+    let fresh = b.get(format!("{}/password", server.public_url)).send().await.unwrap().text().await.unwrap();
+    let reused = post(
+        &b,
+        &server,
+        "/password/reset",
+        &[
+            ("csrf_token", &hidden_input(&fresh, "csrf_token")),
             ("ticket", &ticket),
             ("new_password", "another-long-passphrase-x"),
             ("confirm_password", "another-long-passphrase-x"),
