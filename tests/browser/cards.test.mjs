@@ -553,6 +553,32 @@ test('after the report the card session is gone and the card no longer logs in',
     assert.deepEqual(callbacks, [], 'no redirect to the consuming system');
     assert.equal(new URL(page.url()).origin, PUBLIC);
   });
+
+  // A stopped card does not leave the password alone: the replacement comes first.
+  await step(tab, 'the password alone after the report asks for a replacement card', async () => {
+    await context.clearCookies();
+    callbacks.length = 0;
+    const request = authorizationRequest();
+    await passwordLogin(page, HOLDER, request);
+    await page.getByRole('heading', { level: 1, name: '新しいカードの登録', exact: true }).waitFor();
+    await page.waitForTimeout(300);
+    assert.deepEqual(callbacks, [], 'no code for the password alone');
+    // The person types the counter's code first: the field has the focus.
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'enrollment_code');
+    await page.screenshot({ path: join(ARTIFACTS, 'cards-replacement.png'), fullPage: true });
+    const code = await enrollmentCode(story.personId);
+    await page.keyboard.type(code);
+    await page.getByLabel(/^名前/).fill('再発行の職員証');
+    // The stopped card's number, typed in lower case, is the same number and free again.
+    await page.getByLabel(/^管理番号/).fill(story.number.toLowerCase());
+    await page.getByRole('button', { name: '新しいカードを登録する', exact: true }).click();
+    await useCard(page, '新しいカードの登録');
+    assertCode(await waitForCallback(page), request);
+  });
+  const replaced = await findPerson(HOLDER.name);
+  const active = replaced.authenticators.filter((c) => c.status === 'active');
+  assert.equal(active.length, 1, `one active card, the replacement: ${JSON.stringify(replaced.authenticators)}`);
+  assert.equal(active[0].management_number, story.number, 'stored in one form');
   await tab.context.close();
 });
 
