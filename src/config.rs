@@ -6,6 +6,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+/// Upper bounds of token lifetimes (any client's), which key rotation relies on: a superseded
+/// signing key stays published this long.
+pub const MAX_ACCESS_TOKEN_TTL: i64 = 3600;
+pub const MAX_REFRESH_TOKEN_TTL: i64 = 90 * 86_400;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -323,8 +328,8 @@ impl Config {
             }
         }
         // Key rotation keeps a superseded key published for the longest token lifetime.
-        if self.tokens.access_token_ttl > crate::access::clients::MAX_ACCESS_TOKEN_TTL
-            || self.tokens.refresh_token_ttl > crate::access::clients::MAX_REFRESH_TOKEN_TTL
+        if self.tokens.access_token_ttl > MAX_ACCESS_TOKEN_TTL
+            || self.tokens.refresh_token_ttl > MAX_REFRESH_TOKEN_TTL
             || self.tokens.id_token_ttl > 86_400
         {
             return Err(ConfigError::Invalid(

@@ -2,9 +2,9 @@
 //! departments, sections and units with managers, about twenty people with accounts, and two
 //! consuming systems. Passwords are random and printed once; there are no default passwords.
 
-use crate::access::clients::{self, ClientType, NewClient};
 use crate::audit::Actor;
 use crate::directory::{self, LoginId, NewOrgUnit, NewPerson};
+use crate::systems::{self, ClientType, NewClient};
 use crate::{crypto, App, Error};
 
 /// One demo person: employee number, names, kana, birth date, kind, unit code, login ID.
@@ -159,7 +159,7 @@ pub async fn seed(app: &App) -> Result<Option<DemoSummary>, Error> {
         ("toshokan", "図書館システム", ClientType::Public, "http://127.0.0.1:9002/callback", "KYOIKU-TOSHO"),
     ];
     for (id, name, client_type, redirect, owner) in systems {
-        let (client, secret) = clients::register(
+        let (client, secret) = systems::register(
             &mut tx,
             &actor,
             now,

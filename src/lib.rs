@@ -14,13 +14,17 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod directory;
+pub mod health;
 pub mod jobs;
 pub mod listener;
+pub mod login;
 pub mod oidc;
+pub mod params;
 pub mod password;
 pub mod revocation;
 pub mod sessions;
 pub mod store;
+pub mod systems;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -48,7 +52,7 @@ pub enum Error {
     #[error(transparent)]
     Directory(#[from] directory::DirectoryError),
     #[error(transparent)]
-    Client(#[from] access::clients::ClientError),
+    Client(#[from] systems::ClientError),
     #[error(transparent)]
     Key(#[from] oidc::keys::KeyError),
     #[error(transparent)]
@@ -101,7 +105,7 @@ impl App {
     pub async fn with_store(config: Config, clock: Clock, store: Store, master: &MasterKey) -> Result<App, Error> {
         // A replaced key stays published as long as anything it signed can live, plus what a
         // consuming system may cache the JWKS for.
-        let retention = config.tokens.id_token_ttl.max(access::clients::MAX_ACCESS_TOKEN_TTL)
+        let retention = config.tokens.id_token_ttl.max(config::MAX_ACCESS_TOKEN_TTL)
             + backchannel::LOGOUT_TOKEN_TTL
             + oidc::discovery::JWKS_MAX_AGE;
         let keys = KeySet::load_or_create(&store, master, clock.clone(), retention).await?;
@@ -147,7 +151,7 @@ pub fn public_router(app: App) -> Router {
     Router::new()
         .merge(oidc::router())
         .merge(web::router())
-        .route("/health", axum::routing::get(admin::health))
+        .route("/health", axum::routing::get(health::health))
         .layer(axum::middleware::from_fn(web::security_headers))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
         .layer(request_timeout(&app))

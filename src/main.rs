@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sekimori::access::clients::{self, AuthMethod, ClientType, GrantType, NewClient, SigningAlg};
 use sekimori::admin::auth;
 use sekimori::audit::{self, Actor, Verification};
 use sekimori::clock::Clock;
 use sekimori::config::Config;
 use sekimori::store::Store;
+use sekimori::systems::{self, AuthMethod, ClientType, GrantType, NewClient, SigningAlg};
 use sekimori::{App, Listeners};
 
 #[derive(Parser)]
@@ -234,7 +234,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 backchannel_logout_uri,
             };
             let mut tx = app.store.begin().await?;
-            let result = clients::register(&mut tx, &Actor::Cli, app.clock.now(), &app.config.tokens, new).await;
+            let result = systems::register(&mut tx, &Actor::Cli, app.clock.now(), &app.config.tokens, new).await;
             let (client, secret) = match result {
                 Ok(ok) => ok,
                 Err(e) => {

@@ -1,5 +1,5 @@
-//! Need-based access: the consuming systems (OIDC clients) and the roles people hold on them.
-//! Requests, approvals and grants arrive with the access issue.
+//! Need-based access (R4–R6): the roles people hold on consuming systems. Requests,
+//! approvals, grants and reviews arrive with the access issue; the systems themselves (OIDC
+//! clients) are `crate::systems`.
 
-pub mod clients;
 pub mod roles;

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::access::clients::SigningAlg;
 use crate::oidc::keys::KeyInfo;
+use crate::systems::SigningAlg;
 use crate::App;
 
 use super::problem::{ApiJson, Problem};

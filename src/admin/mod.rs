@@ -10,15 +10,14 @@ pub mod rights;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::access::clients::{self, Client, NewClient};
 use crate::audit::{self, Event, Outcome, Verification};
 use crate::directory::{self, Account, LoginId, NewOrgUnit, NewPerson, OrgUnit, Person};
 use crate::password::policy;
+use crate::systems::{self, Client, NewClient};
 use crate::App;
 
 use auth::IssuedToken;
@@ -27,7 +26,7 @@ use rights::Authorized;
 
 pub fn router() -> Router<App> {
     Router::new()
-        .route("/health", get(health))
+        .route("/health", get(crate::health::health))
         .route("/api/v1/bootstrap", post(bootstrap))
         .route("/api/v1/api-tokens", post(create_api_token))
         .route("/api/v1/org-units", get(list_org_units).post(create_org_unit))
@@ -53,17 +52,6 @@ pub fn router() -> Router<App> {
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", None)
         })
-}
-
-/// Health of this node and its database (R20).
-pub async fn health(State(app): State<App>) -> impl IntoResponse {
-    match sqlx::query("SELECT 1").execute(app.store.pool()).await {
-        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))),
-        Err(e) => {
-            tracing::error!(error = %e, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "unavailable"})))
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -252,7 +240,7 @@ async fn list_clients(
     State(app): State<App>,
     _caller: Authorized<rights::ClientsRead>,
 ) -> Result<Json<List<Client>>, Problem> {
-    Ok(Json(List { items: clients::list(&app.store).await? }))
+    Ok(Json(List { items: systems::list(&app.store).await? }))
 }
 
 #[derive(Serialize)]
@@ -271,7 +259,7 @@ async fn register_client(
 ) -> Result<(StatusCode, Json<RegisteredClient>), Problem> {
     let mut tx = app.store.begin().await?;
     let (client, client_secret) =
-        clients::register(&mut tx, &caller.actor(), app.clock.now(), &app.config.tokens, new).await?;
+        systems::register(&mut tx, &caller.actor(), app.clock.now(), &app.config.tokens, new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(RegisteredClient { client, client_secret })))
 }
@@ -281,7 +269,7 @@ async fn get_client(
     _caller: Authorized<rights::ClientsRead>,
     Path(client_id): Path<String>,
 ) -> Result<Json<Client>, Problem> {
-    clients::get(&app.store, &client_id).await?.map(Json).ok_or_else(|| Problem::not_found("client"))
+    systems::get(&app.store, &client_id).await?.map(Json).ok_or_else(|| Problem::not_found("client"))
 }
 
 #[derive(Deserialize)]

@@ -10,8 +10,8 @@ use crate::audit::{self, Event, Outcome};
 use crate::directory::{self, LoginAccount};
 use crate::password::lockout;
 use crate::password::policy::ChangeRefused;
+use crate::password::tickets::{self, Purpose, RESET_TICKET_TTL};
 use crate::revocation::{self, Target};
-use crate::web::password::{issue_ticket, RESET_TICKET_TTL};
 use crate::App;
 
 use super::problem::Problem;
@@ -51,7 +51,7 @@ pub async fn issue_reset(
     let account = account_of(&app, &person_id).await?;
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
-    let ticket = issue_ticket(&mut tx, &app, &account.account_id, "reset", None, &caller.actor()).await?;
+    let ticket = tickets::issue(&mut tx, now, &account.account_id, Purpose::Reset, None, &caller.actor()).await?;
     audit::record(
         &mut tx,
         now,
@@ -95,15 +95,10 @@ pub async fn report_compromise(
     let now = app.clock.now();
     let actor = caller.actor();
     let mut tx = app.store.begin().await?;
-    sqlx::query(
-        "UPDATE accounts SET password_hash = NULL, password_fingerprint = NULL, must_change_password = 1 WHERE id = $1",
-    )
-    .bind(&account.account_id)
-    .execute(&mut *tx)
-    .await?;
+    directory::accounts::withdraw_password(&mut tx, &account.account_id).await?;
     let revoked =
         revocation::revoke(&mut tx, &actor, now, Target::Person(&person_id), "suspected password compromise").await?;
-    let ticket = issue_ticket(&mut tx, &app, &account.account_id, "reset", None, &actor).await?;
+    let ticket = tickets::issue(&mut tx, now, &account.account_id, Purpose::Reset, None, &actor).await?;
     audit::record(
         &mut tx,
         now,

@@ -6,8 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::access::clients::ClientError;
 use crate::directory::DirectoryError;
+use crate::systems::ClientError;
 
 #[derive(Debug, Serialize)]
 pub struct Problem {

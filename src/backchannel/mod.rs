@@ -12,10 +12,10 @@ use std::time::Duration;
 use serde_json::json;
 use sqlx::Row;
 
-use crate::access::clients::{self, Client};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::clock::UnixTime;
 use crate::store::Tx;
+use crate::systems::{self, Client};
 use crate::App;
 
 /// OpenID Back-Channel Logout §2.4: the event member of a logout token.
@@ -163,7 +163,7 @@ pub async fn deliver_due(app: &App, http: &reqwest::Client) -> Result<u64, crate
 }
 
 async fn attempt(app: &App, http: &reqwest::Client, due: &Due) -> Attempt {
-    let client = match clients::get(&app.store, &due.client_id).await {
+    let client = match systems::get(&app.store, &due.client_id).await {
         Ok(Some(client)) => client,
         Ok(None) => return Attempt::Pointless("the client no longer exists".into()),
         Err(e) => return Attempt::Failed(format!("loading the client failed: {e}")),

@@ -1,6 +1,7 @@
 //! The directory: org units (部 > 課 > 係, each with a manager), people, and accounts.
 //! R1: one account per person, enforced by the `accounts_person_unique` constraint.
 
+pub mod accounts;
 pub mod types;
 
 use serde::{Deserialize, Serialize};

@@ -4,10 +4,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::access::clients::Client;
 use crate::clock::UnixTime;
 use crate::crypto;
 use crate::directory::Person;
+use crate::systems::Client;
 
 /// How and when the person authenticated, carried from session to code to token.
 #[derive(Debug, Clone)]

@@ -5,12 +5,12 @@ use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::access::clients::{self, AuthMethod, Client};
 use crate::crypto;
+use crate::systems::{self, AuthMethod, Client};
 use crate::App;
 
 use super::error::OAuthError;
-use super::params::Params;
+use crate::params::Params;
 
 /// RFC 6749 §2.3: exactly one authentication method, the one the client registered.
 pub async fn authenticate_client(app: &App, headers: &HeaderMap, params: &Params) -> Result<Client, OAuthError> {
@@ -46,7 +46,7 @@ pub async fn authenticate_client(app: &App, headers: &HeaderMap, params: &Params
             (id.to_owned(), None, AuthMethod::None)
         }
     };
-    let client = clients::get(&app.store, &client_id).await?;
+    let client = systems::get(&app.store, &client_id).await?;
     // One answer for unknown client, wrong secret, wrong method and disabled client.
     let failure = || OAuthError::invalid_client("client authentication failed");
     let Some(client) = client.filter(Client::is_active) else {

@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::access::clients::SUPPORTED_SCOPES;
 use crate::oidc::claims::ACR_VALUES_SUPPORTED;
+use crate::systems::SUPPORTED_SCOPES;
 use crate::App;
 
 pub async fn openid_configuration(State(app): State<App>) -> Response {

@@ -13,11 +13,11 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sqlx::Row;
 
-use crate::access::clients::{self, ClientType};
 use crate::access::roles;
 use crate::directory;
 use crate::sessions;
 use crate::store::Tx;
+use crate::systems::{self, ClientType};
 use crate::App;
 
 use super::client_auth::{authenticate_client, form_params};
@@ -76,7 +76,7 @@ pub async fn check_access_token(app: &App, token: &str) -> Result<Option<ActiveT
     if claims.sub != *person_id.as_ref().unwrap_or(&client_id) {
         return Ok(None);
     }
-    if !clients::get(&app.store, &client_id).await?.is_some_and(|c| c.is_active()) {
+    if !systems::get(&app.store, &client_id).await?.is_some_and(|c| c.is_active()) {
         return Ok(None);
     }
     if let Some(person_id) = &person_id {
@@ -186,7 +186,7 @@ async fn refresh_token_answer(app: &App, tx: &mut Tx, token: &str, client_id: &s
     if !grant.offline && !sessions::is_live(&mut **tx, now, &grant.session_id).await? {
         return Ok(inactive());
     }
-    if !clients::get(&app.store, &grant.client_id).await?.is_some_and(|c| c.is_active()) {
+    if !systems::get(&app.store, &grant.client_id).await?.is_some_and(|c| c.is_active()) {
         return Ok(inactive());
     }
     Ok(json!({

@@ -9,11 +9,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::access::clients::SigningAlg;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::clock::{Clock, UnixTime};
 use crate::crypto::{self, MasterKey};
 use crate::store::Store;
+use crate::systems::SigningAlg;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

@@ -1,16 +1,19 @@
-//! The OpenID Provider: discovery, keys, authorization, token, userinfo, introspection,
-//! revocation and logout endpoints.
+//! The OpenID Provider: discovery, keys, token, userinfo, introspection and revocation
+//! endpoints, and the authorization flow as values (`flow`), which the browser-facing
+//! authorization and logout endpoints in `web` render.
 
-pub mod authorize;
+pub mod access_tokens;
 pub mod claims;
 pub mod client_auth;
 pub mod codes;
 pub mod discovery;
-pub mod end_session;
 pub mod error;
+pub mod flow;
+pub mod grants;
+pub mod hint;
 pub mod introspection;
 pub mod keys;
-pub mod params;
+
 pub mod refresh;
 pub mod token;
 pub mod userinfo;
@@ -38,9 +41,5 @@ pub fn router() -> Router<App> {
         .route("/revoke", post(introspection::revoke))
         .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .layer(cors);
-    Router::new()
-        .route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
-        .route("/end_session", get(end_session::end_session_get).post(end_session::end_session_post))
-        .route("/end_session/confirm", post(end_session::confirm))
-        .merge(cross_origin)
+    Router::new().merge(cross_origin)
 }

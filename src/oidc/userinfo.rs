@@ -2,8 +2,9 @@
 //! a token whose session, person or client has been revoked is refused at once, even though
 //! its signature and expiry are still good.
 
-use crate::access::{clients, roles};
+use crate::access::roles;
 use crate::directory;
+use crate::systems;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -14,7 +15,7 @@ use axum::Json;
 use super::claims::{self, ClaimsRequest, ClaimsTarget};
 use super::error::OAuthError;
 use super::introspection::check_access_token;
-use super::params::Params;
+use crate::params::Params;
 
 pub async fn userinfo(
     State(app): State<App>,
@@ -28,7 +29,7 @@ pub async fn userinfo(
     // A client_credentials token speaks for no person: there is nobody to describe.
     let person_id = active.person_id.as_deref().ok_or_else(inactive)?;
     let person = directory::get_person(app.store.pool(), person_id).await?.ok_or_else(inactive)?;
-    let client = clients::get(&app.store, &active.client_id).await?.ok_or_else(inactive)?;
+    let client = systems::get(&app.store, &active.client_id).await?.ok_or_else(inactive)?;
     let scopes: Vec<&str> = active.scope.split(' ').collect();
     if !scopes.contains(&"openid") {
         return Err(OAuthError::insufficient_scope("userinfo needs the openid scope"));

@@ -7,7 +7,7 @@ use sqlx::Row;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::clock::UnixTime;
 use crate::config::PasswordConfig;
-use crate::directory::LoginAccount;
+use crate::directory::{accounts, LoginAccount};
 use crate::store::{Store, Tx};
 use crate::App;
 
@@ -94,30 +94,17 @@ pub async fn account_failed(
     account_id: &str,
     now: UnixTime,
 ) -> Result<Option<UnixTime>, sqlx::Error> {
-    let row =
-        sqlx::query("UPDATE accounts SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins")
-            .bind(account_id)
-            .fetch_one(&mut **tx)
-            .await?;
-    let failures: i64 = row.try_get("failed_logins")?;
+    let failures = accounts::count_failure(tx, account_id).await?;
     let locked_until = lock_seconds(config, failures).map(|s| now + s);
     if let Some(until) = locked_until {
-        sqlx::query("UPDATE accounts SET locked_until = $1 WHERE id = $2")
-            .bind(until)
-            .bind(account_id)
-            .execute(&mut **tx)
-            .await?;
+        accounts::lock_until(tx, account_id, until).await?;
     }
     Ok(locked_until)
 }
 
 /// A successful login clears the count.
 pub async fn account_succeeded(tx: &mut Tx, account_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)")
-        .bind(account_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    accounts::clear_failures(tx, account_id).await
 }
 
 /// Whether the source address has used up its failures for the current window.
@@ -167,11 +154,7 @@ pub async fn source_failed(
 
 /// Lifts an account's lock (an administrator's unlock).
 pub async fn unlock(tx: &mut Tx, account_id: &str) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1")
-        .bind(account_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(result.rows_affected() > 0)
+    accounts::unlock(tx, account_id).await
 }
 
 #[cfg(test)]

@@ -5,5 +5,6 @@ pub mod hashing;
 pub mod lockout;
 pub mod policy;
 pub mod strength;
+pub mod tickets;
 
 pub use hashing::{Hasher, PasswordError};

@@ -209,17 +209,7 @@ pub async fn change(
     let hash = app.hasher.hash(new_password.to_owned()).await?;
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE accounts SET password_hash = $1, password_fingerprint = $2, password_changed_at = $3,
-             must_change_password = 0, failed_logins = 0, locked_until = NULL
-         WHERE id = $4",
-    )
-    .bind(&hash)
-    .bind(&print)
-    .bind(now)
-    .bind(account_id)
-    .execute(&mut *tx)
-    .await;
+    let updated = directory::accounts::set_password(&mut tx, account_id, &hash, &print, now).await;
     match updated {
         Ok(_) => {}
         // The unique index is the rule: another account holds this password now.

@@ -20,14 +20,15 @@ use crate::authenticators::ceremony::{self, CardError, Kind};
 use crate::authenticators::replacement;
 use crate::authenticators::{self, Authenticator, ACR_HWK, AMR_CARD_WITH_VERIFICATION, AMR_PASSWORD_AND_CARD};
 use crate::directory;
-use crate::oidc::authorize::{self, AuthorizationRequest};
+use crate::oidc::flow::{self, AuthorizationRequest, FlowError};
 use crate::revocation::{self, Target};
 use crate::sessions::{self, Session};
 use crate::App;
 
 use super::csrf::{self, CheckedForm};
-use super::login::{choose_lang, end_previous_session, with_new_session};
-use super::{pages, session_from_jar, Lang, Msg, SourceIp};
+use super::login::{choose_lang, with_new_session};
+use super::pages::{self, internal};
+use super::{session_from_jar, Lang, Msg, SourceIp};
 
 #[derive(Template)]
 #[template(path = "card.html")]
@@ -135,8 +136,8 @@ async fn pending(app: &App, id: &str) -> Result<Option<(AuthorizationRequest, Op
     if id.is_empty() || id.len() > 64 {
         return Ok(None);
     }
-    let Some(request) = authorize::load_pending(app, id).await? else { return Ok(None) };
-    let name = crate::access::clients::get(&app.store, &request.client_id).await?.map(|c| c.name);
+    let Some(request) = flow::load_pending(app, id, app.clock.now()).await? else { return Ok(None) };
+    let name = crate::systems::get(&app.store, &request.client_id).await?.map(|c| c.name);
     Ok(Some((request, name)))
 }
 
@@ -194,11 +195,6 @@ pub async fn step_up(State(app): State<App>, jar: CookieJar, Query(q): Query<Req
     result.unwrap_or_else(|e| internal(lang, e))
 }
 
-fn internal(lang: Lang, e: crate::Error) -> Response {
-    tracing::error!(error = %e, "card page failed");
-    pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError)
-}
-
 /// What `static/webauthn.js` posts.
 #[derive(Deserialize)]
 struct CeremonyAnswer<T> {
@@ -242,11 +238,6 @@ fn go(jar: CookieJar, url: &str) -> Response {
     (jar, Json(json!({"redirect": url}))).into_response()
 }
 
-/// Where an authorization completion sends the browser.
-fn location_of(response: &Response) -> String {
-    response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("/").to_owned()
-}
-
 /// Finishes a card login: opens (or steps up) the session and completes the authorization.
 pub async fn finish_login(
     State(app): State<App>,
@@ -260,7 +251,7 @@ pub async fn finish_login(
         Ok(answer) => answer,
         Err(response) => return *response,
     };
-    match login(&app, jar, lang, &answer.ceremony, &answer.credential, source_ip.clone()).await {
+    match login(&app, jar, &answer.ceremony, &answer.credential, source_ip.clone()).await {
         Ok(response) => response,
         Err(CardError::Internal(e)) => {
             tracing::error!(error = %e, "card login failed");
@@ -278,7 +269,6 @@ pub async fn finish_login(
 async fn login(
     app: &App,
     jar: CookieJar,
-    lang: Lang,
     token: &str,
     credential: &webauthn_rs::prelude::PublicKeyCredential,
     source_ip: Option<String>,
@@ -329,7 +319,7 @@ async fn login(
         Some(value) => with_new_session(app, jar, value),
         None => jar,
     };
-    Ok(complete_pending(app, jar, lang, &session, card.ceremony.authorization_request_id.as_deref()).await?)
+    Ok(complete_pending(app, jar, &session, card.ceremony.authorization_request_id.as_deref()).await?)
 }
 
 /// Opens the session of a card login, in `tx`; the browser's earlier session ends.
@@ -342,7 +332,8 @@ async fn open_card_session(
     amr: &[&str],
     now: i64,
 ) -> Result<(Session, String), crate::Error> {
-    end_previous_session(tx, jar, &Actor::Person(account.person.id.clone()), now).await?;
+    let previous = jar.get(sessions::COOKIE_NAME).map(|c| c.value().to_owned());
+    crate::login::end_previous_session(tx, previous.as_deref(), &Actor::Person(account.person.id.clone()), now).await?;
     let new = sessions::NewSession {
         person_id: &account.person.id,
         account_id: &account.account_id,
@@ -382,17 +373,15 @@ async fn record_card_login(
 async fn complete_pending(
     app: &App,
     jar: CookieJar,
-    lang: Lang,
     session: &Session,
     request_id: Option<&str>,
 ) -> Result<Response, crate::Error> {
     let Some(request_id) = request_id else { return Ok(go(jar, "/")) };
-    let Some(request) = authorize::load_pending(app, request_id).await? else { return Ok(go(jar, "/")) };
-    let completed = match authorize::complete(app, &request, session, Some(request_id)).await {
-        Ok(response) => response,
-        Err(e) => authorize::error_response(app, lang, e),
-    };
-    Ok(go(jar, &location_of(&completed)))
+    let Some(request) = flow::load_pending(app, request_id, app.clock.now()).await? else { return Ok(go(jar, "/")) };
+    match flow::complete(app, &request, session, Some(request_id), app.clock.now()).await {
+        Err(FlowError::Internal(e)) => Err(e),
+        completed => Ok(go(jar, &super::authorize::destination(app, completed).unwrap_or_else(|| "/".into()))),
+    }
 }
 
 /// Self-service: my cards, enrollment, "report lost".
@@ -404,7 +393,7 @@ pub async fn list(State(app): State<App>, jar: CookieJar, Query(q): Query<Reques
             cards_page(&app, jar, lang, &session, notice, None).await
         }
         Ok(None) => pages::message_page(lang, StatusCode::UNAUTHORIZED, Msg::CardsTitle, Msg::NotLoggedIn, true),
-        Err(e) => internal(lang, e.into()),
+        Err(e) => internal(lang, e),
     }
 }
 
@@ -418,7 +407,7 @@ async fn cards_page(
 ) -> Response {
     let cards = match authenticators::list_for_person(app.store.pool(), &session.person_id).await {
         Ok(cards) => cards,
-        Err(e) => return internal(lang, e.into()),
+        Err(e) => return internal(lang, e),
     };
     let (jar, csrf_token) = csrf::issue(app, jar);
     let page = AuthenticatorsPage {
@@ -440,7 +429,7 @@ pub async fn enroll(State(app): State<App>, form: CheckedForm) -> Response {
         Ok(None) => {
             return pages::message_page(lang, StatusCode::UNAUTHORIZED, Msg::CardsTitle, Msg::NotLoggedIn, true)
         }
-        Err(e) => return internal(lang, e.into()),
+        Err(e) => return internal(lang, e),
     };
     let label = form.field("label").unwrap_or("");
     let number = form.field("management_number").unwrap_or("");
@@ -504,7 +493,7 @@ async fn replacement_login(
         open_card_session(app, &mut tx, &jar, &account, &card.id, &AMR_PASSWORD_AND_CARD, now).await?;
     record_card_login(&mut tx, now, &card.id, &session, json!("replacement"), source_ip).await?;
     tx.commit().await?;
-    complete_pending(app, with_new_session(app, jar, cookie), lang, &session, Some(request_id)).await
+    complete_pending(app, with_new_session(app, jar, cookie), &session, Some(request_id)).await
 }
 
 /// The page asking a person whose card was stopped for a replacement, after the right password.
@@ -557,7 +546,7 @@ pub async fn replacement_form(State(app): State<App>, jar: CookieJar, Query(q): 
             Err(e) => internal(lang, e),
         },
         Ok(None) => pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired),
-        Err(e) => internal(lang, e.into()),
+        Err(e) => internal(lang, e),
     }
 }
 
@@ -658,7 +647,7 @@ pub async fn report_lost(State(app): State<App>, Path(id): Path<String>, form: C
                     (jar, pages::message_page(lang, StatusCode::OK, Msg::CardsTitle, Msg::CardLostDone, false))
                         .into_response()
                 }
-                Err(e) => internal(lang, e.into()),
+                Err(e) => internal(lang, e),
             }
         }
         Err(e) => internal(lang, e),

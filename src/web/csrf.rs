@@ -121,7 +121,7 @@ pub fn from_this_origin(headers: &HeaderMap) -> bool {
 /// A submitted form whose CSRF token has been checked: handlers that take this never see a
 /// forged request, and nothing is read or written before the check.
 pub struct CheckedForm {
-    pub params: crate::oidc::params::Params,
+    pub params: crate::params::Params,
     pub jar: CookieJar,
     pub lang: super::Lang,
 }
@@ -141,7 +141,7 @@ impl axum::extract::FromRequest<crate::App> for CheckedForm {
         let same_origin = from_this_origin(req.headers());
         let body =
             axum::body::Bytes::from_request(req, app).await.map_err(axum::response::IntoResponse::into_response)?;
-        let params = crate::oidc::params::Params::parse(&body);
+        let params = crate::params::Params::parse(&body);
         let lang = super::lang_for(&jar, params.get("lang").ok().flatten());
         if !same_origin || !verify(app, &jar, params.get("csrf_token").ok().flatten()) {
             return Err(super::pages::error_page(lang, axum::http::StatusCode::FORBIDDEN, super::Msg::CsrfFailed));

@@ -1,9 +1,13 @@
-//! The public web pages: login, the SSO home page, logout; shared page helpers.
+//! The browser-facing side of the public listener: the authorization endpoint's rendering,
+//! the login pages (password, card, replacement card, password change and reset), the home
+//! page, logout (RP-initiated too), the self-service card pages; CSRF, cookies, languages.
 
+pub mod authorize;
 pub mod cards;
 pub mod csrf;
 pub mod i18n;
 pub mod login;
+pub mod logout;
 pub mod pages;
 pub mod password;
 
@@ -26,6 +30,9 @@ pub const LANG_COOKIE: &str = "sekimori_lang";
 
 pub fn router() -> Router<App> {
     Router::new()
+        .route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+        .route("/end_session", get(logout::end_session_get).post(logout::end_session_post))
+        .route("/end_session/confirm", axum::routing::post(logout::confirm))
         .route("/", get(login::home))
         .route("/login", get(login::login_page).post(login::login_submit))
         .route("/login/continue", axum::routing::post(login::continue_login))

@@ -110,3 +110,42 @@ pub fn error_page(lang: Lang, status: StatusCode, message: Msg) -> Response {
         },
     )
 }
+
+/// The one error of the pages: a message shown with its status, or an internal failure,
+/// logged here, once, and shown as "internal error" (never its cause).
+#[derive(Debug)]
+pub struct PageError {
+    pub lang: Lang,
+    pub status: StatusCode,
+    pub message: Msg,
+    cause: Option<crate::Error>,
+}
+
+impl PageError {
+    pub fn shown(lang: Lang, status: StatusCode, message: Msg) -> Self {
+        PageError { lang, status, message, cause: None }
+    }
+
+    pub fn internal(lang: Lang, cause: impl Into<crate::Error>) -> Self {
+        PageError {
+            lang,
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: Msg::InternalError,
+            cause: Some(cause.into()),
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        if let Some(cause) = &self.cause {
+            tracing::error!(error = %cause, "page failed");
+        }
+        error_page(self.lang, self.status, self.message)
+    }
+}
+
+/// The page for an internal failure (see [`PageError`]).
+pub fn internal(lang: Lang, cause: impl Into<crate::Error>) -> Response {
+    PageError::internal(lang, cause).into_response()
+}

@@ -6,82 +6,27 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
-use sqlx::Row;
 
 use crate::audit::Actor;
-use crate::crypto;
 use crate::directory;
-use crate::oidc::authorize;
+use crate::login::{self, Attempt};
+use crate::oidc::flow;
 use crate::password::lockout::{self, Verdict};
 use crate::password::policy::{self, ChangeReason, ChangeRefused};
-use crate::store::Tx;
+use crate::password::tickets::{self, Purpose};
+use crate::sessions;
 use crate::App;
 
 use super::csrf::{self, CheckedForm};
-use super::login::{
-    card_gate, card_step, choose_lang, finish_authorization, replacement_step, start_session, with_new_session,
-    CardGate,
-};
-use super::pages::{self, PasswordPage};
+use super::login::{choose_lang, finish_authorization, render_step};
+use super::pages::{self, internal, PasswordPage};
 use super::{session_from_jar, Lang, Msg, SourceIp};
 
-/// Lifetime of a ticket to replace an expired password during login.
-const EXPIRED_TICKET_TTL: i64 = 600;
-/// Lifetime of a reset link.
-pub const RESET_TICKET_TTL: i64 = 86_400;
-
-/// Creates a one-time ticket for setting a new password; only its hash is stored.
-pub async fn issue_ticket(
-    tx: &mut Tx,
-    app: &App,
-    account_id: &str,
-    purpose: &str,
-    request_id: Option<&str>,
-    actor: &Actor,
-) -> Result<String, sqlx::Error> {
-    let ticket = crypto::random_token(32);
-    let now = app.clock.now();
-    let ttl = if purpose == "reset" { RESET_TICKET_TTL } else { EXPIRED_TICKET_TTL };
-    sqlx::query(
-        "INSERT INTO password_tickets (id, ticket_hash, account_id, purpose, authorization_request_id, created_by, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(crypto::sha256_hex(&ticket))
-    .bind(account_id)
-    .bind(purpose)
-    .bind(request_id)
-    .bind(format!("{actor:?}"))
-    .bind(now)
-    .bind(now + ttl)
-    .execute(&mut **tx)
-    .await?;
-    Ok(ticket)
-}
-
-struct Ticket {
-    account_id: String,
-    purpose: String,
-    request_id: Option<String>,
-}
-
-async fn find_ticket(app: &App, ticket: &str) -> Result<Option<Ticket>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT account_id, purpose, authorization_request_id FROM password_tickets
-         WHERE ticket_hash = $1 AND used_at IS NULL AND expires_at > $2",
-    )
-    .bind(crypto::sha256_hex(ticket))
-    .bind(app.clock.now())
-    .fetch_optional(app.store.pool())
-    .await?;
-    row.map(|r| {
-        Ok(Ticket {
-            account_id: r.try_get("account_id")?,
-            purpose: r.try_get("purpose")?,
-            request_id: r.try_get("authorization_request_id")?,
-        })
-    })
-    .transpose()
+fn lead_for(purpose: Purpose) -> Msg {
+    match purpose {
+        Purpose::Expired => Msg::PasswordExpiredLead,
+        Purpose::Reset => Msg::ResetLead,
+    }
 }
 
 fn ticket_page(
@@ -122,19 +67,14 @@ pub struct TicketQuery {
 pub async fn reset_page(State(app): State<App>, jar: CookieJar, Query(q): Query<TicketQuery>) -> Response {
     let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
     let ticket = q.ticket.unwrap_or_default();
-    match find_ticket(&app, &ticket).await {
+    match tickets::find(app.store.pool(), &ticket, app.clock.now()).await {
         Ok(Some(found)) => {
-            let lead = if found.purpose == "expired" { Msg::PasswordExpiredLead } else { Msg::ResetLead };
+            let lead = lead_for(found.purpose);
             ticket_page(&app, jar, lang, &ticket, lead, Vec::new(), StatusCode::OK)
         }
         Ok(None) => (jar, pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::TicketInvalid)).into_response(),
         Err(e) => internal(lang, e),
     }
-}
-
-fn internal(lang: Lang, e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "password page failed");
-    pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError)
 }
 
 fn localised(lang: Lang, refused: &ChangeRefused, history: usize) -> Vec<String> {
@@ -148,7 +88,7 @@ pub async fn reset_submit(State(app): State<App>, SourceIp(source): SourceIp, fo
     else {
         return pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::BadForm);
     };
-    let found = match find_ticket(&app, ticket).await {
+    let found = match tickets::find(app.store.pool(), ticket, app.clock.now()).await {
         Ok(Some(found)) => found,
         Ok(None) => return pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::TicketInvalid),
         Err(e) => return internal(lang, e),
@@ -158,22 +98,23 @@ pub async fn reset_submit(State(app): State<App>, SourceIp(source): SourceIp, fo
             .await?
             .ok_or(directory::DirectoryError::NotFound("account"))?;
         let actor = Actor::Person(account.person.id.clone());
-        let reason = if found.purpose == "expired" { ChangeReason::Expired } else { ChangeReason::Reset };
+        let reason = match found.purpose {
+            Purpose::Expired => ChangeReason::Expired,
+            Purpose::Reset => ChangeReason::Reset,
+        };
         if let Err(refused) = policy::change(&app, &actor, &found.account_id, new, confirm, reason, None).await? {
-            let lead = if found.purpose == "expired" { Msg::PasswordExpiredLead } else { Msg::ResetLead };
+            let lead = lead_for(found.purpose);
             let errors = localised(lang, &refused, app.config.password.history);
             return Ok(ticket_page(&app, jar, lang, ticket, lead, errors, StatusCode::UNPROCESSABLE_ENTITY));
         }
         let now = app.clock.now();
         let mut tx = app.store.begin().await?;
-        sqlx::query("UPDATE password_tickets SET used_at = $1 WHERE ticket_hash = $2")
-            .bind(now)
-            .bind(crypto::sha256_hex(ticket))
-            .execute(&mut *tx)
-            .await?;
+        tickets::use_up(&mut tx, ticket, now).await?;
         // After an expired password is replaced, the interrupted login completes.
         let pending = match &found.request_id {
-            Some(id) if found.purpose == "expired" => authorize::load_pending(&app, id).await?.map(|r| (id.clone(), r)),
+            Some(id) if found.purpose == Purpose::Expired => {
+                flow::load_pending(&app, id, app.clock.now()).await?.map(|r| (id.clone(), r))
+            }
             _ => None,
         };
         let Some((request_id, request)) = pending else {
@@ -191,23 +132,16 @@ pub async fn reset_submit(State(app): State<App>, SourceIp(source): SourceIp, fo
             .ok_or(directory::DirectoryError::NotFound("account"))?;
         // The new password replaces the old one, not the card: a card holder still shows it.
         let source = source.unwrap_or_else(|| "unknown".into());
-        match card_gate(&app, &mut tx, &account.person.id, &request, now).await? {
-            CardGate::Card => {
-                tx.commit().await?;
-                return card_step(&app, jar, lang, &account.person.id, &request, &request_id).await;
-            }
-            CardGate::Replacement => {
-                let page =
-                    replacement_step(&app, &mut tx, jar, lang, &account, &request, &request_id, &source, now).await?;
-                tx.commit().await?;
-                return Ok(page);
-            }
-            CardGate::Pass => {}
-        }
-        let (session, cookie_value) = start_session(&app, &mut tx, &jar, &account, &request, &source, now).await?;
+        let previous_session = jar.get(sessions::COOKIE_NAME).map(|c| c.value().to_owned());
+        let attempt = Attempt {
+            login_id: &account.login_id,
+            password: new,
+            source: &source,
+            previous_session: previous_session.as_deref(),
+        };
+        let step = login::after_password(&app, &mut tx, &account, &request, &request_id, &attempt, now).await?;
         tx.commit().await?;
-        let jar = with_new_session(&app, jar, cookie_value);
-        Ok((jar, finish_authorization(&app, lang, &request, &session, &request_id).await?).into_response())
+        render_step(&app, jar, lang, &request, &request_id, &account.login_id, step).await
     }
     .await;
     result.unwrap_or_else(|e: crate::Error| internal(lang, e))
@@ -303,7 +237,7 @@ pub async fn change_submit(State(app): State<App>, SourceIp(source): SourceIp, f
             return Ok(change_page(&app, jar, lang, request_id, errors, StatusCode::UNPROCESSABLE_ENTITY));
         }
         if let Some(request_id) = request_id {
-            if let Some(request) = authorize::load_pending(&app, request_id).await? {
+            if let Some(request) = flow::load_pending(&app, request_id, app.clock.now()).await? {
                 return finish_authorization(&app, lang, &request, &session, request_id).await;
             }
         }

@@ -22,16 +22,44 @@ fn temp_dir() -> std::path::PathBuf {
     dir
 }
 
-/// `cargo run --release` on a fresh clone: no file, no variable, and discovery answers on
-/// 127.0.0.1:8080 with a bootstrap code on the console.
+/// Two ports nobody listens on now (bound to port 0 and released).
+fn free_ports() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+}
+
+/// The defaults a fresh clone runs with: the public listener on 127.0.0.1:8080 (also the
+/// issuer), the admin listener on 127.0.0.1:8081, SQLite and the master key file beside it.
+#[test]
+fn the_defaults_are_loopback_8080_and_8081_with_sqlite() {
+    let config = sekimori::config::Config::default();
+    assert_eq!(config.public_addr.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.admin_addr.to_string(), "127.0.0.1:8081");
+    assert_eq!(config.issuer, "http://127.0.0.1:8080");
+    assert_eq!(config.database_url, "sqlite:sekimori.db");
+    assert_eq!(config.master_key_file, "sekimori-master.key");
+}
+
+/// `cargo run --release` on a fresh clone: no file, and discovery answers with a bootstrap code
+/// on the console. (The ports are free ones given by environment, so that the test never
+/// collides with a server running on the defaults; the defaults are checked above.)
 #[tokio::test]
-async fn fresh_start_serves_discovery_on_the_default_port() {
+async fn fresh_start_serves_discovery_and_prints_a_bootstrap_code() {
     let dir = temp_dir();
-    let mut child = sekimori(&dir).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let (public, admin) = free_ports();
+    let mut child = sekimori(&dir)
+        .env("SEKIMORI_PUBLIC_ADDR", format!("127.0.0.1:{public}"))
+        .env("SEKIMORI_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+        .env("SEKIMORI_ISSUER", format!("http://127.0.0.1:{public}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let discovery = loop {
-        match http.get("http://127.0.0.1:8080/.well-known/openid-configuration").send().await {
+        match http.get(format!("http://127.0.0.1:{public}/.well-known/openid-configuration")).send().await {
             Ok(response) if response.status() == 200 => break response.json::<serde_json::Value>().await.unwrap(),
             _ if Instant::now() > deadline => {
                 let _ = child.kill();
@@ -40,13 +68,13 @@ async fn fresh_start_serves_discovery_on_the_default_port() {
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     };
-    let admin_health = http.get("http://127.0.0.1:8081/health").send().await.unwrap().status();
+    let admin_health = http.get(format!("http://127.0.0.1:{admin}/health")).send().await.unwrap().status();
     child.kill().unwrap();
     child.wait().unwrap();
     let mut stdout = String::new();
     child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    assert_eq!(discovery["issuer"], "http://127.0.0.1:8080");
-    assert_eq!(discovery["authorization_endpoint"], "http://127.0.0.1:8080/authorize");
+    assert_eq!(discovery["issuer"], format!("http://127.0.0.1:{public}"));
+    assert_eq!(discovery["authorization_endpoint"], format!("http://127.0.0.1:{public}/authorize"));
     assert_eq!(admin_health, 200);
     assert!(stdout.contains("One-time bootstrap code"), "{stdout}");
     assert!(dir.join("sekimori.db").exists());

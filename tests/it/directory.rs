@@ -55,8 +55,15 @@ async fn fixed_term_staff_need_an_end_date(db: Db) {
          VALUES ('p', 'H0002', 'a', 'b', 'ア', 'イ', 'dispatched', 'active', '2026-04-01', 0, 0)",
     )
     .execute(server.app.store.pool())
-    .await;
-    assert!(err.is_err());
+    .await
+    .expect_err("a fixed-term person without an end date is refused by the database");
+    let refused = err.as_database_error().expect("a database error, not a connection failure");
+    assert_eq!(refused.kind(), sqlx::error::ErrorKind::CheckViolation, "{refused}");
+    assert!(
+        refused.message().contains("people_fixed_term_has_end_date")
+            || refused.constraint() == Some("people_fixed_term_has_end_date"),
+        "the fixed-term rule refused it, not another: {refused}"
+    );
     let mut with_end = person.clone();
     with_end["end_date"] = json!("2027-03-31");
     let (status, body) = server.admin(reqwest::Method::POST, "/api/v1/people", Some(with_end)).await;

@@ -12,6 +12,7 @@ mod cli;
 mod directory;
 mod hardening;
 mod lifecycle;
+mod migrations;
 mod oidc_flow;
 mod openapi;
 mod passwords;

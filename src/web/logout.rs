@@ -15,51 +15,19 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
-use serde::Deserialize;
 
-use crate::access::clients::{self, Client};
 use crate::audit::Actor;
+use crate::oidc::flow::redirect_uri_with;
+use crate::oidc::hint;
+use crate::params::Params;
 use crate::revocation::{self, Target};
 use crate::sessions::{self, Session};
-use crate::web::csrf::{self, CheckedForm};
-use crate::web::pages::{self, EndSessionPage};
-use crate::web::{self, Lang, Msg};
+use crate::systems::{self, Client};
 use crate::App;
 
-use super::authorize::redirect_uri_with;
-use super::keys::Typ;
-use super::params::Params;
-
-/// What an `id_token_hint` says, once its signature and issuer are checked. Its expiry does
-/// not matter (§2: the hint is usually an expired ID token).
-#[derive(Debug, Deserialize)]
-struct Hint {
-    sub: String,
-    aud: serde_json::Value,
-    #[serde(default)]
-    sid: Option<String>,
-}
-
-impl Hint {
-    fn audience(&self) -> Option<&str> {
-        match &self.aud {
-            serde_json::Value::String(aud) => Some(aud),
-            serde_json::Value::Array(auds) if auds.len() == 1 => auds.first().and_then(|a| a.as_str()),
-            _ => None,
-        }
-    }
-}
-
-fn verify_hint(app: &App, token: &str) -> Option<Hint> {
-    // An ID token is typ JWT (or has none); access and logout tokens have their own types.
-    app.keys.verify(token, &app.config.issuer, Typ::JwtOrAbsent, &["iss", "sub", "aud"], false)
-}
-
-/// The subject of an ID token this provider issued (for `id_token_hint` at the authorization
-/// endpoint); None when the token is not one of ours.
-pub fn hinted_subject(app: &App, token: &str) -> Option<String> {
-    verify_hint(app, token).map(|h| h.sub)
-}
+use super::csrf::{self, CheckedForm};
+use super::pages::{self, internal, EndSessionPage};
+use super::{Lang, Msg};
 
 /// A checked logout request.
 struct LogoutRequest {
@@ -81,7 +49,7 @@ async fn check(app: &App, params: &Params, from_form: bool) -> Result<LogoutRequ
     let hint = match get("id_token_hint") {
         None => None,
         // §2: an id_token_hint that was not issued by this OP is an error.
-        Some(token) => Some(verify_hint(app, token).ok_or(bad(Msg::BadLogoutRequest))?),
+        Some(token) => Some(hint::verify(app, token).ok_or(bad(Msg::BadLogoutRequest))?),
     };
     let hinted_client = hint.as_ref().map(|h| h.audience().ok_or(bad(Msg::BadLogoutRequest))).transpose()?;
     let client_id = match (get("client_id"), hinted_client) {
@@ -92,7 +60,7 @@ async fn check(app: &App, params: &Params, from_form: bool) -> Result<LogoutRequ
     let client = match client_id {
         None => None,
         Some(id) => Some(
-            clients::get(&app.store, id)
+            systems::get(&app.store, id)
                 .await
                 .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError))?
                 .ok_or(bad(Msg::BadClient))?,
@@ -123,14 +91,14 @@ pub async fn end_session_post(State(app): State<App>, jar: CookieJar, body: Byte
 }
 
 async fn handle(app: App, jar: CookieJar, params: Params) -> Response {
-    let lang = web::lang_for(&jar, params.get("ui_locales").ok().flatten());
+    let lang = super::lang_for(&jar, params.get("ui_locales").ok().flatten());
     let request = match check(&app, &params, false).await {
         Ok(request) => request,
         Err((status, msg)) => return pages::error_page(lang, status, msg),
     };
-    let session = match web::session_from_jar(&app, &jar).await {
+    let session = match super::session_from_jar(&app, &jar).await {
         Ok(session) => session,
-        Err(e) => return internal(lang, e.into()),
+        Err(e) => return internal(lang, e),
     };
     match session {
         // Nothing to end: straight back to the client, or a page saying so.
@@ -165,7 +133,7 @@ pub async fn confirm(State(app): State<App>, form: CheckedForm) -> Response {
         Err((status, msg)) => return pages::error_page(lang, status, msg),
     };
     let jar = form.jar;
-    match web::session_from_jar(&app, &jar).await {
+    match super::session_from_jar(&app, &jar).await {
         Ok(Some(session)) => {
             if let Err(e) = end(&app, &session).await {
                 return internal(lang, e);
@@ -173,7 +141,7 @@ pub async fn confirm(State(app): State<App>, form: CheckedForm) -> Response {
             finish(lang, forget_session(jar), &request)
         }
         Ok(None) => finish(lang, jar, &request),
-        Err(e) => internal(lang, e.into()),
+        Err(e) => internal(lang, e),
     }
 }
 
@@ -208,9 +176,4 @@ fn finish(lang: Lang, jar: CookieJar, request: &LogoutRequest) -> Response {
             (jar, pages::message_page(lang, StatusCode::OK, Msg::LogoutButton, Msg::LoggedOut, false)).into_response()
         }
     }
-}
-
-fn internal(lang: Lang, e: crate::Error) -> Response {
-    tracing::error!(error = %e, "logout failed");
-    pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError)
 }

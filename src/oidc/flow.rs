@@ -1,28 +1,26 @@
-//! The authorization endpoint (OIDC Core §3.1.2): code flow only.
+//! The authorization flow (OIDC Core §3.1.2) as values: a request is checked (`validate`),
+//! decided against the browser's session (`decide`), kept while the person logs in
+//! (`save_pending`), and finished with a code (`complete`, a [`Completion`] saying where the
+//! browser goes). No HTTP here: `web::authorize` and the login pages render these values.
 //!
-//! Errors about the client or its redirect URI are shown to the person and never redirected:
-//! redirecting to an unverified URI would make Sekimori an open redirector (RFC 6749
-//! §4.1.2.1, RFC 9700 §4.11). Every other error goes back to the registered URI with
-//! `state` and `iss` (RFC 9207).
+//! Errors about the client or its redirect URI are [`FlowError::Page`]: shown to the person and
+//! never redirected, since redirecting to an unverified URI would make Sekimori an open
+//! redirector (RFC 6749 §4.1.2.1, RFC 9700 §4.11). Every other error goes back to the
+//! registered URI with `state` and `iss` (RFC 9207).
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
-use axum_extra::extract::CookieJar;
 use sqlx::Row;
 
-use crate::access::clients::{self, Client, ClientType};
 use crate::audit::{self, Actor, Event, Outcome};
+use crate::clock::UnixTime;
 use crate::crypto;
 use crate::directory;
+use crate::params::Params;
 use crate::sessions::Session;
-use crate::web::{self, Lang, Msg};
+use crate::systems::{self, Client, ClientType};
 use crate::App;
 
 use super::claims::{acr_rank, AuthContext, ClaimsRequest, ACR_VALUES_SUPPORTED};
 use super::codes::{self, NewCode};
-use super::params::Params;
 
 /// A checked authorization request, kept while the person logs in.
 #[derive(Debug, Clone)]
@@ -43,12 +41,12 @@ pub struct AuthorizationRequest {
 }
 
 impl AuthorizationRequest {
-    fn claims_request(&self) -> ClaimsRequest {
+    pub fn claims_request(&self) -> ClaimsRequest {
         ClaimsRequest::from_stored(self.claims.as_deref())
     }
 
     /// The acr values asked for, and whether one of them is essential (claims parameter).
-    fn acr_requirement(&self) -> (Vec<String>, bool) {
+    pub fn acr_requirement(&self) -> (Vec<String>, bool) {
         match self.claims_request().acr() {
             Some((values, essential)) if !values.is_empty() => (values, essential),
             _ => (self.acr_values.as_deref().unwrap_or("").split_whitespace().map(str::to_owned).collect(), false),
@@ -73,10 +71,20 @@ impl AuthorizationRequest {
     }
 }
 
-/// Where an error goes.
-pub enum AuthorizeError {
+/// Why a request is shown an error page instead of being redirected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client is unknown or disabled.
+    UnknownClient,
+    /// The redirect URI is not registered for the client, character for character.
+    UnverifiedRedirectUri,
+}
+
+/// Why an authorization cannot go on, and where that is said.
+#[derive(Debug)]
+pub enum FlowError {
     /// Shown to the person; nothing is redirected.
-    Page(StatusCode, Msg),
+    Page(Refusal),
     /// Sent back to the client's verified redirect URI.
     Redirect {
         redirect_uri: String,
@@ -87,10 +95,82 @@ pub enum AuthorizeError {
     Internal(crate::Error),
 }
 
-impl<E: Into<crate::Error>> From<E> for AuthorizeError {
+impl<E: Into<crate::Error>> From<E> for FlowError {
     fn from(e: E) -> Self {
-        AuthorizeError::Internal(e.into())
+        FlowError::Internal(e.into())
     }
+}
+
+impl FlowError {
+    fn to_client(request: &AuthorizationRequest, error: &'static str, description: &str) -> FlowError {
+        FlowError::Redirect {
+            redirect_uri: request.redirect_uri.clone(),
+            state: request.state.clone(),
+            error,
+            description: description.to_owned(),
+        }
+    }
+}
+
+/// A finished authorization: the client's redirect URI with the code, `state` and `iss`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub redirect: String,
+}
+
+/// What to do with a checked request, given the browser's session.
+#[derive(Debug)]
+pub enum Decision {
+    /// The session is good enough: the code is issued.
+    Completed(Completion),
+    /// The person logs in (again) for the kept request.
+    Login { pending_id: String },
+    /// The session is good but for its acr: the card, not the whole login again.
+    StepUp { pending_id: String },
+}
+
+/// Decides a checked request against the browser's `session` at `now`. `hinted_subject` is the
+/// subject of a verified `id_token_hint` (None when there was none; an unverifiable hint is
+/// refused by the caller before this).
+pub async fn decide(
+    app: &App,
+    request: AuthorizationRequest,
+    session: Option<Session>,
+    hinted_subject: Option<String>,
+    now: UnixTime,
+) -> Result<Decision, FlowError> {
+    let prompt: Vec<&str> = request.prompt.as_deref().unwrap_or("").split_whitespace().collect();
+    let required_sub = request.claims_request().required_sub().map(str::to_owned).or(hinted_subject);
+    // A session is good enough unless the client asks for a fresh login or a choice of
+    // account, for one no older than max_age, for a stronger authentication than it had, or
+    // for another person (OIDC Core §3.1.2.1, §5.5.1).
+    let fresh_enough = |s: &Session| {
+        !prompt.contains(&"login")
+            && !prompt.contains(&"select_account")
+            && request.max_age.is_none_or(|max_age| now - s.auth_time <= max_age)
+            && required_sub.as_deref().is_none_or(|sub| sub == s.person_id)
+    };
+    let session = session.filter(|s| fresh_enough(s));
+    if let Some(session) = session.as_ref().filter(|s| request.acr_satisfied_by(&s.acr)) {
+        return Ok(Decision::Completed(complete(app, &request, session, None, now).await?));
+    }
+    if prompt.contains(&"none") {
+        return Err(FlowError::to_client(&request, "login_required", "the person is not logged in"));
+    }
+    let step_up = match &session {
+        Some(session) => wants_card(app, &request, session).await?,
+        None => false,
+    };
+    let pending_id = save_pending(app, &request, now).await?;
+    Ok(if step_up { Decision::StepUp { pending_id } } else { Decision::Login { pending_id } })
+}
+
+/// Whether `session`, good but for its acr, would do with a card its person holds.
+async fn wants_card(app: &App, request: &AuthorizationRequest, session: &Session) -> Result<bool, crate::Error> {
+    if app.webauthn.is_none() || request.acr_satisfied_by(&session.acr) || !request.needs_card() {
+        return Ok(false);
+    }
+    Ok(crate::authenticators::has_active(app.store.pool(), &session.person_id).await?)
 }
 
 /// `redirect_uri` with `params` added to its query, keeping whatever query it already had.
@@ -107,139 +187,24 @@ pub fn redirect_uri_with(redirect_uri: &str, params: &[(&str, &str)]) -> String 
     }
 }
 
-/// The answer for an authorization error: a page, or a redirect to the verified URI. Internal
-/// errors are logged here, once.
-pub fn error_response(app: &App, lang: Lang, error: AuthorizeError) -> Response {
-    match error {
-        AuthorizeError::Page(status, msg) => web::pages::error_page(lang, status, msg),
-        AuthorizeError::Redirect { redirect_uri, state, error, description } => {
-            let mut params = vec![("error", error), ("error_description", description.as_str())];
-            if let Some(state) = state.as_deref() {
-                params.push(("state", state));
-            }
-            params.push(("iss", app.config.issuer.as_str()));
-            Redirect::to(&redirect_uri_with(&redirect_uri, &params)).into_response()
-        }
-        AuthorizeError::Internal(err) => {
-            tracing::error!(error = %err, "authorization endpoint failed");
-            web::pages::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError)
-        }
-    }
-}
-
-pub async fn authorize_get(State(app): State<App>, jar: CookieJar, RawQuery(query): RawQuery) -> Response {
-    let params = Params::parse(query.unwrap_or_default().as_bytes());
-    handle(app, jar, params).await
-}
-
-pub async fn authorize_post(State(app): State<App>, jar: CookieJar, body: Bytes) -> Response {
-    handle(app, jar, Params::parse(&body)).await
-}
-
-async fn handle(app: App, jar: CookieJar, params: Params) -> Response {
-    let lang = web::lang_for(&jar, params.get("ui_locales").ok().flatten());
-    let request = match validate(&app, &params).await {
-        Ok(request) => request,
-        Err(e) => return error_response(&app, lang, e),
-    };
-    let now = app.clock.now();
-    let session = match web::session_from_jar(&app, &jar).await {
-        Ok(session) => session,
-        Err(e) => return error_response(&app, lang, e.into()),
-    };
-    let prompt: Vec<&str> = request.prompt.as_deref().unwrap_or("").split_whitespace().collect();
-    let hinted_sub = match params.get("id_token_hint").ok().flatten() {
-        None => None,
-        Some(hint) => match super::end_session::hinted_subject(&app, hint) {
-            Some(sub) => Some(sub),
-            None => {
-                let error = AuthorizeError::Redirect {
-                    redirect_uri: request.redirect_uri,
-                    state: request.state,
-                    error: "invalid_request",
-                    description: "id_token_hint was not issued by this provider".into(),
-                };
-                return error_response(&app, lang, error);
-            }
-        },
-    };
-    let required_sub = request.claims_request().required_sub().map(str::to_owned).or(hinted_sub);
-    // A session is good enough unless the client asks for a fresh login or a choice of
-    // account, for one no older than max_age, for a stronger authentication than it had, or
-    // for another person (OIDC Core §3.1.2.1, §5.5.1).
-    let session_for_step_up = session.clone().filter(|s| {
-        !prompt.contains(&"login")
-            && !prompt.contains(&"select_account")
-            && request.max_age.is_none_or(|max_age| now - s.auth_time <= max_age)
-            && required_sub.as_deref().is_none_or(|sub| sub == s.person_id)
-    });
-    let usable = session.filter(|s| {
-        !prompt.contains(&"login")
-            && !prompt.contains(&"select_account")
-            && request.max_age.is_none_or(|max_age| now - s.auth_time <= max_age)
-            && request.acr_satisfied_by(&s.acr)
-            && required_sub.as_deref().is_none_or(|sub| sub == s.person_id)
-    });
-    match usable {
-        Some(session) => match complete(&app, &request, &session, None).await {
-            Ok(response) => response,
-            Err(e) => error_response(&app, lang, e),
-        },
-        None if prompt.contains(&"none") => error_response(
-            &app,
-            lang,
-            AuthorizeError::Redirect {
-                redirect_uri: request.redirect_uri,
-                state: request.state,
-                error: "login_required",
-                description: "the person is not logged in".into(),
-            },
-        ),
-        // A password session where a card is asked for: the card, not the whole login again.
-        None if session_wants_card(&app, &request, session_for_step_up.as_ref()).await => {
-            match save_pending(&app, &request).await {
-                Ok(id) => Redirect::to(&format!("/login/card/step-up?request={id}")).into_response(),
-                Err(e) => error_response(&app, lang, e),
-            }
-        }
-        None => match save_pending(&app, &request).await {
-            // ui_locales carries on to the login page (OIDC Core §3.1.2.1).
-            Ok(id) => match params.get("ui_locales").ok().flatten().and_then(Lang::from_ui_locales) {
-                Some(chosen) => Redirect::to(&format!("/login?request={id}&lang={}", chosen.code())),
-                None => Redirect::to(&format!("/login?request={id}")),
-            }
-            .into_response(),
-            Err(e) => error_response(&app, lang, e),
-        },
-    }
-}
-
-/// Whether `session` is good but for its acr, and a card it holds would do.
-async fn session_wants_card(app: &App, request: &AuthorizationRequest, session: Option<&Session>) -> bool {
-    let Some(session) = session else { return false };
-    if app.webauthn.is_none() || request.acr_satisfied_by(&session.acr) || !request.needs_card() {
-        return false;
-    }
-    crate::authenticators::has_active(app.store.pool(), &session.person_id).await.unwrap_or(false)
-}
-
 /// Checks the request in the order that keeps errors from being redirected to a URI that
 /// was not verified.
-async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, AuthorizeError> {
-    let page = |msg| AuthorizeError::Page(StatusCode::BAD_REQUEST, msg);
-    let client_id = params.get("client_id").map_err(|_| page(Msg::BadClient))?.ok_or(page(Msg::BadClient))?;
+pub async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, FlowError> {
+    let page = FlowError::Page;
+    let client_id =
+        params.get("client_id").map_err(|_| page(Refusal::UnknownClient))?.ok_or(page(Refusal::UnknownClient))?;
     let client: Client =
-        clients::get(&app.store, client_id).await?.filter(Client::is_active).ok_or(page(Msg::BadClient))?;
+        systems::get(&app.store, client_id).await?.filter(Client::is_active).ok_or(page(Refusal::UnknownClient))?;
     let redirect_uri = params
         .get("redirect_uri")
-        .map_err(|_| page(Msg::BadRedirectUri))?
+        .map_err(|_| page(Refusal::UnverifiedRedirectUri))?
         .filter(|uri| client.has_redirect_uri(uri))
-        .ok_or(page(Msg::BadRedirectUri))?
+        .ok_or(page(Refusal::UnverifiedRedirectUri))?
         .to_owned();
 
     // From here on the redirect URI is verified; errors go back to the client.
     let state = params.get("state").ok().flatten().map(str::to_owned);
-    let fail = |error: &'static str, description: &str| AuthorizeError::Redirect {
+    let fail = |error: &'static str, description: &str| FlowError::Redirect {
         redirect_uri: redirect_uri.clone(),
         state: state.clone(),
         error,
@@ -342,10 +307,11 @@ async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest, Au
     })
 }
 
-async fn save_pending(app: &App, request: &AuthorizationRequest) -> Result<String, AuthorizeError> {
-    let now = app.clock.now();
+/// Keeps a checked request while the person logs in; returns its id (the login page's `request`).
+/// Expired ones are swept by the background job.
+pub async fn save_pending(app: &App, request: &AuthorizationRequest, now: UnixTime) -> Result<String, FlowError> {
     let id = crypto::random_token(24);
-    sqlx::query("DELETE FROM authorization_requests WHERE expires_at < $1").bind(now).execute(app.store.pool()).await?;
+    let mut tx = app.store.begin().await?;
     sqlx::query(
         "INSERT INTO authorization_requests (id, client_id, redirect_uri, scope, state, nonce, code_challenge,
              max_age, prompt, created_at, expires_at, login_hint, acr_values, claims)
@@ -365,20 +331,21 @@ async fn save_pending(app: &App, request: &AuthorizationRequest) -> Result<Strin
     .bind(request.login_hint.as_deref())
     .bind(request.acr_values.as_deref())
     .bind(request.claims.as_deref())
-    .execute(app.store.pool())
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(id)
 }
 
 /// The pending request `id`, if it exists and has not expired.
-pub async fn load_pending(app: &App, id: &str) -> Result<Option<AuthorizationRequest>, crate::Error> {
+pub async fn load_pending(app: &App, id: &str, now: UnixTime) -> Result<Option<AuthorizationRequest>, crate::Error> {
     let row = sqlx::query(
         "SELECT client_id, redirect_uri, scope, state, nonce, code_challenge, max_age, prompt, login_hint,
              acr_values, claims
          FROM authorization_requests WHERE id = $1 AND expires_at > $2",
     )
     .bind(id)
-    .bind(app.clock.now())
+    .bind(now)
     .fetch_optional(app.store.pool())
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -397,19 +364,19 @@ pub async fn load_pending(app: &App, id: &str) -> Result<Option<AuthorizationReq
     }))
 }
 
-/// Issues a code for `request` to the person of `session` and redirects back to the client.
+/// Issues a code for `request` to the person of `session`: where the browser goes next.
 /// `pending_id` is deleted in the same transaction when the request came through login.
 pub async fn complete(
     app: &App,
     request: &AuthorizationRequest,
     session: &Session,
     pending_id: Option<&str>,
-) -> Result<Response, AuthorizeError> {
-    let now = app.clock.now();
+    now: UnixTime,
+) -> Result<Completion, FlowError> {
     let mut tx = app.store.begin().await?;
     // The person may have been disabled since the session began: every grant re-checks.
     if !directory::person_may_log_in(&mut *tx, &session.person_id, directory::today_in_japan(now)).await? {
-        return Err(AuthorizeError::Redirect {
+        return Err(FlowError::Redirect {
             redirect_uri: request.redirect_uri.clone(),
             state: request.state.clone(),
             error: "access_denied",
@@ -419,7 +386,7 @@ pub async fn complete(
     // OIDC Core §5.5.1.1: an essential acr that the login did not reach fails the request.
     let (_, essential) = request.acr_requirement();
     if essential && !request.acr_satisfied_by(&session.acr) {
-        return Err(AuthorizeError::Redirect {
+        return Err(FlowError::Redirect {
             redirect_uri: request.redirect_uri.clone(),
             state: request.state.clone(),
             error: "unmet_authentication_requirements",
@@ -471,5 +438,5 @@ pub async fn complete(
         params.push(("state", state));
     }
     params.push(("iss", app.config.issuer.as_str()));
-    Ok(Redirect::to(&redirect_uri_with(&request.redirect_uri, &params)).into_response())
+    Ok(Completion { redirect: redirect_uri_with(&request.redirect_uri, &params) })
 }

@@ -189,12 +189,10 @@ pub struct NewClient {
     pub backchannel_logout_uri: Option<String>,
 }
 
+pub use crate::config::{MAX_ACCESS_TOKEN_TTL, MAX_REFRESH_TOKEN_TTL};
+
 /// Scopes of a person's login. `offline_access` (OIDC Core §11) lets a refresh-token family
 /// outlive the browser session; registering it for a client is the organisation's consent.
-/// Upper bounds that key rotation relies on: a superseded key stays published this long.
-pub const MAX_ACCESS_TOKEN_TTL: i64 = 3600;
-pub const MAX_REFRESH_TOKEN_TTL: i64 = 90 * 86_400;
-
 pub const SUPPORTED_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
 /// What a client gets when it does not say: offline access must be asked for.

@@ -1,0 +1,506 @@
+//! The token endpoint's grants as use cases (RFC 6749 §4.1.3, §6, §4.4; OIDC Core §3.1.3 and
+//! §12): each takes the authenticated client, the grant's own inputs and `now`, and returns the
+//! token response or an OAuth error. Every grant re-checks live state (person, session,
+//! client) before it mints anything; every refusal of a presented grant is audited.
+
+use serde::Serialize;
+
+use crate::access::roles;
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::clock::UnixTime;
+use crate::directory;
+use crate::revocation::{self, Target};
+use crate::sessions;
+use crate::store::Tx;
+use crate::systems::{Client, GrantType};
+use crate::App;
+
+use super::access_tokens::{self, NewAccessToken};
+use super::claims::{self, AccessTokenInput, AuthContext, ClaimsRequest, IdTokenInput};
+use super::codes::{self, Redemption};
+use super::error::OAuthError;
+use super::refresh::{self, NewRefresh};
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    pub scope: String,
+}
+
+/// A grant, its parameters checked for shape.
+#[derive(Debug, Clone, Copy)]
+pub enum Grant<'a> {
+    AuthorizationCode { code: &'a str, redirect_uri: &'a str, code_verifier: Option<&'a str> },
+    RefreshToken { refresh_token: &'a str, scope: Option<&'a str> },
+    ClientCredentials { scope: Option<&'a str> },
+}
+
+/// Exchanges `grant` for tokens for `client`, at `now`.
+pub async fn exchange(
+    app: &App,
+    client: &Client,
+    grant: Grant<'_>,
+    now: UnixTime,
+) -> Result<TokenResponse, OAuthError> {
+    match grant {
+        Grant::AuthorizationCode { code, redirect_uri, code_verifier } => {
+            allowed(client, GrantType::AuthorizationCode)?;
+            authorization_code(app, client, code, redirect_uri, code_verifier, now).await
+        }
+        Grant::RefreshToken { refresh_token: presented, scope } => {
+            allowed(client, GrantType::RefreshToken)?;
+            refresh_token(app, client, presented, scope, now).await
+        }
+        Grant::ClientCredentials { scope } => {
+            allowed(client, GrantType::ClientCredentials)?;
+            client_credentials(app, client, scope, now).await
+        }
+    }
+}
+
+/// Whether the client is registered for the grant.
+pub fn allowed(client: &Client, grant: GrantType) -> Result<(), OAuthError> {
+    if client.may_use(grant) {
+        Ok(())
+    } else {
+        Err(OAuthError::unauthorized_client(format!("this client may not use the {} grant", grant.as_str())))
+    }
+}
+
+/// Records a refused grant (in the caller's transaction, which it then commits) and returns
+/// the `invalid_grant` answer.
+async fn refuse(mut tx: Tx, actor: &Actor, now: UnixTime, target: String, reason: &str) -> OAuthError {
+    let recorded = audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor,
+            action: "token.refused",
+            target,
+            outcome: Outcome::Failure,
+            detail: serde_json::json!({"reason": reason}),
+            source_ip: None,
+        },
+    )
+    .await;
+    match recorded {
+        Ok(()) => match tx.commit().await {
+            Ok(()) => OAuthError::invalid_grant(reason),
+            Err(e) => OAuthError::from(e),
+        },
+        Err(e) => OAuthError::from(e),
+    }
+}
+
+/// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6): a code is redeemed once, by its client, before
+/// it expires, for the redirect URI it was issued for.
+async fn authorization_code(
+    app: &App,
+    client: &Client,
+    code: &str,
+    redirect_uri: &str,
+    verifier: Option<&str>,
+    now: UnixTime,
+) -> Result<TokenResponse, OAuthError> {
+    let actor = Actor::Client(client.client_id.clone());
+    let mut tx = app.store.begin().await?;
+    let grant = match codes::redeem(&mut tx, now, code).await? {
+        Redemption::First(grant) => grant,
+        Redemption::Unknown => return Err(OAuthError::invalid_grant("the code is invalid")),
+        Redemption::Replayed { code_id, client_id } => {
+            // RFC 6749 §4.1.2: a code used twice is a sign of theft; what it issued is revoked.
+            revocation::revoke(
+                &mut tx,
+                &actor,
+                now,
+                Target::AuthorizationCode(&code_id),
+                "authorization code replayed",
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(client_id = %client_id, "authorization code replayed; its tokens were revoked");
+            return Err(OAuthError::invalid_grant("the code is invalid"));
+        }
+    };
+    // Every check below uses the code up, and the refusal is audited.
+    let refusal = match () {
+        _ if grant.client_id != client.client_id => Some("the code was issued to another client"),
+        _ if grant.expires_at <= now => Some("the code has expired"),
+        _ if grant.redirect_uri != redirect_uri => Some("redirect_uri does not match the authorization request"),
+        _ => match (&grant.code_challenge, verifier) {
+            (Some(challenge), Some(verifier)) if codes::verifier_matches(verifier, challenge) => None,
+            (Some(_), Some(_)) => Some("code_verifier does not match the code_challenge"),
+            (Some(_), None) => Some("code_verifier is required"),
+            // RFC 9700 §4.8.2: a verifier for a code issued without a challenge is a downgrade attempt.
+            (None, Some(_)) => Some("code_verifier sent for a code issued without code_challenge"),
+            (None, None) => None,
+        },
+    };
+    let refusal = match refusal {
+        Some(r) => Some(r),
+        None if !person_and_session_live(&mut tx, now, &grant.person_id, Some(&grant.auth.session_id)).await? => {
+            Some("the person or session can no longer be used")
+        }
+        None => None,
+    };
+    if let Some(reason) = refusal {
+        return Err(refuse(tx, &actor, now, format!("auth_code:{}", grant.id), reason).await);
+    }
+    let minted = Minted::for_person(
+        app,
+        &mut tx,
+        PersonGrant {
+            client,
+            person_id: &grant.person_id,
+            auth: &grant.auth,
+            scope: &grant.scope,
+            claims: grant.claims.as_deref(),
+            family_id: &grant.id,
+            code_id: Some(&grant.id),
+            nonce: grant.nonce.as_deref(),
+            session_bound: true,
+        },
+        now,
+    )
+    .await?;
+    let refresh_token = if client.may_use(GrantType::RefreshToken) {
+        Some(
+            refresh::issue(
+                &mut tx,
+                now,
+                NewRefresh {
+                    family_id: &grant.id,
+                    client_id: &client.client_id,
+                    person_id: &grant.person_id,
+                    offline: grant.scope.split(' ').any(|s| s == "offline_access"),
+                    scope: &grant.scope,
+                    claims: grant.claims.as_deref(),
+                    auth: &grant.auth,
+                    expires_at: now + client.refresh_token_ttl,
+                },
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    issued(&mut tx, &actor, now, &grant.person_id, "authorization_code", &minted.jti, &grant.auth.session_id).await?;
+    tx.commit().await?;
+    Ok(TokenResponse {
+        access_token: minted.access_token,
+        token_type: "Bearer",
+        expires_in: client.access_token_ttl,
+        refresh_token,
+        id_token: Some(minted.id_token),
+        scope: grant.scope,
+    })
+}
+
+/// RFC 6749 §6 with rotation (RFC 9700 §4.14.2): the presented token is used up and a new one
+/// of the same family returned. A token presented after it was rotated means two parties hold
+/// it: the family and its session end at once.
+async fn refresh_token(
+    app: &App,
+    client: &Client,
+    presented: &str,
+    asked_scope: Option<&str>,
+    now: UnixTime,
+) -> Result<TokenResponse, OAuthError> {
+    let actor = Actor::Client(client.client_id.clone());
+    let mut tx = app.store.begin().await?;
+    // A token of another client is as unknown as a made-up one (RFC 6749 §6: bound to its client).
+    let Some(grant) = refresh::find(&mut tx, presented).await?.filter(|g| g.client_id == client.client_id) else {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    };
+    let target = format!("grant:{}", grant.family_id);
+    if grant.rotated && !grant.revoked {
+        return Err(reused(tx, &actor, now, &grant, "refresh token reused after rotation").await?);
+    }
+    if grant.rotated || grant.revoked {
+        return Err(refuse(tx, &actor, now, target, "the refresh token has been revoked").await);
+    }
+    if grant.expires_at <= now {
+        return Err(refuse(tx, &actor, now, target, "the refresh token has expired").await);
+    }
+    // An offline_access family outlives the browser session; any other ends with it.
+    let session = (!grant.offline).then_some(grant.session_id.as_str());
+    if !person_and_session_live(&mut tx, now, &grant.person_id, session).await? {
+        return Err(refuse(tx, &actor, now, target, "the person or session can no longer be used").await);
+    }
+    // RFC 6749 §6: a narrower scope may be asked for the access token; the family keeps its own.
+    let scope = match asked_scope {
+        None => grant.scope.clone(),
+        Some(asked) => {
+            let held: Vec<&str> = grant.scope.split(' ').collect();
+            let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
+            if asked.is_empty() || asked.iter().any(|s| !held.contains(s)) {
+                return Err(OAuthError::invalid_scope("scope must be within the scope originally granted"));
+            }
+            asked.join(" ")
+        }
+    };
+    if !refresh::rotate(&mut tx, now, &grant.id).await? {
+        // Another request rotated it between our read and our write: the same theft signal.
+        return Err(reused(tx, &actor, now, &grant, "refresh token used twice at once").await?);
+    }
+    let new_refresh = refresh::issue(
+        &mut tx,
+        now,
+        NewRefresh {
+            family_id: &grant.family_id,
+            client_id: &client.client_id,
+            person_id: &grant.person_id,
+            offline: grant.offline,
+            scope: &grant.scope,
+            claims: grant.claims.as_deref(),
+            auth: &grant.auth,
+            expires_at: grant.expires_at,
+        },
+    )
+    .await?;
+    let minted = Minted::for_person(
+        app,
+        &mut tx,
+        PersonGrant {
+            client,
+            person_id: &grant.person_id,
+            auth: &grant.auth,
+            scope: &scope,
+            claims: grant.claims.as_deref(),
+            family_id: &grant.family_id,
+            code_id: None,
+            // OIDC Core §12.2: an ID token from a refresh carries no nonce.
+            nonce: None,
+            session_bound: !grant.offline,
+        },
+        now,
+    )
+    .await?;
+    issued(&mut tx, &actor, now, &grant.person_id, "refresh_token", &minted.jti, &grant.session_id).await?;
+    tx.commit().await?;
+    Ok(TokenResponse {
+        access_token: minted.access_token,
+        token_type: "Bearer",
+        expires_in: client.access_token_ttl,
+        refresh_token: Some(new_refresh),
+        id_token: scope.split(' ').any(|s| s == "openid").then_some(minted.id_token),
+        scope,
+    })
+}
+
+/// Two parties hold one refresh token: the family and its session end (RFC 9700 §4.14.2).
+async fn reused(
+    mut tx: Tx,
+    actor: &Actor,
+    now: UnixTime,
+    grant: &refresh::RefreshGrant,
+    reason: &str,
+) -> Result<OAuthError, crate::Error> {
+    let target = Target::ReusedGrant { family_id: &grant.family_id, session_id: &grant.session_id };
+    revocation::revoke(&mut tx, actor, now, target, reason).await?;
+    tx.commit().await?;
+    tracing::warn!(client_id = %grant.client_id, "{reason}; its family and session were revoked");
+    Ok(OAuthError::invalid_grant("the refresh token is invalid"))
+}
+
+/// RFC 6749 §4.4: a consuming system calling another on its own behalf, with the service
+/// scopes it was registered for. No refresh token (§4.4.3), no ID token: no person is involved.
+async fn client_credentials(
+    app: &App,
+    client: &Client,
+    asked_scope: Option<&str>,
+    now: UnixTime,
+) -> Result<TokenResponse, OAuthError> {
+    let scope = match asked_scope {
+        None => client.service_scopes.clone(),
+        Some(asked) => {
+            let mut scope: Vec<String> = Vec::new();
+            for s in asked.split(' ').filter(|s| !s.is_empty()) {
+                if !client.service_scopes.iter().any(|held| held == s) {
+                    return Err(OAuthError::invalid_scope(format!("{s} is not a service scope of this client")));
+                }
+                if !scope.iter().any(|have| have == s) {
+                    scope.push(s.to_owned());
+                }
+            }
+            scope
+        }
+    };
+    if scope.is_empty() {
+        return Err(OAuthError::invalid_scope("this client has no service scopes"));
+    }
+    let scope = scope.join(" ");
+    let jti = claims::new_jti();
+    let access_token = app.keys.sign(
+        crate::systems::SigningAlg::ES256,
+        "at+jwt",
+        &claims::service_access_token(&app.config.issuer, client, &scope, &jti, now),
+    )?;
+    let mut tx = app.store.begin().await?;
+    access_tokens::record(
+        &mut tx,
+        NewAccessToken {
+            jti: &jti,
+            client_id: &client.client_id,
+            person_id: None,
+            session_id: None,
+            code_id: None,
+            family_id: None,
+            scope: &scope,
+            claims: None,
+            issued_at: now,
+            expires_at: now + client.access_token_ttl,
+        },
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        Event {
+            actor: &Actor::Client(client.client_id.clone()),
+            action: "token.issued",
+            target: format!("client:{}", client.client_id),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"grant_type": "client_credentials", "jti": jti, "scope": scope}),
+            source_ip: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: client.access_token_ttl,
+        refresh_token: None,
+        id_token: None,
+        scope,
+    })
+}
+
+/// Whether the person may still log in and, when given, the session is still live. Every
+/// grant that speaks for a person asks this first.
+async fn person_and_session_live(
+    tx: &mut Tx,
+    now: UnixTime,
+    person_id: &str,
+    session_id: Option<&str>,
+) -> Result<bool, crate::Error> {
+    if !directory::person_may_log_in(&mut **tx, person_id, directory::today_in_japan(now)).await? {
+        return Ok(false);
+    }
+    match session_id {
+        Some(sid) => Ok(sessions::is_live(&mut **tx, now, sid).await?),
+        None => Ok(true),
+    }
+}
+
+struct PersonGrant<'a> {
+    client: &'a Client,
+    person_id: &'a str,
+    auth: &'a AuthContext,
+    scope: &'a str,
+    claims: Option<&'a str>,
+    family_id: &'a str,
+    code_id: Option<&'a str>,
+    nonce: Option<&'a str>,
+    /// Whether the access token ends with the browser session. Tokens an offline_access
+    /// family mints after the login do not (the person's own state still governs them).
+    session_bound: bool,
+}
+
+/// An access token (stored for live-state checks) and an ID token for one person.
+struct Minted {
+    access_token: String,
+    id_token: String,
+    jti: String,
+}
+
+impl Minted {
+    async fn for_person(app: &App, tx: &mut Tx, grant: PersonGrant<'_>, now: UnixTime) -> Result<Self, OAuthError> {
+        let person = directory::get_person(&mut **tx, grant.person_id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_grant("the person no longer exists"))?;
+        let roles = roles::held_on(&mut **tx, &person.id, &grant.client.client_id).await?;
+        let jti = claims::new_jti();
+        let access_token = app.keys.sign(
+            crate::systems::SigningAlg::ES256,
+            "at+jwt",
+            &claims::access_token(AccessTokenInput {
+                issuer: &app.config.issuer,
+                client: grant.client,
+                person_id: &person.id,
+                auth: grant.auth,
+                scope: grant.scope,
+                roles: &roles,
+                jti: &jti,
+                now,
+            }),
+        )?;
+        let scopes: Vec<&str> = grant.scope.split(' ').collect();
+        let claims_request = ClaimsRequest::from_stored(grant.claims);
+        let id_token = app.keys.sign(
+            grant.client.id_token_signed_response_alg,
+            "JWT",
+            &claims::id_token(IdTokenInput {
+                issuer: &app.config.issuer,
+                client: grant.client,
+                person: &person,
+                auth: grant.auth,
+                scopes: &scopes,
+                nonce: grant.nonce,
+                access_token: &access_token,
+                claims_request: &claims_request,
+                roles: &roles,
+                now,
+                ttl: app.config.tokens.id_token_ttl,
+            }),
+        )?;
+        access_tokens::record(
+            tx,
+            NewAccessToken {
+                jti: &jti,
+                client_id: &grant.client.client_id,
+                person_id: Some(&person.id),
+                session_id: grant.session_bound.then_some(grant.auth.session_id.as_str()),
+                code_id: grant.code_id,
+                family_id: Some(grant.family_id),
+                scope: grant.scope,
+                claims: grant.claims,
+                issued_at: now,
+                expires_at: now + grant.client.access_token_ttl,
+            },
+        )
+        .await?;
+        Ok(Minted { access_token, id_token, jti })
+    }
+}
+
+async fn issued(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    person_id: &str,
+    grant_type: &str,
+    jti: &str,
+    sid: &str,
+) -> Result<(), sqlx::Error> {
+    audit::record(
+        tx,
+        now,
+        Event {
+            actor,
+            action: "token.issued",
+            target: format!("person:{person_id}"),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({"grant_type": grant_type, "jti": jti, "sid": sid}),
+            source_ip: None,
+        },
+    )
+    .await
+}
