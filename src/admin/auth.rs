@@ -121,7 +121,7 @@ pub async fn create_token(
     .bind(&name)
     .bind(crypto::sha256_hex(&token))
     .bind(scopes.join(" "))
-    .bind(format!("{actor:?}"))
+    .bind(actor.as_text())
     .bind(now)
     .bind(now + lifetime)
     .execute(&mut **tx)

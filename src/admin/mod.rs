@@ -10,7 +10,7 @@ pub mod rights;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::MethodRouter;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
@@ -24,29 +24,60 @@ use auth::IssuedToken;
 use problem::{ApiJson, ApiQuery, Problem};
 use rights::Authorized;
 
+/// One operation of the JSON API.
+struct Operation {
+    method: &'static str,
+    path: &'static str,
+    handler: MethodRouter<App>,
+}
+
+macro_rules! operation {
+    ($method:ident, $path:literal, $handler:expr) => {
+        Operation { method: stringify!($method), path: $path, handler: axum::routing::$method($handler) }
+    };
+}
+
+/// Every operation of the JSON API (what openapi.yaml describes). The router is built from
+/// this table, and [`api_routes`] exports it, so the two cannot disagree.
+fn operations() -> Vec<Operation> {
+    vec![
+        operation!(get, "/health", crate::health::health),
+        operation!(post, "/api/v1/bootstrap", bootstrap),
+        operation!(post, "/api/v1/api-tokens", create_api_token),
+        operation!(get, "/api/v1/org-units", list_org_units),
+        operation!(post, "/api/v1/org-units", create_org_unit),
+        operation!(put, "/api/v1/org-units/{id}/manager", set_manager),
+        operation!(get, "/api/v1/people", list_people),
+        operation!(post, "/api/v1/people", create_person),
+        operation!(get, "/api/v1/people/{id}", get_person),
+        operation!(post, "/api/v1/people/{id}/account", create_account),
+        operation!(post, "/api/v1/people/{id}/password-reset", passwords::issue_reset),
+        operation!(post, "/api/v1/people/{id}/password-compromised", passwords::report_compromise),
+        operation!(post, "/api/v1/people/{id}/unlock", passwords::unlock),
+        operation!(get, "/api/v1/clients", list_clients),
+        operation!(post, "/api/v1/clients", register_client),
+        operation!(get, "/api/v1/clients/{client_id}", get_client),
+        operation!(post, "/api/v1/people/{id}/enrollment-codes", hotline::issue_enrollment_code),
+        operation!(post, "/api/v1/people/{id}/password-only-exceptions", hotline::grant_password_only_exception),
+        operation!(get, "/api/v1/hotline/people", hotline::search),
+        operation!(post, "/api/v1/authenticators/{id}/lost", hotline::report_lost),
+        operation!(get, "/api/v1/signing-keys", keys::list),
+        operation!(post, "/api/v1/signing-keys/rotate", keys::rotate),
+        operation!(get, "/api/v1/audit/events", list_audit_events),
+        operation!(get, "/api/v1/audit/verify", verify_audit),
+    ]
+}
+
+/// (METHOD, path) of every operation of the JSON API.
+pub fn api_routes() -> Vec<(String, String)> {
+    operations().into_iter().map(|op| (op.method.to_uppercase(), op.path.to_owned())).collect()
+}
+
 pub fn router() -> Router<App> {
-    Router::new()
-        .route("/health", get(crate::health::health))
-        .route("/api/v1/bootstrap", post(bootstrap))
-        .route("/api/v1/api-tokens", post(create_api_token))
-        .route("/api/v1/org-units", get(list_org_units).post(create_org_unit))
-        .route("/api/v1/org-units/{id}/manager", put(set_manager))
-        .route("/api/v1/people", get(list_people).post(create_person))
-        .route("/api/v1/people/{id}", get(get_person))
-        .route("/api/v1/people/{id}/account", post(create_account))
-        .route("/api/v1/people/{id}/password-reset", post(passwords::issue_reset))
-        .route("/api/v1/people/{id}/password-compromised", post(passwords::report_compromise))
-        .route("/api/v1/people/{id}/unlock", post(passwords::unlock))
-        .route("/api/v1/clients", get(list_clients).post(register_client))
-        .route("/api/v1/clients/{client_id}", get(get_client))
-        .route("/api/v1/people/{id}/enrollment-codes", post(hotline::issue_enrollment_code))
-        .route("/api/v1/people/{id}/password-only-exceptions", post(hotline::grant_password_only_exception))
-        .route("/api/v1/hotline/people", get(hotline::search))
-        .route("/api/v1/authenticators/{id}/lost", post(hotline::report_lost))
-        .route("/api/v1/signing-keys", get(keys::list))
-        .route("/api/v1/signing-keys/rotate", post(keys::rotate))
-        .route("/api/v1/audit/events", get(list_audit_events))
-        .route("/api/v1/audit/verify", get(verify_audit))
+    operations()
+        .into_iter()
+        .fold(Router::new(), |router, op| router.route(op.path, op.handler))
+        // The hotline operators' page and its assets: HTML, not the JSON API.
         .merge(hotline::pages())
         .fallback(|| async { Problem::not_found("resource") })
         .method_not_allowed_fallback(|| async {

@@ -1,7 +1,8 @@
-//! Background work. For now one sweeper: rows that only matter until they expire (pending
-//! logins, throttling windows, used or expired codes and tickets) are deleted, so those
-//! tables stay small however many logins a deployment sees. Later: effective-dated HR events
-//! and the back-channel logout outbox.
+//! Background work on every node: the sweeper, which deletes rows that only matter until they
+//! expire (pending logins, throttling windows, used or expired codes, tickets and ceremonies,
+//! delivered logout notices), so those tables stay small however many logins a deployment
+//! sees; and the signing-key reloader, which picks up keys another node rotated in. The
+//! back-channel logout outbox has its own worker (`backchannel`).
 
 use std::time::Duration;
 

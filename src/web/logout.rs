@@ -62,7 +62,10 @@ async fn check(app: &App, params: &Params, from_form: bool) -> Result<LogoutRequ
         Some(id) => Some(
             systems::get(&app.store, id)
                 .await
-                .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError))?
+                .map_err(|e| {
+                    tracing::error!(error = %e, "logout: reading the client failed");
+                    (StatusCode::INTERNAL_SERVER_ERROR, Msg::InternalError)
+                })?
                 .ok_or(bad(Msg::BadClient))?,
         ),
     };

@@ -10,6 +10,7 @@ mod authorize_errors;
 mod cards;
 mod cli;
 mod directory;
+mod domain;
 mod hardening;
 mod lifecycle;
 mod migrations;

@@ -10,70 +10,7 @@ use serde_json::{json, Value};
 use crate::common::{Db, TestServer};
 
 const SPEC: &str = include_str!("../../openapi.yaml");
-const ROUTER: &str = include_str!("../../src/admin/mod.rs");
 const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
-
-/// (METHOD, path) of every route the admin router registers, read from its source.
-fn routes_in_source() -> BTreeSet<(String, String)> {
-    // The hotline's HTML page and its assets are merged in; they are pages, not the JSON API.
-    let router = ROUTER.replace(".merge(hotline::pages())", "");
-    assert!(
-        !router.contains(".nest(") && !router.contains(".merge("),
-        "the admin router nests or merges routers; teach this test to follow them"
-    );
-    let mut routes = BTreeSet::new();
-    let mut rest = ROUTER;
-    while let Some(start) = rest.find(".route(") {
-        rest = &rest[start + ".route(".len()..];
-        // The arguments, up to the parenthesis that closes `.route(`.
-        let mut depth = 1;
-        let end = rest
-            .char_indices()
-            .find(|&(_, c)| {
-                match c {
-                    '(' => depth += 1,
-                    ')' => depth -= 1,
-                    _ => {}
-                }
-                depth == 0
-            })
-            .map(|(i, _)| i)
-            .expect("unbalanced .route(");
-        let args = &rest[..end];
-        let quoted = args.trim_start();
-        assert!(quoted.starts_with('"'), "route path is not a literal: {args}");
-        let close = quoted[1..].find('"').expect("unterminated path") + 1;
-        let path = &quoted[1..close];
-        let handlers = &quoted[close + 1..];
-        // `get(a).post(b)`: method-router calls at the top level of the expression.
-        let mut depth = 0;
-        let mut word = String::new();
-        let mut methods = Vec::new();
-        for c in handlers.chars() {
-            match c {
-                '(' => {
-                    if depth == 0 && HTTP_METHODS.contains(&word.as_str()) {
-                        methods.push(word.to_uppercase());
-                    }
-                    depth += 1;
-                    word.clear();
-                }
-                ')' => {
-                    depth -= 1;
-                    word.clear();
-                }
-                c if c.is_alphanumeric() || c == '_' => word.push(c),
-                _ => word.clear(),
-            }
-        }
-        assert!(!methods.is_empty(), "no method router in .route({args})");
-        for method in methods {
-            routes.insert((method, path.to_owned()));
-        }
-        rest = &rest[end..];
-    }
-    routes
-}
 
 /// The spec, with its schemas ready to be compiled as JSON Schema 2020-12.
 struct Spec {
@@ -357,8 +294,8 @@ async fn openapi_yaml_describes_the_admin_api() {
     // 1. The documented operations are exactly the routes.
     let spec = Spec::load();
     let documented = spec.operations();
-    let routed = routes_in_source();
-    assert_eq!(documented, routed, "openapi.yaml (left) and src/admin/mod.rs (right) disagree on the routes");
+    let routed: BTreeSet<(String, String)> = sekimori::admin::api_routes().into_iter().collect();
+    assert_eq!(documented, routed, "openapi.yaml (left) and the admin router (right) disagree on the routes");
 
     // The spec's own promises about authentication and scopes are coherent.
     let scopes: BTreeSet<&str> = sekimori::admin::auth::SCOPES.iter().copied().collect();

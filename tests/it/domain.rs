@@ -1,0 +1,196 @@
+//! Rules of the use cases at a fixed `now`, called as functions — no HTTP, no waiting: a code
+//! outlives its 60 seconds by not one, a rotated refresh token presented again ends its whole
+//! family, and an account's lock holds to the second and then lets the right password in.
+
+use sekimori::audit::Actor;
+use sekimori::clock::Clock;
+use sekimori::directory::{self, InitialPassword, LoginId, NewPerson};
+use sekimori::login::{self, Attempt, Step};
+use sekimori::oidc::flow::{self, AuthorizationRequest};
+use sekimori::oidc::grants::{self, Grant, TokenResponse};
+use sekimori::password::policy;
+use sekimori::sessions::{self, NewSession, Session};
+use sekimori::systems::{self, Client, NewClient};
+use sekimori::App;
+use serde_json::json;
+use sqlx::Row;
+
+use crate::common::{fresh_database, test_config, Db};
+
+const PASSWORD: &str = "kawa-no-nagare-wa-taezu";
+const REDIRECT: &str = "http://127.0.0.1:9001/callback";
+/// A fixed instant (2026-04-01 00:00 JST): everything below happens at a time the test names.
+const T0: i64 = 1_775_001_600;
+
+struct World {
+    app: App,
+    client: Client,
+    account_id: String,
+    session: Session,
+    database_url: String,
+}
+
+/// An app on a fresh database, not serving: one person with a password, one confidential
+/// client with the code and refresh grants, one browser session opened at `T0`.
+async fn world(db: Db) -> World {
+    let database_url = fresh_database(db).await;
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let app = App::build(test_config(&database_url, any, any), Clock::default()).await.unwrap();
+    let actor = Actor::Cli;
+    let mut tx = app.store.begin().await.unwrap();
+    let person = directory::create_person(
+        &mut tx,
+        &actor,
+        T0,
+        serde_json::from_value::<NewPerson>(json!({
+            "employee_number": "E5001", "family_name": "試験", "given_name": "次郎",
+            "family_name_kana": "シケン", "given_name_kana": "ジロウ", "kind": "regular", "start_date": "2020-04-01"
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let hash = app.hasher.hash(PASSWORD.to_owned()).await.unwrap();
+    let fingerprint = policy::fingerprint(&app.fingerprint_key, PASSWORD);
+    let initial = InitialPassword { hash: &hash, fingerprint: &fingerprint, must_change: false };
+    let account =
+        directory::create_account(&mut tx, &actor, T0, &person.id, &LoginId::parse("shiken.j").unwrap(), Some(initial))
+            .await
+            .unwrap();
+    let new_client: NewClient = serde_json::from_value(json!({
+        "client_id": "zeimu", "name": "税務", "client_type": "confidential", "redirect_uris": [REDIRECT]
+    }))
+    .unwrap();
+    let (client, _) = systems::register(&mut tx, &actor, T0, &app.config.tokens, new_client).await.unwrap();
+    let new_session = NewSession {
+        person_id: &person.id,
+        account_id: &account.id,
+        amr: &["pwd"],
+        acr: sekimori::oidc::claims::ACR_PASSWORD,
+        authenticator_id: None,
+    };
+    let (session, _) = sessions::create(&mut tx, &app.config.session, T0, new_session).await.unwrap();
+    tx.commit().await.unwrap();
+    World { app, client, account_id: account.id, session, database_url }
+}
+
+impl World {
+    /// A code for the session, issued at `now`.
+    async fn code(&self, now: i64) -> String {
+        let request = AuthorizationRequest {
+            client_id: "zeimu".into(),
+            redirect_uri: REDIRECT.into(),
+            scope: "openid".into(),
+            state: None,
+            nonce: None,
+            code_challenge: None,
+            max_age: None,
+            prompt: None,
+            login_hint: None,
+            acr_values: None,
+            claims: None,
+        };
+        let completion = flow::complete(&self.app, &request, &self.session, None, now).await.unwrap();
+        let url = url::Url::parse(&completion.redirect).unwrap();
+        url.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned()
+    }
+
+    async fn redeem(&self, code: &str, now: i64) -> Result<TokenResponse, &'static str> {
+        let grant = Grant::AuthorizationCode { code, redirect_uri: REDIRECT, code_verifier: None };
+        grants::exchange(&self.app, &self.client, grant, now).await.map_err(|e| e.error)
+    }
+
+    async fn refresh(&self, token: &str, now: i64) -> Result<TokenResponse, &'static str> {
+        let grant = Grant::RefreshToken { refresh_token: token, scope: None };
+        grants::exchange(&self.app, &self.client, grant, now).await.map_err(|e| e.error)
+    }
+
+    async fn log_in(&self, password: &str, now: i64) -> Step {
+        let request = AuthorizationRequest {
+            client_id: "zeimu".into(),
+            redirect_uri: REDIRECT.into(),
+            scope: "openid".into(),
+            state: None,
+            nonce: None,
+            code_challenge: None,
+            max_age: None,
+            prompt: None,
+            login_hint: None,
+            acr_values: None,
+            claims: None,
+        };
+        let attempt = Attempt { login_id: "shiken.j", password, source: "192.0.2.10", previous_session: None };
+        login::with_password(&self.app, &request, "pending", &attempt, now).await.unwrap()
+    }
+
+    async fn stop(self) {
+        self.app.store.close().await;
+        match self.database_url.strip_prefix("sqlite:") {
+            Some(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
+                }
+            }
+            None => crate::common::drop_database(&self.database_url).await,
+        }
+    }
+}
+
+async fn a_code_is_good_for_its_lifetime_and_not_a_second_more(db: Db) {
+    let w = world(db).await;
+    let ttl = w.app.config.tokens.code_ttl;
+    let late = w.code(T0).await;
+    assert_eq!(w.redeem(&late, T0 + ttl).await.err(), Some("invalid_grant"), "at its expiry the code is refused");
+    let in_time = w.code(T0).await;
+    let tokens = w.redeem(&in_time, T0 + ttl - 1).await.expect("a second before its expiry the code works");
+    assert!(tokens.id_token.is_some() && tokens.refresh_token.is_some());
+    assert_eq!(w.redeem(&in_time, T0 + ttl - 1).await.err(), Some("invalid_grant"), "and it works once");
+    w.stop().await;
+}
+
+async fn a_rotated_refresh_token_presented_again_ends_its_family(db: Db) {
+    let w = world(db).await;
+    let code = w.code(T0).await;
+    let first = w.redeem(&code, T0 + 1).await.unwrap().refresh_token.unwrap();
+    let second = w.refresh(&first, T0 + 100).await.expect("rotation").refresh_token.unwrap();
+    assert_ne!(first, second);
+    assert_eq!(w.refresh(&first, T0 + 200).await.err(), Some("invalid_grant"), "the rotated token is refused");
+    assert_eq!(w.refresh(&second, T0 + 201).await.err(), Some("invalid_grant"), "and the family ended with it");
+    let live = sessions::is_live(w.app.store.pool(), T0 + 202, &w.session.id).await.unwrap();
+    assert!(!live, "so did the session it came from");
+    w.stop().await;
+}
+
+async fn a_lock_holds_to_the_second_and_then_the_right_password_logs_in(db: Db) {
+    let w = world(db).await;
+    let config = &w.app.config.password;
+    for i in 0..config.lockout_threshold {
+        assert!(matches!(w.log_in("not-the-password", T0 + i).await, Step::Refused));
+    }
+    let locked_at = T0 + config.lockout_threshold - 1;
+    let lock = config.lockout_base_seconds;
+    assert!(
+        matches!(w.log_in(PASSWORD, locked_at + lock - 1).await, Step::Refused),
+        "the right password is refused while the lock holds"
+    );
+    let account = directory::get_login_account(w.app.store.pool(), &w.account_id).await.unwrap().unwrap();
+    assert_eq!(account.locked_until, Some(locked_at + lock), "a refusal during the lock does not extend it");
+    assert!(
+        matches!(w.log_in(PASSWORD, locked_at + lock).await, Step::LoggedIn { .. }),
+        "at the lock's end the right password logs in"
+    );
+    let row = sqlx::query("SELECT failed_logins, locked_until FROM accounts WHERE id = $1")
+        .bind(&w.account_id)
+        .fetch_one(w.app.store.pool())
+        .await
+        .unwrap();
+    let state: (i64, Option<i64>) = (row.try_get("failed_logins").unwrap(), row.try_get("locked_until").unwrap());
+    assert_eq!(state, (0, None), "and the count starts again");
+    w.stop().await;
+}
+
+on_both_databases!(
+    a_code_is_good_for_its_lifetime_and_not_a_second_more,
+    a_rotated_refresh_token_presented_again_ends_its_family,
+    a_lock_holds_to_the_second_and_then_the_right_password_logs_in,
+);
