@@ -182,18 +182,13 @@ pub async fn card_gate(
         CardState::Active if require || request.needs_card() => CardGate::Card,
         CardState::Stopped if require => match replacement::live_exception(tx, person_id, now).await? {
             Some(exception) => {
-                audit::record(
-                    tx,
-                    now,
-                    Event {
-                        actor: &Actor::Person(person_id.to_owned()),
-                        action: "login.password_only_exception",
-                        target: format!("person:{person_id}"),
-                        outcome: Outcome::Success,
-                        detail: serde_json::json!({"exception": exception, "client_id": request.client_id}),
-                        source_ip: None,
-                    },
+                Event::success(
+                    &Actor::Person(person_id.to_owned()),
+                    "login.password_only_exception",
+                    format!("person:{person_id}"),
+                    serde_json::json!({"exception": exception, "client_id": request.client_id}),
                 )
+                .record(tx, now)
                 .await?;
                 CardGate::Pass
             }
@@ -256,18 +251,14 @@ async fn record_failure(
     }
     let login_id =
         LoginId::parse(attempt.login_id).map(|l| l.as_str().to_owned()).unwrap_or_else(|_| "(invalid)".into());
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor: &Actor::Anonymous,
-            action: "login.password",
-            target: format!("login_id:{login_id}"),
-            outcome: Outcome::Failure,
-            detail: serde_json::json!({"reason": reason, "locked_until": locked_until}),
-            source_ip: Some(attempt.source.to_owned()),
-        },
+    Event::failure(
+        &Actor::Anonymous,
+        "login.password",
+        format!("login_id:{login_id}"),
+        serde_json::json!({"reason": reason, "locked_until": locked_until}),
     )
+    .from_source(Some(attempt.source.to_owned()))
+    .record(&mut tx, now)
     .await?;
     tx.commit().await?;
     Ok(())

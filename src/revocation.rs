@@ -13,7 +13,7 @@
 
 use sqlx::Row;
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::backchannel;
 use crate::clock::UnixTime;
 use crate::store::Tx;
@@ -144,25 +144,20 @@ pub async fn revoke(
             format!("person:{person_id}")
         }
     };
-    audit::record(
-        tx,
-        now,
-        Event {
-            actor,
-            action: "revoke",
-            target: target_text,
-            outcome: Outcome::Success,
-            detail: serde_json::json!({
-                "reason": reason,
-                "authenticators": revoked.authenticators,
-                "sessions": revoked.sessions,
-                "access_tokens": revoked.access_tokens,
-                "refresh_tokens": revoked.refresh_tokens,
-                "logout_notices": revoked.logout_notices,
-            }),
-            source_ip: None,
-        },
+    Event::success(
+        actor,
+        "revoke",
+        target_text,
+        serde_json::json!({
+            "reason": reason,
+            "authenticators": revoked.authenticators,
+            "sessions": revoked.sessions,
+            "access_tokens": revoked.access_tokens,
+            "refresh_tokens": revoked.refresh_tokens,
+            "logout_notices": revoked.logout_notices,
+        }),
     )
+    .record(tx, now)
     .await?;
     Ok(revoked)
 }

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
 use crate::crypto;
 use crate::directory::{DirectoryError, InvalidField};
@@ -23,16 +23,18 @@ use super::rights::Right;
 pub static SCOPES: std::sync::LazyLock<Vec<&'static str>> =
     std::sync::LazyLock::new(|| Right::ALL.iter().map(|r| r.scope()).collect());
 
-/// An authenticated admin API caller.
+/// Who is calling the admin API, authenticated: today an API token and the rights (scopes) it
+/// carries; with people as administrators, a person and the administrative grants they hold.
+/// Handlers authorise against it through `rights::Authorized`.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub struct Principal {
     pub token_id: String,
     pub scopes: Vec<String>,
     /// When the caller's token ends; nothing it creates may outlive it.
     pub expires_at: UnixTime,
 }
 
-impl Caller {
+impl Principal {
     pub fn actor(&self) -> Actor {
         Actor::ApiToken(self.token_id.clone())
     }
@@ -50,7 +52,7 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<App> for Caller {
+impl FromRequestParts<App> for Principal {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
@@ -72,7 +74,7 @@ impl FromRequestParts<App> for Caller {
         .await?
         .ok_or_else(Problem::unauthorized)?;
         let scopes: String = row.try_get("scopes")?;
-        Ok(Caller {
+        Ok(Principal {
             token_id: row.try_get("id")?,
             scopes: scopes.split_whitespace().map(str::to_owned).collect(),
             expires_at: row.try_get("expires_at")?,
@@ -126,18 +128,13 @@ pub async fn create_token(
     .bind(now + lifetime)
     .execute(&mut **tx)
     .await?;
-    audit::record(
-        tx,
-        now,
-        Event {
-            actor,
-            action: "api_token.create",
-            target: format!("api_token:{id}"),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"name": name, "scopes": scopes, "expires_at": now + lifetime}),
-            source_ip: None,
-        },
+    Event::success(
+        actor,
+        "api_token.create",
+        format!("api_token:{id}"),
+        serde_json::json!({"name": name, "scopes": scopes, "expires_at": now + lifetime}),
     )
+    .record(tx, now)
     .await?;
     Ok(IssuedToken { id, name, token, scopes, expires_at: now + lifetime })
 }
@@ -182,18 +179,13 @@ pub async fn issue_bootstrap_code(store: &Store, actor: &Actor, now: UnixTime) -
         .bind(now + BOOTSTRAP_CODE_TTL)
         .execute(&mut *tx)
         .await?;
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor,
-            action: "bootstrap.code_issued",
-            target: "bootstrap".into(),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"expires_at": now + BOOTSTRAP_CODE_TTL}),
-            source_ip: None,
-        },
+    Event::success(
+        actor,
+        "bootstrap.code_issued",
+        "bootstrap",
+        serde_json::json!({"expires_at": now + BOOTSTRAP_CODE_TTL}),
     )
+    .record(&mut tx, now)
     .await?;
     tx.commit().await?;
     Ok(code)
@@ -211,18 +203,13 @@ pub async fn redeem_bootstrap_code(app: &App, code: &str, name: &str) -> Result<
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = used else {
-        audit::record(
-            &mut tx,
-            now,
-            Event {
-                actor: &Actor::Anonymous,
-                action: "bootstrap.redeem",
-                target: "bootstrap".into(),
-                outcome: Outcome::Failure,
-                detail: serde_json::json!({"reason": "invalid, used or expired code"}),
-                source_ip: None,
-            },
+        Event::failure(
+            &Actor::Anonymous,
+            "bootstrap.redeem",
+            "bootstrap",
+            serde_json::json!({"reason": "invalid, used or expired code"}),
         )
+        .record(&mut tx, now)
         .await?;
         tx.commit().await?;
         return Err(Problem::new(
@@ -235,18 +222,13 @@ pub async fn redeem_bootstrap_code(app: &App, code: &str, name: &str) -> Result<
     let scopes: Vec<String> = SCOPES.iter().map(|s| s.to_string()).collect();
     let actor = Actor::System;
     let issued = create_token(&mut tx, &actor, now, name, &scopes, BOOTSTRAP_TOKEN_TTL).await?;
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor: &actor,
-            action: "bootstrap.redeem",
-            target: format!("bootstrap:{code_id}"),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"api_token": issued.id}),
-            source_ip: None,
-        },
+    Event::success(
+        &actor,
+        "bootstrap.redeem",
+        format!("bootstrap:{code_id}"),
+        serde_json::json!({"api_token": issued.id}),
     )
+    .record(&mut tx, now)
     .await?;
     tx.commit().await?;
     Ok(issued)

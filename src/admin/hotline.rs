@@ -12,7 +12,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::audit::{self, Event, Outcome};
+use crate::audit::Event;
 use crate::authenticators::replacement::{self, Exception, ExceptionRefused};
 use crate::authenticators::{self, Authenticator};
 use crate::revocation::{self, Revoked, Target};
@@ -88,19 +88,9 @@ pub async fn search(
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     // Who looked whom up is itself an access record.
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor: &caller.actor(),
-            action: "hotline.search",
-            target: "people".into(),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"q": q, "found": items.len()}),
-            source_ip: None,
-        },
-    )
-    .await?;
+    Event::success(&caller.actor(), "hotline.search", "people", serde_json::json!({"q": q, "found": items.len()}))
+        .record(&mut tx, now)
+        .await?;
     tx.commit().await?;
     Ok(Json(HotlineResults { items }))
 }

@@ -14,7 +14,7 @@ use axum::routing::MethodRouter;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{self, Event, Outcome, Verification};
+use crate::audit::{self, Event, Verification};
 use crate::directory::{self, Account, LoginId, NewOrgUnit, NewPerson, OrgUnit, Person};
 use crate::password::policy;
 use crate::systems::{self, Client, NewClient};
@@ -324,19 +324,9 @@ async fn list_audit_events(
     }
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor: &caller.actor(),
-            action: "audit.read",
-            target: "audit_events".into(),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"after": after, "limit": limit}),
-            source_ip: None,
-        },
-    )
-    .await?;
+    Event::success(&caller.actor(), "audit.read", "audit_events", serde_json::json!({"after": after, "limit": limit}))
+        .record(&mut tx, now)
+        .await?;
     tx.commit().await?;
     Ok(Json(List { items: audit::list(&app.store, after, limit).await? }))
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
 
-use crate::audit::{self, Event, Outcome};
+use crate::audit::Event;
 use crate::directory::{self, LoginAccount};
 use crate::password::lockout;
 use crate::password::policy::ChangeRefused;
@@ -52,18 +52,13 @@ pub async fn issue_reset(
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     let ticket = tickets::issue(&mut tx, now, &account.account_id, Purpose::Reset, None, &caller.actor()).await?;
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor: &caller.actor(),
-            action: "password.reset_issued",
-            target: format!("account:{}", account.account_id),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"expires_at": now + RESET_TICKET_TTL}),
-            source_ip: None,
-        },
+    Event::success(
+        &caller.actor(),
+        "password.reset_issued",
+        format!("account:{}", account.account_id),
+        serde_json::json!({"expires_at": now + RESET_TICKET_TTL}),
     )
+    .record(&mut tx, now)
     .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(reset_link(&app, &ticket, now))))
@@ -99,18 +94,13 @@ pub async fn report_compromise(
     let revoked =
         revocation::revoke(&mut tx, &actor, now, Target::Person(&person_id), "suspected password compromise").await?;
     let ticket = tickets::issue(&mut tx, now, &account.account_id, Purpose::Reset, None, &actor).await?;
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor: &actor,
-            action: "password.compromised",
-            target: format!("account:{}", account.account_id),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"sessions_revoked": revoked.sessions}),
-            source_ip: None,
-        },
+    Event::success(
+        &actor,
+        "password.compromised",
+        format!("account:{}", account.account_id),
+        serde_json::json!({"sessions_revoked": revoked.sessions}),
     )
+    .record(&mut tx, now)
     .await?;
     tx.commit().await?;
     Ok((
@@ -133,19 +123,9 @@ pub async fn unlock(
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     lockout::unlock(&mut tx, &account.account_id).await?;
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor: &caller.actor(),
-            action: "account.unlock",
-            target: format!("account:{}", account.account_id),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({}),
-            source_ip: None,
-        },
-    )
-    .await?;
+    Event::success(&caller.actor(), "account.unlock", format!("account:{}", account.account_id), serde_json::json!({}))
+        .record(&mut tx, now)
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

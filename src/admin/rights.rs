@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 
 use crate::App;
 
-use super::auth::Caller;
+use super::auth::Principal;
 use super::problem::Problem;
 
 macro_rules! rights {
@@ -85,13 +85,13 @@ rights! {
 
 /// A caller who holds the right `R`.
 pub struct Authorized<R> {
-    pub caller: Caller,
+    pub caller: Principal,
     _right: PhantomData<fn() -> R>,
 }
 
 impl<R> Deref for Authorized<R> {
-    type Target = Caller;
-    fn deref(&self) -> &Caller {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
         &self.caller
     }
 }
@@ -100,7 +100,7 @@ impl<R: RequiredRight> FromRequestParts<App> for Authorized<R> {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, app).await?;
+        let caller = Principal::from_request_parts(parts, app).await?;
         caller.require(R::RIGHT)?;
         Ok(Authorized { caller, _right: PhantomData })
     }

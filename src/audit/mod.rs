@@ -47,6 +47,29 @@ pub struct Event<'a> {
     pub source_ip: Option<String>,
 }
 
+impl<'a> Event<'a> {
+    /// Something `actor` did to `target`, which succeeded.
+    pub fn success(actor: &'a Actor, action: &'a str, target: impl Into<String>, detail: serde_json::Value) -> Self {
+        Event { actor, action, target: target.into(), outcome: Outcome::Success, detail, source_ip: None }
+    }
+
+    /// Something `actor` tried on `target`, which was refused or failed.
+    pub fn failure(actor: &'a Actor, action: &'a str, target: impl Into<String>, detail: serde_json::Value) -> Self {
+        Event { actor, action, target: target.into(), outcome: Outcome::Failure, detail, source_ip: None }
+    }
+
+    /// The address the request came from.
+    pub fn from_source(mut self, source_ip: Option<String>) -> Self {
+        self.source_ip = source_ip;
+        self
+    }
+
+    /// Records the event in `tx`, the transaction of the change it describes.
+    pub async fn record(self, tx: &mut Tx, now: UnixTime) -> Result<(), sqlx::Error> {
+        record(tx, now, self).await
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Success,

@@ -13,7 +13,7 @@ use webauthn_rs::prelude::{
     RequestChallengeResponse, Uuid,
 };
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
 use crate::crypto;
 use crate::directory;
@@ -111,8 +111,7 @@ struct NewCeremony<'a> {
     management_number: Option<&'a str>,
 }
 
-async fn save(app: &App, tx: &mut Tx, new: NewCeremony<'_>) -> Result<String, sqlx::Error> {
-    let now = app.clock.now();
+async fn save(app: &App, tx: &mut Tx, new: NewCeremony<'_>, now: UnixTime) -> Result<String, sqlx::Error> {
     let token = crypto::random_token(32);
     sqlx::query(
         "INSERT INTO webauthn_ceremonies (id, token_hash, kind, state, person_id, session_id,
@@ -188,9 +187,10 @@ pub async fn start_registration(
     label: &str,
     management_number: &str,
     code: Option<&str>,
+    now: UnixTime,
 ) -> Result<(String, CreationChallengeResponse), CardError> {
     let enrollee = Enrollee { person_id: &session.person_id, session: Some(session), authorization_request_id: None };
-    start_enrollment(app, enrollee, label, management_number, code).await
+    start_enrollment(app, enrollee, label, management_number, code, now).await
 }
 
 /// Starts enrolling a replacement card in the middle of a login (after the right password, for a
@@ -203,12 +203,13 @@ pub async fn start_replacement(
     label: &str,
     management_number: &str,
     code: &str,
+    now: UnixTime,
 ) -> Result<(String, CreationChallengeResponse), CardError> {
     if code.trim().is_empty() {
         return Err(CardError::NotEntitled);
     }
     let enrollee = Enrollee { person_id, session: None, authorization_request_id: Some(authorization_request_id) };
-    start_enrollment(app, enrollee, label, management_number, Some(code)).await
+    start_enrollment(app, enrollee, label, management_number, Some(code), now).await
 }
 
 /// Whose card is being enrolled, and in what context.
@@ -225,6 +226,7 @@ async fn start_enrollment(
     label: &str,
     management_number: &str,
     code: Option<&str>,
+    now: UnixTime,
 ) -> Result<(String, CreationChallengeResponse), CardError> {
     let webauthn = app.webauthn.as_ref().ok_or(CardError::Unavailable)?;
     let label = clean(label, 64)?;
@@ -232,7 +234,6 @@ async fn start_enrollment(
         return Err(CardError::BadInput);
     }
     let management_number = super::normalise_management_number(&clean(management_number, 64)?);
-    let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     let code_id = match code.filter(|c| !c.trim().is_empty()) {
         Some(code) => {
@@ -289,6 +290,7 @@ async fn start_enrollment(
             label: Some(&label),
             management_number: (!management_number.is_empty()).then_some(management_number.as_str()),
         },
+        now,
     )
     .await?;
     tx.commit().await?;
@@ -311,9 +313,9 @@ pub async fn finish_registration(
     session: Option<&Session>,
     token: &str,
     credential: &RegisterPublicKeyCredential,
+    now: UnixTime,
 ) -> Result<Enrolled, CardError> {
     let webauthn = app.webauthn.as_ref().ok_or(CardError::Unavailable)?;
-    let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     let ceremony = take(&mut tx, now, token).await?.ok_or(CardError::Expired)?;
     let belongs = match (&ceremony.session_id, session) {
@@ -383,25 +385,20 @@ pub async fn finish_registration(
         }
         return Err(e.into());
     }
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor: &actor,
-            action: "authenticator.enroll",
-            target: format!("authenticator:{id}"),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({
-                "person": person_id,
-                "label": ceremony.label,
-                "management_number": ceremony.management_number,
-                "enrollment_code": ceremony.enrollment_code_id,
-                "by_existing_card": ceremony.enrollment_code_id.is_none(),
-                "replacement_during_login": ceremony.session_id.is_none(),
-            }),
-            source_ip: None,
-        },
+    Event::success(
+        &actor,
+        "authenticator.enroll",
+        format!("authenticator:{id}"),
+        serde_json::json!({
+            "person": person_id,
+            "label": ceremony.label,
+            "management_number": ceremony.management_number,
+            "enrollment_code": ceremony.enrollment_code_id,
+            "by_existing_card": ceremony.enrollment_code_id.is_none(),
+            "replacement_during_login": ceremony.session_id.is_none(),
+        }),
     )
+    .record(&mut tx, now)
     .await?;
     tx.commit().await?;
     let authenticator = super::get(app.store.pool(), &id).await?.ok_or(CardError::Expired)?;
@@ -417,6 +414,7 @@ pub async fn start_login(
     person_id: Option<&str>,
     session_id: Option<&str>,
     authorization_request_id: Option<&str>,
+    now: UnixTime,
 ) -> Result<(String, RequestChallengeResponse), CardError> {
     let webauthn = app.webauthn.as_ref().ok_or(CardError::Unavailable)?;
     let mut tx = app.store.begin().await?;
@@ -452,6 +450,7 @@ pub async fn start_login(
             label: None,
             management_number: None,
         },
+        now,
     )
     .await?;
     tx.commit().await?;
@@ -474,9 +473,9 @@ pub async fn finish_login(
     tx: &mut Tx,
     token: &str,
     credential: &PublicKeyCredential,
+    now: UnixTime,
 ) -> Result<CardLogin, CardError> {
     let webauthn = app.webauthn.as_ref().ok_or(CardError::Unavailable)?;
-    let now = app.clock.now();
     let ceremony = take(tx, now, token).await?.ok_or(CardError::Expired)?;
     let credential_id =
         base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, credential.get_credential_id());
@@ -532,21 +531,21 @@ pub async fn finish_login(
 }
 
 /// Records a refused card login (its own transaction: the refused one is rolled back).
-pub async fn record_refusal(app: &App, reason: &CardError, source_ip: Option<String>) -> Result<(), crate::Error> {
-    let now = app.clock.now();
+pub async fn record_refusal(
+    app: &App,
+    reason: &CardError,
+    source_ip: Option<String>,
+    now: UnixTime,
+) -> Result<(), crate::Error> {
     let mut tx = app.store.begin().await?;
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor: &Actor::Anonymous,
-            action: "login.card",
-            target: "authenticator:unknown".into(),
-            outcome: Outcome::Failure,
-            detail: serde_json::json!({"reason": reason.to_string()}),
-            source_ip,
-        },
+    Event::failure(
+        &Actor::Anonymous,
+        "login.card",
+        "authenticator:unknown",
+        serde_json::json!({"reason": reason.to_string()}),
     )
+    .from_source(source_ip)
+    .record(&mut tx, now)
     .await?;
     tx.commit().await?;
     Ok(())

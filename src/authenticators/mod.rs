@@ -15,7 +15,7 @@ use serde::Serialize;
 use sqlx::Row;
 use webauthn_rs::prelude::{AttestationCaList, AttestationCaListBuilder, Passkey, Url, Webauthn, WebauthnBuilder};
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::crypto;
@@ -182,18 +182,13 @@ pub async fn issue_enrollment_code(
     .bind(now + ttl)
     .execute(&mut **tx)
     .await?;
-    audit::record(
-        tx,
-        now,
-        Event {
-            actor,
-            action: "authenticator.enrollment_code",
-            target: format!("person:{person_id}"),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"code_id": id, "expires_at": now + ttl}),
-            source_ip: None,
-        },
+    Event::success(
+        actor,
+        "authenticator.enrollment_code",
+        format!("person:{person_id}"),
+        serde_json::json!({"code_id": id, "expires_at": now + ttl}),
     )
+    .record(tx, now)
     .await?;
     Ok((code, now + ttl))
 }

@@ -11,7 +11,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
 use crate::crypto;
 use crate::store::Tx;
@@ -139,18 +139,13 @@ pub async fn grant_exception(
     .bind(exception.expires_at)
     .execute(&mut **tx)
     .await?;
-    audit::record(
-        tx,
-        now,
-        Event {
-            actor,
-            action: "authenticator.password_only_exception",
-            target: format!("person:{person_id}"),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"exception": exception.id, "reason": reason, "expires_at": exception.expires_at}),
-            source_ip: None,
-        },
+    Event::success(
+        actor,
+        "authenticator.password_only_exception",
+        format!("person:{person_id}"),
+        serde_json::json!({"exception": exception.id, "reason": reason, "expires_at": exception.expires_at}),
     )
+    .record(tx, now)
     .await?;
     Ok(exception)
 }

@@ -129,6 +129,7 @@ pub async fn deliver_due(app: &App, http: &reqwest::Client) -> Result<u64, crate
         let due_at: i64 = row.try_get("next_attempt_at")?;
         let id: String = row.try_get("id")?;
         // The claim: only the node whose UPDATE still sees the old due time goes on.
+        let mut tx = app.store.begin().await?;
         let won = sqlx::query(
             "UPDATE logout_notices SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3
              AND delivered_at IS NULL AND abandoned_at IS NULL",
@@ -136,9 +137,10 @@ pub async fn deliver_due(app: &App, http: &reqwest::Client) -> Result<u64, crate
         .bind(now + LEASE)
         .bind(&id)
         .bind(due_at)
-        .execute(app.store.pool())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         if won == 1 {
             claimed.push(Due {
                 id,

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use time::Date;
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
-use crate::store::{is_constraint, Store, Tx};
+use crate::store::{OnConstraint, Store, Tx};
 pub use types::{EmployeeNumber, InvalidField, LoginId, OrgLevel, PersonKind, PersonStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,25 +97,18 @@ pub async fn create_org_unit(
     .bind(now)
     .execute(&mut **tx)
     .await
-    .map_err(|e| {
-        if is_constraint(&e, "org_units_code_unique", "org_units.code") {
-            DirectoryError::Conflict("an org unit with this code already exists")
-        } else {
-            e.into()
-        }
-    })?;
-    audit::record(
-        tx,
-        now,
-        Event {
-            actor,
-            action: "org_unit.create",
-            target: format!("org_unit:{id}"),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"code": code, "name": name, "level": level.as_str()}),
-            source_ip: None,
-        },
+    .on_constraint([(
+        "org_units_code_unique",
+        "org_units.code",
+        DirectoryError::Conflict("an org unit with this code already exists"),
+    )])?;
+    Event::success(
+        actor,
+        "org_unit.create",
+        format!("org_unit:{id}"),
+        serde_json::json!({"code": code, "name": name, "level": level.as_str()}),
     )
+    .record(tx, now)
     .await?;
     Ok(OrgUnit { id, code, name, name_en, level, parent_id: new.parent_id, manager_person_id: None })
 }
@@ -142,18 +135,13 @@ pub async fn set_org_unit_manager(
     if result.rows_affected() == 0 {
         return Err(DirectoryError::NotFound("org unit"));
     }
-    audit::record(
-        tx,
-        now,
-        Event {
-            actor,
-            action: "org_unit.set_manager",
-            target: format!("org_unit:{org_unit_id}"),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"manager_person_id": person_id}),
-            source_ip: None,
-        },
+    Event::success(
+        actor,
+        "org_unit.set_manager",
+        format!("org_unit:{org_unit_id}"),
+        serde_json::json!({"manager_person_id": person_id}),
     )
+    .record(tx, now)
     .await?;
     Ok(())
 }
@@ -308,26 +296,19 @@ pub async fn create_person(
     .bind(now)
     .execute(&mut **tx)
     .await
-    .map_err(|e| {
-        if is_constraint(&e, "people_employee_number_unique", "people.employee_number") {
-            DirectoryError::Conflict("a person with this employee number already exists")
-        } else {
-            e.into()
-        }
-    })?;
+    .on_constraint([(
+        "people_employee_number_unique",
+        "people.employee_number",
+        DirectoryError::Conflict("a person with this employee number already exists"),
+    )])?;
     // The audit detail names the person by employee number only: no birth date in the log.
-    audit::record(
-        tx,
-        now,
-        Event {
-            actor,
-            action: "person.create",
-            target: format!("person:{}", person.id),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"employee_number": person.employee_number, "kind": kind.as_str()}),
-            source_ip: None,
-        },
+    Event::success(
+        actor,
+        "person.create",
+        format!("person:{}", person.id),
+        serde_json::json!({"employee_number": person.employee_number, "kind": kind.as_str()}),
     )
+    .record(tx, now)
     .await?;
     Ok(person)
 }
@@ -430,21 +411,23 @@ pub async fn create_account(
     .bind(now)
     .execute(&mut **tx)
     .await
-    .map_err(|e| {
-        if is_constraint(&e, "accounts_person_unique", "accounts.person_id") {
-            DirectoryError::Conflict("this person already has an account (one login ID per person)")
-        } else if is_constraint(&e, "accounts_login_id_unique", "accounts.login_id") {
-            DirectoryError::Conflict("this login ID is already in use")
-        } else if is_constraint(&e, "accounts_password_fingerprint_unique", "accounts.password_fingerprint") {
+    .on_constraint([
+        (
+            "accounts_person_unique",
+            "accounts.person_id",
+            DirectoryError::Conflict("this person already has an account (one login ID per person)"),
+        ),
+        ("accounts_login_id_unique", "accounts.login_id", DirectoryError::Conflict("this login ID is already in use")),
+        (
             // R9: another account holds this password now.
+            "accounts_password_fingerprint_unique",
+            "accounts.password_fingerprint",
             DirectoryError::Invalid(InvalidField {
                 field: "password",
                 reason: "cannot be used: passwords may not be shared between people".into(),
-            })
-        } else {
-            e.into()
-        }
-    })?;
+            }),
+        ),
+    ])?;
     if let Some(password) = &password {
         sqlx::query("INSERT INTO password_history (account_id, fingerprint, created_at) VALUES ($1, $2, $3)")
             .bind(&account.id)
@@ -453,18 +436,13 @@ pub async fn create_account(
             .execute(&mut **tx)
             .await?;
     }
-    audit::record(
-        tx,
-        now,
-        Event {
-            actor,
-            action: "account.create",
-            target: format!("account:{}", account.id),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"person_id": person_id, "login_id": account.login_id}),
-            source_ip: None,
-        },
+    Event::success(
+        actor,
+        "account.create",
+        format!("account:{}", account.id),
+        serde_json::json!({"person_id": person_id, "login_id": account.login_id}),
     )
+    .record(tx, now)
     .await?;
     Ok(account)
 }

@@ -47,8 +47,12 @@ pub async fn sweep(store: &Store, now: UnixTime, source_window: i64) -> Result<u
             now - CODE_RETENTION,
         ),
     ];
+    // Each statement in its own short transaction through the writer, so that a sweep never
+    // holds the write lock for long.
     for (sql, cutoff) in statements {
-        removed += sqlx::query(sql).bind(cutoff).execute(store.pool()).await?.rows_affected();
+        let mut tx = store.begin().await?;
+        removed += sqlx::query(sql).bind(cutoff).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
     }
     Ok(removed)
 }

@@ -10,7 +10,7 @@
 
 use sqlx::Row;
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
 use crate::crypto;
 use crate::directory;
@@ -419,18 +419,13 @@ pub async fn complete(
         },
     )
     .await?;
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor: &Actor::Person(session.person_id.clone()),
-            action: "authorize.code_issued",
-            target: format!("client:{}", request.client_id),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"scope": request.scope, "sid": session.id}),
-            source_ip: None,
-        },
+    Event::success(
+        &Actor::Person(session.person_id.clone()),
+        "authorize.code_issued",
+        format!("client:{}", request.client_id),
+        serde_json::json!({"scope": request.scope, "sid": session.id}),
     )
+    .record(&mut tx, now)
     .await?;
     tx.commit().await?;
     let mut params = vec![("code", code.as_str())];

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::access::roles;
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
 use crate::directory;
 use crate::revocation::{self, Target};
@@ -76,19 +76,9 @@ pub fn allowed(client: &Client, grant: GrantType) -> Result<(), OAuthError> {
 /// Records a refused grant (in the caller's transaction, which it then commits) and returns
 /// the `invalid_grant` answer.
 async fn refuse(mut tx: Tx, actor: &Actor, now: UnixTime, target: String, reason: &str) -> OAuthError {
-    let recorded = audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor,
-            action: "token.refused",
-            target,
-            outcome: Outcome::Failure,
-            detail: serde_json::json!({"reason": reason}),
-            source_ip: None,
-        },
-    )
-    .await;
+    let recorded = Event::failure(actor, "token.refused", target, serde_json::json!({"reason": reason}))
+        .record(&mut tx, now)
+        .await;
     match recorded {
         Ok(()) => match tx.commit().await {
             Ok(()) => OAuthError::invalid_grant(reason),
@@ -359,18 +349,13 @@ async fn client_credentials(
         },
     )
     .await?;
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor: &Actor::Client(client.client_id.clone()),
-            action: "token.issued",
-            target: format!("client:{}", client.client_id),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"grant_type": "client_credentials", "jti": jti, "scope": scope}),
-            source_ip: None,
-        },
+    Event::success(
+        &Actor::Client(client.client_id.clone()),
+        "token.issued",
+        format!("client:{}", client.client_id),
+        serde_json::json!({"grant_type": "client_credentials", "jti": jti, "scope": scope}),
     )
+    .record(&mut tx, now)
     .await?;
     tx.commit().await?;
     Ok(TokenResponse {
@@ -490,17 +475,12 @@ async fn issued(
     jti: &str,
     sid: &str,
 ) -> Result<(), sqlx::Error> {
-    audit::record(
-        tx,
-        now,
-        Event {
-            actor,
-            action: "token.issued",
-            target: format!("person:{person_id}"),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"grant_type": grant_type, "jti": jti, "sid": sid}),
-            source_ip: None,
-        },
+    Event::success(
+        actor,
+        "token.issued",
+        format!("person:{person_id}"),
+        serde_json::json!({"grant_type": grant_type, "jti": jti, "sid": sid}),
     )
+    .record(tx, now)
     .await
 }

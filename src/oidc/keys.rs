@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::clock::{Clock, UnixTime};
 use crate::crypto::{self, MasterKey};
 use crate::store::Store;
@@ -164,18 +164,13 @@ async fn create_key(
     .bind(signs_from)
     .execute(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor,
-            action: "signing_key.create",
-            target: format!("signing_key:{kid}"),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"alg": alg.as_str(), "signs_from": signs_from}),
-            source_ip: None,
-        },
+    Event::success(
+        actor,
+        "signing_key.create",
+        format!("signing_key:{kid}"),
+        serde_json::json!({"alg": alg.as_str(), "signs_from": signs_from}),
     )
+    .record(&mut tx, now)
     .await?;
     tx.commit().await?;
     Ok(kid)

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
 use crate::config::PasswordConfig;
 use crate::directory::{accounts, LoginAccount};
@@ -59,18 +59,14 @@ pub async fn verify_password(
     match refused {
         None => account_succeeded(&mut tx, &account.account_id).await?,
         Some((reason, locked_until)) => {
-            audit::record(
-                &mut tx,
-                now,
-                Event {
-                    actor: &Actor::Person(account.person.id.clone()),
-                    action,
-                    target: format!("account:{}", account.account_id),
-                    outcome: Outcome::Failure,
-                    detail: serde_json::json!({"refused": reason, "locked_until": locked_until}),
-                    source_ip: source.map(str::to_owned),
-                },
+            Event::failure(
+                &Actor::Person(account.person.id.clone()),
+                action,
+                format!("account:{}", account.account_id),
+                serde_json::json!({"refused": reason, "locked_until": locked_until}),
             )
+            .from_source(source.map(str::to_owned))
+            .record(&mut tx, now)
             .await?;
         }
     }

@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::Row;
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
 use crate::config::PasswordConfig;
 use crate::directory::{self, Person, PersonKind};
@@ -171,24 +171,32 @@ pub async fn check_new_password(
     Ok(strength::check(&policy, new_password, &context).map_err(ChangeRefused::Weak))
 }
 
-/// Sets `new_password` on `account_id` after every rule; ends the person's other sessions
-/// (all of them when `keep_session` is None) through the revocation module.
+/// A password change as asked for.
+pub struct PasswordChange<'a> {
+    pub account_id: &'a str,
+    pub new_password: &'a str,
+    pub confirmation: &'a str,
+    pub reason: ChangeReason,
+    /// The session the person is using, which stays; None ends all of them.
+    pub keep_session: Option<&'a str>,
+}
+
+/// Sets the new password after every rule, at `now`; ends the person's other sessions (all of
+/// them when `keep_session` is None) through the revocation module.
 pub async fn change(
     app: &App,
     actor: &Actor,
-    account_id: &str,
-    new_password: &str,
-    confirmation: &str,
-    reason: ChangeReason,
-    keep_session: Option<&str>,
+    change: PasswordChange<'_>,
+    now: UnixTime,
 ) -> Result<Result<(), ChangeRefused>, crate::Error> {
+    let PasswordChange { account_id, new_password, confirmation, reason, keep_session } = change;
     let account = directory::get_login_account(app.store.pool(), account_id)
         .await?
         .ok_or(directory::DirectoryError::NotFound("account"))?;
     if let Err(refused) =
         check_new_password(app, &account.person, &account.login_id, new_password, confirmation).await?
     {
-        return refuse(app, actor, account_id, refused).await;
+        return refuse(app, actor, account_id, refused, now).await;
     }
     let config = &app.config.password;
     let print = fingerprint(&app.fingerprint_key, new_password);
@@ -204,10 +212,9 @@ pub async fn change(
                     .is_ok_and(|f| crate::crypto::ct_eq(f.as_bytes(), print.as_bytes()))
             });
     if reused {
-        return refuse(app, actor, account_id, ChangeRefused::Reused).await;
+        return refuse(app, actor, account_id, ChangeRefused::Reused, now).await;
     }
     let hash = app.hasher.hash(new_password.to_owned()).await?;
-    let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     let updated = directory::accounts::set_password(&mut tx, account_id, &hash, &print, now).await;
     match updated {
@@ -215,7 +222,7 @@ pub async fn change(
         // The unique index is the rule: another account holds this password now.
         Err(e) if is_unique_violation(&e) => {
             tx.rollback().await?;
-            return refuse(app, actor, account_id, ChangeRefused::Shared).await;
+            return refuse(app, actor, account_id, ChangeRefused::Shared, now).await;
         }
         Err(e) => return Err(e.into()),
     }
@@ -230,18 +237,13 @@ pub async fn change(
         None => Target::Person(&account.person.id),
     };
     revocation::revoke(&mut tx, actor, now, target, "password changed").await?;
-    audit::record(
-        &mut tx,
-        now,
-        Event {
-            actor,
-            action: "password.change",
-            target: format!("account:{account_id}"),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({"reason": reason.as_str()}),
-            source_ip: None,
-        },
+    Event::success(
+        actor,
+        "password.change",
+        format!("account:{account_id}"),
+        serde_json::json!({"reason": reason.as_str()}),
     )
+    .record(&mut tx, now)
     .await?;
     tx.commit().await?;
     Ok(Ok(()))
@@ -252,22 +254,18 @@ async fn refuse(
     actor: &Actor,
     account_id: &str,
     refused: ChangeRefused,
+    now: UnixTime,
 ) -> Result<Result<(), ChangeRefused>, crate::Error> {
     // Refusals are audited: repeated "shared" refusals are how someone would probe for other
     // people's passwords.
     let mut tx = app.store.begin().await?;
-    audit::record(
-        &mut tx,
-        app.clock.now(),
-        Event {
-            actor,
-            action: "password.change",
-            target: format!("account:{account_id}"),
-            outcome: Outcome::Failure,
-            detail: serde_json::json!({"refused": refused.code()}),
-            source_ip: None,
-        },
+    Event::failure(
+        actor,
+        "password.change",
+        format!("account:{account_id}"),
+        serde_json::json!({"refused": refused.code()}),
     )
+    .record(&mut tx, now)
     .await?;
     tx.commit().await?;
     Ok(Err(refused))

@@ -119,11 +119,14 @@ pub async fn lookup(
     let last_seen: i64 = row.try_get("last_seen_at")?;
     // Touch at most once a minute: enough precision for a 30-minute idle timeout, far fewer writes.
     if now - last_seen >= 60 {
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
+        // Through the store's writer, as every write.
+        let mut tx = store.begin().await?;
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
             .bind(now)
             .bind(&session.id)
-            .execute(store.pool())
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
     }
     Ok(Some(session))
 }

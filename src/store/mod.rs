@@ -159,6 +159,31 @@ pub fn is_constraint(err: &sqlx::Error, pg_name: &str, sqlite_columns: &str) -> 
     }
 }
 
+/// Turns the violation of a known constraint into the caller's own error; any other error
+/// passes through as a database error. Each case: (PostgreSQL constraint name, the columns
+/// SQLite names instead, the error to answer with).
+pub trait OnConstraint<T> {
+    fn on_constraint<E: From<sqlx::Error>>(
+        self,
+        cases: impl IntoIterator<Item = (&'static str, &'static str, E)>,
+    ) -> Result<T, E>;
+}
+
+impl<T> OnConstraint<T> for Result<T, sqlx::Error> {
+    fn on_constraint<E: From<sqlx::Error>>(
+        self,
+        cases: impl IntoIterator<Item = (&'static str, &'static str, E)>,
+    ) -> Result<T, E> {
+        self.map_err(|e| {
+            cases
+                .into_iter()
+                .find(|(pg, sqlite, _)| is_constraint(&e, pg, sqlite))
+                .map(|(_, _, mapped)| mapped)
+                .unwrap_or_else(|| E::from(e))
+        })
+    }
+}
+
 /// True for any unique-constraint violation.
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())

@@ -3,12 +3,12 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
 use crate::config::TokenConfig;
 use crate::crypto;
 use crate::directory::{self, InvalidField};
-use crate::store::{is_constraint, Store, Tx};
+use crate::store::{OnConstraint, Store, Tx};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -379,33 +379,22 @@ pub async fn register(
     .bind(client.backchannel_logout_uri.as_deref())
     .execute(&mut **tx)
     .await
-    .map_err(|e| {
-        if is_constraint(&e, "clients_pkey", "clients.client_id") {
-            ClientError::Conflict
-        } else {
-            e.into()
-        }
-    })?;
-    audit::record(
-        tx,
-        now,
-        Event {
-            actor,
-            action: "client.register",
-            target: format!("client:{}", client.client_id),
-            outcome: Outcome::Success,
-            detail: serde_json::json!({
-                "name": client.name,
-                "client_type": client.client_type,
-                "redirect_uris": client.redirect_uris,
-                "grant_types": client.grant_types,
-                "scopes": client.scopes,
-                "service_scopes": client.service_scopes,
-                "backchannel_logout_uri": client.backchannel_logout_uri,
-            }),
-            source_ip: None,
-        },
+    .on_constraint([("clients_pkey", "clients.client_id", ClientError::Conflict)])?;
+    Event::success(
+        actor,
+        "client.register",
+        format!("client:{}", client.client_id),
+        serde_json::json!({
+            "name": client.name,
+            "client_type": client.client_type,
+            "redirect_uris": client.redirect_uris,
+            "grant_types": client.grant_types,
+            "scopes": client.scopes,
+            "service_scopes": client.service_scopes,
+            "backchannel_logout_uri": client.backchannel_logout_uri,
+        }),
     )
+    .record(tx, now)
     .await?;
     Ok((client, secret))
 }

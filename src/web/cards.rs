@@ -15,7 +15,7 @@ use axum_extra::extract::cookie::{Cookie, CookieJar};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event};
 use crate::authenticators::ceremony::{self, CardError, Kind};
 use crate::authenticators::replacement;
 use crate::authenticators::{self, Authenticator, ACR_HWK, AMR_CARD_WITH_VERIFICATION, AMR_PASSWORD_AND_CARD};
@@ -118,7 +118,8 @@ pub async fn second_factor_page(
     request_id: &str,
     client_name: Option<&str>,
 ) -> Result<Response, crate::Error> {
-    match ceremony::start_login(app, Kind::SecondFactor, Some(person_id), None, Some(request_id)).await {
+    match ceremony::start_login(app, Kind::SecondFactor, Some(person_id), None, Some(request_id), app.clock.now()).await
+    {
         Ok((token, options)) => Ok(card_page(app, jar, lang, Msg::CardTitle, client_name, "login", &token, &options)),
         Err(CardError::Internal(e)) => Err(e),
         Err(e) => Ok(pages::error_page(lang, StatusCode::SERVICE_UNAVAILABLE, card_error_msg(&e))),
@@ -150,7 +151,8 @@ pub async fn passwordless(State(app): State<App>, jar: CookieJar, Query(q): Quer
             return Ok(pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::LoginRequestExpired));
         };
         Ok::<_, crate::Error>(
-            match ceremony::start_login(&app, Kind::Passwordless, None, None, Some(&request_id)).await {
+            match ceremony::start_login(&app, Kind::Passwordless, None, None, Some(&request_id), app.clock.now()).await
+            {
                 Ok((token, options)) => {
                     card_page(&app, jar, lang, Msg::LoginWithCard, client_name.as_deref(), "login", &token, &options)
                 }
@@ -180,6 +182,7 @@ pub async fn step_up(State(app): State<App>, jar: CookieJar, Query(q): Query<Req
                 Some(&session.person_id),
                 Some(&session.id),
                 Some(&request_id),
+                app.clock.now(),
             )
             .await
             {
@@ -258,7 +261,7 @@ pub async fn finish_login(
             json_error(StatusCode::INTERNAL_SERVER_ERROR, lang, Msg::InternalError)
         }
         Err(e) => {
-            if let Err(audit_error) = ceremony::record_refusal(&app, &e, source_ip).await {
+            if let Err(audit_error) = ceremony::record_refusal(&app, &e, source_ip, app.clock.now()).await {
                 tracing::error!(error = %audit_error, "recording a refused card login failed");
             }
             json_error(StatusCode::BAD_REQUEST, lang, card_error_msg(&e))
@@ -276,7 +279,7 @@ async fn login(
     let now = app.clock.now();
     let current = session_from_jar(app, &jar).await?;
     let mut tx = app.store.begin().await?;
-    let card = ceremony::finish_login(app, &mut tx, token, credential).await?;
+    let card = ceremony::finish_login(app, &mut tx, token, credential, now).await?;
     let account = directory::account_of_person(&mut *tx, &card.person_id)
         .await
         .map_err(|e| CardError::Internal(e.into()))?
@@ -353,18 +356,14 @@ async fn record_card_login(
     kind: serde_json::Value,
     source_ip: Option<String>,
 ) -> Result<(), sqlx::Error> {
-    audit::record(
-        tx,
-        now,
-        Event {
-            actor: &Actor::Person(session.person_id.clone()),
-            action: "login.card",
-            target: format!("authenticator:{authenticator_id}"),
-            outcome: Outcome::Success,
-            detail: json!({"sid": session.id, "kind": kind, "amr": session.amr}),
-            source_ip,
-        },
+    Event::success(
+        &Actor::Person(session.person_id.clone()),
+        "login.card",
+        format!("authenticator:{authenticator_id}"),
+        json!({"sid": session.id, "kind": kind, "amr": session.amr}),
     )
+    .from_source(source_ip)
+    .record(tx, now)
     .await
 }
 
@@ -433,7 +432,9 @@ pub async fn enroll(State(app): State<App>, form: CheckedForm) -> Response {
     };
     let label = form.field("label").unwrap_or("");
     let number = form.field("management_number").unwrap_or("");
-    match ceremony::start_registration(&app, &session, label, number, form.field("enrollment_code")).await {
+    match ceremony::start_registration(&app, &session, label, number, form.field("enrollment_code"), app.clock.now())
+        .await
+    {
         Ok((token, options)) => card_page(&app, form.jar, lang, Msg::EnrollTitle, None, "register", &token, &options),
         Err(CardError::Internal(e)) => internal(lang, e),
         Err(e) => cards_page(&app, form.jar, lang, &session, None, Some(card_error_msg(&e))).await,
@@ -458,7 +459,9 @@ pub async fn finish_registration(
         Ok(session) => session,
         Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, lang, internal_msg(e.into())),
     };
-    match ceremony::finish_registration(&app, session.as_ref(), &answer.ceremony, &answer.credential).await {
+    match ceremony::finish_registration(&app, session.as_ref(), &answer.ceremony, &answer.credential, app.clock.now())
+        .await
+    {
         Ok(ceremony::Enrolled { authorization_request_id: None, .. }) => go(jar, "/authenticators?enrolled=1"),
         Ok(ceremony::Enrolled { authenticator, authorization_request_id: Some(request_id) }) => {
             match replacement_login(&app, jar, lang, &authenticator, &request_id, source_ip).await {
@@ -570,7 +573,7 @@ pub async fn start_replacement(State(app): State<App>, form: CheckedForm) -> Res
         let code = form.field("enrollment_code").unwrap_or("");
         let label = form.field("label").unwrap_or("");
         let number = form.field("management_number").unwrap_or("");
-        match ceremony::start_replacement(&app, &person_id, &request_id, label, number, code).await {
+        match ceremony::start_replacement(&app, &person_id, &request_id, label, number, code, now).await {
             Ok((token, options)) => {
                 // The ticket is spent once the ceremony exists; a failed card means logging in again.
                 let mut tx = app.store.begin().await?;

@@ -12,7 +12,7 @@ use crate::directory;
 use crate::login::{self, Attempt};
 use crate::oidc::flow;
 use crate::password::lockout::{self, Verdict};
-use crate::password::policy::{self, ChangeReason, ChangeRefused};
+use crate::password::policy::{self, ChangeReason, ChangeRefused, PasswordChange};
 use crate::password::tickets::{self, Purpose};
 use crate::sessions;
 use crate::App;
@@ -102,7 +102,14 @@ pub async fn reset_submit(State(app): State<App>, SourceIp(source): SourceIp, fo
             Purpose::Expired => ChangeReason::Expired,
             Purpose::Reset => ChangeReason::Reset,
         };
-        if let Err(refused) = policy::change(&app, &actor, &found.account_id, new, confirm, reason, None).await? {
+        let change = PasswordChange {
+            account_id: &found.account_id,
+            new_password: new,
+            confirmation: confirm,
+            reason,
+            keep_session: None,
+        };
+        if let Err(refused) = policy::change(&app, &actor, change, app.clock.now()).await? {
             let lead = lead_for(found.purpose);
             let errors = localised(lang, &refused, app.config.password.history);
             return Ok(ticket_page(&app, jar, lang, ticket, lead, errors, StatusCode::UNPROCESSABLE_ENTITY));
@@ -222,16 +229,14 @@ pub async fn change_submit(State(app): State<App>, SourceIp(source): SourceIp, f
                 return Ok(change_page(&app, jar, lang, request_id, errors, StatusCode::TOO_MANY_REQUESTS));
             }
         }
-        let changed = policy::change(
-            &app,
-            &actor,
-            &account.account_id,
-            new,
-            confirm,
-            ChangeReason::SelfService,
-            Some(&session.id),
-        )
-        .await?;
+        let change = PasswordChange {
+            account_id: &account.account_id,
+            new_password: new,
+            confirmation: confirm,
+            reason: ChangeReason::SelfService,
+            keep_session: Some(&session.id),
+        };
+        let changed = policy::change(&app, &actor, change, now).await?;
         if let Err(refused) = changed {
             let errors = localised(lang, &refused, app.config.password.history);
             return Ok(change_page(&app, jar, lang, request_id, errors, StatusCode::UNPROCESSABLE_ENTITY));
