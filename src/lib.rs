@@ -1,5 +1,8 @@
 //! Sekimori (関守): an OpenID Provider for municipal governments.
 //!
+//! Comments cite the requirements as R1–R22; `docs/compliance.md` maps each to the regulation
+//! articles it serves, the code and the tests.
+//!
 //! `App` is built once from the config: store, clock, password hasher, signing keys. Two
 //! routers serve it: [`public_router`] (OIDC and login pages) and [`admin_router`]
 //! (management API), each on its own listener (R18).
