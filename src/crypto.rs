@@ -62,6 +62,12 @@ pub enum MasterKeyError {
     File(String, std::io::Error),
     #[error("a stored secret could not be decrypted (wrong master key?)")]
     Decrypt,
+    #[error(
+        "the master key file {0} does not exist, but the database already holds signing keys encrypted \
+         with a master key: restore that file from its backup (or give the key as master_key / \
+         SEKIMORI_MASTER_KEY). No new key was created, so nothing was lost."
+    )]
+    Missing(String),
 }
 
 impl MasterKey {
@@ -76,10 +82,16 @@ impl MasterKey {
         Ok(Self { cipher, raw })
     }
 
-    /// Reads the key file, creating it (mode 0600) with a fresh key when it does not exist.
-    pub fn load_or_create(path: &str) -> Result<Self, MasterKeyError> {
+    /// Reads the key file, creating it (mode 0600) with a fresh key when it does not exist —
+    /// but only when `may_create`: a database that already holds secrets sealed with a master
+    /// key must never be given a new one (what it holds would be lost), so the caller says
+    /// whether the database is new.
+    pub fn load_or_create(path: &str, may_create: bool) -> Result<Self, MasterKeyError> {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::from_base64(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !may_create => {
+                Err(MasterKeyError::Missing(path.into()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);

@@ -100,7 +100,10 @@ impl App {
         store.migrate().await?;
         let master = match &config.master_key {
             Some(key) => MasterKey::from_base64(key)?,
-            None => MasterKey::load_or_create(&config.master_key_file)?,
+            None => {
+                let holds_keys = oidc::keys::any_stored(&store).await?;
+                MasterKey::load_or_create(&config.master_key_file, !holds_keys)?
+            }
         };
         Self::with_store(config, clock, store, &master).await
     }

@@ -176,6 +176,12 @@ async fn create_key(
     Ok(kid)
 }
 
+/// Whether the database holds any signing key (each sealed with the master key).
+pub async fn any_stored(store: &Store) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT 1 AS one FROM signing_keys LIMIT 1").fetch_optional(store.pool()).await?;
+    Ok(row.is_some())
+}
+
 impl KeySet {
     /// Loads the published keys; generates (and stores, encrypted) one per algorithm that has
     /// none yet.

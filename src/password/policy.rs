@@ -82,6 +82,8 @@ pub enum ChangeRefused {
     Shared,
     /// The two entries differ.
     Mismatch,
+    /// The one-time ticket it was set with was used (by a racing submission) or has expired.
+    TicketSpent,
 }
 
 impl ChangeRefused {
@@ -101,6 +103,10 @@ impl ChangeRefused {
                 "確認用に入力したパスワードが一致しません。".into(),
                 "The two passwords you entered do not match.".into(),
             )],
+            ChangeRefused::TicketSpent => vec![(
+                "このリンクはすでに使われたか、有効期限が切れています。".into(),
+                "This link has already been used or has expired.".into(),
+            )],
         }
     }
 
@@ -110,6 +116,7 @@ impl ChangeRefused {
             ChangeRefused::Reused => "reused",
             ChangeRefused::Shared => "shared",
             ChangeRefused::Mismatch => "mismatch",
+            ChangeRefused::TicketSpent => "ticket_spent",
         }
     }
 }
@@ -179,6 +186,9 @@ pub struct PasswordChange<'a> {
     pub reason: ChangeReason,
     /// The session the person is using, which stays; None ends all of them.
     pub keep_session: Option<&'a str>,
+    /// The one-time ticket the change is made with (reset link, expired password): used up in
+    /// the change's own transaction, so that two submissions of one ticket cannot both count.
+    pub ticket: Option<&'a str>,
 }
 
 /// Sets the new password after every rule, at `now`; ends the person's other sessions (all of
@@ -189,7 +199,7 @@ pub async fn change(
     change: PasswordChange<'_>,
     now: UnixTime,
 ) -> Result<Result<(), ChangeRefused>, crate::Error> {
-    let PasswordChange { account_id, new_password, confirmation, reason, keep_session } = change;
+    let PasswordChange { account_id, new_password, confirmation, reason, keep_session, ticket } = change;
     let account = directory::get_login_account(app.store.pool(), account_id)
         .await?
         .ok_or(directory::DirectoryError::NotFound("account"))?;
@@ -216,6 +226,12 @@ pub async fn change(
     }
     let hash = app.hasher.hash(new_password.to_owned()).await?;
     let mut tx = app.store.begin().await?;
+    if let Some(ticket) = ticket {
+        if !super::tickets::use_up(&mut tx, ticket, now).await? {
+            tx.rollback().await?;
+            return refuse(app, actor, account_id, ChangeRefused::TicketSpent, now).await;
+        }
+    }
     let updated = directory::accounts::set_password(&mut tx, account_id, &hash, &print, now).await;
     match updated {
         Ok(_) => {}

@@ -108,15 +108,18 @@ pub async fn reset_submit(State(app): State<App>, SourceIp(source): SourceIp, fo
             confirmation: confirm,
             reason,
             keep_session: None,
+            ticket: Some(ticket),
         };
         if let Err(refused) = policy::change(&app, &actor, change, app.clock.now()).await? {
+            if let ChangeRefused::TicketSpent = refused {
+                return Ok(pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::TicketInvalid));
+            }
             let lead = lead_for(found.purpose);
             let errors = localised(lang, &refused, app.config.password.history);
             return Ok(ticket_page(&app, jar, lang, ticket, lead, errors, StatusCode::UNPROCESSABLE_ENTITY));
         }
         let now = app.clock.now();
         let mut tx = app.store.begin().await?;
-        tickets::use_up(&mut tx, ticket, now).await?;
         // After an expired password is replaced, the interrupted login completes.
         let pending = match &found.request_id {
             Some(id) if found.purpose == Purpose::Expired => {
@@ -235,6 +238,7 @@ pub async fn change_submit(State(app): State<App>, SourceIp(source): SourceIp, f
             confirmation: confirm,
             reason: ChangeReason::SelfService,
             keep_session: Some(&session.id),
+            ticket: None,
         };
         let changed = policy::change(&app, &actor, change, now).await?;
         if let Err(refused) = changed {

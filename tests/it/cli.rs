@@ -84,6 +84,39 @@ async fn fresh_start_serves_discovery_and_prints_a_bootstrap_code() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A database whose master key file went missing is never given a new key: what it holds was
+/// sealed with the old one. The start is refused, naming the file, and nothing is written.
+#[test]
+fn a_missing_master_key_beside_an_existing_database_is_refused_and_nothing_is_written() {
+    let dir = temp_dir();
+    let first = sekimori(&dir).arg("demo").output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let key = dir.join("sekimori-master.key");
+    let original = std::fs::read_to_string(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let database = std::fs::read(dir.join("sekimori.db")).unwrap();
+    let (public, admin) = free_ports();
+    for command in [["demo"], ["serve"]] {
+        let refused = sekimori(&dir)
+            .args(command)
+            .env("SEKIMORI_PUBLIC_ADDR", format!("127.0.0.1:{public}"))
+            .env("SEKIMORI_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!refused.status.success(), "{command:?} must not start without the key");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("sekimori-master.key") && stderr.contains("does not exist"), "{stderr}");
+        assert!(!key.exists(), "no new master key was created");
+    }
+    assert_eq!(std::fs::read(dir.join("sekimori.db")).unwrap(), database, "the database is untouched");
+    // With the key restored, it starts as before.
+    std::fs::write(&key, original).unwrap();
+    let again = sekimori(&dir).arg("demo").output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn demo_seeds_once_and_client_add_reports_bad_input() {
     let dir = temp_dir();

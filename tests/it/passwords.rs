@@ -399,6 +399,7 @@ on_both_databases!(
     help_desk_resets_unlocks_and_handles_compromise,
     admin_set_first_password_must_be_changed,
     sessions_end_when_idle_or_too_old,
+    a_reset_link_sets_one_password_even_when_sent_twice_at_once,
 );
 
 async fn sessions_end_when_idle_or_too_old(db: Db) {
@@ -427,5 +428,42 @@ async fn sessions_end_when_idle_or_too_old(db: Db) {
     server.app.clock.advance(session.absolute_timeout - elapsed + 1);
     let old = b.get(auth_url(&server)).send().await.unwrap();
     assert!(location(&old).starts_with("/login?"), "absolute timeout");
+    server.stop().await;
+}
+
+/// A reset link sent twice at once (a double click, or someone racing the person) sets one
+/// password, not two: the ticket is used up in the same transaction as the change.
+async fn a_reset_link_sets_one_password_even_when_sent_twice_at_once(db: Db) {
+    let (server, person) = setup(db).await;
+    let (status, link) =
+        server.admin(reqwest::Method::POST, &format!("/api/v1/people/{person}/password-reset"), None).await;
+    assert_eq!(status, 201, "{link}");
+    let b = browser();
+    let page = b.get(link["reset_url"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
+    let (csrf, ticket) = (hidden_input(&page, "csrf_token"), hidden_input(&page, "ticket"));
+    let submit = |password: &'static str| {
+        let (b, url, csrf, ticket) =
+            (b.clone(), format!("{}/password/reset", server.public_url), csrf.clone(), ticket.clone());
+        async move {
+            let form = [
+                ("csrf_token", csrf.as_str()),
+                ("ticket", ticket.as_str()),
+                ("new_password", password),
+                ("confirm_password", password),
+            ];
+            b.post(url).form(&form).send().await.unwrap().status().as_u16()
+        }
+    };
+    let first = "nagai-yoru-no-hoshizora-miru";
+    let second = "fuyu-no-asa-no-shimobashira";
+    let (a, c) = tokio::join!(submit(first), submit(second));
+    let mut statuses = [a, c];
+    statuses.sort();
+    assert_eq!(statuses, [200, 400], "one change counts, the other finds the link used");
+    let server_ref = &server;
+    let works = |password: &'static str| async move {
+        is_code_redirect(&log_in(&browser(), server_ref, &auth_url(server_ref), "nakamura", password).await)
+    };
+    assert!(works(first).await ^ works(second).await, "exactly one of the two passwords was set");
     server.stop().await;
 }
