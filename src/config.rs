@@ -327,26 +327,34 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("{name} must be positive")));
             }
         }
-        // Key rotation keeps a superseded key published for the longest token lifetime.
-        if self.tokens.access_token_ttl > MAX_ACCESS_TOKEN_TTL
-            || self.tokens.refresh_token_ttl > MAX_REFRESH_TOKEN_TTL
-            || self.tokens.id_token_ttl > 86_400
-        {
-            return Err(ConfigError::Invalid(
-                "tokens: access_token_ttl <= 3600, refresh_token_ttl <= 90 days, id_token_ttl <= 86400".into(),
-            ));
-        }
+        // Key rotation keeps a superseded key published for the longest token lifetime. Each
+        // rule is checked on its own, so that the message names the one setting at fault.
         let p = &self.password;
-        if p.min_length < 8 || p.min_score > 4 || p.history > 50 || p.max_age_days < 0 || p.warn_days < 0 {
-            return Err(ConfigError::Invalid(
-                "password: min_length >= 8, min_score 0..=4, history <= 50, max_age_days and warn_days >= 0".into(),
-            ));
-        }
-        if p.lockout_threshold < 1 || p.lockout_base_seconds < 1 || p.lockout_max_seconds < p.lockout_base_seconds {
-            return Err(ConfigError::Invalid("password: lockout settings must be positive and max >= base".into()));
-        }
-        if p.source_max_failures < 1 || p.source_window_seconds < 1 {
-            return Err(ConfigError::Invalid("password: source throttling settings must be positive".into()));
+        let rules: [(bool, &str); 12] = [
+            (self.tokens.access_token_ttl <= MAX_ACCESS_TOKEN_TTL, "tokens.access_token_ttl must be at most 3600"),
+            (
+                self.tokens.refresh_token_ttl <= MAX_REFRESH_TOKEN_TTL,
+                "tokens.refresh_token_ttl must be at most 7776000 (90 days)",
+            ),
+            (self.tokens.id_token_ttl <= 86_400, "tokens.id_token_ttl must be at most 86400"),
+            (p.min_length >= 8, "password.min_length must be at least 8"),
+            (p.min_score <= 4, "password.min_score must be 0 to 4"),
+            (p.history <= 50, "password.history must be at most 50"),
+            (p.max_age_days >= 0, "password.max_age_days must not be negative"),
+            (p.warn_days >= 0, "password.warn_days must not be negative"),
+            (p.lockout_threshold >= 1, "password.lockout_threshold must be positive"),
+            (p.lockout_base_seconds >= 1, "password.lockout_base_seconds must be positive"),
+            (
+                p.lockout_max_seconds >= p.lockout_base_seconds,
+                "password.lockout_max_seconds must be at least lockout_base_seconds",
+            ),
+            (
+                p.source_max_failures >= 1 && p.source_window_seconds >= 1,
+                "password.source_max_failures and source_window_seconds must be positive",
+            ),
+        ];
+        if let Some((_, broken)) = rules.iter().find(|(holds, _)| !holds) {
+            return Err(ConfigError::Invalid((*broken).to_owned()));
         }
         for kind in p.max_age_days_by_kind.keys() {
             if crate::directory::PersonKind::parse(kind).is_err() {

@@ -184,9 +184,21 @@ pub struct Listeners {
     pub admin: TcpListener,
 }
 
+/// A listener that could not be opened, named.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address} ({which} listener): {source}")]
+pub struct BindError {
+    pub address: SocketAddr,
+    pub which: &'static str,
+    pub source: std::io::Error,
+}
+
 impl Listeners {
-    pub async fn bind(public: SocketAddr, admin: SocketAddr) -> std::io::Result<Self> {
-        Ok(Self { public: TcpListener::bind(public).await?, admin: TcpListener::bind(admin).await? })
+    pub async fn bind(public: SocketAddr, admin: SocketAddr) -> Result<Self, BindError> {
+        let open = |address: SocketAddr, which: &'static str| async move {
+            TcpListener::bind(address).await.map_err(|source| BindError { address, which, source })
+        };
+        Ok(Self { public: open(public, "public").await?, admin: open(admin, "admin").await? })
     }
 }
 

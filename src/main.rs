@@ -211,6 +211,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     refresh_token_ttl,
                 },
         } => {
+            if public && secret_post {
+                eprintln!("error: --secret-post is for confidential clients; a --public client has no secret");
+                return Ok(ExitCode::from(2));
+            }
             let app = App::build(config, Clock::default()).await?;
             let new = NewClient {
                 client_id,
@@ -273,7 +277,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 println!("created {} (signing in {publish_ahead} s)", created.join(", "));
             }
             for key in app.keys.list() {
-                println!("{}  {}  signs from {}  {}", key.kid, key.alg.as_str(), key.signs_from, key.state);
+                println!("{}  {}  signs from {}  {}", key.kid, key.alg.as_str(), japan_time(key.signs_from), key.state);
             }
         }
         Command::Audit { command: AuditCommand::Verify } => {
@@ -296,8 +300,18 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let listeners = Listeners::bind(config.public_addr, config.admin_addr).await?;
     let app = App::build(config, Clock::default()).await?;
-    if auth::needs_bootstrap(&app.store, app.clock.now()).await? {
-        print_bootstrap(&app).await?;
+    let now = app.clock.now();
+    if auth::needs_bootstrap(&app.store, now).await? {
+        // A code someone already printed with `sekimori bootstrap` stays valid: a new one
+        // would silently replace it.
+        match auth::pending_bootstrap_code_expiry(&app.store, now).await? {
+            Some(expires_at) => println!(
+                "No administrator yet. A bootstrap code issued earlier is valid until {}; \
+                 `sekimori bootstrap` prints a new one.",
+                japan_time(expires_at)
+            ),
+            None => print_bootstrap(&app).await?,
+        }
     }
     tracing::info!(
         public = %app.config.public_addr,
@@ -310,10 +324,25 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Unix seconds as an ISO 8601 time in Japan (what an operator reads).
+fn japan_time(unix: i64) -> String {
+    let offset = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.to_offset(offset).format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
 async fn print_bootstrap(app: &App) -> Result<(), Box<dyn std::error::Error>> {
-    let code = auth::issue_bootstrap_code(&app.store, &Actor::Cli, app.clock.now()).await?;
+    let now = app.clock.now();
+    let lead = if auth::needs_bootstrap(&app.store, now).await? {
+        "No administrator yet."
+    } else {
+        "Administrators exist already; here is a new bootstrap code all the same."
+    };
+    let code = auth::issue_bootstrap_code(&app.store, &Actor::Cli, now).await?;
     let admin = app.config.admin_addr;
-    println!("No administrator yet. One-time bootstrap code (valid {} minutes):", auth::BOOTSTRAP_CODE_TTL / 60);
+    println!("{lead} One-time bootstrap code (valid {} minutes):", auth::BOOTSTRAP_CODE_TTL / 60);
     println!("  {code}");
     println!("Exchange it for an API token on the admin listener:");
     println!(

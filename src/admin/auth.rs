@@ -164,6 +164,17 @@ pub async fn needs_bootstrap(store: &Store, now: UnixTime) -> Result<bool, sqlx:
     Ok(row.try_get::<i64, _>("n")? == 0)
 }
 
+/// When the unused bootstrap code still valid at `now` expires, if there is one.
+pub async fn pending_bootstrap_code_expiry(store: &Store, now: UnixTime) -> Result<Option<UnixTime>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT MAX(expires_at) AS expires_at FROM bootstrap_codes WHERE used_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .fetch_one(store.pool())
+    .await?;
+    row.try_get("expires_at")
+}
+
 /// Issues a one-time bootstrap code, invalidating any earlier unused one.
 pub async fn issue_bootstrap_code(store: &Store, actor: &Actor, now: UnixTime) -> Result<String, sqlx::Error> {
     let code = crypto::random_token(20);

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 
 /// A database transaction; every state change and its audit event share one.
 pub type Tx = Transaction<'static, Any>;
@@ -25,6 +25,10 @@ pub enum StoreError {
     UnsupportedUrl,
     #[error("an in-memory SQLite database is not supported (each connection would see its own): use a file, e.g. sqlite:sekimori.db")]
     InMemorySqlite,
+    #[error("the SQLite database {path} cannot be created: its directory {directory} does not exist")]
+    NoSqliteDirectory { path: String, directory: String },
+    #[error("cannot connect to PostgreSQL at {url}: {cause}")]
+    Unreachable { url: String, cause: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
@@ -41,6 +45,21 @@ pub struct Store {
     /// (WAL). For PostgreSQL, the same pool as `pool`.
     writer: AnyPool,
     dialect: Dialect,
+}
+
+/// A SQLite file is created on first start, but not its directory: a missing one is named.
+fn check_sqlite_directory(database_url: &str) -> Result<(), StoreError> {
+    let path = database_url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or(path);
+    let directory = match std::path::Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => return Ok(()),
+    };
+    if directory.is_dir() {
+        Ok(())
+    } else {
+        Err(StoreError::NoSqliteDirectory { path: path.to_owned(), directory: directory.display().to_string() })
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -67,7 +86,22 @@ impl Store {
             }
             _ => database_url.to_owned(),
         };
+        if dialect == Dialect::Sqlite {
+            check_sqlite_directory(database_url)?;
+        }
         let options = AnyConnectOptions::from_str(&url)?;
+        if dialect == Dialect::Postgres {
+            // One plain connection first: an unreachable server is named, with its cause, in
+            // seconds (the pool would only say that it timed out).
+            let unreachable = |cause: String| StoreError::Unreachable { url: redacted_url(database_url), cause };
+            match tokio::time::timeout(Duration::from_secs(5), AnyConnection::connect_with(&options)).await {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                }
+                Ok(Err(e)) => return Err(unreachable(e.to_string())),
+                Err(_) => return Err(unreachable("no answer within 5 seconds".into())),
+            }
+        }
         let connections = match dialect {
             Dialect::Sqlite => 8,
             Dialect::Postgres => 16,

@@ -117,6 +117,102 @@ fn a_missing_master_key_beside_an_existing_database_is_refused_and_nothing_is_wr
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Errors that name their object: the address in use, the missing directory, the unreachable
+/// server and its cause, the one setting out of range, the contradictory options.
+#[test]
+fn start_up_errors_name_what_is_wrong() {
+    let dir = temp_dir();
+    let stderr_of = |output: std::process::Output| {
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    // A port someone else holds.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let (_, admin) = free_ports();
+    let busy = sekimori(&dir)
+        .env("SEKIMORI_PUBLIC_ADDR", &taken_addr)
+        .env("SEKIMORI_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+        .output()
+        .unwrap();
+    let message = stderr_of(busy);
+    assert!(message.contains(&taken_addr) && message.contains("public listener"), "{message}");
+    // SQLite in a directory that does not exist.
+    let missing =
+        sekimori(&dir).arg("migrate").env("SEKIMORI_DATABASE_URL", "sqlite:no-such-dir/x.db").output().unwrap();
+    let message = stderr_of(missing);
+    assert!(message.contains("no-such-dir") && message.contains("does not exist"), "{message}");
+    assert!(!dir.join("no-such-dir").exists());
+    // PostgreSQL where nothing listens: named, with the cause, in seconds.
+    let started = Instant::now();
+    let unreachable = sekimori(&dir)
+        .arg("migrate")
+        .env("SEKIMORI_DATABASE_URL", "postgres://sekimori:secret@127.0.0.1:1/sekimori")
+        .output()
+        .unwrap();
+    let message = stderr_of(unreachable);
+    assert!(message.contains("cannot connect to PostgreSQL at") && message.contains("127.0.0.1:1"), "{message}");
+    assert!(!message.contains("secret"), "the password is not printed: {message}");
+    assert!(started.elapsed() < Duration::from_secs(8), "answered in {:?}", started.elapsed());
+    // One setting out of range: that one is named, not every rule.
+    std::fs::write(dir.join("ttl.toml"), "[tokens]\naccess_token_ttl = 99999\n").unwrap();
+    let message = stderr_of(sekimori(&dir).args(["--config", "ttl.toml", "migrate"]).output().unwrap());
+    assert!(message.contains("tokens.access_token_ttl") && !message.contains("refresh_token_ttl"), "{message}");
+    // A public client has no secret to post.
+    let both = sekimori(&dir)
+        .args(["client", "add", "--name", "x", "--redirect-uri", "http://127.0.0.1/cb", "--public", "--secret-post"])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("--secret-post"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `keys list` shows times an operator reads, and a code from `sekimori bootstrap` stays valid
+/// when `serve` starts afterwards.
+#[tokio::test]
+async fn keys_show_dates_and_a_printed_bootstrap_code_survives_the_server_start() {
+    let dir = temp_dir();
+    let keys = sekimori(&dir).args(["keys", "list"]).output().unwrap();
+    assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
+    let listing = String::from_utf8_lossy(&keys.stdout).into_owned();
+    assert!(listing.contains("+09:00") && listing.contains("signs from 20"), "{listing}");
+    let printed = sekimori(&dir).arg("bootstrap").output().unwrap();
+    let text = String::from_utf8_lossy(&printed.stdout).into_owned();
+    assert!(text.starts_with("No administrator yet."), "{text}");
+    let code = text.lines().nth(1).unwrap().trim().to_owned();
+    let (public, admin) = free_ports();
+    let mut child = sekimori(&dir)
+        .env("SEKIMORI_PUBLIC_ADDR", format!("127.0.0.1:{public}"))
+        .env("SEKIMORI_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http.get(format!("http://127.0.0.1:{admin}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let exchanged = http
+        .post(format!("http://127.0.0.1:{admin}/api/v1/bootstrap"))
+        .json(&serde_json::json!({"code": code, "name": "最初の管理者"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    assert_eq!(exchanged, 201, "the code printed before the start still works");
+    assert!(stdout.contains("issued earlier"), "the server said so rather than printing a new code: {stdout}");
+    let again = sekimori(&dir).arg("bootstrap").output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("Administrators exist already"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn demo_seeds_once_and_client_add_reports_bad_input() {
     let dir = temp_dir();
