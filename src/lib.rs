@@ -94,6 +94,17 @@ impl Deref for App {
 }
 
 impl App {
+    /// The authentication classes this server can deliver: the card's only when WebAuthn
+    /// works here (the issuer is a domain name).
+    pub fn acr_values_supported(&self) -> &'static [&'static str] {
+        let all = &oidc::claims::ACR_VALUES_SUPPORTED;
+        if self.webauthn.is_some() {
+            all
+        } else {
+            &all[..1]
+        }
+    }
+
     /// Connects, migrates, loads (or creates) signing keys.
     pub async fn build(config: Config, clock: Clock) -> Result<App, Error> {
         let store = Store::connect(&config.database_url).await?;

@@ -165,6 +165,12 @@ pub async fn issue_enrollment_code(
     caller: Authorized<rights::AuthenticatorsEnroll>,
     Path(person_id): Path<String>,
 ) -> Result<(StatusCode, Json<EnrollmentCode>), Problem> {
+    if app.webauthn.is_none() {
+        return Err(Problem::conflict(format!(
+            "IC cards are off on this server: WebAuthn needs the issuer to be a domain name, and it is {}",
+            app.config.issuer
+        )));
+    }
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     if crate::directory::get_person(&mut *tx, &person_id).await?.is_none() {

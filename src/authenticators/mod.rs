@@ -34,7 +34,14 @@ pub const AMR_CARD_WITH_VERIFICATION: [&str; 2] = ["hwk", "mfa"];
 /// host is an IP address or the configured rp_id does not fit it: browsers refuse WebAuthn there.
 pub fn relying_party(config: &Config) -> Option<Webauthn> {
     let origin = Url::parse(&config.issuer).ok()?;
-    let rp_id = config.webauthn.rp_id.clone().or_else(|| origin.domain().map(str::to_owned))?;
+    let Some(rp_id) = config.webauthn.rp_id.clone().or_else(|| origin.domain().map(str::to_owned)) else {
+        tracing::warn!(
+            issuer = %config.issuer,
+            "IC cards and security keys are off: WebAuthn needs the issuer to be a domain name \
+             (e.g. https://sso.city.example.lg.jp, or http://localhost:8080 to try it), not an IP address"
+        );
+        return None;
+    };
     let built =
         WebauthnBuilder::new(&rp_id, &origin).map(|b| b.rp_name(&config.webauthn.rp_name)).and_then(|b| b.build());
     match built {

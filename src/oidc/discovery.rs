@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::oidc::claims::ACR_VALUES_SUPPORTED;
 use crate::systems::SUPPORTED_SCOPES;
 use crate::App;
 
@@ -31,7 +30,7 @@ pub async fn openid_configuration(State(app): State<App>) -> Response {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "acr_values_supported": ACR_VALUES_SUPPORTED,
+        "acr_values_supported": app.acr_values_supported(),
         // No consent screen: registering a system is the organisation's consent, so prompt=consent is
         // satisfied without one and not advertised.
         "prompt_values_supported": ["none", "login", "select_account"],

@@ -288,7 +288,7 @@ pub async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest
         },
     };
     if let Some((values, true)) = claims.as_deref().and_then(|c| ClaimsRequest::from_stored(Some(c)).acr()) {
-        if !values.iter().any(|v| ACR_VALUES_SUPPORTED.contains(&v.as_str())) {
+        if !values.iter().any(|v| app.acr_values_supported().contains(&v.as_str())) {
             return Err(fail("unmet_authentication_requirements", "none of the essential acr values is supported"));
         }
     }

@@ -55,6 +55,8 @@ pub struct AuthenticatorsPage<'a> {
     pub cards: Vec<Authenticator>,
     pub notice: Option<Msg>,
     pub error: Option<Msg>,
+    /// Whether cards work on this server at all (the issuer is a domain name).
+    pub cards_available: bool,
 }
 
 #[derive(Template)]
@@ -416,6 +418,7 @@ async fn cards_page(
         cards,
         notice,
         error,
+        cards_available: app.webauthn.is_some(),
     };
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     (jar, pages::render(status, &page)).into_response()

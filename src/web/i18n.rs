@@ -126,6 +126,7 @@ pub enum Msg {
     CardReplaceTitle,
     CardReplaceLead,
     CardReplaceButton,
+    PageNotFound,
 }
 
 impl Msg {
@@ -284,6 +285,8 @@ impl Msg {
             (CardReplaceLead, En) => "Your IC card has been stopped, so the password alone cannot log you in. Register a replacement card with the enrollment code from the help desk, and you are logged in with it.",
             (CardReplaceButton, Ja) => "新しいカードを登録する",
             (CardReplaceButton, En) => "Register the replacement card",
+            (PageNotFound, Ja) => "お探しのページは見つかりません。アドレスを確かめるか、利用するシステムからもう一度ログインしてください。",
+            (PageNotFound, En) => "This page does not exist. Check the address, or log in again from the system you want to use.",
             (BadPostLogoutRedirectUri, En) => "The address to return to after logout does not match the registration, so the logout was stopped. Please contact the system's administrator.",
         }
     }

