@@ -139,6 +139,63 @@ pub async fn create_token(
     Ok(IssuedToken { id, name, token, scopes, expires_at: now + lifetime })
 }
 
+/// An API token as administrators see it: never the token, never its hash.
+#[derive(Debug, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// Who created it, in the audit log's actor form.
+    pub created_by: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// Every API token, newest first (revoked and expired ones too: they are records).
+pub async fn list_tokens(store: &Store) -> Result<Vec<TokenInfo>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, name, scopes, created_by, created_at, expires_at, revoked_at FROM api_tokens
+         ORDER BY created_at DESC, id",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let scopes: String = row.try_get("scopes")?;
+            Ok(TokenInfo {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+                created_by: row.try_get("created_by")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+                revoked_at: row.try_get("revoked_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Revokes an API token at once (a leaked or no longer needed one); false when there is no
+/// such token. Revoking a revoked token changes nothing and is not recorded again.
+pub async fn revoke_token(tx: &mut Tx, actor: &Actor, now: UnixTime, id: &str) -> Result<bool, sqlx::Error> {
+    let exists =
+        sqlx::query("SELECT revoked_at FROM api_tokens WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?;
+    let Some(row) = exists else { return Ok(false) };
+    let revoked_at: Option<UnixTime> = row.try_get("revoked_at")?;
+    if revoked_at.is_none() {
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        Event::success(actor, "api_token.revoke", format!("api_token:{id}"), serde_json::json!({}))
+            .record(tx, now)
+            .await?;
+    }
+    Ok(true)
+}
+
 /// Refuses an empty scope list or a scope that does not exist (422, field `scopes`).
 pub fn check_scopes(scopes: &[String]) -> Result<(), Problem> {
     let invalid = |reason: String| Problem::from(DirectoryError::from(InvalidField { field: "scopes", reason }));

@@ -44,6 +44,8 @@ fn operations() -> Vec<Operation> {
         operation!(get, "/health", crate::health::health),
         operation!(post, "/api/v1/bootstrap", bootstrap),
         operation!(post, "/api/v1/api-tokens", create_api_token),
+        operation!(get, "/api/v1/api-tokens", list_api_tokens),
+        operation!(delete, "/api/v1/api-tokens/{id}", revoke_api_token),
         operation!(get, "/api/v1/org-units", list_org_units),
         operation!(post, "/api/v1/org-units", create_org_unit),
         operation!(put, "/api/v1/org-units/{id}/manager", set_manager),
@@ -140,6 +142,27 @@ async fn create_api_token(
     let issued = auth::create_token(&mut tx, &caller.actor(), now, &req.name, &req.scopes, lifetime).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(issued)))
+}
+
+async fn list_api_tokens(
+    State(app): State<App>,
+    _caller: Authorized<rights::TokensWrite>,
+) -> Result<Json<List<auth::TokenInfo>>, Problem> {
+    Ok(Json(List { items: auth::list_tokens(&app.store).await? }))
+}
+
+/// Revokes a token at once; it is refused from the next request on.
+async fn revoke_api_token(
+    State(app): State<App>,
+    caller: Authorized<rights::TokensWrite>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    let mut tx = app.store.begin().await?;
+    if !auth::revoke_token(&mut tx, &caller.actor(), app.clock.now(), &id).await? {
+        return Err(Problem::not_found("API token"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize)]

@@ -431,6 +431,21 @@ async fn openapi_yaml_describes_the_admin_api() {
     h.call(admin, "POST", t, t, Body::Raw(Some("text/plain"), "{}".into()), 415).await;
     let huge = json!({"name": "x".repeat(1024 * 1024 + 1), "scopes": ["audit:read"]});
     h.call(admin, "POST", t, t, Body::Json(huge), 413).await;
+    // Listed without the secret; revoked at once, twice without harm.
+    let made =
+        h.call(admin, "POST", t, t, Body::Json(json!({"name": "消す", "scopes": ["directory:read"]})), 201).await;
+    let listed = h.call(admin, "GET", t, t, Body::None, 200).await;
+    assert!(listed["items"].as_array().unwrap().iter().any(|i| i["id"] == made["id"]), "{listed}");
+    assert!(!listed.to_string().contains("skm_"), "never the token itself: {listed}");
+    let one = "/api/v1/api-tokens/{id}";
+    let made_path = one.replace("{id}", made["id"].as_str().unwrap());
+    h.call(Some(made["token"].as_str().unwrap()), "GET", "/api/v1/org-units", "/api/v1/org-units", Body::None, 200)
+        .await;
+    h.call(admin, "DELETE", one, &made_path, Body::None, 204).await;
+    h.call(admin, "DELETE", one, &made_path, Body::None, 204).await;
+    h.call(admin, "DELETE", one, &fill(one), Body::None, 404).await;
+    h.call(Some(made["token"].as_str().unwrap()), "GET", "/api/v1/org-units", "/api/v1/org-units", Body::None, 401)
+        .await;
 
     // Org units: 部 > 課 > 係.
     let o = "/api/v1/org-units";
