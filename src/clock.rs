@@ -7,6 +7,9 @@ use std::sync::Arc;
 /// Unix seconds.
 pub type UnixTime = i64;
 
+/// Japan Standard Time (UTC+9, no daylight saving): the municipalities' calendar.
+pub const JAPAN: time::UtcOffset = time::macros::offset!(+9);
+
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
     offset: Arc<AtomicI64>,

@@ -326,10 +326,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Unix seconds as an ISO 8601 time in Japan (what an operator reads).
 fn japan_time(unix: i64) -> String {
-    let offset = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.to_offset(offset).format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| t.to_offset(sekimori::clock::JAPAN).format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| unix.to_string())
 }
 

@@ -42,6 +42,8 @@ pub enum Target<'a> {
     /// Every session and token of one person but the session they are using (a password
     /// change ends the others).
     PersonExceptSession { person_id: &'a str, session_id: &'a str },
+    /// An admin API token (leaked, or no longer needed).
+    ApiToken(&'a str),
 }
 
 /// How much one revocation ended.
@@ -49,6 +51,8 @@ pub enum Target<'a> {
 pub struct Revoked {
     /// Authenticators stopped now (0 when the one named was already stopped).
     pub authenticators: u64,
+    /// Admin API tokens ended now.
+    pub api_tokens: u64,
     pub sessions: u64,
     pub access_tokens: u64,
     pub refresh_tokens: u64,
@@ -58,6 +62,7 @@ pub struct Revoked {
 impl Revoked {
     fn add(&mut self, other: Revoked) {
         self.authenticators += other.authenticators;
+        self.api_tokens += other.api_tokens;
         self.sessions += other.sessions;
         self.access_tokens += other.access_tokens;
         self.refresh_tokens += other.refresh_tokens;
@@ -128,6 +133,10 @@ pub async fn revoke(
             revoked.refresh_tokens += update(tx, now, "refresh_tokens", "person_id = $2", &[person_id]).await?;
             format!("person:{person_id}")
         }
+        Target::ApiToken(id) => {
+            revoked.api_tokens += update(tx, now, "api_tokens", "id = $2", &[id]).await?;
+            format!("api_token:{id}")
+        }
         Target::PersonExceptSession { person_id, session_id } => {
             revoked.add(end_sessions(tx, now, reason, "person_id = $1 AND id <> $2", &[person_id, session_id]).await?);
             revoked.access_tokens += update(
@@ -151,6 +160,7 @@ pub async fn revoke(
         serde_json::json!({
             "reason": reason,
             "authenticators": revoked.authenticators,
+            "api_tokens": revoked.api_tokens,
             "sessions": revoked.sessions,
             "access_tokens": revoked.access_tokens,
             "refresh_tokens": revoked.refresh_tokens,

@@ -176,22 +176,15 @@ pub async fn list_tokens(store: &Store) -> Result<Vec<TokenInfo>, sqlx::Error> {
         .collect()
 }
 
-/// Revokes an API token at once (a leaked or no longer needed one); false when there is no
-/// such token. Revoking a revoked token changes nothing and is not recorded again.
+/// Revokes an API token at once (a leaked or no longer needed one), through the revocation
+/// module; false when there is no such token. Revoking a revoked token changes nothing and is
+/// not recorded again.
 pub async fn revoke_token(tx: &mut Tx, actor: &Actor, now: UnixTime, id: &str) -> Result<bool, sqlx::Error> {
-    let exists =
-        sqlx::query("SELECT revoked_at FROM api_tokens WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?;
-    let Some(row) = exists else { return Ok(false) };
-    let revoked_at: Option<UnixTime> = row.try_get("revoked_at")?;
-    if revoked_at.is_none() {
-        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-        Event::success(actor, "api_token.revoke", format!("api_token:{id}"), serde_json::json!({}))
-            .record(tx, now)
-            .await?;
+    let row = sqlx::query("SELECT revoked_at FROM api_tokens WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?;
+    let Some(row) = row else { return Ok(false) };
+    if row.try_get::<Option<UnixTime>, _>("revoked_at")?.is_none() {
+        let target = crate::revocation::Target::ApiToken(id);
+        crate::revocation::revoke(tx, actor, now, target, "revoked by an administrator").await?;
     }
     Ok(true)
 }

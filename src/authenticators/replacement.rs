@@ -113,11 +113,12 @@ pub async fn grant_exception(
             .fetch_all(&mut **tx)
             .await?;
     let actor_text = actor.as_text();
+    let mut stopped_by = Vec::new();
     for row in reporters {
-        let reporter: Option<String> = row.try_get("revoked_by")?;
-        if reporter.as_deref() == Some(actor_text.as_str()) || actor_text == format!("person:{person_id}") {
-            return Err(ExceptionRefused::Reporter);
-        }
+        stopped_by.extend(row.try_get::<Option<String>, _>("revoked_by")?);
+    }
+    if actor_text == format!("person:{person_id}") || stopped_by.contains(&actor_text) {
+        return Err(ExceptionRefused::Reporter);
     }
     let exception = Exception {
         id: uuid::Uuid::new_v4().to_string(),

@@ -528,6 +528,5 @@ where
 
 /// Today's date in Japan, where the employment dates are kept.
 pub fn today_in_japan(now: UnixTime) -> Date {
-    let jst = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
-    time::OffsetDateTime::from_unix_timestamp(now).map(|t| t.to_offset(jst).date()).unwrap_or(Date::MIN)
+    time::OffsetDateTime::from_unix_timestamp(now).map(|t| t.to_offset(crate::clock::JAPAN).date()).unwrap_or(Date::MIN)
 }

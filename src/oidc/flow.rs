@@ -102,7 +102,8 @@ impl<E: Into<crate::Error>> From<E> for FlowError {
 }
 
 impl FlowError {
-    fn to_client(request: &AuthorizationRequest, error: &'static str, description: &str) -> FlowError {
+    /// An error sent back to the request's (verified) redirect URI.
+    pub fn to_client(request: &AuthorizationRequest, error: &'static str, description: &str) -> FlowError {
         FlowError::Redirect {
             redirect_uri: request.redirect_uri.clone(),
             state: request.state.clone(),
@@ -110,6 +111,23 @@ impl FlowError {
             description: description.to_owned(),
         }
     }
+
+    /// Where the browser goes for a redirected error (RFC 6749 §4.1.2.1 with RFC 9207's `iss`);
+    /// None for errors that are shown, never redirected.
+    pub fn redirect_url(&self, issuer: &str) -> Option<String> {
+        let FlowError::Redirect { redirect_uri, state, error, description } = self else { return None };
+        Some(error_redirect(redirect_uri, state.as_deref(), error, description, issuer))
+    }
+}
+
+/// The redirect URI with an error, the request's `state` and the issuer added.
+pub fn error_redirect(redirect_uri: &str, state: Option<&str>, error: &str, description: &str, issuer: &str) -> String {
+    let mut params = vec![("error", error), ("error_description", description)];
+    if let Some(state) = state {
+        params.push(("state", state));
+    }
+    params.push(("iss", issuer));
+    redirect_uri_with(redirect_uri, &params)
 }
 
 /// A finished authorization: the client's redirect URI with the code, `state` and `iss`.
@@ -376,22 +394,16 @@ pub async fn complete(
     let mut tx = app.store.begin().await?;
     // The person may have been disabled since the session began: every grant re-checks.
     if !directory::person_may_log_in(&mut *tx, &session.person_id, directory::today_in_japan(now)).await? {
-        return Err(FlowError::Redirect {
-            redirect_uri: request.redirect_uri.clone(),
-            state: request.state.clone(),
-            error: "access_denied",
-            description: "the account cannot be used".into(),
-        });
+        return Err(FlowError::to_client(request, "access_denied", "the account cannot be used"));
     }
     // OIDC Core §5.5.1.1: an essential acr that the login did not reach fails the request.
     let (_, essential) = request.acr_requirement();
     if essential && !request.acr_satisfied_by(&session.acr) {
-        return Err(FlowError::Redirect {
-            redirect_uri: request.redirect_uri.clone(),
-            state: request.state.clone(),
-            error: "unmet_authentication_requirements",
-            description: "the requested authentication context cannot be met".into(),
-        });
+        return Err(FlowError::to_client(
+            request,
+            "unmet_authentication_requirements",
+            "the requested authentication context cannot be met",
+        ));
     }
     if let Some(id) = pending_id {
         sqlx::query("DELETE FROM authorization_requests WHERE id = $1").bind(id).execute(&mut *tx).await?;

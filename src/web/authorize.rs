@@ -34,12 +34,8 @@ async fn handle(app: App, jar: CookieJar, params: Params) -> Response {
             Some(token) => match hint::verify(&app, token) {
                 Some(hint) => Some(hint.sub),
                 None => {
-                    return Err(FlowError::Redirect {
-                        redirect_uri: request.redirect_uri,
-                        state: request.state,
-                        error: "invalid_request",
-                        description: "id_token_hint was not issued by this provider".into(),
-                    })
+                    let description = "id_token_hint was not issued by this provider";
+                    return Err(FlowError::to_client(&request, "invalid_request", description));
                 }
             },
         };
@@ -87,12 +83,9 @@ pub fn error_response(app: &App, lang: Lang, error: FlowError) -> Response {
             pages::error_page(lang, StatusCode::BAD_REQUEST, msg)
         }
         FlowError::Redirect { redirect_uri, state, error, description } => {
-            let mut params = vec![("error", error), ("error_description", description.as_str())];
-            if let Some(state) = state.as_deref() {
-                params.push(("state", state));
-            }
-            params.push(("iss", app.config.issuer.as_str()));
-            Redirect::to(&flow::redirect_uri_with(&redirect_uri, &params)).into_response()
+            let issuer = &app.config.issuer;
+            Redirect::to(&flow::error_redirect(&redirect_uri, state.as_deref(), error, &description, issuer))
+                .into_response()
         }
         FlowError::Internal(err) => {
             tracing::error!(error = %err, "authorization endpoint failed");
@@ -107,14 +100,6 @@ pub fn error_response(app: &App, lang: Lang, error: FlowError) -> Response {
 pub fn destination(app: &App, result: Result<Completion, FlowError>) -> Option<String> {
     match result {
         Ok(completion) => Some(completion.redirect),
-        Err(FlowError::Redirect { redirect_uri, state, error, description }) => {
-            let mut params = vec![("error", error), ("error_description", description.as_str())];
-            if let Some(state) = state.as_deref() {
-                params.push(("state", state));
-            }
-            params.push(("iss", app.config.issuer.as_str()));
-            Some(flow::redirect_uri_with(&redirect_uri, &params))
-        }
-        Err(FlowError::Page(_) | FlowError::Internal(_)) => None,
+        Err(error) => error.redirect_url(&app.config.issuer),
     }
 }

@@ -86,8 +86,14 @@ pub async fn fresh_database(db: Db) -> String {
     }
 }
 
-/// Drops a PostgreSQL database made by [`fresh_database`].
+/// Removes a database made by [`fresh_database`]: the SQLite files, or the PostgreSQL database.
 pub async fn drop_database(database_url: &str) {
+    if let Some(path) = database_url.strip_prefix("sqlite:") {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+        return;
+    }
     let name = database_url.rsplit('/').next().unwrap_or_default().to_owned();
     if let Some(admin_url) = postgres_url() {
         if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await {
@@ -236,17 +242,8 @@ impl TestServer {
             let _ = task.await;
         }
         self.app.store.close().await;
-        if !self.owns_database {
-            return;
-        }
-        match self.db {
-            Db::Sqlite => {
-                let path = self.database_url.trim_start_matches("sqlite:");
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
-                }
-            }
-            Db::Postgres => drop_database(&self.database_url).await,
+        if self.owns_database {
+            drop_database(&self.database_url).await;
         }
     }
 

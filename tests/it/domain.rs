@@ -22,6 +22,23 @@ const REDIRECT: &str = "http://127.0.0.1:9001/callback";
 /// A fixed instant (2026-04-01 00:00 JST): everything below happens at a time the test names.
 const T0: i64 = 1_775_001_600;
 
+/// The tax system's authorization request for `openid`.
+fn request() -> AuthorizationRequest {
+    AuthorizationRequest {
+        client_id: "zeimu".into(),
+        redirect_uri: REDIRECT.into(),
+        scope: "openid".into(),
+        state: None,
+        nonce: None,
+        code_challenge: None,
+        max_age: None,
+        prompt: None,
+        login_hint: None,
+        acr_values: None,
+        claims: None,
+    }
+}
+
 struct World {
     app: App,
     client: Client,
@@ -77,19 +94,7 @@ async fn world(db: Db) -> World {
 impl World {
     /// A code for the session, issued at `now`.
     async fn code(&self, now: i64) -> String {
-        let request = AuthorizationRequest {
-            client_id: "zeimu".into(),
-            redirect_uri: REDIRECT.into(),
-            scope: "openid".into(),
-            state: None,
-            nonce: None,
-            code_challenge: None,
-            max_age: None,
-            prompt: None,
-            login_hint: None,
-            acr_values: None,
-            claims: None,
-        };
+        let request = request();
         let completion = flow::complete(&self.app, &request, &self.session, None, now).await.unwrap();
         let url = url::Url::parse(&completion.redirect).unwrap();
         url.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned()
@@ -106,33 +111,14 @@ impl World {
     }
 
     async fn log_in(&self, password: &str, now: i64) -> Step {
-        let request = AuthorizationRequest {
-            client_id: "zeimu".into(),
-            redirect_uri: REDIRECT.into(),
-            scope: "openid".into(),
-            state: None,
-            nonce: None,
-            code_challenge: None,
-            max_age: None,
-            prompt: None,
-            login_hint: None,
-            acr_values: None,
-            claims: None,
-        };
+        let request = request();
         let attempt = Attempt { login_id: "shiken.j", password, source: "192.0.2.10", previous_session: None };
         login::with_password(&self.app, &request, "pending", &attempt, now).await.unwrap()
     }
 
     async fn stop(self) {
         self.app.store.close().await;
-        match self.database_url.strip_prefix("sqlite:") {
-            Some(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
-                }
-            }
-            None => crate::common::drop_database(&self.database_url).await,
-        }
+        crate::common::drop_database(&self.database_url).await;
     }
 }
 

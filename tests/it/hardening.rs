@@ -130,6 +130,74 @@ async fn a_form_token_from_another_browser_cannot_end_my_session(db: Db) {
         .unwrap();
     assert_eq!(forced.status(), 403, "a token not bound to my session is refused");
     assert!(gets_a_code(&victim, &server).await, "my session is still live");
+    // Even my own page's token does not let a sibling subdomain or another site post for me.
+    let home = victim.get(format!("{}/", server.public_url)).send().await.unwrap().text().await.unwrap();
+    let mine = hidden_input(&home, "csrf_token");
+    for site in ["same-site", "cross-site"] {
+        let posted = victim
+            .post(format!("{}/logout", server.public_url))
+            .header("sec-fetch-site", site)
+            .form(&[("csrf_token", mine.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(posted.status(), 403, "Sec-Fetch-Site: {site}");
+    }
+    assert!(gets_a_code(&victim, &server).await, "my session is still live");
+    let own = victim.post(format!("{}/logout", server.public_url)).form(&[("csrf_token", mine.as_str())]).send().await;
+    assert_eq!(own.unwrap().status(), 200, "from my own page, the same token logs me out");
+    assert!(!gets_a_code(&victim, &server).await);
+    server.stop().await;
+}
+
+/// Behind TLS the CSRF cookie carries the `__Host-` prefix, which only this origin over https
+/// can set: no sibling subdomain, no plain-http page.
+async fn behind_tls_the_csrf_cookie_is_host_only(db: Db) {
+    let server = TestServer::start_configured(db, |config| config.secure_cookies = Some(true)).await;
+    server
+        .add_client(
+            json!({"client_id": "zeimu", "name": "税務", "client_type": "confidential", "redirect_uris": [REDIRECT]}),
+        )
+        .await;
+    let page = server.http.get(login_page_url(&server).await).send().await.unwrap();
+    let cookie = set_cookies(&page).into_iter().find(|c| c.contains("csrf")).expect("a CSRF cookie");
+    assert!(cookie.starts_with("__Host-sekimori_csrf="), "{cookie}");
+    for part in ["Secure", "HttpOnly", "Path=/", "SameSite=Strict"] {
+        assert!(cookie.contains(part), "{part} in {cookie}");
+    }
+    assert!(!cookie.to_lowercase().contains("domain="), "{cookie}");
+    server.stop().await;
+}
+
+/// A request whose body never finishes is answered 408 when its time is up.
+async fn a_request_that_takes_too_long_is_answered_408(db: Db) {
+    let server = TestServer::start_configured(db, |config| config.limits.request_timeout_seconds = 1).await;
+    let target: std::net::SocketAddr = server.public_url.trim_start_matches("http://").parse().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
+    stream
+        .write_all(
+            b"POST /token HTTP/1.1\r\nHost: sekimori\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+              Content-Length: 100\r\n\r\ngrant_type=",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(n) = stream.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..n]);
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server answered within 5 s");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     server.stop().await;
 }
 
@@ -418,6 +486,8 @@ async fn an_unknown_address_gets_sekimoris_own_page(db: Db) {
 
 on_both_databases!(
     an_unknown_address_gets_sekimoris_own_page,
+    behind_tls_the_csrf_cookie_is_host_only,
+    a_request_that_takes_too_long_is_answered_408,
     a_csrf_cookie_the_server_did_not_issue_is_replaced,
     a_form_token_from_another_browser_cannot_end_my_session,
     wrong_current_passwords_on_the_change_form_count_toward_the_lockout,

@@ -162,10 +162,7 @@ async fn sqlite_and_postgres_migrations_describe_the_same_schema() {
     let (lite, pg) = (sqlite_schema(&sqlite).await, postgres_schema(&postgres).await);
     sqlite.close().await;
     postgres.close().await;
-    let path = sqlite_url.trim_start_matches("sqlite:");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{path}{suffix}"));
-    }
+    crate::common::drop_database(&sqlite_url).await;
     crate::common::drop_database(&postgres_url).await;
 
     assert!(lite.columns.len() > 20, "the schema was read: {:?}", lite.columns.keys());
