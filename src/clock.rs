@@ -27,3 +27,17 @@ impl Clock {
         self.offset.fetch_add(seconds, Ordering::Relaxed);
     }
 }
+
+/// `at` as people read it on a page, in Japan time to the minute: `2026-04-01 08:30`.
+pub fn japan_minute(at: UnixTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| t.to_offset(JAPAN).format(&format).ok())
+        .unwrap_or_default()
+}
+
+/// `at`'s date in Japan: `2026-04-01`.
+pub fn japan_date(at: UnixTime) -> String {
+    japan_minute(at).get(..10).unwrap_or_default().to_owned()
+}

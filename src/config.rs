@@ -127,6 +127,9 @@ pub struct TokenConfig {
     /// Default lifetime in seconds of a refresh-token family, counted from the login (per
     /// client override). A family bound to a browser session also ends with the session.
     pub refresh_token_ttl: i64,
+    /// Lifetime in seconds of an admin API token created without `expires_in` (default 30
+    /// days): a forgotten script's token should not outlive a quarter.
+    pub api_token_ttl: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,7 +214,13 @@ impl Default for SessionConfig {
 
 impl Default for TokenConfig {
     fn default() -> Self {
-        Self { code_ttl: 60, access_token_ttl: 300, id_token_ttl: 3600, refresh_token_ttl: 10 * 3600 }
+        Self {
+            code_ttl: 60,
+            access_token_ttl: 300,
+            id_token_ttl: 3600,
+            refresh_token_ttl: 10 * 3600,
+            api_token_ttl: 30 * 86_400,
+        }
     }
 }
 
@@ -319,6 +328,7 @@ impl Config {
             ("tokens.access_token_ttl", self.tokens.access_token_ttl),
             ("tokens.id_token_ttl", self.tokens.id_token_ttl),
             ("tokens.refresh_token_ttl", self.tokens.refresh_token_ttl),
+            ("tokens.api_token_ttl", self.tokens.api_token_ttl),
             ("webauthn.enrollment_code_ttl", self.webauthn.enrollment_code_ttl),
             ("webauthn.ceremony_ttl", self.webauthn.ceremony_ttl),
         ];

@@ -125,13 +125,13 @@ pub async fn after_password(
 ) -> Result<Step, crate::Error> {
     match card_gate(app, tx, &account.person.id, request, now).await? {
         CardGate::Card => {
-            let detail = serde_json::json!({"client_id": request.client_id, "next": "card"});
+            let detail = serde_json::json!({"client_id": request.system(), "next": "card"});
             record_password_step(tx, now, account, Outcome::Success, detail, attempt.source).await?;
             Ok(Step::Card { person_id: account.person.id.clone() })
         }
         CardGate::Replacement => {
             let detail = serde_json::json!({
-                "reason": "card stopped: a replacement card is needed", "client_id": request.client_id
+                "reason": "card stopped: a replacement card is needed", "client_id": request.system()
             });
             record_password_step(tx, now, account, Outcome::Failure, detail, attempt.source).await?;
             let ticket = replacement::issue_ticket(tx, now, &account.person.id, request_id).await?;
@@ -145,9 +145,10 @@ pub async fn after_password(
                 amr: &["pwd"],
                 acr: crate::oidc::claims::ACR_PASSWORD,
                 authenticator_id: None,
+                source_ip: Some(attempt.source),
             };
             let (session, cookie) = sessions::create(tx, &app.config.session, now, new).await?;
-            let detail = serde_json::json!({"sid": session.id, "client_id": request.client_id});
+            let detail = serde_json::json!({"sid": session.id, "client_id": request.system()});
             record_password_step(tx, now, account, Outcome::Success, detail, attempt.source).await?;
             Ok(Step::LoggedIn { session, cookie, expires_in_days: None })
         }
@@ -186,7 +187,7 @@ pub async fn card_gate(
                     &Actor::Person(person_id.to_owned()),
                     "login.password_only_exception",
                     format!("person:{person_id}"),
-                    serde_json::json!({"exception": exception, "client_id": request.client_id}),
+                    serde_json::json!({"exception": exception, "client_id": request.system()}),
                 )
                 .record(tx, now)
                 .await?;

@@ -23,3 +23,10 @@ ALTER TABLE clients ADD COLUMN previous_secret_expires_at BIGINT;
 -- The hotline's reference number for a loss report, said to the caller.
 ALTER TABLE authenticators ADD COLUMN loss_reference TEXT;
 CREATE UNIQUE INDEX authenticators_loss_reference ON authenticators (loss_reference) WHERE loss_reference IS NOT NULL;
+
+-- 会計年度任用職員 (part_time) are appointed for one fiscal year at most: fixed-term, with an
+-- end date. NOT VALID: people already registered without one are kept, for HR to complete;
+-- every new or changed row is checked.
+ALTER TABLE people DROP CONSTRAINT people_fixed_term_has_end_date;
+ALTER TABLE people ADD CONSTRAINT people_fixed_term_has_end_date
+    CHECK (kind IN ('regular', 're_employed') OR end_date IS NOT NULL) NOT VALID;

@@ -46,3 +46,13 @@ ALTER TABLE clients ADD COLUMN previous_secret_expires_at INTEGER;
 -- The hotline's reference number for a loss report, said to the caller.
 ALTER TABLE authenticators ADD COLUMN loss_reference TEXT;
 CREATE UNIQUE INDEX authenticators_loss_reference ON authenticators (loss_reference) WHERE loss_reference IS NOT NULL;
+
+-- 会計年度任用職員 (part_time) are appointed for one fiscal year at most: fixed-term, with an
+-- end date. SQLite cannot change the CHECK of people in place, so new and changed rows are
+-- checked by triggers (people already registered without one are kept, for HR to complete).
+CREATE TRIGGER people_part_time_has_end_date_insert BEFORE INSERT ON people
+WHEN NEW.kind = 'part_time' AND NEW.end_date IS NULL
+BEGIN SELECT RAISE(ABORT, 'people_fixed_term_has_end_date: part_time needs an end date'); END;
+CREATE TRIGGER people_part_time_has_end_date_update BEFORE UPDATE ON people
+WHEN NEW.kind = 'part_time' AND NEW.end_date IS NULL
+BEGIN SELECT RAISE(ABORT, 'people_fixed_term_has_end_date: part_time needs an end date'); END;

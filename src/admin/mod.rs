@@ -107,12 +107,10 @@ async fn bootstrap(
 struct NewApiToken {
     name: String,
     scopes: Vec<String>,
-    /// Seconds; default 90 days, and never beyond the creating token's own end.
+    /// Seconds; default `tokens.api_token_ttl` (30 days), and never beyond the creating
+    /// token's own end.
     expires_in: Option<i64>,
 }
-
-/// Lifetime of an API token created without `expires_in`.
-const DEFAULT_API_TOKEN_LIFETIME: i64 = 90 * 86_400;
 
 async fn create_api_token(
     State(app): State<App>,
@@ -136,7 +134,7 @@ async fn create_api_token(
             ))
         }
         Some(asked) => asked,
-        None => DEFAULT_API_TOKEN_LIFETIME.min(parent_left),
+        None => app.config.tokens.api_token_ttl.min(parent_left),
     };
     let mut tx = app.store.begin().await?;
     let issued = auth::create_token(&mut tx, &caller.actor(), now, &req.name, &req.scopes, lifetime).await?;

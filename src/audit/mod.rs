@@ -3,6 +3,8 @@
 //! when its change does. Each row's hash covers its content and the previous row's hash;
 //! `audit_head` holds the newest link so that removing rows at the end is detected too.
 
+pub mod sign_ins;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;

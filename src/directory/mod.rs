@@ -249,6 +249,13 @@ pub async fn create_person(
     if matches!(end_date, Some(end) if end < start_date) {
         return Err(InvalidField { field: "end_date", reason: "must not be before start_date".into() }.into());
     }
+    // A person whose last day is already behind them could never log in: registering them
+    // as active would only hide the mistake until their first login failed.
+    let today = today_in_japan(now);
+    if matches!(end_date, Some(end) if end < today) {
+        let reason = format!("has already passed (today is {} in Japan)", types::format_date(today));
+        return Err(InvalidField { field: "end_date", reason }.into());
+    }
     let email = match new.email.as_deref().map(str::trim) {
         Some(e) if e.len() > 254 || !e.contains('@') || e.chars().any(|c| c.is_whitespace() || c.is_control()) => {
             return Err(InvalidField { field: "email", reason: "not an e-mail address".into() }.into())

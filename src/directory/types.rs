@@ -135,9 +135,10 @@ impl PersonKind {
         Self::ALL.into_iter().find(|k| k.as_str() == value).ok_or_else(|| invalid("kind", "unknown person kind"))
     }
 
-    /// R3: fixed-term staff always carry an end date and expire by themselves.
+    /// R3: fixed-term staff always carry an end date and expire by themselves. 会計年度任用職員
+    /// (`part_time`) are appointed for one fiscal year at most, so they are fixed-term too.
     pub fn requires_end_date(self) -> bool {
-        !matches!(self, PersonKind::Regular | PersonKind::ReEmployed | PersonKind::PartTime)
+        !matches!(self, PersonKind::Regular | PersonKind::ReEmployed)
     }
 }
 
@@ -223,5 +224,6 @@ mod tests {
         assert!(parse_date("birth_date", "1990-02-30").is_err());
         assert!(PersonKind::Dispatched.requires_end_date());
         assert!(!PersonKind::Regular.requires_end_date());
+        assert!(PersonKind::PartTime.requires_end_date());
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::clock::UnixTime;
 use crate::crypto;
-use crate::directory::Person;
+use crate::directory::{self, OrgUnit, Person};
 use crate::systems::Client;
 
 /// How and when the person authenticated, carried from session to code to token.
@@ -118,8 +118,40 @@ impl From<&ClaimsRequest> for Value {
     }
 }
 
+/// The `staff` scope: what a municipal system needs beyond the profile — the login ID and the
+/// section the person belongs to (所属), as a code and a name.
+pub const STAFF_SCOPE: &str = "staff";
+const STAFF_CLAIMS: [&str; 2] = ["login_id", "section"];
+
+/// What the `staff` scope says beyond the person record, read only when it is asked for.
+#[derive(Debug, Default)]
+pub struct StaffFacts {
+    pub login_id: Option<String>,
+    pub section: Option<OrgUnit>,
+}
+
+impl StaffFacts {
+    /// Reads the login ID and section when the scopes or the claims request ask for them.
+    pub async fn read(
+        executor: &sqlx::AnyPool,
+        person: &Person,
+        scopes: &[&str],
+        requested: &[&str],
+    ) -> Result<StaffFacts, crate::Error> {
+        if !scopes.contains(&STAFF_SCOPE) && !requested.iter().any(|name| STAFF_CLAIMS.contains(name)) {
+            return Ok(StaffFacts::default());
+        }
+        let login_id = directory::account_of_person(executor, &person.id).await?.map(|a| a.login_id);
+        let section = match &person.org_unit_id {
+            Some(id) => directory::get_org_unit(executor, id).await?,
+            None => None,
+        };
+        Ok(StaffFacts { login_id, section })
+    }
+}
+
 /// Every claim Sekimori can say about a person, with the scope (OIDC Core §5.4) that covers it.
-fn person_claims(person: &Person) -> Vec<(&'static str, &'static str, Value)> {
+fn person_claims(person: &Person, staff: &StaffFacts) -> Vec<(&'static str, &'static str, Value)> {
     let mut claims = vec![
         ("profile", "name", json!(person.full_name())),
         ("profile", "family_name", json!(person.family_name)),
@@ -136,6 +168,18 @@ fn person_claims(person: &Person) -> Vec<(&'static str, &'static str, Value)> {
         // Addresses come from HR, not from the person; Sekimori does not verify them itself.
         claims.push(("email", "email_verified", json!(false)));
     }
+    if let Some(login_id) = &staff.login_id {
+        claims.push((STAFF_SCOPE, "login_id", json!(login_id)));
+    }
+    if let Some(section) = &staff.section {
+        let mut value = Map::new();
+        value.insert("code".into(), json!(section.code));
+        value.insert("name".into(), json!(section.name));
+        if let Some(english) = &section.name_en {
+            value.insert("name#en".into(), json!(english));
+        }
+        claims.push((STAFF_SCOPE, "section", Value::Object(value)));
+    }
     claims
 }
 
@@ -143,13 +187,14 @@ fn person_claims(person: &Person) -> Vec<(&'static str, &'static str, Value)> {
 /// one in the claims parameter when the client may have their scope at all.
 pub fn scope_claims(
     person: &Person,
+    staff: &StaffFacts,
     scopes: &[&str],
     requested: &[&str],
     client_scopes: &[String],
 ) -> Map<String, Value> {
     let mut claims = Map::new();
     claims.insert("sub".into(), json!(person.id));
-    for (scope, name, value) in person_claims(person) {
+    for (scope, name, value) in person_claims(person, staff) {
         let by_scope = scopes.contains(&scope);
         let one_by_one = requested.contains(&name) && client_scopes.iter().any(|s| s == scope);
         if by_scope || one_by_one {
@@ -172,6 +217,7 @@ pub struct IdTokenInput<'a> {
     pub issuer: &'a str,
     pub client: &'a Client,
     pub person: &'a Person,
+    pub staff: &'a StaffFacts,
     pub auth: &'a AuthContext,
     pub scopes: &'a [&'a str],
     pub nonce: Option<&'a str>,
@@ -184,7 +230,7 @@ pub struct IdTokenInput<'a> {
 
 pub fn id_token(input: IdTokenInput<'_>) -> Value {
     let requested = input.claims_request.names(ClaimsTarget::IdToken);
-    let mut claims = scope_claims(input.person, input.scopes, &requested, &input.client.scopes);
+    let mut claims = scope_claims(input.person, input.staff, input.scopes, &requested, &input.client.scopes);
     claims.insert("roles".into(), json!(input.roles));
     claims.insert("iss".into(), json!(input.issuer));
     claims.insert("aud".into(), json!(input.client.client_id));

@@ -41,6 +41,7 @@ pub async fn openid_configuration(State(app): State<App>) -> Response {
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid", "at_hash", "roles",
             "name", "family_name", "given_name", "preferred_username", "employee_number", "email", "email_verified",
+            "login_id", "section",
         ],
         "claims_locales_supported": ["ja-Kana-JP"],
         "ui_locales_supported": ["ja", "en"],

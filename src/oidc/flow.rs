@@ -38,9 +38,36 @@ pub struct AuthorizationRequest {
     pub acr_values: Option<String>,
     /// The claims request parameter, checked, as stored JSON.
     pub claims: Option<String>,
+    /// A direct login to Sekimori's own pages rather than to a consuming system: `client_id` is
+    /// empty, `redirect_uri` is the local page to return to, and completing it issues no code.
+    pub direct: bool,
 }
 
 impl AuthorizationRequest {
+    /// A direct login to Sekimori itself that returns to `own_page`, a local path the caller
+    /// has taken from its own list (never from the browser as given).
+    pub fn direct(own_page: &'static str) -> Self {
+        AuthorizationRequest {
+            client_id: String::new(),
+            redirect_uri: own_page.to_owned(),
+            scope: "openid".into(),
+            state: None,
+            nonce: None,
+            code_challenge: None,
+            max_age: None,
+            prompt: None,
+            login_hint: None,
+            acr_values: None,
+            claims: None,
+            direct: true,
+        }
+    }
+
+    /// The consuming system the login is for (None for a direct login), for audit details.
+    pub fn system(&self) -> Option<&str> {
+        (!self.direct).then_some(self.client_id.as_str())
+    }
+
     pub fn claims_request(&self) -> ClaimsRequest {
         ClaimsRequest::from_stored(self.claims.as_deref())
     }
@@ -78,6 +105,8 @@ pub enum Refusal {
     UnknownClient,
     /// The redirect URI is not registered for the client, character for character.
     UnverifiedRedirectUri,
+    /// A direct login whose person may no longer log in (disabled or past their end date).
+    AccountUnusable,
 }
 
 /// Why an authorization cannot go on, and where that is said.
@@ -322,12 +351,13 @@ pub async fn validate(app: &App, params: &Params) -> Result<AuthorizationRequest
         login_hint: get("login_hint").map(str::to_owned),
         acr_values: get("acr_values").map(str::to_owned),
         claims,
+        direct: false,
     })
 }
 
 /// Keeps a checked request while the person logs in; returns its id (the login page's `request`).
 /// Expired ones are swept by the background job.
-pub async fn save_pending(app: &App, request: &AuthorizationRequest, now: UnixTime) -> Result<String, FlowError> {
+pub async fn save_pending(app: &App, request: &AuthorizationRequest, now: UnixTime) -> Result<String, crate::Error> {
     let id = crypto::random_token(24);
     let mut tx = app.store.begin().await?;
     sqlx::query(
@@ -336,7 +366,7 @@ pub async fn save_pending(app: &App, request: &AuthorizationRequest, now: UnixTi
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&id)
-    .bind(&request.client_id)
+    .bind(request.system())
     .bind(&request.redirect_uri)
     .bind(&request.scope)
     .bind(request.state.as_deref())
@@ -367,8 +397,10 @@ pub async fn load_pending(app: &App, id: &str, now: UnixTime) -> Result<Option<A
     .fetch_optional(app.store.pool())
     .await?;
     let Some(row) = row else { return Ok(None) };
+    let client_id: Option<String> = row.try_get("client_id")?;
     Ok(Some(AuthorizationRequest {
-        client_id: row.try_get("client_id")?,
+        direct: client_id.is_none(),
+        client_id: client_id.unwrap_or_default(),
         redirect_uri: row.try_get("redirect_uri")?,
         scope: row.try_get("scope")?,
         state: row.try_get("state")?,
@@ -394,7 +426,18 @@ pub async fn complete(
     let mut tx = app.store.begin().await?;
     // The person may have been disabled since the session began: every grant re-checks.
     if !directory::person_may_log_in(&mut *tx, &session.person_id, directory::today_in_japan(now)).await? {
+        if request.direct {
+            return Err(FlowError::Page(Refusal::AccountUnusable));
+        }
         return Err(FlowError::to_client(request, "access_denied", "the account cannot be used"));
+    }
+    if request.direct {
+        // Sekimori's own pages: the session is all there is to it; no code, no consuming system.
+        if let Some(id) = pending_id {
+            sqlx::query("DELETE FROM authorization_requests WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        return Ok(Completion { redirect: request.redirect_uri.clone() });
     }
     // OIDC Core §5.5.1.1: an essential acr that the login did not reach fails the request.
     let (_, essential) = request.acr_requirement();

@@ -429,6 +429,8 @@ impl Minted {
         )?;
         let scopes: Vec<&str> = grant.scope.split(' ').collect();
         let claims_request = ClaimsRequest::from_stored(grant.claims);
+        let requested = claims_request.names(claims::ClaimsTarget::IdToken);
+        let staff = claims::StaffFacts::read(app.store.pool(), &person, &scopes, &requested).await?;
         let id_token = app.keys.sign(
             grant.client.id_token_signed_response_alg,
             "JWT",
@@ -436,6 +438,7 @@ impl Minted {
                 issuer: &app.config.issuer,
                 client: grant.client,
                 person: &person,
+                staff: &staff,
                 auth: grant.auth,
                 scopes: &scopes,
                 nonce: grant.nonce,

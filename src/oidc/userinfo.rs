@@ -35,7 +35,9 @@ pub async fn userinfo(
         return Err(OAuthError::insufficient_scope("userinfo needs the openid scope"));
     }
     let request = ClaimsRequest::from_stored(active.claims.as_deref());
-    let mut claims = claims::scope_claims(&person, &scopes, &request.names(ClaimsTarget::Userinfo), &client.scopes);
+    let requested = request.names(ClaimsTarget::Userinfo);
+    let staff = claims::StaffFacts::read(app.store.pool(), &person, &scopes, &requested).await?;
+    let mut claims = claims::scope_claims(&person, &staff, &scopes, &requested, &client.scopes);
     claims.insert(
         "roles".into(),
         serde_json::json!(roles::held_on(app.store.pool(), &person.id, &client.client_id).await?),

@@ -44,6 +44,13 @@ pub enum Expiry {
     MustChange,
 }
 
+/// When a password set at `changed_at` expires for a person of `kind`; None when the policy
+/// sets no maximum age for them.
+pub fn expires_at(config: &PasswordConfig, kind: PersonKind, changed_at: UnixTime) -> Option<UnixTime> {
+    let days = max_age_days(config, kind);
+    (days > 0).then(|| changed_at + days * 86_400)
+}
+
 pub fn expiry(
     config: &PasswordConfig,
     kind: PersonKind,
@@ -54,14 +61,12 @@ pub fn expiry(
     if must_change {
         return Expiry::MustChange;
     }
-    let days = max_age_days(config, kind);
     let Some(changed_at) = changed_at else {
         return Expiry::MustChange;
     };
-    if days == 0 {
+    let Some(expires_at) = expires_at(config, kind, changed_at) else {
         return Expiry::Valid;
-    }
-    let expires_at = changed_at + days * 86_400;
+    };
     if now >= expires_at {
         Expiry::MustChange
     } else if now >= expires_at - config.warn_days * 86_400 {
@@ -90,7 +95,11 @@ impl ChangeRefused {
     /// (Japanese, English) explanations for the page.
     pub fn messages(&self, history: usize) -> Vec<(String, String)> {
         match self {
-            ChangeRefused::Weak(refusals) => refusals.iter().map(|r| (r.ja.clone(), r.en.clone())).collect(),
+            ChangeRefused::Weak(refusals) => refusals
+                .iter()
+                .map(|r| (r.ja.clone(), r.en.clone()))
+                .chain(super::strength::advice(refusals))
+                .collect(),
             ChangeRefused::Reused => vec![(
                 format!("直近{history}回に使ったパスワードは使えません。新しいパスワードを考えてください。"),
                 format!("You cannot reuse any of your last {history} passwords. Please choose a new one."),

@@ -84,14 +84,8 @@ pub fn check_with_extra_words(
         let min = policy.min_length;
         refusals.push(Refusal {
             code: "too_short",
-            ja: format!(
-                "パスワードが短すぎます。{min}文字以上必要です。\
-                 単語をいくつか組み合わせた長いパスフレーズにしてください。"
-            ),
-            en: format!(
-                "The password is too short: at least {min} characters are required. \
-                 Use a long passphrase made of several words."
-            ),
+            ja: format!("パスワードが短すぎます。{min}文字以上必要です。"),
+            en: format!("The password is too short: at least {min} characters are required."),
         });
     }
     let entries = context_entries(ctx, extra_words);
@@ -174,16 +168,7 @@ impl Kind {
             Kind::Section => ("所属名が含まれています。", "contains your section name"),
             Kind::Other => ("あなたに関する情報が含まれています。", "contains information about you"),
         };
-        Refusal {
-            code: "contains_personal_info",
-            ja: format!(
-                "{ja}本人に関する情報は推測されやすいため使えません。あなたと関係のない単語を組み合わせてください。"
-            ),
-            en: format!(
-                "The password {en}. Information about you is easy to guess; \
-                 combine words that have nothing to do with you."
-            ),
-        }
+        Refusal { code: "contains_personal_info", ja: ja.to_owned(), en: format!("The password {en}.") }
     }
 }
 
@@ -200,9 +185,26 @@ fn too_weak(feedback: Option<&Feedback>) -> Refusal {
             en.push_str(&format!(" {suggestion}"));
         }
     }
-    ja.push_str("単語を4つ以上組み合わせた長いパスフレーズにしてください。");
-    en.push_str(" Use a long passphrase of four or more words.");
     Refusal { code: "too_weak", ja, en }
+}
+
+/// The one closing advice for a list of refusals: said once, after them, however many there
+/// are (each refusal says only what is wrong).
+pub fn advice(refusals: &[Refusal]) -> Option<(String, String)> {
+    if refusals.iter().all(|r| r.code == "too_long") {
+        return None;
+    }
+    Some(if refusals.iter().any(|r| r.code == "contains_personal_info") {
+        (
+            "本人に関する情報は推測されやすいため使えません。あなたと関係のない単語をいくつか組み合わせた長いパスフレーズにしてください。".into(),
+            "Information about you is easy to guess: use a long passphrase of several words that have nothing to do with you.".into(),
+        )
+    } else {
+        (
+            "単語をいくつか組み合わせた長いパスフレーズにしてください。".into(),
+            "Use a long passphrase made of several words.".into(),
+        )
+    })
 }
 
 fn warning_ja(warning: Warning) -> &'static str {

@@ -31,6 +31,8 @@ pub struct NewSession<'a> {
     pub acr: &'a str,
     /// The card used, if any.
     pub authenticator_id: Option<&'a str>,
+    /// Where the login came from (shown to the person in their list of sessions).
+    pub source_ip: Option<&'a str>,
 }
 
 /// Starts a session; returns it with the cookie value, which is never stored.
@@ -40,7 +42,7 @@ pub async fn create(
     now: UnixTime,
     new: NewSession<'_>,
 ) -> Result<(Session, String), sqlx::Error> {
-    let NewSession { person_id, account_id, amr, acr, authenticator_id } = new;
+    let NewSession { person_id, account_id, amr, acr, authenticator_id, source_ip } = new;
     let token = crypto::random_token(32);
     let session = Session {
         id: uuid::Uuid::new_v4().to_string(),
@@ -53,8 +55,8 @@ pub async fn create(
     };
     sqlx::query(
         "INSERT INTO sessions (id, token_hash, person_id, account_id, auth_time, amr, acr, created_at,
-             last_seen_at, absolute_expires_at, authenticator_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $5, $5, $8, $9)",
+             last_seen_at, absolute_expires_at, authenticator_id, source_ip)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $5, $5, $8, $9, $10)",
     )
     .bind(&session.id)
     .bind(crypto::sha256_hex(&token))
@@ -65,6 +67,7 @@ pub async fn create(
     .bind(acr)
     .bind(now + config.absolute_timeout)
     .bind(authenticator_id)
+    .bind(source_ip)
     .execute(&mut **tx)
     .await?;
     Ok((session, token))
@@ -159,6 +162,74 @@ where
             .fetch_optional(executor)
             .await?;
     Ok(row.is_some())
+}
+
+/// A person's unended session as they see it in their own list.
+#[derive(Debug, Clone)]
+pub struct SessionSummary {
+    pub id: String,
+    pub created_at: UnixTime,
+    pub last_seen_at: UnixTime,
+    pub amr: Vec<String>,
+    pub source_ip: Option<String>,
+    /// The names of the consuming systems it has signed in to, in the order it did.
+    pub systems: Vec<String>,
+}
+
+/// The person's sessions that have not ended (not revoked, not past their absolute end),
+/// newest first. Idle ones are included: the tokens they gave consuming systems still live
+/// until revoked, so the person may want to end them.
+pub async fn list_of_person(store: &Store, person_id: &str, now: UnixTime) -> Result<Vec<SessionSummary>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, created_at, last_seen_at, amr, source_ip FROM sessions
+         WHERE person_id = $1 AND revoked_at IS NULL AND absolute_expires_at > $2
+         ORDER BY created_at DESC, id LIMIT 50",
+    )
+    .bind(person_id)
+    .bind(now)
+    .fetch_all(store.pool())
+    .await?;
+    let mut sessions = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        let systems = systems_of(store, &id).await?;
+        let amr: String = row.try_get("amr")?;
+        sessions.push(SessionSummary {
+            id,
+            created_at: row.try_get("created_at")?,
+            last_seen_at: row.try_get("last_seen_at")?,
+            amr: amr.split_whitespace().map(str::to_owned).collect(),
+            source_ip: row.try_get("source_ip")?,
+            systems,
+        });
+    }
+    Ok(sessions)
+}
+
+/// The person of the unended session `id`, if it is one.
+pub async fn person_of<'e, E>(executor: E, id: &str) -> Result<Option<String>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT person_id FROM sessions WHERE id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
+    row.map(|r| r.try_get("person_id")).transpose()
+}
+
+/// The names of the consuming systems session `id` has signed in to, in the order it did.
+pub async fn systems_of(store: &Store, id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query(
+        "SELECT c.name FROM session_clients sc JOIN clients c ON c.client_id = sc.client_id
+         WHERE sc.session_id = $1 ORDER BY sc.first_at, c.name",
+    )
+    .bind(id)
+    .fetch_all(store.pool())
+    .await?
+    .iter()
+    .map(|r| r.try_get("name"))
+    .collect()
 }
 
 fn session_from_row(row: &sqlx::any::AnyRow) -> Result<Session, sqlx::Error> {

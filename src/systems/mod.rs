@@ -193,7 +193,8 @@ pub use crate::config::{MAX_ACCESS_TOKEN_TTL, MAX_REFRESH_TOKEN_TTL};
 
 /// Scopes of a person's login. `offline_access` (OIDC Core §11) lets a refresh-token family
 /// outlive the browser session; registering it for a client is the organisation's consent.
-pub const SUPPORTED_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+/// `staff` adds the login ID and the section (`oidc::claims::STAFF_SCOPE`).
+pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "staff", "offline_access"];
 
 /// What a client gets when it does not say: offline access must be asked for.
 const DEFAULT_SCOPES: [&str; 3] = ["openid", "profile", "email"];

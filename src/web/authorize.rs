@@ -76,11 +76,12 @@ pub fn respond(app: &App, lang: Lang, result: Result<Completion, FlowError>) -> 
 pub fn error_response(app: &App, lang: Lang, error: FlowError) -> Response {
     match error {
         FlowError::Page(refusal) => {
-            let msg = match refusal {
-                Refusal::UnknownClient => Msg::BadClient,
-                Refusal::UnverifiedRedirectUri => Msg::BadRedirectUri,
+            let (status, msg) = match refusal {
+                Refusal::UnknownClient => (StatusCode::BAD_REQUEST, Msg::BadClient),
+                Refusal::UnverifiedRedirectUri => (StatusCode::BAD_REQUEST, Msg::BadRedirectUri),
+                Refusal::AccountUnusable => (StatusCode::FORBIDDEN, Msg::AccountUnusable),
             };
-            pages::error_page(lang, StatusCode::BAD_REQUEST, msg)
+            pages::error_page(lang, status, msg)
         }
         FlowError::Redirect { redirect_uri, state, error, description } => {
             let issuer = &app.config.issuer;

@@ -59,6 +59,29 @@ pub struct AuthenticatorsPage<'a> {
     pub cards_available: bool,
 }
 
+impl AuthenticatorsPage<'_> {
+    pub fn minute(&self, at: &i64) -> String {
+        crate::clock::japan_minute(*at)
+    }
+
+    pub fn last_used(&self, card: &Authenticator) -> String {
+        match card.last_used_at {
+            Some(at) => crate::clock::japan_minute(at),
+            None => self.lang.t(Msg::NoneYet).to_owned(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "card_lost_confirm.html")]
+pub struct LostConfirmPage<'a> {
+    pub lang: Lang,
+    pub switch_href: String,
+    pub csrf_token: &'a str,
+    pub card: Authenticator,
+    pub enrolled: String,
+}
+
 #[derive(Template)]
 #[template(path = "card_replace.html")]
 pub struct CardReplacePage<'a> {
@@ -312,8 +335,16 @@ async fn login(
         kind => {
             let amr: &[&str] =
                 if kind == Kind::SecondFactor { &AMR_PASSWORD_AND_CARD } else { &AMR_CARD_WITH_VERIFICATION };
-            let (session, cookie) =
-                open_card_session(app, &mut tx, &jar, &account, &card.authenticator_id, amr, now).await?;
+            let (session, cookie) = open_card_session(
+                app,
+                &mut tx,
+                &jar,
+                &account,
+                (&card.authenticator_id, amr),
+                source_ip.as_deref(),
+                now,
+            )
+            .await?;
             (session, Some(cookie))
         }
     };
@@ -333,8 +364,8 @@ async fn open_card_session(
     tx: &mut crate::store::Tx,
     jar: &CookieJar,
     account: &directory::LoginAccount,
-    authenticator_id: &str,
-    amr: &[&str],
+    (authenticator_id, amr): (&str, &[&str]),
+    source_ip: Option<&str>,
     now: i64,
 ) -> Result<(Session, String), crate::Error> {
     let previous = jar.get(sessions::COOKIE_NAME).map(|c| c.value().to_owned());
@@ -345,6 +376,7 @@ async fn open_card_session(
         amr,
         acr: ACR_HWK,
         authenticator_id: Some(authenticator_id),
+        source_ip,
     };
     Ok(sessions::create(tx, &app.config.session, now, new).await?)
 }
@@ -393,7 +425,7 @@ pub async fn list(State(app): State<App>, jar: CookieJar, Query(q): Query<Reques
             let notice = q.enrolled.is_some().then_some(Msg::CardEnrolled);
             cards_page(&app, jar, lang, &session, notice, None).await
         }
-        Ok(None) => pages::message_page(lang, StatusCode::UNAUTHORIZED, Msg::CardsTitle, Msg::NotLoggedIn, true),
+        Ok(None) => super::my::to_login("/authenticators"),
         Err(e) => internal(lang, e),
     }
 }
@@ -496,7 +528,8 @@ async fn replacement_login(
         return Ok(json_error(StatusCode::BAD_REQUEST, lang, Msg::CardFailed));
     }
     let (session, cookie) =
-        open_card_session(app, &mut tx, &jar, &account, &card.id, &AMR_PASSWORD_AND_CARD, now).await?;
+        open_card_session(app, &mut tx, &jar, &account, (&card.id, &AMR_PASSWORD_AND_CARD), source_ip.as_deref(), now)
+            .await?;
     record_card_login(&mut tx, now, &card.id, &session, json!("replacement"), source_ip).await?;
     tx.commit().await?;
     complete_pending(app, with_new_session(app, jar, cookie), &session, Some(request_id)).await
@@ -616,7 +649,48 @@ fn internal_msg(e: crate::Error) -> Msg {
     Msg::InternalError
 }
 
-/// "My card is lost": the holder reports it; the same revocation as the hotline's.
+/// "Report lost" asks first: a lost card is stopped for good.
+pub async fn confirm_lost(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    jar: CookieJar,
+    Query(q): Query<RequestQuery>,
+) -> Response {
+    let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
+    let found = async {
+        let Some(session) = session_from_jar(&app, &jar).await? else { return Ok(None) };
+        let card = authenticators::get(app.store.pool(), &id).await?;
+        Ok::<_, crate::Error>(Some(card.filter(|c| c.person_id == session.person_id && c.is_active())))
+    }
+    .await;
+    match found {
+        Ok(None) => super::my::to_login("/authenticators"),
+        Ok(Some(None)) => pages::error_page(lang, StatusCode::NOT_FOUND, Msg::BadForm),
+        Ok(Some(Some(card))) => lost_confirm_page(&app, jar, lang, card),
+        Err(e) => internal(lang, e),
+    }
+}
+
+fn lost_confirm_page(app: &App, jar: CookieJar, lang: Lang, card: Authenticator) -> Response {
+    let (jar, token) = csrf::issue(app, jar);
+    let page = LostConfirmPage {
+        lang,
+        switch_href: format!("/authenticators/{}/lost?lang={}", card.id, lang.other().code()),
+        csrf_token: &token,
+        enrolled: crate::clock::japan_minute(card.created_at),
+        card,
+    };
+    (jar, pages::render(StatusCode::OK, &page)).into_response()
+}
+
+enum Reported {
+    NotMine,
+    Unconfirmed(Box<Authenticator>),
+    Stopped,
+}
+
+/// "My card is lost": the holder reports it, confirmed on the page before; the same
+/// revocation as the hotline's.
 pub async fn report_lost(State(app): State<App>, Path(id): Path<String>, form: CheckedForm) -> Response {
     let lang = form.lang;
     let result = async {
@@ -625,8 +699,11 @@ pub async fn report_lost(State(app): State<App>, Path(id): Path<String>, form: C
         };
         let card = authenticators::get(app.store.pool(), &id).await?;
         let Some(card) = card.filter(|c| c.person_id == session.person_id) else {
-            return Ok(Some((session, false)));
+            return Ok(Some((session, Reported::NotMine)));
         };
+        if form.field("confirmed") != Some("yes") {
+            return Ok(Some((session, Reported::Unconfirmed(Box::new(card)))));
+        }
         let now = app.clock.now();
         let mut tx = app.store.begin().await?;
         revocation::revoke(
@@ -638,13 +715,15 @@ pub async fn report_lost(State(app): State<App>, Path(id): Path<String>, form: C
         )
         .await?;
         tx.commit().await?;
-        Ok::<_, crate::Error>(Some((session, true)))
+        Ok::<_, crate::Error>(Some((session, Reported::Stopped)))
     }
     .await;
     match result {
         Ok(None) => pages::message_page(lang, StatusCode::UNAUTHORIZED, Msg::CardsTitle, Msg::NotLoggedIn, true),
-        Ok(Some((_, false))) => pages::error_page(lang, StatusCode::NOT_FOUND, Msg::BadForm),
-        Ok(Some((session, true))) => {
+        Ok(Some((_, Reported::NotMine))) => pages::error_page(lang, StatusCode::NOT_FOUND, Msg::BadForm),
+        // Not confirmed (a form from elsewhere, or a script): ask, stop nothing.
+        Ok(Some((_, Reported::Unconfirmed(card)))) => lost_confirm_page(&app, form.jar, lang, *card),
+        Ok(Some((session, Reported::Stopped))) => {
             // The session may have been opened with that very card; then it has ended too.
             match sessions::is_live(app.store.pool(), app.clock.now(), &session.id).await {
                 Ok(true) => cards_page(&app, form.jar, lang, &session, Some(Msg::CardLostDone), None).await,

@@ -10,7 +10,6 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
 
 use crate::audit::Actor;
-use crate::directory;
 use crate::login::{self, Attempt, Step};
 use crate::oidc::flow::{self, AuthorizationRequest};
 use crate::password::PasswordError;
@@ -21,12 +20,14 @@ use crate::App;
 
 use super::csrf::{self, CheckedForm};
 use super::pages::{self, ExpiresSoonPage, HomePage, LoginPage};
-use super::{lang_for, password, remember_lang, session_from_jar, Lang, Msg, SourceIp};
+use super::{lang_for, my, password, remember_lang, session_from_jar, Lang, Msg, SourceIp};
 
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
     request: Option<String>,
     lang: Option<String>,
+    /// For a direct login: which of Sekimori's own pages to return to (`my::OWN_PAGES`).
+    next: Option<String>,
 }
 
 pub(crate) fn secure(app: &App) -> bool {
@@ -48,7 +49,9 @@ pub(super) fn urlencode(value: &str) -> String {
 
 pub async fn login_page(State(app): State<App>, jar: CookieJar, Query(q): Query<LoginQuery>) -> Response {
     let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
-    let request_id = q.request.unwrap_or_default();
+    let Some(request_id) = q.request.filter(|r| !r.is_empty()) else {
+        return direct_login_page(app, jar, lang, my::own_page(q.next.as_deref())).await;
+    };
     let (client_name, login_hint) = match pending_client_name(&app, &request_id).await {
         Ok(Some(found)) => found,
         Ok(None) => {
@@ -56,19 +59,53 @@ pub async fn login_page(State(app): State<App>, jar: CookieJar, Query(q): Query<
         }
         Err(e) => return (jar, pages::internal(lang, e)).into_response(),
     };
-    let (jar, token) = csrf::issue(&app, jar);
+    let login_hint = login_hint.unwrap_or_default();
+    login_form(&app, jar, lang, &request_id, &login_hint, Some(&client_name), None, StatusCode::OK)
+}
+
+/// `/login` on its own: a direct login to Sekimori's own pages. A browser already logged in
+/// goes straight there.
+async fn direct_login_page(app: App, jar: CookieJar, lang: Lang, own_page: &'static str) -> Response {
+    let result = async {
+        if session_from_jar(&app, &jar).await?.is_some() {
+            return Ok(None);
+        }
+        let request = AuthorizationRequest::direct(own_page);
+        Ok::<_, crate::Error>(Some(flow::save_pending(&app, &request, app.clock.now()).await?))
+    }
+    .await;
+    match result {
+        Ok(None) => (jar, axum::response::Redirect::to(own_page)).into_response(),
+        Ok(Some(request_id)) => login_form(&app, jar, lang, &request_id, "", None, None, StatusCode::OK),
+        Err(e) => pages::internal(lang, e),
+    }
+}
+
+/// The login form, first shown or shown again after a failure (`error`).
+#[allow(clippy::too_many_arguments)]
+fn login_form(
+    app: &App,
+    jar: CookieJar,
+    lang: Lang,
+    request_id: &str,
+    login_id: &str,
+    client_name: Option<&str>,
+    error: Option<Msg>,
+    status: StatusCode,
+) -> Response {
+    let (jar, token) = csrf::issue(app, jar);
     let page = LoginPage {
         lang,
-        switch_href: format!("/login?request={}&lang={}", urlencode(&request_id), lang.other().code()),
+        switch_href: format!("/login?request={}&lang={}", urlencode(request_id), lang.other().code()),
         csrf_token: &token,
-        request_id: &request_id,
+        request_id,
         // OIDC Core §3.1.2.1: login_hint pre-fills the login ID; it proves nothing.
-        login_id: login_hint.as_deref().unwrap_or(""),
-        client_name: Some(&client_name),
-        error: None,
+        login_id,
+        client_name,
+        error,
         card_login: app.webauthn.is_some(),
     };
-    (jar, pages::render(StatusCode::OK, &page)).into_response()
+    (jar, pages::render(status, &page)).into_response()
 }
 
 /// The name of the system a pending request is for, and its login hint.
@@ -134,7 +171,7 @@ pub(super) async fn render_step(
             response.headers_mut().insert("retry-after", axum::http::HeaderValue::from(retry_after));
             Ok(response)
         }
-        Step::MustChange { ticket } => Ok(password::forced_change_page(app, jar, lang, &ticket, Vec::new())),
+        Step::MustChange { ticket } => Ok(password::forced_change_page(app, jar, lang, &ticket, login_id)),
         Step::Card { person_id } => {
             let name = client_name().await?;
             super::cards::second_factor_page(app, jar, lang, &person_id, request_id, name.as_deref()).await
@@ -182,19 +219,9 @@ async fn login_form_again(
     request_id: &str,
     login_id: &str,
 ) -> Result<Response, crate::Error> {
-    let (jar, token) = csrf::issue(app, jar);
     let client_name = systems::get(&app.store, &request.client_id).await?.map(|c| c.name);
-    let page = LoginPage {
-        lang,
-        switch_href: format!("/login?request={}&lang={}", urlencode(request_id), lang.other().code()),
-        csrf_token: &token,
-        request_id,
-        login_id,
-        client_name: client_name.as_deref(),
-        error: Some(Msg::LoginFailed),
-        card_login: app.webauthn.is_some(),
-    };
-    Ok((jar, pages::render(StatusCode::UNAUTHORIZED, &page)).into_response())
+    let error = Some(Msg::LoginFailed);
+    Ok(login_form(app, jar, lang, request_id, login_id, client_name.as_deref(), error, StatusCode::UNAUTHORIZED))
 }
 
 /// Issues the code for the pending request and sends the browser back to the consuming system.
@@ -240,31 +267,20 @@ pub async fn continue_login(State(app): State<App>, form: CheckedForm) -> Respon
     result.unwrap_or_else(|e| pages::internal(lang, e))
 }
 
+/// The top page: a logged-in person goes to their page; anyone else is offered the login.
 pub async fn home(State(app): State<App>, jar: CookieJar, Query(q): Query<LoginQuery>) -> Response {
     let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
-    let person = async {
-        match session_from_jar(&app, &jar).await? {
-            Some(s) => Ok(directory::get_person(app.store.pool(), &s.person_id).await?),
-            None => Ok::<_, crate::Error>(None),
+    match session_from_jar(&app, &jar).await {
+        Ok(Some(_)) => (jar, axum::response::Redirect::to("/my")).into_response(),
+        Ok(None) => {
+            let page = HomePage { lang, switch_href: format!("/?lang={}", lang.other().code()) };
+            (jar, pages::render(StatusCode::OK, &page)).into_response()
         }
+        Err(e) => pages::internal(lang, e),
     }
-    .await;
-    let person = match person {
-        Ok(person) => person,
-        Err(e) => return pages::internal(lang, e),
-    };
-    let name = person.map(|p| p.full_name());
-    let (jar, token) = csrf::issue(&app, jar);
-    let page = HomePage {
-        lang,
-        switch_href: format!("/?lang={}", lang.other().code()),
-        person_name: name.as_deref(),
-        csrf_token: &token,
-    };
-    (jar, pages::render(StatusCode::OK, &page)).into_response()
 }
 
-/// "Log out" on the home page: ends this browser's session (RP-initiated logout is
+/// "Log out" on マイページ: ends this browser's session (RP-initiated logout is
 /// `web::logout`).
 pub async fn logout(State(app): State<App>, form: CheckedForm) -> Response {
     let (jar, lang) = (form.jar, form.lang);

@@ -1,6 +1,7 @@
 //! The browser-facing side of the public listener: the authorization endpoint's rendering,
-//! the login pages (password, card, replacement card, password change and reset), the home
-//! page, logout (RP-initiated too), the self-service card pages; CSRF, cookies, languages.
+//! the login pages (password, card, replacement card, password change and reset), the direct
+//! login and マイページ, logout (RP-initiated too), the self-service card pages; CSRF, cookies,
+//! languages.
 
 pub mod authorize;
 pub mod cards;
@@ -8,6 +9,7 @@ pub mod csrf;
 pub mod i18n;
 pub mod login;
 pub mod logout;
+pub mod my;
 pub mod pages;
 pub mod password;
 
@@ -37,6 +39,8 @@ pub fn router() -> Router<App> {
         .route("/login", get(login::login_page).post(login::login_submit))
         .route("/login/continue", axum::routing::post(login::continue_login))
         .route("/logout", axum::routing::post(login::logout))
+        .route("/my", get(my::my_page))
+        .route("/my/sessions/{id}/end", axum::routing::post(my::end_session))
         .route("/password", get(password::change_form).post(password::change_submit))
         .route("/password/reset", get(password::reset_page).post(password::reset_submit))
         .route("/static/sekimori.css", get(stylesheet))
@@ -48,7 +52,7 @@ pub fn router() -> Router<App> {
         .route("/webauthn/register", axum::routing::post(cards::finish_registration))
         .route("/authenticators", get(cards::list))
         .route("/authenticators/enroll", axum::routing::post(cards::enroll))
-        .route("/authenticators/{id}/lost", axum::routing::post(cards::report_lost))
+        .route("/authenticators/{id}/lost", get(cards::confirm_lost).post(cards::report_lost))
         .fallback(not_found)
 }
 

@@ -20,6 +20,13 @@ pub struct LoginPage<'a> {
     pub card_login: bool,
 }
 
+impl LoginPage<'_> {
+    /// After a failed login the ID is already filled in: the cursor goes to the password.
+    pub fn refocus_password(&self) -> bool {
+        self.error.is_some() && !self.login_id.is_empty()
+    }
+}
+
 #[derive(Template)]
 #[template(path = "message.html")]
 pub struct MessagePage {
@@ -28,15 +35,15 @@ pub struct MessagePage {
     pub title: Msg,
     pub message: Msg,
     pub is_error: bool,
+    /// Where the person can go from here (the login, the home page), if anywhere.
+    pub link: Option<(&'static str, Msg)>,
 }
 
 #[derive(Template)]
 #[template(path = "home.html")]
-pub struct HomePage<'a> {
+pub struct HomePage {
     pub lang: Lang,
     pub switch_href: String,
-    pub person_name: Option<&'a str>,
-    pub csrf_token: &'a str,
 }
 
 #[derive(Template)]
@@ -51,6 +58,13 @@ pub struct PasswordPage<'a> {
     pub ask_current: bool,
     pub ticket: Option<&'a str>,
     pub request_id: Option<&'a str>,
+    /// The page's title: setting a password (a reset link, a first password) or changing one.
+    pub title: Msg,
+    /// The login ID the password is for, shown where the person may not know it yet (a reset
+    /// link, a first login).
+    pub login_id: Option<&'a str>,
+    /// The person is logged in: the page links back to their page.
+    pub back_to_my_page: bool,
 }
 
 #[derive(Template)]
@@ -75,12 +89,23 @@ pub struct EndSessionPage<'a> {
     pub state: &'a str,
 }
 
-/// A page with a title and one message.
+/// A page with a title and one message (and the way on that the message calls for).
 pub fn message_page(lang: Lang, status: StatusCode, title: Msg, message: Msg, is_error: bool) -> Response {
-    render(
-        status,
-        &MessagePage { lang, switch_href: format!("/?lang={}", lang.other().code()), title, message, is_error },
-    )
+    let switch_href = format!("/?lang={}", lang.other().code());
+    render(status, &MessagePage { lang, switch_href, title, message, is_error, link: link_for(message) })
+}
+
+/// The way on from a message: a person who is told they are logged out, or that a login has
+/// expired, is offered the login; one who is lost, the home page.
+fn link_for(message: Msg) -> Option<(&'static str, Msg)> {
+    match message {
+        Msg::LoggedOut | Msg::NotLoggedIn | Msg::LoginRequestExpired | Msg::PasswordChangedLogIn => {
+            Some(("/login", Msg::GoToLogin))
+        }
+        Msg::PageNotFound | Msg::CsrfFailed | Msg::AccountUnusable => Some(("/", Msg::GoHome)),
+        Msg::PasswordChanged | Msg::CardLostDone => Some(("/my", Msg::BackToMyPage)),
+        _ => None,
+    }
 }
 
 /// Renders a page with the headers every page carries.
@@ -99,16 +124,9 @@ pub fn render(status: StatusCode, page: &impl Template) -> Response {
 }
 
 pub fn error_page(lang: Lang, status: StatusCode, message: Msg) -> Response {
-    render(
-        status,
-        &MessagePage {
-            lang,
-            switch_href: format!("/?lang={}", lang.other().code()),
-            title: Msg::ErrorTitle,
-            message,
-            is_error: true,
-        },
-    )
+    let switch_href = format!("/?lang={}", lang.other().code());
+    let title = Msg::ErrorTitle;
+    render(status, &MessagePage { lang, switch_href, title, message, is_error: true, link: link_for(message) })
 }
 
 /// The one error of the pages: a message shown with its status, or an internal failure,

@@ -29,12 +29,17 @@ fn lead_for(purpose: Purpose) -> Msg {
     }
 }
 
+/// A one-time-ticket page: the reset link (setting a password, perhaps the first) or the forced
+/// change of an expired one. It names the login ID, which a new hire who got only the link
+/// does not know yet.
+#[allow(clippy::too_many_arguments)]
 fn ticket_page(
     app: &App,
     jar: CookieJar,
     lang: Lang,
     ticket: &str,
-    lead: Msg,
+    purpose: Purpose,
+    login_id: &str,
     errors: Vec<String>,
     status: StatusCode,
 ) -> Response {
@@ -44,18 +49,32 @@ fn ticket_page(
         switch_href: format!("/password/reset?ticket={}&lang={}", super::login::urlencode(ticket), lang.other().code()),
         csrf_token: &token,
         action: "/password/reset",
-        lead: Some(lead),
+        lead: Some(lead_for(purpose)),
         errors,
         ask_current: false,
         ticket: Some(ticket),
         request_id: None,
+        title: match purpose {
+            Purpose::Reset => Msg::SetPasswordTitle,
+            Purpose::Expired => Msg::ChangePasswordTitle,
+        },
+        login_id: Some(login_id),
+        back_to_my_page: false,
     };
     (jar, pages::render(status, &page)).into_response()
 }
 
 /// The change form shown in place of a completed login when the password has expired.
-pub fn forced_change_page(app: &App, jar: CookieJar, lang: Lang, ticket: &str, errors: Vec<String>) -> Response {
-    ticket_page(app, jar, lang, ticket, Msg::PasswordExpiredLead, errors, StatusCode::OK)
+pub fn forced_change_page(app: &App, jar: CookieJar, lang: Lang, ticket: &str, login_id: &str) -> Response {
+    ticket_page(app, jar, lang, ticket, Purpose::Expired, login_id, Vec::new(), StatusCode::OK)
+}
+
+/// The login ID of a ticket's account.
+async fn login_id_of(app: &App, account_id: &str) -> Result<String, crate::Error> {
+    Ok(directory::get_login_account(app.store.pool(), account_id)
+        .await?
+        .ok_or(directory::DirectoryError::NotFound("account"))?
+        .login_id)
 }
 
 #[derive(Deserialize)]
@@ -67,10 +86,15 @@ pub struct TicketQuery {
 pub async fn reset_page(State(app): State<App>, jar: CookieJar, Query(q): Query<TicketQuery>) -> Response {
     let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
     let ticket = q.ticket.unwrap_or_default();
-    match tickets::find(app.store.pool(), &ticket, app.clock.now()).await {
-        Ok(Some(found)) => {
-            let lead = lead_for(found.purpose);
-            ticket_page(&app, jar, lang, &ticket, lead, Vec::new(), StatusCode::OK)
+    let found = async {
+        let Some(found) = tickets::find(app.store.pool(), &ticket, app.clock.now()).await? else { return Ok(None) };
+        let login_id = login_id_of(&app, &found.account_id).await?;
+        Ok::<_, crate::Error>(Some((found.purpose, login_id)))
+    }
+    .await;
+    match found {
+        Ok(Some((purpose, login_id))) => {
+            ticket_page(&app, jar, lang, &ticket, purpose, &login_id, Vec::new(), StatusCode::OK)
         }
         Ok(None) => (jar, pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::TicketInvalid)).into_response(),
         Err(e) => internal(lang, e),
@@ -114,9 +138,9 @@ pub async fn reset_submit(State(app): State<App>, SourceIp(source): SourceIp, fo
             if let ChangeRefused::TicketSpent = refused {
                 return Ok(pages::error_page(lang, StatusCode::BAD_REQUEST, Msg::TicketInvalid));
             }
-            let lead = lead_for(found.purpose);
             let errors = localised(lang, &refused, app.config.password.history);
-            return Ok(ticket_page(&app, jar, lang, ticket, lead, errors, StatusCode::UNPROCESSABLE_ENTITY));
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return Ok(ticket_page(&app, jar, lang, ticket, found.purpose, &account.login_id, errors, status));
         }
         let now = app.clock.now();
         let mut tx = app.store.begin().await?;
@@ -129,13 +153,8 @@ pub async fn reset_submit(State(app): State<App>, SourceIp(source): SourceIp, fo
         };
         let Some((request_id, request)) = pending else {
             tx.commit().await?;
-            return Ok(pages::message_page(
-                lang,
-                StatusCode::OK,
-                Msg::ChangePasswordTitle,
-                Msg::PasswordChangedLogIn,
-                false,
-            ));
+            let title = if found.purpose == Purpose::Reset { Msg::SetPasswordTitle } else { Msg::ChangePasswordTitle };
+            return Ok(pages::message_page(lang, StatusCode::OK, title, Msg::PasswordChangedLogIn, false));
         };
         let account = directory::get_login_account(&mut *tx, &found.account_id)
             .await?
@@ -182,6 +201,9 @@ fn change_page(
         ask_current: true,
         ticket: None,
         request_id,
+        title: Msg::ChangePasswordTitle,
+        login_id: None,
+        back_to_my_page: request_id.is_none(),
     };
     (jar, pages::render(status, &page)).into_response()
 }
@@ -190,10 +212,7 @@ pub async fn change_form(State(app): State<App>, jar: CookieJar, Query(q): Query
     let (jar, lang) = choose_lang(&app, jar, q.lang.as_deref());
     match session_from_jar(&app, &jar).await {
         Ok(Some(_)) => change_page(&app, jar, lang, q.request.as_deref(), Vec::new(), StatusCode::OK),
-        Ok(None) => {
-            (jar, pages::message_page(lang, StatusCode::UNAUTHORIZED, Msg::ChangePasswordTitle, Msg::NotLoggedIn, true))
-                .into_response()
-        }
+        Ok(None) => super::my::to_login("/password"),
         Err(e) => internal(lang, e),
     }
 }

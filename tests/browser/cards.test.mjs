@@ -320,7 +320,7 @@ async function enrollCard(tab, { label, number, code }) {
   assert.ok(text.includes(number), `the list shows the management number: ${text}`);
   assert.ok(text.includes('使用中'), `the card is in use: ${text}`);
   // Its "report lost" button names the card for screen readers.
-  await item.getByRole('button', { name: `紛失を届け出る: ${label}`, exact: true }).waitFor();
+  await item.getByRole('link', { name: `紛失を届け出る: ${label}`, exact: true }).waitFor();
 }
 
 // ---- The main story --------------------------------------------------------------------

@@ -2,7 +2,8 @@
 # Real-browser end-to-end tests of Sekimori's login page and IC cards.
 #
 # Starts a throw-away Sekimori (SQLite in a temp dir, demo data, free ports), then drives
-# headless Debian Chromium through the login flow (login.test.mjs) and through card
+# headless Debian Chromium through the login flow (login.test.mjs), the direct login and
+# マイページ (front_door.test.mjs), and through card
 # enrollment, card login and the lost-card hotline with a CDP virtual authenticator
 # (cards.test.mjs), with playwright-core.
 # Builds nothing: build the binary first (`cargo build`), or point SEKIMORI_BIN at one.
@@ -49,13 +50,16 @@ login1=tanaka.kenichi
 login2=sato.hanako
 login3=suzuki.ichiro
 login4=takahashi.misaki
+# The front-door test changes this one's password.
+login5=yoshida.osamu
 password1="$(password_of "$login1")"
 password2="$(password_of "$login2")"
 password3="$(password_of "$login3")"
 password4="$(password_of "$login4")"
+password5="$(password_of "$login5")"
 name3="$(name_of "$login3")"
 name4="$(name_of "$login4")"
-if [[ -z "$password1" || -z "$password2" || -z "$password3" || -z "$password4" || -z "$name3" || -z "$name4" ]]; then
+if [[ -z "$password1" || -z "$password2" || -z "$password3" || -z "$password4" || -z "$password5" || -z "$name3" || -z "$name4" ]]; then
   die_showing_demo "could not find $login1, $login2, $login3 and $login4 (with their names) in the demo output above"
 fi
 grep -q 'client_id=toshokan .*redirect_uri=http://127.0.0.1:9002/callback' "$tmp/demo.txt" \
@@ -73,5 +77,6 @@ run_tests \
   SEKIMORI_TEST_LOGIN2="$login2" SEKIMORI_TEST_PASSWORD2="$password2" \
   SEKIMORI_TEST_LOGIN3="$login3" SEKIMORI_TEST_PASSWORD3="$password3" SEKIMORI_TEST_NAME3="$name3" \
   SEKIMORI_TEST_LOGIN4="$login4" SEKIMORI_TEST_PASSWORD4="$password4" SEKIMORI_TEST_NAME4="$name4" \
+  SEKIMORI_TEST_LOGIN5="$login5" SEKIMORI_TEST_PASSWORD5="$password5" \
   SEKIMORI_TEST_ADMIN_URL="$admin_url" SEKIMORI_TEST_ADMIN_TOKEN="$admin_token" \
   CHROMIUM_PATH="$chromium"

@@ -180,15 +180,7 @@ fn claims(jwt: &str) -> Value {
 }
 
 async fn introspect(server: &TestServer, secret: &str, token: &str) -> bool {
-    let response = server
-        .http
-        .post(format!("{}/introspect", server.public_url))
-        .basic_auth("zeimu", Some(secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    response.json::<Value>().await.unwrap()["active"] == json!(true)
+    crate::common::introspect_as(server, "zeimu", secret, token).await
 }
 
 async fn hotline_token(server: &TestServer) -> String {
@@ -632,9 +624,24 @@ async fn step_up_and_self_service_report(db: Db) {
     .await;
     let cards = operator_view["items"][0]["authenticators"].as_array().unwrap().clone();
     let lost = cards.iter().find(|c| c["label"] == "セキュリティキー").unwrap()["id"].as_str().unwrap().to_owned();
+    // "Report lost" asks first: without the confirmation nothing is stopped.
     let response = browser
         .post(format!("{}/authenticators/{lost}/lost", server.public_url))
         .form(&[("csrf_token", hidden_input(&page, "csrf_token"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let confirm = response.text().await.unwrap();
+    assert!(confirm.contains("紛失を届け出て使用停止にする"), "{confirm}");
+    assert!(introspect(&server, &secret, stepped["access_token"].as_str().unwrap()).await, "not stopped yet");
+    let confirm_page = browser.get(format!("{}/authenticators/{lost}/lost", server.public_url)).send().await.unwrap();
+    assert_eq!(confirm_page.status(), 200);
+    let confirm = confirm_page.text().await.unwrap();
+    assert!(confirm.contains("届け出ますか"), "{confirm}");
+    let response = browser
+        .post(format!("{}/authenticators/{lost}/lost", server.public_url))
+        .form(&[("csrf_token", hidden_input(&confirm, "csrf_token")), ("confirmed", "yes".into())])
         .send()
         .await
         .unwrap();
@@ -664,7 +671,7 @@ async fn step_up_and_self_service_report(db: Db) {
     for target in [others_card_id.as_str(), "not-mine"] {
         let response = browser
             .post(format!("{}/authenticators/{target}/lost", server.public_url))
-            .form(&[("csrf_token", hidden_input(&page, "csrf_token"))])
+            .form(&[("csrf_token", hidden_input(&page, "csrf_token")), ("confirmed", "yes".into())])
             .send()
             .await
             .unwrap();

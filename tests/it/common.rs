@@ -424,3 +424,50 @@ pub async fn token_request(
     let body = response.json().await.unwrap_or(Value::Null);
     (status, body, headers)
 }
+
+/// A person in the tax section (code ZEIMU), named 田中 健一 (タナカ ケンイチ).
+pub async fn tanaka(server: &TestServer) -> String {
+    let (status, department) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/org-units",
+            Some(json!({"code": "SOMU", "name": "総務部", "level": "department"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{department}");
+    let (status, unit) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/org-units",
+            Some(json!({"code": "ZEIMU", "name": "税務課", "name_en": "Taxation Division", "level": "section",
+                        "parent_id": department["id"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{unit}");
+    let (status, person) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/people",
+            Some(json!({
+                "employee_number": "E9100", "family_name": "田中", "given_name": "健一",
+                "family_name_kana": "タナカ", "given_name_kana": "ケンイチ", "birth_date": "1988-11-03",
+                "kind": "regular", "org_unit_id": unit["id"], "start_date": "2020-04-01"
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{person}");
+    person["id"].as_str().unwrap().to_owned()
+}
+
+/// Whether `client_id` hears at introspection that `token` is active.
+pub async fn introspect_as(server: &TestServer, client_id: &str, secret: &str, token: &str) -> bool {
+    let response = server
+        .http
+        .post(format!("{}/introspect", server.public_url))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    response.json::<Value>().await.unwrap()["active"] == serde_json::json!(true)
+}

@@ -36,6 +36,7 @@ fn request() -> AuthorizationRequest {
         login_hint: None,
         acr_values: None,
         claims: None,
+        direct: false,
     }
 }
 
@@ -85,6 +86,7 @@ async fn world(db: Db) -> World {
         amr: &["pwd"],
         acr: sekimori::oidc::claims::ACR_PASSWORD,
         authenticator_id: None,
+        source_ip: None,
     };
     let (session, _) = sessions::create(&mut tx, &app.config.session, T0, new_session).await.unwrap();
     tx.commit().await.unwrap();

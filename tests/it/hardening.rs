@@ -131,7 +131,7 @@ async fn a_form_token_from_another_browser_cannot_end_my_session(db: Db) {
     assert_eq!(forced.status(), 403, "a token not bound to my session is refused");
     assert!(gets_a_code(&victim, &server).await, "my session is still live");
     // Even my own page's token does not let a sibling subdomain or another site post for me.
-    let home = victim.get(format!("{}/", server.public_url)).send().await.unwrap().text().await.unwrap();
+    let home = victim.get(format!("{}/my", server.public_url)).send().await.unwrap().text().await.unwrap();
     let mine = hidden_input(&home, "csrf_token");
     for site in ["same-site", "cross-site"] {
         let posted = victim
@@ -405,43 +405,9 @@ async fn an_api_token_cannot_outlive_the_token_that_made_it(db: Db) {
     server.stop().await;
 }
 
-/// A person in the tax section (code ZEIMU), named 田中 健一 (タナカ ケンイチ).
-async fn tanaka(server: &TestServer) -> String {
-    let (status, department) = server
-        .admin(
-            reqwest::Method::POST,
-            "/api/v1/org-units",
-            Some(json!({"code": "SOMU", "name": "総務部", "level": "department"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{department}");
-    let (status, unit) = server
-        .admin(
-            reqwest::Method::POST,
-            "/api/v1/org-units",
-            Some(json!({"code": "ZEIMU", "name": "税務課", "name_en": "Taxation Division", "level": "section",
-                        "parent_id": department["id"]})),
-        )
-        .await;
-    assert_eq!(status, 201, "{unit}");
-    let (status, person) = server
-        .admin(
-            reqwest::Method::POST,
-            "/api/v1/people",
-            Some(json!({
-                "employee_number": "E9100", "family_name": "田中", "given_name": "健一",
-                "family_name_kana": "タナカ", "given_name_kana": "ケンイチ", "birth_date": "1988-11-03",
-                "kind": "regular", "org_unit_id": unit["id"], "start_date": "2020-04-01"
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{person}");
-    person["id"].as_str().unwrap().to_owned()
-}
-
 async fn personal_words_in_disguise_are_still_personal(db: Db) {
     let server = TestServer::start(db).await;
-    let person = tanaka(&server).await;
+    let person = crate::common::tanaka(&server).await;
     for (password, what) in [
         ("K3n1ch1-no-fuyu-yasumi-ni", "your name"),
         ("T4n4k4-ga-umibe-de-hashiru", "your name"),

@@ -536,7 +536,7 @@ async fn back_channel_notice_is_retried_and_survives_restart(db: Db) {
     let browser = browser();
     let (token, _) = login(&server, &client, &browser, "ito", &[]).await;
     // Logging out through the home page's form ends the session the same way.
-    let home = browser.get(format!("{}/", server.public_url)).send().await.unwrap().text().await.unwrap();
+    let home = browser.get(format!("{}/my", server.public_url)).send().await.unwrap().text().await.unwrap();
     let out = browser
         .post(format!("{}/logout", server.public_url))
         .form(&[("csrf_token", hidden_input(&home, "csrf_token"))])
@@ -585,7 +585,7 @@ async fn offline_access_outlives_the_session_but_not_the_person(db: Db) {
     let browser = browser();
     let (token, _) = login(&server, &client, &browser, "kato", &["offline_access"]).await;
     assert!(token.scopes().unwrap().iter().any(|s| s.as_str() == "offline_access"));
-    let home = browser.get(format!("{}/", server.public_url)).send().await.unwrap().text().await.unwrap();
+    let home = browser.get(format!("{}/my", server.public_url)).send().await.unwrap().text().await.unwrap();
     browser
         .post(format!("{}/logout", server.public_url))
         .form(&[("csrf_token", hidden_input(&home, "csrf_token"))])

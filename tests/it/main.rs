@@ -11,6 +11,7 @@ mod cards;
 mod cli;
 mod directory;
 mod domain;
+mod front_door;
 mod hardening;
 mod lifecycle;
 mod migrations;
