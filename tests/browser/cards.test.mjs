@@ -319,8 +319,17 @@ async function enrollCard(tab, { label, number, code }) {
   const text = await item.innerText();
   assert.ok(text.includes(number), `the list shows the management number: ${text}`);
   assert.ok(text.includes('使用中'), `the card is in use: ${text}`);
-  // Its "report lost" button names the card for screen readers.
-  await item.getByRole('link', { name: `紛失を届け出る: ${label}`, exact: true }).waitFor();
+  // Its "report lost" link names the card for screen readers, and asks before stopping it.
+  const report = item.getByRole('link', { name: `紛失を届け出る: ${label}`, exact: true });
+  await report.click();
+  await page.getByRole('heading', { level: 1, name: '紛失の届け出' }).waitFor();
+  await page.getByText('届け出ますか。').waitFor();
+  await page.getByRole('button', { name: '紛失を届け出て使用停止にする' }).waitFor();
+  await page.screenshot({ path: join(ARTIFACTS, 'cards-lost-confirm.png'), fullPage: true });
+  await page.getByRole('link', { name: '届け出ずに戻る' }).click();
+  await page.waitForURL((url) => url.pathname === '/authenticators');
+  const after = await page.getByRole('listitem').filter({ hasText: label }).innerText();
+  assert.ok(after.includes('使用中'), `going back stopped nothing: ${after}`);
 }
 
 // ---- The main story --------------------------------------------------------------------
