@@ -17,4 +17,5 @@ mod migrations;
 mod oidc_flow;
 mod openapi;
 mod passwords;
+mod systems_admin;
 mod token_errors;
