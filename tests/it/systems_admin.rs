@@ -285,6 +285,52 @@ async fn a_disabled_system_is_refused_everywhere_and_its_tokens_stay_ended(db: D
     server.stop().await;
 }
 
+/// A notice queued for a system before it was disabled is not sent to it: the worker abandons
+/// it, saying why.
+async fn notices_queued_before_a_system_was_disabled_are_abandoned(db: Db) {
+    let server = TestServer::start(db).await;
+    let person_id = server.add_person("E5002", "hayashi", PASSWORD).await;
+    let (_, secret) = server
+        .add_client(json!({"client_id": "zeimu", "name": "税務システム", "client_type": "confidential",
+                           "redirect_uris": [ZEIMU_CB], "backchannel_logout_uri": "http://127.0.0.1:9/backchannel"}))
+        .await;
+    let login = log_in(&browser(), &server, &authorize(&server, "zeimu", ZEIMU_CB), "hayashi", PASSWORD).await;
+    redeem(&server, ("zeimu", secret.as_deref().unwrap()), ZEIMU_CB, login).await;
+    let mut tx = server.app.store.begin().await.unwrap();
+    let revoked = revocation::revoke(
+        &mut tx,
+        &Actor::Person(person_id.clone()),
+        server.app.clock.now(),
+        Target::Person(&person_id),
+        "logout",
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(revoked.logout_notices, 1);
+    let (status, _) = server.admin(Method::POST, "/api/v1/clients/zeimu/disable", None).await;
+    assert_eq!(status, 200);
+    let mut outcome = None;
+    for _ in 0..40 {
+        // Past any backoff of an attempt made before the disable.
+        server.app.clock.advance(6);
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let row = sqlx::query("SELECT abandoned_at, delivered_at, last_error FROM logout_notices")
+            .fetch_one(server.app.store.pool())
+            .await
+            .unwrap();
+        let abandoned: Option<i64> = row.try_get("abandoned_at").unwrap();
+        let delivered: Option<i64> = row.try_get("delivered_at").unwrap();
+        assert!(delivered.is_none());
+        if abandoned.is_some() {
+            outcome = row.try_get::<Option<String>, _>("last_error").unwrap();
+            break;
+        }
+    }
+    assert_eq!(outcome.as_deref(), Some("the client is disabled"));
+    server.stop().await;
+}
+
 async fn client_credentials(server: &TestServer, client_id: &str, secret: &str) -> u16 {
     let form = [("grant_type", "client_credentials"), ("scope", "zeimu.read")];
     token_request(server, Some((client_id, secret)), &form).await.0
@@ -376,6 +422,7 @@ async fn a_rotated_secret_works_beside_the_old_one_until_the_grace_ends(db: Db) 
 on_both_databases!(
     a_change_is_checked_as_a_whole_and_a_refused_one_changes_nothing,
     a_disabled_system_is_refused_everywhere_and_its_tokens_stay_ended,
+    notices_queued_before_a_system_was_disabled_are_abandoned,
     a_rotated_secret_works_beside_the_old_one_until_the_grace_ends,
 );
 
