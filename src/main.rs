@@ -1,5 +1,5 @@
-//! The `sekimori` command: serve (default), migrate, demo, bootstrap, client add, keys rotate,
-//! audit verify.
+//! The `sekimori` command: serve (default), migrate, demo, bootstrap, client (add, list, show,
+//! update, disable, enable, rotate-secret), keys rotate, audit verify.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,8 +10,12 @@ use sekimori::audit::{self, Actor, Verification};
 use sekimori::clock::Clock;
 use sekimori::config::Config;
 use sekimori::store::Store;
-use sekimori::systems::{self, AuthMethod, ClientType, GrantType, NewClient, SigningAlg};
+use sekimori::systems::SigningAlg;
 use sekimori::{App, Listeners};
+
+mod client_cmd;
+
+use client_cmd::ClientCommand;
 
 #[derive(Parser)]
 #[command(name = "sekimori", version, about = "Sekimori (関守): an OpenID Provider for municipal governments")]
@@ -50,61 +54,6 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum ClientCommand {
-    /// Register a consuming system; prints its client_id and, for confidential clients, its secret.
-    Add {
-        /// Display name, e.g. 税務システム.
-        #[arg(long)]
-        name: String,
-        /// client_id to use (a-z, 0-9, '-', '_', '.'); generated when omitted.
-        #[arg(long)]
-        client_id: Option<String>,
-        /// Exact redirect URI; repeat for several.
-        #[arg(long = "redirect-uri", required = true)]
-        redirect_uris: Vec<String>,
-        /// A public client (browser or native app): no secret, PKCE required.
-        #[arg(long)]
-        public: bool,
-        /// Authenticate with client_secret_post instead of client_secret_basic.
-        #[arg(long)]
-        secret_post: bool,
-        /// Require PKCE from a confidential client too.
-        #[arg(long)]
-        require_pkce: bool,
-        /// ID token signing algorithm: RS256 (default) or ES256.
-        #[arg(long)]
-        id_token_alg: Option<String>,
-        /// Exact URI to return to after RP-initiated logout; repeat for several.
-        #[arg(long = "post-logout-redirect-uri")]
-        post_logout_redirect_uris: Vec<String>,
-        /// Where OpenID Back-Channel Logout notices are POSTed.
-        #[arg(long)]
-        backchannel_logout_uri: Option<String>,
-        /// Grant the client may use: authorization_code, refresh_token, client_credentials;
-        /// repeat for several (default: authorization_code and refresh_token).
-        #[arg(long = "grant-type", value_parser = parse_grant_type)]
-        grant_types: Vec<GrantType>,
-        /// Scope a person's login may carry: openid, profile, email, offline_access; repeat
-        /// (default: openid, profile, email).
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
-        /// Scope the client may ask for with client_credentials; repeat for several.
-        #[arg(long = "service-scope")]
-        service_scopes: Vec<String>,
-        /// Access token lifetime in seconds (30–3600).
-        #[arg(long)]
-        access_token_ttl: Option<i64>,
-        /// Refresh-token family lifetime in seconds.
-        #[arg(long)]
-        refresh_token_ttl: Option<i64>,
-    },
-}
-
-fn parse_grant_type(value: &str) -> Result<GrantType, String> {
-    GrantType::parse(value).ok_or_else(|| "use authorization_code, refresh_token or client_credentials".into())
 }
 
 #[derive(Subcommand)]
@@ -192,70 +141,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let app = App::build(config, Clock::default()).await?;
             print_bootstrap(&app).await?;
         }
-        Command::Client {
-            command:
-                ClientCommand::Add {
-                    name,
-                    client_id,
-                    redirect_uris,
-                    public,
-                    secret_post,
-                    require_pkce,
-                    id_token_alg,
-                    post_logout_redirect_uris,
-                    backchannel_logout_uri,
-                    grant_types,
-                    scopes,
-                    service_scopes,
-                    access_token_ttl,
-                    refresh_token_ttl,
-                },
-        } => {
-            if public && secret_post {
-                eprintln!("error: --secret-post is for confidential clients; a --public client has no secret");
-                return Ok(ExitCode::from(2));
-            }
-            let app = App::build(config, Clock::default()).await?;
-            let new = NewClient {
-                client_id,
-                name,
-                client_type: if public { ClientType::Public } else { ClientType::Confidential },
-                token_endpoint_auth_method: match (public, secret_post) {
-                    (true, _) => Some(AuthMethod::None),
-                    (false, true) => Some(AuthMethod::ClientSecretPost),
-                    (false, false) => Some(AuthMethod::ClientSecretBasic),
-                },
-                redirect_uris,
-                post_logout_redirect_uris,
-                scopes: (!scopes.is_empty()).then_some(scopes),
-                id_token_signed_response_alg: id_token_alg,
-                require_pkce: require_pkce.then_some(true),
-                access_token_ttl,
-                owner_org_unit_id: None,
-                grant_types: (!grant_types.is_empty()).then_some(grant_types),
-                service_scopes,
-                refresh_token_ttl,
-                backchannel_logout_uri,
-            };
-            let mut tx = app.store.begin().await?;
-            let result = systems::register(&mut tx, &Actor::Cli, app.clock.now(), &app.config.tokens, new).await;
-            let (client, secret) = match result {
-                Ok(ok) => ok,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            tx.commit().await?;
-            println!("client_id:     {}", client.client_id);
-            if let Some(secret) = secret {
-                println!("client_secret: {secret}   (shown only now)");
-            }
-            println!("auth method:   {}", client.token_endpoint_auth_method.as_str());
-            let grants: Vec<&str> = client.grant_types.iter().map(|g| g.as_str()).collect();
-            println!("grant types:   {}", grants.join(" "));
-            println!("discovery:     {}/.well-known/openid-configuration", app.config.issuer);
-        }
+        Command::Client { command } => return client_cmd::run(config, command).await,
         Command::Keys { command } => {
             let app = App::build(config, Clock::default()).await?;
             if let KeysCommand::Rotate { alg, publish_ahead } = command {

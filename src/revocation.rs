@@ -9,7 +9,9 @@
 //!   every consuming system the session signed in to;
 //! - a grant (refresh-token family, whose id is the id of the authorization code that began
 //!   it) → its refresh tokens and every access token minted from it;
-//! - a person → all of the above, offline families included.
+//! - a person → all of the above, offline families included;
+//! - a consuming system (client) → every token issued to it and every code not yet redeemed,
+//!   but not the sessions of the people who used it: they are the people's, not the system's.
 
 use sqlx::Row;
 
@@ -44,6 +46,10 @@ pub enum Target<'a> {
     PersonExceptSession { person_id: &'a str, session_id: &'a str },
     /// An admin API token (leaked, or no longer needed).
     ApiToken(&'a str),
+    /// A consuming system disabled (R17's emergency stop for one system): its access tokens,
+    /// refresh-token families (offline ones included), unredeemed codes and pending
+    /// authorization requests end. People's sessions stay, so no back-channel notice is owed.
+    Client(&'a str),
 }
 
 /// How much one revocation ended.
@@ -56,6 +62,8 @@ pub struct Revoked {
     pub sessions: u64,
     pub access_tokens: u64,
     pub refresh_tokens: u64,
+    /// Authorization codes issued but not yet redeemed, now expired.
+    pub authorization_codes: u64,
     pub logout_notices: u64,
 }
 
@@ -66,6 +74,7 @@ impl Revoked {
         self.sessions += other.sessions;
         self.access_tokens += other.access_tokens;
         self.refresh_tokens += other.refresh_tokens;
+        self.authorization_codes += other.authorization_codes;
         self.logout_notices += other.logout_notices;
     }
 }
@@ -137,6 +146,10 @@ pub async fn revoke(
             revoked.api_tokens += update(tx, now, "api_tokens", "id = $2", &[id]).await?;
             format!("api_token:{id}")
         }
+        Target::Client(client_id) => {
+            revoked.add(end_client(tx, now, client_id).await?);
+            format!("client:{client_id}")
+        }
         Target::PersonExceptSession { person_id, session_id } => {
             revoked.add(end_sessions(tx, now, reason, "person_id = $1 AND id <> $2", &[person_id, session_id]).await?);
             revoked.access_tokens += update(
@@ -164,6 +177,7 @@ pub async fn revoke(
             "sessions": revoked.sessions,
             "access_tokens": revoked.access_tokens,
             "refresh_tokens": revoked.refresh_tokens,
+            "authorization_codes": revoked.authorization_codes,
             "logout_notices": revoked.logout_notices,
         }),
     )
@@ -192,6 +206,24 @@ async fn end_grant(tx: &mut Tx, now: UnixTime, family_id: &str) -> Result<Revoke
             .await?,
         ..Revoked::default()
     })
+}
+
+/// Everything issued to one client. A code cannot be marked used (its redemption would then
+/// look like a replay), so it expires now: a code that outlived a disable and enable is
+/// refused as expired. Requests pending a login are dropped, so no code is issued for them.
+async fn end_client(tx: &mut Tx, now: UnixTime, client_id: &str) -> Result<Revoked, sqlx::Error> {
+    let access_tokens = update(tx, now, "access_tokens", "client_id = $2", &[client_id]).await?;
+    let refresh_tokens = update(tx, now, "refresh_tokens", "client_id = $2", &[client_id]).await?;
+    let authorization_codes = sqlx::query(
+        "UPDATE auth_codes SET expires_at = $1 WHERE client_id = $2 AND used_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(client_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM authorization_requests WHERE client_id = $1").bind(client_id).execute(&mut **tx).await?;
+    Ok(Revoked { access_tokens, refresh_tokens, authorization_codes, ..Revoked::default() })
 }
 
 /// Ends the live sessions matching `filter` (parameters from `$1`), one by one so that each

@@ -2,6 +2,7 @@
 //! anonymous except health and the one-time bootstrap exchange.
 
 pub mod auth;
+pub mod clients;
 pub mod hotline;
 pub mod keys;
 pub mod passwords;
@@ -17,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{self, Event, Verification};
 use crate::directory::{self, Account, LoginId, NewOrgUnit, NewPerson, OrgUnit, Person};
 use crate::password::policy;
-use crate::systems::{self, Client, NewClient};
 use crate::App;
 
 use auth::IssuedToken;
@@ -56,9 +56,13 @@ fn operations() -> Vec<Operation> {
         operation!(post, "/api/v1/people/{id}/password-reset", passwords::issue_reset),
         operation!(post, "/api/v1/people/{id}/password-compromised", passwords::report_compromise),
         operation!(post, "/api/v1/people/{id}/unlock", passwords::unlock),
-        operation!(get, "/api/v1/clients", list_clients),
-        operation!(post, "/api/v1/clients", register_client),
-        operation!(get, "/api/v1/clients/{client_id}", get_client),
+        operation!(get, "/api/v1/clients", clients::list),
+        operation!(post, "/api/v1/clients", clients::register),
+        operation!(get, "/api/v1/clients/{client_id}", clients::get),
+        operation!(patch, "/api/v1/clients/{client_id}", clients::update),
+        operation!(post, "/api/v1/clients/{client_id}/disable", clients::disable),
+        operation!(post, "/api/v1/clients/{client_id}/enable", clients::enable),
+        operation!(post, "/api/v1/clients/{client_id}/secret", clients::rotate_secret),
         operation!(post, "/api/v1/people/{id}/enrollment-codes", hotline::issue_enrollment_code),
         operation!(post, "/api/v1/people/{id}/password-only-exceptions", hotline::grant_password_only_exception),
         operation!(get, "/api/v1/hotline/people", hotline::search),
@@ -164,8 +168,8 @@ async fn revoke_api_token(
 }
 
 #[derive(Serialize)]
-struct List<T> {
-    items: Vec<T>,
+pub struct List<T> {
+    pub items: Vec<T>,
 }
 
 async fn list_org_units(
@@ -286,42 +290,6 @@ async fn create_account(
         directory::create_account(&mut tx, &caller.actor(), app.clock.now(), &person_id, &login_id, initial).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(account)))
-}
-
-async fn list_clients(
-    State(app): State<App>,
-    _caller: Authorized<rights::ClientsRead>,
-) -> Result<Json<List<Client>>, Problem> {
-    Ok(Json(List { items: systems::list(&app.store).await? }))
-}
-
-#[derive(Serialize)]
-pub struct RegisteredClient {
-    #[serde(flatten)]
-    pub client: Client,
-    /// Shown once, for confidential clients; only its hash is stored.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
-}
-
-async fn register_client(
-    State(app): State<App>,
-    caller: Authorized<rights::ClientsWrite>,
-    ApiJson(new): ApiJson<NewClient>,
-) -> Result<(StatusCode, Json<RegisteredClient>), Problem> {
-    let mut tx = app.store.begin().await?;
-    let (client, client_secret) =
-        systems::register(&mut tx, &caller.actor(), app.clock.now(), &app.config.tokens, new).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(RegisteredClient { client, client_secret })))
-}
-
-async fn get_client(
-    State(app): State<App>,
-    _caller: Authorized<rights::ClientsRead>,
-    Path(client_id): Path<String>,
-) -> Result<Json<Client>, Problem> {
-    systems::get(&app.store, &client_id).await?.map(Json).ok_or_else(|| Problem::not_found("client"))
 }
 
 #[derive(Deserialize)]

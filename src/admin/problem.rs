@@ -90,6 +90,7 @@ impl From<ClientError> for Problem {
             ClientError::Invalid(invalid) => DirectoryError::Invalid(invalid).into(),
             ClientError::NotFound => Problem::not_found("client"),
             ClientError::Conflict => Problem::conflict(e.to_string()),
+            ClientError::StateConflict(detail) => Problem::conflict(detail),
             ClientError::Database(db) => Problem::internal(db),
         }
     }

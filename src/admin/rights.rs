@@ -65,7 +65,7 @@ rights! {
     DirectoryWrite => "directory:write",
     /// Read consuming systems.
     ClientsRead => "clients:read",
-    /// Register consuming systems.
+    /// Register, change, disable and enable consuming systems; rotate their secrets.
     ClientsWrite => "clients:write",
     /// Read and verify the access records (R8).
     AuditRead => "audit:read",

@@ -31,11 +31,13 @@ const MAX_BACKOFF: i64 = 3600;
 const BATCH: i64 = 32;
 
 /// Writes a notice for every consuming system that session `session_id` signed in to and that
-/// has a back-channel logout URI. Returns how many.
+/// has a back-channel logout URI and is not disabled (a disabled system holds no token of the
+/// session any more: there is nothing to tell it). Returns how many.
 pub async fn enqueue(tx: &mut Tx, now: UnixTime, session_id: &str, person_id: &str) -> Result<u64, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT c.client_id FROM session_clients sc JOIN clients c ON c.client_id = sc.client_id
-         WHERE sc.session_id = $1 AND c.backchannel_logout_uri IS NOT NULL ORDER BY c.client_id",
+         WHERE sc.session_id = $1 AND c.backchannel_logout_uri IS NOT NULL AND c.status = 'active'
+         ORDER BY c.client_id",
     )
     .bind(session_id)
     .fetch_all(&mut **tx)
@@ -170,6 +172,10 @@ async fn attempt(app: &App, http: &reqwest::Client, due: &Due) -> Attempt {
         Ok(None) => return Attempt::Pointless("the client no longer exists".into()),
         Err(e) => return Attempt::Failed(format!("loading the client failed: {e}")),
     };
+    // Notices queued before the system was disabled are not owed any more.
+    if !client.is_active() {
+        return Attempt::Pointless("the client is disabled".into());
+    }
     let Some(uri) = client.backchannel_logout_uri.clone() else {
         return Attempt::Pointless("the client no longer has a back-channel logout URI".into());
     };

@@ -5,7 +5,6 @@ use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::crypto;
 use crate::systems::{self, AuthMethod, Client};
 use crate::App;
 
@@ -55,11 +54,9 @@ pub async fn authenticate_client(app: &App, headers: &HeaderMap, params: &Params
     if client.token_endpoint_auth_method != method {
         return Err(failure());
     }
-    if let Some(secret) = secret {
-        let expected = client.secret_hash.as_deref().unwrap_or("");
-        if !crypto::ct_eq(crypto::sha256_hex(&secret).as_bytes(), expected.as_bytes()) {
-            return Err(failure());
-        }
+    // The current secret, or the one a rotation replaced while its grace period lasts.
+    if secret.is_some_and(|secret| !client.secret_matches(&secret, app.clock.now())) {
+        return Err(failure());
     }
     Ok(client)
 }

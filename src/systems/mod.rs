@@ -1,4 +1,16 @@
-//! Consuming systems (税務, 福祉, 図書館…) registered as OIDC clients.
+//! Consuming systems (税務, 福祉, 図書館…) registered as OIDC clients: registration and
+//! reading here; everyday administration in [`changes`] (change the settings), [`status`]
+//! (disable, enable) and [`secret`] (rotation with a grace period).
+
+mod changes;
+mod rules;
+mod secret;
+mod status;
+
+pub use changes::{update, ClientChanges};
+pub use rules::validate_redirect_uri;
+pub use secret::{rotate_secret, RotatedSecret, DEFAULT_SECRET_GRACE, MAX_SECRET_GRACE};
+pub use status::{disable, enable};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -18,6 +30,9 @@ pub enum ClientError {
     NotFound,
     #[error("a client with this client_id already exists")]
     Conflict,
+    /// The client's present state does not allow the change (already disabled, no secret).
+    #[error("{0}")]
+    StateConflict(&'static str),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -119,7 +134,7 @@ impl GrantType {
 }
 
 /// A registered consuming system.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Client {
     pub client_id: String,
     pub name: String,
@@ -139,9 +154,17 @@ pub struct Client {
     pub refresh_token_ttl: i64,
     /// Where OpenID Back-Channel Logout notices for this client go.
     pub backchannel_logout_uri: Option<String>,
+    /// `active` or `disabled`.
     pub status: String,
+    /// When the system was disabled; None while it is active.
+    pub disabled_at: Option<UnixTime>,
+    /// Until when the secret that the last rotation replaced still authenticates; None when
+    /// that rotation gave no grace (or there was none).
+    pub previous_secret_expires_at: Option<UnixTime>,
     #[serde(skip)]
     pub secret_hash: Option<String>,
+    #[serde(skip)]
+    pub previous_secret_hash: Option<String>,
 }
 
 impl Client {
@@ -199,51 +222,6 @@ pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "staff", 
 /// What a client gets when it does not say: offline access must be asked for.
 const DEFAULT_SCOPES: [&str; 3] = ["openid", "profile", "email"];
 
-/// A scope token (RFC 6749 §3.3) for client_credentials: lower-case words joined by '.', ':'
-/// or '-', so that it cannot be mistaken for a person's scope.
-fn validate_service_scope(scope: &str) -> Result<(), InvalidField> {
-    let ok = (1..=64).contains(&scope.len())
-        && scope.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | ':' | '-' | '_'))
-        && !SUPPORTED_SCOPES.contains(&scope);
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid("service_scopes", format!("{scope:?}: 1 to 64 of a-z, 0-9, '.', ':', '-', '_', not a login scope")))
-    }
-}
-
-fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidField {
-    InvalidField { field, reason: reason.into() }
-}
-
-/// A redirect URI must be absolute, without fragment (RFC 6749 §3.1.2), and https unless it
-/// points at the loopback interface (RFC 8252 §7.3).
-pub fn validate_redirect_uri(field: &'static str, uri: &str) -> Result<(), InvalidField> {
-    let parsed = url::Url::parse(uri).map_err(|_| invalid(field, format!("not an absolute URL: {uri}")))?;
-    if parsed.fragment().is_some() || uri.contains('#') {
-        return Err(invalid(field, "must not contain a fragment"));
-    }
-    if uri.len() > 2000 {
-        return Err(invalid(field, "too long"));
-    }
-    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(invalid(field, "must use https (http only on the loopback interface)")),
-    }
-}
-
-fn validate_client_id(value: &str) -> Result<String, InvalidField> {
-    let ok = (3..=64).contains(&value.len())
-        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(value.to_owned())
-    } else {
-        Err(invalid("client_id", "must be 3 to 64 characters of a-z, 0-9, '-', '_' or '.'"))
-    }
-}
-
 /// Registers a client; for a confidential client also returns its secret, shown only now.
 pub async fn register(
     tx: &mut Tx,
@@ -253,87 +231,16 @@ pub async fn register(
     new: NewClient,
 ) -> Result<(Client, Option<String>), ClientError> {
     let client_id = match &new.client_id {
-        Some(id) => validate_client_id(id)?,
+        Some(id) => rules::validate_client_id(id)?,
         None => uuid::Uuid::new_v4().to_string(),
     };
     let name = directory::types::parse_name("name", &new.name)?;
     let method = match (new.client_type, new.token_endpoint_auth_method) {
-        (ClientType::Public, None | Some(AuthMethod::None)) => AuthMethod::None,
-        (ClientType::Public, Some(_)) => {
-            return Err(invalid("token_endpoint_auth_method", "a public client has no secret: use none").into())
-        }
+        (_, Some(method)) => method,
+        (ClientType::Public, None) => AuthMethod::None,
         (ClientType::Confidential, None) => AuthMethod::ClientSecretBasic,
-        (ClientType::Confidential, Some(AuthMethod::None)) => {
-            return Err(invalid("token_endpoint_auth_method", "a confidential client authenticates").into())
-        }
-        (ClientType::Confidential, Some(m)) => m,
     };
-    if new.redirect_uris.is_empty() || new.redirect_uris.len() > 20 {
-        return Err(invalid("redirect_uris", "give 1 to 20 redirect URIs").into());
-    }
-    for uri in new.redirect_uris.iter() {
-        validate_redirect_uri("redirect_uris", uri)?;
-    }
-    for uri in new.post_logout_redirect_uris.iter() {
-        validate_redirect_uri("post_logout_redirect_uris", uri)?;
-    }
-    let scopes = new.scopes.unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect());
-    if !scopes.iter().any(|s| s == "openid") {
-        return Err(invalid("scopes", "must include openid").into());
-    }
-    if let Some(unknown) = scopes.iter().find(|s| !SUPPORTED_SCOPES.contains(&s.as_str())) {
-        return Err(invalid("scopes", format!("unsupported scope {unknown}")).into());
-    }
     let alg = SigningAlg::parse(new.id_token_signed_response_alg.as_deref().unwrap_or("RS256"))?;
-    // Public clients cannot opt out of PKCE (RFC 9700 §2.1.1).
-    let require_pkce = match new.client_type {
-        ClientType::Public => {
-            if new.require_pkce == Some(false) {
-                return Err(invalid("require_pkce", "a public client must use PKCE").into());
-            }
-            true
-        }
-        ClientType::Confidential => new.require_pkce.unwrap_or(false),
-    };
-    let ttl = new.access_token_ttl.unwrap_or(defaults.access_token_ttl);
-    if !(30..=MAX_ACCESS_TOKEN_TTL).contains(&ttl) {
-        return Err(invalid("access_token_ttl", "must be between 30 and 3600 seconds").into());
-    }
-    let grant_types = new.grant_types.unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
-    if grant_types.is_empty() {
-        return Err(invalid("grant_types", "give at least one grant type").into());
-    }
-    if grant_types.contains(&GrantType::ClientCredentials) && new.client_type == ClientType::Public {
-        return Err(invalid("grant_types", "client_credentials needs a confidential client").into());
-    }
-    if grant_types.contains(&GrantType::RefreshToken) && !grant_types.contains(&GrantType::AuthorizationCode) {
-        return Err(invalid("grant_types", "refresh_token comes only from authorization_code").into());
-    }
-    let mut service_scopes: Vec<String> = Vec::new();
-    for scope in new.service_scopes {
-        validate_service_scope(&scope)?;
-        if !service_scopes.contains(&scope) {
-            service_scopes.push(scope);
-        }
-    }
-    if !service_scopes.is_empty() && !grant_types.contains(&GrantType::ClientCredentials) {
-        return Err(
-            invalid("service_scopes", "only a client with the client_credentials grant has service scopes").into()
-        );
-    }
-    let refresh_token_ttl = new.refresh_token_ttl.unwrap_or(defaults.refresh_token_ttl);
-    if !(60..=MAX_REFRESH_TOKEN_TTL).contains(&refresh_token_ttl) {
-        return Err(invalid("refresh_token_ttl", "must be between 60 seconds and 90 days").into());
-    }
-    if let Some(uri) = &new.backchannel_logout_uri {
-        // OpenID Back-Channel Logout §2.2: absolute, no fragment; https outside the loopback.
-        validate_redirect_uri("backchannel_logout_uri", uri)?;
-    }
-    if let Some(org) = &new.owner_org_unit_id {
-        if directory::get_org_unit(&mut **tx, org).await?.is_none() {
-            return Err(invalid("owner_org_unit_id", "no such org unit").into());
-        }
-    }
     let secret = (new.client_type == ClientType::Confidential).then(|| crypto::random_token(32));
     let client = Client {
         client_id,
@@ -343,17 +250,22 @@ pub async fn register(
         token_endpoint_auth_method: method,
         redirect_uris: new.redirect_uris,
         post_logout_redirect_uris: new.post_logout_redirect_uris,
-        scopes,
+        scopes: new.scopes.unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()),
         id_token_signed_response_alg: alg,
-        require_pkce,
-        access_token_ttl: ttl,
-        grant_types,
-        service_scopes,
-        refresh_token_ttl,
+        require_pkce: new.require_pkce.unwrap_or(new.client_type == ClientType::Public),
+        access_token_ttl: new.access_token_ttl.unwrap_or(defaults.access_token_ttl),
+        grant_types: new.grant_types.unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]),
+        service_scopes: rules::distinct(new.service_scopes),
+        refresh_token_ttl: new.refresh_token_ttl.unwrap_or(defaults.refresh_token_ttl),
         backchannel_logout_uri: new.backchannel_logout_uri,
         status: "active".into(),
+        disabled_at: None,
+        previous_secret_expires_at: None,
         secret_hash: secret.as_deref().map(crypto::sha256_hex),
+        previous_secret_hash: None,
     };
+    rules::check(&client)?;
+    check_owner(tx, client.owner_org_unit_id.as_deref()).await?;
     sqlx::query(
         "INSERT INTO clients (client_id, name, owner_org_unit_id, client_type, secret_hash,
              token_endpoint_auth_method, redirect_uris, post_logout_redirect_uris, scopes,
@@ -367,14 +279,14 @@ pub async fn register(
     .bind(if client.client_type == ClientType::Public { "public" } else { "confidential" })
     .bind(client.secret_hash.as_deref())
     .bind(client.token_endpoint_auth_method.as_str())
-    .bind(serde_json::to_string(&client.redirect_uris).unwrap_or_default())
-    .bind(serde_json::to_string(&client.post_logout_redirect_uris).unwrap_or_default())
+    .bind(uri_list(&client.redirect_uris))
+    .bind(uri_list(&client.post_logout_redirect_uris))
     .bind(client.scopes.join(" "))
     .bind(client.id_token_signed_response_alg.as_str())
     .bind(i64::from(client.require_pkce))
     .bind(client.access_token_ttl)
     .bind(now)
-    .bind(client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(" "))
+    .bind(grant_list(&client.grant_types))
     .bind(client.service_scopes.join(" "))
     .bind(client.refresh_token_ttl)
     .bind(client.backchannel_logout_uri.as_deref())
@@ -400,9 +312,30 @@ pub async fn register(
     Ok((client, secret))
 }
 
+/// An owner org unit, when one is named, must exist.
+async fn check_owner(tx: &mut Tx, owner_org_unit_id: Option<&str>) -> Result<(), ClientError> {
+    if let Some(org) = owner_org_unit_id {
+        if directory::get_org_unit(&mut **tx, org).await?.is_none() {
+            return Err(rules::invalid("owner_org_unit_id", "no such org unit").into());
+        }
+    }
+    Ok(())
+}
+
+/// Redirect URIs as stored: a JSON array (a URI may contain spaces once percent-decoded).
+fn uri_list(uris: &[String]) -> String {
+    serde_json::to_string(uris).unwrap_or_default()
+}
+
+/// Grant types as stored: space-separated.
+fn grant_list(grants: &[GrantType]) -> String {
+    grants.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(" ")
+}
+
 const COLUMNS: &str = "client_id, name, owner_org_unit_id, client_type, secret_hash, token_endpoint_auth_method, \
      redirect_uris, post_logout_redirect_uris, scopes, id_token_signed_response_alg, require_pkce, access_token_ttl, status, \
-     grant_types, service_scopes, refresh_token_ttl, backchannel_logout_uri";
+     grant_types, service_scopes, refresh_token_ttl, backchannel_logout_uri, disabled_at, previous_secret_hash, \
+     previous_secret_expires_at";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Client, ClientError> {
     let client_type: String = row.try_get("client_type")?;
@@ -431,7 +364,10 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Client, ClientError> {
         refresh_token_ttl: row.try_get("refresh_token_ttl")?,
         backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
         status: row.try_get("status")?,
+        disabled_at: row.try_get("disabled_at")?,
+        previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
         secret_hash: row.try_get("secret_hash")?,
+        previous_secret_hash: row.try_get("previous_secret_hash")?,
     })
 }
 
@@ -447,4 +383,24 @@ pub async fn list(store: &Store) -> Result<Vec<Client>, ClientError> {
     let rows =
         sqlx::query(&format!("SELECT {COLUMNS} FROM clients ORDER BY client_id")).fetch_all(store.pool()).await?;
     rows.iter().map(from_row).collect()
+}
+
+/// The client `client_id`, read inside `tx` once its row is locked, so that two changes to one
+/// client apply one after the other instead of the second overwriting the first.
+async fn get_locked(tx: &mut Tx, client_id: &str) -> Result<Client, ClientError> {
+    // A write that changes nothing takes the row lock on PostgreSQL without dialect-specific
+    // SQL (`FOR UPDATE`); on SQLite the transaction already holds the one write lock.
+    let locked = sqlx::query("UPDATE clients SET status = status WHERE client_id = $1")
+        .bind(client_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if locked == 0 {
+        return Err(ClientError::NotFound);
+    }
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1"))
+        .bind(client_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    from_row(&row)
 }

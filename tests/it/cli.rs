@@ -5,7 +5,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn sekimori(dir: &std::path::Path) -> Command {
+pub(crate) fn sekimori(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sekimori"));
     command.current_dir(dir);
     for (key, _) in std::env::vars() {
@@ -16,7 +16,7 @@ fn sekimori(dir: &std::path::Path) -> Command {
     command
 }
 
-fn temp_dir() -> std::path::PathBuf {
+pub(crate) fn temp_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("sekimori-cli-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir

@@ -18,4 +18,5 @@ mod migrations;
 mod oidc_flow;
 mod openapi;
 mod passwords;
+mod systems_admin;
 mod token_errors;

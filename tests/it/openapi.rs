@@ -278,6 +278,8 @@ fn parseable_body(method: &str, path: &str) -> Body {
         })),
         ("POST", "/api/v1/people/{id}/account") => Body::Json(json!({"login_id": "abc"})),
         ("POST", "/api/v1/clients") => Body::Json(json!({"name": "x", "client_type": "public", "redirect_uris": []})),
+        ("PATCH", "/api/v1/clients/{client_id}") => Body::Json(json!({})),
+        ("POST", "/api/v1/clients/{client_id}/secret") => Body::Json(json!({})),
         ("POST", "/api/v1/signing-keys/rotate") => Body::Json(json!({})),
         ("POST", "/api/v1/authenticators/{id}/lost") => Body::Json(json!({"reported_by": "x", "reason": "y"})),
         ("POST", "/api/v1/people/{id}/password-only-exceptions") => Body::Json(json!({"reason": "x", "days": 1})),
@@ -785,6 +787,84 @@ async fn openapi_yaml_describes_the_admin_api() {
         )
         .await;
     assert_eq!(juki["grant_types"], json!(["authorization_code", "refresh_token", "client_credentials"]));
+
+    // Everyday administration: change (a merge patch), disable and enable, rotate the secret.
+    let zeimu_path = format!("{c}/zeimu");
+    let changed = h
+        .call(
+            admin,
+            "PATCH",
+            cone,
+            &zeimu_path,
+            Body::Json(json!({
+                "name": "税務システム（新）", "owner_org_unit_id": null,
+                "redirect_uris": ["https://zeimu.city.example.lg.jp/callback", "https://zeimu2.city.example.lg.jp/cb"],
+                "backchannel_logout_uri": "https://zeimu.city.example.lg.jp/backchannel"
+            })),
+            200,
+        )
+        .await;
+    assert_eq!(changed["owner_org_unit_id"], Value::Null);
+    let merge_patch = Some("application/merge-patch+json");
+    let changed = h
+        .call(admin, "PATCH", cone, &zeimu_path, Body::Raw(merge_patch, r#"{"refresh_token_ttl": 7200}"#.into()), 200)
+        .await;
+    assert_eq!(
+        (changed["refresh_token_ttl"].as_i64(), changed["name"].as_str()),
+        (Some(7200), Some("税務システム（新）"))
+    );
+    for (bad, field) in [
+        (json!({"redirect_uris": ["http://evil.example/cb"]}), Some("redirect_uris")),
+        (json!({"redirect_uris": []}), Some("redirect_uris")),
+        (json!({"service_scopes": ["juki.read"]}), Some("service_scopes")),
+        (json!({"token_endpoint_auth_method": "none"}), Some("token_endpoint_auth_method")),
+        (json!({"owner_org_unit_id": "no-such-unit"}), Some("owner_org_unit_id")),
+        (json!({"refresh_token_ttl": 10}), Some("refresh_token_ttl")),
+        (json!({"name": null}), None),
+        (json!({"client_type": "public"}), None),
+        (json!({"client_secret": "x"}), None),
+    ] {
+        let problem = h.call(admin, "PATCH", cone, &zeimu_path, Body::Json(bad.clone()), 422).await;
+        assert_eq!(problem["field"].as_str(), field, "{bad} -> {problem}");
+    }
+    let library_path = format!("{c}/{library_id}");
+    let problem = h.call(admin, "PATCH", cone, &library_path, Body::Json(json!({"require_pkce": false})), 422).await;
+    assert_eq!(problem["field"], "require_pkce");
+    h.call(admin, "PATCH", cone, &fill(cone), Body::Json(json!({"name": "x"})), 404).await;
+    h.call(admin, "PATCH", cone, &zeimu_path, Body::Raw(json_ct, "{not json".into()), 400).await;
+    h.call(admin, "PATCH", cone, &zeimu_path, Body::Raw(None, "name=x".into()), 415).await;
+    let (disable, enable) = ("/api/v1/clients/{client_id}/disable", "/api/v1/clients/{client_id}/enable");
+    let fukushi = |template: &str| template.replace("{client_id}", "fukushi");
+    h.call(admin, "POST", enable, &fukushi(enable), Body::None, 409).await;
+    let disabled = h.call(admin, "POST", disable, &fukushi(disable), Body::None, 200).await;
+    assert_eq!(disabled["client"]["status"], "disabled");
+    h.call(admin, "POST", disable, &fukushi(disable), Body::None, 409).await;
+    h.call(admin, "POST", disable, &fill(disable), Body::None, 404).await;
+    h.call(admin, "GET", cone, &fukushi(cone), Body::None, 200).await;
+    h.call(admin, "GET", c, c, Body::None, 200).await;
+    let enabled = h.call(admin, "POST", enable, &fukushi(enable), Body::None, 200).await;
+    assert_eq!(enabled["status"], "active");
+    h.call(admin, "POST", enable, &fill(enable), Body::None, 404).await;
+    let secret = "/api/v1/clients/{client_id}/secret";
+    let zeimu_secret = format!("{zeimu_path}/secret");
+    let rotated = h.call(admin, "POST", secret, &zeimu_secret, Body::Json(json!({})), 201).await;
+    assert!(rotated["previous_secret_expires_at"].is_i64(), "{rotated}");
+    let rotated = h.call(admin, "POST", secret, &zeimu_secret, Body::Json(json!({"grace_seconds": 0})), 201).await;
+    assert_eq!(rotated["previous_secret_expires_at"], Value::Null);
+    h.call(admin, "GET", cone, &zeimu_path, Body::None, 200).await;
+    for (bad, field) in [
+        (json!({"grace_seconds": -1}), Some("grace_seconds")),
+        (json!({"grace_seconds": 2_592_001}), Some("grace_seconds")),
+        (json!({"grace_seconds": "1d"}), None),
+        (json!({"grace": 60}), None),
+    ] {
+        let problem = h.call(admin, "POST", secret, &zeimu_secret, Body::Json(bad.clone()), 422).await;
+        assert_eq!(problem["field"].as_str(), field, "{bad} -> {problem}");
+    }
+    h.call(admin, "POST", secret, &format!("{library_path}/secret"), Body::Json(json!({})), 409).await;
+    h.call(admin, "POST", secret, &fill(secret), Body::Json(json!({})), 404).await;
+    h.call(admin, "POST", secret, &zeimu_secret, Body::Raw(json_ct, "{not json".into()), 400).await;
+    h.call(admin, "POST", secret, &zeimu_secret, Body::Raw(None, "grace_seconds=1".into()), 415).await;
 
     // Cards: enrollment codes and the hotline. The card itself is put in place directly: its
     // WebAuthn enrollment is what tests/it/cards.rs covers.
