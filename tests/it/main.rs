@@ -17,4 +17,5 @@ mod migrations;
 mod oidc_flow;
 mod openapi;
 mod passwords;
+mod search;
 mod token_errors;
