@@ -16,14 +16,17 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// The 32 characters of [`random_code`].
+pub const CODE_ALPHABET: &str = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
 /// `length` random characters from an alphabet without look-alikes (no 0/O, 1/I), for codes
 /// that people read out and type in. Each character carries 5 bits (256 is a multiple of 32,
 /// so every character is equally likely).
 pub fn random_code(length: usize) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let alphabet = CODE_ALPHABET.as_bytes();
     let mut buf = vec![0u8; length];
     rand::rngs::OsRng.fill_bytes(&mut buf);
-    buf.iter().filter_map(|b| ALPHABET.get(usize::from(b % 32)).copied().map(char::from)).collect()
+    buf.iter().filter_map(|b| alphabet.get(usize::from(b % 32)).copied().map(char::from)).collect()
 }
 
 /// SHA-256 of a high-entropy secret (code, token, client secret), hex encoded. Such secrets

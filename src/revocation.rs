@@ -35,10 +35,11 @@ pub enum Target<'a> {
     ReusedGrant { family_id: &'a str, session_id: &'a str },
     /// One access token (RFC 7009).
     AccessToken(&'a str),
-    /// A card or security key reported lost (or otherwise revoked): the authenticator stops
-    /// working, and everything obtained with it ends — the sessions opened or stepped up with
-    /// it, their tokens, and the refresh-token families begun in them, offline ones included.
-    Authenticator(&'a str),
+    /// A card or security key reported lost: the authenticator stops working, keeps the
+    /// report's reference number, and everything obtained with it ends — the sessions opened
+    /// or stepped up with it, their tokens, and the refresh-token families begun in them,
+    /// offline ones included.
+    Authenticator { id: &'a str, loss_reference: &'a str },
     /// Every session and token of one person.
     Person(&'a str),
     /// Every session and token of one person but the session they are using (a password
@@ -88,6 +89,7 @@ pub async fn revoke(
     reason: &str,
 ) -> Result<Revoked, sqlx::Error> {
     let mut revoked = Revoked::default();
+    let mut loss_reference = None;
     let target_text = match target {
         Target::Session(id) => {
             revoked.add(end_sessions(tx, now, reason, "id = $1", &[id]).await?);
@@ -106,18 +108,21 @@ pub async fn revoke(
             revoked.add(end_sessions(tx, now, reason, "id = $1", &[session_id]).await?);
             format!("grant:{family_id}")
         }
-        Target::Authenticator(id) => {
+        Target::Authenticator { id, loss_reference: reference } => {
             revoked.authenticators += sqlx::query(
-                "UPDATE authenticators SET status = 'lost', revoked_at = $1, revoked_reason = $2, revoked_by = $3
-                 WHERE id = $4 AND status = 'active'",
+                "UPDATE authenticators SET status = 'lost', revoked_at = $1, revoked_reason = $2, revoked_by = $3,
+                     loss_reference = $4
+                 WHERE id = $5 AND status = 'active'",
             )
             .bind(now)
             .bind(reason)
             .bind(actor.as_text())
+            .bind(reference)
             .bind(id)
             .execute(&mut **tx)
             .await?
             .rows_affected();
+            loss_reference = Some(reference);
             let in_card_sessions = "session_id IN (SELECT id FROM sessions WHERE authenticator_id = $2)";
             revoked.access_tokens += update(
                 tx,
@@ -166,11 +171,7 @@ pub async fn revoke(
             format!("person:{person_id}")
         }
     };
-    Event::success(
-        actor,
-        "revoke",
-        target_text,
-        serde_json::json!({
+    let mut detail = serde_json::json!({
             "reason": reason,
             "authenticators": revoked.authenticators,
             "api_tokens": revoked.api_tokens,
@@ -179,10 +180,11 @@ pub async fn revoke(
             "refresh_tokens": revoked.refresh_tokens,
             "authorization_codes": revoked.authorization_codes,
             "logout_notices": revoked.logout_notices,
-        }),
-    )
-    .record(tx, now)
-    .await?;
+    });
+    if let (Some(reference), Some(fields)) = (loss_reference, detail.as_object_mut()) {
+        fields.insert("loss_reference".into(), reference.into());
+    }
+    Event::success(actor, "revoke", target_text, detail).record(tx, now).await?;
     Ok(revoked)
 }
 

@@ -32,7 +32,8 @@
     if (!quiet) { say(items.length + " 人見つかりました。 (" + items.length + " found.)", false); }
     items.forEach(function (person) {
       var section = el("section");
-      var heading = el("h2", person.name + "（" + person.name_kana + "） 職員番号 " + person.employee_number);
+      var heading = el("h2", person.name + "（" + person.name_kana + "） 職員番号 " + person.employee_number +
+        (person.login_id ? " ログインID " + person.login_id : ""));
       section.appendChild(heading);
       if (person.org_unit) { section.appendChild(el("p", person.org_unit)); }
       if (person.authenticators.length === 0) {
@@ -44,7 +45,8 @@
         var active = card.status === "active";
         item.appendChild(el("strong", card.label));
         item.appendChild(el("span", " 管理番号 " + (card.management_number || "—") + " / 登録 " + when(card.created_at) +
-          " / 最終使用 " + when(card.last_used_at) + " / " + (active ? "使用中 (in use)" : "停止済み (stopped)")));
+          " / 最終使用 " + when(card.last_used_at) + " / " + (active ? "使用中 (in use)" : "停止済み (stopped)") +
+          (card.loss_reference ? " / 受付番号 (reference) " + card.loss_reference : "")));
         if (active) {
           var form = template.content.firstElementChild.cloneNode(true);
           form.setAttribute("aria-label", card.label + " の紛失届 (report " + card.label + " lost)");
@@ -55,8 +57,16 @@
             call("POST", "/api/v1/authenticators/" + encodeURIComponent(card.id) + "/lost",
               { reported_by: data.get("reported_by"), reason: data.get("reason") })
               .then(function (answer) {
-                say("停止しました。終了したログイン " + answer.sessions_ended + " 件、無効にしたトークン " +
-                  (answer.access_tokens_revoked + answer.refresh_tokens_revoked) + " 件。 (Stopped.)", false);
+                // The reference number is what the operator reads to the caller: it leads.
+                if (answer.already_reported) {
+                  say("このカードは既に停止されています。受付番号 " + answer.loss_reference +
+                    " をお伝えください。 (Already reported: reference " + answer.loss_reference + ".)", false);
+                } else {
+                  say("停止しました。受付番号 " + answer.loss_reference + " をお伝えください。終了したログイン " +
+                    answer.sessions_ended + " 件、無効にしたトークン " +
+                    (answer.access_tokens_revoked + answer.refresh_tokens_revoked) + " 件。 (Stopped: reference " +
+                    answer.loss_reference + ".)", false);
+                }
                 // The form is about to go: keep the keyboard on the confirmation, not on <body>.
                 status.focus();
                 search(true);

@@ -1,21 +1,23 @@
 //! The lost-card hotline (R22; 江戸川区 基準 第11条2) and card enrollment codes.
 //!
 //! A hotline operator's token carries the `hotline` scope and nothing else: it can find a
-//! person by employee number or name, see their cards, and report one lost. It cannot enroll
-//! a card or read anything more about the person. Enrollment codes need `authenticators:enroll`
-//! (managers and the counter). `GET /hotline` is the operators' page for the same API.
+//! person by employee number, login ID or name, see their cards, and report one lost, getting
+//! a reference number to read to the caller. It cannot enroll a card or read anything more
+//! about the person. Enrollment codes need `authenticators:enroll` (managers and the counter).
+//! `GET /hotline` is the operators' page for the same API.
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::audit::Event;
+use crate::authenticators::loss::{self, LossError, Reported};
 use crate::authenticators::replacement::{self, Exception, ExceptionRefused};
 use crate::authenticators::{self, Authenticator};
-use crate::revocation::{self, Revoked, Target};
+use crate::directory::search::{self, Found, NameQuery, PeopleFilter};
+use crate::revocation::Revoked;
 use crate::App;
 
 use super::problem::{ApiJson, ApiQuery, Problem};
@@ -26,6 +28,7 @@ use super::rights::{self, Authorized};
 pub struct HotlinePerson {
     pub id: String,
     pub employee_number: String,
+    pub login_id: Option<String>,
     pub name: String,
     pub name_kana: String,
     pub org_unit: Option<String>,
@@ -37,11 +40,15 @@ pub struct HotlineResults {
     pub items: Vec<HotlinePerson>,
 }
 
+/// The most people one hotline search answers with.
+const HOTLINE_RESULTS: i64 = 20;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
-    /// An employee number (exact) or part of a name, in kanji or katakana. Optional here only
-    /// so that a caller without the scope hears 403 before anything about the query.
+    /// An employee number or login ID (exact), or part of a name in kanji, kana or romaji
+    /// (see `directory::search`). Optional here only so that a caller without the scope
+    /// hears 403 before anything about the query.
     q: Option<String>,
 }
 
@@ -50,45 +57,26 @@ pub async fn search(
     caller: Authorized<rights::Hotline>,
     ApiQuery(query): ApiQuery<SearchQuery>,
 ) -> Result<Json<HotlineResults>, Problem> {
-    let q = query.q.as_deref().unwrap_or("").trim();
-    if q.is_empty() || q.chars().count() > 64 {
-        return Err(Problem::bad_request("q must be 1 to 64 characters"));
-    }
-    // Spaces between family and given name are ignored, as people type them either way.
-    let compact: String = q.chars().filter(|c| !c.is_whitespace()).collect();
-    let pattern = format!("%{}%", compact.replace(['%', '_', '\\'], ""));
-    let rows = sqlx::query(
-        "SELECT p.id, p.employee_number, p.family_name, p.given_name, p.family_name_kana, p.given_name_kana,
-             o.name AS org_unit
-         FROM people p LEFT JOIN org_units o ON o.id = p.org_unit_id
-         WHERE p.employee_number = $1 OR (p.family_name || p.given_name) LIKE $2
-             OR (p.family_name_kana || p.given_name_kana) LIKE $2
-         ORDER BY p.employee_number LIMIT 20",
-    )
-    .bind(q)
-    .bind(&pattern)
-    .fetch_all(app.store.pool())
-    .await?;
-    let mut items = Vec::new();
-    for row in rows {
-        let id: String = row.try_get("id")?;
-        let family: String = row.try_get("family_name")?;
-        let given: String = row.try_get("given_name")?;
-        let family_kana: String = row.try_get("family_name_kana")?;
-        let given_kana: String = row.try_get("given_name_kana")?;
+    let q = NameQuery::parse("q", query.q.as_deref().unwrap_or("")).map_err(Problem::bad_parameter)?;
+    let filter = PeopleFilter { q: Some(q), ..PeopleFilter::default() };
+    let found = search::find_people(&app.store, &filter, HOTLINE_RESULTS, 0).await?;
+    let mut items = Vec::with_capacity(found.len());
+    for Found { person, login_id, org_unit_name } in found {
         items.push(HotlinePerson {
-            authenticators: authenticators::list_for_person(app.store.pool(), &id).await?,
-            id,
-            employee_number: row.try_get("employee_number")?,
-            name: format!("{family} {given}"),
-            name_kana: format!("{family_kana} {given_kana}"),
-            org_unit: row.try_get("org_unit")?,
+            authenticators: authenticators::list_for_person(app.store.pool(), &person.id).await?,
+            name: person.full_name(),
+            name_kana: format!("{} {}", person.family_name_kana, person.given_name_kana),
+            id: person.id,
+            employee_number: person.employee_number,
+            login_id,
+            org_unit: org_unit_name,
         });
     }
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     // Who looked whom up is itself an access record.
-    Event::success(&caller.actor(), "hotline.search", "people", serde_json::json!({"q": q, "found": items.len()}))
+    let typed = filter.q.as_ref().map(NameQuery::as_typed);
+    Event::success(&caller.actor(), "hotline.search", "people", serde_json::json!({"q": typed, "found": items.len()}))
         .record(&mut tx, now)
         .await?;
     tx.commit().await?;
@@ -106,6 +94,11 @@ pub struct LostReport {
 
 #[derive(Serialize)]
 pub struct LostAnswer {
+    /// The reference number (受付番号) to read to the caller.
+    pub loss_reference: String,
+    /// True when an earlier report had stopped the card: this one changed nothing, and the
+    /// reference is that report's.
+    pub already_reported: bool,
     pub authenticator: Authenticator,
     pub sessions_ended: u64,
     pub access_tokens_revoked: u64,
@@ -125,26 +118,25 @@ pub async fn report_lost(
             return Err(Problem::invalid(field, "1 to 200 printable characters"));
         }
     }
-    let now = app.clock.now();
-    let mut tx = app.store.begin().await?;
-    let card = authenticators::get(&mut *tx, &id).await?.ok_or_else(|| Problem::not_found("authenticator"))?;
-    if !card.is_active() {
-        return Err(Problem::conflict("this authenticator has already been stopped"));
-    }
-    // Everything in one transaction: the card, its sessions, their tokens, the notices to
-    // consuming systems, and the audit event naming operator, reporter and reason.
+    // Everything in one transaction: the card and its reference number, its sessions, their
+    // tokens, the notices to consuming systems, and the audit event naming operator, reporter,
+    // reason and reference.
     let reason = format!("reported lost to the hotline by {}: {}", report.reported_by.trim(), report.reason.trim());
-    let revoked: Revoked =
-        revocation::revoke(&mut tx, &caller.actor(), now, Target::Authenticator(&card.id), &reason).await?;
-    if revoked.authenticators == 0 {
-        // Another report stopped it between our read and our write; this one changes nothing
-        // (the transaction is dropped, so neither is it audited as a second revocation).
-        return Err(Problem::conflict("this authenticator has already been stopped"));
-    }
-    tx.commit().await?;
+    let reported = match loss::report(&app.store, &caller.actor(), app.clock.now(), &id, &reason).await {
+        Ok(reported) => reported,
+        Err(LossError::NotFound) => return Err(Problem::not_found("authenticator")),
+        Err(e @ LossError::Stopped) => return Err(Problem::conflict(e.to_string())),
+        Err(LossError::Database(e)) => return Err(e.into()),
+    };
     let authenticator =
         authenticators::get(app.store.pool(), &id).await?.ok_or_else(|| Problem::not_found("authenticator"))?;
+    let (revoked, already_reported) = match &reported {
+        Reported::Stopped { revoked, .. } => (*revoked, false),
+        Reported::Already { .. } => (Revoked::default(), true),
+    };
     Ok(Json(LostAnswer {
+        loss_reference: reported.reference().to_owned(),
+        already_reported,
         authenticator,
         sessions_ended: revoked.sessions,
         access_tokens_revoked: revoked.access_tokens,

@@ -16,7 +16,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, Event, Verification};
-use crate::directory::{self, Account, LoginId, NewOrgUnit, NewPerson, OrgUnit, Person};
+use crate::authenticators::{self, Authenticator};
+use crate::directory::search::{self, PeopleFilter};
+use crate::directory::{self, Account, InvalidField, LoginId, NewOrgUnit, NewPerson, OrgUnit, Person};
 use crate::password::policy;
 use crate::App;
 
@@ -210,22 +212,46 @@ async fn set_manager(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Page {
+struct PeopleQuery {
+    q: Option<String>,
+    org_unit: Option<String>,
+    status: Option<String>,
+    kind: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
+}
+
+/// A person in a list: the record and their login ID.
+#[derive(Serialize)]
+struct PersonListItem {
+    #[serde(flatten)]
+    person: Person,
+    login_id: Option<String>,
 }
 
 async fn list_people(
     State(app): State<App>,
     _caller: Authorized<rights::DirectoryRead>,
-    ApiQuery(page): ApiQuery<Page>,
-) -> Result<Json<List<Person>>, Problem> {
-    let limit = page.limit.unwrap_or(100);
-    let offset = page.offset.unwrap_or(0);
-    if !(1..=500).contains(&limit) || offset < 0 {
-        return Err(Problem::bad_request("limit must be 1 to 500 and offset not negative"));
+    ApiQuery(query): ApiQuery<PeopleQuery>,
+) -> Result<Json<List<PersonListItem>>, Problem> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(Problem::bad_parameter(InvalidField { field: "limit", reason: "must be 1 to 500".into() }));
     }
-    Ok(Json(List { items: directory::list_people(&app.store, limit, offset).await? }))
+    let offset = query.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(Problem::bad_parameter(InvalidField { field: "offset", reason: "must not be negative".into() }));
+    }
+    let filter = PeopleFilter::parse(
+        query.q.as_deref(),
+        query.org_unit.as_deref(),
+        query.status.as_deref(),
+        query.kind.as_deref(),
+    )
+    .map_err(Problem::bad_parameter)?;
+    let found = search::find_people(&app.store, &filter, limit, offset).await?;
+    let items = found.into_iter().map(|f| PersonListItem { person: f.person, login_id: f.login_id }).collect();
+    Ok(Json(List { items }))
 }
 
 async fn create_person(
@@ -239,12 +265,27 @@ async fn create_person(
     Ok((StatusCode::CREATED, Json(person)))
 }
 
+/// A person's record: who they are, their login ID and their cards (never key material).
+#[derive(Serialize)]
+struct PersonRecord {
+    #[serde(flatten)]
+    person: Person,
+    login_id: Option<String>,
+    authenticators: Vec<Authenticator>,
+}
+
 async fn get_person(
     State(app): State<App>,
     _caller: Authorized<rights::DirectoryRead>,
     Path(id): Path<String>,
-) -> Result<Json<Person>, Problem> {
-    directory::get_person(app.store.pool(), &id).await?.map(Json).ok_or_else(|| Problem::not_found("person"))
+) -> Result<Json<PersonRecord>, Problem> {
+    let pool = app.store.pool();
+    let person = directory::get_person(pool, &id).await?.ok_or_else(|| Problem::not_found("person"))?;
+    Ok(Json(PersonRecord {
+        login_id: directory::login_id_of(pool, &id).await?,
+        authenticators: authenticators::list_for_person(pool, &id).await?,
+        person,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -292,32 +333,29 @@ async fn create_account(
     Ok((StatusCode::CREATED, Json(account)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    after: Option<i64>,
-    limit: Option<i64>,
-}
-
-/// R8: reading the log is itself logged, in the same transaction as nothing else — the read
-/// is recorded before the events are returned.
+/// R8: reading the log is itself logged, with the filters asked for, and the read is recorded
+/// before the events are fetched (so it can appear in its own answer).
 async fn list_audit_events(
     State(app): State<App>,
     caller: Authorized<rights::AuditRead>,
-    ApiQuery(q): ApiQuery<AuditQuery>,
+    ApiQuery(params): ApiQuery<audit::query::Params>,
 ) -> Result<Json<List<audit::StoredEvent>>, Problem> {
-    let after = q.after.unwrap_or(0);
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) || after < 0 {
-        return Err(Problem::bad_request("limit must be 1 to 1000 and after not negative"));
+    let mut filter = audit::query::Filter::parse(&params).map_err(Problem::bad_parameter)?;
+    if let Some(person) = &filter.person {
+        // The person as actor or target, by every name the log gives them: their account,
+        // the login ID failed logins name, and their cards.
+        let pool = app.store.pool();
+        let mut subjects = directory::audit_names(pool, person).await?;
+        for card in authenticators::list_for_person(pool, person).await? {
+            subjects.push(format!("authenticator:{}", card.id));
+        }
+        filter.subjects = subjects;
     }
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
-    Event::success(&caller.actor(), "audit.read", "audit_events", serde_json::json!({"after": after, "limit": limit}))
-        .record(&mut tx, now)
-        .await?;
+    Event::success(&caller.actor(), "audit.read", "audit_events", filter.describe()).record(&mut tx, now).await?;
     tx.commit().await?;
-    Ok(Json(List { items: audit::list(&app.store, after, limit).await? }))
+    Ok(Json(List { items: audit::query::find(&app.store, &filter).await? }))
 }
 
 async fn verify_audit(

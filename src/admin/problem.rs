@@ -6,7 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::directory::DirectoryError;
+use crate::directory::{DirectoryError, InvalidField};
 use crate::systems::ClientError;
 
 #[derive(Debug, Serialize)]
@@ -17,7 +17,7 @@ pub struct Problem {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// For validation failures: the offending field.
+    /// For validation failures: the offending body member (422) or query parameter (400).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'static str>,
 }
@@ -40,6 +40,12 @@ impl Problem {
     }
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "Conflict", detail.into())
+    }
+    /// 400 naming the query parameter that breaks its rule.
+    pub fn bad_parameter(invalid: InvalidField) -> Self {
+        let mut p = Self::bad_request(invalid.to_string());
+        p.field = Some(invalid.field);
+        p
     }
     /// 422 naming the offending field.
     pub fn invalid(field: &'static str, detail: impl Into<String>) -> Self {

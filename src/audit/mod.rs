@@ -3,6 +3,7 @@
 //! when its change does. Each row's hash covers its content and the previous row's hash;
 //! `audit_head` holds the newest link so that removing rows at the end is detected too.
 
+pub mod query;
 pub mod sign_ins;
 
 use serde::Serialize;
@@ -91,6 +92,8 @@ impl Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredEvent {
     pub seq: i64,
+    /// Unix seconds, as the hash covers it; shown in ISO 8601, Japan time.
+    #[serde(serialize_with = "serialize_japan_time")]
     pub at: i64,
     pub actor: String,
     pub action: String,
@@ -279,15 +282,7 @@ fn stored_event(row: &sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
     })
 }
 
-/// Reads events for an auditor (R8). The caller records the read itself, in its own event.
-pub async fn list(store: &Store, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash
-         FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
-    )
-    .bind(after_seq)
-    .bind(limit)
-    .fetch_all(store.pool())
-    .await?;
-    rows.iter().map(stored_event).collect()
+fn serialize_japan_time<S: serde::Serializer>(at: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    let text = query::japan_time(*at).map_err(serde::ser::Error::custom)?;
+    serializer.serialize_str(&text)
 }

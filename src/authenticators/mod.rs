@@ -9,6 +9,7 @@
 //! any node can finish what another started.
 
 pub mod ceremony;
+pub mod loss;
 pub mod replacement;
 
 use serde::Serialize;
@@ -83,6 +84,8 @@ pub struct Authenticator {
     pub status: String,
     pub revoked_at: Option<UnixTime>,
     pub revoked_reason: Option<String>,
+    /// The reference number of the loss report that stopped it, as said to the caller.
+    pub loss_reference: Option<String>,
 }
 
 impl Authenticator {
@@ -91,8 +94,8 @@ impl Authenticator {
     }
 }
 
-const COLUMNS: &str =
-    "id, person_id, label, management_number, enrolled_by, created_at, last_used_at, status, revoked_at, revoked_reason";
+const COLUMNS: &str = "id, person_id, label, management_number, enrolled_by, created_at, last_used_at, status, \
+     revoked_at, revoked_reason, loss_reference";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Authenticator, sqlx::Error> {
     Ok(Authenticator {
@@ -106,6 +109,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Authenticator, sqlx::Error> {
         status: row.try_get("status")?,
         revoked_at: row.try_get("revoked_at")?,
         revoked_reason: row.try_get("revoked_reason")?,
+        loss_reference: row.try_get("loss_reference")?,
     })
 }
 

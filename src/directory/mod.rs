@@ -2,6 +2,7 @@
 //! R1: one account per person, enforced by the `accounts_person_unique` constraint.
 
 pub mod accounts;
+pub mod search;
 pub mod types;
 
 use serde::{Deserialize, Serialize};
@@ -354,13 +355,36 @@ where
     row.as_ref().map(person_from_row).transpose()
 }
 
-pub async fn list_people(store: &Store, limit: i64, offset: i64) -> Result<Vec<Person>, DirectoryError> {
-    let rows = sqlx::query(&format!("SELECT {PERSON_COLUMNS} FROM people ORDER BY employee_number LIMIT $1 OFFSET $2"))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(store.pool())
+/// How the audit log names a person and their account, as actor or target: the person, the
+/// account, and the login ID a failed login names (it may not know whose it is).
+pub async fn audit_names<'e, E>(executor: E, person_id: &str) -> Result<Vec<String>, DirectoryError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let mut names = vec![format!("person:{person_id}")];
+    let row = sqlx::query("SELECT id, login_id FROM accounts WHERE person_id = $1")
+        .bind(person_id)
+        .fetch_optional(executor)
         .await?;
-    rows.iter().map(person_from_row).collect()
+    if let Some(row) = row {
+        let id: String = row.try_get("id")?;
+        let login_id: String = row.try_get("login_id")?;
+        names.push(format!("account:{id}"));
+        names.push(format!("login_id:{login_id}"));
+    }
+    Ok(names)
+}
+
+/// The login ID of a person's account, if they have one.
+pub async fn login_id_of<'e, E>(executor: E, person_id: &str) -> Result<Option<String>, DirectoryError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT login_id FROM accounts WHERE person_id = $1")
+        .bind(person_id)
+        .fetch_optional(executor)
+        .await?;
+    Ok(row.map(|r| r.try_get("login_id")).transpose()?)
 }
 
 // ---------- accounts ----------

@@ -3,12 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct InvalidField {
-    pub field: &'static str,
-    pub reason: String,
-}
+pub use crate::invalid::InvalidField;
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidField {
     InvalidField { field, reason: reason.into() }

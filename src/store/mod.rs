@@ -222,3 +222,88 @@ impl<T> OnConstraint<T> for Result<T, sqlx::Error> {
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
+
+/// A value bound to a [`Select`].
+#[derive(Debug, Clone)]
+enum Bound {
+    Text(String),
+    Int(i64),
+}
+
+/// A query assembled from fixed SQL fragments and bound values, for filters whose shape
+/// depends on what the caller asked. Fragments are `&'static str`, so input can only ever be
+/// bound, never spliced into the SQL. (sqlx's `QueryBuilder` writes `?` placeholders for
+/// `Any`, which PostgreSQL refuses; this writes the `$N` both databases take.)
+#[derive(Debug, Clone, Default)]
+pub struct Select {
+    sql: String,
+    binds: Vec<Bound>,
+}
+
+impl Select {
+    pub fn new(sql: &'static str) -> Self {
+        Select { sql: sql.to_owned(), binds: Vec::new() }
+    }
+
+    /// Appends SQL text (a constant of the caller).
+    pub fn push(&mut self, sql: &'static str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub fn bind_text(&mut self, value: impl Into<String>) -> &mut Self {
+        self.binds.push(Bound::Text(value.into()));
+        self.placeholder()
+    }
+
+    pub fn bind_int(&mut self, value: i64) -> &mut Self {
+        self.binds.push(Bound::Int(value));
+        self.placeholder()
+    }
+
+    fn placeholder(&mut self) -> &mut Self {
+        use std::fmt::Write;
+        let _ = write!(self.sql, "${}", self.binds.len());
+        self
+    }
+
+    /// The query, ready to run.
+    pub fn query(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
+        self.binds.iter().fold(sqlx::query(&self.sql), |query, value| match value {
+            Bound::Text(text) => query.bind(text.as_str()),
+            Bound::Int(int) => query.bind(*int),
+        })
+    }
+}
+
+/// `text` as a LIKE pattern matching itself only: `%`, `_` and the escape `\` lose their
+/// meaning. Use with `LIKE $n ESCAPE '\'`, which SQLite and PostgreSQL read alike.
+pub fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_match_literally() {
+        assert_eq!(escape_like(r"50%_a\b"), r"50\%\_a\\b");
+        assert_eq!(escape_like("山田"), "山田");
+    }
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        let mut select = Select::new("SELECT 1 WHERE a = ");
+        select.bind_text("x").push(" AND b = ").bind_int(2);
+        assert_eq!(select.sql, "SELECT 1 WHERE a = $1 AND b = $2");
+    }
+}

@@ -17,11 +17,11 @@ use serde_json::json;
 
 use crate::audit::{Actor, Event};
 use crate::authenticators::ceremony::{self, CardError, Kind};
+use crate::authenticators::loss::{self, LossError};
 use crate::authenticators::replacement;
 use crate::authenticators::{self, Authenticator, ACR_HWK, AMR_CARD_WITH_VERIFICATION, AMR_PASSWORD_AND_CARD};
 use crate::directory;
 use crate::oidc::flow::{self, AuthorizationRequest, FlowError};
-use crate::revocation::{self, Target};
 use crate::sessions::{self, Session};
 use crate::App;
 
@@ -704,17 +704,14 @@ pub async fn report_lost(State(app): State<App>, Path(id): Path<String>, form: C
         if form.field("confirmed") != Some("yes") {
             return Ok(Some((session, Reported::Unconfirmed(Box::new(card)))));
         }
-        let now = app.clock.now();
-        let mut tx = app.store.begin().await?;
-        revocation::revoke(
-            &mut tx,
-            &Actor::Person(session.person_id.clone()),
-            now,
-            Target::Authenticator(&card.id),
-            "reported lost by its holder",
-        )
-        .await?;
-        tx.commit().await?;
+        let actor = Actor::Person(session.person_id.clone());
+        // The same report as the hotline's, with its reference number; a card stopped
+        // already (reported twice, or stopped otherwise) has nothing more to stop.
+        match loss::report(&app.store, &actor, app.clock.now(), &card.id, "reported lost by its holder").await {
+            Ok(_) | Err(LossError::Stopped) => {}
+            Err(LossError::NotFound) => return Ok(Some((session, Reported::NotMine))),
+            Err(LossError::Database(e)) => return Err(e.into()),
+        }
         Ok::<_, crate::Error>(Some((session, Reported::Stopped)))
     }
     .await;

@@ -176,6 +176,7 @@ pub enum Msg {
     ReportLostConfirmQuestion,
     ReportLostConfirmButton,
     CancelLink,
+    LossReference,
 }
 
 impl Msg {
@@ -434,6 +435,8 @@ impl Msg {
             (ReportLostConfirmButton, En) => "Report lost and stop the card",
             (CancelLink, Ja) => "届け出ずに戻る",
             (CancelLink, En) => "Go back without reporting",
+            (LossReference, Ja) => "受付番号",
+            (LossReference, En) => "Reference",
             (BadPostLogoutRedirectUri, En) => "The address to return to after logout does not match the registration, so the logout was stopped. Please contact the system's administrator.",
         }
     }

@@ -493,6 +493,8 @@ test('the hotline stops the card: its access token is refused at once', async ()
   const lost = JSON.parse(lostText);
   assert.equal(lost.authenticator.id, card.id);
   assert.notEqual(lost.authenticator.status, 'active', lostDescribe);
+  assert.match(lost.loss_reference, /^L-\d{8}-[A-HJ-NP-Z2-9]{4}$/, `a reference number for the caller: ${lostDescribe}`);
+  assert.equal(lost.already_reported, false, lostDescribe);
   assert.ok(lost.sessions_ended >= 2, `both card sessions (password + card, card alone) ended: ${lostDescribe}`);
   assert.ok(lost.access_tokens_revoked >= 2, `both logins' access tokens revoked: ${lostDescribe}`);
 
@@ -659,8 +661,12 @@ test("the operators' hotline page finds a person and stops a card with the keybo
       page.keyboard.press('Enter'),
     ]);
     assert.equal(stopped.status(), 200, `POST ${stopped.url()} → ${stopped.status()} ${await stopped.text()}`);
-    // The page searches again and shows the card stopped.
+    // The page searches again and shows the card stopped, with the reference number the
+    // operator reads to the caller, in the status and on the card.
     await page.getByRole('listitem').filter({ hasText: label }).filter({ hasText: '停止済み' }).waitFor();
+    const reference = (await page.locator('#status').innerText()).match(/受付番号 (L-\d{8}-[A-HJ-NP-Z2-9]{4})/);
+    assert.ok(reference, `the status gives the reference number: ${await page.locator('#status').innerText()}`);
+    assert.match(await page.getByRole('listitem').filter({ hasText: label }).innerText(), new RegExp(reference[1]));
     console.log(`hotline page after stopping: status "${await page.locator('#status').innerText()}", focus on ${await focused()}`);
     assert.equal(await reportForm.count(), 0, 'a stopped card has no report form');
     await page.screenshot({ path: join(ARTIFACTS, 'hotline.png'), fullPage: true });

@@ -380,6 +380,7 @@ async fn card_is_second_factor_and_the_hotline_stops_it(db: Db) {
     assert!(!still_active_elsewhere, "and at once on every node");
     other_node.stop().await;
     assert_eq!(stopped["authenticator"]["status"], "lost");
+    assert!(sekimori::authenticators::loss::is_reference(stopped["loss_reference"].as_str().unwrap()), "{stopped}");
     assert_eq!(stopped["sessions_ended"], 1, "{stopped}");
     assert_eq!(stopped["logout_notices_queued"], 1, "the consuming system is told: {stopped}");
     assert!(stopped["refresh_tokens_revoked"].as_u64().unwrap() >= 1);
@@ -408,8 +409,9 @@ async fn card_is_second_factor_and_the_hotline_stops_it(db: Db) {
     )
     .await;
     assert_eq!(status, 400, "a revoked card can no longer log in");
-    // Reporting again is a conflict, and the audit log names operator, reporter and reason.
-    let (status, _) = as_operator(
+    // Reporting again changes nothing and answers with the first report's reference number;
+    // the audit log names operator, reporter, reason and reference.
+    let (status, again) = as_operator(
         &server,
         &operator,
         reqwest::Method::POST,
@@ -417,7 +419,9 @@ async fn card_is_second_factor_and_the_hotline_stops_it(db: Db) {
         Some(json!({"reported_by": "本人", "reason": "再度"})),
     )
     .await;
-    assert_eq!(status, 409);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["loss_reference"], stopped["loss_reference"]);
+    assert_eq!((again["already_reported"].as_bool(), again["sessions_ended"].as_u64()), (Some(true), Some(0)));
     let (_, events) = server.admin(reqwest::Method::GET, "/api/v1/audit/events?limit=1000", None).await;
     let revoke = events["items"]
         .as_array()
@@ -429,6 +433,7 @@ async fn card_is_second_factor_and_the_hotline_stops_it(db: Db) {
     assert!(revoke["actor"].as_str().unwrap().starts_with("api_token:"));
     assert!(revoke["detail"]["reason"].as_str().unwrap().contains("本人（電話）"));
     assert!(revoke["detail"]["reason"].as_str().unwrap().contains("電車内で紛失"));
+    assert_eq!(revoke["detail"]["loss_reference"], stopped["loss_reference"]);
 
     // A stopped card does not leave its holder with the password alone: after the right
     // password, the replacement card comes first, and no code is issued before it.

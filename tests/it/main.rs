@@ -18,5 +18,6 @@ mod migrations;
 mod oidc_flow;
 mod openapi;
 mod passwords;
+mod search;
 mod systems_admin;
 mod token_errors;

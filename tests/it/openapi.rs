@@ -571,8 +571,34 @@ async fn openapi_yaml_describes_the_admin_api() {
     let page = h.call(admin, "GET", p, p, Body::None, 200).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     h.call(Some(reader.as_str()), "GET", p, "/api/v1/people?limit=1&offset=1", Body::None, 200).await;
-    for bad in ["limit=0", "limit=501", "offset=-1"] {
-        h.call(admin, "GET", p, &format!("{p}?{bad}"), Body::None, 400).await;
+    // Finding people: by name in kana or romaji, with filters; tests/it/search.rs has the rest.
+    let found = h.call(admin, "GET", p, &format!("{p}?q=%E3%81%9F%E3%81%AA%E3%81%8B"), Body::None, 200).await;
+    assert_eq!(found["items"][0]["id"], tanaka_id.as_str(), "たなか: {found}");
+    assert_eq!(found["items"][0]["login_id"], Value::Null, "no account yet");
+    let found = h
+        .call(
+            Some(reader.as_str()),
+            "GET",
+            p,
+            &format!("{p}?q=hanako&status=active&kind=dispatched&limit=10&offset=0"),
+            Body::None,
+            200,
+        )
+        .await;
+    assert_eq!(found["items"][0]["id"], haken_id.as_str(), "{found}");
+    let found = h.call(admin, "GET", p, &format!("{p}?org_unit={dept_id}"), Body::None, 200).await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 1, "the unit and those under it: {found}");
+    for (bad, field) in [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("offset=-1", "offset"),
+        ("q=", "q"),
+        ("status=gone", "status"),
+        ("kind=intern", "kind"),
+        ("org_unit=", "org_unit"),
+    ] {
+        let problem = h.call(admin, "GET", p, &format!("{p}?{bad}"), Body::None, 400).await;
+        assert_eq!(problem["field"], field, "{bad}: {problem}");
     }
     for unparsable in ["limit=ten", "page=2"] {
         h.call(admin, "GET", p, &format!("{p}?{unparsable}"), Body::None, 400).await;
@@ -884,6 +910,12 @@ async fn openapi_yaml_describes_the_admin_api() {
     let hs = "/api/v1/hotline/people";
     let found = h.call(admin, "GET", hs, &format!("{hs}?q=H0001"), Body::None, 200).await;
     assert_eq!(found["items"][0]["authenticators"][0]["label"], "職員証");
+    assert_eq!(found["items"][0]["login_id"], "haken.hanako");
+    let by_login = h.call(admin, "GET", hs, &format!("{hs}?q=haken.hanako"), Body::None, 200).await;
+    assert_eq!(by_login["items"].as_array().unwrap().len(), 1, "{by_login}");
+    let record = h.call(admin, "GET", one, &format!("{p}/{haken_id}"), Body::None, 200).await;
+    assert_eq!(record["login_id"], "haken.hanako");
+    assert_eq!(record["authenticators"][0]["management_number"], "C-1");
     let by_name = h.call(admin, "GET", hs, &format!("{hs}?q=%E6%B4%BE%E9%81%A3"), Body::None, 200).await;
     assert_eq!(by_name["items"].as_array().unwrap().len(), 1, "{by_name}");
     for bad in ["q=", "other=1", "q=1&x=2"] {
@@ -901,7 +933,27 @@ async fn openapi_yaml_describes_the_admin_api() {
     h.call(admin, "POST", lost, &card, Body::Raw(None, "x".into()), 415).await;
     let stopped = h.call(admin, "POST", lost, &card, Body::Json(report.clone()), 200).await;
     assert_eq!(stopped["authenticator"]["status"], "lost");
-    h.call(admin, "POST", lost, &card, Body::Json(report.clone()), 409).await;
+    assert_eq!(stopped["already_reported"], false);
+    let again = h.call(admin, "POST", lost, &card, Body::Json(report.clone()), 200).await;
+    assert_eq!((&again["loss_reference"], &again["already_reported"]), (&stopped["loss_reference"], &json!(true)));
+    // Stopped otherwise than by a loss report: no reference to give.
+    sqlx::query(
+        "INSERT INTO authenticators (id, person_id, credential_id, credential, label, enrolled_by, created_at, status)
+         VALUES ('00000000-0000-4000-8000-000000000002', $1, 'cred-2', '{}', '旧職員証', 'cli', 1, 'revoked')",
+    )
+    .bind(&haken_id)
+    .execute(h.server.app.store.pool())
+    .await
+    .unwrap();
+    h.call(
+        admin,
+        "POST",
+        lost,
+        &lost.replace("{id}", "00000000-0000-4000-8000-000000000002"),
+        Body::Json(report.clone()),
+        409,
+    )
+    .await;
     h.call(admin, "POST", lost, &fill(lost), Body::Json(report), 404).await;
     // The person whose card was stopped: a temporary password-only exception, never from the
     // token that reported the loss.
@@ -949,10 +1001,38 @@ async fn openapi_yaml_describes_the_admin_api() {
     assert!(events["items"].as_array().unwrap().len() > 10);
     h.call(admin, "GET", e, &format!("{e}?after=3&limit=5"), Body::None, 200).await;
     h.call(admin, "GET", e, &format!("{e}?limit=1000"), Body::None, 200).await;
-    for bad in ["limit=0", "limit=1001", "after=-1"] {
-        h.call(admin, "GET", e, &format!("{e}?{bad}"), Body::None, 400).await;
+    let filtered = h
+        .call(
+            admin,
+            "GET",
+            e,
+            &format!(
+                "{e}?person={tanaka_id}&system=zeimu&action=authorize.*&outcome=success&since=2020-04-01T00:00:00%2B09:00\
+                 &until=2100-01-01T00:00:00Z&order=asc&before=100000&after=0&limit=10"
+            ),
+            Body::None,
+            200,
+        )
+        .await;
+    assert_eq!(filtered["items"], json!([]), "no one logged in to zeimu here");
+    let by_person = h.call(admin, "GET", e, &format!("{e}?person={tanaka_id}&order=asc"), Body::None, 200).await;
+    assert_eq!(by_person["items"][0]["action"], "person.create", "{by_person}");
+    for (bad, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("after=-1", "after"),
+        ("since=2026-04-01", "since"),
+        ("until=2026-04-01T00:00:00", "until"),
+        ("order=newest", "order"),
+        ("outcome=ok", "outcome"),
+        ("action=%25", "action"),
+        ("system=Zeimu", "system"),
+        ("person=%27", "person"),
+    ] {
+        let problem = h.call(admin, "GET", e, &format!("{e}?{bad}"), Body::None, 400).await;
+        assert_eq!(problem["field"], field, "{bad}: {problem}");
     }
-    for unparsable in ["after=first", "before=9"] {
+    for unparsable in ["after=first", "page=9"] {
         h.call(admin, "GET", e, &format!("{e}?{unparsable}"), Body::None, 400).await;
     }
     let v = "/api/v1/audit/verify";
