@@ -138,7 +138,8 @@ pub async fn seed(app: &App) -> Result<Option<DemoSummary>, Error> {
                 org_unit_id: unit_ids.get(unit).cloned(),
                 email: Some(format!("{login}@city.sekimori.example")),
                 start_date: "2020-04-01".into(),
-                end_date: fixed_term.then(|| "2030-03-31".into()),
+                // A 31 March more than a year ahead, however late the demo is run.
+                end_date: fixed_term.then(|| format!("{}-03-31", directory::today_in_japan(now).year() + 2)),
             },
         )
         .await?;

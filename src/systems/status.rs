@@ -45,6 +45,12 @@ pub async fn enable(tx: &mut Tx, actor: &Actor, now: UnixTime, client_id: &str) 
     if client.is_active() {
         return Err(ClientError::StateConflict("the client is not disabled"));
     }
+    // A token request that authenticated just before the disable committed may have written
+    // its token after the disable's revocation: inactive while disabled, it must not come back
+    // to life now. Nothing can be issued while disabled, so ending the client's tokens once
+    // more, before it is enabled, catches exactly those.
+    revocation::revoke(tx, actor, now, Target::Client(client_id), "issued while the consuming system was disabled")
+        .await?;
     sqlx::query("UPDATE clients SET status = 'active', disabled_at = NULL WHERE client_id = $1")
         .bind(client_id)
         .execute(&mut **tx)

@@ -65,7 +65,7 @@ async fn fixed_term_staff_need_an_end_date(db: Db) {
         "the fixed-term rule refused it, not another: {refused}"
     );
     let mut with_end = person.clone();
-    with_end["end_date"] = json!("2027-03-31");
+    with_end["end_date"] = json!(sekimori::clock::japan_date(server.app.clock.now() + 300 * 86_400));
     let (status, body) = server.admin(reqwest::Method::POST, "/api/v1/people", Some(with_end)).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["kind"], "dispatched");

@@ -532,7 +532,9 @@ async fn openapi_yaml_describes_the_admin_api() {
                 "employee_number": "H0001", "family_name": "派遣", "given_name": "花子",
                 "family_name_kana": "ハケン", "given_name_kana": "ハナコ", "birth_date": null,
                 "kind": "dispatched", "org_unit_id": null, "email": null,
-                "start_date": "2026-04-01", "end_date": "2027-03-31"
+                "start_date": "2026-04-01",
+                // Always ahead: an end date already passed is refused.
+                "end_date": sekimori::clock::japan_date(h.server.app.clock.now() + 300 * 86_400)
             })),
             201,
         )

@@ -60,7 +60,9 @@ struct NewPerson<'a> {
 }
 
 async fn person(server: &TestServer, p: NewPerson<'_>) -> String {
-    let end_date = (p.kind == "dispatched").then_some("2027-03-31");
+    // Fixed-term kinds need an end date, and one still ahead.
+    let fixed_term = !matches!(p.kind, "regular" | "re_employed");
+    let end_date = fixed_term.then(|| sekimori::clock::japan_date(server.app.clock.now() + 300 * 86_400));
     let (status, person) = server
         .admin(
             Method::POST,
