@@ -1,4 +1,4 @@
-//! `sekimori client …`: consuming systems from the shell. Part of the `sekimori` binary
+//! R21: `sekimori client …`: consuming systems from the shell. Part of the `sekimori` binary
 //! (src/main.rs), not of the library; every command calls the same `sekimori::systems`
 //! functions as the admin API, so the rules and the audit events are the same.
 //!

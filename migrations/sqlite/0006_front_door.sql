@@ -1,4 +1,4 @@
--- The front door and everyday administration. Kept in step with
+-- The front door and everyday administration (R3, R11, R12, R14, R16, R17, R21). Kept in step with
 -- migrations/postgres/0006_front_door.sql.
 
 -- A direct login to Sekimori (its own pages, not a consuming system) is a pending request

@@ -1,4 +1,4 @@
-//! Consuming systems (OIDC clients): register, read, change, disable and enable, rotate the
+//! R17, R21: Consuming systems (OIDC clients): register, read, change, disable and enable, rotate the
 //! secret. `sekimori client …` calls the same functions of `crate::systems` from the shell.
 
 use axum::extract::{Path, State};

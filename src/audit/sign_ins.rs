@@ -1,5 +1,6 @@
-//! A person's own recent sign-ins, for their page (マイページ): when, from where, with what,
-//! and the failed attempts at their login ID, so that they notice someone else trying. Read
+//! R16, R17 (R8: only their own entries): a person's own recent sign-ins, for their page
+//! (マイページ): when, from where, with what, and the failed attempts at their login ID, so that
+//! they notice someone else trying. Read
 //! from the audit log, the one record of what happened; only the person's own entries.
 
 use sqlx::Row;

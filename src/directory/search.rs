@@ -1,7 +1,7 @@
-//! Finding people the way operators type them: an employee number or a login ID exactly, or
-//! part of a name in kanji, katakana, hiragana or romaji, full- or half-width. The admin API's
-//! people list and the lost-card hotline share this, so a caller who is found by one is found
-//! by the other.
+//! R2, R14: finding people the way operators type them: an employee number or a login ID
+//! exactly, or part of a name in kanji, katakana, hiragana or romaji, full- or half-width. The
+//! admin API's people list and the lost-card hotline share this, so a caller who is found by
+//! one is found by the other.
 //!
 //! Names as written (kanji, Latin) are matched as typed, case aside. Readings (フリガナ) are
 //! matched on a folded key, the same on both sides: katakana or hiragana as stored, without

@@ -1,4 +1,4 @@
-//! Changing a consuming system's settings (its redirect URIs move, its owner section is
+//! R21: Changing a consuming system's settings (its redirect URIs move, its owner section is
 //! reorganised, it starts calling other systems). The whole result is checked by the same
 //! rules as a registration, written with its audit event in the caller's transaction, and
 //! applies from the next request on: tokens already issued keep what they were issued with.

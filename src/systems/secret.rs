@@ -1,4 +1,4 @@
-//! A confidential client's secret: checked at client authentication, rotated with a grace
+//! R12: A confidential client's secret: checked at client authentication, rotated with a grace
 //! period. During the grace period the secret that was replaced still authenticates, so that a
 //! consuming system run by several servers can take the new one on each in turn without an
 //! outage; a grace of zero ends the old secret at once (it leaked).

@@ -1,7 +1,7 @@
-//! マイページ: a person's own page on Sekimori — their account, password age, cards, the
-//! sessions they are logged in with (and the systems each signed in to; any can be ended), and
-//! their recent sign-ins with the failed attempts at their login ID. Reached by the direct
-//! login (`/login` without a consuming system).
+//! R10, R11, R13, R17: マイページ, a person's own page on Sekimori — their account, password
+//! age, cards, the sessions they are logged in with (and the systems each signed in to; any can
+//! be ended), and their recent sign-ins with the failed attempts at their login ID. Reached by
+//! the direct login (`/login` without a consuming system).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
