@@ -115,3 +115,55 @@ pub async fn rotate(tx: &mut Tx, now: UnixTime, id: &str) -> Result<bool, sqlx::
         .rows_affected();
     Ok(rows == 1)
 }
+
+/// A consuming system's standing access for a person (`offline_access`): a refresh-token family
+/// that outlives the browser session, shown to the person so that they can end it.
+#[derive(Debug, Clone)]
+pub struct OfflineGrant {
+    pub family_id: String,
+    pub client_name: String,
+    /// When the person logged in to grant it.
+    pub auth_time: UnixTime,
+    /// When the system last refreshed it.
+    pub last_refreshed: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// The person's live offline grants (their current, unrotated token each), newest first.
+pub async fn offline_grants_of(
+    pool: &sqlx::AnyPool,
+    person_id: &str,
+    now: UnixTime,
+) -> Result<Vec<OfflineGrant>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT r.family_id, c.name, r.auth_time, r.issued_at, r.expires_at
+         FROM refresh_tokens r JOIN clients c ON c.client_id = r.client_id
+         WHERE r.person_id = $1 AND r.offline = 1 AND r.revoked_at IS NULL AND r.rotated_at IS NULL
+             AND r.expires_at > $2
+         ORDER BY r.issued_at DESC, r.family_id LIMIT 50",
+    )
+    .bind(person_id)
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(OfflineGrant {
+                family_id: row.try_get("family_id")?,
+                client_name: row.try_get("name")?,
+                auth_time: row.try_get("auth_time")?,
+                last_refreshed: row.try_get("issued_at")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .collect()
+}
+
+/// The person a refresh-token family belongs to, if it exists.
+pub async fn family_owner(tx: &mut Tx, family_id: &str) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query("SELECT person_id FROM refresh_tokens WHERE family_id = $1 LIMIT 1")
+        .bind(family_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| r.try_get("person_id")).transpose()
+}

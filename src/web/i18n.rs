@@ -177,6 +177,14 @@ pub enum Msg {
     ReportLostConfirmButton,
     CancelLink,
     LossReference,
+    GrantsHeading,
+    GrantsLead,
+    GrantedColumn,
+    LastRefreshedColumn,
+    ExpiresColumn,
+    RevokeGrantButton,
+    GrantEnded,
+    GrantNotFound,
 }
 
 impl Msg {
@@ -437,6 +445,22 @@ impl Msg {
             (CancelLink, En) => "Go back without reporting",
             (LossReference, Ja) => "受付番号",
             (LossReference, En) => "Reference",
+            (GrantsHeading, Ja) => "ログインしていなくても続くシステムのアクセス",
+            (GrantsHeading, En) => "Access that systems keep without your login",
+            (GrantsLead, Ja) => "次のシステムは、あなたがログアウトした後も、あなたとして処理を続けられます（offline_access）。心当たりのないものや、もう要らないものは取り消してください。",
+            (GrantsLead, En) => "These systems can go on acting for you after you log out (offline_access). Revoke any you do not recognise or no longer need.",
+            (GrantedColumn, Ja) => "許可した日時",
+            (GrantedColumn, En) => "Granted",
+            (LastRefreshedColumn, Ja) => "最終更新",
+            (LastRefreshedColumn, En) => "Last refreshed",
+            (ExpiresColumn, Ja) => "期限",
+            (ExpiresColumn, En) => "Expires",
+            (RevokeGrantButton, Ja) => "取り消す",
+            (RevokeGrantButton, En) => "Revoke",
+            (GrantEnded, Ja) => "取り消しました。そのシステムは、次に使うときにもう一度ログインを求めます。",
+            (GrantEnded, En) => "Revoked. The system will ask you to log in again next time.",
+            (GrantNotFound, Ja) => "そのアクセスは見つからないか、すでに終わっています。",
+            (GrantNotFound, En) => "That access does not exist or has already ended.",
             (BadPostLogoutRedirectUri, En) => "The address to return to after logout does not match the registration, so the logout was stopped. Please contact the system's administrator.",
         }
     }

@@ -41,6 +41,7 @@ pub fn router() -> Router<App> {
         .route("/logout", axum::routing::post(login::logout))
         .route("/my", get(my::my_page))
         .route("/my/sessions/{id}/end", axum::routing::post(my::end_session))
+        .route("/my/grants/{id}/end", axum::routing::post(my::end_grant))
         .route("/password", get(password::change_form).post(password::change_submit))
         .route("/password/reset", get(password::reset_page).post(password::reset_submit))
         .route("/static/sekimori.css", get(stylesheet))

@@ -14,6 +14,7 @@ use crate::audit::Actor;
 use crate::authenticators;
 use crate::clock::{japan_date, japan_minute};
 use crate::directory;
+use crate::oidc::refresh;
 use crate::password::policy;
 use crate::revocation::{self, Target};
 use crate::sessions::{self, Session};
@@ -51,7 +52,17 @@ pub struct MyPage {
     pub password: PasswordView,
     pub cards: Vec<CardView>,
     pub sessions: Vec<SessionView>,
+    pub grants: Vec<GrantView>,
     pub sign_ins: Vec<SignInView>,
+}
+
+/// A system's standing access (`offline_access`), which outlives every session.
+pub struct GrantView {
+    pub family_id: String,
+    pub system: String,
+    pub granted: String,
+    pub last_refreshed: String,
+    pub expires: String,
 }
 
 pub struct PasswordView {
@@ -90,6 +101,7 @@ pub struct SignInView {
 pub struct MyQuery {
     lang: Option<String>,
     ended: Option<String>,
+    revoked: Option<String>,
 }
 
 /// How a session or sign-in was authenticated, in words.
@@ -110,7 +122,11 @@ pub async fn my_page(State(app): State<App>, jar: CookieJar, Query(q): Query<MyQ
         Ok(None) => return to_login("/my"),
         Err(e) => return internal(lang, e),
     };
-    let notice = q.ended.is_some().then_some(Msg::SessionEnded);
+    let notice = match (q.ended.is_some(), q.revoked.is_some()) {
+        (true, _) => Some(Msg::SessionEnded),
+        (_, true) => Some(Msg::GrantEnded),
+        _ => None,
+    };
     match build(&app, lang, &session, notice).await {
         Ok(Some(mut page)) => {
             let (jar, token) = csrf::issue(&app, jar);
@@ -169,6 +185,17 @@ async fn build(app: &App, lang: Lang, session: &Session, notice: Option<Msg>) ->
             id: summary.id,
         });
     }
+    let grants = refresh::offline_grants_of(pool, &person.id, now)
+        .await?
+        .into_iter()
+        .map(|grant| GrantView {
+            granted: japan_minute(grant.auth_time),
+            last_refreshed: japan_minute(grant.last_refreshed),
+            expires: japan_minute(grant.expires_at),
+            system: grant.client_name,
+            family_id: grant.family_id,
+        })
+        .collect();
     let mut sign_in_views = Vec::new();
     for sign_in in sign_ins::recent(&app.store, &person.id, &account.login_id, 15).await? {
         let systems = match &sign_in.session_id {
@@ -198,6 +225,7 @@ async fn build(app: &App, lang: Lang, session: &Session, notice: Option<Msg>) ->
         password,
         cards,
         sessions: session_views,
+        grants,
         sign_ins: sign_in_views,
     }))
 }
@@ -239,6 +267,35 @@ pub async fn end_session(State(app): State<App>, Path(id): Path<String>, form: C
             let jar = jar.remove(Cookie::build(sessions::COOKIE_NAME).path("/").build());
             (jar, pages::message_page(lang, StatusCode::OK, Msg::LogoutButton, Msg::LoggedOut, false)).into_response()
         }
+        Err(e) => internal(lang, e),
+    }
+}
+
+/// "End" on a system's standing access: the refresh-token family and its access tokens end
+/// through the revocation module; the system must ask the person to log in again.
+pub async fn end_grant(State(app): State<App>, Path(family_id): Path<String>, form: CheckedForm) -> Response {
+    let (jar, lang) = (form.jar, form.lang);
+    let result = async {
+        let Some(current) = session_from_jar(&app, &jar).await? else { return Ok(Ended::NotLoggedIn) };
+        if family_id.len() > 64 {
+            return Ok(Ended::NotMine);
+        }
+        let now = app.clock.now();
+        let mut tx = app.store.begin().await?;
+        if refresh::family_owner(&mut tx, &family_id).await?.as_deref() != Some(current.person_id.as_str()) {
+            return Ok(Ended::NotMine);
+        }
+        let actor = Actor::Person(current.person_id.clone());
+        let target = Target::Grant(&family_id);
+        revocation::revoke(&mut tx, &actor, now, target, "ended by the person on their page").await?;
+        tx.commit().await?;
+        Ok::<_, crate::Error>(Ended::Other)
+    }
+    .await;
+    match result {
+        Ok(Ended::NotLoggedIn) => to_login("/my"),
+        Ok(Ended::Other) => Redirect::to("/my?revoked=1").into_response(),
+        Ok(_) => pages::error_page(lang, StatusCode::NOT_FOUND, Msg::GrantNotFound),
         Err(e) => internal(lang, e),
     }
 }

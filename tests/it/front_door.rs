@@ -53,7 +53,8 @@ async fn with_zeimu(server: &TestServer, scopes: &[&str]) -> String {
     let (_, secret) = server
         .add_client(json!({
             "client_id": "zeimu", "name": "税務システム", "client_type": "confidential",
-            "redirect_uris": [REDIRECT], "scopes": scopes
+            "redirect_uris": [REDIRECT], "scopes": scopes,
+            "backchannel_logout_uri": "https://zeimu.city.example.lg.jp/backchannel"
         }))
         .await;
     secret.unwrap()
@@ -181,6 +182,11 @@ async fn ending_another_session_ends_its_tokens(db: Db) {
     assert_eq!(response.status(), 303);
     assert_eq!(location(&response), "/my?ended=1");
     assert!(!introspect(&server, &secret, access_token).await, "the ended session's token is inactive");
+    let notices: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM logout_notices WHERE client_id = 'zeimu'")
+        .fetch_one(server.app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(notices, 1, "税務システム is told, by back-channel logout");
     assert_eq!(location(&get(&desk, &server, "/my").await), "/login?next=/my", "the desk is logged out");
     let html = get(&me, &server, "/my?ended=1").await.text().await.unwrap();
     assert!(html.contains("ログインを終了しました"), "{html}");
@@ -326,7 +332,70 @@ async fn an_api_token_without_a_lifetime_lives_the_configured_default(db: Db) {
     server.stop().await;
 }
 
+/// A system's standing access (offline_access) outlives every session: マイページ lists it, and
+/// the person can revoke it there.
+async fn a_systems_standing_access_is_listed_and_can_be_revoked(db: Db) {
+    let server = TestServer::start(db).await;
+    server.add_person("E5007", "yamada", PASSWORD).await;
+    let secret = with_zeimu(&server, &["openid", "profile", "offline_access"]).await;
+    let desk = browser();
+    let tokens = tokens_for_zeimu(&desk, &server, &secret, "openid offline_access").await;
+    let refresh_token = tokens["refresh_token"].as_str().expect("an offline refresh token").to_owned();
+    let refresh = |token: String| {
+        let secret = secret.clone();
+        let server = &server;
+        async move {
+            token_request(
+                server,
+                Some(("zeimu", &secret)),
+                &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+            )
+            .await
+        }
+    };
+    let (status, refreshed, _) = refresh(refresh_token).await;
+    assert_eq!(status, 200, "{refreshed}");
+    let current = refreshed["refresh_token"].as_str().unwrap().to_owned();
+
+    let me = browser();
+    assert_eq!(log_in_directly(&me, &server, "/my", ("yamada", PASSWORD)).await.status(), 303);
+    let html = get(&me, &server, "/my").await.text().await.unwrap();
+    assert!(html.contains("ログインしていなくても続くシステムのアクセス"), "{html}");
+    let start = html.find("/my/grants/").expect("a grant to revoke") + "/my/grants/".len();
+    let family = &html[start..start + html[start..].find('/').unwrap()];
+    let csrf = hidden_input(&html, "csrf_token");
+    // Nobody else can revoke it.
+    let stranger = browser();
+    server.add_person("E5008", "suzuki", "yuugure-no-hashi-watari-2026").await;
+    assert_eq!(
+        log_in_directly(&stranger, &server, "/my", ("suzuki", "yuugure-no-hashi-watari-2026")).await.status(),
+        303
+    );
+    let strangers_page = get(&stranger, &server, "/my").await.text().await.unwrap();
+    let response = stranger
+        .post(format!("{}/my/grants/{family}/end", server.public_url))
+        .form(&[("csrf_token", hidden_input(&strangers_page, "csrf_token"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    // The person revokes it: the system's refresh token is refused from now on.
+    let response = me
+        .post(format!("{}/my/grants/{family}/end", server.public_url))
+        .form(&[("csrf_token", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&response), "/my?revoked=1");
+    let (status, body, _) = refresh(current).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let html = get(&me, &server, "/my?revoked=1").await.text().await.unwrap();
+    assert!(html.contains("取り消しました") && !html.contains("/my/grants/"), "{html}");
+    server.stop().await;
+}
+
 on_both_databases!(
+    a_systems_standing_access_is_listed_and_can_be_revoked,
     a_person_logs_in_directly_and_sees_their_page,
     ending_another_session_ends_its_tokens,
     the_reset_link_names_the_login_id_and_sets_a_password,
