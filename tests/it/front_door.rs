@@ -171,6 +171,8 @@ async fn ending_another_session_ends_its_tokens(db: Db) {
         .await
         .unwrap();
     assert_eq!(response.status(), 404, "another person's session cannot be ended");
+    // Nor seen: the stranger's page holds nothing of yamada's.
+    assert!(!strangers_page.contains(&desk_session) && !strangers_page.contains("税務システム"), "{strangers_page}");
     assert!(introspect(&server, &secret, access_token).await);
     // Ending the desk's session from here: its token is inactive at once, its cookie useless.
     let response = me
@@ -306,10 +308,36 @@ async fn fixed_term_dates_are_checked_when_a_person_is_registered(db: Db) {
     assert_eq!((status, body["field"].as_str()), (422, Some("end_date")), "{body}");
     assert!(body.to_string().contains("already passed"), "{body}");
     assert_eq!(server.count("people").await, 0, "nothing was registered");
-    let end = sekimori::clock::japan_date(server.app.clock.now() + 200 * 86_400);
+    // The database refuses a part_time person without an end date too (a trigger on SQLite, a
+    // constraint on PostgreSQL), whoever writes the row.
+    let refused = sqlx::query(
+        "INSERT INTO people (id, employee_number, family_name, given_name, family_name_kana, given_name_kana,
+             kind, status, start_date, created_at, updated_at)
+         VALUES ('p', 'E5099', 'a', 'b', 'ア', 'イ', 'part_time', 'active', '2026-04-01', 0, 0)",
+    )
+    .execute(server.app.store.pool())
+    .await
+    .expect_err("refused by the database");
+    assert!(refused.to_string().contains("people_fixed_term_has_end_date"), "{refused}");
+    // Registered with tomorrow as the last day: logs in until the end of it, not after.
+    let tomorrow = sekimori::clock::japan_date(server.app.clock.now() + 86_400);
     let (status, body) =
-        server.admin(reqwest::Method::POST, "/api/v1/people", Some(person("part_time", Some(&end)))).await;
+        server.admin(reqwest::Method::POST, "/api/v1/people", Some(person("part_time", Some(&tomorrow)))).await;
     assert_eq!(status, 201, "{body}");
+    let (status, _) = server
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/v1/people/{}/account", body["id"].as_str().unwrap()),
+            Some(json!({"login_id": "yamada", "password": PASSWORD, "require_change": false})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let secret = with_zeimu(&server, &["openid", "profile"]).await;
+    let tokens = tokens_for_zeimu(&browser(), &server, &secret, "openid profile").await;
+    assert!(introspect(&server, &secret, tokens["access_token"].as_str().unwrap()).await);
+    server.app.clock.advance(2 * 86_400);
+    assert_eq!(log_in_directly(&browser(), &server, "/my", ("yamada", PASSWORD)).await.status(), 401);
+    assert!(!introspect(&server, &secret, tokens["access_token"].as_str().unwrap()).await, "past the end date");
     server.stop().await;
 }
 
