@@ -673,6 +673,8 @@ async fn step_up_and_self_service_report(db: Db) {
     let (url, _) = authorize(&server, &[]);
     assert_eq!(log_in(&browser, &server, &url, "nakamura", PASSWORD).await.status(), 303);
     let page = browser.get(format!("{}/authenticators", server.public_url)).send().await.unwrap().text().await.unwrap();
+    // The card reported lost by its holder carries the report's reference number on the page.
+    assert!(page.contains("受付番号: <span class=\"reference\">L-"), "{page}");
     for target in [others_card_id.as_str(), "not-mine"] {
         let response = browser
             .post(format!("{}/authenticators/{target}/lost", server.public_url))
