@@ -352,6 +352,35 @@ async fn a_returning_person_keeps_their_record_and_login_id(db: Db) {
     assert_eq!(person_field(&server, &person_id, "given_name").await.as_deref(), Some("花子"));
 }
 
+async fn a_suspension_ends_sessions_and_a_return_lets_the_person_in_again(db: Db) {
+    let server = TestServer::start(db).await;
+    let person_id = server.add_person("E7005", "mori", PASSWORD).await;
+    zeimu(&server).await;
+    assert!(can_log_in(&server, "mori").await);
+    let suspend = record(&server, "E7005", today(&server), Action::Suspend).await;
+    changes::apply_due(&server.app.store, server.app.clock.now()).await.unwrap();
+    assert_eq!(change_status(&server, suspend.id()).await.0, "applied");
+    assert_eq!(person_field(&server, &person_id, "status").await.as_deref(), Some("suspended"));
+    assert!(!can_log_in(&server, "mori").await, "a suspended person cannot log in");
+    let live: i64 = sqlx::query("SELECT COUNT(*) AS n FROM sessions WHERE person_id = $1 AND revoked_at IS NULL")
+        .bind(&person_id)
+        .fetch_one(server.app.store.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(live, 0, "their sessions ended with the suspension");
+    // A second suspension of a suspended person is refused as such, and changes nothing.
+    let tomorrow = today(&server).next_day().unwrap();
+    let again = record(&server, "E7005", tomorrow, Action::Suspend).await;
+    let back = record(&server, "E7005", tomorrow.next_day().unwrap(), Action::Return).await;
+    changes::apply_due(&server.app.store, server.app.clock.now() + 3 * DAY).await.unwrap();
+    assert_eq!(change_status(&server, again.id()).await.0, "failed");
+    assert_eq!(change_status(&server, back.id()).await.0, "applied");
+    assert_eq!(person_field(&server, &person_id, "status").await.as_deref(), Some("active"));
+    assert!(can_log_in(&server, "mori").await, "back at work");
+}
+
 async fn two_job_runs_at_once_apply_each_change_once(db: Db) {
     let server = TestServer::start(db).await;
     let other = server.another_node().await;
@@ -389,5 +418,6 @@ on_both_databases!(
     a_leave_takes_effect_at_the_end_of_the_last_day,
     replays_corrections_and_late_arrivals_give_one_result,
     a_returning_person_keeps_their_record_and_login_id,
+    a_suspension_ends_sessions_and_a_return_lets_the_person_in_again,
     two_job_runs_at_once_apply_each_change_once,
 );
