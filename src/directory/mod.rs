@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod changes;
+pub mod csv_import;
 pub mod search;
 pub mod types;
 pub mod updates;

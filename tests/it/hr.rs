@@ -381,6 +381,74 @@ async fn a_suspension_ends_sessions_and_a_return_lets_the_person_in_again(db: Db
     assert!(can_log_in(&server, "mori").await, "back at work");
 }
 
+/// Runs `sekimori hr import` on `bytes` against the server's database.
+fn hr_import(server: &TestServer, bytes: &[u8], extra: &[&str]) -> (Option<i32>, String, String) {
+    let dir = crate::cli::temp_dir();
+    let file = dir.join("jinji.csv");
+    std::fs::write(&file, bytes).unwrap();
+    let output = crate::cli::sekimori(&dir)
+        .args(["hr", "import", file.to_str().unwrap()])
+        .args(extra)
+        .env("SEKIMORI_DATABASE_URL", &server.database_url)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.code(), text(&output.stdout), text(&output.stderr))
+}
+
+async fn a_shift_jis_csv_is_recorded_whole_or_not_at_all_and_its_leavers_end(db: Db) {
+    let server = TestServer::start(db).await;
+    let person_id = server.add_person("E7201", "kobayashi", PASSWORD).await;
+    zeimu(&server).await;
+    section(&server, "SEC-X").await;
+    let tomorrow = sekimori::directory::types::format_date(today(&server).next_day().unwrap());
+    let header = "職員番号,異動区分,発令日,所属コード,姓,名,姓カナ,名カナ,区分";
+    let file = |joiner_kana: &str| {
+        let text = format!(
+            "{header}\r\nE7201,異動,{tomorrow},SEC-X,,,,,\r\nE7202,採用,{tomorrow},SEC-X,山田,太郎,{joiner_kana},タロウ,正規\r\n"
+        );
+        encoding_rs::SHIFT_JIS.encode(&text).0.into_owned()
+    };
+
+    // One bad row (a reading not in kana): reported with its line, nothing recorded.
+    let (code, _, stderr) = hr_import(&server, &file("yamada"), &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("line 3") && stderr.contains("family_name_kana"), "{stderr}");
+    assert_eq!(server.count("person_changes").await, 0);
+
+    // A dry run says what would change, per section and kind, and records nothing.
+    let (code, stdout, stderr) = hr_import(&server, &file("ヤマダ"), &["--dry-run"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.contains("SEC-X") && l.contains("move") && l.trim_end().ends_with('1')),
+        "{stdout}"
+    );
+    assert!(stdout.lines().any(|l| l.contains("SEC-X") && l.contains("join")), "{stdout}");
+    assert_eq!(server.count("person_changes").await, 0);
+
+    let (code, stdout, stderr) = hr_import(&server, &file("ヤマダ"), &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("new 2"), "{stdout}");
+    assert_eq!(server.count("person_changes").await, 2);
+    // The same file again changes nothing.
+    let (code, stdout, _) = hr_import(&server, &file("ヤマダ"), &[]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("already recorded 2"), "{stdout}");
+    assert_eq!(server.count("person_changes").await, 2);
+
+    // A leaver from the file (UTF-8 with BOM, English headers): due at once, applied at once.
+    assert!(can_log_in(&server, "kobayashi").await);
+    let yesterday = sekimori::directory::types::format_date(today(&server).previous_day().unwrap());
+    let leaver = format!("\u{feff}employee_number,change,effective_date\nE7201,leave,{yesterday}\n");
+    let (code, stdout, stderr) = hr_import(&server, leaver.as_bytes(), &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("applied now: 1"), "{stdout}");
+    assert!(!can_log_in(&server, "kobayashi").await, "the leaver's login is refused");
+    assert_eq!(person_field(&server, &person_id, "status").await.as_deref(), Some("retired"));
+    let events = audited(&server, "person.leave", &format!("person:{person_id}")).await;
+    assert_eq!(events[0]["source"], "csv:jinji.csv:2");
+}
+
 async fn two_job_runs_at_once_apply_each_change_once(db: Db) {
     let server = TestServer::start(db).await;
     let other = server.another_node().await;
@@ -419,5 +487,6 @@ on_both_databases!(
     replays_corrections_and_late_arrivals_give_one_result,
     a_returning_person_keeps_their_record_and_login_id,
     a_suspension_ends_sessions_and_a_return_lets_the_person_in_again,
+    a_shift_jis_csv_is_recorded_whole_or_not_at_all_and_its_leavers_end,
     two_job_runs_at_once_apply_each_change_once,
 );
