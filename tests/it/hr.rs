@@ -162,6 +162,15 @@ async fn leaver_applied_by_the_job_ends_everything_at_once(db: Db) {
     assert!(introspect(&server, &secret, &access).await);
     assert_eq!(userinfo_status(&server, &access).await, 200);
     assert_eq!(server.count("logout_notices").await, 0);
+    // Their IC card, enrolled earlier.
+    sqlx::query(
+        "INSERT INTO authenticators (id, person_id, credential_id, credential, label, enrolled_by, created_at, status)
+         VALUES ('card-7001', $1, 'cred-7001', '{}', 'IC card', 'test', 0, 'active')",
+    )
+    .bind(&person_id)
+    .execute(server.app.store.pool())
+    .await
+    .unwrap();
 
     // Their last day was yesterday: the leave took effect at midnight and is due now.
     let yesterday = today(&server).previous_day().unwrap();
@@ -195,11 +204,19 @@ async fn leaver_applied_by_the_job_ends_everything_at_once(db: Db) {
         .try_get("status")
         .unwrap();
     assert_eq!(account, "disabled");
+    let card: String = sqlx::query("SELECT status FROM authenticators WHERE id = 'card-7001'")
+        .fetch_one(server.app.store.pool())
+        .await
+        .unwrap()
+        .try_get("status")
+        .unwrap();
+    assert_eq!(card, "revoked", "the card no longer works");
     let events = audited(&server, "person.leave", &format!("person:{person_id}")).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["source"], "test:hr");
     assert_eq!(events[0]["effective_date"], sekimori::directory::types::format_date(yesterday));
     assert_eq!(events[0]["sessions_ended"], 1);
+    assert_eq!(events[0]["authenticators_revoked"], 1);
 }
 
 async fn a_leave_takes_effect_at_the_end_of_the_last_day(db: Db) {
@@ -272,6 +289,58 @@ async fn replays_corrections_and_late_arrivals_give_one_result(db: Db) {
     changes::apply_due(&server.app.store, later).await.unwrap();
     assert!(sekimori::directory::updates::open_posts(server.app.store.pool(), &person_id).await.unwrap().is_empty());
     assert_eq!(person_field(&server, &person_id, "org_unit_id").await, Some(c));
+}
+
+async fn a_joiner_is_registered_on_their_first_day_with_an_account_but_no_password(db: Db) {
+    let server = TestServer::start(db).await;
+    let unit = section(&server, "SEC-J").await;
+    let joiner = |given_name: &str| {
+        Action::Join(Joiner {
+            family_name: "高橋".into(),
+            given_name: given_name.into(),
+            family_name_kana: "タカハシ".into(),
+            given_name_kana: "ミキ".into(),
+            birth_date: None,
+            kind: PersonKind::Regular,
+            org_unit_code: Some("SEC-J".into()),
+            email: Some("takahashi@city.example.lg.jp".into()),
+            end_date: None,
+            login_id: Some("Takahashi.Miki".into()),
+        })
+    };
+    let tomorrow = today(&server).next_day().unwrap();
+    let join = record(&server, "E7301", tomorrow, joiner("美希")).await;
+    changes::apply_due(&server.app.store, server.app.clock.now()).await.unwrap();
+    assert_eq!(server.count("people").await, 0, "not before their first day");
+    changes::apply_due(&server.app.store, server.app.clock.now() + 2 * DAY).await.unwrap();
+    assert_eq!(change_status(&server, join.id()).await.0, "applied");
+    let person = sqlx::query(
+        "SELECT p.id, p.org_unit_id, p.start_date, a.login_id, a.password_hash
+                              FROM people p JOIN accounts a ON a.person_id = p.id WHERE p.employee_number = 'E7301'",
+    )
+    .fetch_one(server.app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(person.try_get::<Option<String>, _>("org_unit_id").unwrap(), Some(unit));
+    assert_eq!(person.try_get::<String, _>("start_date").unwrap(), sekimori::directory::types::format_date(tomorrow));
+    assert_eq!(person.try_get::<String, _>("login_id").unwrap(), "takahashi.miki");
+    assert_eq!(person.try_get::<Option<String>, _>("password_hash").unwrap(), None);
+    let person_id: String = person.try_get("id").unwrap();
+    assert_eq!(audited(&server, "person.join", &format!("person:{person_id}")).await.len(), 1);
+    // The same join once more (a replayed feed) is recorded once and applied once.
+    assert_eq!(record(&server, "E7301", tomorrow, joiner("美希")).await, Recorded::Unchanged { id: join.id().into() });
+    // A hostile name is refused when it arrives, before anything is stored.
+    let change = Change {
+        employee_number: EmployeeNumber::parse("E7302").unwrap(),
+        effective_date: tomorrow,
+        source: "test:hr".into(),
+        action: joiner("美\u{0}希"),
+    };
+    let mut tx = server.app.store.begin().await.unwrap();
+    let refused = changes::record(&mut tx, &Actor::Cli, server.app.clock.now(), &server.app.config.hr, &change).await;
+    assert!(refused.is_err(), "{refused:?}");
+    tx.rollback().await.unwrap();
+    assert_eq!(server.count("people").await, 1);
 }
 
 async fn a_returning_person_keeps_their_record_and_login_id(db: Db) {
@@ -485,6 +554,7 @@ on_both_databases!(
     leaver_applied_by_the_job_ends_everything_at_once,
     a_leave_takes_effect_at_the_end_of_the_last_day,
     replays_corrections_and_late_arrivals_give_one_result,
+    a_joiner_is_registered_on_their_first_day_with_an_account_but_no_password,
     a_returning_person_keeps_their_record_and_login_id,
     a_suspension_ends_sessions_and_a_return_lets_the_person_in_again,
     a_shift_jis_csv_is_recorded_whole_or_not_at_all_and_its_leavers_end,
