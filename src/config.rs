@@ -37,6 +37,22 @@ pub struct Config {
     pub password: PasswordConfig,
     pub webauthn: WebauthnConfig,
     pub limits: LimitsConfig,
+    pub hr: HrConfig,
+}
+
+/// The HR feed's calendar.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HrConfig {
+    /// The hour (Japan time) of a leaver's last day at which the leave takes effect: 24 (the
+    /// default) is the end of that day, midnight; 18 would end them at 18:00 on their last day.
+    pub leave_cutoff_hour: u8,
+}
+
+impl Default for HrConfig {
+    fn default() -> Self {
+        Self { leave_cutoff_hour: 24 }
+    }
 }
 
 /// What one client may hold of a listener: slow or greedy clients are cut off so that the
@@ -188,6 +204,7 @@ impl Default for Config {
             password: PasswordConfig::default(),
             webauthn: WebauthnConfig::default(),
             limits: LimitsConfig::default(),
+            hr: HrConfig::default(),
         }
     }
 }
@@ -384,6 +401,10 @@ impl Config {
         }
         if self.password.max_concurrent_hashes == 0 {
             return Err(ConfigError::Invalid("password.max_concurrent_hashes must be positive".into()));
+        }
+        // Hour 0 would end a leaver before their last day began.
+        if !(1..=24).contains(&self.hr.leave_cutoff_hour) {
+            return Err(ConfigError::Invalid("hr.leave_cutoff_hour must be 1 to 24".into()));
         }
         Ok(())
     }

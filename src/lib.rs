@@ -222,6 +222,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     jobs::spawn_sweeper(app.clone());
     jobs::spawn_key_reloader(app.clone());
+    jobs::spawn_hr_changes(app.clone());
     backchannel::spawn_worker(app.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let limits = listener::Limits::from_config(&app.config);

@@ -54,6 +54,26 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The HR feed.
+    Hr {
+        #[command(subcommand)]
+        command: HrCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HrCommand {
+    /// Record the changes of an HR CSV file (format: README, "HR CSV"); all rows or none.
+    /// Changes already due are applied at once, the rest when they fall due.
+    Import {
+        file: PathBuf,
+        /// Print what would change, per section and kind of change, and record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The effective date (YYYY-MM-DD) of rows that give none.
+        #[arg(long)]
+        effective: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,6 +186,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 println!("{}  {}  signs from {}  {}", key.kid, key.alg.as_str(), japan_time(key.signs_from), key.state);
             }
         }
+        Command::Hr { command: HrCommand::Import { file, dry_run, effective } } => {
+            return hr_import(config, &file, dry_run, effective.as_deref()).await;
+        }
         Command::Audit { command: AuditCommand::Verify } => {
             let store = Store::connect(&config.database_url).await?;
             store.migrate().await?;
@@ -179,6 +202,58 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 }
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn hr_import(
+    config: Config,
+    file: &std::path::Path,
+    dry_run: bool,
+    effective: Option<&str>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use sekimori::directory::csv_import::{self, ImportError};
+    let effective = match effective.map(|d| sekimori::directory::types::parse_date("--effective", d)).transpose() {
+        Ok(date) => date,
+        Err(e) => {
+            eprintln!("error: --effective {}", e.reason);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let store = Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let now = Clock::default().now();
+    let outcome = match csv_import::decode(&bytes).and_then(|text| csv_import::parse(&text, &name, effective)) {
+        Ok(changes) => csv_import::import(&store, &config.hr, now, &changes, dry_run).await,
+        Err(e) => Err(e),
+    };
+    let summary = match outcome {
+        Ok(summary) => summary,
+        Err(ImportError::Rows(rows)) => {
+            for row in &rows {
+                eprintln!("{}: {row}", file.display());
+            }
+            eprintln!("error: {} bad row(s); nothing was recorded", rows.len());
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}; nothing was recorded", file.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    println!("{}", if dry_run { "dry run: nothing recorded. Would record:" } else { "recorded:" });
+    for ((section, kind), count) in &summary.by_section {
+        println!("  {section:<20} {kind:<10} {count}");
+    }
+    println!(
+        "new {}, replacing a pending change {}, already recorded {}",
+        summary.new, summary.replaced, summary.unchanged
+    );
+    if !dry_run {
+        let run = sekimori::directory::changes::apply_due(&store, now).await?;
+        println!("applied now: {} (superseded {}, failed {})", run.applied, run.superseded, run.failed);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,8 @@
 //! - a grant (refresh-token family, whose id is the id of the authorization code that began
 //!   it) → its refresh tokens and every access token minted from it;
 //! - a person → all of the above, offline families included;
+//! - a leaver → everything of the person, and their authenticators and unredeemed codes too:
+//!   nothing they hold works again, even if their account were opened by mistake;
 //! - a consuming system (client) → every token issued to it and every code not yet redeemed,
 //!   but not the sessions of the people who used it: they are the people's, not the system's.
 
@@ -42,6 +44,11 @@ pub enum Target<'a> {
     Authenticator { id: &'a str, loss_reference: &'a str },
     /// Every session and token of one person.
     Person(&'a str),
+    /// A person who has left (退職): every session and token, offline ones included, every
+    /// authenticator (revoked, not lost: the card is handed back, not missing) and every
+    /// authorization code not yet redeemed. Their account is disabled by `directory` in the
+    /// same transaction.
+    Leaver(&'a str),
     /// Every session and token of one person but the session they are using (a password
     /// change ends the others).
     PersonExceptSession { person_id: &'a str, session_id: &'a str },
@@ -142,9 +149,31 @@ pub async fn revoke(
             format!("access_token:{jti}")
         }
         Target::Person(person_id) => {
-            revoked.add(end_sessions(tx, now, reason, "person_id = $1", &[person_id]).await?);
-            revoked.access_tokens += update(tx, now, "access_tokens", "person_id = $2", &[person_id]).await?;
-            revoked.refresh_tokens += update(tx, now, "refresh_tokens", "person_id = $2", &[person_id]).await?;
+            revoked.add(end_person(tx, now, reason, person_id).await?);
+            format!("person:{person_id}")
+        }
+        Target::Leaver(person_id) => {
+            revoked.add(end_person(tx, now, reason, person_id).await?);
+            revoked.authenticators += sqlx::query(
+                "UPDATE authenticators SET status = 'revoked', revoked_at = $1, revoked_reason = $2, revoked_by = $3
+                 WHERE person_id = $4 AND status = 'active'",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(actor.as_text())
+            .bind(person_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            // Like a disabled system's, a code cannot be marked used; it expires now.
+            revoked.authorization_codes += sqlx::query(
+                "UPDATE auth_codes SET expires_at = $1 WHERE person_id = $2 AND used_at IS NULL AND expires_at > $1",
+            )
+            .bind(now)
+            .bind(person_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
             format!("person:{person_id}")
         }
         Target::ApiToken(id) => {
@@ -197,6 +226,14 @@ async fn update(tx: &mut Tx, now: UnixTime, table: &str, filter: &str, binds: &[
         query = query.bind(*value);
     }
     Ok(query.execute(&mut **tx).await?.rows_affected())
+}
+
+/// Every session of a person (with its notices) and every token, offline ones included.
+async fn end_person(tx: &mut Tx, now: UnixTime, reason: &str, person_id: &str) -> Result<Revoked, sqlx::Error> {
+    let mut revoked = end_sessions(tx, now, reason, "person_id = $1", &[person_id]).await?;
+    revoked.access_tokens += update(tx, now, "access_tokens", "person_id = $2", &[person_id]).await?;
+    revoked.refresh_tokens += update(tx, now, "refresh_tokens", "person_id = $2", &[person_id]).await?;
+    Ok(revoked)
 }
 
 /// A grant's refresh tokens and the access tokens minted from it (the first of which came

@@ -2,8 +2,11 @@
 //! R1: one account per person, enforced by the `accounts_person_unique` constraint.
 
 pub mod accounts;
+pub mod changes;
+pub mod csv_import;
 pub mod search;
 pub mod types;
+pub mod updates;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -173,6 +176,18 @@ where
     row.as_ref().map(org_unit_from_row).transpose()
 }
 
+/// The org unit HR calls by `code`.
+pub async fn org_unit_by_code<'e, E>(executor: E, code: &str) -> Result<Option<OrgUnit>, DirectoryError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&format!("SELECT {ORG_UNIT_COLUMNS} FROM org_units WHERE code = $1"))
+        .bind(code)
+        .fetch_optional(executor)
+        .await?;
+    row.as_ref().map(org_unit_from_row).transpose()
+}
+
 pub async fn list_org_units(store: &Store) -> Result<Vec<OrgUnit>, DirectoryError> {
     let rows =
         sqlx::query(&format!("SELECT {ORG_UNIT_COLUMNS} FROM org_units ORDER BY code")).fetch_all(store.pool()).await?;
@@ -257,12 +272,7 @@ pub async fn create_person(
         let reason = format!("has already passed (today is {} in Japan)", types::format_date(today));
         return Err(InvalidField { field: "end_date", reason }.into());
     }
-    let email = match new.email.as_deref().map(str::trim) {
-        Some(e) if e.len() > 254 || !e.contains('@') || e.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-            return Err(InvalidField { field: "email", reason: "not an e-mail address".into() }.into())
-        }
-        other => other.map(str::to_owned),
-    };
+    let email = new.email.as_deref().map(types::parse_email).transpose()?;
     if let Some(org) = &new.org_unit_id {
         if get_org_unit(&mut **tx, org).await?.is_none() {
             return Err(InvalidField { field: "org_unit_id", reason: "no such org unit".into() }.into());
@@ -350,6 +360,21 @@ where
 {
     let row = sqlx::query(&format!("SELECT {PERSON_COLUMNS} FROM people WHERE id = $1"))
         .bind(id)
+        .fetch_optional(executor)
+        .await?;
+    row.as_ref().map(person_from_row).transpose()
+}
+
+/// The person HR knows by `employee_number`, whatever their status.
+pub async fn person_by_employee_number<'e, E>(
+    executor: E,
+    employee_number: &EmployeeNumber,
+) -> Result<Option<Person>, DirectoryError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&format!("SELECT {PERSON_COLUMNS} FROM people WHERE employee_number = $1"))
+        .bind(employee_number.as_str())
         .fetch_optional(executor)
         .await?;
     row.as_ref().map(person_from_row).transpose()

@@ -73,6 +73,16 @@ pub fn parse_kana(field: &'static str, value: &str) -> Result<String, InvalidFie
     Ok(value)
 }
 
+/// An e-mail address as far as a directory can tell: one '@', no spaces or control
+/// characters, at most 254 characters.
+pub fn parse_email(value: &str) -> Result<String, InvalidField> {
+    let value = value.trim();
+    if value.len() > 254 || !value.contains('@') || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("email", "not an e-mail address"));
+    }
+    Ok(value.to_owned())
+}
+
 /// An ISO 8601 calendar date (YYYY-MM-DD).
 pub fn parse_date(field: &'static str, value: &str) -> Result<Date, InvalidField> {
     Date::parse(value.trim(), time::macros::format_description!("[year]-[month]-[day]"))

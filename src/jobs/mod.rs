@@ -1,8 +1,9 @@
 //! Background work on every node: the sweeper, which deletes rows that only matter until they
 //! expire (pending logins, throttling windows, used or expired codes, tickets and ceremonies,
 //! delivered logout notices), so those tables stay small however many logins a deployment
-//! sees; and the signing-key reloader, which picks up keys another node rotated in. The
-//! back-channel logout outbox has its own worker (`backchannel`).
+//! sees; the signing-key reloader, which picks up keys another node rotated in; and the HR
+//! lifecycle job, which applies people's changes as they fall due. The back-channel logout
+//! outbox has its own worker (`backchannel`).
 
 use std::time::Duration;
 
@@ -82,6 +83,28 @@ pub fn spawn_sweeper(app: crate::App) {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(rows = n, "swept expired rows"),
                 Err(e) => tracing::warn!(error = %e, "sweeping expired rows failed"),
+            }
+        }
+    });
+}
+
+/// Applies due HR changes (`directory::changes::apply_due`) every 30 seconds on every node:
+/// a change claimed by one node is skipped by the others, so each is applied once, and a leave
+/// at midnight takes effect within the half-minute (R22).
+pub fn spawn_hr_changes(app: crate::App) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            interval.tick().await;
+            match crate::directory::changes::apply_due(&app.store, app.clock.now()).await {
+                Ok(run) if run == Default::default() => {}
+                Ok(run) => tracing::info!(
+                    applied = run.applied,
+                    superseded = run.superseded,
+                    failed = run.failed,
+                    "applied due HR changes"
+                ),
+                Err(e) => tracing::warn!(error = %e, "applying due HR changes failed; the next run retries"),
             }
         }
     });

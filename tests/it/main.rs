@@ -13,6 +13,7 @@ mod directory;
 mod domain;
 mod front_door;
 mod hardening;
+mod hr;
 mod lifecycle;
 mod migrations;
 mod oidc_flow;

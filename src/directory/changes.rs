@@ -1,0 +1,821 @@
+//! The HR lifecycle (R2): effective-dated changes to people — join, update, move, concurrent
+//! posts (兼務), suspend, return, leave — recorded as they arrive from any source (a CSV line, a
+//! SCIM request) and applied by ONE [`apply`] when they take effect.
+//!
+//! The rules, so that a change arriving early, late, twice or out of order gives one result:
+//! - **When**: a change takes effect at 00:00 Japan time on its date; a leave or the end of a
+//!   concurrent post at the end of its last day (`[hr] leave_cutoff_hour`, 24 by default).
+//! - **Order**: due changes of one person are applied by effective instant, endings before
+//!   beginnings at the same instant (a leave at the end of March 31 before a re-appointment
+//!   at 00:00 on April 1).
+//! - **Replay**: a change equal to the newest one recorded for the same person, kind, aspect
+//!   and date is not recorded again.
+//! - **Correction**: a different one replaces a pending change of the same person, kind,
+//!   aspect and date (the old one is kept, `superseded`, pointing to its replacement).
+//! - **Late arrival**: a change older than one already applied to the same aspect of the person
+//!   (status, unit, attributes, one concurrent post) is kept as `superseded`, never applied: the
+//!   newer state stands.
+//! - **Returning person** (再任用, re-appointed fixed-term staff): a join whose employee number
+//!   exists reuses that person record and login ID (R1). Their account is opened again with
+//!   its old password withdrawn; they set a new one through a reset link, as a joiner does.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use time::Date;
+
+use super::types::{format_date, parse_date, parse_email, parse_kana, parse_name};
+use super::updates::{self, Attributes, Reappointment};
+use super::{DirectoryError, EmployeeNumber, InvalidField, LoginId, NewPerson, PersonKind, PersonStatus};
+use crate::audit::{Actor, Event};
+use crate::clock::{UnixTime, JAPAN};
+use crate::config::HrConfig;
+use crate::revocation::{self, Target};
+use crate::store::{Store, Tx};
+
+/// What kind of change, as stored in `person_changes.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Join,
+    Update,
+    Move,
+    AddPost,
+    EndPost,
+    Suspend,
+    Return,
+    Leave,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Join => "join",
+            ChangeKind::Update => "update",
+            ChangeKind::Move => "move",
+            ChangeKind::AddPost => "add_post",
+            ChangeKind::EndPost => "end_post",
+            ChangeKind::Suspend => "suspend",
+            ChangeKind::Return => "return",
+            ChangeKind::Leave => "leave",
+        }
+    }
+
+    /// Whether the change ends something, and so takes effect at the end of its date.
+    fn is_ending(self) -> bool {
+        matches!(self, ChangeKind::Leave | ChangeKind::EndPost)
+    }
+}
+
+/// A joiner, or a returning person's new appointment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Joiner {
+    pub family_name: String,
+    pub given_name: String,
+    pub family_name_kana: String,
+    pub given_name_kana: String,
+    #[serde(default, with = "optional_date", skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<Date>,
+    pub kind: PersonKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_unit_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The last day of a fixed-term appointment.
+    #[serde(default, with = "optional_date", skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<Date>,
+    /// The login ID of a new person's account (created without a password). A returning
+    /// person keeps theirs, whatever this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_id: Option<String>,
+}
+
+/// What a change does; stored as its JSON payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Action {
+    Join(Joiner),
+    Update(Attributes),
+    Move { org_unit_code: String },
+    AddPost { org_unit_code: String },
+    EndPost { org_unit_code: String },
+    Suspend,
+    Return,
+    Leave,
+}
+
+impl Action {
+    pub fn kind(&self) -> ChangeKind {
+        match self {
+            Action::Join(_) => ChangeKind::Join,
+            Action::Update(_) => ChangeKind::Update,
+            Action::Move { .. } => ChangeKind::Move,
+            Action::AddPost { .. } => ChangeKind::AddPost,
+            Action::EndPost { .. } => ChangeKind::EndPost,
+            Action::Suspend => ChangeKind::Suspend,
+            Action::Return => ChangeKind::Return,
+            Action::Leave => ChangeKind::Leave,
+        }
+    }
+
+    /// The part of the person the change sets, for corrections and late arrivals.
+    fn aspect(&self) -> String {
+        match self {
+            Action::Join(_) | Action::Suspend | Action::Return | Action::Leave => "status".into(),
+            Action::Move { .. } => "unit".into(),
+            Action::Update(_) => "attributes".into(),
+            Action::AddPost { org_unit_code } | Action::EndPost { org_unit_code } => format!("post:{org_unit_code}"),
+        }
+    }
+
+    /// Every aspect the change writes: a join also sets the unit and the attributes.
+    fn aspects_written(&self) -> Vec<String> {
+        match self {
+            Action::Join(_) => vec!["status".into(), "unit".into(), "attributes".into()],
+            other => vec![other.aspect()],
+        }
+    }
+
+    /// Checks every field, so that a bad change is refused when it arrives, not when it is due.
+    fn check(&self) -> Result<(), InvalidField> {
+        match self {
+            Action::Join(joiner) => {
+                parse_name("family_name", &joiner.family_name)?;
+                parse_name("given_name", &joiner.given_name)?;
+                parse_kana("family_name_kana", &joiner.family_name_kana)?;
+                parse_kana("given_name_kana", &joiner.given_name_kana)?;
+                if let Some(email) = &joiner.email {
+                    parse_email(email)?;
+                }
+                if let Some(code) = &joiner.org_unit_code {
+                    check_unit_code(code)?;
+                }
+                if let Some(login_id) = &joiner.login_id {
+                    LoginId::parse(login_id)?;
+                }
+                if joiner.kind.requires_end_date() && joiner.end_date.is_none() {
+                    let reason = format!("required for kind {}", joiner.kind.as_str());
+                    return Err(InvalidField { field: "end_date", reason });
+                }
+            }
+            Action::Update(attributes) => {
+                if *attributes == Attributes::default() {
+                    return Err(InvalidField { field: "update", reason: "changes nothing".into() });
+                }
+                attributes.family_name.as_deref().map(|v| parse_name("family_name", v)).transpose()?;
+                attributes.given_name.as_deref().map(|v| parse_name("given_name", v)).transpose()?;
+                attributes.family_name_kana.as_deref().map(|v| parse_kana("family_name_kana", v)).transpose()?;
+                attributes.given_name_kana.as_deref().map(|v| parse_kana("given_name_kana", v)).transpose()?;
+                attributes.email.as_deref().map(parse_email).transpose()?;
+            }
+            Action::Move { org_unit_code } | Action::AddPost { org_unit_code } | Action::EndPost { org_unit_code } => {
+                check_unit_code(org_unit_code)?;
+            }
+            Action::Suspend | Action::Return | Action::Leave => {}
+        }
+        Ok(())
+    }
+}
+
+fn check_unit_code(code: &str) -> Result<(), InvalidField> {
+    // Org unit codes follow the employee number's alphabet (see `create_org_unit`).
+    EmployeeNumber::parse(code).map(|_| ()).map_err(|_| InvalidField {
+        field: "org_unit_code",
+        reason: "must be 1 to 20 ASCII letters, digits or '-'".into(),
+    })
+}
+
+/// One change to one person, from one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub employee_number: EmployeeNumber,
+    /// The date HR gave, in Japan: the first day of what begins, the last day of what ends.
+    pub effective_date: Date,
+    /// Where it came from: `csv:FILE:LINE`, `scim:REQUEST_ID`…
+    pub source: String,
+    pub action: Action,
+}
+
+/// The instant a change of `kind` dated `date` takes effect: 00:00 Japan time on the date, or
+/// for an ending, `leave_cutoff_hour` hours after it (24: the end of the last day).
+pub fn effective_at(kind: ChangeKind, date: Date, config: &HrConfig) -> UnixTime {
+    let midnight = date.midnight().assume_offset(JAPAN).unix_timestamp();
+    if kind.is_ending() {
+        midnight + i64::from(config.leave_cutoff_hour) * 3600
+    } else {
+        midnight
+    }
+}
+
+/// What [`record`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Stored as a new pending change.
+    New { id: String },
+    /// Stored, replacing the pending change `replaced` (now superseded).
+    Replaced { id: String, replaced: String },
+    /// Equal to the newest change already recorded (pending or applied): nothing stored.
+    Unchanged { id: String },
+}
+
+impl Recorded {
+    pub fn id(&self) -> &str {
+        match self {
+            Recorded::New { id } | Recorded::Replaced { id, .. } | Recorded::Unchanged { id } => id,
+        }
+    }
+}
+
+fn check_source(source: &str) -> Result<(), InvalidField> {
+    if source.is_empty() || source.chars().count() > 200 || source.chars().any(char::is_control) {
+        return Err(InvalidField {
+            field: "source",
+            reason: "must be 1 to 200 characters, no control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Records `change` as pending (see the module's rules on replays and corrections).
+pub async fn record(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    config: &HrConfig,
+    change: &Change,
+) -> Result<Recorded, DirectoryError> {
+    check_source(&change.source)?;
+    change.action.check()?;
+    let kind = change.action.kind();
+    let aspect = change.action.aspect();
+    let date = format_date(change.effective_date);
+    let payload =
+        serde_json::to_string(&change.action).map_err(|e| InvalidField { field: "payload", reason: e.to_string() })?;
+    let newest = sqlx::query(
+        "SELECT id, status, payload FROM person_changes
+         WHERE employee_number = $1 AND kind = $2 AND aspect = $3 AND effective_date = $4
+             AND status IN ('pending', 'applied')
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(change.employee_number.as_str())
+    .bind(kind.as_str())
+    .bind(&aspect)
+    .bind(&date)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let mut replaced = None;
+    if let Some(row) = newest {
+        let id: String = row.try_get("id")?;
+        let status: String = row.try_get("status")?;
+        let stored: String = row.try_get("payload")?;
+        if stored == payload {
+            return Ok(Recorded::Unchanged { id });
+        }
+        // An applied change is history: a different one for its date is a new change.
+        if status == "pending" {
+            replaced = Some(id);
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO person_changes (id, employee_number, person_id, kind, aspect, phase, payload, effective_date,
+             effective_at, status, source, error, created_at, applied_at, superseded_by)
+         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, 'pending', $9, NULL, $10, NULL, NULL)",
+    )
+    .bind(&id)
+    .bind(change.employee_number.as_str())
+    .bind(kind.as_str())
+    .bind(&aspect)
+    .bind(if kind.is_ending() { 0_i64 } else { 1_i64 })
+    .bind(&payload)
+    .bind(&date)
+    .bind(effective_at(kind, change.effective_date, config))
+    .bind(&change.source)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if let Some(old) = &replaced {
+        supersede(tx, old, &id).await?;
+    }
+    Event::success(
+        actor,
+        "person_change.record",
+        format!("person_change:{id}"),
+        serde_json::json!({
+            "employee_number": change.employee_number.as_str(),
+            "kind": kind.as_str(),
+            "effective_date": date,
+            "source": change.source,
+            "replaces": replaced,
+        }),
+    )
+    .record(tx, now)
+    .await?;
+    Ok(match replaced {
+        Some(replaced) => Recorded::Replaced { id, replaced },
+        None => Recorded::New { id },
+    })
+}
+
+async fn supersede(tx: &mut Tx, id: &str, by: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE person_changes SET status = 'superseded', superseded_by = $1 WHERE id = $2 AND status = 'pending'",
+    )
+    .bind(by)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Applies `change` now, in the caller's transaction: the one way every source changes a
+/// person. Returns the person's id.
+pub async fn apply(tx: &mut Tx, actor: &Actor, now: UnixTime, change: &Change) -> Result<String, DirectoryError> {
+    check_source(&change.source)?;
+    change.action.check()?;
+    let date = change.effective_date;
+    let existing = super::person_by_employee_number(&mut **tx, &change.employee_number).await?;
+    let audit = |action: &'static str, person_id: &str, mut detail: serde_json::Value| {
+        if let Some(fields) = detail.as_object_mut() {
+            fields.insert("employee_number".into(), change.employee_number.as_str().into());
+            fields.insert("effective_date".into(), format_date(date).into());
+            fields.insert("source".into(), change.source.clone().into());
+        }
+        Event::success(actor, action, format!("person:{person_id}"), detail)
+    };
+    let joiner = match (&change.action, existing) {
+        (Action::Join(joiner), None) => joiner,
+        (Action::Join(joiner), Some(person)) => {
+            if person.status != PersonStatus::Retired {
+                return Err(DirectoryError::Conflict(
+                    "this employee number belongs to a person still employed: send a move or an update",
+                ));
+            }
+            let unit = resolve_unit(tx, joiner.org_unit_code.as_deref()).await?;
+            check_dates(date, joiner.end_date)?;
+            let attributes = Attributes {
+                family_name: Some(joiner.family_name.trim().to_owned()),
+                given_name: Some(joiner.given_name.trim().to_owned()),
+                family_name_kana: Some(joiner.family_name_kana.trim().to_owned()),
+                given_name_kana: Some(joiner.given_name_kana.trim().to_owned()),
+                email: joiner.email.as_deref().map(parse_email).transpose()?,
+            };
+            updates::set_attributes(tx, &person.id, &attributes, now).await?;
+            let appointment = Reappointment {
+                kind: joiner.kind,
+                org_unit_id: unit.as_deref(),
+                start_date: date,
+                end_date: joiner.end_date,
+            };
+            updates::reappoint(tx, &person.id, &appointment, now).await?;
+            let reopened = updates::reopen_account(tx, &person.id).await?;
+            let login_id = super::login_id_of(&mut **tx, &person.id).await?;
+            audit(
+                "person.rejoin",
+                &person.id,
+                serde_json::json!({"kind": joiner.kind.as_str(), "org_unit_id": unit, "login_id": login_id,
+                                   "account_reopened": reopened, "password_withdrawn": reopened}),
+            )
+            .record(tx, now)
+            .await?;
+            return Ok(person.id);
+        }
+        (_, None) => return Err(DirectoryError::NotFound("person")),
+        (action, Some(person)) => {
+            apply_to_existing(tx, actor, now, change, action, &person, &audit).await?;
+            return Ok(person.id);
+        }
+    };
+    // A new person: registered as an administrator would, from the effective date.
+    let unit = resolve_unit(tx, joiner.org_unit_code.as_deref()).await?;
+    let new = NewPerson {
+        employee_number: change.employee_number.as_str().to_owned(),
+        family_name: joiner.family_name.clone(),
+        given_name: joiner.given_name.clone(),
+        family_name_kana: joiner.family_name_kana.clone(),
+        given_name_kana: joiner.given_name_kana.clone(),
+        birth_date: joiner.birth_date.map(format_date),
+        kind: joiner.kind.as_str().to_owned(),
+        org_unit_id: unit.clone(),
+        email: joiner.email.clone(),
+        start_date: format_date(date),
+        end_date: joiner.end_date.map(format_date),
+    };
+    let person = super::create_person(tx, actor, now, new).await?;
+    if let Some(login_id) = &joiner.login_id {
+        super::create_account(tx, actor, now, &person.id, &LoginId::parse(login_id)?, None).await?;
+    }
+    audit("person.join", &person.id, serde_json::json!({"kind": joiner.kind.as_str(), "org_unit_id": unit}))
+        .record(tx, now)
+        .await?;
+    Ok(person.id)
+}
+
+/// Every change but a join, to a person who exists.
+async fn apply_to_existing<'a>(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    change: &Change,
+    action: &Action,
+    person: &super::Person,
+    audit: &impl Fn(&'static str, &str, serde_json::Value) -> Event<'a>,
+) -> Result<(), DirectoryError> {
+    let date = change.effective_date;
+    let id = person.id.as_str();
+    match action {
+        Action::Join(_) => return Err(DirectoryError::Conflict("a join is not a change to an existing person")),
+        Action::Update(attributes) => {
+            let attributes = Attributes {
+                family_name: attributes.family_name.as_deref().map(|v| parse_name("family_name", v)).transpose()?,
+                given_name: attributes.given_name.as_deref().map(|v| parse_name("given_name", v)).transpose()?,
+                family_name_kana: attributes
+                    .family_name_kana
+                    .as_deref()
+                    .map(|v| parse_kana("family_name_kana", v))
+                    .transpose()?,
+                given_name_kana: attributes
+                    .given_name_kana
+                    .as_deref()
+                    .map(|v| parse_kana("given_name_kana", v))
+                    .transpose()?,
+                email: attributes.email.as_deref().map(parse_email).transpose()?,
+            };
+            updates::set_attributes(tx, id, &attributes, now).await?;
+            // The audit names the fields changed, not their values (names are personal data).
+            let fields = serde_json::to_value(&attributes)
+                .ok()
+                .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
+                .unwrap_or_default();
+            audit("person.update", id, serde_json::json!({"fields": fields})).record(tx, now).await?;
+        }
+        Action::Move { org_unit_code } => {
+            let unit = resolve_unit(tx, Some(org_unit_code)).await?.ok_or(DirectoryError::NotFound("org unit"))?;
+            let from = person.org_unit_id.clone();
+            updates::set_primary_unit(tx, id, &unit, now).await?;
+            if let Some(from) = &from {
+                if *from != unit {
+                    end_grants_of_former_unit(tx, actor, now, id, from, date).await?;
+                }
+            }
+            audit("person.move", id, serde_json::json!({"from_org_unit_id": from, "to_org_unit_id": unit}))
+                .record(tx, now)
+                .await?;
+        }
+        Action::AddPost { org_unit_code } => {
+            let unit = resolve_unit(tx, Some(org_unit_code)).await?.ok_or(DirectoryError::NotFound("org unit"))?;
+            updates::add_post(tx, id, &unit, date, now).await?;
+            audit("person.add_post", id, serde_json::json!({"org_unit_id": unit})).record(tx, now).await?;
+        }
+        Action::EndPost { org_unit_code } => {
+            let unit = resolve_unit(tx, Some(org_unit_code)).await?.ok_or(DirectoryError::NotFound("org unit"))?;
+            if !updates::end_post(tx, id, &unit, date).await? {
+                return Err(DirectoryError::NotFound("open concurrent post in this unit"));
+            }
+            audit("person.end_post", id, serde_json::json!({"org_unit_id": unit})).record(tx, now).await?;
+        }
+        Action::Suspend => {
+            if person.status != PersonStatus::Active {
+                return Err(DirectoryError::Conflict("only an active person can be suspended"));
+            }
+            updates::set_status(tx, id, PersonStatus::Suspended, now).await?;
+            let revoked = revocation::revoke(tx, actor, now, Target::Person(id), "suspended").await?;
+            audit("person.suspend", id, serde_json::json!({"sessions_ended": revoked.sessions}))
+                .record(tx, now)
+                .await?;
+        }
+        Action::Return => {
+            if person.status != PersonStatus::Suspended {
+                return Err(DirectoryError::Conflict("only a suspended person can return"));
+            }
+            updates::set_status(tx, id, PersonStatus::Active, now).await?;
+            audit("person.return", id, serde_json::json!({})).record(tx, now).await?;
+        }
+        Action::Leave => {
+            let start = parse_date("start_date", &person.start_date)?;
+            if date < start {
+                return Err(InvalidField {
+                    field: "effective_date",
+                    reason: "is before the person's start date".into(),
+                }
+                .into());
+            }
+            updates::retire(tx, id, date, now).await?;
+            let account_disabled = updates::disable_account(tx, id).await?;
+            let revoked = revocation::revoke(tx, actor, now, Target::Leaver(id), "left").await?;
+            audit(
+                "person.leave",
+                id,
+                serde_json::json!({"account_disabled": account_disabled, "sessions_ended": revoked.sessions,
+                                   "authenticators_revoked": revoked.authenticators,
+                                   "logout_notices": revoked.logout_notices}),
+            )
+            .record(tx, now)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The hook for a mover's access: grants owned by the unit they left end on the effective
+/// date. Grants do not exist yet (the access issue defines them); when they do, this ends
+/// them and re-evaluates the person's sessions. Until then there is nothing to end.
+pub async fn end_grants_of_former_unit(
+    _tx: &mut Tx,
+    _actor: &Actor,
+    _now: UnixTime,
+    _person_id: &str,
+    _former_org_unit_id: &str,
+    _effective_date: Date,
+) -> Result<(), DirectoryError> {
+    Ok(())
+}
+
+/// The id of the unit HR calls `code`; an unknown code is the change's error, not a panic.
+async fn resolve_unit(tx: &mut Tx, code: Option<&str>) -> Result<Option<String>, DirectoryError> {
+    let Some(code) = code else { return Ok(None) };
+    match super::org_unit_by_code(&mut **tx, code).await? {
+        Some(unit) => Ok(Some(unit.id)),
+        None => Err(InvalidField { field: "org_unit_code", reason: format!("no org unit has code {code}") }.into()),
+    }
+}
+
+fn check_dates(start: Date, end: Option<Date>) -> Result<(), InvalidField> {
+    if matches!(end, Some(end) if end < start) {
+        return Err(InvalidField { field: "end_date", reason: "must not be before the effective date".into() });
+    }
+    Ok(())
+}
+
+/// What one run of [`apply_due`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Run {
+    pub applied: u64,
+    pub superseded: u64,
+    pub failed: u64,
+}
+
+/// Applies every pending change due by `now`, each in its own transaction, in effective order
+/// per person. Safe on several nodes at once: each change is claimed by a conditional update in
+/// the transaction that applies it, so it is applied once; a change with an earlier one of the
+/// same person still pending (perhaps being applied by another node) waits for the next run.
+pub async fn apply_due(store: &Store, now: UnixTime) -> Result<Run, DirectoryError> {
+    let mut run = Run::default();
+    loop {
+        let due = sqlx::query(
+            "SELECT id FROM person_changes WHERE status = 'pending' AND effective_at <= $1
+             ORDER BY effective_at, phase, created_at, id LIMIT 200",
+        )
+        .bind(now)
+        .fetch_all(store.pool())
+        .await?;
+        let mut progress = false;
+        for row in &due {
+            let id: String = row.try_get("id")?;
+            match apply_one(store, &id, now).await? {
+                Outcome::NotClaimed => {}
+                Outcome::Applied => {
+                    run.applied += 1;
+                    progress = true;
+                }
+                Outcome::Superseded => {
+                    run.superseded += 1;
+                    progress = true;
+                }
+                Outcome::Failed => {
+                    run.failed += 1;
+                    progress = true;
+                }
+            }
+        }
+        // Nothing more due, or only changes another node holds: the next run finishes them.
+        if due.len() < 200 || !progress {
+            return Ok(run);
+        }
+    }
+}
+
+enum Outcome {
+    NotClaimed,
+    Applied,
+    Superseded,
+    Failed,
+}
+
+async fn apply_one(store: &Store, id: &str, now: UnixTime) -> Result<Outcome, DirectoryError> {
+    let mut tx = store.begin().await?;
+    let claimed = sqlx::query(
+        "UPDATE person_changes SET status = 'applied', applied_at = $1
+         WHERE id = $2 AND status = 'pending' AND effective_at <= $1
+             AND NOT EXISTS (SELECT 1 FROM person_changes e
+                 WHERE e.employee_number = person_changes.employee_number AND e.status = 'pending'
+                     AND e.id <> person_changes.id
+                     AND (e.effective_at < person_changes.effective_at
+                          OR (e.effective_at = person_changes.effective_at AND e.phase < person_changes.phase)))",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        tx.rollback().await?;
+        return Ok(Outcome::NotClaimed);
+    }
+    let row = sqlx::query(
+        "SELECT employee_number, payload, effective_date, effective_at, phase, source FROM person_changes WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let stored = StoredChange::from_row(&row);
+    let change = match stored {
+        Ok(change) => change,
+        Err(error) => {
+            tx.rollback().await?;
+            return fail(store, id, now, &error).await;
+        }
+    };
+    if let Some(newer) = newer_applied(&mut tx, id, &change).await? {
+        sqlx::query(
+            "UPDATE person_changes SET status = 'superseded', applied_at = NULL, superseded_by = $1 WHERE id = $2",
+        )
+        .bind(&newer)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        Event::success(
+            &Actor::System,
+            "person_change.supersede",
+            format!("person_change:{id}"),
+            serde_json::json!({"superseded_by": newer,
+                               "reason": "a later change to the same part of the person was already applied"}),
+        )
+        .record(&mut tx, now)
+        .await?;
+        tx.commit().await?;
+        return Ok(Outcome::Superseded);
+    }
+    match apply(&mut tx, &Actor::System, now, &change.change).await {
+        Ok(person_id) => {
+            sqlx::query("UPDATE person_changes SET person_id = $1 WHERE id = $2")
+                .bind(&person_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Outcome::Applied)
+        }
+        // The database failing is not the change's fault: it stays pending for the next run.
+        Err(DirectoryError::Database(e)) => Err(DirectoryError::Database(e)),
+        Err(error) => {
+            tx.rollback().await?;
+            fail(store, id, now, &error).await
+        }
+    }
+}
+
+/// Marks a change that cannot be applied as failed, with why, in a transaction of its own
+/// (the one that tried to apply it was rolled back, so nothing of it is left half-done).
+async fn fail(store: &Store, id: &str, now: UnixTime, error: &DirectoryError) -> Result<Outcome, DirectoryError> {
+    let mut tx = store.begin().await?;
+    let marked =
+        sqlx::query("UPDATE person_changes SET status = 'failed', error = $1 WHERE id = $2 AND status = 'pending'")
+            .bind(error.to_string())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    if marked == 0 {
+        tx.rollback().await?;
+        return Ok(Outcome::NotClaimed);
+    }
+    Event::failure(
+        &Actor::System,
+        "person_change.apply",
+        format!("person_change:{id}"),
+        serde_json::json!({"error": error.to_string()}),
+    )
+    .record(&mut tx, now)
+    .await?;
+    tx.commit().await?;
+    Ok(Outcome::Failed)
+}
+
+/// A change as the job reads it back.
+struct StoredChange {
+    change: Change,
+    effective_at: i64,
+    phase: i64,
+}
+
+impl StoredChange {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, DirectoryError> {
+        let employee_number: String = row.try_get("employee_number")?;
+        let payload: String = row.try_get("payload")?;
+        let date: String = row.try_get("effective_date")?;
+        let action = serde_json::from_str(&payload)
+            .map_err(|e| InvalidField { field: "payload", reason: format!("unreadable: {e}") })?;
+        Ok(Self {
+            change: Change {
+                employee_number: EmployeeNumber::parse(&employee_number)?,
+                effective_date: parse_date("effective_date", &date)?,
+                source: row.try_get("source")?,
+                action,
+            },
+            effective_at: row.try_get("effective_at")?,
+            phase: row.try_get("phase")?,
+        })
+    }
+}
+
+/// The newest applied change to an aspect `stored` writes that comes after it in effective
+/// order, if any: `stored` then arrived late and must not overwrite it.
+async fn newer_applied(tx: &mut Tx, id: &str, stored: &StoredChange) -> Result<Option<String>, DirectoryError> {
+    let aspects = stored.change.action.aspects_written();
+    let placeholders = (0..aspects.len()).map(|i| format!("${}", i + 5)).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT id FROM person_changes
+         WHERE employee_number = $1 AND status = 'applied' AND id <> $2
+             AND (effective_at > $3 OR (effective_at = $3 AND phase > $4)) AND aspect IN ({placeholders})
+         ORDER BY effective_at DESC, phase DESC LIMIT 1"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(stored.change.employee_number.as_str())
+        .bind(id)
+        .bind(stored.effective_at)
+        .bind(stored.phase);
+    for aspect in &aspects {
+        query = query.bind(aspect);
+    }
+    let row = query.fetch_optional(&mut **tx).await?;
+    Ok(row.map(|r| r.try_get("id")).transpose()?)
+}
+
+/// Dates in a payload, written YYYY-MM-DD.
+mod optional_date {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::Date;
+
+    pub fn serialize<S: Serializer>(date: &Option<Date>, serializer: S) -> Result<S::Ok, S::Error> {
+        match date {
+            Some(date) => serializer.serialize_some(&super::format_date(*date)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Date>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| super::parse_date("date", &text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    const APRIL_1_2027_JST: i64 = 1_806_505_200; // 2027-04-01T00:00:00+09:00
+
+    #[test]
+    fn a_beginning_takes_effect_at_midnight_in_japan() {
+        let config = HrConfig::default();
+        for kind in [ChangeKind::Join, ChangeKind::Move, ChangeKind::Update, ChangeKind::AddPost, ChangeKind::Suspend] {
+            assert_eq!(effective_at(kind, date!(2027 - 04 - 01), &config), APRIL_1_2027_JST, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_leave_takes_effect_at_the_end_of_its_last_day() {
+        let config = HrConfig::default();
+        assert_eq!(effective_at(ChangeKind::Leave, date!(2027 - 03 - 31), &config), APRIL_1_2027_JST);
+        assert_eq!(effective_at(ChangeKind::EndPost, date!(2027 - 03 - 31), &config), APRIL_1_2027_JST);
+        let evening = HrConfig { leave_cutoff_hour: 18 };
+        assert_eq!(effective_at(ChangeKind::Leave, date!(2027 - 03 - 31), &evening), APRIL_1_2027_JST - 6 * 3600);
+    }
+
+    #[test]
+    fn payloads_round_trip_and_hostile_ones_are_refused() {
+        let join = Action::Join(Joiner {
+            family_name: "田中".into(),
+            given_name: "花子".into(),
+            family_name_kana: "タナカ".into(),
+            given_name_kana: "ハナコ".into(),
+            birth_date: None,
+            kind: PersonKind::PartTime,
+            org_unit_code: Some("ZEIMU".into()),
+            email: None,
+            end_date: Some(date!(2028 - 03 - 31)),
+            login_id: Some("tanaka.hanako".into()),
+        });
+        let text = serde_json::to_string(&join).unwrap();
+        assert_eq!(serde_json::from_str::<Action>(&text).unwrap(), join);
+        assert!(join.check().is_ok());
+        assert!(Action::Move { org_unit_code: "ZEIMU'; --".into() }.check().is_err());
+        assert!(Action::Update(Attributes::default()).check().is_err());
+        assert!(serde_json::from_str::<Action>(r#"{"change":"join","family_name":"x"}"#).is_err());
+        assert!(serde_json::from_str::<Action>(r#"{"change":"explode"}"#).is_err());
+        assert!(check_source("csv:a.csv:3").is_ok());
+        assert!(check_source("csv:\u{7}").is_err());
+    }
+}

@@ -1,0 +1,297 @@
+//! The HR system's CSV file as a source of changes (`sekimori hr import FILE`). The file is
+//! hostile input: it is decoded (UTF-8 with or without BOM, or Shift_JIS / CP932 as Japanese
+//! HR systems export), every row is checked, and the changes are recorded in ONE transaction —
+//! a single bad row and nothing is recorded, every bad row reported with its line number. The
+//! job applies what is recorded when it falls due (see `changes`). Headers: README, "HR CSV".
+
+use std::collections::BTreeMap;
+
+use time::Date;
+
+use super::changes::{self, Action, Change, Joiner, Recorded};
+use super::types::parse_date;
+use super::updates::Attributes;
+use super::{DirectoryError, EmployeeNumber, InvalidField, PersonKind};
+use crate::audit::Actor;
+use crate::clock::UnixTime;
+use crate::config::HrConfig;
+use crate::store::Store;
+
+/// Why a file was not imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("the file is neither UTF-8 nor Shift_JIS")]
+    Encoding,
+    #[error("{0}")]
+    Header(String),
+    #[error("{} bad row(s); nothing was recorded", .0.len())]
+    Rows(Vec<RowError>),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// One bad row: its line in the file and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub line: u64,
+    pub message: String,
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// What an import recorded (or, in a dry run, would record), per section and kind of change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// (section code or "-", kind) → count of new or replacing changes.
+    pub by_section: BTreeMap<(String, &'static str), u64>,
+    pub new: u64,
+    pub replaced: u64,
+    /// Rows equal to what was already recorded (a file imported twice).
+    pub unchanged: u64,
+}
+
+/// The columns, by their Japanese and English header names.
+const COLUMNS: [(&str, &str); 14] = [
+    ("職員番号", "employee_number"),
+    ("異動区分", "change"),
+    ("発令日", "effective_date"),
+    ("所属コード", "org_unit_code"),
+    ("姓", "family_name"),
+    ("名", "given_name"),
+    ("姓カナ", "family_name_kana"),
+    ("名カナ", "given_name_kana"),
+    ("区分", "kind"),
+    ("生年月日", "birth_date"),
+    ("メール", "email"),
+    ("任期満了日", "end_date"),
+    ("ログインID", "login_id"),
+    ("備考", "note"),
+];
+
+/// Decodes the file: UTF-8 (a BOM is dropped) or else Shift_JIS (CP932).
+pub fn decode(bytes: &[u8]) -> Result<String, ImportError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Ok(text.to_owned());
+    }
+    let (text, had_errors) = encoding_rs::SHIFT_JIS.decode_without_bom_handling(bytes);
+    if had_errors {
+        return Err(ImportError::Encoding);
+    }
+    Ok(text.into_owned())
+}
+
+/// Parses the decoded file into changes, each with its source `csv:FILE:LINE`; `default_date`
+/// is the effective date of rows that give none.
+pub fn parse(text: &str, file_name: &str, default_date: Option<Date>) -> Result<Vec<Change>, ImportError> {
+    // The csv crate counts a CRLF file's lines one short after the header; Windows HR exports
+    // end lines with CRLF, and the line numbers of bad rows must be right.
+    let text = text.replace("\r\n", "\n");
+    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(|e| ImportError::Header(format!("unreadable header row: {e}")))?.clone();
+    let mut index = BTreeMap::new();
+    for (position, header) in headers.iter().enumerate() {
+        let header = header.trim();
+        let Some((_, english)) = COLUMNS.iter().find(|(ja, en)| *ja == header || *en == header) else {
+            return Err(ImportError::Header(format!("unknown column {header:?}")));
+        };
+        if index.insert(*english, position).is_some() {
+            return Err(ImportError::Header(format!("column {header:?} appears twice")));
+        }
+    }
+    for required in ["employee_number", "change"] {
+        if !index.contains_key(required) {
+            return Err(ImportError::Header(format!("the column {required} is required")));
+        }
+    }
+    let mut changes = Vec::new();
+    let mut errors = Vec::new();
+    for record in reader.records() {
+        let (line, result) = match record {
+            Ok(record) => {
+                let line = record.position().map_or(0, |p| p.line());
+                let field =
+                    |name: &str| index.get(name).and_then(|&i| record.get(i)).map(str::trim).filter(|v| !v.is_empty());
+                (line, row(&field, file_name, line, default_date))
+            }
+            Err(e) => (e.position().map_or(0, |p| p.line()), Err(format!("unreadable row: {e}"))),
+        };
+        match result {
+            Ok(change) => changes.push(change),
+            Err(message) => errors.push(RowError { line, message }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(changes)
+    } else {
+        Err(ImportError::Rows(errors))
+    }
+}
+
+fn row<'a>(
+    field: &impl Fn(&str) -> Option<&'a str>,
+    file_name: &str,
+    line: u64,
+    default_date: Option<Date>,
+) -> Result<Change, String> {
+    let shown = |e: InvalidField| format!("{}: {}", e.field, e.reason);
+    let required = |name: &'static str| field(name).ok_or_else(|| format!("{name}: required"));
+    let date = |name: &'static str| -> Result<Option<Date>, String> {
+        // HR systems write 2027/04/01 as often as 2027-04-01.
+        field(name).map(|v| parse_date(name, &v.replace('/', "-")).map_err(shown)).transpose()
+    };
+    let employee_number = EmployeeNumber::parse(required("employee_number")?).map_err(shown)?;
+    let effective_date =
+        date("effective_date")?.or(default_date).ok_or("effective_date: required (or give --effective)")?;
+    let unit = || required("org_unit_code").map(str::to_owned);
+    let action = match required("change")? {
+        "採用" | "join" => Action::Join(Joiner {
+            family_name: required("family_name")?.to_owned(),
+            given_name: required("given_name")?.to_owned(),
+            family_name_kana: required("family_name_kana")?.to_owned(),
+            given_name_kana: required("given_name_kana")?.to_owned(),
+            birth_date: date("birth_date")?,
+            kind: person_kind(required("kind")?)?,
+            org_unit_code: field("org_unit_code").map(str::to_owned),
+            email: field("email").map(str::to_owned),
+            end_date: date("end_date")?,
+            login_id: field("login_id").map(str::to_owned),
+        }),
+        "更新" | "update" => Action::Update(Attributes {
+            family_name: field("family_name").map(str::to_owned),
+            given_name: field("given_name").map(str::to_owned),
+            family_name_kana: field("family_name_kana").map(str::to_owned),
+            given_name_kana: field("given_name_kana").map(str::to_owned),
+            email: field("email").map(str::to_owned),
+        }),
+        "異動" | "move" => Action::Move { org_unit_code: unit()? },
+        "兼務発令" | "add_post" => Action::AddPost { org_unit_code: unit()? },
+        "兼務解除" | "end_post" => Action::EndPost { org_unit_code: unit()? },
+        "休職" | "suspend" => Action::Suspend,
+        "復職" | "return" => Action::Return,
+        "退職" | "leave" => Action::Leave,
+        other => return Err(format!("change: unknown kind of change {other:?}")),
+    };
+    Ok(Change { employee_number, effective_date, source: format!("csv:{file_name}:{line}"), action })
+}
+
+fn person_kind(value: &str) -> Result<PersonKind, String> {
+    let kind = match value {
+        "正規" | "正規職員" => PersonKind::Regular,
+        "再任用" | "再任用職員" => PersonKind::ReEmployed,
+        "会計年度任用" | "会計年度任用職員" => PersonKind::PartTime,
+        "臨時" | "臨時職員" => PersonKind::Temporary,
+        "派遣" | "派遣職員" => PersonKind::Dispatched,
+        "委託" | "委託事業者" => PersonKind::Contractor,
+        "指定管理者" => PersonKind::DesignatedManager,
+        other => PersonKind::parse(other).map_err(|e| format!("kind: {}", e.reason))?,
+    };
+    Ok(kind)
+}
+
+/// Records the file's changes in one transaction — or, in a dry run, records them and rolls
+/// back, so the summary says exactly what an import would do. Any row the lifecycle refuses
+/// is reported with its line and nothing is recorded.
+pub async fn import(
+    store: &Store,
+    config: &HrConfig,
+    now: UnixTime,
+    changes: &[Change],
+    dry_run: bool,
+) -> Result<Summary, ImportError> {
+    let mut tx = store.begin().await?;
+    let mut summary = Summary::default();
+    let mut errors = Vec::new();
+    for change in changes {
+        match changes::record(&mut tx, &Actor::Cli, now, config, change).await {
+            Ok(Recorded::Unchanged { .. }) => summary.unchanged += 1,
+            Ok(recorded) => {
+                if matches!(recorded, Recorded::Replaced { .. }) {
+                    summary.replaced += 1;
+                } else {
+                    summary.new += 1;
+                }
+                let section = section_of(&mut tx, change).await?;
+                *summary.by_section.entry((section, change.action.kind().as_str())).or_default() += 1;
+            }
+            Err(DirectoryError::Database(e)) => return Err(e.into()),
+            Err(e) => errors.push(RowError { line: line_of(change), message: e.to_string() }),
+        }
+    }
+    if !errors.is_empty() {
+        tx.rollback().await?;
+        return Err(ImportError::Rows(errors));
+    }
+    if dry_run {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(summary)
+}
+
+/// The section a change concerns: the one it names, else the person's primary unit.
+async fn section_of(tx: &mut crate::store::Tx, change: &Change) -> Result<String, sqlx::Error> {
+    let named = match &change.action {
+        Action::Join(joiner) => joiner.org_unit_code.clone(),
+        Action::Move { org_unit_code } | Action::AddPost { org_unit_code } | Action::EndPost { org_unit_code } => {
+            Some(org_unit_code.clone())
+        }
+        _ => None,
+    };
+    if let Some(code) = named {
+        return Ok(code);
+    }
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT o.code FROM people p JOIN org_units o ON o.id = p.org_unit_id WHERE p.employee_number = $1",
+    )
+    .bind(change.employee_number.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| r.try_get("code")).transpose()?.unwrap_or_else(|| "-".to_owned()))
+}
+
+fn line_of(change: &Change) -> u64 {
+    change.source.rsplit(':').next().and_then(|l| l.parse().ok()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "職員番号,異動区分,発令日,所属コード\nE1,異動,2027/04/01,ZEIMU\nE2,退職,2027-03-31,\n";
+
+    #[test]
+    fn japanese_headers_in_utf8_with_bom_and_in_shift_jis() {
+        let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+        with_bom.extend_from_slice(FILE.as_bytes());
+        let (sjis, _, unmappable) = encoding_rs::SHIFT_JIS.encode(FILE);
+        assert!(!unmappable);
+        for bytes in [FILE.as_bytes(), &with_bom, &sjis] {
+            let changes = parse(&decode(bytes).unwrap(), "a.csv", None).unwrap();
+            assert_eq!(changes.len(), 2);
+            assert_eq!(changes[0].action, Action::Move { org_unit_code: "ZEIMU".into() });
+            assert_eq!(changes[0].source, "csv:a.csv:2");
+            assert_eq!(changes[1].action, Action::Leave);
+        }
+        assert!(matches!(decode(b"\xFF\xFE\x00"), Err(ImportError::Encoding)));
+    }
+
+    #[test]
+    fn every_bad_row_is_reported_with_its_line() {
+        let text = "employee_number,change,effective_date\nE1,leave,2027-03-31\nE 2,leave,2027-03-31\nE3,fly,2027-03-31\nE4,leave,2027-02-30\n";
+        let Err(ImportError::Rows(errors)) = parse(text, "b.csv", None) else { panic!("bad rows accepted") };
+        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 4, 5], "{errors:?}");
+        let crlf = text.replace('\n', "\r\n");
+        let Err(ImportError::Rows(errors)) = parse(&crlf, "b.csv", None) else { panic!("bad rows accepted") };
+        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 4, 5], "CRLF: {errors:?}");
+        assert!(matches!(parse("who,change\n", "c.csv", None), Err(ImportError::Header(_))));
+        assert!(matches!(parse("employee_number,change\nE1,leave,extra\n", "d.csv", None), Err(ImportError::Rows(_))));
+        assert!(matches!(parse("employee_number,change\nE1,leave\n", "e.csv", None), Err(ImportError::Rows(_))));
+    }
+}
