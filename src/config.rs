@@ -47,11 +47,16 @@ pub struct HrConfig {
     /// The hour (Japan time) of a leaver's last day at which the leave takes effect: 24 (the
     /// default) is the end of that day, midnight; 18 would end them at 18:00 on their last day.
     pub leave_cutoff_hour: u8,
+    /// The safety valve: a file that would leave, suspend or move more than this share (in
+    /// percent) of the active people is held for an administrator's confirmation.
+    pub max_share_percent: u8,
+    /// The same valve as an absolute count, for large directories where a share is too many.
+    pub max_people: u64,
 }
 
 impl Default for HrConfig {
     fn default() -> Self {
-        Self { leave_cutoff_hour: 24 }
+        Self { leave_cutoff_hour: 24, max_share_percent: 10, max_people: 200 }
     }
 }
 
@@ -406,6 +411,13 @@ impl Config {
         if !(1..=24).contains(&self.hr.leave_cutoff_hour) {
             return Err(ConfigError::Invalid("hr.leave_cutoff_hour must be 1 to 24".into()));
         }
+        // 0 would hold every file with a single leaver; more than 100 would never hold one.
+        if !(1..=100).contains(&self.hr.max_share_percent) {
+            return Err(ConfigError::Invalid("hr.max_share_percent must be 1 to 100".into()));
+        }
+        if self.hr.max_people == 0 {
+            return Err(ConfigError::Invalid("hr.max_people must be positive".into()));
+        }
         Ok(())
     }
 
@@ -439,6 +451,20 @@ mod tests {
         let mut config = Config::default();
         let err = config.apply_env(|name| (name == "SEKIMORI_ADMIN_ADDR").then(|| "nonsense".into())).unwrap_err();
         assert!(err.to_string().contains("SEKIMORI_ADMIN_ADDR"));
+    }
+
+    #[test]
+    fn the_hr_safety_valve_is_validated_one_rule_at_a_time() {
+        let config: Config = toml::from_str("[hr]\nmax_share_percent = 25\nmax_people = 500").unwrap();
+        assert_eq!((config.hr.max_share_percent, config.hr.max_people), (25, 500));
+        for (text, message) in [
+            ("[hr]\nmax_share_percent = 0", "hr.max_share_percent must be 1 to 100"),
+            ("[hr]\nmax_share_percent = 101", "hr.max_share_percent must be 1 to 100"),
+            ("[hr]\nmax_people = 0", "hr.max_people must be positive"),
+        ] {
+            let mut config: Config = toml::from_str(text).unwrap();
+            assert_eq!(config.validate().unwrap_err().to_string(), format!("invalid configuration: {message}"));
+        }
     }
 
     #[test]

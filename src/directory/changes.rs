@@ -790,7 +790,7 @@ mod tests {
         let config = HrConfig::default();
         assert_eq!(effective_at(ChangeKind::Leave, date!(2027 - 03 - 31), &config), APRIL_1_2027_JST);
         assert_eq!(effective_at(ChangeKind::EndPost, date!(2027 - 03 - 31), &config), APRIL_1_2027_JST);
-        let evening = HrConfig { leave_cutoff_hour: 18 };
+        let evening = HrConfig { leave_cutoff_hour: 18, ..HrConfig::default() };
         assert_eq!(effective_at(ChangeKind::Leave, date!(2027 - 03 - 31), &evening), APRIL_1_2027_JST - 6 * 3600);
     }
 

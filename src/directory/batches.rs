@@ -1,0 +1,324 @@
+//! The HR safety valve (issue 11): a file that would leave, suspend or move more active people
+//! than `[hr] max_share_percent` or `max_people` allow — a wrong export, a truncated file, a
+//! section code typed over the whole town — is not recorded. It is held whole as a batch, and
+//! nothing of it takes effect until an administrator confirms it (its changes are then recorded
+//! as pending, and the job applies them) or discards it (kept, never applied).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::changes::{self, Action, Change, ChangeKind};
+use super::types::{format_date, parse_date};
+use super::{DirectoryError, EmployeeNumber, InvalidField};
+use crate::audit::{Actor, Event};
+use crate::clock::UnixTime;
+use crate::config::HrConfig;
+use crate::store::{Store, Tx};
+
+/// Whether a change counts against the valve: it takes an active person out of their work or
+/// their section.
+pub fn is_disruptive(kind: ChangeKind) -> bool {
+    matches!(kind, ChangeKind::Leave | ChangeKind::Suspend | ChangeKind::Move)
+}
+
+/// Which limit a batch went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// More than `max_people` active people.
+    People(u64),
+    /// More than `max_share_percent` % of the active people.
+    Share(u8),
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::People(n) => write!(f, "{n} people (hr.max_people)"),
+            Limit::Share(p) => write!(f, "{p} % of active people (hr.max_share_percent)"),
+        }
+    }
+}
+
+/// The limit `affected` of `active` people goes over, if any; the absolute count is looked at
+/// first, as it is the one a large directory reaches first.
+pub fn over_limit(affected: u64, active: u64, config: &HrConfig) -> Option<Limit> {
+    if affected > config.max_people {
+        return Some(Limit::People(config.max_people));
+    }
+    // In integers, so that 10 % of 25 people is 2.5 and a third leaver is over it.
+    if u128::from(affected) * 100 > u128::from(config.max_share_percent) * u128::from(active) {
+        return Some(Limit::Share(config.max_share_percent));
+    }
+    None
+}
+
+/// The number of active people, the valve's denominator.
+pub async fn active_people(tx: &mut Tx) -> Result<u64, sqlx::Error> {
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM people WHERE status = 'active'")
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Whether the person with `employee_number` is active now (a joiner is nobody yet).
+pub async fn is_active(tx: &mut Tx, employee_number: &EmployeeNumber) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT 1 AS one FROM people WHERE employee_number = $1 AND status = 'active'")
+        .bind(employee_number.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// One line of a batch's summary: how many changes of `kind` concern `section`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectionCount {
+    pub section: String,
+    pub kind: String,
+    pub count: u64,
+}
+
+/// A batch the valve stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub id: String,
+    pub source: String,
+    pub status: String,
+    pub changes: u64,
+    pub affected: u64,
+    pub active: u64,
+    pub summary: Vec<SectionCount>,
+    pub created_at: UnixTime,
+}
+
+/// A change as a batch stores it (the payload format of `person_changes`, plus its keys).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeldChange {
+    employee_number: String,
+    effective_date: String,
+    source: String,
+    action: Action,
+}
+
+/// What the valve saw, for the batch and its audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub affected: u64,
+    pub active: u64,
+    pub limit: Limit,
+}
+
+/// Holds `changes` from `source` as one batch, in the caller's transaction; returns its id.
+pub async fn hold(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    source: &str,
+    changes: &[Change],
+    by_section: &BTreeMap<(String, &'static str), u64>,
+    verdict: Verdict,
+) -> Result<String, DirectoryError> {
+    let held: Vec<HeldChange> = changes
+        .iter()
+        .map(|c| HeldChange {
+            employee_number: c.employee_number.as_str().to_owned(),
+            effective_date: format_date(c.effective_date),
+            source: c.source.clone(),
+            action: c.action.clone(),
+        })
+        .collect();
+    let summary: Vec<SectionCount> = by_section
+        .iter()
+        .map(|((section, kind), count)| SectionCount {
+            section: section.clone(),
+            kind: (*kind).to_owned(),
+            count: *count,
+        })
+        .collect();
+    let unreadable = |e: serde_json::Error| InvalidField { field: "batch", reason: e.to_string() };
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO hr_batches (id, source, status, changes, summary, affected, active, created_at, decided_at)
+         VALUES ($1, $2, 'held', $3, $4, $5, $6, $7, NULL)",
+    )
+    .bind(&id)
+    .bind(source)
+    .bind(serde_json::to_string(&held).map_err(unreadable)?)
+    .bind(serde_json::to_string(&summary).map_err(unreadable)?)
+    .bind(i64::try_from(verdict.affected).unwrap_or(i64::MAX))
+    .bind(i64::try_from(verdict.active).unwrap_or(i64::MAX))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Event::success(
+        actor,
+        "hr_batch.hold",
+        format!("hr_batch:{id}"),
+        serde_json::json!({"source": source, "changes": held.len(), "affected": verdict.affected,
+                           "active": verdict.active, "limit": verdict.limit.to_string()}),
+    )
+    .record(tx, now)
+    .await?;
+    Ok(id)
+}
+
+/// Batches still waiting for an administrator, oldest first.
+pub async fn held(store: &Store) -> Result<Vec<Batch>, DirectoryError> {
+    let rows = sqlx::query(
+        "SELECT id, source, status, changes, summary, affected, active, created_at FROM hr_batches
+         WHERE status = 'held' ORDER BY created_at, id",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(batch_from_row).collect()
+}
+
+fn batch_from_row(row: &sqlx::any::AnyRow) -> Result<Batch, DirectoryError> {
+    let changes: String = row.try_get("changes")?;
+    let summary: String = row.try_get("summary")?;
+    let unreadable = |e: serde_json::Error| InvalidField { field: "batch", reason: format!("unreadable: {e}") };
+    let count = serde_json::from_str::<Vec<serde_json::Value>>(&changes).map_err(unreadable)?.len();
+    Ok(Batch {
+        id: row.try_get("id")?,
+        source: row.try_get("source")?,
+        status: row.try_get("status")?,
+        changes: count as u64,
+        affected: u64::try_from(row.try_get::<i64, _>("affected")?).unwrap_or(0),
+        active: u64::try_from(row.try_get::<i64, _>("active")?).unwrap_or(0),
+        summary: serde_json::from_str(&summary).map_err(unreadable)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Why a batch could not be confirmed or discarded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError {
+    #[error("no held batch has this ID (it may have been confirmed or discarded already)")]
+    NotHeld,
+    /// A change the lifecycle refuses now; nothing of the batch was recorded.
+    #[error("{origin}: {message}")]
+    Refused { origin: String, message: String },
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+}
+
+impl From<sqlx::Error> for DecisionError {
+    fn from(e: sqlx::Error) -> Self {
+        DecisionError::Directory(e.into())
+    }
+}
+
+/// Confirms a held batch: in one transaction, the batch is marked confirmed and every change of
+/// it is recorded as pending (with the usual replay and correction rules), or — if one is
+/// refused — nothing is, and the batch stays held. Returns the batch as it was held.
+pub async fn confirm(
+    store: &Store,
+    actor: &Actor,
+    now: UnixTime,
+    config: &HrConfig,
+    id: &str,
+) -> Result<Batch, DecisionError> {
+    let mut tx = store.begin().await?;
+    let batch = decide(&mut tx, actor, now, id, Decision::Confirm).await?;
+    let text: String = sqlx::query("SELECT changes FROM hr_batches WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("changes")?;
+    let held: Vec<HeldChange> = serde_json::from_str(&text)
+        .map_err(|e| DirectoryError::from(InvalidField { field: "batch", reason: format!("unreadable: {e}") }))?;
+    for change in held {
+        let source = change.source.clone();
+        let refused = |message: String| DecisionError::Refused { origin: source.clone(), message };
+        let change = Change {
+            employee_number: EmployeeNumber::parse(&change.employee_number).map_err(|e| refused(e.to_string()))?,
+            effective_date: parse_date("effective_date", &change.effective_date).map_err(|e| refused(e.to_string()))?,
+            source: change.source,
+            action: change.action,
+        };
+        match changes::record(&mut tx, actor, now, config, &change).await {
+            Ok(_) => {}
+            Err(DirectoryError::Database(e)) => return Err(e.into()),
+            // Dropping the transaction rolls it back: the batch stays held.
+            Err(e) => return Err(refused(e.to_string())),
+        }
+    }
+    tx.commit().await?;
+    Ok(batch)
+}
+
+/// Discards a held batch: kept as `discarded`, none of it ever recorded or applied.
+pub async fn discard(store: &Store, actor: &Actor, now: UnixTime, id: &str) -> Result<Batch, DecisionError> {
+    let mut tx = store.begin().await?;
+    let batch = decide(&mut tx, actor, now, id, Decision::Discard).await?;
+    tx.commit().await?;
+    Ok(batch)
+}
+
+#[derive(Clone, Copy)]
+enum Decision {
+    Confirm,
+    Discard,
+}
+
+/// Moves a held batch to confirmed or discarded by a conditional update, so that two
+/// administrators deciding at once cannot both confirm, or confirm what the other discarded;
+/// and audits the decision in the same transaction.
+async fn decide(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    id: &str,
+    decision: Decision,
+) -> Result<Batch, DecisionError> {
+    let (status, action) = match decision {
+        Decision::Confirm => ("confirmed", "hr_batch.confirm"),
+        Decision::Discard => ("discarded", "hr_batch.discard"),
+    };
+    let claimed = sqlx::query("UPDATE hr_batches SET status = $1, decided_at = $2 WHERE id = $3 AND status = 'held'")
+        .bind(status)
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if claimed == 0 {
+        return Err(DecisionError::NotHeld);
+    }
+    let row = sqlx::query(
+        "SELECT id, source, status, changes, summary, affected, active, created_at FROM hr_batches WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let batch = batch_from_row(&row)?;
+    Event::success(
+        actor,
+        action,
+        format!("hr_batch:{id}"),
+        serde_json::json!({"source": batch.source, "changes": batch.changes, "affected": batch.affected}),
+    )
+    .record(tx, now)
+    .await?;
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_valve_holds_at_whichever_limit_is_reached_first() {
+        let config = HrConfig { max_share_percent: 10, max_people: 200, ..HrConfig::default() };
+        assert_eq!(over_limit(0, 0, &config), None);
+        assert_eq!(over_limit(2, 25, &config), None, "8 %");
+        assert_eq!(over_limit(3, 25, &config), Some(Limit::Share(10)), "12 %");
+        assert_eq!(over_limit(10, 100, &config), None, "exactly the share is not more than it");
+        assert_eq!(over_limit(200, 100_000, &config), None);
+        assert_eq!(over_limit(201, 100_000, &config), Some(Limit::People(200)));
+        assert_eq!(over_limit(u64::MAX, u64::MAX, &config), Some(Limit::People(200)));
+    }
+}
