@@ -74,6 +74,12 @@ enum HrCommand {
         #[arg(long)]
         effective: Option<String>,
     },
+    /// List the batches the safety valve holds, with what each would change.
+    Batches,
+    /// Confirm a held batch: its changes are recorded and applied when due.
+    Confirm { batch_id: String },
+    /// Discard a held batch: it is kept as discarded and none of it is ever applied.
+    Discard { batch_id: String },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +195,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Hr { command: HrCommand::Import { file, dry_run, effective } } => {
             return hr_import(config, &file, dry_run, effective.as_deref()).await;
         }
+        Command::Hr { command } => return hr_batch(config, command).await,
         Command::Audit { command: AuditCommand::Verify } => {
             let store = Store::connect(&config.database_url).await?;
             store.migrate().await?;
@@ -226,7 +233,7 @@ async fn hr_import(
     store.migrate().await?;
     let now = Clock::default().now();
     let outcome = match csv_import::decode(&bytes).and_then(|text| csv_import::parse(&text, &name, effective)) {
-        Ok(changes) => csv_import::import(&store, &config.hr, now, &changes, dry_run).await,
+        Ok(changes) => csv_import::import(&store, &config.hr, now, &name, &changes, dry_run).await,
         Err(e) => Err(e),
     };
     let summary = match outcome {
@@ -243,6 +250,25 @@ async fn hr_import(
             return Ok(ExitCode::from(1));
         }
     };
+    if let Some(held) = &summary.held {
+        let v = held.verdict;
+        let share = v.affected.saturating_mul(100).checked_div(v.active).unwrap_or(0);
+        match &held.batch_id {
+            Some(_) => println!("保留しました: このファイルは記録も適用もされていません (held: nothing of this file was recorded or applied)"),
+            None => println!("dry run: このファイルは保留されます (this file would be held; nothing recorded or applied)"),
+        }
+        println!("  退職・休職・異動の対象 {} / 在職 {} 人 ({share} %), more than {}", v.affected, v.active, v.limit);
+        for ((section, kind), count) in &summary.by_section {
+            println!("  {section:<20} {kind:<10} {count}");
+        }
+        if let Some(id) = &held.batch_id {
+            println!("batch {id}");
+            println!("  to apply it:  sekimori hr confirm {id}");
+            println!("  to drop it:   sekimori hr discard {id}");
+        }
+        // Distinct from success and from a refused file, so that a scheduled import can alert.
+        return Ok(ExitCode::from(3));
+    }
     println!("{}", if dry_run { "dry run: nothing recorded. Would record:" } else { "recorded:" });
     for ((section, kind), count) in &summary.by_section {
         println!("  {section:<20} {kind:<10} {count}");
@@ -256,6 +282,59 @@ async fn hr_import(
         println!("applied now: {} (superseded {}, failed {})", run.applied, run.superseded, run.failed);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `sekimori hr batches | confirm | discard`: the administrator's side of the safety valve.
+async fn hr_batch(config: Config, command: HrCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use sekimori::directory::batches::{self, DecisionError};
+    let store = Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let now = Clock::default().now();
+    let decided = match command {
+        HrCommand::Import { .. } => unreachable!("handled by hr_import"),
+        HrCommand::Batches => {
+            let held = batches::held(&store).await?;
+            if held.is_empty() {
+                println!("保留中のバッチはありません (no held batches)");
+            }
+            for batch in held {
+                println!(
+                    "{}  {}  held {}  {} changes; would leave, suspend or move {} of {} active people",
+                    batch.id,
+                    batch.source,
+                    japan_time(batch.created_at),
+                    batch.changes,
+                    batch.affected,
+                    batch.active
+                );
+                for line in &batch.summary {
+                    println!("  {:<20} {:<10} {}", line.section, line.kind, line.count);
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        HrCommand::Confirm { batch_id } => {
+            batches::confirm(&store, &Actor::Cli, now, &config.hr, &batch_id).await.map(|b| ("confirmed", b))
+        }
+        HrCommand::Discard { batch_id } => {
+            batches::discard(&store, &Actor::Cli, now, &batch_id).await.map(|b| ("discarded", b))
+        }
+    };
+    match decided {
+        Ok((what, batch)) => {
+            println!("batch {} ({}) {what}: {} changes", batch.id, batch.source, batch.changes);
+            if what == "confirmed" {
+                let run = sekimori::directory::changes::apply_due(&store, now).await?;
+                println!("applied now: {} (superseded {}, failed {})", run.applied, run.superseded, run.failed);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(DecisionError::Directory(e)) => Err(e.into()),
+        Err(e) => {
+            eprintln!("error: {e}; the batch is unchanged");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {

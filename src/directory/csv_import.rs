@@ -2,12 +2,15 @@
 //! hostile input: it is decoded (UTF-8 with or without BOM, or Shift_JIS / CP932 as Japanese
 //! HR systems export), every row is checked, and the changes are recorded in ONE transaction —
 //! a single bad row and nothing is recorded, every bad row reported with its line number. The
-//! job applies what is recorded when it falls due (see `changes`). Headers: README, "HR CSV".
+//! job applies what is recorded when it falls due (see `changes`). A file that would leave,
+//! suspend or move too many active people is held whole instead (see `batches`). Headers:
+//! README, "HR CSV".
 
 use std::collections::BTreeMap;
 
 use time::Date;
 
+use super::batches::{self, Verdict};
 use super::changes::{self, Action, Change, Joiner, Recorded};
 use super::types::parse_date;
 use super::updates::Attributes;
@@ -28,6 +31,9 @@ pub enum ImportError {
     Rows(Vec<RowError>),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// The batch could not be held (its changes would not serialise); nothing was stored.
+    #[error(transparent)]
+    Directory(DirectoryError),
 }
 
 /// One bad row: its line in the file and what is wrong.
@@ -52,6 +58,16 @@ pub struct Summary {
     pub replaced: u64,
     /// Rows equal to what was already recorded (a file imported twice).
     pub unchanged: u64,
+    /// Set when the safety valve held the file: then nothing of it was recorded.
+    pub held: Option<Held>,
+}
+
+/// A file the safety valve held instead of recording it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The batch an administrator confirms or discards (none in a dry run: nothing is stored).
+    pub batch_id: Option<String>,
+    pub verdict: Verdict,
 }
 
 /// The columns, by their Japanese and English header names.
@@ -195,18 +211,27 @@ fn person_kind(value: &str) -> Result<PersonKind, String> {
 
 /// Records the file's changes in one transaction — or, in a dry run, records them and rolls
 /// back, so the summary says exactly what an import would do. Any row the lifecycle refuses
-/// is reported with its line and nothing is recorded.
+/// is reported with its line and nothing is recorded. A file over the safety valve's limit is
+/// not recorded either: it is held whole as a batch (`summary.held`) for an administrator.
 pub async fn import(
     store: &Store,
     config: &HrConfig,
     now: UnixTime,
+    file_name: &str,
     changes: &[Change],
     dry_run: bool,
 ) -> Result<Summary, ImportError> {
     let mut tx = store.begin().await?;
     let mut summary = Summary::default();
     let mut errors = Vec::new();
+    // Active people the file would take out of work or out of their section, once each
+    // (a person both moved and suspended is one person disrupted).
+    let mut disrupted = std::collections::BTreeSet::new();
     for change in changes {
+        // Asked before recording, though recording changes no person: the valve is about
+        // the directory as it is.
+        let disruptive = batches::is_disruptive(change.action.kind())
+            && batches::is_active(&mut tx, &change.employee_number).await?;
         match changes::record(&mut tx, &Actor::Cli, now, config, change).await {
             Ok(Recorded::Unchanged { .. }) => summary.unchanged += 1,
             Ok(recorded) => {
@@ -214,6 +239,9 @@ pub async fn import(
                     summary.replaced += 1;
                 } else {
                     summary.new += 1;
+                }
+                if disruptive {
+                    disrupted.insert(change.employee_number.as_str().to_owned());
                 }
                 let section = section_of(&mut tx, change).await?;
                 *summary.by_section.entry((section, change.action.kind().as_str())).or_default() += 1;
@@ -225,6 +253,29 @@ pub async fn import(
     if !errors.is_empty() {
         tx.rollback().await?;
         return Err(ImportError::Rows(errors));
+    }
+    let affected = disrupted.len() as u64;
+    let active = batches::active_people(&mut tx).await?;
+    if let Some(limit) = batches::over_limit(affected, active, config) {
+        // Nothing of a held file is recorded: its changes wait in the batch, whole.
+        tx.rollback().await?;
+        let verdict = Verdict { affected, active, limit };
+        let batch_id = if dry_run {
+            None
+        } else {
+            let mut tx = store.begin().await?;
+            let source = format!("csv:{file_name}");
+            let id = batches::hold(&mut tx, &Actor::Cli, now, &source, changes, &summary.by_section, verdict)
+                .await
+                .map_err(|e| match e {
+                    DirectoryError::Database(e) => ImportError::Database(e),
+                    other => ImportError::Directory(other),
+                })?;
+            tx.commit().await?;
+            Some(id)
+        };
+        summary.held = Some(Held { batch_id, verdict });
+        return Ok(summary);
     }
     if dry_run {
         tx.rollback().await?;

@@ -15,8 +15,8 @@ use time::Date;
 
 use crate::common::{authorize_url, browser, location, log_in, query_of, token_request, Db, TestServer};
 
-const PASSWORD: &str = "correct-horse-battery";
-const CALLBACK: &str = "http://127.0.0.1:9201/callback";
+pub(crate) const PASSWORD: &str = "correct-horse-battery";
+pub(crate) const CALLBACK: &str = "http://127.0.0.1:9201/callback";
 const DAY: i64 = 86_400;
 
 async fn record(server: &TestServer, employee_number: &str, date: Date, action: Action) -> Recorded {
@@ -33,7 +33,7 @@ async fn record(server: &TestServer, employee_number: &str, date: Date, action: 
     recorded
 }
 
-fn today(server: &TestServer) -> Date {
+pub(crate) fn today(server: &TestServer) -> Date {
     today_in_japan(server.app.clock.now())
 }
 
@@ -47,7 +47,7 @@ async fn change_status(server: &TestServer, id: &str) -> (String, Option<String>
     (row.try_get("status").unwrap(), row.try_get("superseded_by").unwrap())
 }
 
-async fn person_field(server: &TestServer, person_id: &str, column: &str) -> Option<String> {
+pub(crate) async fn person_field(server: &TestServer, person_id: &str, column: &str) -> Option<String> {
     sqlx::query(&format!("SELECT {column} AS v FROM people WHERE id = $1"))
         .bind(person_id)
         .fetch_one(server.app.store.pool())
@@ -58,7 +58,7 @@ async fn person_field(server: &TestServer, person_id: &str, column: &str) -> Opt
 }
 
 /// The details of the audit events `action` on `target`, oldest first.
-async fn audited(server: &TestServer, action: &str, target: &str) -> Vec<Value> {
+pub(crate) async fn audited(server: &TestServer, action: &str, target: &str) -> Vec<Value> {
     sqlx::query("SELECT detail FROM audit_events WHERE action = $1 AND target = $2 ORDER BY seq")
         .bind(action)
         .bind(target)
@@ -71,7 +71,7 @@ async fn audited(server: &TestServer, action: &str, target: &str) -> Vec<Value> 
 }
 
 /// Creates a section under a fresh department; returns its id.
-async fn section(server: &TestServer, code: &str) -> String {
+pub(crate) async fn section(server: &TestServer, code: &str) -> String {
     let (status, department) = server
         .admin(
             Method::POST,
@@ -91,7 +91,7 @@ async fn section(server: &TestServer, code: &str) -> String {
     unit["id"].as_str().unwrap().to_owned()
 }
 
-fn authorize(server: &TestServer) -> String {
+pub(crate) fn authorize(server: &TestServer) -> String {
     authorize_url(
         server,
         &[
@@ -105,12 +105,12 @@ fn authorize(server: &TestServer) -> String {
 }
 
 /// Whether `login_id` can log in now (through a fresh browser, to a code).
-async fn can_log_in(server: &TestServer, login_id: &str) -> bool {
+pub(crate) async fn can_log_in(server: &TestServer, login_id: &str) -> bool {
     let response = log_in(&browser(), server, &authorize(server), login_id, PASSWORD).await;
     response.status() == 303 && location(&response).starts_with(CALLBACK)
 }
 
-async fn introspect(server: &TestServer, secret: &str, token: &str) -> bool {
+pub(crate) async fn introspect(server: &TestServer, secret: &str, token: &str) -> bool {
     let response = server
         .http
         .post(format!("{}/introspect", server.public_url))
@@ -135,7 +135,7 @@ async fn userinfo_status(server: &TestServer, access_token: &str) -> u16 {
 }
 
 /// The consuming system 税務 with a back-channel logout endpoint; returns its secret.
-async fn zeimu(server: &TestServer) -> String {
+pub(crate) async fn zeimu(server: &TestServer) -> String {
     let (_, secret) = server
         .add_client(json!({"client_id": "zeimu", "name": "税務システム", "client_type": "confidential",
                            "redirect_uris": [CALLBACK], "backchannel_logout_uri": "http://127.0.0.1:9/backchannel"}))
@@ -450,14 +450,30 @@ async fn a_suspension_ends_sessions_and_a_return_lets_the_person_in_again(db: Db
     assert!(can_log_in(&server, "mori").await, "back at work");
 }
 
-/// Runs `sekimori hr import` on `bytes` against the server's database.
+/// Runs `sekimori hr import` on `bytes` against the server's database, with the safety valve
+/// opened wide (these tests are about the import; the valve has its own, in hr_valve.rs).
 fn hr_import(server: &TestServer, bytes: &[u8], extra: &[&str]) -> (Option<i32>, String, String) {
     let dir = crate::cli::temp_dir();
     let file = dir.join("jinji.csv");
     std::fs::write(&file, bytes).unwrap();
-    let output = crate::cli::sekimori(&dir)
-        .args(["hr", "import", file.to_str().unwrap()])
-        .args(extra)
+    let mut args = vec!["import", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    sekimori_hr(server, &dir, &args, "max_share_percent = 100")
+}
+
+/// Runs `sekimori hr ARGS` in `dir` against the server's database, with `hr_config` as the
+/// config file's `[hr]` section; returns (exit code, stdout, stderr).
+pub(crate) fn sekimori_hr(
+    server: &TestServer,
+    dir: &std::path::Path,
+    args: &[&str],
+    hr_config: &str,
+) -> (Option<i32>, String, String) {
+    let config = dir.join("sekimori.toml");
+    std::fs::write(&config, format!("[hr]\n{hr_config}\n")).unwrap();
+    let output = crate::cli::sekimori(dir)
+        .args(["--config", config.to_str().unwrap(), "hr"])
+        .args(args)
         .env("SEKIMORI_DATABASE_URL", &server.database_url)
         .output()
         .unwrap();
