@@ -80,6 +80,16 @@ enum HrCommand {
     Confirm { batch_id: String },
     /// Discard a held batch: it is kept as discarded and none of it is ever applied.
     Discard { batch_id: String },
+    /// What will change in one section on or before a date: arrivals, departures, leavers,
+    /// concurrent posts — from pending changes and held batches.
+    Preview {
+        /// The section's org unit code.
+        #[arg(long)]
+        section: String,
+        /// The last effective date (YYYY-MM-DD) looked at; today in Japan if not given.
+        #[arg(long)]
+        date: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -292,6 +302,7 @@ async fn hr_batch(config: Config, command: HrCommand) -> Result<ExitCode, Box<dy
     let now = Clock::default().now();
     let decided = match command {
         HrCommand::Import { .. } => unreachable!("handled by hr_import"),
+        HrCommand::Preview { section, date } => return hr_preview(&store, now, &section, date.as_deref()).await,
         HrCommand::Batches => {
             let held = batches::held(&store).await?;
             if held.is_empty() {
@@ -335,6 +346,52 @@ async fn hr_batch(config: Config, command: HrCommand) -> Result<ExitCode, Box<dy
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `sekimori hr preview`: the section manager's view of what is coming.
+async fn hr_preview(
+    store: &Store,
+    now: sekimori::clock::UnixTime,
+    section: &str,
+    date: Option<&str>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use sekimori::directory::{preview, types, DirectoryError};
+    let until = match date.map(|d| types::parse_date("--date", d)).transpose() {
+        Ok(date) => date.unwrap_or_else(|| sekimori::directory::today_in_japan(now)),
+        Err(e) => {
+            eprintln!("error: --date {}", e.reason);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let entries = match preview::section(store, section, until).await {
+        Ok(entries) => entries,
+        Err(DirectoryError::NotFound(_)) => {
+            eprintln!("error: 所属コード {section:?} はありません (no org unit has this code)");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!(
+        "{section} の {} までの異動予定 (changes on or before this date): {} 件",
+        types::format_date(until),
+        entries.len()
+    );
+    for entry in &entries {
+        let other = match (entry.effect, &entry.other_section) {
+            (preview::Effect::Arrival, Some(from)) => format!("  ← {from}"),
+            (preview::Effect::Departure, Some(to)) => format!("  → {to}"),
+            _ => String::new(),
+        };
+        let held = entry.held_in.as_ref().map(|id| format!("  [保留中 held: {id}]")).unwrap_or_default();
+        println!(
+            "  {}  {:<24} {:<12} {}{other}{held}",
+            types::format_date(entry.effective_date),
+            entry.effect.label(),
+            entry.employee_number,
+            entry.name.as_deref().unwrap_or("-"),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {

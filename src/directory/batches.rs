@@ -94,13 +94,27 @@ pub struct Batch {
 }
 
 /// A change as a batch stores it (the payload format of `person_changes`, plus its keys).
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HeldChange {
-    employee_number: String,
-    effective_date: String,
-    source: String,
-    action: Action,
+pub struct HeldChange {
+    pub employee_number: String,
+    /// YYYY-MM-DD, as `person_changes.effective_date`.
+    pub effective_date: String,
+    pub source: String,
+    pub action: Action,
+}
+
+fn parse_changes(text: &str) -> Result<Vec<HeldChange>, DirectoryError> {
+    serde_json::from_str(text).map_err(|e| InvalidField { field: "batch", reason: format!("unreadable: {e}") }.into())
+}
+
+/// The changes of the batch `id`, whatever its status.
+pub async fn held_changes(store: &Store, id: &str) -> Result<Vec<HeldChange>, DirectoryError> {
+    let row = sqlx::query("SELECT changes FROM hr_batches WHERE id = $1").bind(id).fetch_optional(store.pool()).await?;
+    match row {
+        Some(row) => parse_changes(&row.try_get::<String, _>("changes")?),
+        None => Err(DirectoryError::NotFound("HR batch")),
+    }
 }
 
 /// What the valve saw, for the batch and its audit event.
@@ -228,8 +242,7 @@ pub async fn confirm(
         .fetch_one(&mut *tx)
         .await?
         .try_get("changes")?;
-    let held: Vec<HeldChange> = serde_json::from_str(&text)
-        .map_err(|e| DirectoryError::from(InvalidField { field: "batch", reason: format!("unreadable: {e}") }))?;
+    let held = parse_changes(&text)?;
     for change in held {
         let source = change.source.clone();
         let refused = |message: String| DecisionError::Refused { origin: source.clone(), message };

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod batches;
 pub mod changes;
 pub mod csv_import;
+pub mod preview;
 pub mod search;
 pub mod types;
 pub mod updates;

@@ -566,7 +566,76 @@ async fn two_job_runs_at_once_apply_each_change_once(db: Db) {
     other.stop().await;
 }
 
+async fn a_manager_previews_what_will_change_in_their_section(db: Db) {
+    let server = TestServer::start(db).await;
+    section(&server, "SEC-A").await;
+    section(&server, "SEC-B").await;
+    for (i, login) in ["endo", "fujii", "goto"].iter().enumerate() {
+        server.add_person(&format!("E740{}", i + 1), login, &format!("{PASSWORD}-{i}")).await;
+    }
+    let yesterday = today(&server).previous_day().unwrap();
+    let tomorrow = today(&server).next_day().unwrap();
+    let later = tomorrow.saturating_add(time::Duration::days(10));
+    for number in ["E7401", "E7402"] {
+        record(&server, number, yesterday, Action::Move { org_unit_code: "SEC-A".into() }).await;
+    }
+    changes::apply_due(&server.app.store, server.app.clock.now()).await.unwrap();
+    record(&server, "E7401", tomorrow, Action::Leave).await;
+    record(&server, "E7402", tomorrow, Action::Move { org_unit_code: "SEC-B".into() }).await;
+    record(&server, "E7403", tomorrow, Action::Move { org_unit_code: "SEC-A".into() }).await;
+    let joiner = Joiner {
+        family_name: "山田".into(),
+        given_name: "太郎".into(),
+        family_name_kana: "ヤマダ".into(),
+        given_name_kana: "タロウ".into(),
+        birth_date: None,
+        kind: PersonKind::Regular,
+        org_unit_code: Some("SEC-A".into()),
+        email: None,
+        end_date: None,
+        login_id: None,
+    };
+    record(&server, "E7404", later, Action::Join(joiner)).await;
+    // A file the safety valve holds: its post shows, marked as held.
+    let dir = crate::cli::temp_dir();
+    let file = dir.join("kenmu.csv");
+    let date = sekimori::directory::types::format_date(tomorrow);
+    std::fs::write(
+        &file,
+        format!("職員番号,異動区分,発令日,所属コード\nE7403,兼務発令,{date},SEC-A\nE7402,休職,{date},\n"),
+    )
+    .unwrap();
+    let (code, stdout, _) = sekimori_hr(&server, &dir, &["import", file.to_str().unwrap()], "max_share_percent = 10");
+    assert_eq!(code, Some(3), "{stdout}");
+
+    let (code, stdout, stderr) = sekimori_hr(&server, &dir, &["preview", "--section", "SEC-A", "--date", &date], "");
+    assert_eq!(code, Some(0), "{stderr}");
+    let line = |needle: &str, number: &str| stdout.lines().any(|l| l.contains(needle) && l.contains(number));
+    assert!(line("退職", "E7401"), "{stdout}");
+    assert!(line("転出", "E7402") && line("→ SEC-B", "E7402"), "{stdout}");
+    assert!(line("着任", "E7403"), "{stdout}");
+    assert!(line("兼務発令", "E7403") && line("保留中", "E7403"), "{stdout}");
+    assert!(!stdout.contains("E7404"), "the joiner comes later: {stdout}");
+    assert!(stdout.contains("4 件"), "{stdout}");
+    // SEC-B sees the arrival from SEC-A; a later date shows the joiner, by name.
+    let (_, stdout, _) = sekimori_hr(&server, &dir, &["preview", "--section", "SEC-B", "--date", &date], "");
+    assert!(line_in(&stdout, "着任", "← SEC-A"), "{stdout}");
+    let later = sekimori::directory::types::format_date(later);
+    let (_, stdout, _) = sekimori_hr(&server, &dir, &["preview", "--section", "SEC-A", "--date", &later], "");
+    assert!(line_in(&stdout, "E7404", "山田 太郎"), "{stdout}");
+
+    let (code, _, stderr) = sekimori_hr(&server, &dir, &["preview", "--section", "NOPE"], "");
+    assert_eq!(code, Some(1), "{stderr}");
+    let (code, _, _) = sekimori_hr(&server, &dir, &["preview", "--section", "SEC-A", "--date", "2027-02-30"], "");
+    assert_eq!(code, Some(2));
+}
+
+fn line_in(text: &str, a: &str, b: &str) -> bool {
+    text.lines().any(|l| l.contains(a) && l.contains(b))
+}
+
 on_both_databases!(
+    a_manager_previews_what_will_change_in_their_section,
     leaver_applied_by_the_job_ends_everything_at_once,
     a_leave_takes_effect_at_the_end_of_the_last_day,
     replays_corrections_and_late_arrivals_give_one_result,
