@@ -345,4 +345,67 @@ mod tests {
         assert!(matches!(parse("employee_number,change\nE1,leave,extra\n", "d.csv", None), Err(ImportError::Rows(_))));
         assert!(matches!(parse("employee_number,change\nE1,leave\n", "e.csv", None), Err(ImportError::Rows(_))));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Cells an HR export might hold, and what a broken or hostile one might.
+        fn cell() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(String::new()),
+                Just("退職".to_owned()),
+                Just("異動".to_owned()),
+                Just("leave".to_owned()),
+                Just("2027/04/01".to_owned()),
+                Just("E1024".to_owned()),
+                Just("ZEIMU".to_owned()),
+                "[A-Za-z0-9 ,\"'/\\-]{0,12}",
+                "\\PC{0,8}",
+                "[\"\r\n,]{1,4}",
+            ]
+        }
+
+        proptest! {
+            // Inputs are bounded (2 KiB, 30 rows of 6 cells): a hang would show as a run that
+            // does not finish.
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                if let Ok(text) = decode(&bytes) {
+                    let _ = parse(&text, "fuzz.csv", None);
+                }
+            }
+
+            #[test]
+            fn csv_like_rows_are_parsed_or_refused_with_their_lines(
+                rows in proptest::collection::vec(proptest::collection::vec(cell(), 0..6), 0..30),
+                crlf in any::<bool>(),
+            ) {
+                let newline = if crlf { "\r\n" } else { "\n" };
+                let mut text = format!("職員番号,異動区分,発令日,所属コード{newline}");
+                for row in &rows {
+                    text.push_str(&row.join(","));
+                    text.push_str(newline);
+                }
+                let lines = text.replace("\r\n", "\n").split('\n').count() as u64;
+                match parse(&text, "fuzz.csv", None) {
+                    Ok(changes) => {
+                        for change in changes {
+                            let line = line_of(&change);
+                            prop_assert!((2..=lines).contains(&line), "{} of {lines} lines", change.source);
+                        }
+                    }
+                    Err(ImportError::Rows(errors)) => {
+                        prop_assert!(!errors.is_empty());
+                        for error in errors {
+                            prop_assert!((2..=lines).contains(&error.line), "{error} of {lines} lines");
+                        }
+                    }
+                    Err(other) => prop_assert!(false, "the header is good: {other}"),
+                }
+            }
+        }
+    }
 }
