@@ -18,6 +18,7 @@ pub mod crypto;
 pub mod demo;
 pub mod directory;
 pub mod health;
+pub mod hr;
 pub mod invalid;
 pub mod jobs;
 pub mod listener;

@@ -229,7 +229,7 @@ async fn hr_import(
     dry_run: bool,
     effective: Option<&str>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    use sekimori::directory::csv_import::{self, ImportError};
+    use sekimori::hr::csv_import::{self, ImportError};
     let effective = match effective.map(|d| sekimori::directory::types::parse_date("--effective", d)).transpose() {
         Ok(date) => date,
         Err(e) => {
@@ -288,7 +288,7 @@ async fn hr_import(
         summary.new, summary.replaced, summary.unchanged
     );
     if !dry_run {
-        let run = sekimori::directory::changes::apply_due(&store, now).await?;
+        let run = sekimori::hr::changes::apply_due(&store, now).await?;
         println!("applied now: {} (superseded {}, failed {})", run.applied, run.superseded, run.failed);
     }
     Ok(ExitCode::SUCCESS)
@@ -296,7 +296,7 @@ async fn hr_import(
 
 /// `sekimori hr batches | confirm | discard`: the administrator's side of the safety valve.
 async fn hr_batch(config: Config, command: HrCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    use sekimori::directory::batches::{self, DecisionError};
+    use sekimori::hr::batches::{self, DecisionError};
     let store = Store::connect(&config.database_url).await?;
     store.migrate().await?;
     let now = Clock::default().now();
@@ -335,7 +335,7 @@ async fn hr_batch(config: Config, command: HrCommand) -> Result<ExitCode, Box<dy
         Ok((what, batch)) => {
             println!("batch {} ({}) {what}: {} changes", batch.id, batch.source, batch.changes);
             if what == "confirmed" {
-                let run = sekimori::directory::changes::apply_due(&store, now).await?;
+                let run = sekimori::hr::changes::apply_due(&store, now).await?;
                 println!("applied now: {} (superseded {}, failed {})", run.applied, run.superseded, run.failed);
             }
             Ok(ExitCode::SUCCESS)
@@ -355,7 +355,8 @@ async fn hr_preview(
     section: &str,
     date: Option<&str>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    use sekimori::directory::{preview, types, DirectoryError};
+    use sekimori::directory::{types, DirectoryError};
+    use sekimori::hr::preview;
     let until = match date.map(|d| types::parse_date("--date", d)).transpose() {
         Ok(date) => date.unwrap_or_else(|| sekimori::directory::today_in_japan(now)),
         Err(e) => {

@@ -18,7 +18,6 @@
 use sqlx::Row;
 
 use crate::audit::{Actor, Event};
-use crate::backchannel;
 use crate::clock::UnixTime;
 use crate::store::Tx;
 
@@ -299,7 +298,43 @@ async fn end_sessions(
         revoked.sessions += 1;
         revoked.access_tokens += update(tx, now, "access_tokens", "session_id = $2", &[&id]).await?;
         revoked.refresh_tokens += update(tx, now, "refresh_tokens", "session_id = $2 AND offline = 0", &[&id]).await?;
-        revoked.logout_notices += backchannel::enqueue(tx, now, &id, &person_id).await?;
+        revoked.logout_notices += queue_logout_notices(tx, now, &id, &person_id).await?;
     }
     Ok(revoked)
+}
+
+/// Writes a back-channel logout notice (the outbox `backchannel` delivers from) for every consuming system that session `session_id` signed in to and that
+/// has a back-channel logout URI and is not disabled (a disabled system holds no token of the
+/// session any more: there is nothing to tell it). Returns how many.
+async fn queue_logout_notices(
+    tx: &mut Tx,
+    now: UnixTime,
+    session_id: &str,
+    person_id: &str,
+) -> Result<u64, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT c.client_id FROM session_clients sc JOIN clients c ON c.client_id = sc.client_id
+         WHERE sc.session_id = $1 AND c.backchannel_logout_uri IS NOT NULL AND c.status = 'active'
+         ORDER BY c.client_id",
+    )
+    .bind(session_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut queued = 0;
+    for row in rows {
+        let client_id: String = row.try_get("client_id")?;
+        sqlx::query(
+            "INSERT INTO logout_notices (id, client_id, person_id, session_id, created_at, attempts, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, 0, $5)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(&client_id)
+        .bind(person_id)
+        .bind(session_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        queued += 1;
+    }
+    Ok(queued)
 }

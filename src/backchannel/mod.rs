@@ -1,7 +1,7 @@
 //! OpenID Back-Channel Logout 1.0, sent from an outbox.
 //!
 //! When a session ends, the revocation module writes one notice per consuming system the
-//! session signed in to, in the same transaction ([`enqueue`]). A background worker
+//! session signed in to, in the same transaction (the outbox, `logout_notices`). A background worker
 //! ([`spawn_worker`]) delivers them: it claims due notices with a lease (so two nodes do not
 //! send the same one), signs a fresh logout token for each, POSTs it, and on failure tries
 //! again later with exponential backoff. A notice therefore survives a restart of Sekimori or
@@ -14,7 +14,6 @@ use sqlx::Row;
 
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::clock::UnixTime;
-use crate::store::Tx;
 use crate::systems::{self, Client};
 use crate::App;
 
@@ -29,51 +28,6 @@ const LEASE: i64 = 30;
 /// Longest wait between two attempts.
 const MAX_BACKOFF: i64 = 3600;
 const BATCH: i64 = 32;
-
-/// Writes a notice for every consuming system that session `session_id` signed in to and that
-/// has a back-channel logout URI and is not disabled (a disabled system holds no token of the
-/// session any more: there is nothing to tell it). Returns how many.
-pub async fn enqueue(tx: &mut Tx, now: UnixTime, session_id: &str, person_id: &str) -> Result<u64, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT c.client_id FROM session_clients sc JOIN clients c ON c.client_id = sc.client_id
-         WHERE sc.session_id = $1 AND c.backchannel_logout_uri IS NOT NULL AND c.status = 'active'
-         ORDER BY c.client_id",
-    )
-    .bind(session_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut queued = 0;
-    for row in rows {
-        let client_id: String = row.try_get("client_id")?;
-        sqlx::query(
-            "INSERT INTO logout_notices (id, client_id, person_id, session_id, created_at, attempts, next_attempt_at)
-             VALUES ($1, $2, $3, $4, $5, 0, $5)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(&client_id)
-        .bind(person_id)
-        .bind(session_id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        queued += 1;
-    }
-    Ok(queued)
-}
-
-/// Remembers that `session_id` signed in to `client_id`, so that its end is told to it.
-pub async fn record_sign_in(tx: &mut Tx, now: UnixTime, session_id: &str, client_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO session_clients (session_id, client_id, first_at) VALUES ($1, $2, $3)
-         ON CONFLICT (session_id, client_id) DO NOTHING",
-    )
-    .bind(session_id)
-    .bind(client_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
 
 /// The logout token (OpenID Back-Channel Logout §2.4): sub and sid, the event, no nonce,
 /// `typ: logout+jwt` (§2.4, as RFC 8725 §3.11 recommends), signed like the client's ID tokens.

@@ -2,10 +2,6 @@
 //! R1: one account per person, enforced by the `accounts_person_unique` constraint.
 
 pub mod accounts;
-pub mod batches;
-pub mod changes;
-pub mod csv_import;
-pub mod preview;
 pub mod search;
 pub mod types;
 pub mod updates;

@@ -88,7 +88,7 @@ pub fn spawn_sweeper(app: crate::App) {
     });
 }
 
-/// Applies due HR changes (`directory::changes::apply_due`) every 30 seconds on every node:
+/// Applies due HR changes (`hr::changes::apply_due`) every 30 seconds on every node:
 /// a change claimed by one node is skipped by the others, so each is applied once, and a leave
 /// at midnight takes effect within the half-minute (R22).
 pub fn spawn_hr_changes(app: crate::App) {
@@ -96,7 +96,7 @@ pub fn spawn_hr_changes(app: crate::App) {
         let mut interval = tokio::time::interval(Duration::from_secs(30));
         loop {
             interval.tick().await;
-            match crate::directory::changes::apply_due(&app.store, app.clock.now()).await {
+            match crate::hr::changes::apply_due(&app.store, app.clock.now()).await {
                 Ok(run) if run == Default::default() => {}
                 Ok(run) => tracing::info!(
                     applied = run.applied,

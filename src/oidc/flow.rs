@@ -451,7 +451,7 @@ pub async fn complete(
     if let Some(id) = pending_id {
         sqlx::query("DELETE FROM authorization_requests WHERE id = $1").bind(id).execute(&mut *tx).await?;
     }
-    crate::backchannel::record_sign_in(&mut tx, now, &session.id, &request.client_id).await?;
+    crate::sessions::record_sign_in(&mut tx, now, &session.id, &request.client_id).await?;
     let auth = AuthContext {
         session_id: session.id.clone(),
         auth_time: session.auth_time,

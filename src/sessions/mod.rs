@@ -218,6 +218,21 @@ where
     row.map(|r| r.try_get("person_id")).transpose()
 }
 
+/// Remembers that `session_id` signed in to `client_id`: its end is then told to that system
+/// (back-channel logout), and the person sees the system beside the session on their page.
+pub async fn record_sign_in(tx: &mut Tx, now: UnixTime, session_id: &str, client_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO session_clients (session_id, client_id, first_at) VALUES ($1, $2, $3)
+         ON CONFLICT (session_id, client_id) DO NOTHING",
+    )
+    .bind(session_id)
+    .bind(client_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// The names of the consuming systems session `id` has signed in to, in the order it did.
 pub async fn systems_of(store: &Store, id: &str) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query(

@@ -6,9 +6,9 @@
 
 use reqwest::Method;
 use sekimori::audit::Actor;
-use sekimori::directory::changes::{self, Action, Change, Joiner, Recorded};
 use sekimori::directory::updates::Attributes;
 use sekimori::directory::{today_in_japan, EmployeeNumber, PersonKind};
+use sekimori::hr::changes::{self, Action, Change, Joiner, Recorded};
 use serde_json::{json, Value};
 use sqlx::Row;
 use time::Date;

@@ -3,8 +3,8 @@
 //! applied, the would-be leaver still working — until an administrator confirms it (then the
 //! job applies it) or discards it (then nothing of it ever is).
 
-use sekimori::directory::changes;
 use sekimori::directory::types::format_date;
+use sekimori::hr::changes;
 use sqlx::Row;
 
 use crate::common::{browser, location, log_in, query_of, token_request, Db, TestServer};

@@ -23,12 +23,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use time::Date;
 
-use super::types::{format_date, parse_date, parse_email, parse_kana, parse_name};
-use super::updates::{self, Attributes, Reappointment};
-use super::{DirectoryError, EmployeeNumber, InvalidField, LoginId, NewPerson, PersonKind, PersonStatus};
 use crate::audit::{Actor, Event};
 use crate::clock::{UnixTime, JAPAN};
 use crate::config::HrConfig;
+use crate::directory::types::{format_date, parse_date, parse_email, parse_kana, parse_name};
+use crate::directory::updates::{self, Attributes, Reappointment};
+use crate::directory::{DirectoryError, EmployeeNumber, InvalidField, LoginId, NewPerson, PersonKind, PersonStatus};
 use crate::revocation::{self, Target};
 use crate::store::{Store, Tx};
 
@@ -333,7 +333,7 @@ pub async fn apply(tx: &mut Tx, actor: &Actor, now: UnixTime, change: &Change) -
     check_source(&change.source)?;
     change.action.check()?;
     let date = change.effective_date;
-    let existing = super::person_by_employee_number(&mut **tx, &change.employee_number).await?;
+    let existing = crate::directory::person_by_employee_number(&mut **tx, &change.employee_number).await?;
     let audit = |action: &'static str, person_id: &str, mut detail: serde_json::Value| {
         if let Some(fields) = detail.as_object_mut() {
             fields.insert("employee_number".into(), change.employee_number.as_str().into());
@@ -368,7 +368,7 @@ pub async fn apply(tx: &mut Tx, actor: &Actor, now: UnixTime, change: &Change) -
             };
             updates::reappoint(tx, &person.id, &appointment, now).await?;
             let reopened = updates::reopen_account(tx, &person.id).await?;
-            let login_id = super::login_id_of(&mut **tx, &person.id).await?;
+            let login_id = crate::directory::login_id_of(&mut **tx, &person.id).await?;
             audit(
                 "person.rejoin",
                 &person.id,
@@ -400,9 +400,9 @@ pub async fn apply(tx: &mut Tx, actor: &Actor, now: UnixTime, change: &Change) -
         start_date: format_date(date),
         end_date: joiner.end_date.map(format_date),
     };
-    let person = super::create_person(tx, actor, now, new).await?;
+    let person = crate::directory::create_person(tx, actor, now, new).await?;
     if let Some(login_id) = &joiner.login_id {
-        super::create_account(tx, actor, now, &person.id, &LoginId::parse(login_id)?, None).await?;
+        crate::directory::create_account(tx, actor, now, &person.id, &LoginId::parse(login_id)?, None).await?;
     }
     audit("person.join", &person.id, serde_json::json!({"kind": joiner.kind.as_str(), "org_unit_id": unit}))
         .record(tx, now)
@@ -417,7 +417,7 @@ async fn apply_to_existing<'a>(
     now: UnixTime,
     change: &Change,
     action: &Action,
-    person: &super::Person,
+    person: &crate::directory::Person,
     audit: &impl Fn(&'static str, &str, serde_json::Value) -> Event<'a>,
 ) -> Result<(), DirectoryError> {
     let date = change.effective_date;
@@ -533,7 +533,7 @@ pub async fn end_grants_of_former_unit(
 /// The id of the unit HR calls `code`; an unknown code is the change's error, not a panic.
 async fn resolve_unit(tx: &mut Tx, code: Option<&str>) -> Result<Option<String>, DirectoryError> {
     let Some(code) = code else { return Ok(None) };
-    match super::org_unit_by_code(&mut **tx, code).await? {
+    match crate::directory::org_unit_by_code(&mut **tx, code).await? {
         Some(unit) => Ok(Some(unit.id)),
         None => Err(InvalidField { field: "org_unit_code", reason: format!("no org unit has code {code}") }.into()),
     }

@@ -7,8 +7,8 @@ use sqlx::Row;
 use time::Date;
 
 use super::changes::Action;
-use super::types::{format_date, parse_date};
-use super::{DirectoryError, EmployeeNumber};
+use crate::directory::types::{format_date, parse_date};
+use crate::directory::{DirectoryError, EmployeeNumber};
 use crate::store::Store;
 
 /// What a change means for the section.
@@ -59,7 +59,7 @@ struct Person {
 
 /// The changes on or before `until` that concern the section `code`, by date.
 pub async fn section(store: &Store, code: &str, until: Date) -> Result<Vec<Entry>, DirectoryError> {
-    if super::org_unit_by_code(store.pool(), code).await?.is_none() {
+    if crate::directory::org_unit_by_code(store.pool(), code).await?.is_none() {
         return Err(DirectoryError::NotFound("org unit"));
     }
     let until_text = format_date(until);
@@ -73,7 +73,7 @@ pub async fn section(store: &Store, code: &str, until: Date) -> Result<Vec<Entry
     .await?
     {
         let action = serde_json::from_str(&row.try_get::<String, _>("payload")?)
-            .map_err(|e| super::InvalidField { field: "payload", reason: format!("unreadable: {e}") })?;
+            .map_err(|e| crate::directory::InvalidField { field: "payload", reason: format!("unreadable: {e}") })?;
         waiting.push((row.try_get("employee_number")?, row.try_get("effective_date")?, action, None));
     }
     for batch in super::batches::held(store).await? {

@@ -12,12 +12,12 @@ use time::Date;
 
 use super::batches::{self, Verdict};
 use super::changes::{self, Action, Change, Joiner, Recorded};
-use super::types::parse_date;
-use super::updates::Attributes;
-use super::{DirectoryError, EmployeeNumber, InvalidField, PersonKind};
 use crate::audit::Actor;
 use crate::clock::UnixTime;
 use crate::config::HrConfig;
+use crate::directory::types::parse_date;
+use crate::directory::updates::Attributes;
+use crate::directory::{DirectoryError, EmployeeNumber, InvalidField, PersonKind};
 use crate::store::Store;
 
 /// Why a file was not imported.

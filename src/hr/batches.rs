@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::changes::{self, Action, Change, ChangeKind};
-use super::types::{format_date, parse_date};
-use super::{DirectoryError, EmployeeNumber, InvalidField};
 use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
 use crate::config::HrConfig;
+use crate::directory::types::{format_date, parse_date};
+use crate::directory::{DirectoryError, EmployeeNumber, InvalidField};
 use crate::store::{Store, Tx};
 
 /// Whether a change counts against the valve: it takes an active person out of their work or
