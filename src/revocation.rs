@@ -164,15 +164,6 @@ pub async fn revoke(
             .execute(&mut **tx)
             .await?
             .rows_affected();
-            // Like a disabled system's, a code cannot be marked used; it expires now.
-            revoked.authorization_codes += sqlx::query(
-                "UPDATE auth_codes SET expires_at = $1 WHERE person_id = $2 AND used_at IS NULL AND expires_at > $1",
-            )
-            .bind(now)
-            .bind(person_id)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
             format!("person:{person_id}")
         }
         Target::ApiToken(id) => {
@@ -232,7 +223,17 @@ async fn end_person(tx: &mut Tx, now: UnixTime, reason: &str, person_id: &str) -
     let mut revoked = end_sessions(tx, now, reason, "person_id = $1", &[person_id]).await?;
     revoked.access_tokens += update(tx, now, "access_tokens", "person_id = $2", &[person_id]).await?;
     revoked.refresh_tokens += update(tx, now, "refresh_tokens", "person_id = $2", &[person_id]).await?;
+    // A code issued just before (a suspension, a compromise, a leave) must not still buy tokens.
+    revoked.authorization_codes += expire_codes(tx, now, "person_id", person_id).await?;
     Ok(revoked)
+}
+
+/// Unredeemed authorization codes of one person or client expire now: a code cannot be marked
+/// used (its redemption would then look like a replay and revoke what it issued).
+async fn expire_codes(tx: &mut Tx, now: UnixTime, column: &'static str, id: &str) -> Result<u64, sqlx::Error> {
+    let sql =
+        format!("UPDATE auth_codes SET expires_at = $1 WHERE {column} = $2 AND used_at IS NULL AND expires_at > $1");
+    Ok(sqlx::query(&sql).bind(now).bind(id).execute(&mut **tx).await?.rows_affected())
 }
 
 /// A grant's refresh tokens and the access tokens minted from it (the first of which came
@@ -252,14 +253,7 @@ async fn end_grant(tx: &mut Tx, now: UnixTime, family_id: &str) -> Result<Revoke
 async fn end_client(tx: &mut Tx, now: UnixTime, client_id: &str) -> Result<Revoked, sqlx::Error> {
     let access_tokens = update(tx, now, "access_tokens", "client_id = $2", &[client_id]).await?;
     let refresh_tokens = update(tx, now, "refresh_tokens", "client_id = $2", &[client_id]).await?;
-    let authorization_codes = sqlx::query(
-        "UPDATE auth_codes SET expires_at = $1 WHERE client_id = $2 AND used_at IS NULL AND expires_at > $1",
-    )
-    .bind(now)
-    .bind(client_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let authorization_codes = expire_codes(tx, now, "client_id", client_id).await?;
     sqlx::query("DELETE FROM authorization_requests WHERE client_id = $1").bind(client_id).execute(&mut **tx).await?;
     Ok(Revoked { access_tokens, refresh_tokens, authorization_codes, ..Revoked::default() })
 }

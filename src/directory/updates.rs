@@ -85,9 +85,22 @@ pub async fn set_status(
 
 /// Retires the person with `last_day` as their end date. The record stays.
 pub async fn retire(tx: &mut Tx, person_id: &str, last_day: Date, now: UnixTime) -> Result<(), DirectoryError> {
+    let last_day = format_date(last_day);
     sqlx::query("UPDATE people SET status = 'retired', end_date = $1, updated_at = $2 WHERE id = $3")
-        .bind(format_date(last_day))
+        .bind(&last_day)
         .bind(now)
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await?;
+    // A leaver holds no concurrent post (兼務) after their last day: open ones end with it, and
+    // ones that would only have begun later never begin (a returning person starts afresh).
+    sqlx::query("DELETE FROM person_posts WHERE person_id = $1 AND start_date > $2")
+        .bind(person_id)
+        .bind(&last_day)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE person_posts SET end_date = $1 WHERE person_id = $2 AND (end_date IS NULL OR end_date > $1)")
+        .bind(&last_day)
         .bind(person_id)
         .execute(&mut **tx)
         .await?;

@@ -163,7 +163,7 @@ async fn pending(app: &App, id: &str) -> Result<Option<(AuthorizationRequest, Op
         return Ok(None);
     }
     let Some(request) = flow::load_pending(app, id, app.clock.now()).await? else { return Ok(None) };
-    let name = crate::systems::get(&app.store, &request.client_id).await?.map(|c| c.name);
+    let name = super::login::system_name(app, &request).await?;
     Ok(Some((request, name)))
 }
 
@@ -716,7 +716,7 @@ pub async fn report_lost(State(app): State<App>, Path(id): Path<String>, form: C
     }
     .await;
     match result {
-        Ok(None) => pages::message_page(lang, StatusCode::UNAUTHORIZED, Msg::CardsTitle, Msg::NotLoggedIn, true),
+        Ok(None) => super::my::to_login("/authenticators"),
         Ok(Some((_, Reported::NotMine))) => pages::error_page(lang, StatusCode::NOT_FOUND, Msg::BadForm),
         // Not confirmed (a form from elsewhere, or a script): ask, stop nothing.
         Ok(Some((_, Reported::Unconfirmed(card)))) => lost_confirm_page(&app, form.jar, lang, *card),

@@ -60,7 +60,7 @@ pub async fn login_page(State(app): State<App>, jar: CookieJar, Query(q): Query<
         Err(e) => return (jar, pages::internal(lang, e)).into_response(),
     };
     let login_hint = login_hint.unwrap_or_default();
-    login_form(&app, jar, lang, &request_id, &login_hint, Some(&client_name), None, StatusCode::OK)
+    login_form(&app, jar, lang, &request_id, &login_hint, client_name.as_deref(), None, StatusCode::OK)
 }
 
 /// `/login` on its own: a direct login to Sekimori's own pages. A browser already logged in
@@ -108,14 +108,30 @@ fn login_form(
     (jar, pages::render(status, &page)).into_response()
 }
 
-/// The name of the system a pending request is for, and its login hint.
-async fn pending_client_name(app: &App, request_id: &str) -> Result<Option<(String, Option<String>)>, crate::Error> {
+/// The name of the system a pending request is for (None for a direct login to Sekimori),
+/// and its login hint; None when there is no such pending request.
+async fn pending_client_name(
+    app: &App,
+    request_id: &str,
+) -> Result<Option<(Option<String>, Option<String>)>, crate::Error> {
     if request_id.is_empty() || request_id.len() > 64 {
         return Ok(None);
     }
     let Some(request) = flow::load_pending(app, request_id, app.clock.now()).await? else { return Ok(None) };
-    let hint = request.login_hint.filter(|h| h.chars().count() <= 64);
-    Ok(systems::get(&app.store, &request.client_id).await?.map(|c| (c.name, hint)))
+    let name = system_name(app, &request).await?;
+    if name.is_none() && !request.direct {
+        // The system was removed while the login was pending.
+        return Ok(None);
+    }
+    Ok(Some((name, request.login_hint.filter(|h| h.chars().count() <= 64))))
+}
+
+/// The name of the consuming system a request is for; None for a direct login.
+pub(super) async fn system_name(app: &App, request: &AuthorizationRequest) -> Result<Option<String>, crate::Error> {
+    match request.system() {
+        Some(client_id) => Ok(systems::get(&app.store, client_id).await?.map(|c| c.name)),
+        None => Ok(None),
+    }
 }
 
 pub async fn login_submit(State(app): State<App>, SourceIp(source_ip): SourceIp, form: CheckedForm) -> Response {
@@ -162,8 +178,7 @@ pub(super) async fn render_step(
     login_id: &str,
     step: Step,
 ) -> Result<Response, crate::Error> {
-    let client_name =
-        || async { Ok::<_, crate::Error>(systems::get(&app.store, &request.client_id).await?.map(|c| c.name)) };
+    let client_name = || async { system_name(app, request).await };
     match step {
         Step::Refused => login_form_again(app, jar, lang, request, request_id, login_id).await,
         Step::Throttled { retry_after } => {
@@ -219,7 +234,7 @@ async fn login_form_again(
     request_id: &str,
     login_id: &str,
 ) -> Result<Response, crate::Error> {
-    let client_name = systems::get(&app.store, &request.client_id).await?.map(|c| c.name);
+    let client_name = system_name(app, request).await?;
     let error = Some(Msg::LoginFailed);
     Ok(login_form(app, jar, lang, request_id, login_id, client_name.as_deref(), error, StatusCode::UNAUTHORIZED))
 }

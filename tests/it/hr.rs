@@ -172,10 +172,21 @@ async fn leaver_applied_by_the_job_ends_everything_at_once(db: Db) {
     .await
     .unwrap();
 
+    // A concurrent post (兼務) in another section.
+    let other = section(&server, "SEC-L").await;
+    sqlx::query("INSERT INTO person_posts (id, person_id, org_unit_id, start_date, created_at) VALUES ('post-7001', $1, $2, '2020-04-01', 0)")
+        .bind(&person_id)
+        .bind(&other)
+        .execute(server.app.store.pool())
+        .await
+        .unwrap();
+
     // Their last day was yesterday: the leave took effect at midnight and is due now.
     let yesterday = today(&server).previous_day().unwrap();
     let leave = record(&server, "E7001", yesterday, Action::Leave).await;
     changes::apply_due(&server.app.store, server.app.clock.now()).await.unwrap();
+    let posts = sekimori::directory::updates::open_posts(server.app.store.pool(), &person_id).await.unwrap();
+    assert!(posts.is_empty(), "a leaver's concurrent posts end with their last day: {posts:?}");
     assert_eq!(change_status(&server, leave.id()).await.0, "applied");
 
     assert!(!introspect(&server, &secret, &access).await, "the access token is inactive at introspection");
@@ -424,10 +435,20 @@ async fn a_returning_person_keeps_their_record_and_login_id(db: Db) {
 async fn a_suspension_ends_sessions_and_a_return_lets_the_person_in_again(db: Db) {
     let server = TestServer::start(db).await;
     let person_id = server.add_person("E7005", "mori", PASSWORD).await;
-    zeimu(&server).await;
+    let secret = zeimu(&server).await;
     assert!(can_log_in(&server, "mori").await);
+    // A code obtained just before the suspension, not yet redeemed.
+    let response = log_in(&browser(), &server, &authorize(&server), "mori", PASSWORD).await;
+    let code = query_of(&location(&response))["code"].clone();
     let suspend = record(&server, "E7005", today(&server), Action::Suspend).await;
     changes::apply_due(&server.app.store, server.app.clock.now()).await.unwrap();
+    let (status, body, _) = token_request(
+        &server,
+        Some(("zeimu", &secret)),
+        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CALLBACK)],
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "the code died with the suspension");
     assert_eq!(change_status(&server, suspend.id()).await.0, "applied");
     assert_eq!(person_field(&server, &person_id, "status").await.as_deref(), Some("suspended"));
     assert!(!can_log_in(&server, "mori").await, "a suspended person cannot log in");
