@@ -27,6 +27,7 @@ pub mod oidc;
 pub mod params;
 pub mod password;
 pub mod revocation;
+pub mod scim;
 pub mod sessions;
 pub mod store;
 pub mod systems;

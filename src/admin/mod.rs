@@ -87,6 +87,8 @@ pub fn router() -> Router<App> {
         .fold(Router::new(), |router, op| router.route(op.path, op.handler))
         // The hotline operators' page and its assets: HTML, not the JSON API.
         .merge(hotline::pages())
+        // The HR feed's SCIM 2.0 service: its own protocol and error shape.
+        .nest("/scim/v2", crate::scim::router())
         .fallback(|| async { Problem::not_found("resource") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", None)
@@ -124,6 +126,11 @@ async fn create_api_token(
     ApiJson(req): ApiJson<NewApiToken>,
 ) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
     auth::check_scopes(&req.scopes)?;
+    // An HR feed's token is the feed's alone: a leaked one can change people, nothing else.
+    let feed = rights::Right::HrFeed.scope();
+    if req.scopes.iter().any(|s| s == feed) && req.scopes.iter().any(|s| s != feed) {
+        return Err(Problem::invalid("scopes", "hr:feed is granted alone: an HR feed's token carries no other right"));
+    }
     // A token can hand on only rights its creator holds.
     if let Some(scope) = req.scopes.iter().find(|s| !caller.scopes.contains(s)) {
         return Err(Problem::forbidden(scope));
@@ -259,6 +266,10 @@ async fn create_person(
     caller: Authorized<rights::DirectoryWrite>,
     ApiJson(new): ApiJson<NewPerson>,
 ) -> Result<(StatusCode, Json<Person>), Problem> {
+    // A person registered by hand has a reading: the hotline finds people by it.
+    for (field, value) in [("family_name_kana", &new.family_name_kana), ("given_name_kana", &new.given_name_kana)] {
+        directory::types::parse_kana(field, value).map_err(|e| Problem::invalid(field, e.to_string()))?;
+    }
     let mut tx = app.store.begin().await?;
     let person = directory::create_person(&mut tx, &caller.actor(), app.clock.now(), new).await?;
     tx.commit().await?;

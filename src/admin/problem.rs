@@ -194,11 +194,12 @@ where
 /// into a problem document, so the admin API has one error shape.
 pub async fn problem_for_plain_errors(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/problem+json") || v.starts_with("application/json"));
+    let is_problem = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        // The SCIM service's errors have their own shape (RFC 7644 §3.12).
+        v.starts_with("application/problem+json")
+            || v.starts_with("application/json")
+            || v.starts_with("application/scim+json")
+    });
     if status.as_u16() < 400 || is_problem {
         return response;
     }

@@ -81,6 +81,8 @@ rights! {
     Hotline => "hotline",
     /// Issue card enrollment codes and temporary password-only exceptions (R13).
     AuthenticatorsEnroll => "authenticators:enroll",
+    /// An HR feed: the SCIM service at /scim/v2 (R2). A token with it carries nothing else.
+    HrFeed => "hr:feed",
 }
 
 /// A caller who holds the right `R`.

@@ -58,7 +58,7 @@ pub async fn create_org_unit(
     new: NewOrgUnit,
 ) -> Result<OrgUnit, DirectoryError> {
     let code = EmployeeNumber::parse(&new.code)
-        .map_err(|_| InvalidField { field: "code", reason: "must be 1 to 20 ASCII letters, digits or '-'".into() })?
+        .map_err(|_| InvalidField { field: "code", reason: "must be 1 to 64 ASCII letters, digits or '-'".into() })?
         .as_str()
         .to_owned();
     let name = types::parse_name("name", &new.name)?;
@@ -148,6 +148,86 @@ pub async fn set_org_unit_manager(
     Ok(())
 }
 
+/// Renames an org unit and sets (or clears) the HR system's identifier for it.
+pub async fn update_org_unit(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    org_unit_id: &str,
+    name: &str,
+    external_id: Option<&str>,
+) -> Result<(), DirectoryError> {
+    let name = types::parse_name("name", name)?;
+    if let Some(external_id) = external_id {
+        if external_id.trim().is_empty()
+            || external_id.chars().count() > 255
+            || external_id.chars().any(char::is_control)
+        {
+            return Err(InvalidField { field: "external_id", reason: "must be 1 to 255 characters".into() }.into());
+        }
+    }
+    let result = sqlx::query(
+        "UPDATE org_units SET name = $1, external_id = $2, updated_at = $3 WHERE id = $4 AND closed_at IS NULL",
+    )
+    .bind(&name)
+    .bind(external_id)
+    .bind(now)
+    .bind(org_unit_id)
+    .execute(&mut **tx)
+    .await
+    .on_constraint([(
+        "org_units_external_id_unique",
+        "org_units.external_id",
+        DirectoryError::Conflict("another org unit has this externalId"),
+    )])?;
+    if result.rows_affected() == 0 {
+        return Err(DirectoryError::NotFound("org unit"));
+    }
+    Event::success(actor, "org_unit.update", format!("org_unit:{org_unit_id}"), serde_json::json!({"name": name}))
+        .record(tx, now)
+        .await?;
+    Ok(())
+}
+
+/// Closes an org unit: kept for the people, systems and records that name it, but nobody can
+/// be moved into it. A unit that still has people, open posts, sub-units or systems is not
+/// closed: they must go first.
+pub async fn close_org_unit(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    org_unit_id: &str,
+) -> Result<(), DirectoryError> {
+    let row = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM people WHERE org_unit_id = $1 AND status <> 'retired')
+              + (SELECT COUNT(*) FROM person_posts WHERE org_unit_id = $1 AND end_date IS NULL)
+              + (SELECT COUNT(*) FROM org_units WHERE parent_id = $1 AND closed_at IS NULL)
+              + (SELECT COUNT(*) FROM clients WHERE owner_org_unit_id = $1) AS n",
+    )
+    .bind(org_unit_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let in_use: i64 = row.try_get("n")?;
+    if in_use > 0 {
+        return Err(DirectoryError::Conflict(
+            "the org unit still has people, concurrent posts, sub-units or systems: move them first",
+        ));
+    }
+    let result =
+        sqlx::query("UPDATE org_units SET closed_at = $1, updated_at = $1 WHERE id = $2 AND closed_at IS NULL")
+            .bind(now)
+            .bind(org_unit_id)
+            .execute(&mut **tx)
+            .await?;
+    if result.rows_affected() == 0 {
+        return Err(DirectoryError::NotFound("org unit"));
+    }
+    Event::success(actor, "org_unit.close", format!("org_unit:{org_unit_id}"), serde_json::json!({}))
+        .record(tx, now)
+        .await?;
+    Ok(())
+}
+
 fn org_unit_from_row(row: &sqlx::any::AnyRow) -> Result<OrgUnit, DirectoryError> {
     let level: String = row.try_get("level")?;
     Ok(OrgUnit {
@@ -179,7 +259,8 @@ pub async fn org_unit_by_code<'e, E>(executor: E, code: &str) -> Result<Option<O
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row = sqlx::query(&format!("SELECT {ORG_UNIT_COLUMNS} FROM org_units WHERE code = $1"))
+    // A closed unit (deleted by the HR feed) takes nobody in.
+    let row = sqlx::query(&format!("SELECT {ORG_UNIT_COLUMNS} FROM org_units WHERE code = $1 AND closed_at IS NULL"))
         .bind(code)
         .fetch_optional(executor)
         .await?;
@@ -187,8 +268,9 @@ where
 }
 
 pub async fn list_org_units(store: &Store) -> Result<Vec<OrgUnit>, DirectoryError> {
-    let rows =
-        sqlx::query(&format!("SELECT {ORG_UNIT_COLUMNS} FROM org_units ORDER BY code")).fetch_all(store.pool()).await?;
+    let rows = sqlx::query(&format!("SELECT {ORG_UNIT_COLUMNS} FROM org_units WHERE closed_at IS NULL ORDER BY code"))
+        .fetch_all(store.pool())
+        .await?;
     rows.iter().map(org_unit_from_row).collect()
 }
 
@@ -281,8 +363,8 @@ pub async fn create_person(
         employee_number: employee_number.as_str().to_owned(),
         family_name: types::parse_name("family_name", &new.family_name)?,
         given_name: types::parse_name("given_name", &new.given_name)?,
-        family_name_kana: types::parse_kana("family_name_kana", &new.family_name_kana)?,
-        given_name_kana: types::parse_kana("given_name_kana", &new.given_name_kana)?,
+        family_name_kana: optional_kana("family_name_kana", &new.family_name_kana)?,
+        given_name_kana: optional_kana("given_name_kana", &new.given_name_kana)?,
         birth_date: birth_date.map(types::format_date),
         kind,
         org_unit_id: new.org_unit_id,
@@ -327,6 +409,16 @@ pub async fn create_person(
     .record(tx, now)
     .await?;
     Ok(person)
+}
+
+/// A reading, or empty when the source has none (an HR feed over SCIM sends no kana). The
+/// admin API still demands one (`admin::create_person`).
+fn optional_kana(field: &'static str, value: &str) -> Result<String, InvalidField> {
+    if value.trim().is_empty() {
+        Ok(String::new())
+    } else {
+        types::parse_kana(field, value)
+    }
 }
 
 const PERSON_COLUMNS: &str = "id, employee_number, family_name, given_name, family_name_kana, given_name_kana, \

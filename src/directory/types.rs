@@ -16,8 +16,9 @@ pub struct EmployeeNumber(String);
 impl EmployeeNumber {
     pub fn parse(value: &str) -> Result<Self, InvalidField> {
         let value = value.trim();
-        if value.is_empty() || value.len() > 20 {
-            return Err(invalid("employee_number", "must be 1 to 20 characters"));
+        // 64: room for the identifiers HR systems use as keys (a UUID is 36).
+        if value.is_empty() || value.len() > 64 {
+            return Err(invalid("employee_number", "must be 1 to 64 characters"));
         }
         if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err(invalid("employee_number", "may contain only ASCII letters, digits and '-'"));

@@ -23,6 +23,13 @@ pub struct Attributes {
     pub given_name_kana: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// The person's address is withdrawn (an HR feed removed it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub remove_email: bool,
+    /// A new kind of staff (R3). A kind with a fixed term gets an end date if it has none:
+    /// the end of the fiscal year (March 31), the longest a 会計年度任用 appointment runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<PersonKind>,
 }
 
 /// Sets the given attributes (already checked) and nothing else.
@@ -36,7 +43,8 @@ pub async fn set_attributes(
     sqlx::query(
         "UPDATE people SET family_name = COALESCE($1, family_name), given_name = COALESCE($2, given_name),
              family_name_kana = COALESCE($3, family_name_kana), given_name_kana = COALESCE($4, given_name_kana),
-             email = COALESCE($5, email), updated_at = $6
+             email = CASE WHEN $8 THEN NULL ELSE COALESCE($5, email) END,
+             kind = COALESCE($9, kind), updated_at = $6
          WHERE id = $7",
     )
     .bind(attributes.family_name.as_deref())
@@ -46,8 +54,98 @@ pub async fn set_attributes(
     .bind(attributes.email.as_deref())
     .bind(now)
     .bind(person_id)
+    .bind(attributes.remove_email)
+    .bind(attributes.kind.map(PersonKind::as_str))
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Sets the person's last day (before a change of kind that needs one).
+pub async fn set_end_date(tx: &mut Tx, person_id: &str, end_date: Date, now: UnixTime) -> Result<(), DirectoryError> {
+    sqlx::query("UPDATE people SET end_date = $1, updated_at = $2 WHERE id = $3")
+        .bind(format_date(end_date))
+        .bind(now)
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Sets (or, with `None`, clears) the HR system's own identifier for the person (SCIM
+/// externalId); another person holding it is a conflict.
+pub async fn set_external_id(
+    tx: &mut Tx,
+    person_id: &str,
+    external_id: Option<&str>,
+    now: UnixTime,
+) -> Result<(), DirectoryError> {
+    sqlx::query("UPDATE people SET external_id = $1, updated_at = $2 WHERE id = $3")
+        .bind(external_id)
+        .bind(now)
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await
+        .on_constraint([(
+            "people_external_id_unique",
+            "people.external_id",
+            DirectoryError::Conflict("another person has this externalId"),
+        )])?;
+    Ok(())
+}
+
+/// Gives the person a new employee number (HR renumbered them). Their pending changes follow
+/// them: they are keyed by the number.
+pub async fn set_employee_number(
+    tx: &mut Tx,
+    person_id: &str,
+    old: &str,
+    new: &super::EmployeeNumber,
+    now: UnixTime,
+) -> Result<(), DirectoryError> {
+    sqlx::query("UPDATE people SET employee_number = $1, updated_at = $2 WHERE id = $3")
+        .bind(new.as_str())
+        .bind(now)
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await
+        .on_constraint([(
+            "people_employee_number_unique",
+            "people.employee_number",
+            DirectoryError::Conflict("another person has this employee number"),
+        )])?;
+    sqlx::query("UPDATE person_changes SET employee_number = $1 WHERE employee_number = $2 AND status = 'pending'")
+        .bind(new.as_str())
+        .bind(old)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Renames the person's login ID (their sign-in name; consuming systems know them by their
+/// unchanging `sub`). Another account holding it is a conflict.
+pub async fn set_login_id(tx: &mut Tx, person_id: &str, login_id: &super::LoginId) -> Result<bool, DirectoryError> {
+    let result = sqlx::query("UPDATE accounts SET login_id = $1 WHERE person_id = $2")
+        .bind(login_id.as_str())
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await
+        .on_constraint([(
+            "accounts_login_id_unique",
+            "accounts.login_id",
+            DirectoryError::Conflict("another account has this login ID"),
+        )])?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// Marks (or, with `None`, clears) the person's SCIM resource as deleted by the HR feed; the
+/// person record stays.
+pub async fn set_scim_deleted(tx: &mut Tx, person_id: &str, at: Option<UnixTime>) -> Result<(), DirectoryError> {
+    sqlx::query("UPDATE people SET scim_deleted_at = $1 WHERE id = $2")
+        .bind(at)
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

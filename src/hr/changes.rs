@@ -71,7 +71,10 @@ impl ChangeKind {
 pub struct Joiner {
     pub family_name: String,
     pub given_name: String,
+    /// The reading in kana; empty when the source has none (a SCIM feed).
+    #[serde(default)]
     pub family_name_kana: String,
+    #[serde(default)]
     pub given_name_kana: String,
     #[serde(default, with = "optional_date", skip_serializing_if = "Option::is_none")]
     pub birth_date: Option<Date>,
@@ -141,8 +144,10 @@ impl Action {
             Action::Join(joiner) => {
                 parse_name("family_name", &joiner.family_name)?;
                 parse_name("given_name", &joiner.given_name)?;
-                parse_kana("family_name_kana", &joiner.family_name_kana)?;
-                parse_kana("given_name_kana", &joiner.given_name_kana)?;
+                if !joiner.family_name_kana.is_empty() || !joiner.given_name_kana.is_empty() {
+                    parse_kana("family_name_kana", &joiner.family_name_kana)?;
+                    parse_kana("given_name_kana", &joiner.given_name_kana)?;
+                }
                 if let Some(email) = &joiner.email {
                     parse_email(email)?;
                 }
@@ -180,7 +185,7 @@ fn check_unit_code(code: &str) -> Result<(), InvalidField> {
     // Org unit codes follow the employee number's alphabet (see `create_org_unit`).
     EmployeeNumber::parse(code).map(|_| ()).map_err(|_| InvalidField {
         field: "org_unit_code",
-        reason: "must be 1 to 20 ASCII letters, digits or '-'".into(),
+        reason: "must be 1 to 64 ASCII letters, digits or '-'".into(),
     })
 }
 
@@ -355,9 +360,11 @@ pub async fn apply(tx: &mut Tx, actor: &Actor, now: UnixTime, change: &Change) -
             let attributes = Attributes {
                 family_name: Some(joiner.family_name.trim().to_owned()),
                 given_name: Some(joiner.given_name.trim().to_owned()),
-                family_name_kana: Some(joiner.family_name_kana.trim().to_owned()),
-                given_name_kana: Some(joiner.given_name_kana.trim().to_owned()),
+                // A source without readings keeps the ones the person had.
+                family_name_kana: Some(joiner.family_name_kana.trim().to_owned()).filter(|k| !k.is_empty()),
+                given_name_kana: Some(joiner.given_name_kana.trim().to_owned()).filter(|k| !k.is_empty()),
                 email: joiner.email.as_deref().map(parse_email).transpose()?,
+                ..Attributes::default()
             };
             updates::set_attributes(tx, &person.id, &attributes, now).await?;
             let appointment = Reappointment {
@@ -439,7 +446,16 @@ async fn apply_to_existing<'a>(
                     .map(|v| parse_kana("given_name_kana", v))
                     .transpose()?,
                 email: attributes.email.as_deref().map(parse_email).transpose()?,
+                remove_email: attributes.remove_email,
+                kind: attributes.kind,
             };
+            // A kind with a fixed term needs a last day (the CHECK on people says so too): the
+            // end of the fiscal year, unless the person already has one.
+            if let Some(kind) = attributes.kind {
+                if kind.requires_end_date() && person.end_date.is_none() {
+                    updates::set_end_date(tx, id, fiscal_year_end(date), now).await?;
+                }
+            }
             updates::set_attributes(tx, id, &attributes, now).await?;
             // The audit names the fields changed, not their values (names are personal data).
             let fields = serde_json::to_value(&attributes)
@@ -514,6 +530,54 @@ async fn apply_to_existing<'a>(
         }
     }
     Ok(())
+}
+
+/// March 31 closing the fiscal year (April to March) that `date` falls in.
+pub fn fiscal_year_end(date: Date) -> Date {
+    let year = if u8::from(date.month()) >= 4 { date.year() + 1 } else { date.year() };
+    Date::from_calendar_date(year, time::Month::March, 31).unwrap_or(date)
+}
+
+/// Records `change` as applied and applies it now, in the caller's transaction, whatever its
+/// date: for a source that speaks for the present (a SCIM request without an effective date,
+/// or dated today or earlier). The record keeps the source and date, as for a recorded change.
+pub async fn record_and_apply(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    config: &HrConfig,
+    change: &Change,
+) -> Result<String, DirectoryError> {
+    check_source(&change.source)?;
+    change.action.check()?;
+    let kind = change.action.kind();
+    let payload =
+        serde_json::to_string(&change.action).map_err(|e| InvalidField { field: "payload", reason: e.to_string() })?;
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO person_changes (id, employee_number, person_id, kind, aspect, phase, payload, effective_date,
+             effective_at, status, source, error, created_at, applied_at, superseded_by)
+         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, 'applied', $9, NULL, $10, $10, NULL)",
+    )
+    .bind(&id)
+    .bind(change.employee_number.as_str())
+    .bind(kind.as_str())
+    .bind(change.action.aspect())
+    .bind(if kind.is_ending() { 0_i64 } else { 1_i64 })
+    .bind(&payload)
+    .bind(format_date(change.effective_date))
+    .bind(effective_at(kind, change.effective_date, config))
+    .bind(&change.source)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let person_id = apply(tx, actor, now, change).await?;
+    sqlx::query("UPDATE person_changes SET person_id = $1 WHERE id = $2")
+        .bind(&person_id)
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(person_id)
 }
 
 /// The hook for a mover's access: grants owned by the unit they left end on the effective

@@ -183,6 +183,7 @@ fn row<'a>(
             family_name_kana: field("family_name_kana").map(str::to_owned),
             given_name_kana: field("given_name_kana").map(str::to_owned),
             email: field("email").map(str::to_owned),
+            ..Attributes::default()
         }),
         "異動" | "move" => Action::Move { org_unit_code: unit()? },
         "兼務発令" | "add_post" => Action::AddPost { org_unit_code: unit()? },

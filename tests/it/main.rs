@@ -20,6 +20,7 @@ mod migrations;
 mod oidc_flow;
 mod openapi;
 mod passwords;
+mod scim;
 mod search;
 mod systems_admin;
 mod token_errors;

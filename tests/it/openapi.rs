@@ -397,7 +397,8 @@ async fn openapi_yaml_describes_the_admin_api() {
     // and a token holding every scope but the one the spec names.
     let mut all_but: HashMap<String, String> = HashMap::new();
     for scope in &scopes {
-        let others: Vec<&str> = scopes.iter().copied().filter(|s| s != scope).collect();
+        // hr:feed is granted alone (and no operation of this API needs it): left out.
+        let others: Vec<&str> = scopes.iter().copied().filter(|s| s != scope && *s != "hr:feed").collect();
         let token = h.token(&others, None).await;
         all_but.insert(scope.to_string(), token);
     }
