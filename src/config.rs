@@ -52,11 +52,15 @@ pub struct HrConfig {
     pub max_share_percent: u8,
     /// The same valve as an absolute count, for large directories where a share is too many.
     pub max_people: u64,
+    /// The valve for a feed (SCIM), whose changes come one request at a time: once its leaves,
+    /// suspensions and moves of active people in the last 24 hours would pass this many, the
+    /// next ones are held for an administrator's confirmation.
+    pub feed_max_per_day: u64,
 }
 
 impl Default for HrConfig {
     fn default() -> Self {
-        Self { leave_cutoff_hour: 24, max_share_percent: 10, max_people: 200 }
+        Self { leave_cutoff_hour: 24, max_share_percent: 10, max_people: 200, feed_max_per_day: 200 }
     }
 }
 
@@ -417,6 +421,9 @@ impl Config {
         }
         if self.hr.max_people == 0 {
             return Err(ConfigError::Invalid("hr.max_people must be positive".into()));
+        }
+        if self.hr.feed_max_per_day == 0 {
+            return Err(ConfigError::Invalid("hr.feed_max_per_day must be positive".into()));
         }
         Ok(())
     }

@@ -30,12 +30,15 @@ pub enum Limit {
     People(u64),
     /// More than `max_share_percent` % of the active people.
     Share(u8),
+    /// More than `feed_max_per_day` active people from one feed in a day.
+    FeedDaily(u64),
 }
 
 impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Limit::People(n) => write!(f, "{n} people (hr.max_people)"),
+            Limit::FeedDaily(n) => write!(f, "{n} people a day from one feed (hr.feed_max_per_day)"),
             Limit::Share(p) => write!(f, "{p} % of active people (hr.max_share_percent)"),
         }
     }
@@ -102,6 +105,10 @@ pub struct HeldChange {
     pub effective_date: String,
     pub source: String,
     pub action: Action,
+    /// A feed's change that was to take effect when it arrived (a SCIM request without a
+    /// date): once confirmed, it takes effect at once, not at its date's usual instant.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_once: bool,
 }
 
 fn parse_changes(text: &str) -> Result<Vec<HeldChange>, DirectoryError> {
@@ -142,6 +149,7 @@ pub async fn hold(
             effective_date: format_date(c.effective_date),
             source: c.source.clone(),
             action: c.action.clone(),
+            at_once: false,
         })
         .collect();
     let summary: Vec<SectionCount> = by_section
@@ -177,6 +185,94 @@ pub async fn hold(
     .record(tx, now)
     .await?;
     Ok(id)
+}
+
+/// The valve for a feed that sends changes one request at a time (SCIM): its leaves,
+/// suspensions and moves of active people are counted over the last 24 hours. Once this one
+/// would pass `[hr] feed_max_per_day`, it — and every later one from the feed until an
+/// administrator decides — waits in the feed's held batch instead of being applied. Returns the
+/// batch's id when the change was held; the caller decides nothing else about it.
+pub async fn hold_feed_change(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    config: &HrConfig,
+    feed: &str,
+    change: &Change,
+    at_once: bool,
+) -> Result<Option<String>, DirectoryError> {
+    if !is_disruptive(change.action.kind()) || !is_active(tx, &change.employee_number).await? {
+        return Ok(None);
+    }
+    let held = HeldChange {
+        employee_number: change.employee_number.as_str().to_owned(),
+        effective_date: format_date(change.effective_date),
+        source: change.source.clone(),
+        action: change.action.clone(),
+        at_once,
+    };
+    let unreadable = |e: serde_json::Error| InvalidField { field: "batch", reason: e.to_string() };
+    let open = sqlx::query(
+        "SELECT id, changes, affected FROM hr_batches WHERE source = $1 AND status = 'held'
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(feed)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(open) = open {
+        let id: String = open.try_get("id")?;
+        let mut changes = parse_changes(&open.try_get::<String, _>("changes")?)?;
+        changes.push(held);
+        let affected: i64 = open.try_get("affected")?;
+        sqlx::query("UPDATE hr_batches SET changes = $1, affected = $2 WHERE id = $3")
+            .bind(serde_json::to_string(&changes).map_err(unreadable)?)
+            .bind(affected + 1)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+        Event::success(
+            actor,
+            "hr_batch.hold",
+            format!("hr_batch:{id}"),
+            serde_json::json!({"source": change.source, "employee_number": change.employee_number.as_str(),
+                               "kind": change.action.kind().as_str(), "changes": changes.len()}),
+        )
+        .record(tx, now)
+        .await?;
+        return Ok(Some(id));
+    }
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM person_changes
+         WHERE source LIKE $1 AND kind IN ('leave', 'suspend', 'move') AND created_at > $2",
+    )
+    .bind(format!("{feed}:%"))
+    .bind(now - 86_400)
+    .fetch_one(&mut **tx)
+    .await?;
+    let sent = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+    if sent < config.feed_max_per_day {
+        return Ok(None);
+    }
+    let verdict = Verdict {
+        affected: sent + 1,
+        active: active_people(tx).await?,
+        limit: Limit::FeedDaily(config.feed_max_per_day),
+    };
+    let mut by_section = BTreeMap::new();
+    let section = match &change.action {
+        Action::Move { org_unit_code } => org_unit_code.clone(),
+        _ => "-".to_owned(),
+    };
+    by_section.insert((section, change.action.kind().as_str()), 1);
+    let id = hold(tx, actor, now, feed, std::slice::from_ref(change), &by_section, verdict).await?;
+    if at_once {
+        sqlx::query("UPDATE hr_batches SET changes = $1 WHERE id = $2")
+            .bind(serde_json::to_string(&[held]).map_err(unreadable)?)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(Some(id))
 }
 
 /// Batches still waiting for an administrator, oldest first.
@@ -244,6 +340,7 @@ pub async fn confirm(
         .try_get("changes")?;
     let held = parse_changes(&text)?;
     for change in held {
+        let at_once = change.at_once;
         let source = change.source.clone();
         let refused = |message: String| DecisionError::Refused { origin: source.clone(), message };
         let change = Change {
@@ -252,8 +349,13 @@ pub async fn confirm(
             source: change.source,
             action: change.action,
         };
-        match changes::record(&mut tx, actor, now, config, &change).await {
-            Ok(_) => {}
+        let recorded = if at_once {
+            changes::record_and_apply(&mut tx, actor, now, config, &change).await.map(|_| ())
+        } else {
+            changes::record(&mut tx, actor, now, config, &change).await.map(|_| ())
+        };
+        match recorded {
+            Ok(()) => {}
             Err(DirectoryError::Database(e)) => return Err(e.into()),
             // Dropping the transaction rolls it back: the batch stays held.
             Err(e) => return Err(refused(e.to_string())),

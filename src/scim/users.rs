@@ -16,6 +16,7 @@ use crate::clock::UnixTime;
 use crate::directory::types::parse_email;
 use crate::directory::updates::{self, Attributes};
 use crate::directory::{self, today_in_japan, EmployeeNumber, LoginId, PersonKind};
+use crate::hr::batches;
 use crate::hr::changes::{self, Action, Change, Joiner};
 use crate::store::Tx;
 use crate::App;
@@ -322,6 +323,8 @@ struct Writer<'a> {
     /// A date after today: record, do not apply.
     later: bool,
     employee_number: EmployeeNumber,
+    /// The held batch a change went to, when the feed's valve held one.
+    held: Option<String>,
 }
 
 impl Writer<'_> {
@@ -329,10 +332,17 @@ impl Writer<'_> {
         let now = app.clock.now();
         let today = today_in_japan(now);
         let date = scim.effective_date.unwrap_or(today);
-        Writer { app, scim, now, date, later: date > today, employee_number }
+        Writer { app, scim, now, date, later: date > today, employee_number, held: None }
     }
 
-    async fn change(&self, tx: &mut Tx, action: Action) -> Result<(), ScimError> {
+    /// A DELETE is not dated: the leave takes effect now, whatever the header says.
+    fn undated(mut self) -> Self {
+        self.date = today_in_japan(self.now);
+        self.later = false;
+        self
+    }
+
+    async fn change(&mut self, tx: &mut Tx, action: Action) -> Result<(), ScimError> {
         let change = Change {
             employee_number: self.employee_number.clone(),
             effective_date: self.date,
@@ -340,6 +350,15 @@ impl Writer<'_> {
             action,
         };
         let actor = self.scim.actor();
+        // The feed's safety valve: too many people taken out of work or moved in a day, and the
+        // change waits for an administrator instead.
+        let feed = format!("scim:{}", self.scim.caller.token_id);
+        if let Some(batch) =
+            batches::hold_feed_change(tx, &actor, self.now, &self.app.config.hr, &feed, &change, !self.later).await?
+        {
+            self.held = Some(batch);
+            return Ok(());
+        }
         // A join is applied at once even when dated later: the person exists from now, and their
         // start date keeps them from logging in before the day.
         if self.later && !matches!(change.action, Action::Join(_)) {
@@ -358,14 +377,15 @@ fn post_changes(current: &[Unit], desired: &[String]) -> (Vec<String>, Vec<Strin
     (add, end)
 }
 
-/// Makes the person `record` into what `desired` says, in `tx`.
+/// Makes the person `record` into what `desired` says, in `tx`. Returns the held batch when the
+/// feed's safety valve held part of it.
 async fn reconcile(
     app: &App,
     scim: &Scim,
     tx: &mut Tx,
     record: &UserRecord,
     desired: &Desired,
-) -> Result<(), ScimError> {
+) -> Result<Option<String>, ScimError> {
     let now = app.clock.now();
     let actor = scim.actor();
     // Identifiers first, at once: they are how everything else finds the person.
@@ -396,7 +416,7 @@ async fn reconcile(
         .record(tx, now)
         .await?;
     }
-    let writer = Writer::new(app, scim, desired.employee_number.clone());
+    let mut writer = Writer::new(app, scim, desired.employee_number.clone());
     let retired = record.status == "retired";
     if retired && desired.active == Some(true) {
         // Appointed again: the same record and login ID (R1).
@@ -404,7 +424,7 @@ async fn reconcile(
         for code in &desired.posts {
             writer.change(tx, Action::AddPost { org_unit_code: code.clone() }).await?;
         }
-        return Ok(());
+        return Ok(writer.held);
     }
     let attributes = Attributes {
         family_name: Some(desired.family_name.clone()).filter(|n| *n != record.family_name),
@@ -430,7 +450,7 @@ async fn reconcile(
     if desired.active == Some(false) && !retired {
         writer.change(tx, Action::Leave).await?;
     }
-    Ok(())
+    Ok(writer.held)
 }
 
 /// A joiner (or a person appointed again) from `date`. A fixed-term kind from a feed that
@@ -485,6 +505,7 @@ pub async fn create(State(app): State<App>, scim: Scim, ScimJson(body): ScimJson
     }
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
+    let held;
     let id = match person_id_of(&mut tx, &desired.employee_number).await? {
         Some((id, status, deleted)) => {
             if status != "retired" {
@@ -499,11 +520,11 @@ pub async fn create(State(app): State<App>, scim: Scim, ScimJson(body): ScimJson
             }
             let record = load(&mut tx, &id).await?.ok_or_else(|| ScimError::not_found("User"))?;
             let desired = Desired { active: Some(desired.active.unwrap_or(true)), ..desired.clone() };
-            reconcile(&app, &scim, &mut tx, &record, &desired).await?;
+            held = reconcile(&app, &scim, &mut tx, &record, &desired).await?;
             id
         }
         None => {
-            let writer = Writer::new(&app, &scim, desired.employee_number.clone());
+            let mut writer = Writer::new(&app, &scim, desired.employee_number.clone());
             writer.change(&mut tx, Action::Join(joiner(&desired, writer.date))).await?;
             let (id, _, _) = person_id_of(&mut tx, &desired.employee_number)
                 .await?
@@ -518,10 +539,11 @@ pub async fn create(State(app): State<App>, scim: Scim, ScimJson(body): ScimJson
                 // Created as someone who has left: the record exists, nothing of it can log in.
                 writer.change(&mut tx, Action::Leave).await?;
             }
+            held = writer.held;
             id
         }
     };
-    let response = respond(&app, &scim, &mut tx, &id, StatusCode::CREATED).await?;
+    let response = respond(&app, &scim, &mut tx, &id, status_for(StatusCode::CREATED, &held)).await?;
     tx.commit().await?;
     Ok(response)
 }
@@ -551,10 +573,20 @@ pub async fn replace(
     let record = load(&mut tx, &id).await?.ok_or_else(|| ScimError::not_found("User"))?;
     check_if_match(&scim, &version_of_record(&scim, &record))?;
     let desired = Desired::parse(&body)?;
-    reconcile(&app, &scim, &mut tx, &record, &desired).await?;
-    let response = respond(&app, &scim, &mut tx, &id, StatusCode::OK).await?;
+    let held = reconcile(&app, &scim, &mut tx, &record, &desired).await?;
+    let response = respond(&app, &scim, &mut tx, &id, status_for(StatusCode::OK, &held)).await?;
     tx.commit().await?;
     Ok(response)
+}
+
+/// 202 instead of `done` when the feed's safety valve held part of the request: the answer is
+/// the resource as it is, without what waits for an administrator.
+fn status_for(done: StatusCode, held: &Option<String>) -> StatusCode {
+    if held.is_some() {
+        StatusCode::ACCEPTED
+    } else {
+        done
+    }
 }
 
 fn version_of_record(scim: &Scim, record: &UserRecord) -> String {
@@ -575,8 +607,8 @@ pub async fn modify(
     check_if_match(&scim, current.pointer("/meta/version").and_then(Value::as_str).unwrap_or_default())?;
     let patched = super::patch::apply(current, &operations, &super::patch::USER_RULES)?;
     let desired = Desired::parse(&patched)?;
-    reconcile(&app, &scim, &mut tx, &record, &desired).await?;
-    let response = respond(&app, &scim, &mut tx, &id, StatusCode::OK).await?;
+    let held = reconcile(&app, &scim, &mut tx, &record, &desired).await?;
+    let response = respond(&app, &scim, &mut tx, &id, status_for(StatusCode::OK, &held)).await?;
     tx.commit().await?;
     Ok(response)
 }
@@ -590,14 +622,13 @@ pub async fn delete(State(app): State<App>, scim: Scim, Path(id): Path<String>) 
     check_if_match(&scim, &version_of_record(&scim, &record))?;
     let employee_number = EmployeeNumber::parse(&record.employee_number).map_err(invalid)?;
     if record.status != "retired" {
-        // A deletion is not dated: it takes effect now, whatever the header says.
-        let change = Change {
-            employee_number,
-            effective_date: today_in_japan(now),
-            source: scim.source(),
-            action: Action::Leave,
-        };
-        changes::record_and_apply(&mut tx, &scim.actor(), now, &app.config.hr, &change).await?;
+        let mut writer = Writer::new(&app, &scim, employee_number).undated();
+        writer.change(&mut tx, Action::Leave).await?;
+        if writer.held.is_some() {
+            // Held by the feed's safety valve: the person stays, and so does their resource.
+            tx.commit().await?;
+            return Ok(StatusCode::ACCEPTED);
+        }
     }
     updates::set_scim_deleted(&mut tx, &id, Some(now)).await?;
     Event::success(&scim.actor(), "person.scim_delete", format!("person:{id}"), json!({"source": scim.source()}))
