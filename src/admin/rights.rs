@@ -81,6 +81,8 @@ rights! {
     Hotline => "hotline",
     /// Issue card enrollment codes and temporary password-only exceptions (R13).
     AuthenticatorsEnroll => "authenticators:enroll",
+    /// HR changes: see and decide held batches, see and retry failed changes.
+    HrAdmin => "hr:admin",
 }
 
 /// A caller who holds the right `R`.
