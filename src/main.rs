@@ -90,6 +90,20 @@ enum HrCommand {
         #[arg(long)]
         date: Option<String>,
     },
+    /// List recorded changes, newest first, with their status, and why a failed one failed.
+    Changes {
+        /// Only changes with this status: pending, applied, superseded or failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only the changes of this employee number (職員番号).
+        #[arg(long)]
+        employee_number: Option<String>,
+        /// At most this many (1 to 500).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Put a failed change back to pending once its cause is fixed, and apply what is due.
+    Retry { change_id: String },
 }
 
 #[derive(Subcommand)]
@@ -294,7 +308,8 @@ async fn hr_import(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `sekimori hr batches | confirm | discard`: the administrator's side of the safety valve.
+/// `sekimori hr batches | confirm | discard | preview | changes | retry`: the administrator's side
+/// of the HR feed.
 async fn hr_batch(config: Config, command: HrCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
     use sekimori::hr::batches::{self, DecisionError};
     let store = Store::connect(&config.database_url).await?;
@@ -303,6 +318,10 @@ async fn hr_batch(config: Config, command: HrCommand) -> Result<ExitCode, Box<dy
     let decided = match command {
         HrCommand::Import { .. } => unreachable!("handled by hr_import"),
         HrCommand::Preview { section, date } => return hr_preview(&store, now, &section, date.as_deref()).await,
+        HrCommand::Changes { status, employee_number, limit } => {
+            return hr_changes(&store, status.as_deref(), employee_number.as_deref(), limit).await
+        }
+        HrCommand::Retry { change_id } => return hr_retry(&store, now, &change_id).await,
         HrCommand::Batches => {
             let held = batches::held(&store).await?;
             if held.is_empty() {
@@ -343,6 +362,99 @@ async fn hr_batch(config: Config, command: HrCommand) -> Result<ExitCode, Box<dy
         Err(DecisionError::Directory(e)) => Err(e.into()),
         Err(e) => {
             eprintln!("error: {e}; the batch is unchanged");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// How a change's status reads to an operator.
+fn change_status_label(status: &str) -> String {
+    match status {
+        "pending" => "未適用 (pending)".to_owned(),
+        "applied" => "適用済 (applied)".to_owned(),
+        "superseded" => "置換済 (superseded)".to_owned(),
+        "failed" => "失敗 (failed)".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// `sekimori hr changes`: the recorded changes, newest first.
+async fn hr_changes(
+    store: &Store,
+    status: Option<&str>,
+    employee_number: Option<&str>,
+    limit: i64,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use sekimori::hr::review;
+    if let Some(status) = status {
+        if !review::STATUSES.contains(&status) {
+            eprintln!("error: --status must be one of {}", review::STATUSES.join(", "));
+            return Ok(ExitCode::from(2));
+        }
+    }
+    if !(1..=500).contains(&limit) {
+        eprintln!("error: --limit must be 1 to 500");
+        return Ok(ExitCode::from(2));
+    }
+    let employee_number = match employee_number.map(sekimori::directory::EmployeeNumber::parse).transpose() {
+        Ok(number) => number,
+        Err(e) => {
+            eprintln!("error: --employee-number {}", e.reason);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let filter = review::Filter { status: status.map(str::to_owned), employee_number };
+    let found = review::list(store, &filter, None, limit).await?.unwrap_or_default();
+    if found.is_empty() {
+        println!("該当する変更はありません (no recorded changes)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("記録された変更 (recorded changes), 新しい順 (newest first): {} 件", found.len());
+    for change in &found {
+        let unit = change.org_unit_code.as_deref().map(|c| format!(" → {c}")).unwrap_or_default();
+        println!(
+            "{}  {:<20} {:<12} {:<9}{unit}  発令日 {}  {}",
+            change.id,
+            change_status_label(&change.status),
+            change.employee_number,
+            change.kind,
+            change.effective_date,
+            change.source,
+        );
+        if let Some(error) = &change.error {
+            println!("    エラー (error): {error}");
+        }
+    }
+    if found.iter().any(|c| c.status == "failed") {
+        println!("原因を直したら再実行 (once the cause is fixed, retry):  sekimori hr retry CHANGE_ID");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sekimori hr retry`: a failed change back to pending, and what is due applied.
+async fn hr_retry(
+    store: &Store,
+    now: sekimori::clock::UnixTime,
+    id: &str,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use sekimori::hr::review::{self, RetryError};
+    match review::retry(store, &Actor::Cli, now, id).await {
+        Ok(retried) => {
+            println!("変更 {id} を未適用に戻しました (put back to pending)");
+            if let Some(error) = &retried.previous_error {
+                println!("  前回のエラー (previous error): {error}");
+            }
+            let run = retried.run;
+            println!("applied now: {} (superseded {}, failed {})", run.applied, run.superseded, run.failed);
+            println!("  この変更は現在 (this change is now): {}", change_status_label(&retried.change.status));
+            if let Some(error) = &retried.change.error {
+                println!("    エラー (error): {error}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(RetryError::Directory(e)) => Err(e.into()),
+        Err(e) => {
+            eprintln!("error: {e}");
             Ok(ExitCode::from(1))
         }
     }

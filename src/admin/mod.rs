@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod clients;
 pub mod hotline;
+pub mod hr;
 pub mod keys;
 pub mod passwords;
 pub mod problem;
@@ -71,6 +72,13 @@ fn operations() -> Vec<Operation> {
         operation!(post, "/api/v1/authenticators/{id}/lost", hotline::report_lost),
         operation!(get, "/api/v1/signing-keys", keys::list),
         operation!(post, "/api/v1/signing-keys/rotate", keys::rotate),
+        operation!(get, "/api/v1/hr/batches", hr::list_batches),
+        operation!(get, "/api/v1/hr/batches/{id}", hr::get_batch),
+        operation!(post, "/api/v1/hr/batches/{id}/confirm", hr::confirm_batch),
+        operation!(post, "/api/v1/hr/batches/{id}/discard", hr::discard_batch),
+        operation!(get, "/api/v1/hr/changes", hr::list_changes),
+        operation!(post, "/api/v1/hr/changes/{id}/retry", hr::retry_change),
+        operation!(get, "/api/v1/hr/preview", hr::preview),
         operation!(get, "/api/v1/audit/events", list_audit_events),
         operation!(get, "/api/v1/audit/verify", verify_audit),
     ]

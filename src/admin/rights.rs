@@ -83,6 +83,8 @@ rights! {
     AuthenticatorsEnroll => "authenticators:enroll",
     /// An HR feed: the SCIM service at /scim/v2 (R2). A token with it carries nothing else.
     HrFeed => "hr:feed",
+    /// HR changes: see and decide held batches, see and retry failed changes.
+    HrAdmin => "hr:admin",
 }
 
 /// A caller who holds the right `R`.

@@ -421,6 +421,113 @@ async fn decide(
     Ok(batch)
 }
 
+/// The statuses a batch can have.
+pub const STATUSES: [&str; 3] = ["held", "confirmed", "discarded"];
+
+/// A batch as an administrator reads it: what was held, when it was decided, and the limit it
+/// went over as the valve recorded it when it held the batch (`hr_batch.hold`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRecord {
+    pub batch: Batch,
+    pub decided_at: Option<UnixTime>,
+    pub limit: Option<String>,
+}
+
+/// Batches of `status` (one of [`STATUSES`]): held ones oldest first, the order to decide them
+/// in; decided ones most recently decided first.
+pub async fn list(store: &Store, status: &str) -> Result<Vec<BatchRecord>, DirectoryError> {
+    let order = if status == "held" { "created_at, id" } else { "decided_at DESC, id DESC" };
+    let rows = sqlx::query(&format!(
+        "SELECT id, source, status, changes, summary, affected, active, created_at, decided_at FROM hr_batches
+         WHERE status = $1 ORDER BY {order}"
+    ))
+    .bind(status)
+    .fetch_all(store.pool())
+    .await?;
+    let mut records = Vec::with_capacity(rows.len());
+    for row in &rows {
+        records.push(record_from_row(store, row).await?);
+    }
+    Ok(records)
+}
+
+/// The batch `id`, whatever its status.
+pub async fn get(store: &Store, id: &str) -> Result<Option<BatchRecord>, DirectoryError> {
+    let row = sqlx::query(
+        "SELECT id, source, status, changes, summary, affected, active, created_at, decided_at FROM hr_batches
+         WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?;
+    match row {
+        Some(row) => Ok(Some(record_from_row(store, &row).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn record_from_row(store: &Store, row: &sqlx::any::AnyRow) -> Result<BatchRecord, DirectoryError> {
+    let batch = batch_from_row(row)?;
+    let held = sqlx::query(
+        "SELECT detail FROM audit_events WHERE target = $1 AND action = 'hr_batch.hold' ORDER BY seq LIMIT 1",
+    )
+    .bind(format!("hr_batch:{}", batch.id))
+    .fetch_optional(store.pool())
+    .await?;
+    let limit = match held {
+        Some(row) => serde_json::from_str::<serde_json::Value>(&row.try_get::<String, _>("detail")?)
+            .ok()
+            .and_then(|detail| detail.get("limit").and_then(|l| l.as_str()).map(str::to_owned)),
+        None => None,
+    };
+    Ok(BatchRecord { decided_at: row.try_get("decided_at")?, limit, batch })
+}
+
+/// One change of a batch, as an administrator reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchLine {
+    pub employee_number: String,
+    pub kind: ChangeKind,
+    pub effective_date: String,
+    pub source: String,
+    /// The section the change names (a join's, a move's or a post's unit), else the person's
+    /// primary unit now; none for a person without one.
+    pub section: Option<String>,
+}
+
+/// The changes of the batch `id`, in the file's order, each with the section it concerns.
+pub async fn lines(store: &Store, id: &str) -> Result<Vec<BatchLine>, DirectoryError> {
+    let mut lines = Vec::new();
+    for change in held_changes(store, id).await? {
+        let named = match &change.action {
+            Action::Join(joiner) => joiner.org_unit_code.clone(),
+            Action::Move { org_unit_code } | Action::AddPost { org_unit_code } | Action::EndPost { org_unit_code } => {
+                Some(org_unit_code.clone())
+            }
+            _ => None,
+        };
+        let section = match named {
+            Some(code) => Some(code),
+            None => sqlx::query(
+                "SELECT o.code FROM people p JOIN org_units o ON o.id = p.org_unit_id WHERE p.employee_number = $1",
+            )
+            .bind(&change.employee_number)
+            .fetch_optional(store.pool())
+            .await?
+            .map(|row| row.try_get::<String, _>("code"))
+            .transpose()?,
+        };
+        lines.push(BatchLine {
+            kind: change.action.kind(),
+            employee_number: change.employee_number,
+            effective_date: change.effective_date,
+            source: change.source,
+            section,
+        });
+    }
+    Ok(lines)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -979,6 +979,97 @@ async fn openapi_yaml_describes_the_admin_api() {
     let granted = h.call(desk, "POST", pe, &haken_pe, Body::Json(why), 201).await;
     assert_eq!(granted["person_id"], haken_id.as_str());
 
+    // The HR feed: files over the safety valve's limit are held; a move to a unit not created
+    // yet fails when due, and is retried once the unit exists.
+    let import = |csv: String, max_share_percent: u8| {
+        let store = h.server.app.store.clone();
+        let now = h.server.app.clock.now();
+        async move {
+            let config = sekimori::config::HrConfig { max_share_percent, ..Default::default() };
+            let parsed = sekimori::hr::csv_import::parse(&csv, "jinji.csv", None).unwrap();
+            let summary =
+                sekimori::hr::csv_import::import(&store, &config, now, "jinji.csv", &parsed, false).await.unwrap();
+            summary.held.and_then(|held| held.batch_id)
+        }
+    };
+    let today = sekimori::directory::today_in_japan(h.server.app.clock.now());
+    let yesterday = sekimori::directory::types::format_date(today.previous_day().unwrap());
+    let tomorrow = sekimori::directory::types::format_date(today.next_day().unwrap());
+    let to_confirm = import(format!("職員番号,異動区分,発令日\nE-3000,退職,{yesterday}\n"), 10).await.unwrap();
+    let to_discard = import(format!("職員番号,異動区分,発令日\nE-2000,休職,{tomorrow}\n"), 10).await.unwrap();
+    let recorded = import(
+        format!("職員番号,異動区分,発令日,所属コード\nH0001,異動,{yesterday},120\nE-2000,異動,{tomorrow},110\n"),
+        100,
+    )
+    .await;
+    assert_eq!(recorded, None);
+    sekimori::hr::changes::apply_due(&h.server.app.store, h.server.app.clock.now()).await.unwrap();
+    let hb = "/api/v1/hr/batches";
+    let held = h.call(admin, "GET", hb, hb, Body::None, 200).await;
+    assert_eq!(held["items"].as_array().unwrap().len(), 2, "{held}");
+    h.call(admin, "GET", hb, &format!("{hb}?status=discarded"), Body::None, 200).await;
+    let problem = h.call(admin, "GET", hb, &format!("{hb}?status=lost"), Body::None, 400).await;
+    assert_eq!(problem["field"], "status");
+    h.call(admin, "GET", hb, &format!("{hb}?limit=1"), Body::None, 400).await;
+    let one_batch = "/api/v1/hr/batches/{id}";
+    let batch = h.call(admin, "GET", one_batch, &format!("{hb}/{to_confirm}"), Body::None, 200).await;
+    assert_eq!(batch["changes"][0]["employee_number"], "E-3000");
+    h.call(admin, "GET", one_batch, &fill(one_batch), Body::None, 404).await;
+    // The preview, with the held batch's suspension not shown (a suspension moves nobody) and
+    // the recorded arrival in 税務課.
+    let pv = "/api/v1/hr/preview";
+    let preview = h.call(admin, "GET", pv, &format!("{pv}?section=110&date={tomorrow}"), Body::None, 200).await;
+    assert_eq!(preview["entries"][0]["effect"], "arrival", "{preview}");
+    h.call(admin, "GET", pv, &format!("{pv}?section=110"), Body::None, 200).await;
+    h.call(admin, "GET", pv, &format!("{pv}?section=999"), Body::None, 404).await;
+    for (bad, field) in [("", "section"), ("section=", "section"), ("section=110&date=2027-02-30", "date")] {
+        let problem = h.call(admin, "GET", pv, &format!("{pv}?{bad}"), Body::None, 400).await;
+        assert_eq!(problem["field"], field, "{bad}: {problem}");
+    }
+    h.call(admin, "GET", pv, &format!("{pv}?section=110&unit=1"), Body::None, 400).await;
+    for (template, id, success) in [
+        ("/api/v1/hr/batches/{id}/confirm", &to_confirm, "confirmed"),
+        ("/api/v1/hr/batches/{id}/discard", &to_discard, "discarded"),
+    ] {
+        let path = template.replace("{id}", id);
+        let decided = h.call(admin, "POST", template, &path, Body::None, 200).await;
+        let status = if success == "confirmed" { &decided["batch"]["status"] } else { &decided["status"] };
+        assert_eq!(status, success, "{decided}");
+        h.call(admin, "POST", template, &path, Body::None, 409).await;
+        h.call(admin, "POST", template, &fill(template), Body::None, 404).await;
+    }
+    let hc = "/api/v1/hr/changes";
+    let failed = h.call(admin, "GET", hc, &format!("{hc}?status=failed&employee_number=H0001"), Body::None, 200).await;
+    let failed_id = failed["items"][0]["id"].as_str().unwrap().to_owned();
+    let page = h.call(admin, "GET", hc, &format!("{hc}?limit=1"), Body::None, 200).await;
+    let cursor = page["next_cursor"].as_str().unwrap();
+    h.call(admin, "GET", hc, &format!("{hc}?limit=500&cursor={cursor}"), Body::None, 200).await;
+    for (bad, field) in [
+        ("limit=0", "limit"),
+        ("status=new", "status"),
+        ("employee_number=%2A", "employee_number"),
+        ("cursor=x", "cursor"),
+        ("cursor=00000000-0000-4000-8000-000000000000", "cursor"),
+    ] {
+        let problem = h.call(admin, "GET", hc, &format!("{hc}?{bad}"), Body::None, 400).await;
+        assert_eq!(problem["field"], field, "{bad}: {problem}");
+    }
+    h.call(admin, "GET", hc, &format!("{hc}?limit=many"), Body::None, 400).await;
+    h.call(
+        admin,
+        "POST",
+        o,
+        o,
+        Body::Json(json!({"code": "120", "name": "福祉課", "level": "section", "parent_id": dept_id})),
+        201,
+    )
+    .await;
+    let retry = "/api/v1/hr/changes/{id}/retry";
+    let retried = h.call(admin, "POST", retry, &retry.replace("{id}", &failed_id), Body::None, 200).await;
+    assert_eq!(retried["change"]["status"], "applied", "{retried}");
+    h.call(admin, "POST", retry, &retry.replace("{id}", &failed_id), Body::None, 409).await;
+    h.call(admin, "POST", retry, &fill(retry), Body::None, 404).await;
+
     // Signing keys.
     let k = "/api/v1/signing-keys";
     let keys = h.call(admin, "GET", k, k, Body::None, 200).await;
