@@ -301,6 +301,27 @@ fn text(sql: &str, case_exact: bool) -> Option<Column> {
     Some(Column { sql: sql.to_owned(), kind: ColumnKind::Text { case_exact } })
 }
 
+/// Login IDs are kept in lower case, so a `userName` comparison is made case-exact on a
+/// lower-cased value: the same answer as a case-insensitive one, and the unique index on
+/// `accounts.login_id` answers the `userName eq "…"` an HR connector sends for every person.
+fn lower_user_names(filter: Filter) -> Filter {
+    use filter::CompValue;
+    let lower = |f: Filter| lower_user_names(f);
+    match filter {
+        Filter::Compare { path, op, value: CompValue::Str(v) } if is_user_name(&path) => {
+            Filter::Compare { path, op, value: CompValue::Str(v.to_ascii_lowercase()) }
+        }
+        Filter::And(a, b) => Filter::And(Box::new(lower(*a)), Box::new(lower(*b))),
+        Filter::Or(a, b) => Filter::Or(Box::new(lower(*a)), Box::new(lower(*b))),
+        Filter::Not(a) => Filter::Not(Box::new(lower(*a))),
+        other => other,
+    }
+}
+
+fn is_user_name(path: &AttrPath) -> bool {
+    path.is("userName", None) && path.uri.as_deref().is_none_or(|uri| same_name(uri, USER))
+}
+
 /// The column a User attribute is kept in.
 fn user_column(path: &AttrPath) -> Option<Column> {
     let core = match &path.uri {
@@ -312,7 +333,8 @@ fn user_column(path: &AttrPath) -> Option<Column> {
     if core {
         return match (name.as_str(), sub.as_deref()) {
             ("id", None) => text("p.id", true),
-            ("username", None) => text("a.login_id", false),
+            // Case-exact on a lower-cased value: see `lower_user_names`.
+            ("username", None) => text("a.login_id", true),
             ("externalid", None) => text("p.external_id", true),
             ("emails", None | Some("value")) => text("p.email", false),
             ("name", Some("familyname")) => text("p.family_name", false),
@@ -369,7 +391,8 @@ fn clauses(
 ) -> Result<(String, Vec<SqlParam>, String), ScimError> {
     let (condition, binds) = match &params.filter {
         Some(filter) => {
-            let (sql, binds) = filter::to_sql(filter, resolve, 1)?;
+            let filter = lower_user_names(filter.clone());
+            let (sql, binds) = filter::to_sql(&filter, resolve, 1)?;
             (format!(" AND ({sql})"), binds)
         }
         None => (String::new(), Vec::new()),

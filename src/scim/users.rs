@@ -240,7 +240,8 @@ impl Desired {
                         member(e, "primary").map(|p| boolean(p, "emails.primary")).transpose().ok().flatten()
                             == Some(true)
                     })
-                    .or_else(|| emails.first());
+                    // Without a primary, the last: a PATCH `add` appends the new address.
+                    .or_else(|| emails.last());
                 match chosen {
                     None => None,
                     Some(email) => {

@@ -331,6 +331,11 @@ async fn etags_rights_and_errors(db: Db) {
         feed.call(Method::PATCH, &format!("/Users/{id}"), Some(rename), &[("if-match", &etag)]).await;
     assert_eq!((status, &body["name"]["givenName"]), (200, &json!("一郎")), "{body}");
     assert_ne!(headers["etag"].to_str().unwrap(), etag, "a change makes a new version");
+    // What a connector sends for a new work address: the person's one address becomes it.
+    let email = json!({"schemas": [PATCH_OP], "Operations": [
+        {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "ito.new@city.example.lg.jp"}]});
+    let (status, body, _) = feed.call(Method::PATCH, &format!("/Users/{id}"), Some(email), &[]).await;
+    assert_eq!((status, &body["emails"]), (200, &json!([{"value": "ito.new@city.example.lg.jp"}])), "{body}");
     // An HR feed's token is the only way in, and carries nothing else.
     let reader = Feed { server: &server, token: token(&server, &["directory:read"]).await };
     assert_eq!(reader.get("/Users").await.0, 403);
