@@ -14,6 +14,7 @@ mod domain;
 mod front_door;
 mod hardening;
 mod hr;
+mod hr_crash;
 mod hr_valve;
 mod lifecycle;
 mod migrations;
