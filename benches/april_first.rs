@@ -453,7 +453,8 @@ async fn main() {
     let applied = count(&store, "SELECT COUNT(*) AS n FROM person_changes WHERE status = 'applied'").await;
     let other = count(&store, "SELECT COUNT(*) AS n FROM person_changes WHERE status NOT IN ('applied')").await;
     let retired = count(&store, "SELECT COUNT(*) AS n FROM people WHERE status = 'retired'").await;
-    let events = count(&store, "SELECT COUNT(*) AS n FROM audit_events WHERE action IN ('person.move', 'person.leave')").await;
+    let events =
+        count(&store, "SELECT COUNT(*) AS n FROM audit_events WHERE action IN ('person.move', 'person.leave')").await;
     assert_eq!((applied, other), ((moves + leaves) as i64, 0), "every change applied, none failed:\n{text}");
     assert_eq!(retired, leaves as i64);
     assert_eq!(events, (moves + leaves) as i64, "each change audited once");
@@ -471,9 +472,7 @@ async fn main() {
     }
     command.push_str("cargo bench --bench april_first");
     println!();
-    println!(
-        "April 1: {moves} transfers and {leaves} retirements against {people} people in {sections} sections"
-    );
+    println!("April 1: {moves} transfers and {leaves} retirements against {people} people in {sections} sections");
     println!("database: {database}");
     println!("command: {command}");
     println!(
@@ -490,11 +489,7 @@ async fn main() {
         applied_by_import.1.trim_start_matches("applied now: "),
         (all_applied_at - import_started).as_secs_f64()
     );
-    println!(
-        "peak memory (VmHWM): import {} MiB, server {} MiB",
-        import_peak / 1024,
-        server_peak / 1024
-    );
+    println!("peak memory (VmHWM): import {} MiB, server {} MiB", import_peak / 1024, server_peak / 1024);
     println!();
     println!("| phase | wall time | logins | login p50 / p99 / max | login errors | grants | grant p50 / p99 / max | grant errors |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -516,7 +511,11 @@ async fn main() {
             }
             took.sort();
             let max = took.last().copied().unwrap_or_default();
-            (took.len(), format!("{} / {} / {}", ms(percentile(&took, 0.5)), ms(percentile(&took, 0.99)), ms(max)), errors)
+            (
+                took.len(),
+                format!("{} / {} / {}", ms(percentile(&took, 0.5)), ms(percentile(&took, 0.99)), ms(max)),
+                errors,
+            )
         };
         let (logins, login_latency, login_errors) = stats(Load::Login);
         let (grants, grant_latency, grant_errors) = stats(Load::Token);

@@ -144,8 +144,12 @@ async fn directory(db: Db) -> (String, Store) {
     store.migrate().await.unwrap();
     let mut units = vec!["('u-D', 'D', '総務部', NULL, 'department', NULL, NULL, 0)".to_owned()];
     units.extend((0..UNITS).map(|u| format!("('u-{0}', '{0}', '課', NULL, 'section', 'u-D', NULL, 0)", unit_code(u))));
-    insert_rows(&store, "INSERT INTO org_units (id, code, name, name_en, level, parent_id, manager_person_id, created_at)", units)
-        .await;
+    insert_rows(
+        &store,
+        "INSERT INTO org_units (id, code, name, name_en, level, parent_id, manager_person_id, created_at)",
+        units,
+    )
+    .await;
     let people = (0..PEOPLE)
         .map(|i| {
             format!(
@@ -425,10 +429,8 @@ async fn dump(store: &Store) -> Vec<String> {
     {
         lines.push(line("accounts", r, &["employee_number", "login_id", "status", "pw", "must_change"]));
     }
-    for r in &all(
-        "SELECT p.employee_number, o.code, pp.start_date, pp.end_date FROM person_posts pp
-         JOIN people p ON p.id = pp.person_id JOIN org_units o ON o.id = pp.org_unit_id",
-    )
+    for r in &all("SELECT p.employee_number, o.code, pp.start_date, pp.end_date FROM person_posts pp
+         JOIN people p ON p.id = pp.person_id JOIN org_units o ON o.id = pp.org_unit_id")
     .await
     .unwrap()
     {
@@ -444,11 +446,9 @@ async fn dump(store: &Store) -> Vec<String> {
         let columns = ["employee_number", "kind", "aspect", "effective_date", "source", "status", "error", "person"];
         lines.push(line("person_changes", r, &columns));
     }
-    for r in &all(
-        "SELECT p.employee_number, s.revoked_reason FROM sessions s JOIN people p ON p.id = s.person_id",
-    )
-    .await
-    .unwrap()
+    for r in &all("SELECT p.employee_number, s.revoked_reason FROM sessions s JOIN people p ON p.id = s.person_id")
+        .await
+        .unwrap()
     {
         lines.push(line("sessions", r, &["employee_number", "revoked_reason"]));
     }
