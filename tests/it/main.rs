@@ -15,6 +15,7 @@ mod front_door;
 mod hardening;
 mod hr;
 mod hr_admin;
+mod hr_crash;
 mod hr_valve;
 mod lifecycle;
 mod migrations;
