@@ -352,7 +352,8 @@ pub async fn confirm(
         let recorded = if at_once {
             changes::record_and_apply(&mut tx, actor, now, config, &change).await.map(|_| ())
         } else {
-            changes::record(&mut tx, actor, now, config, &change).await.map(|_| ())
+            // The confirmation is the batch's one audit event (hr_batch.confirm).
+            changes::record_in_batch(&mut tx, config, now, &change).await.map(|_| ())
         };
         match recorded {
             Ok(()) => {}

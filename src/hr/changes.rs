@@ -240,12 +240,48 @@ fn check_source(source: &str) -> Result<(), InvalidField> {
     Ok(())
 }
 
-/// Records `change` as pending (see the module's rules on replays and corrections).
+/// Records `change` as pending (see the module's rules on replays and corrections), with an
+/// audit event of its own.
 pub async fn record(
     tx: &mut Tx,
     actor: &Actor,
     now: UnixTime,
     config: &HrConfig,
+    change: &Change,
+) -> Result<Recorded, DirectoryError> {
+    let recorded = record_in_batch(tx, config, now, change).await?;
+    if !matches!(recorded, Recorded::Unchanged { .. }) {
+        let replaces = match &recorded {
+            Recorded::Replaced { replaced, .. } => Some(replaced.as_str()),
+            _ => None,
+        };
+        Event::success(
+            actor,
+            "person_change.record",
+            format!("person_change:{}", recorded.id()),
+            serde_json::json!({
+                "employee_number": change.employee_number.as_str(),
+                "kind": change.action.kind().as_str(),
+                "effective_date": format_date(change.effective_date),
+                "source": change.source,
+                "replaces": replaces,
+            }),
+        )
+        .record(tx, now)
+        .await?;
+    }
+    Ok(recorded)
+}
+
+/// Records `change` as [`record`] does, without an audit event: for a caller that records a
+/// whole file or batch and audits it in one event (each change keeps its source in
+/// `person_changes`, and is audited again, with its source, when it is applied). One event per
+/// file keeps the audit chain's head — which every login and token also needs — free while a
+/// large file is recorded.
+pub async fn record_in_batch(
+    tx: &mut Tx,
+    config: &HrConfig,
+    now: UnixTime,
     change: &Change,
 ) -> Result<Recorded, DirectoryError> {
     check_source(&change.source)?;
@@ -301,20 +337,6 @@ pub async fn record(
     if let Some(old) = &replaced {
         supersede(tx, old, &id).await?;
     }
-    Event::success(
-        actor,
-        "person_change.record",
-        format!("person_change:{id}"),
-        serde_json::json!({
-            "employee_number": change.employee_number.as_str(),
-            "kind": kind.as_str(),
-            "effective_date": date,
-            "source": change.source,
-            "replaces": replaced,
-        }),
-    )
-    .record(tx, now)
-    .await?;
     Ok(match replaced {
         Some(replaced) => Recorded::Replaced { id, replaced },
         None => Recorded::New { id },
