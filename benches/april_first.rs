@@ -527,5 +527,84 @@ async fn main() {
     for e in &error_samples {
         eprintln!("error: {e}");
     }
+    scim_at_scale(&store, admin, people).await;
     drop(guard);
+}
+
+/// The HR feed over SCIM against the same directory, as a connector uses it for each person:
+/// find them by userName, by employee number, and change them. Sequential, one connection.
+async fn scim_at_scale(store: &sekimori::store::Store, admin: u16, people: u64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let mut tx = store.begin().await.unwrap();
+    let feed = sekimori::admin::auth::create_token(
+        &mut tx,
+        &sekimori::audit::Actor::Cli,
+        now,
+        "benchmark feed",
+        &["hr:feed".to_owned()],
+        3600,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{admin}/scim/v2");
+    let get = |query: Vec<(&'static str, String)>| {
+        let request = http.get(format!("{base}/Users")).query(&query).bearer_auth(&feed.token);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let (mut by_name, mut by_number, mut patches) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..200 {
+        let i = (k * 7919) % people;
+        let began = Instant::now();
+        // Upper case: userName compares without case.
+        let found = get(vec![("filter", format!("userName eq \"B{i:06}\""))]).await;
+        by_name.push(began.elapsed());
+        assert_eq!(found["totalResults"], 1, "{found}");
+        let id = found["Resources"][0]["id"].as_str().unwrap().to_owned();
+        let began = Instant::now();
+        let found = get(vec![(
+            "filter",
+            format!("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq \"{}\"", number(i)),
+        )])
+        .await;
+        by_number.push(began.elapsed());
+        assert_eq!(found["totalResults"], 1, "{found}");
+        let patch = serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "name.givenName", "value": format!("{i}号改")}]});
+        let began = Instant::now();
+        let response = http
+            .patch(format!("{base}/Users/{id}"))
+            .bearer_auth(&feed.token)
+            .header("content-type", "application/scim+json")
+            .body(patch.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+        patches.push(began.elapsed());
+    }
+    let began = Instant::now();
+    let page = get(vec![("startIndex", (people / 2).to_string()), ("count", "100".to_owned())]).await;
+    let paged = began.elapsed();
+    assert_eq!(page["Resources"].as_array().map(Vec::len), Some(100));
+    println!();
+    println!("SCIM against {people} people (200 of each, one after the other):");
+    println!();
+    println!("| request | p50 | p99 | max |");
+    println!("|---|---|---|---|");
+    for (label, mut took) in [
+        ("GET /Users?filter=userName eq …", by_name),
+        ("GET /Users?filter=…:employeeNumber eq …", by_number),
+        ("PATCH /Users/{id} (name.givenName)", patches),
+    ] {
+        took.sort();
+        let max = took.last().copied().unwrap_or_default();
+        println!("| {label} | {} | {} | {} |", ms(percentile(&took, 0.5)), ms(percentile(&took, 0.99)), ms(max));
+    }
+    println!("| GET /Users?startIndex={}&count=100 (one page) | {} | | |", people / 2, ms(paged));
 }
