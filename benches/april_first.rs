@@ -458,7 +458,6 @@ async fn main() {
     assert_eq!((applied, other), ((moves + leaves) as i64, 0), "every change applied, none failed:\n{text}");
     assert_eq!(retired, leaves as i64);
     assert_eq!(events, (moves + leaves) as i64, "each change audited once");
-    store.close().await;
 
     let samples = std::mem::take(&mut *samples.lock().unwrap());
     let phases = [
@@ -528,6 +527,7 @@ async fn main() {
         eprintln!("error: {e}");
     }
     scim_at_scale(&store, admin, people).await;
+    store.close().await;
     drop(guard);
 }
 
