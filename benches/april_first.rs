@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use sqlx::Row;
 
 mod common;
-use common::{env_or, hidden, peak_memory_kib, percentile};
+use common::{demo_logins, env_or, hidden, peak_memory_kib, percentile};
 
 const CLIENT_ID: &str = "bench";
 const REDIRECT_URI: &str = "http://127.0.0.1:9009/callback";
@@ -301,16 +301,7 @@ async fn main() {
     // Setup: demo people to log in with, a client for client_credentials, the directory.
     let db = database_url.as_deref();
     let demo = sekimori(&dir, db, &["demo"]);
-    let logins: Vec<(String, String)> = demo
-        .lines()
-        .skip_while(|l| !l.contains("Logins"))
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            Some((words.next()?.to_owned(), words.next()?.to_owned()))
-        })
-        .collect();
+    let logins: Vec<(String, String)> = demo_logins(&demo);
     assert!(!logins.is_empty(), "no demo logins (is the database empty?):\n{demo}");
     let added = sekimori(
         &dir,

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{env_or, hidden, peak_memory_kib, percentile};
+use common::{demo_logins, env_or, hidden, peak_memory_kib, percentile};
 
 const CLIENT_ID: &str = "bench";
 const REDIRECT_URI: &str = "http://127.0.0.1:9009/callback";
@@ -316,17 +316,7 @@ async fn main() {
 
     let db = database_url.as_deref();
     let demo = sekimori(&dir, db, &["demo"]);
-    // Logins look like "  tanaka.kenichi       <password>  田中 健一", between the two headings.
-    let people: Vec<(String, String)> = demo
-        .lines()
-        .skip_while(|l| !l.contains("Logins"))
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            Some((words.next()?.to_owned(), words.next()?.to_owned()))
-        })
-        .collect();
+    let people: Vec<(String, String)> = demo_logins(&demo);
     assert!(!people.is_empty(), "no demo logins in the demo output (is the database empty?):\n{demo}");
     let added = sekimori(
         &dir,

@@ -30,3 +30,17 @@ pub fn hidden(html: &str, name: &str) -> Option<String> {
     let end = html[start..].find('"')? + start;
     Some(html[start..end].replace("&#x2F;", "/").replace("&amp;", "&"))
 }
+
+/// The logins `sekimori demo` prints ("  tanaka.kenichi  <password>  田中 健一" lines after the
+/// "Logins" heading), as (login ID, password).
+pub fn demo_logins(demo: &str) -> Vec<(String, String)> {
+    demo.lines()
+        .skip_while(|l| !l.contains("Logins"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.to_owned(), words.next()?.to_owned()))
+        })
+        .collect()
+}
