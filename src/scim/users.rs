@@ -509,7 +509,9 @@ pub async fn create(State(app): State<App>, scim: Scim, ScimJson(body): ScimJson
     let held;
     let id = match person_id_of(&mut tx, &desired.employee_number).await? {
         Some((id, status, deleted)) => {
-            if status != "retired" {
+            // An employed person is another's record, unless the feed deleted them itself (its
+            // deletion held by the safety valve and then discarded): then it sends them again.
+            if status != "retired" && !deleted {
                 return Err(ScimError::uniqueness(format!(
                     "a person with employee number {} exists (id {id}): change them with PUT or PATCH",
                     desired.employee_number.as_str()
@@ -622,19 +624,28 @@ pub async fn delete(State(app): State<App>, scim: Scim, Path(id): Path<String>) 
     let record = load(&mut tx, &id).await?.ok_or_else(|| ScimError::not_found("User"))?;
     check_if_match(&scim, &version_of_record(&scim, &record))?;
     let employee_number = EmployeeNumber::parse(&record.employee_number).map_err(invalid)?;
+    let mut held = None;
     if record.status != "retired" {
         let mut writer = Writer::new(&app, &scim, employee_number).undated();
         writer.change(&mut tx, Action::Leave).await?;
-        if writer.held.is_some() {
-            // Held by the feed's safety valve: the person stays, and so does their resource.
-            tx.commit().await?;
-            return Ok(StatusCode::ACCEPTED);
-        }
+        held = writer.held;
     }
+    // Gone from the feed's view even while the feed's safety valve holds the leave: the feed
+    // sent its deletion. If an administrator discards the batch, the person stays employed,
+    // and the feed can send them again (a POST finds them).
     updates::set_scim_deleted(&mut tx, &id, Some(now)).await?;
-    Event::success(&scim.actor(), "person.scim_delete", format!("person:{id}"), json!({"source": scim.source()}))
-        .record(&mut tx, now)
-        .await?;
+    Event::success(
+        &scim.actor(),
+        "person.scim_delete",
+        format!("person:{id}"),
+        json!({"source": scim.source(), "held_in_batch": held}),
+    )
+    .record(&mut tx, now)
+    .await?;
+    if held.is_some() {
+        tx.commit().await?;
+        return Ok(StatusCode::ACCEPTED);
+    }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -423,7 +423,8 @@ async fn a_feed_that_takes_too_many_out_in_a_day_is_held(db: Db) {
     assert_eq!((status, &body["active"]), (202, &json!(true)), "held, not applied: {body}");
     let (status, _, _) = feed.call(Method::DELETE, &format!("/Users/{}", ids[3]), None, &[]).await;
     assert_eq!(status, 202);
-    assert_eq!(feed.get(&format!("/Users/{}", ids[3])).await.0, 200, "not deleted while held");
+    assert_eq!(feed.get(&format!("/Users/{}", ids[3])).await.0, 404, "gone from the feed's view at once");
+    assert_eq!(person_field(&server, &ids[3], "status").await.as_deref(), Some("active"), "employed until confirmed");
     let held = sekimori::hr::batches::held(&server.app.store).await.unwrap();
     assert_eq!(held.len(), 1, "one held batch for the feed");
     assert!(held[0].source.starts_with("scim:"), "{:?}", held[0].source);
@@ -442,6 +443,27 @@ async fn a_feed_that_takes_too_many_out_in_a_day_is_held(db: Db) {
     for id in &ids[2..] {
         assert_eq!(person_field(&server, id, "status").await.as_deref(), Some("retired"));
     }
+    assert_eq!(feed.get(&format!("/Users/{}", ids[3])).await.0, 404);
+    // A deletion held and then discarded: the person stays employed, and the feed can send them
+    // again — the same person, not a conflict.
+    let (_, kept, _) = feed.call(Method::POST, "/Users", Some(user("staff9", "E59", "ZEIMU")), &[]).await;
+    let kept_id = kept["id"].as_str().unwrap().to_owned();
+    let (status, _, _) = feed.call(Method::DELETE, &format!("/Users/{kept_id}"), None, &[]).await;
+    assert_eq!(status, 202);
+    let held = sekimori::hr::batches::held(&server.app.store).await.unwrap();
+    assert_eq!(held.len(), 1);
+    sekimori::hr::batches::discard(
+        &server.app.store,
+        &sekimori::audit::Actor::Cli,
+        server.app.clock.now(),
+        &held[0].id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(person_field(&server, &kept_id, "status").await.as_deref(), Some("active"));
+    let (status, again, _) = feed.call(Method::POST, "/Users", Some(user("staff9", "E59", "ZEIMU")), &[]).await;
+    assert_eq!((status, again["id"].as_str()), (201, Some(kept_id.as_str())), "{again}");
+    assert_eq!(again["active"], true);
     server.stop().await;
 }
 
