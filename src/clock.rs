@@ -37,6 +37,21 @@ pub fn japan_minute(at: UnixTime) -> String {
         .unwrap_or_default()
 }
 
+/// `at` in Japan time as RFC 3339, to the second: `2026-04-01T08:30:00+09:00` (the audit log,
+/// the CLI).
+pub fn japan_rfc3339(at: UnixTime) -> Result<String, time::Error> {
+    let t = time::OffsetDateTime::from_unix_timestamp(at)?.to_offset(JAPAN);
+    Ok(t.format(&time::format_description::well_known::Rfc3339)?)
+}
+
+/// `at` in UTC as RFC 3339: `2026-03-31T23:30:00Z` (SCIM's dateTime).
+pub fn utc_rfc3339(at: UnixTime) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 /// `at`'s date in Japan: `2026-04-01`.
 pub fn japan_date(at: UnixTime) -> String {
     japan_minute(at).get(..10).unwrap_or_default().to_owned()

@@ -536,10 +536,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Unix seconds as an ISO 8601 time in Japan (what an operator reads).
 fn japan_time(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.to_offset(sekimori::clock::JAPAN).format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| unix.to_string())
+    sekimori::clock::japan_rfc3339(unix).unwrap_or_else(|_| unix.to_string())
 }
 
 async fn print_bootstrap(app: &App) -> Result<(), Box<dyn std::error::Error>> {

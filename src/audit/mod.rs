@@ -283,6 +283,6 @@ fn stored_event(row: &sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
 }
 
 fn serialize_japan_time<S: serde::Serializer>(at: &i64, serializer: S) -> Result<S::Ok, S::Error> {
-    let text = query::japan_time(*at).map_err(serde::ser::Error::custom)?;
+    let text = crate::clock::japan_rfc3339(*at).map_err(serde::ser::Error::custom)?;
     serializer.serialize_str(&text)
 }

@@ -122,7 +122,7 @@ impl Filter {
 
     /// The filter as given, for the audit event that records the read.
     pub fn describe(&self) -> serde_json::Value {
-        let time = |t: Option<UnixTime>| t.and_then(|t| japan_time(t).ok());
+        let time = |t: Option<UnixTime>| t.and_then(|t| crate::clock::japan_rfc3339(t).ok());
         serde_json::json!({
             "person": self.person,
             "system": self.system,
@@ -227,11 +227,6 @@ fn has_documented_form(text: &str) -> bool {
     }
 }
 
-/// Unix seconds as ISO 8601 in Japan time, e.g. `2026-04-01T09:00:00+09:00`.
-pub fn japan_time(at: UnixTime) -> Result<String, time::Error> {
-    Ok(OffsetDateTime::from_unix_timestamp(at)?.to_offset(crate::clock::JAPAN).format(&Rfc3339)?)
-}
-
 /// The events matching `filter`, at most `filter.limit`, in its order. Every value is bound.
 pub async fn find(store: &Store, filter: &Filter) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let mut select = Select::new(
@@ -325,7 +320,7 @@ mod tests {
             let refused = parse_time("until", bad).unwrap_err();
             assert_eq!(refused.field, "until", "{bad}");
         }
-        assert_eq!(japan_time(1_774_969_200).unwrap(), "2026-04-01T00:00:00+09:00");
+        assert_eq!(crate::clock::japan_rfc3339(1_774_969_200).unwrap(), "2026-04-01T00:00:00+09:00");
     }
 
     #[test]

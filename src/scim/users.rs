@@ -115,11 +115,9 @@ pub async fn load(tx: &mut Tx, id: &str) -> Result<Option<UserRecord>, ScimError
     Ok(with_posts(&mut **tx, vec![record]).await?.into_iter().next())
 }
 
+/// SCIM's dateTime (xsd:dateTime): RFC 3339 in UTC.
 pub fn rfc3339(at: UnixTime) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
+    crate::clock::utc_rfc3339(at)
 }
 
 /// The User resource of `record`, with its meta (and so its version).

@@ -398,7 +398,7 @@ const PASSWORD: &str = "kiri-no-naka-no-toudai-7";
 const REDIRECT: &str = "https://zeimu.city.example.lg.jp/cb";
 
 fn iso(at: i64) -> String {
-    sekimori::audit::query::japan_time(at).unwrap()
+    sekimori::clock::japan_rfc3339(at).unwrap()
 }
 
 fn seqs(events: &[Value]) -> Vec<i64> {
