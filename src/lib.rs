@@ -183,6 +183,8 @@ pub fn public_router(app: App) -> Router {
 /// The management API.
 pub fn admin_router(app: App) -> Router {
     admin::router()
+        // The HR feed's SCIM 2.0 service: its own protocol and error shape, beside the JSON API.
+        .nest("/scim/v2", scim::router())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
         .layer(request_timeout(&app))
         // Errors produced by layers (the body limit) speak problem+json too.

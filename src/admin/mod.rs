@@ -95,8 +95,6 @@ pub fn router() -> Router<App> {
         .fold(Router::new(), |router, op| router.route(op.path, op.handler))
         // The hotline operators' page and its assets: HTML, not the JSON API.
         .merge(hotline::pages())
-        // The HR feed's SCIM 2.0 service: its own protocol and error shape.
-        .nest("/scim/v2", crate::scim::router())
         .fallback(|| async { Problem::not_found("resource") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", None)
