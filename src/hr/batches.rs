@@ -111,6 +111,20 @@ pub struct HeldChange {
     pub at_once: bool,
 }
 
+impl HeldChange {
+    /// `change` as a batch keeps it; `at_once` for a feed's change that was to take effect on
+    /// arrival.
+    pub fn of(change: &Change, at_once: bool) -> Self {
+        HeldChange {
+            employee_number: change.employee_number.as_str().to_owned(),
+            effective_date: format_date(change.effective_date),
+            source: change.source.clone(),
+            action: change.action.clone(),
+            at_once,
+        }
+    }
+}
+
 fn parse_changes(text: &str) -> Result<Vec<HeldChange>, DirectoryError> {
     serde_json::from_str(text).map_err(|e| InvalidField { field: "batch", reason: format!("unreadable: {e}") }.into())
 }
@@ -138,20 +152,10 @@ pub async fn hold(
     actor: &Actor,
     now: UnixTime,
     source: &str,
-    changes: &[Change],
+    held: &[HeldChange],
     by_section: &BTreeMap<(String, &'static str), u64>,
     verdict: Verdict,
 ) -> Result<String, DirectoryError> {
-    let held: Vec<HeldChange> = changes
-        .iter()
-        .map(|c| HeldChange {
-            employee_number: c.employee_number.as_str().to_owned(),
-            effective_date: format_date(c.effective_date),
-            source: c.source.clone(),
-            action: c.action.clone(),
-            at_once: false,
-        })
-        .collect();
     let summary: Vec<SectionCount> = by_section
         .iter()
         .map(|((section, kind), count)| SectionCount {
@@ -204,13 +208,7 @@ pub async fn hold_feed_change(
     if !is_disruptive(change.action.kind()) || !is_active(tx, &change.employee_number).await? {
         return Ok(None);
     }
-    let held = HeldChange {
-        employee_number: change.employee_number.as_str().to_owned(),
-        effective_date: format_date(change.effective_date),
-        source: change.source.clone(),
-        action: change.action.clone(),
-        at_once,
-    };
+    let held = HeldChange::of(change, at_once);
     let unreadable = |e: serde_json::Error| InvalidField { field: "batch", reason: e.to_string() };
     let open = sqlx::query(
         "SELECT id, changes, affected FROM hr_batches WHERE source = $1 AND status = 'held'
@@ -264,15 +262,7 @@ pub async fn hold_feed_change(
         _ => "-".to_owned(),
     };
     by_section.insert((section, change.action.kind().as_str()), 1);
-    let id = hold(tx, actor, now, feed, std::slice::from_ref(change), &by_section, verdict).await?;
-    if at_once {
-        sqlx::query("UPDATE hr_batches SET changes = $1 WHERE id = $2")
-            .bind(serde_json::to_string(&[held]).map_err(unreadable)?)
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(Some(id))
+    hold(tx, actor, now, feed, std::slice::from_ref(&held), &by_section, verdict).await.map(Some)
 }
 
 /// Batches still waiting for an administrator, oldest first.

@@ -316,24 +316,7 @@ pub async fn record_in_batch(
             replaced = Some(id);
         }
     }
-    let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
-        "INSERT INTO person_changes (id, employee_number, person_id, kind, aspect, phase, payload, effective_date,
-             effective_at, status, source, error, created_at, applied_at, superseded_by)
-         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, 'pending', $9, NULL, $10, NULL, NULL)",
-    )
-    .bind(&id)
-    .bind(change.employee_number.as_str())
-    .bind(kind.as_str())
-    .bind(&aspect)
-    .bind(if kind.is_ending() { 0_i64 } else { 1_i64 })
-    .bind(&payload)
-    .bind(&date)
-    .bind(effective_at(kind, change.effective_date, config))
-    .bind(&change.source)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let id = insert(tx, config, now, change, &payload, false).await?;
     if let Some(old) = &replaced {
         supersede(tx, old, &id).await?;
     }
@@ -341,6 +324,40 @@ pub async fn record_in_batch(
         Some(replaced) => Recorded::Replaced { id, replaced },
         None => Recorded::New { id },
     })
+}
+
+/// Stores `change` (its action already serialized as `payload`): pending, or as applied now
+/// by a caller that applies it in the same transaction. Returns its id.
+async fn insert(
+    tx: &mut Tx,
+    config: &HrConfig,
+    now: UnixTime,
+    change: &Change,
+    payload: &str,
+    applied_now: bool,
+) -> Result<String, sqlx::Error> {
+    let kind = change.action.kind();
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO person_changes (id, employee_number, person_id, kind, aspect, phase, payload, effective_date,
+             effective_at, status, source, error, created_at, applied_at, superseded_by)
+         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, NULL)",
+    )
+    .bind(&id)
+    .bind(change.employee_number.as_str())
+    .bind(kind.as_str())
+    .bind(change.action.aspect())
+    .bind(if kind.is_ending() { 0_i64 } else { 1_i64 })
+    .bind(payload)
+    .bind(format_date(change.effective_date))
+    .bind(effective_at(kind, change.effective_date, config))
+    .bind(if applied_now { "applied" } else { "pending" })
+    .bind(&change.source)
+    .bind(now)
+    .bind(applied_now.then_some(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
 }
 
 async fn supersede(tx: &mut Tx, id: &str, by: &str) -> Result<(), sqlx::Error> {
@@ -572,27 +589,9 @@ pub async fn record_and_apply(
 ) -> Result<String, DirectoryError> {
     check_source(&change.source)?;
     change.action.check()?;
-    let kind = change.action.kind();
     let payload =
         serde_json::to_string(&change.action).map_err(|e| InvalidField { field: "payload", reason: e.to_string() })?;
-    let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
-        "INSERT INTO person_changes (id, employee_number, person_id, kind, aspect, phase, payload, effective_date,
-             effective_at, status, source, error, created_at, applied_at, superseded_by)
-         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, 'applied', $9, NULL, $10, $10, NULL)",
-    )
-    .bind(&id)
-    .bind(change.employee_number.as_str())
-    .bind(kind.as_str())
-    .bind(change.action.aspect())
-    .bind(if kind.is_ending() { 0_i64 } else { 1_i64 })
-    .bind(&payload)
-    .bind(format_date(change.effective_date))
-    .bind(effective_at(kind, change.effective_date, config))
-    .bind(&change.source)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let id = insert(tx, config, now, change, &payload, true).await?;
     let person_id = apply(tx, actor, now, change).await?;
     sqlx::query("UPDATE person_changes SET person_id = $1 WHERE id = $2")
         .bind(&person_id)

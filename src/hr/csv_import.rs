@@ -268,7 +268,8 @@ pub async fn import(
         } else {
             let mut tx = store.begin().await?;
             let source = format!("csv:{file_name}");
-            let id = batches::hold(&mut tx, &Actor::Cli, now, &source, changes, &summary.by_section, verdict)
+            let held: Vec<batches::HeldChange> = changes.iter().map(|c| batches::HeldChange::of(c, false)).collect();
+            let id = batches::hold(&mut tx, &Actor::Cli, now, &source, &held, &summary.by_section, verdict)
                 .await
                 .map_err(|e| match e {
                     DirectoryError::Database(e) => ImportError::Database(e),

@@ -101,14 +101,14 @@ pub fn apply(mut resource: Value, operations: &[Operation], rules: &Rules) -> Re
                     let path =
                         filter::parse_patch_path(name).map_err(|e| ScimError::bad("invalidPath", e.to_string()))?;
                     let target = Target::resolve(&path, rules)?;
-                    set(&mut resource, &target, &path, operation.op, value.clone(), rules)?;
+                    set(&mut resource, &target, &path, operation.op, value.clone())?;
                 }
             }
             Some(path) => {
                 let target = Target::resolve(path, rules)?;
                 match operation.op {
                     Op::Remove => remove(&mut resource, &target, path)?,
-                    op => set(&mut resource, &target, path, op, operation.value.clone().unwrap_or(Value::Null), rules)?,
+                    op => set(&mut resource, &target, path, op, operation.value.clone().unwrap_or(Value::Null))?,
                 }
             }
         }
@@ -179,15 +179,7 @@ fn key_of(object: &Map<String, Value>, name: &str) -> String {
     object.keys().find(|k| same_name(k, name)).cloned().unwrap_or_else(|| name.to_owned())
 }
 
-fn set(
-    resource: &mut Value,
-    target: &Target,
-    path: &PatchPath,
-    op: Op,
-    value: Value,
-    rules: &Rules,
-) -> Result<(), ScimError> {
-    let _ = rules;
+fn set(resource: &mut Value, target: &Target, path: &PatchPath, op: Op, value: Value) -> Result<(), ScimError> {
     let object = container(resource, target)?;
     let Some(attribute) = &target.attribute else {
         // A whole extension: its members, each added or replaced.

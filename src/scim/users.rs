@@ -487,9 +487,8 @@ async fn person_id_of(
     })
 }
 
-async fn respond(app: &App, scim: &Scim, tx: &mut Tx, id: &str, status: StatusCode) -> Result<ScimResponse, ScimError> {
+async fn respond(scim: &Scim, tx: &mut Tx, id: &str, status: StatusCode) -> Result<ScimResponse, ScimError> {
     let record = load(tx, id).await?.ok_or_else(|| ScimError::not_found("User"))?;
-    let _ = app;
     Ok(ScimResponse::resource(status, to_json(scim, &record)))
 }
 
@@ -544,7 +543,7 @@ pub async fn create(State(app): State<App>, scim: Scim, ScimJson(body): ScimJson
             id
         }
     };
-    let response = respond(&app, &scim, &mut tx, &id, status_for(StatusCode::CREATED, &held)).await?;
+    let response = respond(&scim, &mut tx, &id, status_for(StatusCode::CREATED, &held)).await?;
     tx.commit().await?;
     Ok(response)
 }
@@ -575,7 +574,7 @@ pub async fn replace(
     check_if_match(&scim, &version_of_record(&scim, &record))?;
     let desired = Desired::parse(&body)?;
     let held = reconcile(&app, &scim, &mut tx, &record, &desired).await?;
-    let response = respond(&app, &scim, &mut tx, &id, status_for(StatusCode::OK, &held)).await?;
+    let response = respond(&scim, &mut tx, &id, status_for(StatusCode::OK, &held)).await?;
     tx.commit().await?;
     Ok(response)
 }
@@ -609,7 +608,7 @@ pub async fn modify(
     let patched = super::patch::apply(current, &operations, &super::patch::USER_RULES)?;
     let desired = Desired::parse(&patched)?;
     let held = reconcile(&app, &scim, &mut tx, &record, &desired).await?;
-    let response = respond(&app, &scim, &mut tx, &id, status_for(StatusCode::OK, &held)).await?;
+    let response = respond(&scim, &mut tx, &id, status_for(StatusCode::OK, &held)).await?;
     tx.commit().await?;
     Ok(response)
 }

@@ -215,12 +215,18 @@ async fn a_failed_change_is_listed_and_retried_once_its_cause_is_fixed(db: Db) {
         ("status=done", "status"),
         ("employee_number=F%201", "employee_number"),
         ("employee_number=", "employee_number"),
+        // 65 characters: one over the directory's rule.
+        (&*format!("employee_number={}", "E".repeat(65)), "employee_number"),
         ("cursor=page-2", "cursor"),
         ("cursor=00000000-0000-4000-8000-000000000000", "cursor"),
     ] {
         let (status, problem) = get(&server, &format!("/api/v1/hr/changes?{bad}")).await;
         assert_eq!((status, problem["field"].as_str()), (400, Some(field)), "{bad}: {problem}");
     }
+    // An HR system's own key (a UUID, 36 characters) is an employee number like any other.
+    let uuid_key = "0c9a1b2e-5d4f-4e6a-9b7c-1d2e3f4a5b6c";
+    let (status, none) = get(&server, &format!("/api/v1/hr/changes?employee_number={uuid_key}")).await;
+    assert_eq!((status, none["items"].as_array().map(Vec::len)), (200, Some(0)), "{none}");
     let (status, _) = get(&server, "/api/v1/hr/changes?page=2").await;
     assert_eq!(status, 400);
 
