@@ -38,6 +38,53 @@ pub struct Config {
     pub webauthn: WebauthnConfig,
     pub limits: LimitsConfig,
     pub hr: HrConfig,
+    pub access: AccessConfig,
+    pub mail: MailConfig,
+}
+
+/// Need-based access: requests, grants and the sessions that use secret-class roles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// A request nobody decides lapses after this many days.
+    pub request_lapse_days: i64,
+    /// Idle timeout (seconds) of a session that obtained a secret-class role (R6, R15); the
+    /// ordinary `session.idle_timeout` applies to the others.
+    pub secret_idle_timeout: i64,
+    /// Days a review campaign runs when its deadline is not given.
+    pub review_days: i64,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self { request_lapse_days: 14, secret_idle_timeout: 10 * 60, review_days: 14 }
+    }
+}
+
+/// E-mail notifications. Off by default: every notice is still shown on the person's pages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// Send notices by e-mail (to the address HR gave for the person).
+    pub enabled: bool,
+    /// The SMTP relay: `smtp://host:port` (plain, for a relay on the internal network),
+    /// `smtp://host:port?tls=required` (STARTTLS) or `smtps://host:port`.
+    pub smtp_url: String,
+    /// The sender, e.g. `関守 <sekimori@city.example.lg.jp>`.
+    pub from: String,
+    /// Attempts before a message is given up (each later than the last).
+    pub max_attempts: i64,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            smtp_url: "smtp://127.0.0.1:25".into(),
+            from: "Sekimori <sekimori@localhost>".into(),
+            max_attempts: 8,
+        }
+    }
 }
 
 /// The HR feed's calendar.
@@ -214,6 +261,8 @@ impl Default for Config {
             webauthn: WebauthnConfig::default(),
             limits: LimitsConfig::default(),
             hr: HrConfig::default(),
+            access: AccessConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -421,6 +470,20 @@ impl Config {
         }
         if self.hr.max_people == 0 {
             return Err(ConfigError::Invalid("hr.max_people must be positive".into()));
+        }
+        if !(1..=365).contains(&self.access.request_lapse_days) {
+            return Err(ConfigError::Invalid("access.request_lapse_days must be 1 to 365".into()));
+        }
+        if !(60..=self.session.idle_timeout.max(60)).contains(&self.access.secret_idle_timeout) {
+            return Err(ConfigError::Invalid(
+                "access.secret_idle_timeout must be at least 60 seconds and at most session.idle_timeout".into(),
+            ));
+        }
+        if !(1..=365).contains(&self.access.review_days) {
+            return Err(ConfigError::Invalid("access.review_days must be 1 to 365".into()));
+        }
+        if !(1..=50).contains(&self.mail.max_attempts) {
+            return Err(ConfigError::Invalid("mail.max_attempts must be 1 to 50".into()));
         }
         if self.hr.feed_max_per_day == 0 {
             return Err(ConfigError::Invalid("hr.feed_max_per_day must be positive".into()));

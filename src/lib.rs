@@ -23,6 +23,7 @@ pub mod invalid;
 pub mod jobs;
 pub mod listener;
 pub mod login;
+pub mod notify;
 pub mod oidc;
 pub mod params;
 pub mod password;
