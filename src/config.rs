@@ -48,16 +48,13 @@ pub struct Config {
 pub struct AccessConfig {
     /// A request nobody decides lapses after this many days.
     pub request_lapse_days: i64,
-    /// Idle timeout (seconds) of a session that obtained a secret-class role (R6, R15); the
-    /// ordinary `session.idle_timeout` applies to the others.
-    pub secret_idle_timeout: i64,
     /// Days a review campaign runs when its deadline is not given.
     pub review_days: i64,
 }
 
 impl Default for AccessConfig {
     fn default() -> Self {
-        Self { request_lapse_days: 14, secret_idle_timeout: 10 * 60, review_days: 14 }
+        Self { request_lapse_days: 14, review_days: 14 }
     }
 }
 
@@ -181,6 +178,8 @@ pub struct AttestedModel {
 pub struct SessionConfig {
     /// Seconds of inactivity after which a browser session ends (R15).
     pub idle_timeout: i64,
+    /// The shorter idle timeout of a session that obtained a secret-class role (R6, R15).
+    pub secret_role_idle_timeout: i64,
     /// Seconds after login at which a browser session ends whatever its use.
     pub absolute_timeout: i64,
     /// Seconds a pending login (authorization request) stays valid.
@@ -283,7 +282,12 @@ impl Default for WebauthnConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { idle_timeout: 30 * 60, absolute_timeout: 10 * 3600, login_request_ttl: 15 * 60 }
+        Self {
+            idle_timeout: 30 * 60,
+            secret_role_idle_timeout: 10 * 60,
+            absolute_timeout: 10 * 3600,
+            login_request_ttl: 15 * 60,
+        }
     }
 }
 
@@ -474,9 +478,9 @@ impl Config {
         if !(1..=365).contains(&self.access.request_lapse_days) {
             return Err(ConfigError::Invalid("access.request_lapse_days must be 1 to 365".into()));
         }
-        if !(60..=self.session.idle_timeout.max(60)).contains(&self.access.secret_idle_timeout) {
+        if !(60..=self.session.idle_timeout.max(60)).contains(&self.session.secret_role_idle_timeout) {
             return Err(ConfigError::Invalid(
-                "access.secret_idle_timeout must be at least 60 seconds and at most session.idle_timeout".into(),
+                "session.secret_role_idle_timeout must be at least 60 seconds and at most session.idle_timeout".into(),
             ));
         }
         if !(1..=365).contains(&self.access.review_days) {

@@ -61,6 +61,8 @@ pub enum Error {
     #[error(transparent)]
     Client(#[from] systems::ClientError),
     #[error(transparent)]
+    Access(#[from] access::AccessError),
+    #[error(transparent)]
     Key(#[from] oidc::keys::KeyError),
     #[error(transparent)]
     Password(#[from] password::PasswordError),
@@ -228,6 +230,7 @@ pub async fn serve(
     jobs::spawn_sweeper(app.clone());
     jobs::spawn_key_reloader(app.clone());
     jobs::spawn_hr_changes(app.clone());
+    jobs::spawn_access(app.clone());
     backchannel::spawn_worker(app.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let limits = listener::Limits::from_config(&app.config);

@@ -13,7 +13,11 @@
 //! - a leaver → everything of the person, and their authenticators and unredeemed codes too:
 //!   nothing they hold works again, even if their account were opened by mistake;
 //! - a consuming system (client) → every token issued to it and every code not yet redeemed,
-//!   but not the sessions of the people who used it: they are the people's, not the system's.
+//!   but not the sessions of the people who used it: they are the people's, not the system's;
+//! - a role grant (need-based access) → the person's tokens for that system, offline ones
+//!   included (they carry the role), and one logout notice to the system for every live
+//!   session that signed in to it, so the system logs the person in again with what they hold
+//!   now; the sessions themselves stay.
 
 use sqlx::Row;
 
@@ -53,6 +57,8 @@ pub enum Target<'a> {
     PersonExceptSession { person_id: &'a str, session_id: &'a str },
     /// An admin API token (leaked, or no longer needed).
     ApiToken(&'a str),
+    /// A role grant ended (end date, transfer, revocation, review): see the module's notes.
+    AccessGrant { grant_id: &'a str, person_id: &'a str, client_id: &'a str },
     /// A consuming system disabled (R17's emergency stop for one system): its access tokens,
     /// refresh-token families (offline ones included), unredeemed codes and pending
     /// authorization requests end. People's sessions stay, so no back-channel notice is owed.
@@ -164,11 +170,36 @@ pub async fn revoke(
             .execute(&mut **tx)
             .await?
             .rows_affected();
+            // A leaver holds no role and asks for none (their tokens ended above).
+            sqlx::query(
+                "UPDATE access_grants SET ended_at = $1, end_reason = 'left' WHERE person_id = $2 AND ended_at IS NULL",
+            )
+            .bind(now)
+            .bind(person_id)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE access_requests SET status = 'withdrawn', decided_at = $1 WHERE person_id = $2 AND status = 'pending'",
+            )
+            .bind(now)
+            .bind(person_id)
+            .execute(&mut **tx)
+            .await?;
             format!("person:{person_id}")
         }
         Target::ApiToken(id) => {
             revoked.api_tokens += update(tx, now, "api_tokens", "id = $2", &[id]).await?;
             format!("api_token:{id}")
+        }
+        Target::AccessGrant { grant_id, person_id, client_id } => {
+            sqlx::query("UPDATE access_grants SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL")
+                .bind(now)
+                .bind(reason)
+                .bind(grant_id)
+                .execute(&mut **tx)
+                .await?;
+            revoked.add(end_person_on_client(tx, now, person_id, client_id).await?);
+            format!("access_grant:{grant_id}")
         }
         Target::Client(client_id) => {
             revoked.add(end_client(tx, now, client_id).await?);
@@ -247,6 +278,37 @@ async fn end_grant(tx: &mut Tx, now: UnixTime, family_id: &str) -> Result<Revoke
     })
 }
 
+/// A person's tokens for one system (offline ones included) and a logout notice to the system
+/// for each of the person's live sessions that signed in to it.
+async fn end_person_on_client(
+    tx: &mut Tx,
+    now: UnixTime,
+    person_id: &str,
+    client_id: &str,
+) -> Result<Revoked, sqlx::Error> {
+    let mut revoked = Revoked {
+        access_tokens: update(tx, now, "access_tokens", "person_id = $2 AND client_id = $3", &[person_id, client_id])
+            .await?,
+        refresh_tokens: update(tx, now, "refresh_tokens", "person_id = $2 AND client_id = $3", &[person_id, client_id])
+            .await?,
+        ..Revoked::default()
+    };
+    let sessions = sqlx::query(
+        "SELECT s.id FROM sessions s JOIN session_clients sc ON sc.session_id = s.id
+         WHERE s.person_id = $1 AND sc.client_id = $2 AND s.revoked_at IS NULL AND s.absolute_expires_at > $3",
+    )
+    .bind(person_id)
+    .bind(client_id)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in sessions {
+        let session_id: String = row.try_get("id")?;
+        revoked.logout_notices += queue_logout_notices(tx, now, &session_id, person_id, Some(client_id)).await?;
+    }
+    Ok(revoked)
+}
+
 /// Everything issued to one client. A code cannot be marked used (its redemption would then
 /// look like a replay), so it expires now: a code that outlived a disable and enable is
 /// refused as expired. Requests pending a login are dropped, so no code is issued for them.
@@ -292,12 +354,13 @@ async fn end_sessions(
         revoked.sessions += 1;
         revoked.access_tokens += update(tx, now, "access_tokens", "session_id = $2", &[&id]).await?;
         revoked.refresh_tokens += update(tx, now, "refresh_tokens", "session_id = $2 AND offline = 0", &[&id]).await?;
-        revoked.logout_notices += queue_logout_notices(tx, now, &id, &person_id).await?;
+        revoked.logout_notices += queue_logout_notices(tx, now, &id, &person_id, None).await?;
     }
     Ok(revoked)
 }
 
-/// Writes a back-channel logout notice (the outbox `backchannel` delivers from) for every consuming system that session `session_id` signed in to and that
+/// Writes a back-channel logout notice (the outbox `backchannel` delivers from) for every
+/// consuming system that session `session_id` signed in to (or only `only_client`) and that
 /// has a back-channel logout URI and is not disabled (a disabled system holds no token of the
 /// session any more: there is nothing to tell it). Returns how many.
 async fn queue_logout_notices(
@@ -305,13 +368,16 @@ async fn queue_logout_notices(
     now: UnixTime,
     session_id: &str,
     person_id: &str,
+    only_client: Option<&str>,
 ) -> Result<u64, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT c.client_id FROM session_clients sc JOIN clients c ON c.client_id = sc.client_id
          WHERE sc.session_id = $1 AND c.backchannel_logout_uri IS NOT NULL AND c.status = 'active'
+           AND ($2 = '' OR c.client_id = $2)
          ORDER BY c.client_id",
     )
     .bind(session_id)
+    .bind(only_client.unwrap_or(""))
     .fetch_all(&mut **tx)
     .await?;
     let mut queued = 0;

@@ -507,10 +507,8 @@ async fn apply_to_existing<'a>(
             let unit = resolve_unit(tx, Some(org_unit_code)).await?.ok_or(DirectoryError::NotFound("org unit"))?;
             let from = person.org_unit_id.clone();
             updates::set_primary_unit(tx, id, &unit, now).await?;
-            if let Some(from) = &from {
-                if *from != unit {
-                    end_grants_of_former_unit(tx, actor, now, id, from, date).await?;
-                }
+            if from.as_deref().is_some_and(|from| from != unit) {
+                end_grants_of_former_unit(tx, actor, now, id).await?;
             }
             audit("person.move", id, serde_json::json!({"from_org_unit_id": from, "to_org_unit_id": unit}))
                 .record(tx, now)
@@ -526,6 +524,7 @@ async fn apply_to_existing<'a>(
             if !updates::end_post(tx, id, &unit, date).await? {
                 return Err(DirectoryError::NotFound("open concurrent post in this unit"));
             }
+            end_grants_of_former_unit(tx, actor, now, id).await?;
             audit("person.end_post", id, serde_json::json!({"org_unit_id": unit})).record(tx, now).await?;
         }
         Action::Suspend => {
@@ -601,18 +600,24 @@ pub async fn record_and_apply(
     Ok(person_id)
 }
 
-/// The hook for a mover's access: grants owned by the unit they left end on the effective
-/// date. Grants do not exist yet (the access issue defines them); when they do, this ends
-/// them and re-evaluates the person's sessions. Until then there is nothing to end.
+/// A mover's access: a grant made while they worked in the owning section ends when they no
+/// longer do, a cross-section grant ends when they leave the unit whose manager approved it
+/// (`access::grants::after_move`); each ending ends their tokens for that system and tells it.
+/// Their sessions stay: the systems log them in again with what they hold now.
 pub async fn end_grants_of_former_unit(
-    _tx: &mut Tx,
-    _actor: &Actor,
-    _now: UnixTime,
-    _person_id: &str,
-    _former_org_unit_id: &str,
-    _effective_date: Date,
-) -> Result<(), DirectoryError> {
-    Ok(())
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    person_id: &str,
+) -> Result<u64, DirectoryError> {
+    use crate::access::AccessError;
+    crate::access::grants::after_move(tx, actor, now, person_id).await.map_err(|e| match e {
+        AccessError::Database(d) => DirectoryError::Database(d),
+        AccessError::Invalid(i) => DirectoryError::Invalid(i),
+        AccessError::NotFound(what) => DirectoryError::NotFound(what),
+        AccessError::Forbidden(why) => DirectoryError::Conflict(why),
+        AccessError::Conflict(_) => DirectoryError::Conflict("a grant of the person could not be ended"),
+    })
 }
 
 /// The id of the unit HR calls `code`; an unknown code is the change's error, not a panic.

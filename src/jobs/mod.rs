@@ -109,3 +109,30 @@ pub fn spawn_hr_changes(app: crate::App) {
         }
     });
 }
+
+/// Need-based access as days pass: grants past their last day end, requests nobody decided
+/// lapse, reviews past their deadline close (unconfirmed grants end) and grants due by their
+/// role's review interval get a review. Every minute, so an ending takes effect within one.
+pub fn spawn_access(app: crate::App) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            interval.tick().await;
+            if let Err(e) = run_access(&app).await {
+                tracing::warn!(error = %e, "the access job failed; the next run retries");
+            }
+        }
+    });
+}
+
+/// One run of the access job (also what tests call with a clock moved forward).
+pub async fn run_access(app: &crate::App) -> Result<(), crate::access::AccessError> {
+    let now = app.clock.now();
+    let ended = crate::access::grants::end_due(&app.store, now).await?;
+    let lapsed = crate::access::requests::lapse_due(&app.store, now).await?;
+    let reviewed = crate::access::reviews::run_due(&app.store, &app.config.access, now).await?;
+    if ended + lapsed + reviewed > 0 {
+        tracing::info!(grants_ended = ended, requests_lapsed = lapsed, review_lapses = reviewed, "access job");
+    }
+    Ok(())
+}

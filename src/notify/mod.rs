@@ -1,8 +1,9 @@
 //! What Sekimori tells people: an approval waits, a request was decided or lapsed, a review
 //! opened, a grant ended. A notice is written in the transaction of the event it tells of
 //! (nothing is told that did not happen, nothing happens untold), is always shown on the
-//! person's own pages, and, when `[mail] enabled`, is sent by e-mail from this outbox by a
-//! worker with retries, like the back-channel logout notices.
+//! person's own pages, and is queued for e-mail when the person has an address. The mail worker
+//! sends it when `[mail] enabled`, with retries like the back-channel logout notices, and
+//! otherwise marks it not mailed: the domain that writes a notice does not need to know.
 
 mod messages;
 
@@ -11,18 +12,10 @@ pub use messages::Notice;
 use sqlx::Row;
 
 use crate::clock::UnixTime;
-use crate::config::MailConfig;
 use crate::store::Tx;
 
-/// Writes `notice` for `person_id`. Mail is queued when mail is on and the person has an
-/// address; otherwise the notice is only shown on their pages.
-pub async fn notify(
-    tx: &mut Tx,
-    mail: &MailConfig,
-    now: UnixTime,
-    person_id: &str,
-    notice: &Notice<'_>,
-) -> Result<(), sqlx::Error> {
+/// Writes `notice` for `person_id`, queued for mail when the person has an address.
+pub async fn notify(tx: &mut Tx, now: UnixTime, person_id: &str, notice: &Notice<'_>) -> Result<(), sqlx::Error> {
     let address: Option<String> = sqlx::query("SELECT email FROM people WHERE id = $1")
         .bind(person_id)
         .fetch_optional(&mut **tx)
@@ -32,7 +25,7 @@ pub async fn notify(
         .flatten()
         .filter(|a| !a.trim().is_empty());
     let (status, to, next) = match address {
-        Some(to) if mail.enabled => ("pending", Some(to), Some(now)),
+        Some(to) => ("pending", Some(to), Some(now)),
         _ => ("off", None, None),
     };
     let (subject, body) = notice.render();

@@ -198,26 +198,52 @@ pub async fn decide(
             && required_sub.as_deref().is_none_or(|sub| sub == s.person_id)
     };
     let session = session.filter(|s| fresh_enough(s));
-    if let Some(session) = session.as_ref().filter(|s| request.acr_satisfied_by(&s.acr)) {
+    // A secret-class role of this system wants a card login (R6, R15): a password session of
+    // a person holding one, and holding a card, is stepped up first.
+    let secret_step_up = match &session {
+        Some(s) if !request.direct && s.acr != crate::authenticators::ACR_HWK => {
+            holds_secret_role(app, &request, s, now).await? && wants_card(app, &request, s, true).await?
+        }
+        _ => false,
+    };
+    if let Some(session) = session.as_ref().filter(|s| request.acr_satisfied_by(&s.acr) && !secret_step_up) {
         return Ok(Decision::Completed(complete(app, &request, session, None, now).await?));
     }
     if prompt.contains(&"none") {
         return Err(FlowError::to_client(&request, "login_required", "the person is not logged in"));
     }
     let step_up = match &session {
-        Some(session) => wants_card(app, &request, session).await?,
+        Some(session) => secret_step_up || wants_card(app, &request, session, false).await?,
         None => false,
     };
     let pending_id = save_pending(app, &request, now).await?;
     Ok(if step_up { Decision::StepUp { pending_id } } else { Decision::Login { pending_id } })
 }
 
-/// Whether `session`, good but for its acr, would do with a card its person holds.
-async fn wants_card(app: &App, request: &AuthorizationRequest, session: &Session) -> Result<bool, crate::Error> {
-    if app.webauthn.is_none() || request.acr_satisfied_by(&session.acr) || !request.needs_card() {
+/// Whether `session`, good but for its acr, would do with a card its person holds (`secret`:
+/// a secret-class role asks for one whatever the request said).
+async fn wants_card(
+    app: &App,
+    request: &AuthorizationRequest,
+    session: &Session,
+    secret: bool,
+) -> Result<bool, crate::Error> {
+    if app.webauthn.is_none() || (!secret && (request.acr_satisfied_by(&session.acr) || !request.needs_card())) {
         return Ok(false);
     }
     Ok(crate::authenticators::has_active(app.store.pool(), &session.person_id).await?)
+}
+
+/// Whether the session's person holds a secret-class role on the requesting system.
+async fn holds_secret_role(
+    app: &App,
+    request: &AuthorizationRequest,
+    session: &Session,
+    now: UnixTime,
+) -> Result<bool, crate::Error> {
+    let today = directory::today_in_japan(now);
+    let held = crate::access::roles::live_on(app.store.pool(), &session.person_id, &request.client_id, today).await?;
+    Ok(held.iter().any(|h| h.secret))
 }
 
 /// `redirect_uri` with `params` added to its query, keeping whatever query it already had.
@@ -447,6 +473,27 @@ pub async fn complete(
             "unmet_authentication_requirements",
             "the requested authentication context cannot be met",
         ));
+    }
+    // A system that needs a role refuses a person who holds none it can be given in this login
+    // (a secret-class role counts only after a card login).
+    let system = crate::access::catalog::system(&mut *tx, &request.client_id).await?;
+    if system.is_some_and(|s| s.requires_role) {
+        let today = directory::today_in_japan(now);
+        let roles =
+            crate::access::roles::held_on(&mut *tx, &session.person_id, &request.client_id, today, &session.acr)
+                .await?;
+        if roles.is_empty() {
+            Event::failure(
+                &Actor::Person(session.person_id.clone()),
+                "authorize.no_role",
+                format!("client:{}", request.client_id),
+                serde_json::json!({"sid": session.id}),
+            )
+            .record(&mut tx, now)
+            .await?;
+            tx.commit().await?;
+            return Err(FlowError::to_client(request, "access_denied", "the person holds no role on this system"));
+        }
     }
     if let Some(id) = pending_id {
         sqlx::query("DELETE FROM authorization_requests WHERE id = $1").bind(id).execute(&mut *tx).await?;

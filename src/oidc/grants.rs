@@ -411,7 +411,22 @@ impl Minted {
         let person = directory::get_person(&mut **tx, grant.person_id)
             .await?
             .ok_or_else(|| OAuthError::invalid_grant("the person no longer exists"))?;
-        let roles = roles::held_on(&mut **tx, &person.id, &grant.client.client_id).await?;
+        let today = directory::today_in_japan(now);
+        let held = roles::live_on(&mut **tx, &person.id, &grant.client.client_id, today).await?;
+        let with_card = grant.auth.acr == crate::authenticators::ACR_HWK;
+        let held: Vec<_> = held.into_iter().filter(|h| with_card || !h.secret).collect();
+        // A session that obtained a secret-class role idles out sooner (R6, R15).
+        if grant.session_bound && held.iter().any(|h| h.secret) {
+            crate::sessions::mark_secret_roles(tx, &grant.auth.session_id).await?;
+        }
+        if held.is_empty()
+            && crate::access::catalog::system(&mut **tx, &grant.client.client_id)
+                .await?
+                .is_some_and(|s| s.requires_role)
+        {
+            return Err(OAuthError::invalid_grant("the person holds no role on this system"));
+        }
+        let roles: Vec<String> = held.into_iter().map(|h| h.name).collect();
         let jti = claims::new_jti();
         let access_token = app.keys.sign(
             crate::systems::SigningAlg::ES256,

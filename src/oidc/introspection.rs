@@ -36,7 +36,7 @@ struct AccessClaims {
     #[serde(default)]
     auth_time: Option<i64>,
     #[serde(default)]
-    acr: Option<String>,
+    pub acr: Option<String>,
 }
 
 /// An access token that is active now.
@@ -53,7 +53,7 @@ pub struct ActiveToken {
     exp: i64,
     sid: Option<String>,
     auth_time: Option<i64>,
-    acr: Option<String>,
+    pub acr: Option<String>,
 }
 
 /// Verifies an access token this server issued and its live state.
@@ -166,7 +166,9 @@ async fn access_token_answer(app: &App, token: ActiveToken) -> Result<Value, cra
         if let Some(acr) = &token.acr {
             answer.insert("acr".into(), json!(acr));
         }
-        let roles = roles::held_on(app.store.pool(), person_id, &token.client_id).await?;
+        let today = crate::directory::today_in_japan(app.clock.now());
+        let acr = token.acr.as_deref().unwrap_or_default();
+        let roles = roles::held_on(app.store.pool(), person_id, &token.client_id, today, acr).await?;
         answer.insert("roles".into(), json!(roles));
     }
     Ok(Value::Object(answer))

@@ -40,7 +40,16 @@ pub async fn userinfo(
     let mut claims = claims::scope_claims(&person, &staff, &scopes, &requested, &client.scopes);
     claims.insert(
         "roles".into(),
-        serde_json::json!(roles::held_on(app.store.pool(), &person.id, &client.client_id).await?),
+        serde_json::json!(
+            roles::held_on(
+                app.store.pool(),
+                &person.id,
+                &client.client_id,
+                directory::today_in_japan(app.clock.now()),
+                active.acr.as_deref().unwrap_or_default(),
+            )
+            .await?
+        ),
     );
     let mut response = Json(claims).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));

@@ -100,8 +100,8 @@ pub async fn step_up(
     Ok(rows == 1)
 }
 
-/// The live session behind a cookie value, if any: not revoked, not idle past the timeout,
-/// not past its absolute end. A found session's idle clock is reset.
+/// The live session behind a cookie value, if any: not revoked, not idle past the timeout (the
+/// shorter one once the session obtained a secret-class role), not past its absolute end. A found session's idle clock is reset.
 pub async fn lookup(
     store: &Store,
     config: &SessionConfig,
@@ -110,11 +110,13 @@ pub async fn lookup(
 ) -> Result<Option<Session>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT id, person_id, account_id, auth_time, amr, acr, last_seen_at, authenticator_id FROM sessions
-         WHERE token_hash = $1 AND revoked_at IS NULL AND absolute_expires_at > $2 AND last_seen_at > $3",
+         WHERE token_hash = $1 AND revoked_at IS NULL AND absolute_expires_at > $2
+           AND last_seen_at > CASE WHEN secret_roles = 1 THEN $4 ELSE $3 END",
     )
     .bind(crypto::sha256_hex(token))
     .bind(now)
     .bind(now - config.idle_timeout)
+    .bind(now - config.secret_role_idle_timeout)
     .fetch_optional(store.pool())
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -258,4 +260,13 @@ fn session_from_row(row: &sqlx::any::AnyRow) -> Result<Session, sqlx::Error> {
         acr: row.try_get("acr")?,
         authenticator_id: row.try_get("authenticator_id")?,
     })
+}
+
+/// Holds the session to the shorter idle timeout from now on: it obtained a secret-class role.
+pub async fn mark_secret_roles(tx: &mut Tx, session_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET secret_roles = 1 WHERE id = $1 AND secret_roles = 0")
+        .bind(session_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
