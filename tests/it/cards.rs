@@ -821,9 +821,139 @@ async fn management_numbers_differing_only_in_case_or_width_are_one_card(db: Db)
     server.stop().await;
 }
 
+/// A secret-class role (R6, R15) is carried only after a card login: a password session of a
+/// person holding one is stepped up to the card, and the session then idles out sooner.
+async fn a_secret_class_role_demands_the_card(db: Db) {
+    use sekimori::access::{catalog, grants, Classification};
+    let server = start(db, false).await;
+    let (_, department) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/org-units",
+            Some(json!({"code": "SOMU", "name": "総務部", "level": "department"})),
+        )
+        .await;
+    let (status, section) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/org-units",
+            Some(json!({"code": "ZEIMU", "name": "税務課", "level": "section", "parent_id": department["id"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{section}");
+    let section = section["id"].as_str().unwrap().to_owned();
+    let manager = server.add_person("E3101", "kacho", "yamabiko-no-koe-2026").await;
+    let (status, body) = server
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/api/v1/org-units/{section}/manager"),
+            Some(json!({"person_id": manager})),
+        )
+        .await;
+    assert!(status < 300, "{body}");
+    let (status, person) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/people",
+            Some(json!({"employee_number": "E3102", "family_name": "秘密", "given_name": "花子", "family_name_kana": "ヒミツ",
+                        "given_name_kana": "ハナコ", "kind": "regular", "org_unit_id": section, "start_date": "2020-04-01"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{person}");
+    let person_id = person["id"].as_str().unwrap().to_owned();
+    let (status, body) = server
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/v1/people/{person_id}/account"),
+            Some(json!({"login_id": "hanako", "password": PASSWORD, "require_change": false})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, secret) = server
+        .add_client(json!({"client_id": "zeimu", "name": "税務システム", "client_type": "confidential",
+                           "redirect_uris": [REDIRECT], "owner_org_unit_id": section}))
+        .await;
+    let secret = secret.unwrap();
+    let now = server.app.clock.now();
+    let mut tx = server.app.store.begin().await.unwrap();
+    let spec = |label: &str, classification| catalog::RoleSpec {
+        label: label.into(),
+        label_en: None,
+        classification,
+        max_duration_days: None,
+        review_interval_days: None,
+        incompatible_with: vec![],
+    };
+    catalog::declare_role(
+        &mut tx,
+        &sekimori::audit::Actor::Cli,
+        now,
+        "zeimu",
+        "taxpayer_records",
+        spec("課税台帳", Classification::Secret),
+    )
+    .await
+    .unwrap();
+    catalog::declare_role(
+        &mut tx,
+        &sekimori::audit::Actor::Cli,
+        now,
+        "zeimu",
+        "viewer",
+        spec("照会", Classification::General),
+    )
+    .await
+    .unwrap();
+    for role in ["taxpayer_records", "viewer"] {
+        grants::grant_directly(&mut tx, now, &manager, &person_id, "zeimu", role, None, "担当業務").await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    // A password login without a card: the general role only.
+    let browser = browser();
+    let (url, verifier) = authorize(&server, &[]);
+    let response = log_in(&browser, &server, &url, "hanako", PASSWORD).await;
+    let first = redeem(&server, &secret, &location(&response), &verifier).await;
+    assert_eq!(claims(first["id_token"].as_str().unwrap())["roles"], json!(["viewer"]));
+    assert_eq!(claims(first["access_token"].as_str().unwrap())["roles"], json!(["viewer"]));
+
+    // With a card enrolled, the system's next login is stepped up before any code is issued.
+    let mut card = Card::new();
+    let code = enrollment_code(&server, &person_id).await;
+    assert_eq!(enroll(&browser, &server, &mut card, "職員証", "K-310", &code).await.0, 200);
+    let (url, verifier) = authorize(&server, &[]);
+    let response = browser.get(&url).send().await.unwrap();
+    let step = location(&response);
+    assert!(step.starts_with("/login/card/step-up?"), "a secret-class role demands the card: {step}");
+    let html = browser.get(format!("{}{step}", server.public_url)).send().await.unwrap().text().await.unwrap();
+    let (ceremony, csrf, options) = ceremony_of(&html);
+    let (status, answer) = post_json(
+        &browser,
+        &server,
+        "/webauthn/login",
+        json!({"csrf_token": csrf, "ceremony": ceremony, "credential": card.sign(&server, options)}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let stepped = redeem(&server, &secret, answer["redirect"].as_str().unwrap(), &verifier).await;
+    let id_token = claims(stepped["id_token"].as_str().unwrap());
+    assert_eq!(id_token["acr"], "urn:sekimori:acr:hwk");
+    assert_eq!(id_token["roles"], json!(["taxpayer_records", "viewer"]));
+
+    // The session that obtained it idles out after the shorter timeout.
+    let idle = server.app.config.session.secret_role_idle_timeout;
+    assert!(idle < server.app.config.session.idle_timeout);
+    server.app.clock.advance(idle + 61);
+    let (url, _) = authorize(&server, &[]);
+    let response = browser.get(&url).send().await.unwrap();
+    assert!(location(&response).starts_with("/login"), "idle past the secret-role timeout: {}", location(&response));
+    server.stop().await;
+}
+
 on_both_databases!(
     card_is_second_factor_and_the_hotline_stops_it,
     step_up_and_self_service_report,
+    a_secret_class_role_demands_the_card,
     only_attested_card_models_enroll,
     an_expired_password_does_not_skip_the_card,
     management_numbers_differing_only_in_case_or_width_are_one_card,

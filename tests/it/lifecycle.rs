@@ -21,14 +21,14 @@ const AFTER_LOGOUT: &str = "http://127.0.0.1:9001/logged-out";
 
 /// A relying party's back-channel logout endpoint on real TCP: records each logout token and
 /// answers with the next status from `answers` (200 once they run out).
-struct TestRp {
-    url: String,
+pub(crate) struct TestRp {
+    pub(crate) url: String,
     received: Arc<Mutex<Vec<String>>>,
     answers: Arc<Mutex<Vec<u16>>>,
 }
 
 impl TestRp {
-    async fn start(answers: Vec<u16>) -> TestRp {
+    pub(crate) async fn start(answers: Vec<u16>) -> TestRp {
         Self::start_on("127.0.0.1:0", answers).await
     }
 
@@ -68,7 +68,7 @@ impl TestRp {
     }
 
     /// Waits (up to 15 s) for `n` logout tokens and returns them.
-    async fn wait_for(&self, n: usize) -> Vec<String> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<String> {
         for _ in 0..150 {
             let got = self.received.lock().unwrap().clone();
             if got.len() >= n {
@@ -82,7 +82,7 @@ impl TestRp {
 
 /// Verifies a logout token the way OpenID Back-Channel Logout §2.6 tells an RP to, with the
 /// keys from the JWKS; returns its claims.
-async fn verify_logout_token(server: &TestServer, token: &str, client_id: &str) -> Value {
+pub(crate) async fn verify_logout_token(server: &TestServer, token: &str, client_id: &str) -> Value {
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
     let jwks: jsonwebtoken::jwk::JwkSet =

@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+mod access;
 mod admin_api;
 mod audit_log;
 mod authorize_errors;
