@@ -601,6 +601,37 @@ async fn a_transfer_ends_the_grants_of_the_section_left(db: Db) {
     town.server.stop().await;
 }
 
+async fn a_request_nobody_decides_lapses(db: Db) {
+    let town = Town::build(db).await;
+    let request = town.request(&town.zeimu_staff, "viewer", None).await.unwrap();
+    let days = town.server.app.config.access.request_lapse_days;
+    town.server.app.clock.advance((days - 1) * 86_400);
+    sekimori::jobs::run_access(&town.server.app).await.unwrap();
+    let mut tx = town.server.app.store.begin().await.unwrap();
+    assert_eq!(requests::get(&mut tx, &request.id).await.unwrap().unwrap().status, "pending");
+    drop(tx);
+    town.server.app.clock.advance(86_400);
+    sekimori::jobs::run_access(&town.server.app).await.unwrap();
+    let mut tx = town.server.app.store.begin().await.unwrap();
+    assert_eq!(requests::get(&mut tx, &request.id).await.unwrap().unwrap().status, "lapsed");
+    drop(tx);
+    let late = town.decide(&town.zeimu_kacho, &request.id, true).await.unwrap_err();
+    assert!(matches!(late, AccessError::Conflict(_)), "{late:?}");
+    let notices = sekimori::notify::list_for_person(town.server.app.store.pool(), &town.zeimu_staff, 10).await.unwrap();
+    assert!(notices.iter().any(|n| n.kind == "request_lapsed"), "{notices:?}");
+    // Asking again is possible once the old request lapsed; a rejection needs a reason.
+    let again = town.request(&town.zeimu_staff, "viewer", None).await.unwrap();
+    let mut tx = town.server.app.store.begin().await.unwrap();
+    let refused = requests::decide(&mut tx, town.now(), &town.zeimu_kacho, &again.id, false, " ").await.unwrap_err();
+    assert!(matches!(&refused, AccessError::Invalid(f) if f.field == "reason"), "{refused:?}");
+    let rejected =
+        requests::decide(&mut tx, town.now(), &town.zeimu_kacho, &again.id, false, "業務上の必要がない").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(rejected.status, "rejected");
+    assert_eq!(rejected.steps[0].reason.as_deref(), Some("業務上の必要がない"));
+    town.server.stop().await;
+}
+
 on_both_databases!(
     no_grant_no_role_and_a_system_that_needs_one_refuses,
     another_sections_employee_needs_both_managers,
@@ -608,4 +639,5 @@ on_both_databases!(
     incompatible_roles_are_refused_with_the_reason,
     a_grant_ends_at_once_everywhere,
     a_transfer_ends_the_grants_of_the_section_left,
+    a_request_nobody_decides_lapses,
 );
