@@ -73,6 +73,39 @@ pub struct MailConfig {
     pub max_attempts: i64,
 }
 
+impl MailConfig {
+    /// The sender, `from`, as a mailbox.
+    pub fn sender(&self) -> Result<lettre::message::Mailbox, ConfigError> {
+        self.from.parse().map_err(|e| {
+            ConfigError::Invalid(format!(
+                "mail.from is not an e-mail address ({e}); write it like 関守 <sekimori@city.example.lg.jp>"
+            ))
+        })
+    }
+
+    /// The relay `smtp_url` names: host, port, TLS and any credentials. (The message never
+    /// repeats the URL, which may hold a password.)
+    pub fn relay(&self) -> Result<lettre::transport::smtp::AsyncSmtpTransportBuilder, ConfigError> {
+        let relay = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&self.smtp_url).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "mail.smtp_url is not usable ({e}); write smtp://host:port, smtp://host:port?tls=required or smtps://host:port"
+            ))
+        })?;
+        // A password goes over TLS only, and not over TLS that an attacker on the way can strip
+        // (`tls=opportunistic`).
+        if let Ok(url) = url::Url::parse(&self.smtp_url) {
+            let tls_required = url.scheme() == "smtps" || url.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+            if url.password().is_some() && !tls_required {
+                return Err(ConfigError::Invalid(
+                    "mail.smtp_url holds a password but no TLS: use smtp://host:port?tls=required or smtps://host:port"
+                        .into(),
+                ));
+            }
+        }
+        Ok(relay)
+    }
+}
+
 impl Default for MailConfig {
     fn default() -> Self {
         Self {
@@ -489,6 +522,12 @@ impl Config {
         if !(1..=50).contains(&self.mail.max_attempts) {
             return Err(ConfigError::Invalid("mail.max_attempts must be 1 to 50".into()));
         }
+        // Mail that is on must be sendable: a sender and a relay that cannot be used refuse the
+        // start rather than fill the outbox with failures.
+        if self.mail.enabled {
+            self.mail.sender()?;
+            self.mail.relay()?;
+        }
         if self.hr.feed_max_per_day == 0 {
             return Err(ConfigError::Invalid("hr.feed_max_per_day must be positive".into()));
         }
@@ -538,6 +577,45 @@ mod tests {
         ] {
             let mut config: Config = toml::from_str(text).unwrap();
             assert_eq!(config.validate().unwrap_err().to_string(), format!("invalid configuration: {message}"));
+        }
+    }
+
+    #[test]
+    fn mail_that_is_on_needs_a_usable_relay_and_sender() {
+        let ok: Config = toml::from_str(
+            "[mail]\nenabled = true\nsmtp_url = 'smtp://relay.city.example.lg.jp:25?tls=required'\n\
+             from = '関守 <sekimori@city.example.lg.jp>'",
+        )
+        .unwrap();
+        let mut checked = ok.clone();
+        checked.validate().unwrap();
+        for with_password in ["smtps://user:s3cret@relay.example", "smtp://user:s3cret@relay.example:587?tls=required"]
+        {
+            let mail = MailConfig { smtp_url: with_password.into(), ..ok.mail.clone() };
+            assert!(mail.relay().is_ok(), "{with_password}");
+        }
+        let sender = ok.mail.sender().unwrap();
+        assert_eq!(sender.name.as_deref(), Some("関守"));
+        assert_eq!(sender.email.to_string(), "sekimori@city.example.lg.jp");
+        for (mail, named) in [
+            ("smtp_url = 'http://relay.example'", "mail.smtp_url is not usable"),
+            ("smtp_url = 'relay.example:25'", "mail.smtp_url is not usable"),
+            ("smtp_url = 'smtp://user:s3cret@relay.example?tls=sometimes'", "mail.smtp_url is not usable"),
+            ("smtp_url = 'smtp://user:s3cret@relay.example:25'", "mail.smtp_url holds a password but no TLS"),
+            (
+                "smtp_url = 'smtp://user:s3cret@relay.example:25?tls=opportunistic'",
+                "mail.smtp_url holds a password but no TLS",
+            ),
+            ("from = 'sekimori'", "mail.from is not an e-mail address"),
+            ("from = '関守 <sekimori@>'", "mail.from is not an e-mail address"),
+        ] {
+            let mut config: Config = toml::from_str(&format!("[mail]\nenabled = true\n{mail}")).unwrap();
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains(named), "{mail}: {message}");
+            assert!(!message.contains("s3cret"), "the password stays out of the message: {message}");
+            // Mail that is off is not checked: notices are only shown on the person's pages.
+            let mut off: Config = toml::from_str(&format!("[mail]\nenabled = false\n{mail}")).unwrap();
+            off.validate().unwrap();
         }
     }
 

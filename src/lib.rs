@@ -232,6 +232,7 @@ pub async fn serve(
     jobs::spawn_hr_changes(app.clone());
     jobs::spawn_access(app.clone());
     backchannel::spawn_worker(app.clone());
+    notify::mail::spawn_worker(app.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let limits = listener::Limits::from_config(&app.config);
     let public = listener::serve(listeners.public, public_router(app.clone()), limits.clone(), rx.clone());

@@ -2,9 +2,10 @@
 //! opened, a grant ended. A notice is written in the transaction of the event it tells of
 //! (nothing is told that did not happen, nothing happens untold), is always shown on the
 //! person's own pages, and is queued for e-mail when the person has an address. The mail worker
-//! sends it when `[mail] enabled`, with retries like the back-channel logout notices, and
-//! otherwise marks it not mailed: the domain that writes a notice does not need to know.
+//! ([`mail`]) sends it when `[mail] enabled`, with retries like the back-channel logout notices,
+//! and otherwise marks it not mailed: the domain that writes a notice does not need to know.
 
+pub mod mail;
 mod messages;
 
 pub use messages::Notice;
