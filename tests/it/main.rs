@@ -19,6 +19,7 @@ mod hr_admin;
 mod hr_crash;
 mod hr_valve;
 mod lifecycle;
+mod mail;
 mod migrations;
 mod oidc_flow;
 mod openapi;
