@@ -112,7 +112,7 @@ impl Default for MailConfig {
             enabled: false,
             smtp_url: "smtp://127.0.0.1:25".into(),
             from: "Sekimori <sekimori@localhost>".into(),
-            max_attempts: 8,
+            max_attempts: 16,
         }
     }
 }

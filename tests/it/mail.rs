@@ -426,7 +426,97 @@ async fn with_mail_off_queued_notices_are_marked_not_mailed(db: Db) {
     sink.stop().await;
 }
 
+/// The mail path end to end: an employee's request reaches the approving manager's mailbox
+/// through the served node's own mail worker, and the decision reaches the employee's.
+async fn a_request_mails_its_approver_and_the_decision_its_requester(db: Db) {
+    use sekimori::access::{catalog, requests, Classification};
+    let port = free_port();
+    let sink = SmtpSink::start(port).await;
+    let server = TestServer::start_configured(db, mail_config(port, true, 16)).await;
+    let unit = |code: &'static str, level: &'static str, parent: Option<String>| {
+        let server = &server;
+        async move {
+            let (status, body) = server
+                .admin(
+                    reqwest::Method::POST,
+                    "/api/v1/org-units",
+                    Some(json!({"code": code, "name": code, "level": level, "parent_id": parent})),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let department = unit("SOMU", "department", None).await;
+    let section = unit("ZEIMU", "section", Some(department)).await;
+    let manager = server.add_person("E3101", "kacho", "yamabiko-no-koe-2026").await;
+    let (status, body) = server
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/api/v1/org-units/{section}/manager"),
+            Some(json!({"person_id": manager})),
+        )
+        .await;
+    assert!(status < 300, "{body}");
+    let (status, body) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/people",
+            Some(json!({"employee_number": "E3102", "family_name": "鈴木", "given_name": "花子",
+                        "family_name_kana": "スズキ", "given_name_kana": "ハナコ", "kind": "regular",
+                        "org_unit_id": section, "email": "suzuki@city.example.lg.jp", "start_date": "2020-04-01"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let employee = body["id"].as_str().unwrap().to_owned();
+    server
+        .add_client(json!({"client_id": "zeimu", "name": "税務システム", "client_type": "confidential",
+                           "redirect_uris": ["http://127.0.0.1:9001/callback"], "owner_org_unit_id": section}))
+        .await;
+    let now = server.app.clock.now();
+    let mut tx = server.app.store.begin().await.unwrap();
+    let spec = catalog::RoleSpec {
+        label: "課税担当".into(),
+        label_en: None,
+        classification: Classification::General,
+        max_duration_days: None,
+        review_interval_days: None,
+        incompatible_with: vec![],
+    };
+    catalog::declare_role(&mut tx, &sekimori::audit::Actor::Cli, now, "zeimu", "assessor", spec).await.unwrap();
+    let request = requests::submit(
+        &mut tx,
+        &server.app.config.access,
+        now,
+        &employee,
+        requests::NewRequest {
+            client_id: "zeimu".into(),
+            role: "assessor".into(),
+            reason: "住民税の賦課事務のため".into(),
+            end_date: None,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // The served node's own worker mails the approver (mail on: it sends every second).
+    let received = sink.wait_for(1).await;
+    assert_eq!(received[0]["rcpt_tos"], json!(["kacho@city.example.lg.jp"]));
+    assert_eq!(received[0]["subject"], "【関守】承認待ちの申請があります: 税務システム / 課税担当");
+    assert!(received[0]["body"].as_str().unwrap().contains("住民税の賦課事務のため"));
+
+    let mut tx = server.app.store.begin().await.unwrap();
+    requests::decide(&mut tx, server.app.clock.now(), &manager, &request.id, true, "").await.unwrap();
+    tx.commit().await.unwrap();
+    let received = sink.wait_for(2).await;
+    assert_eq!(received[1]["rcpt_tos"], json!(["suzuki@city.example.lg.jp"]));
+    assert_eq!(received[1]["subject"], "【関守】利用申請が承認されました: 税務システム / 課税担当");
+    server.stop().await;
+    sink.stop().await;
+}
+
 on_both_databases!(
+    a_request_mails_its_approver_and_the_decision_its_requester,
     notices_are_mailed_in_japanese_to_those_with_an_address,
     mail_waits_for_the_relay_and_goes_once,
     mail_is_abandoned_after_max_attempts,
