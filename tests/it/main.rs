@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+mod access_admin;
 mod admin_api;
 mod audit_log;
 mod authorize_errors;
