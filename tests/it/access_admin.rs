@@ -5,6 +5,7 @@
 //! never a 500, on both databases.
 
 use reqwest::Method;
+use sekimori::access::catalog;
 use sekimori::access::requests::{self, NewRequest};
 use sekimori::directory::types::format_date;
 use serde_json::{json, Value};
@@ -248,6 +249,39 @@ async fn roles_are_declared_with_their_exclusions_and_retired(db: Db) {
     }
     let (status, _) = declare(&server, "auditor", spec(json!({"max_duration_days": 3650}))).await;
     assert_eq!(status, 201);
+    // The domain itself, as the pages call it: a name twice is stored once, a NUL is refused
+    // before it reaches the database.
+    let declared = |others: &[&str]| {
+        let app = server.app.clone();
+        let spec = catalog::RoleSpec {
+            label: "監査".into(),
+            label_en: None,
+            classification: sekimori::access::Classification::General,
+            max_duration_days: None,
+            review_interval_days: None,
+            incompatible_with: others.iter().map(|o| o.to_string()).collect(),
+        };
+        async move {
+            let mut tx = app.store.begin().await.unwrap();
+            let declared = catalog::declare_role(
+                &mut tx,
+                &sekimori::audit::Actor::Cli,
+                app.clock.now(),
+                "shimin",
+                "auditor",
+                spec,
+            )
+            .await;
+            tx.commit().await.unwrap();
+            declared
+        }
+    };
+    assert_eq!(declared(&["viewer", "viewer"]).await.unwrap().incompatible_with, vec!["viewer".to_owned()]);
+    match declared(&["vie\u{0}wer"]).await {
+        Err(sekimori::access::AccessError::Invalid(invalid)) => assert_eq!(invalid.field, "incompatible_with"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(declared(&[]).await.unwrap().incompatible_with, Vec::<String>::new());
     // A system nobody registered, or a client_id no system could have.
     for client in ["nobody", "%00", "NO", &"x".repeat(200)] {
         let path = format!("/api/v1/clients/{client}/roles/viewer");
@@ -285,8 +319,9 @@ async fn roles_are_declared_with_their_exclusions_and_retired(db: Db) {
     assert_eq!(catalog["items"][1]["name"], "editor");
     assert_eq!(catalog["items"][1]["incompatible_with"], json!([]), "{catalog}");
     let events = audited(&server, "access.role_redeclared").await;
-    assert_eq!(events.len(), 1);
-    assert!(events[0].0.starts_with("api_token:"), "{events:?}");
+    assert_eq!(events.len(), 3, "two through the domain above, one through the API: {events:?}");
+    assert!(events[2].0.starts_with("api_token:"), "{events:?}");
+    assert_eq!(events[2].1, "client:shimin");
     assert_eq!(audited(&server, "access.role_declared").await.len(), 3);
 
     // The system needs a role from now on.
