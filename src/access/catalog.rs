@@ -138,14 +138,22 @@ pub async fn declare_role(
                 InvalidField { field: "incompatible_with", reason: "a role cannot exclude itself".into() }.into()
             );
         }
-        let Some(role) = role_by_name(&mut **tx, client_id, other).await? else {
+        // Checked before it is looked up: PostgreSQL answers a NUL in text with an error.
+        let declared = match check_name(other) {
+            Ok(()) => role_by_name(&mut **tx, client_id, other).await?,
+            Err(_) => None,
+        };
+        let Some(role) = declared else {
             return Err(InvalidField {
                 field: "incompatible_with",
                 reason: format!("the system declares no role {other}"),
             }
             .into());
         };
-        others.push(role.id);
+        // Named twice, stored once (the pair is the table's key).
+        if !others.contains(&role.id) {
+            others.push(role.id);
+        }
     }
     let existing = role_by_name(&mut **tx, client_id, name).await?;
     let id = match &existing {

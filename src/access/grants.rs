@@ -354,6 +354,14 @@ pub async fn list<'e, E>(executor: E, filter: &GrantFilter, limit: i64) -> Resul
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
+    page(executor, filter, limit, 0).await
+}
+
+/// `limit` grants from the `offset`-th on, by system, role and employee number.
+pub async fn page<'e, E>(executor: E, filter: &GrantFilter, limit: i64, offset: i64) -> Result<Vec<Grant>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let mut select = crate::store::Select::new(GRANT_SELECT);
     select.push(" WHERE 1 = 1");
     if let Some(person) = &filter.person_id {
@@ -368,7 +376,8 @@ where
     if !filter.include_ended {
         select.push(" AND g.ended_at IS NULL");
     }
-    select.push(" ORDER BY c.name, r.name, p.employee_number, g.created_at LIMIT ").bind_int(limit);
+    select.push(" ORDER BY c.name, r.name, p.employee_number, g.created_at, g.id LIMIT ").bind_int(limit);
+    select.push(" OFFSET ").bind_int(offset);
     select.query().fetch_all(executor).await?.iter().map(grant_from_row).collect()
 }
 

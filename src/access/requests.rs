@@ -444,6 +444,11 @@ pub struct RequestFilter {
 }
 
 pub async fn list(tx: &mut Tx, filter: &RequestFilter, limit: i64) -> Result<Vec<Request>, sqlx::Error> {
+    page(tx, filter, limit, 0).await
+}
+
+/// `limit` requests from the `offset`-th on, newest first.
+pub async fn page(tx: &mut Tx, filter: &RequestFilter, limit: i64, offset: i64) -> Result<Vec<Request>, sqlx::Error> {
     let mut select = crate::store::Select::new(REQUEST_SELECT);
     select.push(" WHERE 1 = 1");
     if let Some(person) = &filter.person_id {
@@ -456,6 +461,7 @@ pub async fn list(tx: &mut Tx, filter: &RequestFilter, limit: i64) -> Result<Vec
         select.push(" AND r.client_id = ").bind_text(client.clone());
     }
     select.push(" ORDER BY q.created_at DESC, q.id LIMIT ").bind_int(limit);
+    select.push(" OFFSET ").bind_int(offset);
     let rows = select.query().fetch_all(&mut **tx).await?;
     let mut requests = rows.iter().map(request_from_row).collect::<Result<Vec<_>, _>>()?;
     for request in &mut requests {

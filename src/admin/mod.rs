@@ -1,6 +1,7 @@
 //! The admin listener: the management JSON API described by `openapi.yaml`. Nothing here is
 //! anonymous except health and the one-time bootstrap exchange.
 
+pub mod access;
 pub mod auth;
 pub mod clients;
 pub mod hotline;
@@ -79,6 +80,21 @@ fn operations() -> Vec<Operation> {
         operation!(get, "/api/v1/hr/changes", hr::list_changes),
         operation!(post, "/api/v1/hr/changes/{id}/retry", hr::retry_change),
         operation!(get, "/api/v1/hr/preview", hr::preview),
+        operation!(get, "/api/v1/clients/{client_id}/roles", access::list_roles),
+        operation!(put, "/api/v1/clients/{client_id}/roles/{name}", access::declare_role),
+        operation!(delete, "/api/v1/clients/{client_id}/roles/{name}", access::retire_role),
+        operation!(put, "/api/v1/clients/{client_id}/requires-role", access::set_requires_role),
+        operation!(get, "/api/v1/access/requests", access::list_requests),
+        operation!(get, "/api/v1/access/requests/{id}", access::get_request),
+        operation!(get, "/api/v1/access/grants", access::list_grants),
+        operation!(get, "/api/v1/access/grants/{id}", access::get_grant),
+        operation!(post, "/api/v1/access/grants/{id}/revoke", access::revoke_grant),
+        operation!(get, "/api/v1/access/deputies", access::list_deputies),
+        operation!(post, "/api/v1/access/deputies", access::designate_deputy),
+        operation!(post, "/api/v1/access/deputies/{id}/revoke", access::revoke_deputy),
+        operation!(get, "/api/v1/access/reviews", access::list_reviews),
+        operation!(post, "/api/v1/access/reviews", access::open_review),
+        operation!(get, "/api/v1/access/reviews/{id}", access::get_review),
         operation!(get, "/api/v1/audit/events", list_audit_events),
         operation!(get, "/api/v1/audit/verify", verify_audit),
     ]

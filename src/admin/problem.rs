@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::access::AccessError;
 use crate::directory::{DirectoryError, InvalidField};
 use crate::systems::ClientError;
 
@@ -102,6 +103,22 @@ impl From<ClientError> for Problem {
     }
 }
 
+impl From<AccessError> for Problem {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Invalid(invalid) => DirectoryError::Invalid(invalid).into(),
+            // The admin API calls a consuming system a client.
+            AccessError::NotFound("system") => Problem::not_found("client"),
+            AccessError::NotFound(what) => Problem::not_found(what),
+            // Refusals meant for managers acting in person; an administrator meets them only as
+            // a state that does not allow the change.
+            AccessError::Forbidden(why) => Problem::conflict(why),
+            AccessError::Conflict(why) => Problem::conflict(why),
+            AccessError::Database(db) => Problem::internal(db),
+        }
+    }
+}
+
 impl From<sqlx::Error> for Problem {
     fn from(e: sqlx::Error) -> Self {
         Problem::internal(e)
@@ -113,6 +130,7 @@ impl From<crate::Error> for Problem {
         match e {
             crate::Error::Directory(d) => d.into(),
             crate::Error::Client(c) => c.into(),
+            crate::Error::Access(a) => a.into(),
             other => Problem::internal(other),
         }
     }

@@ -85,6 +85,9 @@ rights! {
     HrFeed => "hr:feed",
     /// HR changes: see and decide held batches, see and retry failed changes.
     HrAdmin => "hr:admin",
+    /// Need-based access: declare systems' roles and whether they need one, see requests and
+    /// grants, revoke a grant, name managers' deputies, open reviews.
+    AccessAdmin => "access:admin",
 }
 
 /// A caller who holds the right `R`.

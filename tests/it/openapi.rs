@@ -283,12 +283,24 @@ fn parseable_body(method: &str, path: &str) -> Body {
         ("POST", "/api/v1/signing-keys/rotate") => Body::Json(json!({})),
         ("POST", "/api/v1/authenticators/{id}/lost") => Body::Json(json!({"reported_by": "x", "reason": "y"})),
         ("POST", "/api/v1/people/{id}/password-only-exceptions") => Body::Json(json!({"reason": "x", "days": 1})),
+        ("PUT", "/api/v1/clients/{client_id}/roles/{name}") => {
+            Body::Json(json!({"label": "x", "classification": "general"}))
+        }
+        ("PUT", "/api/v1/clients/{client_id}/requires-role") => Body::Json(json!({"requires_role": true})),
+        ("POST", "/api/v1/access/grants/{id}/revoke") => Body::Json(json!({"reason": "x"})),
+        ("POST", "/api/v1/access/deputies") => Body::Json(json!({
+            "org_unit_id": "x", "deputy_person_id": "x", "valid_from": "x", "valid_until": "x"
+        })),
+        ("POST", "/api/v1/access/reviews") => Body::Json(json!({})),
         (_, _) => Body::None,
     }
 }
 
 fn fill(template: &str) -> String {
-    template.replace("{id}", "00000000-0000-4000-8000-000000000000").replace("{client_id}", "no-such-client")
+    template
+        .replace("{id}", "00000000-0000-4000-8000-000000000000")
+        .replace("{client_id}", "no-such-client")
+        .replace("{name}", "no-such-role")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1069,6 +1081,198 @@ async fn openapi_yaml_describes_the_admin_api() {
     assert_eq!(retried["change"]["status"], "applied", "{retried}");
     h.call(admin, "POST", retry, &retry.replace("{id}", &failed_id), Body::None, 409).await;
     h.call(admin, "POST", retry, &fill(retry), Body::None, 404).await;
+
+    // Need-based access: a system owned by 税務課 (managed by 田中), its roles, a clerk's
+    // request approved through the domain (people ask and decide on their pages), the grant
+    // revoked, a deputy named and ended, reviews opened, a role retired.
+    h.call(
+        admin,
+        "POST",
+        c,
+        c,
+        Body::Json(json!({
+            "client_id": "madoguchi", "name": "窓口システム", "client_type": "confidential",
+            "redirect_uris": ["https://madoguchi.city.example.lg.jp/cb"], "owner_org_unit_id": section_id
+        })),
+        201,
+    )
+    .await;
+    let mut clerk = person("E-4000");
+    clerk["org_unit_id"] = json!(section_id);
+    let clerk = h.call(admin, "POST", p, p, Body::Json(clerk), 201).await;
+    let clerk_id = clerk["id"].as_str().unwrap().to_owned();
+    let roles = "/api/v1/clients/{client_id}/roles";
+    let madoguchi_roles = roles.replace("{client_id}", "madoguchi");
+    let catalog = h.call(admin, "GET", roles, &madoguchi_roles, Body::None, 200).await;
+    assert_eq!(catalog["items"], json!([]));
+    h.call(admin, "GET", roles, &fill(roles), Body::None, 404).await;
+    let role = "/api/v1/clients/{client_id}/roles/{name}";
+    let role_path = |name: &str| format!("{madoguchi_roles}/{name}");
+    let general = |label: &str| json!({"label": label, "classification": "general"});
+    let viewer = h.call(admin, "PUT", role, &role_path("viewer"), Body::Json(general("閲覧")), 201).await;
+    assert_eq!(viewer["label_en"], Value::Null);
+    let editor = json!({
+        "label": "更新", "label_en": "Editor", "classification": "secret", "max_duration_days": 365,
+        "review_interval_days": 90, "incompatible_with": ["viewer"]
+    });
+    h.call(admin, "PUT", role, &role_path("editor"), Body::Json(editor.clone()), 201).await;
+    let again = h.call(admin, "PUT", role, &role_path("editor"), Body::Json(editor), 200).await;
+    assert_eq!(again["incompatible_with"], json!(["viewer"]));
+    let with = |extra: Value| {
+        let mut body = general("監査");
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    for (name, bad, field) in [
+        ("auditor", with(json!({"incompatible_with": ["nobody"]})), Some("incompatible_with")),
+        ("auditor", with(json!({"incompatible_with": ["viewer", "viewer"]})), Some("incompatible_with")),
+        ("bad%20name", with(json!({})), Some("name")),
+        ("auditor", with(json!({"label": "監".repeat(101)})), Some("label")),
+        ("auditor", with(json!({"max_duration_days": 0})), Some("max_duration_days")),
+        ("auditor", with(json!({"classification": "hidden"})), None),
+        ("auditor", with(json!({"owner": "x"})), None),
+    ] {
+        let problem = h.call(admin, "PUT", role, &role_path(name), Body::Json(bad.clone()), 422).await;
+        assert_eq!(problem["field"].as_str(), field, "{bad} -> {problem}");
+    }
+    h.call(admin, "PUT", role, &fill(role), Body::Json(general("x")), 404).await;
+    h.call(admin, "PUT", role, &role_path("auditor"), Body::Raw(json_ct, "{not json".into()), 400).await;
+    h.call(admin, "PUT", role, &role_path("auditor"), Body::Raw(None, "label=x".into()), 415).await;
+    let rr = "/api/v1/clients/{client_id}/requires-role";
+    let madoguchi_rr = rr.replace("{client_id}", "madoguchi");
+    let catalog = h.call(admin, "PUT", rr, &madoguchi_rr, Body::Json(json!({"requires_role": true})), 200).await;
+    assert_eq!((&catalog["requires_role"], catalog["items"].as_array().unwrap().len()), (&json!(true), 2));
+    h.call(admin, "PUT", rr, &madoguchi_rr, Body::Json(json!({"requires_role": false})), 200).await;
+    h.call(admin, "PUT", rr, &madoguchi_rr, Body::Json(json!({"requires_role": "yes"})), 422).await;
+    h.call(admin, "PUT", rr, &fill(rr), Body::Json(json!({"requires_role": true})), 404).await;
+    h.call(admin, "PUT", rr, &madoguchi_rr, Body::Raw(json_ct, "{".into()), 400).await;
+    h.call(admin, "PUT", rr, &madoguchi_rr, Body::Raw(None, "requires_role=1".into()), 415).await;
+    let (access_app, madoguchi_manager) = (h.server.app.clone(), tanaka_id.clone());
+    let grant_viewer = |person: String| {
+        let app = access_app.clone();
+        let manager = madoguchi_manager.clone();
+        async move {
+            use sekimori::access::requests;
+            let now = app.clock.now();
+            let mut tx = app.store.begin().await.unwrap();
+            let new = requests::NewRequest {
+                client_id: "madoguchi".into(),
+                role: "viewer".into(),
+                reason: "窓口業務".into(),
+                end_date: None,
+            };
+            let request = requests::submit(&mut tx, &app.config.access, now, &person, new).await.unwrap();
+            let decided = requests::decide(&mut tx, now, &manager, &request.id, true, "").await.unwrap();
+            tx.commit().await.unwrap();
+            (request.id, decided.grant_id.unwrap())
+        }
+    };
+    let (request_id, grant_id) = grant_viewer(clerk_id.clone()).await;
+    let ar = "/api/v1/access/requests";
+    let query = format!("{ar}?person_id={clerk_id}&status=approved&client_id=madoguchi&limit=10&offset=0");
+    let listed = h.call(admin, "GET", ar, &query, Body::None, 200).await;
+    assert_eq!(listed["items"][0]["id"].as_str(), Some(request_id.as_str()));
+    h.call(admin, "GET", ar, ar, Body::None, 200).await;
+    for (bad, field) in [
+        ("status=granted", "status"),
+        ("person_id=x", "person_id"),
+        ("client_id=X", "client_id"),
+        ("limit=0", "limit"),
+        ("offset=-1", "offset"),
+    ] {
+        let problem = h.call(admin, "GET", ar, &format!("{ar}?{bad}"), Body::None, 400).await;
+        assert_eq!(problem["field"], field, "{bad}: {problem}");
+    }
+    let one_request = "/api/v1/access/requests/{id}";
+    h.call(admin, "GET", one_request, &format!("{ar}/{request_id}"), Body::None, 200).await;
+    h.call(admin, "GET", one_request, &fill(one_request), Body::None, 404).await;
+    let ag = "/api/v1/access/grants";
+    let query = format!("{ag}?client_id=madoguchi&owner_org_unit_id={section_id}");
+    let grants = h.call(admin, "GET", ag, &query, Body::None, 200).await;
+    assert_eq!(grants["items"][0]["id"].as_str(), Some(grant_id.as_str()));
+    for (bad, field) in [("owner_org_unit_id=x", Some("owner_org_unit_id")), ("include_ended=maybe", None)] {
+        let problem = h.call(admin, "GET", ag, &format!("{ag}?{bad}"), Body::None, 400).await;
+        assert_eq!(problem["field"].as_str(), field, "{bad}: {problem}");
+    }
+    let one_grant = "/api/v1/access/grants/{id}";
+    h.call(admin, "GET", one_grant, &format!("{ag}/{grant_id}"), Body::None, 200).await;
+    h.call(admin, "GET", one_grant, &fill(one_grant), Body::None, 404).await;
+    let revoke = "/api/v1/access/grants/{id}/revoke";
+    let revoke_path = revoke.replace("{id}", &grant_id);
+    for (bad, field) in
+        [(json!({"reason": ""}), Some("reason")), (json!({"reason": "x\u{7}"}), Some("reason")), (json!({}), None)]
+    {
+        let problem = h.call(admin, "POST", revoke, &revoke_path, Body::Json(bad.clone()), 422).await;
+        assert_eq!(problem["field"].as_str(), field, "{bad} -> {problem}");
+    }
+    h.call(admin, "POST", revoke, &revoke_path, Body::Raw(json_ct, "{".into()), 400).await;
+    h.call(admin, "POST", revoke, &revoke_path, Body::Raw(None, "reason=x".into()), 415).await;
+    h.call(admin, "POST", revoke, &fill(revoke), Body::Json(json!({"reason": "不要"})), 404).await;
+    let ended = h.call(admin, "POST", revoke, &revoke_path, Body::Json(json!({"reason": "業務終了"})), 200).await;
+    assert_eq!(ended["end_reason"], "業務終了");
+    h.call(admin, "POST", revoke, &revoke_path, Body::Json(json!({"reason": "業務終了"})), 409).await;
+    h.call(admin, "GET", ag, &format!("{ag}?include_ended=true"), Body::None, 200).await;
+    let ad = "/api/v1/access/deputies";
+    let designation = |unit: &str, person: &str, from: &str| json!({"org_unit_id": unit, "deputy_person_id": person, "valid_from": from, "valid_until": tomorrow});
+    let deputy = h.call(admin, "POST", ad, ad, Body::Json(designation(&section_id, &clerk_id, &yesterday)), 201).await;
+    for (bad, field) in [
+        (designation(&section_id, &clerk_id, "2026-02-30"), Some("valid_from")),
+        (designation(&section_id, &tanaka_id, &yesterday), Some("deputy_person_id")),
+        (designation("x", &clerk_id, &yesterday), Some("org_unit_id")),
+        (json!({"org_unit_id": section_id}), None),
+    ] {
+        let problem = h.call(admin, "POST", ad, ad, Body::Json(bad.clone()), 422).await;
+        assert_eq!(problem["field"].as_str(), field, "{bad} -> {problem}");
+    }
+    // E-3000 has left (the HR file above): not in service.
+    h.call(admin, "POST", ad, ad, Body::Json(designation(&section_id, &no_account_id, &yesterday)), 409).await;
+    h.call(admin, "POST", ad, ad, Body::Raw(json_ct, "{".into()), 400).await;
+    h.call(admin, "POST", ad, ad, Body::Raw(None, "x=1".into()), 415).await;
+    let deputies = h.call(admin, "GET", ad, &format!("{ad}?org_unit_id={section_id}"), Body::None, 200).await;
+    assert_eq!(deputies["items"][0]["id"], deputy["id"]);
+    h.call(admin, "GET", ad, &format!("{ad}?org_unit_id=x"), Body::None, 400).await;
+    let end_deputy = "/api/v1/access/deputies/{id}/revoke";
+    let deputy_path = end_deputy.replace("{id}", deputy["id"].as_str().unwrap());
+    h.call(admin, "POST", end_deputy, &deputy_path, Body::None, 200).await;
+    h.call(admin, "POST", end_deputy, &deputy_path, Body::None, 409).await;
+    h.call(admin, "POST", end_deputy, &fill(end_deputy), Body::None, 404).await;
+    h.call(admin, "GET", ad, ad, Body::None, 200).await;
+    let (_, live_grant) = grant_viewer(clerk_id.clone()).await;
+    let rv = "/api/v1/access/reviews";
+    let review = json!({"client_id": "madoguchi", "deadline": tomorrow});
+    let review = h.call(admin, "POST", rv, rv, Body::Json(review), 201).await;
+    assert_eq!(review["items"][0]["grant"]["id"].as_str(), Some(live_grant.as_str()));
+    h.call(admin, "POST", rv, rv, Body::Json(json!({"org_unit_id": section_id, "deadline": null})), 201).await;
+    h.call(admin, "POST", rv, rv, Body::Json(json!({"client_id": "madoguchi"})), 409).await;
+    // zeimu's owner was removed above: nobody to review it.
+    h.call(admin, "POST", rv, rv, Body::Json(json!({"client_id": "zeimu"})), 409).await;
+    for (bad, field) in [
+        (json!({}), Some("client_id")),
+        (json!({"client_id": "nobody"}), Some("client_id")),
+        (json!({"org_unit_id": "00000000-0000-4000-8000-000000000000"}), Some("org_unit_id")),
+        (json!({"client_id": "madoguchi", "deadline": "2026-02-30"}), Some("deadline")),
+        (json!({"client_id": "madoguchi", "scope": "all"}), None),
+    ] {
+        let problem = h.call(admin, "POST", rv, rv, Body::Json(bad.clone()), 422).await;
+        assert_eq!(problem["field"].as_str(), field, "{bad} -> {problem}");
+    }
+    h.call(admin, "POST", rv, rv, Body::Raw(json_ct, "{".into()), 400).await;
+    h.call(admin, "POST", rv, rv, Body::Raw(None, "x=1".into()), 415).await;
+    let reviews = h.call(admin, "GET", rv, &format!("{rv}?open_only=true"), Body::None, 200).await;
+    assert_eq!(reviews["items"].as_array().unwrap().len(), 2);
+    h.call(admin, "GET", rv, &format!("{rv}?open_only=1x"), Body::None, 400).await;
+    let one_review = "/api/v1/access/reviews/{id}";
+    let review_path = format!("{rv}/{}", review["id"].as_str().unwrap());
+    h.call(admin, "GET", one_review, &review_path, Body::None, 200).await;
+    h.call(admin, "GET", one_review, &fill(one_review), Body::None, 404).await;
+    let retired = h.call(admin, "DELETE", role, &role_path("viewer"), Body::None, 200).await;
+    assert_eq!(retired["grants_ended"], 1);
+    h.call(admin, "DELETE", role, &role_path("viewer"), Body::None, 409).await;
+    h.call(admin, "DELETE", role, &fill(role), Body::None, 404).await;
+    let review = h.call(admin, "GET", one_review, &review_path, Body::None, 200).await;
+    assert!(review["items"][0]["grant"]["ended_at"].is_i64(), "{review}");
 
     // Signing keys.
     let k = "/api/v1/signing-keys";
