@@ -72,6 +72,8 @@ pub struct Revoked {
     pub authenticators: u64,
     /// Admin API tokens ended now.
     pub api_tokens: u64,
+    /// Role grants ended now (0 when the one named had already ended).
+    pub access_grants: u64,
     pub sessions: u64,
     pub access_tokens: u64,
     pub refresh_tokens: u64,
@@ -84,6 +86,7 @@ impl Revoked {
     fn add(&mut self, other: Revoked) {
         self.authenticators += other.authenticators;
         self.api_tokens += other.api_tokens;
+        self.access_grants += other.access_grants;
         self.sessions += other.sessions;
         self.access_tokens += other.access_tokens;
         self.refresh_tokens += other.refresh_tokens;
@@ -192,12 +195,20 @@ pub async fn revoke(
             format!("api_token:{id}")
         }
         Target::AccessGrant { grant_id, person_id, client_id } => {
-            sqlx::query("UPDATE access_grants SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL")
-                .bind(now)
-                .bind(reason)
-                .bind(grant_id)
-                .execute(&mut **tx)
-                .await?;
+            // The row's update is the claim: of two revocations racing, the second finds it
+            // ended (PostgreSQL makes it wait for the first) and ends nothing, records nothing.
+            revoked.access_grants = sqlx::query(
+                "UPDATE access_grants SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(grant_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if revoked.access_grants == 0 {
+                return Ok(revoked);
+            }
             revoked.add(end_person_on_client(tx, now, person_id, client_id).await?);
             format!("access_grant:{grant_id}")
         }
@@ -225,6 +236,7 @@ pub async fn revoke(
             "reason": reason,
             "authenticators": revoked.authenticators,
             "api_tokens": revoked.api_tokens,
+            "access_grants": revoked.access_grants,
             "sessions": revoked.sessions,
             "access_tokens": revoked.access_tokens,
             "refresh_tokens": revoked.refresh_tokens,

@@ -218,7 +218,7 @@ pub async fn end(tx: &mut Tx, actor: &Actor, now: UnixTime, id: &str, reason: &s
     if grant.ended_at.is_some() {
         return Ok(false);
     }
-    revocation::revoke(
+    let revoked = revocation::revoke(
         tx,
         actor,
         now,
@@ -226,6 +226,10 @@ pub async fn end(tx: &mut Tx, actor: &Actor, now: UnixTime, id: &str, reason: &s
         reason,
     )
     .await?;
+    if revoked.access_grants == 0 {
+        // Ended meanwhile by someone else, who told the holder.
+        return Ok(false);
+    }
     notify::notify(
         tx,
         now,
