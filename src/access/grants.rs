@@ -260,13 +260,13 @@ pub(crate) async fn end_all_of_role(
     role_id: &str,
     reason: &str,
 ) -> Result<u64, AccessError> {
-    let ids: Vec<String> = sqlx::query("SELECT id FROM access_grants WHERE role_id = $1 AND ended_at IS NULL")
-        .bind(role_id)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<Result<_, _>>()?;
+    let ids: Vec<String> = super::texts(
+        &sqlx::query("SELECT id FROM access_grants WHERE role_id = $1 AND ended_at IS NULL")
+            .bind(role_id)
+            .fetch_all(&mut **tx)
+            .await?,
+        "id",
+    )?;
     let mut ended = 0;
     for id in ids {
         ended += u64::from(end(tx, actor, now, &id, reason).await?);
@@ -278,15 +278,15 @@ pub(crate) async fn end_all_of_role(
 /// transaction, so one failure does not hold the others. Returns how many ended.
 pub async fn end_due(store: &Store, now: UnixTime) -> Result<u64, AccessError> {
     let today = format_date(today_in_japan(now));
-    let ids: Vec<String> = sqlx::query(
-        "SELECT id FROM access_grants WHERE ended_at IS NULL AND end_date < $1 ORDER BY end_date LIMIT 500",
-    )
-    .bind(today)
-    .fetch_all(store.pool())
-    .await?
-    .iter()
-    .map(|r| r.try_get("id"))
-    .collect::<Result<_, _>>()?;
+    let ids: Vec<String> = super::texts(
+        &sqlx::query(
+            "SELECT id FROM access_grants WHERE ended_at IS NULL AND end_date < $1 ORDER BY end_date LIMIT 500",
+        )
+        .bind(today)
+        .fetch_all(store.pool())
+        .await?,
+        "id",
+    )?;
     let mut ended = 0;
     for id in ids {
         let mut tx = store.begin().await?;

@@ -44,6 +44,12 @@ impl From<DirectoryError> for AccessError {
     }
 }
 
+/// One text column of every row: the ids a job goes through one by one.
+pub(crate) fn texts(rows: &[sqlx::any::AnyRow], column: &str) -> Result<Vec<String>, sqlx::Error> {
+    use sqlx::Row;
+    rows.iter().map(|r| r.try_get(column)).collect()
+}
+
 /// A role's classification (江戸川区 基準 第3条).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -357,15 +357,15 @@ pub async fn withdraw(tx: &mut Tx, now: UnixTime, person_id: &str, id: &str) -> 
 
 /// Lapses the requests nobody decided in time, telling each requester. Returns how many.
 pub async fn lapse_due(store: &Store, now: UnixTime) -> Result<u64, AccessError> {
-    let ids: Vec<String> = sqlx::query(
-        "SELECT id FROM access_requests WHERE status = 'pending' AND lapses_at <= $1 ORDER BY lapses_at LIMIT 500",
-    )
-    .bind(now)
-    .fetch_all(store.pool())
-    .await?
-    .iter()
-    .map(|r| r.try_get("id"))
-    .collect::<Result<_, _>>()?;
+    let ids: Vec<String> = super::texts(
+        &sqlx::query(
+            "SELECT id FROM access_requests WHERE status = 'pending' AND lapses_at <= $1 ORDER BY lapses_at LIMIT 500",
+        )
+        .bind(now)
+        .fetch_all(store.pool())
+        .await?,
+        "id",
+    )?;
     let mut lapsed = 0;
     for id in ids {
         let mut tx = store.begin().await?;

@@ -230,24 +230,23 @@ pub async fn decide(
 /// grants ended.
 pub async fn run_due(store: &Store, config: &AccessConfig, now: UnixTime) -> Result<u64, AccessError> {
     let today = format_date(today_in_japan(now));
-    let due: Vec<String> = sqlx::query("SELECT id FROM access_reviews WHERE closed_at IS NULL AND deadline < $1")
-        .bind(&today)
-        .fetch_all(store.pool())
-        .await?
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<Result<_, _>>()?;
+    let due: Vec<String> = super::texts(
+        &sqlx::query("SELECT id FROM access_reviews WHERE closed_at IS NULL AND deadline < $1")
+            .bind(&today)
+            .fetch_all(store.pool())
+            .await?,
+        "id",
+    )?;
     let mut ended = 0;
     for id in due {
         let mut tx = store.begin().await?;
-        let undecided: Vec<String> =
-            sqlx::query("SELECT grant_id FROM access_review_items WHERE review_id = $1 AND decision IS NULL")
+        let undecided: Vec<String> = super::texts(
+            &sqlx::query("SELECT grant_id FROM access_review_items WHERE review_id = $1 AND decision IS NULL")
                 .bind(&id)
                 .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get("grant_id"))
-                .collect::<Result<_, _>>()?;
+                .await?,
+            "grant_id",
+        )?;
         for grant_id in &undecided {
             sqlx::query(
                 "UPDATE access_review_items SET decision = 'lapsed', decided_at = $1 WHERE review_id = $2 AND grant_id = $3",
@@ -274,7 +273,7 @@ pub async fn run_due(store: &Store, config: &AccessConfig, now: UnixTime) -> Res
         .await?;
         tx.commit().await?;
     }
-    let overdue: Vec<String> = sqlx::query(
+    let overdue: Vec<String> = super::texts(&sqlx::query(
         "SELECT DISTINCT g.client_id FROM access_grants g JOIN system_roles r ON r.id = g.role_id
          WHERE g.ended_at IS NULL AND r.review_interval_days IS NOT NULL
            AND g.last_confirmed_at + r.review_interval_days * 86400 <= $1
@@ -284,10 +283,7 @@ pub async fn run_due(store: &Store, config: &AccessConfig, now: UnixTime) -> Res
     )
     .bind(now)
     .fetch_all(store.pool())
-    .await?
-    .iter()
-    .map(|r| r.try_get("client_id"))
-    .collect::<Result<_, _>>()?;
+    .await?, "client_id")?;
     for client_id in overdue {
         let mut tx = store.begin().await?;
         let opened = open(
@@ -368,15 +364,15 @@ pub async fn get(tx: &mut Tx, id: &str) -> Result<Option<Review>, sqlx::Error> {
 
 /// Reviews, newest first (open ones only when `open_only`).
 pub async fn list(tx: &mut Tx, open_only: bool) -> Result<Vec<Review>, sqlx::Error> {
-    let ids: Vec<String> = sqlx::query(
-        "SELECT id FROM access_reviews WHERE ($1 = 0 OR closed_at IS NULL) ORDER BY opened_at DESC, id LIMIT 200",
-    )
-    .bind(i64::from(open_only))
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(|r| r.try_get("id"))
-    .collect::<Result<_, _>>()?;
+    let ids: Vec<String> = super::texts(
+        &sqlx::query(
+            "SELECT id FROM access_reviews WHERE ($1 = 0 OR closed_at IS NULL) ORDER BY opened_at DESC, id LIMIT 200",
+        )
+        .bind(i64::from(open_only))
+        .fetch_all(&mut **tx)
+        .await?,
+        "id",
+    )?;
     let mut reviews = Vec::new();
     for id in ids {
         if let Some(review) = get(tx, &id).await? {
