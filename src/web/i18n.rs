@@ -363,6 +363,8 @@ pub enum Msg {
     NewLabel,
     UpToDays,
     ListSeparator,
+    DecisionNotTaken,
+    CrossSectionMine,
 }
 
 impl Msg {
@@ -704,8 +706,8 @@ impl Msg {
             (StepsColumn, En) => "Approvals",
             (StatusPending, Ja) => "審査中",
             (StatusPending, En) => "Waiting for approval",
-            (StatusApproved, Ja) => "承認済み（付与）",
-            (StatusApproved, En) => "Approved (granted)",
+            (StatusApproved, Ja) => "承認済み",
+            (StatusApproved, En) => "Approved",
             (StatusRejected, Ja) => "却下",
             (StatusRejected, En) => "Rejected",
             (StatusLapsed, Ja) => "期限切れ",
@@ -980,6 +982,10 @@ impl Msg {
             (UpToDays, En) => "up to ",
             (ListSeparator, Ja) => "・",
             (ListSeparator, En) => ", ",
+            (DecisionNotTaken, Ja) => "決裁なし",
+            (DecisionNotTaken, En) => "Not decided",
+            (CrossSectionMine, Ja) => "他課のシステム（期限付き）",
+            (CrossSectionMine, En) => "Another section's system (always ends)",
         }
     }
 }

@@ -373,3 +373,35 @@ async function wholePath() {
   for (const name of ['承認待ちの申請', '所管システム', '棚卸し']) await menuA.getByRole('link', { name }).waitFor();
   await shot(managerA, 'access-my-page-manager');
 }
+
+test('a role already asked for is refused beside its field; a pending request is withdrawn', async (t) => {
+  try {
+    const employee = await logIn(EMPLOYEE, '/my/access');
+    const form = employee.getByRole('region', { name: '権限を申請する' });
+    const ask = async () => {
+      // A secret-class role with a longest grant: no last day is needed even from another section.
+      await form.getByLabel('システムと権限').selectOption({ label: '一括抽出（秘密・最長90日）' });
+      await form.getByLabel('業務上の理由（必須）').fill('年次の統計資料の作成のため。');
+      await form.getByRole('button', { name: '申請する' }).click();
+    };
+    await ask();
+    await employee.waitForURL((url) => url.searchParams.get('done') === 'requested');
+    const row = employee.getByRole('table', { name: '申請の状況' }).getByRole('row').filter({ hasText: '一括抽出' });
+    assert.match(await row.innerText(), /審査中/);
+    await ask();
+    await employee.locator('#role-error').waitFor();
+    assert.match(await employee.locator('#role-error').innerText(), /すでに保有しているか、申請中/);
+    assert.equal(await focused(employee), '#error-summary');
+    assert.equal(await form.getByLabel('システムと権限').getAttribute('aria-invalid'), 'true');
+    await row.getByRole('button', { name: '取り下げる: 課税照会システム / 一括抽出' }).click();
+    await employee.waitForURL((url) => url.searchParams.get('done') === 'withdrawn');
+    await employee.getByRole('status').filter({ hasText: '申請を取り下げました。' }).waitFor();
+    assert.match(await row.innerText(), /取り下げ/);
+    assert.match(await row.innerText(), /所管課の承認（税務課）: 決裁なし/, 'a finished request waits for nobody');
+    assert.equal(await row.getByRole('button').count(), 0, 'a withdrawn request has nothing to press');
+    await shot(employee, 'access-withdrawn');
+  } catch (e) {
+    await shootAll(`failed-${t.name.split(' ')[0]}`);
+    throw e;
+  }
+});

@@ -5,6 +5,7 @@
 mod common;
 
 mod access;
+mod access_pages;
 mod admin_api;
 mod audit_log;
 mod authorize_errors;

@@ -106,7 +106,8 @@ async fn render(
                 break;
             }
         }
-        let steps = request.steps.iter().map(|s| step_view(s, &units, mine.as_deref() == Some(&s.step))).collect();
+        let steps =
+            request.steps.iter().map(|s| step_view(s, &units, mine.as_deref() == Some(&s.step), true)).collect();
         views.push(WaitingView {
             role: catalog.label(&request.client_id, &request.role, &request.role_label),
             classification: class_msg(request.classification),

@@ -143,7 +143,7 @@ async fn render(
             pending: r.status == "pending",
             requested: japan_minute(r.created_at),
             lapses: japan_date(r.lapses_at),
-            steps: r.steps.iter().map(|s| step_view(s, &units, false)).collect(),
+            steps: r.steps.iter().map(|s| step_view(s, &units, false, r.status == "pending")).collect(),
             id: r.id,
             system: r.system_name,
             reason: r.reason,

@@ -253,14 +253,16 @@ pub struct StepView {
     pub mine: bool,
 }
 
-pub fn step_view(step: &Step, units: &HashMap<String, String>, mine: bool) -> StepView {
+/// `open`: the request still waits (an undecided step of a finished one was never decided).
+pub fn step_view(step: &Step, units: &HashMap<String, String>, mine: bool, open: bool) -> StepView {
     StepView {
         kind: if step.step == "owner" { Msg::StepOwner } else { Msg::StepRequesterManager },
         unit: units.get(&step.org_unit_id).cloned().unwrap_or_else(|| step.org_unit_name.clone()),
         state: match step.decision.as_deref() {
             Some("approved") => Msg::DecisionApproved,
             Some("rejected") => Msg::DecisionRejected,
-            _ => Msg::DecisionUndecided,
+            _ if open => Msg::DecisionUndecided,
+            _ => Msg::DecisionNotTaken,
         },
         deputy: step.acting_as.as_deref() == Some("deputy"),
         when: step.decided_at.map(crate::clock::japan_minute),
