@@ -1,7 +1,12 @@
 //! `sekimori demo`: seeds a small sample municipality (関守市) so a newcomer can click through:
-//! departments, sections and units with managers, about twenty people with accounts, and two
-//! consuming systems. Passwords are random and printed once; there are no default passwords.
+//! departments, sections and units with managers, about twenty people with accounts, and three
+//! consuming systems, each owned by a section and declaring roles (one of them, the tax
+//! inquiry system, lets nobody in without a role: its roles are asked for on マイページ and
+//! approved by the managers). Passwords are random and printed once; there are no default
+//! passwords.
 
+use crate::access::catalog::{self, RoleSpec};
+use crate::access::Classification;
 use crate::audit::Actor;
 use crate::directory::{self, LoginId, NewOrgUnit, NewPerson};
 use crate::systems::{self, ClientType, NewClient};
@@ -79,6 +84,49 @@ const MANAGERS: [(&str, &str); 10] = [
     ("FUKUSHI-FUKUSHI", "10012"),
     ("KYOIKU-TOSHO", "10015"),
 ];
+
+/// Roles the demo systems declare: system, name, label, English label, classification, longest
+/// grant and review interval in days, the roles it may not be held with.
+type DemoRole = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Classification,
+    Option<i64>,
+    Option<i64>,
+    &'static [&'static str],
+);
+
+const ROLES: [DemoRole; 6] = [
+    ("zeimu", "auditor", "事務監査", "Audit", Classification::General, Some(365), Some(180), &[]),
+    (
+        "zeimu",
+        "assessor",
+        "賦課・更正",
+        "Assessment and correction",
+        Classification::Secret,
+        Some(365),
+        Some(90),
+        &["auditor"],
+    ),
+    ("toshokan", "staff", "貸出・返却", "Loans and returns", Classification::General, None, Some(365), &[]),
+    ("kazei", "inquiry", "課税状況の照会", "Look up tax status", Classification::General, None, Some(180), &[]),
+    ("kazei", "bulk_export", "一括抽出", "Bulk extraction", Classification::Secret, Some(90), Some(90), &[]),
+    (
+        "kazei",
+        "maintenance",
+        "照会画面の保守",
+        "Maintain the inquiry screens",
+        Classification::General,
+        None,
+        Some(365),
+        &[],
+    ),
+];
+
+/// Systems that let nobody in without a role.
+const REQUIRE_ROLE: [&str; 1] = ["kazei"];
 
 /// What the demo created, for printing.
 pub struct DemoSummary {
@@ -158,6 +206,7 @@ pub async fn seed(app: &App) -> Result<Option<DemoSummary>, Error> {
     let systems = [
         ("zeimu", "税務システム", ClientType::Confidential, "http://127.0.0.1:9001/callback", "ZAIMU-ZEIMU"),
         ("toshokan", "図書館システム", ClientType::Public, "http://127.0.0.1:9002/callback", "KYOIKU-TOSHO"),
+        ("kazei", "課税照会システム", ClientType::Confidential, "http://127.0.0.1:9003/callback", "ZAIMU-ZEIMU"),
     ];
     for (id, name, client_type, redirect, owner) in systems {
         let (client, secret) = systems::register(
@@ -185,6 +234,20 @@ pub async fn seed(app: &App) -> Result<Option<DemoSummary>, Error> {
         )
         .await?;
         registered.push((client.client_id, client.name, secret, client.redirect_uris));
+    }
+    for (client_id, name, label, label_en, classification, max_days, review_days, incompatible) in ROLES {
+        let spec = RoleSpec {
+            label: label.into(),
+            label_en: Some(label_en.into()),
+            classification,
+            max_duration_days: max_days,
+            review_interval_days: review_days,
+            incompatible_with: incompatible.iter().map(|other| (*other).to_owned()).collect(),
+        };
+        catalog::declare_role(&mut tx, &actor, now, client_id, name, spec).await?;
+    }
+    for client_id in REQUIRE_ROLE {
+        catalog::set_requires_role(&mut tx, &actor, now, client_id, true).await?;
     }
     tx.commit().await?;
     Ok(Some(DemoSummary { logins, clients: registered }))

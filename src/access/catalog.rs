@@ -363,3 +363,59 @@ fn role_from_row(row: &sqlx::any::AnyRow) -> Result<Role, sqlx::Error> {
         retired: row.try_get::<Option<i64>, _>("retired_at")?.is_some(),
     })
 }
+
+/// A system people can be given roles on, with the roles in use: what the pages offer to be
+/// requested, granted directly and reviewed.
+#[derive(Debug, Clone)]
+pub struct Offered {
+    pub system: System,
+    /// Not retired, by name, each with the names it excludes.
+    pub roles: Vec<Role>,
+}
+
+/// Every active system with an owning section, by name, with its roles in use (a system that
+/// declares none is listed with none). Three queries, however many systems and roles.
+pub async fn offered(conn: &mut sqlx::AnyConnection) -> Result<Vec<Offered>, sqlx::Error> {
+    let systems = sqlx::query(
+        "SELECT client_id, name, owner_org_unit_id, requires_role, status FROM clients
+         WHERE status = 'active' AND owner_org_unit_id IS NOT NULL ORDER BY name, client_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let sql = format!("SELECT {ROLE_COLUMNS} FROM system_roles WHERE retired_at IS NULL ORDER BY client_id, name");
+    let mut roles =
+        sqlx::query(&sql).fetch_all(&mut *conn).await?.iter().map(role_from_row).collect::<Result<Vec<_>, _>>()?;
+    let pairs = sqlx::query(
+        "SELECT a.id AS a_id, a.name AS a_name, b.id AS b_id, b.name AS b_name FROM role_incompatibilities i
+         JOIN system_roles a ON a.id = i.role_a JOIN system_roles b ON b.id = i.role_b",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for pair in &pairs {
+        let (a_id, a_name): (String, String) = (pair.try_get("a_id")?, pair.try_get("a_name")?);
+        let (b_id, b_name): (String, String) = (pair.try_get("b_id")?, pair.try_get("b_name")?);
+        for role in &mut roles {
+            if role.id == a_id {
+                role.incompatible_with.push(b_name.clone());
+            } else if role.id == b_id {
+                role.incompatible_with.push(a_name.clone());
+            }
+        }
+    }
+    let mut offered = Vec::with_capacity(systems.len());
+    for row in &systems {
+        let system = System {
+            client_id: row.try_get("client_id")?,
+            name: row.try_get("name")?,
+            owner_org_unit_id: row.try_get("owner_org_unit_id")?,
+            requires_role: row.try_get::<i64, _>("requires_role")? != 0,
+            active: true,
+        };
+        let mut own: Vec<Role> = roles.iter().filter(|r| r.client_id == system.client_id).cloned().collect();
+        for role in &mut own {
+            role.incompatible_with.sort();
+        }
+        offered.push(Offered { system, roles: own });
+    }
+    Ok(offered)
+}

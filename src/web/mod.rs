@@ -1,8 +1,10 @@
 //! The browser-facing side of the public listener: the authorization endpoint's rendering,
 //! the login pages (password, card, replacement card, password change and reset), the direct
-//! login and マイページ, logout (RP-initiated too), the self-service card pages; CSRF, cookies,
+//! login and マイページ, logout (RP-initiated too), the self-service card pages, the access pages
+//! (roles, requests, approvals, a section's systems, reviews, notices); CSRF, cookies,
 //! languages.
 
+pub mod access;
 pub mod authorize;
 pub mod cards;
 pub mod csrf;
@@ -42,6 +44,18 @@ pub fn router() -> Router<App> {
         .route("/my", get(my::my_page))
         .route("/my/sessions/{id}/end", axum::routing::post(my::end_session))
         .route("/my/grants/{id}/end", axum::routing::post(my::end_grant))
+        .route("/my/access", get(access::mine::page))
+        .route("/my/access/requests", axum::routing::post(access::mine::submit))
+        .route("/my/access/requests/{id}/withdraw", axum::routing::post(access::mine::withdraw))
+        .route("/my/approvals", get(access::approvals::page))
+        .route("/my/approvals/{id}", axum::routing::post(access::approvals::decide))
+        .route("/my/systems", get(access::systems::page))
+        .route("/my/systems/grants", axum::routing::post(access::systems::grant))
+        .route("/my/systems/deputies", axum::routing::post(access::systems::designate))
+        .route("/my/systems/deputies/{id}/end", axum::routing::post(access::systems::end_deputy))
+        .route("/my/reviews", get(access::reviews::page).post(access::reviews::open))
+        .route("/my/reviews/{id}/grants/{grant_id}", axum::routing::post(access::reviews::decide))
+        .route("/my/notices", get(access::notices::page))
         .route("/password", get(password::change_form).post(password::change_submit))
         .route("/password/reset", get(password::reset_page).post(password::reset_submit))
         .route("/static/sekimori.css", get(stylesheet))

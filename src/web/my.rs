@@ -27,7 +27,8 @@ use super::{session_from_jar, Lang, Msg};
 
 /// Sekimori's own pages a direct login may return to. The browser names one by its path;
 /// anything else returns to マイページ, so that `next` can never send anyone elsewhere.
-pub const OWN_PAGES: [&str; 3] = ["/my", "/password", "/authenticators"];
+pub const OWN_PAGES: [&str; 8] =
+    ["/my", "/password", "/authenticators", "/my/access", "/my/approvals", "/my/systems", "/my/reviews", "/my/notices"];
 
 pub fn own_page(next: Option<&str>) -> &'static str {
     OWN_PAGES.into_iter().find(|page| Some(*page) == next).unwrap_or("/my")
@@ -54,6 +55,8 @@ pub struct MyPage {
     pub sessions: Vec<SessionView>,
     pub grants: Vec<GrantView>,
     pub sign_ins: Vec<SignInView>,
+    /// The menu of マイページ, with the access pages.
+    pub nav: super::access::Nav,
 }
 
 /// A system's standing access (`offline_access`), which outlives every session.
@@ -213,7 +216,10 @@ async fn build(app: &App, lang: Lang, session: &Session, notice: Option<Msg>) ->
             systems,
         });
     }
+    let viewer = super::access::viewer_of(app, &session.person_id).await?;
+    let nav = super::access::nav(app, &viewer, "/my").await?;
     Ok(Some(MyPage {
+        nav,
         lang,
         switch_href: format!("/my?lang={}", lang.other().code()),
         csrf_token: String::new(),

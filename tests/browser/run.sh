@@ -3,7 +3,8 @@
 #
 # Starts a throw-away Sekimori (SQLite in a temp dir, demo data, free ports), then drives
 # headless Debian Chromium through the login flow (login.test.mjs), the direct login and
-# マイページ (front_door.test.mjs), and through card
+# マイページ (front_door.test.mjs), need-based access — a request, two approvals, the role in
+# the token, a review that removes it (access.test.mjs) — and through card
 # enrollment, card login and the lost-card hotline with a CDP virtual authenticator
 # (cards.test.mjs), with playwright-core.
 # Builds nothing: build the binary first (`cargo build`), or point SEKIMORI_BIN at one.
@@ -52,6 +53,11 @@ login3=suzuki.ichiro
 login4=takahashi.misaki
 # The front-door test changes this one's password.
 login5=yoshida.osamu
+# The access test: an employee of 福祉課 asks for a role on 税務課's tax inquiry system; the
+# managers of both sections approve.
+access_employee=matsumoto.sho
+access_manager_b=yamamoto.mari
+access_manager_a=watanabe.makoto
 password1="$(password_of "$login1")"
 password2="$(password_of "$login2")"
 password3="$(password_of "$login3")"
@@ -64,6 +70,14 @@ if [[ -z "$password1" || -z "$password2" || -z "$password3" || -z "$password4" |
 fi
 grep -q 'client_id=toshokan .*redirect_uri=http://127.0.0.1:9002/callback' "$tmp/demo.txt" \
   || die "the demo did not register the public client toshokan with redirect_uri http://127.0.0.1:9002/callback"
+access_employee_password="$(password_of "$access_employee")"
+access_manager_b_password="$(password_of "$access_manager_b")"
+access_manager_a_password="$(password_of "$access_manager_a")"
+# The line after "client_id=kazei ..." is its secret.
+kazei_secret="$(awk '/client_id=kazei / { getline; sub(/^ *client_secret=/, ""); print; exit }' "$tmp/demo.txt")"
+if [[ -z "$access_employee_password" || -z "$access_manager_b_password" || -z "$access_manager_a_password" || -z "$kazei_secret" ]]; then
+  die_showing_demo "could not find $access_employee, $access_manager_b, $access_manager_a and the secret of kazei in the demo output above"
+fi
 
 start_server
 echo "run.sh: sekimori serving on $public_url, admin on $admin_url (pid $server_pid)" >&2
@@ -78,5 +92,9 @@ run_tests \
   SEKIMORI_TEST_LOGIN3="$login3" SEKIMORI_TEST_PASSWORD3="$password3" SEKIMORI_TEST_NAME3="$name3" \
   SEKIMORI_TEST_LOGIN4="$login4" SEKIMORI_TEST_PASSWORD4="$password4" SEKIMORI_TEST_NAME4="$name4" \
   SEKIMORI_TEST_LOGIN5="$login5" SEKIMORI_TEST_PASSWORD5="$password5" \
+  SEKIMORI_TEST_ACCESS_EMPLOYEE="$access_employee" SEKIMORI_TEST_ACCESS_EMPLOYEE_PASSWORD="$access_employee_password" \
+  SEKIMORI_TEST_ACCESS_MANAGER_B="$access_manager_b" SEKIMORI_TEST_ACCESS_MANAGER_B_PASSWORD="$access_manager_b_password" \
+  SEKIMORI_TEST_ACCESS_MANAGER_A="$access_manager_a" SEKIMORI_TEST_ACCESS_MANAGER_A_PASSWORD="$access_manager_a_password" \
+  SEKIMORI_TEST_KAZEI_SECRET="$kazei_secret" \
   SEKIMORI_TEST_ADMIN_URL="$admin_url" SEKIMORI_TEST_ADMIN_TOKEN="$admin_token" \
   CHROMIUM_PATH="$chromium"

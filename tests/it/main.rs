@@ -6,6 +6,7 @@ mod common;
 
 mod access;
 mod access_admin;
+mod access_pages;
 mod admin_api;
 mod audit_log;
 mod authorize_errors;
