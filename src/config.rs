@@ -425,6 +425,9 @@ impl Config {
         if let Some(v) = get("SEKIMORI_SECURE_COOKIES") {
             self.secure_cookies = Some(parse("SEKIMORI_SECURE_COOKIES", v)?);
         }
+        if let Some(v) = get("SEKIMORI_ALLOW_INSECURE_HTTP") {
+            self.allow_insecure_http = parse("SEKIMORI_ALLOW_INSECURE_HTTP", v)?;
+        }
         Ok(())
     }
 
@@ -673,6 +676,15 @@ mod tests {
         }
         let config: Config = toml::from_str("allow_insecure_http = true").unwrap();
         assert!(config.allow_insecure_http);
+        let mut config = Config { issuer: "http://10.1.2.3:8080".into(), ..Config::default() };
+        config
+            .apply_env(|name| match name {
+                "SEKIMORI_PUBLIC_ADDR" => Some("10.1.2.3:8080".into()),
+                "SEKIMORI_ALLOW_INSECURE_HTTP" => Some("true".into()),
+                _ => None,
+            })
+            .unwrap();
+        config.validate().unwrap();
     }
 
     #[test]
