@@ -49,10 +49,14 @@ async fn metrics_count_logins_tokens_and_revocations(db: Db) {
     let public = server.http.get(format!("{}/metrics", server.public_url)).bearer_auth(&monitor).send().await.unwrap();
     assert_eq!(public.status(), 404, "not on the public listener");
 
-    server.add_person("E7001", "kansi", PASSWORD).await;
+    let person_id = server.add_person("E7001", "kansi", PASSWORD).await;
     let redirect = "http://127.0.0.1:9001/callback";
     let (client_id, secret) = server
-        .add_client(json!({"client_id": "kansi", "name": "監視試験", "client_type": "confidential", "redirect_uris": [redirect]}))
+        .add_client(
+            json!({"client_id": "kansi", "name": "監視試験", "client_type": "confidential", "redirect_uris": [redirect],
+                    // Nothing listens there: its logout notices stay in the outbox.
+                    "backchannel_logout_uri": "http://127.0.0.1:9/backchannel"}),
+        )
         .await;
     let secret = secret.unwrap();
 
@@ -100,6 +104,11 @@ async fn metrics_count_logins_tokens_and_revocations(db: Db) {
     let id = spare["id"].as_str().unwrap();
     let (status, _) = server.admin(reqwest::Method::DELETE, &format!("/api/v1/api-tokens/{id}"), None).await;
     assert_eq!(status, 204);
+    // The person's password reported compromised: their session ends, and the system it signed
+    // in to is owed a logout notice it cannot be given.
+    let path = format!("/api/v1/people/{person_id}/password-compromised");
+    let (status, report) = server.admin(reqwest::Method::POST, &path, None).await;
+    assert_eq!(status, 201, "{report}");
 
     let after = scrape(&server, &monitor).await;
     for series in [
@@ -107,10 +116,16 @@ async fn metrics_count_logins_tokens_and_revocations(db: Db) {
         "sekimori_logins_total{method=\"password\",outcome=\"success\"}",
         "sekimori_tokens_issued_total{grant_type=\"authorization_code\"}",
         "sekimori_revocations_total{target=\"api_token\"}",
+        "sekimori_revocations_total{target=\"person\"}",
     ] {
         assert!(sample(&after, series) >= sample(&before, series) + 1.0, "{series} did not move:\n{before}\n{after}");
     }
     assert!(sample(&after, "sekimori_audit_last_seq") > sample(&before, "sekimori_audit_last_seq"));
+    // Gauges are this App's own: exact.
+    assert_eq!(sample(&before, "sekimori_backlog{queue=\"logout_notices\"}"), 0.0);
+    assert_eq!(sample(&after, "sekimori_backlog{queue=\"logout_notices\"}"), 1.0, "{after}");
+    let events = server.count("audit_events").await as f64;
+    assert!(sample(&after, "sekimori_audit_last_seq") <= events && events > 0.0, "{after}");
     server.stop().await;
 }
 
