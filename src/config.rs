@@ -32,6 +32,10 @@ pub struct Config {
     /// Addresses of reverse proxies (the external-access server) whose `X-Forwarded-For` is
     /// believed when attributing logins to a source address.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Allow an `http://` issuer reached beyond this machine (public listener or issuer host
+    /// not loopback). Passwords and session cookies would cross the network in clear: only for
+    /// an isolated test network. Default false: such a start is refused.
+    pub allow_insecure_http: bool,
     pub session: SessionConfig,
     pub tokens: TokenConfig,
     pub password: PasswordConfig,
@@ -287,6 +291,7 @@ impl Default for Config {
             master_key_file: "sekimori-master.key".into(),
             secure_cookies: None,
             trusted_proxies: Vec::new(),
+            allow_insecure_http: false,
             session: SessionConfig::default(),
             tokens: TokenConfig::default(),
             password: PasswordConfig::default(),
@@ -420,6 +425,9 @@ impl Config {
         if let Some(v) = get("SEKIMORI_SECURE_COOKIES") {
             self.secure_cookies = Some(parse("SEKIMORI_SECURE_COOKIES", v)?);
         }
+        if let Some(v) = get("SEKIMORI_ALLOW_INSECURE_HTTP") {
+            self.allow_insecure_http = parse("SEKIMORI_ALLOW_INSECURE_HTTP", v)?;
+        }
         Ok(())
     }
 
@@ -430,6 +438,25 @@ impl Config {
         // query or fragment.
         if !matches!(issuer.scheme(), "https" | "http") || issuer.query().is_some() || issuer.fragment().is_some() {
             return Err(ConfigError::Invalid("issuer must be an http(s) URL without query or fragment".into()));
+        }
+        // Plain http carries passwords and session cookies in clear: it is for this machine
+        // only (the demo and the tests), unless explicitly allowed.
+        if issuer.scheme() == "http" && !self.allow_insecure_http {
+            let issuer_local = match issuer.host() {
+                Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if !self.public_addr.ip().is_loopback() || !issuer_local {
+                return Err(ConfigError::Invalid(format!(
+                    "the issuer {} is plain http but reachable beyond this machine (public_addr {}): \
+                     passwords and session cookies would cross the network unencrypted. Use an https \
+                     issuer (TLS at the reverse proxy), bind public_addr to 127.0.0.1, or set \
+                     allow_insecure_http = true for an isolated test network",
+                    self.issuer, self.public_addr
+                )));
+            }
         }
         self.issuer = self.issuer.trim_end_matches('/').to_owned();
         let positive = [
@@ -617,6 +644,47 @@ mod tests {
             let mut off: Config = toml::from_str(&format!("[mail]\nenabled = false\n{mail}")).unwrap();
             off.validate().unwrap();
         }
+    }
+
+    #[test]
+    fn a_plain_http_issuer_is_refused_beyond_this_machine() {
+        // The defaults (the demo) and loopback test set-ups stay allowed.
+        for (issuer, public) in [
+            ("http://127.0.0.1:8080", "127.0.0.1:8080"),
+            ("http://localhost:8080", "127.0.0.1:8080"),
+            ("http://[::1]:8080", "[::1]:8080"),
+            ("https://idp.city.example.lg.jp", "0.0.0.0:8080"),
+        ] {
+            let mut config =
+                Config { issuer: issuer.into(), public_addr: public.parse().unwrap(), ..Config::default() };
+            config.validate().unwrap_or_else(|e| panic!("{issuer} on {public}: {e}"));
+        }
+        Config::default().validate().unwrap();
+        for (issuer, public) in [
+            ("http://idp.city.example.lg.jp", "0.0.0.0:8080"),
+            ("http://127.0.0.1:8080", "0.0.0.0:8080"),
+            ("http://10.1.2.3:8080", "10.1.2.3:8080"),
+            // Behind a proxy on this machine, the browser still speaks http to a remote name.
+            ("http://idp.city.example.lg.jp", "127.0.0.1:8080"),
+        ] {
+            let mut config =
+                Config { issuer: issuer.into(), public_addr: public.parse().unwrap(), ..Config::default() };
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains("plain http") && message.contains("allow_insecure_http"), "{message}");
+            let mut allowed = Config { allow_insecure_http: true, ..config };
+            allowed.validate().unwrap();
+        }
+        let config: Config = toml::from_str("allow_insecure_http = true").unwrap();
+        assert!(config.allow_insecure_http);
+        let mut config = Config { issuer: "http://10.1.2.3:8080".into(), ..Config::default() };
+        config
+            .apply_env(|name| match name {
+                "SEKIMORI_PUBLIC_ADDR" => Some("10.1.2.3:8080".into()),
+                "SEKIMORI_ALLOW_INSECURE_HTTP" => Some("true".into()),
+                _ => None,
+            })
+            .unwrap();
+        config.validate().unwrap();
     }
 
     #[test]

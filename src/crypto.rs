@@ -66,6 +66,11 @@ pub enum MasterKeyError {
     #[error("a stored secret could not be decrypted (wrong master key?)")]
     Decrypt,
     #[error(
+        "the master key file {0} can be read by others than its owner (mode {1:o}): restrict it \
+         with `chmod 600 {0}` (and check who could have read it)"
+    )]
+    NotPrivate(String, u32),
+    #[error(
         "the master key file {0} does not exist, but the database already holds signing keys encrypted \
          with a master key: restore that file from its backup (or give the key as master_key / \
          SEKIMORI_MASTER_KEY). No new key was created, so nothing was lost."
@@ -91,7 +96,10 @@ impl MasterKey {
     /// whether the database is new.
     pub fn load_or_create(path: &str, may_create: bool) -> Result<Self, MasterKeyError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_base64(&text),
+            Ok(text) => {
+                check_private(path)?;
+                Self::from_base64(&text)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !may_create => {
                 Err(MasterKeyError::Missing(path.into()))
             }
@@ -139,6 +147,19 @@ impl MasterKey {
     }
 }
 
+/// Refuses a key file that its group or others may read or write (unix mode & 0o077).
+fn check_private(path: &str) -> Result<(), MasterKeyError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(|e| MasterKeyError::File(path.into(), e))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(MasterKeyError::NotPrivate(path.into(), mode & 0o777));
+        }
+    }
+    Ok(())
+}
+
 fn write_private_file(path: &str, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -156,6 +177,27 @@ fn write_private_file(path: &str, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_master_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("sekimori-master-{}.key", uuid::Uuid::new_v4().simple()));
+        let path_text = path.to_str().unwrap().to_owned();
+        let created = MasterKey::load_or_create(&path_text, true).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "created private");
+        let again = MasterKey::load_or_create(&path_text, false).unwrap();
+        assert_eq!(created.raw, again.raw);
+        for loose in [0o640, 0o604, 0o660, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+            let message = MasterKey::load_or_create(&path_text, false).unwrap_err().to_string();
+            assert!(message.contains(&path_text) && message.contains("chmod 600"), "{loose:o}: {message}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        MasterKey::load_or_create(&path_text, false).unwrap();
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn sealed_secret_round_trips_and_detects_tampering() {

@@ -23,6 +23,7 @@ pub mod invalid;
 pub mod jobs;
 pub mod listener;
 pub mod login;
+pub mod metrics;
 pub mod notify;
 pub mod oidc;
 pub mod params;
@@ -90,6 +91,8 @@ pub struct AppInner {
     pub webauthn: Option<webauthn_rs::Webauthn>,
     /// The card models enrollment is limited to, if the organisation set any.
     pub attestation: Option<webauthn_rs::prelude::AttestationCaList>,
+    /// The figures `/metrics` shows (R20).
+    pub metrics: metrics::Metrics,
 }
 
 impl Deref for App {
@@ -147,6 +150,7 @@ impl App {
             fingerprint_key,
             webauthn,
             attestation,
+            metrics: metrics::Metrics::new(),
         })))
     }
 }

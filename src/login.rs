@@ -55,6 +55,32 @@ pub async fn with_password(
     attempt: &Attempt<'_>,
     now: UnixTime,
 ) -> Result<Step, crate::Error> {
+    let step = password_step(app, request, request_id, attempt, now).await?;
+    crate::metrics::login("password", step.outcome());
+    Ok(step)
+}
+
+impl Step {
+    /// What the step came to, for monitoring (`sekimori_logins_total`).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Step::Refused => "refused",
+            Step::Throttled { .. } => "throttled",
+            Step::MustChange { .. } => "password_change",
+            Step::Card { .. } => "card_next",
+            Step::Replacement { .. } => "replacement_card",
+            Step::LoggedIn { .. } => "success",
+        }
+    }
+}
+
+async fn password_step(
+    app: &App,
+    request: &AuthorizationRequest,
+    request_id: &str,
+    attempt: &Attempt<'_>,
+    now: UnixTime,
+) -> Result<Step, crate::Error> {
     let config = &app.config.password;
     if lockout::source_blocked(&app.store, config, attempt.source, now).await? {
         record_failure(app, None, attempt, now, "source address throttled").await?;

@@ -95,6 +95,26 @@ impl Revoked {
     }
 }
 
+impl Target<'_> {
+    /// What kind of thing is revoked, for monitoring (`sekimori_revocations_total`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Session(_) => "session",
+            Target::AuthorizationCode(_) => "authorization_code",
+            Target::Grant(_) => "grant",
+            Target::ReusedGrant { .. } => "reused_grant",
+            Target::AccessToken(_) => "access_token",
+            Target::Authenticator { .. } => "authenticator",
+            Target::Person(_) => "person",
+            Target::Leaver(_) => "leaver",
+            Target::PersonExceptSession { .. } => "person_except_session",
+            Target::ApiToken(_) => "api_token",
+            Target::AccessGrant { .. } => "access_grant",
+            Target::Client(_) => "client",
+        }
+    }
+}
+
 /// Revokes `target`, recording who did it and why.
 pub async fn revoke(
     tx: &mut Tx,
@@ -103,6 +123,7 @@ pub async fn revoke(
     target: Target<'_>,
     reason: &str,
 ) -> Result<Revoked, sqlx::Error> {
+    crate::metrics::revocation(target.kind());
     let mut revoked = Revoked::default();
     let mut loss_reference = None;
     let target_text = match target {

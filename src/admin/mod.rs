@@ -1,5 +1,6 @@
 //! The admin listener: the management JSON API described by `openapi.yaml`. Nothing here is
-//! anonymous except health and the one-time bootstrap exchange.
+//! anonymous except health (and the `/livez`, `/readyz` probes) and the one-time bootstrap
+//! exchange.
 
 pub mod access;
 pub mod auth;
@@ -111,10 +112,24 @@ pub fn router() -> Router<App> {
         .fold(Router::new(), |router, op| router.route(op.path, op.handler))
         // The hotline operators' page and its assets: HTML, not the JSON API.
         .merge(hotline::pages())
+        // Monitoring (R20), in the formats monitoring systems read rather than JSON.
+        .route("/livez", axum::routing::get(crate::health::livez))
+        .route("/readyz", axum::routing::get(crate::health::readyz))
+        .route("/metrics", axum::routing::get(metrics))
         .fallback(|| async { Problem::not_found("resource") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", None)
         })
+}
+
+/// `/metrics`: the Prometheus (OpenMetrics) text of `crate::metrics`, for `metrics:read`.
+async fn metrics(
+    State(app): State<App>,
+    _caller: Authorized<rights::MetricsRead>,
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
+    let text = app.metrics.render(&app.store, app.clock.now()).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 #[derive(Deserialize)]

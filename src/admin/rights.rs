@@ -88,6 +88,8 @@ rights! {
     /// Need-based access: declare systems' roles and whether they need one, see requests and
     /// grants, revoke a grant, name managers' deputies, open reviews.
     AccessAdmin => "access:admin",
+    /// Read the monitoring figures at /metrics (counts and backlogs, nothing about anyone).
+    MetricsRead => "metrics:read",
 }
 
 /// A caller who holds the right `R`.

@@ -48,20 +48,27 @@ pub async fn exchange(
     grant: Grant<'_>,
     now: UnixTime,
 ) -> Result<TokenResponse, OAuthError> {
-    match grant {
+    let (kind, issued) = match grant {
         Grant::AuthorizationCode { code, redirect_uri, code_verifier } => {
             allowed(client, GrantType::AuthorizationCode)?;
-            authorization_code(app, client, code, redirect_uri, code_verifier, now).await
+            (
+                GrantType::AuthorizationCode,
+                authorization_code(app, client, code, redirect_uri, code_verifier, now).await,
+            )
         }
         Grant::RefreshToken { refresh_token: presented, scope } => {
             allowed(client, GrantType::RefreshToken)?;
-            refresh_token(app, client, presented, scope, now).await
+            (GrantType::RefreshToken, refresh_token(app, client, presented, scope, now).await)
         }
         Grant::ClientCredentials { scope } => {
             allowed(client, GrantType::ClientCredentials)?;
-            client_credentials(app, client, scope, now).await
+            (GrantType::ClientCredentials, client_credentials(app, client, scope, now).await)
         }
+    };
+    if issued.is_ok() {
+        crate::metrics::token_issued(kind.as_str());
     }
+    issued
 }
 
 /// Whether the client is registered for the grant.

@@ -148,6 +148,15 @@ impl Store {
         &self.pool
     }
 
+    /// The pools, named, for monitoring: `main`, and on SQLite the one-connection `writer`
+    /// beside it (on PostgreSQL they are one pool).
+    pub fn pools(&self) -> Vec<(&'static str, &AnyPool)> {
+        match self.dialect {
+            Dialect::Sqlite => vec![("main", &self.pool), ("writer", &self.writer)],
+            Dialect::Postgres => vec![("main", &self.pool)],
+        }
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }

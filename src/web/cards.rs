@@ -390,6 +390,7 @@ async fn record_card_login(
     kind: serde_json::Value,
     source_ip: Option<String>,
 ) -> Result<(), sqlx::Error> {
+    crate::metrics::login("card", "success");
     Event::success(
         &Actor::Person(session.person_id.clone()),
         "login.card",

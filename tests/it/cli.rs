@@ -109,8 +109,18 @@ fn a_missing_master_key_beside_an_existing_database_is_refused_and_nothing_is_wr
         assert!(stderr.contains("sekimori-master.key") && stderr.contains("does not exist"), "{stderr}");
         assert!(!key.exists(), "no new master key was created");
     }
-    // With the key restored, it starts as before: the same signing keys, readable with it.
+    // A key restored readable by others is refused, with the way to fix it.
     std::fs::write(&key, original).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = sekimori(&dir).arg("demo").stdout(Stdio::null()).output().unwrap();
+        assert!(!refused.status.success(), "a key others can read must not be used");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("sekimori-master.key") && stderr.contains("chmod 600"), "{stderr}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // With the key restored (private), it starts as before: the same signing keys, readable with it.
     let again = sekimori(&dir).arg("demo").output().unwrap();
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert!(String::from_utf8_lossy(&again.stdout).contains("already present"));

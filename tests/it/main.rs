@@ -25,6 +25,7 @@ mod mail;
 mod migrations;
 mod oidc_flow;
 mod openapi;
+mod operations;
 mod passwords;
 mod scim;
 mod search;

@@ -1,0 +1,167 @@
+//! Continuous monitoring (R20): `/metrics` on the admin listener, in the Prometheus text format
+//! (OpenMetrics), for a caller holding the `metrics:read` right.
+//!
+//! Two kinds of figures:
+//! - **counters** of what this process did (logins by outcome, tokens by grant type,
+//!   revocations by what was revoked). They are process-wide statics, so that the one place
+//!   that decides something counts it without being handed the `App` (the revocation module
+//!   is called from jobs and the directory, in their transactions). One process is one scrape
+//!   target: when several `App`s share a process (the tests), they share these counters.
+//! - **gauges** read at scrape time from the `App` that answers: the back-channel and mail
+//!   outboxes, HR changes overdue or failed, database pool use and the audit log's last
+//!   sequence number. Each backlog is one `COUNT(*)` on an indexed column; they are what
+//!   an operator alerts on (a backlog that only grows means a delivery that no longer works).
+//!
+//! Each `App` holds its own [`Registry`] (no global recorder): the counters are registered in
+//! it by handle, the gauges are its own.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use sqlx::Row;
+
+use crate::store::Store;
+
+/// One label: (name, value), both known at compile time.
+type Label = [(&'static str, &'static str); 1];
+
+/// The process-wide counters (see the module's notes).
+struct Counters {
+    logins: Family<[(&'static str, &'static str); 2], Counter>,
+    tokens: Family<Label, Counter>,
+    revocations: Family<Label, Counter>,
+}
+
+static COUNTERS: LazyLock<Counters> =
+    LazyLock::new(|| Counters { logins: Family::default(), tokens: Family::default(), revocations: Family::default() });
+
+/// A login step decided: `method` is `password` or `card`; `outcome` one of `success`,
+/// `card_next`, `refused`, `throttled`, `password_change`, `replacement_card`.
+pub fn login(method: &'static str, outcome: &'static str) {
+    COUNTERS.logins.get_or_create(&[("method", method), ("outcome", outcome)]).inc();
+}
+
+/// Tokens issued at the token endpoint, by grant type.
+pub fn token_issued(grant_type: &'static str) {
+    COUNTERS.tokens.get_or_create(&[("grant_type", grant_type)]).inc();
+}
+
+/// A revocation carried out, by what was revoked. Counted when the revocation is made, in its
+/// transaction: one rolled back afterwards is counted all the same.
+pub fn revocation(target: &'static str) {
+    COUNTERS.revocations.get_or_create(&[("target", target)]).inc();
+}
+
+/// One `App`'s view: the counters by handle and its own scrape-time gauges.
+pub struct Metrics {
+    registry: Registry,
+    backlog: Family<Label, Gauge>,
+    pool_connections: Family<[(&'static str, &'static str); 2], Gauge>,
+    audit_last_seq: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics(..)")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sekimori");
+        // Counter names get `_total` from the encoder.
+        registry.register("logins", "Login steps decided, by method and outcome", COUNTERS.logins.clone());
+        registry.register("tokens_issued", "Token responses issued, by grant type", COUNTERS.tokens.clone());
+        registry.register("revocations", "Revocations carried out, by target kind", COUNTERS.revocations.clone());
+        let backlog = Family::<Label, Gauge>::default();
+        registry.register(
+            "backlog",
+            "Work waiting: logout_notices (back-channel), mail (outbox), hr_changes_overdue, hr_changes_failed",
+            backlog.clone(),
+        );
+        let pool_connections = Family::<[(&'static str, &'static str); 2], Gauge>::default();
+        registry.register(
+            "db_pool_connections",
+            "Database pool connections, by pool and state (open, idle)",
+            pool_connections.clone(),
+        );
+        let audit_last_seq = Gauge::default();
+        registry.register("audit_last_seq", "Sequence number of the last audit event", audit_last_seq.clone());
+        Self { registry, backlog, pool_connections, audit_last_seq }
+    }
+
+    /// Reads the gauges from the database and encodes everything.
+    pub async fn render(&self, store: &Store, now: i64) -> Result<String, sqlx::Error> {
+        // Each a COUNT on an index: the partial indexes of pending notices and pending mail,
+        // and person_changes (status, effective_at).
+        let pool = store.pool();
+        let count = |row: sqlx::any::AnyRow| row.try_get::<i64, _>("n");
+        let backlog = [
+            (
+                "logout_notices",
+                count(
+                    sqlx::query(
+                        "SELECT COUNT(*) AS n FROM logout_notices WHERE delivered_at IS NULL AND abandoned_at IS NULL",
+                    )
+                    .fetch_one(pool)
+                    .await?,
+                )?,
+            ),
+            (
+                "mail",
+                count(
+                    sqlx::query("SELECT COUNT(*) AS n FROM notifications WHERE mail_status = 'pending'")
+                        .fetch_one(pool)
+                        .await?,
+                )?,
+            ),
+            (
+                "hr_changes_overdue",
+                count(
+                    sqlx::query(
+                        "SELECT COUNT(*) AS n FROM person_changes WHERE status = 'pending' AND effective_at <= $1",
+                    )
+                    .bind(now)
+                    .fetch_one(pool)
+                    .await?,
+                )?,
+            ),
+            (
+                "hr_changes_failed",
+                count(
+                    sqlx::query("SELECT COUNT(*) AS n FROM person_changes WHERE status = 'failed'")
+                        .fetch_one(pool)
+                        .await?,
+                )?,
+            ),
+        ];
+        for (queue, n) in backlog {
+            self.backlog.get_or_create(&[("queue", queue)]).set(n);
+        }
+        let seq = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS n FROM audit_head").fetch_one(store.pool()).await?;
+        self.audit_last_seq.set(seq.try_get::<i64, _>("n")?);
+        for (name, pool) in store.pools() {
+            let open = i64::from(pool.size());
+            let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+            self.pool_connections.get_or_create(&[("pool", name), ("state", "open")]).set(open);
+            self.pool_connections.get_or_create(&[("pool", name), ("state", "idle")]).set(idle);
+        }
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        Ok(text)
+    }
+}
+
+/// The content type of what [`Metrics::render`] writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -1,0 +1,156 @@
+//! Operations (R20): `/metrics` on the admin listener for `metrics:read`, the `/livez` and
+//! `/readyz` probes, over real HTTP on both databases.
+
+use serde_json::json;
+
+use crate::common::{browser, log_in, obtain_code, pkce_pair, token_request, Db, TestServer};
+
+const PASSWORD: &str = "kasumi-ga-seki-2026!";
+
+/// The value of the sample `series` (name and labels, exactly as written), 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|value| value.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+async fn scrape(server: &TestServer, token: &str) -> String {
+    let response = server.http.get(format!("{}/metrics", server.admin_url)).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    let text = response.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    text
+}
+
+async fn token_with(server: &TestServer, scopes: &[&str]) -> String {
+    let (status, issued) = server
+        .admin(reqwest::Method::POST, "/api/v1/api-tokens", Some(json!({"name": "監視", "scopes": scopes})))
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    issued["token"].as_str().unwrap().to_owned()
+}
+
+async fn metrics_count_logins_tokens_and_revocations(db: Db) {
+    let server = TestServer::start(db).await;
+    let monitor = token_with(&server, &["metrics:read"]).await;
+    let reader = token_with(&server, &["directory:read"]).await;
+
+    // Only a token with metrics:read, only on the admin listener.
+    let url = format!("{}/metrics", server.admin_url);
+    assert_eq!(server.http.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(server.http.get(&url).bearer_auth("skm_forged").send().await.unwrap().status(), 401);
+    let refused = server.http.get(&url).bearer_auth(&reader).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("metrics:read"));
+    let public = server.http.get(format!("{}/metrics", server.public_url)).bearer_auth(&monitor).send().await.unwrap();
+    assert_eq!(public.status(), 404, "not on the public listener");
+
+    let person_id = server.add_person("E7001", "kansi", PASSWORD).await;
+    let redirect = "http://127.0.0.1:9001/callback";
+    let (client_id, secret) = server
+        .add_client(
+            json!({"client_id": "kansi", "name": "監視試験", "client_type": "confidential", "redirect_uris": [redirect],
+                    // Nothing listens there: its logout notices stay in the outbox.
+                    "backchannel_logout_uri": "http://127.0.0.1:9/backchannel"}),
+        )
+        .await;
+    let secret = secret.unwrap();
+
+    let before = scrape(&server, &monitor).await;
+    for gauge in [
+        "sekimori_backlog{queue=\"logout_notices\"}",
+        "sekimori_backlog{queue=\"mail\"}",
+        "sekimori_backlog{queue=\"hr_changes_overdue\"}",
+        "sekimori_backlog{queue=\"hr_changes_failed\"}",
+        "sekimori_db_pool_connections{pool=\"main\",state=\"open\"}",
+        "sekimori_audit_last_seq",
+    ] {
+        assert!(before.lines().any(|l| l.starts_with(&format!("{gauge} "))), "{gauge} missing:\n{before}");
+    }
+    assert!(sample(&before, "sekimori_audit_last_seq") > 0.0, "{before}");
+    assert!(sample(&before, "sekimori_db_pool_connections{pool=\"main\",state=\"open\"}") >= 1.0, "{before}");
+
+    // A refused login and a successful one, then a code exchanged for tokens. (The counters are
+    // the process's: other tests running beside this one may move them too, never down.)
+    let authorize = crate::common::authorize_url(
+        &server,
+        &[("response_type", "code"), ("client_id", &client_id), ("redirect_uri", redirect), ("scope", "openid")],
+    );
+    let refused = log_in(&browser(), &server, &authorize, "kansi", "not-the-password").await;
+    assert_eq!(refused.status(), 401, "the form again");
+    let (verifier, challenge) = pkce_pair();
+    let code = obtain_code(&server, &client_id, redirect, Some(&challenge), "kansi", PASSWORD).await;
+    let (status, body, _) = token_request(
+        &server,
+        Some((&client_id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // An API token revoked.
+    let (status, spare) = server
+        .admin(reqwest::Method::POST, "/api/v1/api-tokens", Some(json!({"name": "予備", "scopes": ["directory:read"]})))
+        .await;
+    assert_eq!(status, 201, "{spare}");
+    let id = spare["id"].as_str().unwrap();
+    let (status, _) = server.admin(reqwest::Method::DELETE, &format!("/api/v1/api-tokens/{id}"), None).await;
+    assert_eq!(status, 204);
+    // The person's password reported compromised: their session ends, and the system it signed
+    // in to is owed a logout notice it cannot be given.
+    let path = format!("/api/v1/people/{person_id}/password-compromised");
+    let (status, report) = server.admin(reqwest::Method::POST, &path, None).await;
+    assert_eq!(status, 201, "{report}");
+
+    let after = scrape(&server, &monitor).await;
+    for series in [
+        "sekimori_logins_total{method=\"password\",outcome=\"refused\"}",
+        "sekimori_logins_total{method=\"password\",outcome=\"success\"}",
+        "sekimori_tokens_issued_total{grant_type=\"authorization_code\"}",
+        "sekimori_revocations_total{target=\"api_token\"}",
+        "sekimori_revocations_total{target=\"person\"}",
+    ] {
+        assert!(sample(&after, series) >= sample(&before, series) + 1.0, "{series} did not move:\n{before}\n{after}");
+    }
+    assert!(sample(&after, "sekimori_audit_last_seq") > sample(&before, "sekimori_audit_last_seq"));
+    // Gauges are this App's own: exact.
+    assert_eq!(sample(&before, "sekimori_backlog{queue=\"logout_notices\"}"), 0.0);
+    assert_eq!(sample(&after, "sekimori_backlog{queue=\"logout_notices\"}"), 1.0, "{after}");
+    let events = server.count("audit_events").await as f64;
+    assert!(sample(&after, "sekimori_audit_last_seq") <= events && events > 0.0, "{after}");
+    server.stop().await;
+}
+
+async fn liveness_and_readiness(db: Db) {
+    let server = TestServer::start(db).await;
+    let get = |path: &str| server.http.get(format!("{}{path}", server.admin_url)).send();
+    let live = get("/livez").await.unwrap();
+    assert_eq!(live.status(), 200);
+    assert_eq!(live.json::<serde_json::Value>().await.unwrap(), json!({"status": "ok"}));
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    // /health stays as it was, on both listeners.
+    assert_eq!(get("/health").await.unwrap().status(), 200);
+    let public_health = server.http.get(format!("{}/health", server.public_url)).send().await.unwrap();
+    assert_eq!(public_health.status(), 200);
+
+    // The database gone (the pool closed): not ready, still alive.
+    server.app.store.close().await;
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert_eq!(get("/livez").await.unwrap().status(), 200);
+    assert_eq!(get("/health").await.unwrap().status(), 503);
+    server.stop().await;
+}
+
+on_both_databases!(metrics_count_logins_tokens_and_revocations, liveness_and_readiness);
