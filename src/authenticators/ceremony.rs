@@ -537,6 +537,7 @@ pub async fn record_refusal(
     source_ip: Option<String>,
     now: UnixTime,
 ) -> Result<(), crate::Error> {
+    crate::metrics::login("card", "refused");
     let mut tx = app.store.begin().await?;
     Event::failure(
         &Actor::Anonymous,
