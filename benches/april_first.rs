@@ -531,6 +531,7 @@ async fn scim_at_scale(store: &sekimori::store::Store, admin: u16, people: u64) 
         &mut tx,
         &sekimori::audit::Actor::Cli,
         now,
+        None,
         "benchmark feed",
         &["hr:feed".to_owned()],
         3600,

@@ -20,6 +20,9 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     /// The issuer identifier; must be the public URL consuming systems reach.
     pub issuer: String,
+    /// The URL administrators' browsers reach the admin listener at (the console); default
+    /// `http://` and `admin_addr`. The console logs in through the issuer and is sent back here.
+    pub console_url: Option<String>,
     /// `sqlite:sekimori.db` (default) or `postgres://user@host/db`.
     pub database_url: String,
     /// Base64 of 32 random bytes encrypting signing keys at rest. When unset, a key file is
@@ -286,6 +289,7 @@ impl Default for Config {
             public_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
             issuer: "http://127.0.0.1:8080".into(),
+            console_url: None,
             database_url: "sqlite:sekimori.db".into(),
             master_key: None,
             master_key_file: "sekimori-master.key".into(),
@@ -410,6 +414,9 @@ impl Config {
         if let Some(v) = get("SEKIMORI_ISSUER") {
             self.issuer = v;
         }
+        if let Some(v) = get("SEKIMORI_CONSOLE_URL") {
+            self.console_url = Some(v);
+        }
         if let Some(v) = get("SEKIMORI_DATABASE_URL") {
             self.database_url = v;
         }
@@ -459,6 +466,13 @@ impl Config {
             }
         }
         self.issuer = self.issuer.trim_end_matches('/').to_owned();
+        if let Some(console) = &self.console_url {
+            let url = url::Url::parse(console)
+                .map_err(|e| ConfigError::Invalid(format!("console_url is not a URL: {e}")))?;
+            if !matches!(url.scheme(), "https" | "http") || url.query().is_some() || url.fragment().is_some() {
+                return Err(ConfigError::Invalid("console_url must be an http(s) URL without query or fragment".into()));
+            }
+        }
         let positive = [
             ("session.idle_timeout", self.session.idle_timeout),
             ("session.absolute_timeout", self.session.absolute_timeout),
@@ -559,6 +573,14 @@ impl Config {
             return Err(ConfigError::Invalid("hr.feed_max_per_day must be positive".into()));
         }
         Ok(())
+    }
+
+    /// Where administrators reach the console, without a trailing slash.
+    pub fn console_url(&self) -> String {
+        match &self.console_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.admin_addr),
+        }
     }
 
     pub fn secure_cookies(&self) -> bool {

@@ -135,6 +135,12 @@ impl App {
             + backchannel::LOGOUT_TOKEN_TTL
             + oidc::discovery::JWKS_MAX_AGE;
         let keys = KeySet::load_or_create(&store, master, clock.clone(), retention).await?;
+        // The console and its administrative roles, as this version defines them. Two nodes
+        // starting together may race to create them: the loser finds them made and checks again.
+        let console_url = config.console_url();
+        if admin::roles::provision(&store, &console_url, &config.tokens, clock.now()).await.is_err() {
+            admin::roles::provision(&store, &console_url, &config.tokens, clock.now()).await?;
+        }
         let hasher = Hasher::new(&config.password)?;
         let csrf_key = master.derive_key(b"sekimori csrf v1");
         let fingerprint_key = master.derive_key(b"sekimori password fingerprint v1");

@@ -39,6 +39,11 @@ enum Command {
     Demo,
     /// Print a new one-time code that the first administrator exchanges for an API token.
     Bootstrap,
+    /// API tokens for machines (an HR feed, a script), each owned by a person.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Manage consuming systems (OIDC clients).
     Client {
         #[command(subcommand)]
@@ -104,6 +109,26 @@ enum HrCommand {
     },
     /// Put a failed change back to pending once its cause is fixed, and apply what is due.
     Retry { change_id: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue an API token owned by a person, carrying rights they hold through their
+    /// administrative roles (and only while they hold them). Printed once.
+    Create {
+        /// The owner's login ID.
+        #[arg(long)]
+        owner: String,
+        /// A right the token carries (repeat for more), e.g. hr:feed.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// What the token is for, e.g. 人事連携.
+        #[arg(long)]
+        name: String,
+        /// Days it lives (1 to 366).
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,6 +215,24 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Bootstrap => {
             let app = App::build(config, Clock::default()).await?;
             print_bootstrap(&app).await?;
+        }
+        Command::Token { command: TokenCommand::Create { owner, scopes, name, days } } => {
+            let app = App::build(config, Clock::default()).await?;
+            if !(1..=366).contains(&days) {
+                eprintln!("error: --days must be between 1 and 366");
+                return Ok(ExitCode::from(2));
+            }
+            let now = app.clock.now();
+            match sekimori::admin::auth::create_for_owner(&app.store, now, &owner, &name, &scopes, days * 86_400).await {
+                Ok(issued) => {
+                    println!("API token {} for {owner} ({}), until {}:", issued.id, issued.scopes.join(" "), japan_time(issued.expires_at));
+                    println!("  {}", issued.token);
+                }
+                Err(refused) => {
+                    eprintln!("error: {refused}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
         }
         Command::Client { command } => return client_cmd::run(config, command).await,
         Command::Keys { command } => {

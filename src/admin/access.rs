@@ -16,6 +16,7 @@ use crate::access::requests::{self, Request, RequestFilter};
 use crate::access::reviews::{self, NewReview, Review};
 use crate::access::AccessError;
 use crate::directory::InvalidField;
+use crate::systems::CONSOLE_CLIENT_ID;
 use crate::App;
 
 use super::problem::{ApiJson, ApiQuery, Problem};
@@ -79,7 +80,16 @@ async fn known_system(app: &App, client_id: &str) -> Result<catalog::System, Pro
     if !is_client_id(client_id) {
         return Err(Problem::not_found("client"));
     }
+    refuse_console(client_id)?;
     catalog::system(app.store.pool(), client_id).await?.ok_or_else(|| Problem::not_found("client"))
+}
+
+/// The console's roles are Sekimori's own (`super::roles`): declared at start, not here.
+fn refuse_console(client_id: &str) -> Result<(), Problem> {
+    if client_id == CONSOLE_CLIENT_ID {
+        return Err(Problem::conflict("the console's administrative roles are defined by Sekimori itself"));
+    }
+    Ok(())
 }
 
 /// A system's access settings: whether a login needs a role, and the roles it declares.
@@ -160,6 +170,7 @@ pub async fn retire_role(
     if !is_client_id(&client_id) || catalog::check_name(&name).is_err() {
         return Err(Problem::not_found("role"));
     }
+    refuse_console(&client_id)?;
     let mut tx = app.store.begin().await?;
     let grants_ended = catalog::retire_role(&mut tx, &caller.actor(), app.clock.now(), &client_id, &name).await?;
     let retired =
@@ -323,6 +334,11 @@ pub async fn revoke_grant(
         return Err(Problem::not_found("grant"));
     }
     let mut tx = app.store.begin().await?;
+    // An administrative role is ended by whoever may grant one, not by every access administrator.
+    let ending = grants::get(&mut tx, &id).await?.ok_or_else(|| Problem::not_found("grant"))?;
+    if ending.client_id == CONSOLE_CLIENT_ID {
+        caller.require(rights::Right::AdminRolesGrant)?;
+    }
     if !grants::end(&mut tx, &caller.actor(), app.clock.now(), &id, &reason).await? {
         return Err(Problem::conflict("the grant has already ended"));
     }

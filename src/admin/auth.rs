@@ -1,7 +1,7 @@
-//! Who is calling the admin API. Automation and the first administrator use API tokens:
-//! opaque, stored hashed, each with scopes and an expiry. Each call names the scope it needs.
-//! The first token comes from a one-time bootstrap code printed on the server's console —
-//! there is no default password anywhere.
+//! Who is calling the admin API: a person in the console (`super::console`), or an API token —
+//! opaque, stored hashed, with scopes and an expiry, owned by a person whose rights it uses.
+//! The first token comes from a one-time bootstrap code printed on the server's console; it
+//! lives a day and is owned by nobody. There is no default password anywhere.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -23,24 +23,53 @@ use super::rights::Right;
 pub static SCOPES: std::sync::LazyLock<Vec<&'static str>> =
     std::sync::LazyLock::new(|| Right::ALL.iter().map(|r| r.scope()).collect());
 
-/// Who is calling the admin API, authenticated: today an API token and the rights (scopes) it
-/// carries; with people as administrators, a person and the administrative grants they hold.
+/// Who is calling the admin API: a person in the console, or an API token.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A person logged in to the console with a card (`super::console`).
+    Console { session_id: String, person_id: String, csrf_token: String },
+    /// An API token; `owner` is the person whose rights it uses (None: the bootstrap token).
+    Token { id: String, owner: Option<String> },
+}
+
+/// Who is calling the admin API, authenticated, with the rights they hold at this moment: a
+/// console person's come from their administrative roles; a token's are its scopes that its
+/// owner still holds (a token dies with its owner's right). Read at every request, so a right
+/// that ends is refused from the next request on, in an open console session too.
 /// Handlers authorise against it through `rights::Authorized`.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub token_id: String,
-    pub scopes: Vec<String>,
-    /// When the caller's token ends; nothing it creates may outlive it.
+    pub who: Caller,
+    pub rights: Vec<Right>,
+    /// When the caller's token ends; nothing it creates may outlive it. For a console person,
+    /// the end of the console session.
     pub expires_at: UnixTime,
 }
 
 impl Principal {
     pub fn actor(&self) -> Actor {
-        Actor::ApiToken(self.token_id.clone())
+        match &self.who {
+            Caller::Console { person_id, .. } => Actor::Person(person_id.clone()),
+            Caller::Token { id, .. } => Actor::ApiToken(id.clone()),
+        }
+    }
+    /// The person acting, directly or through their token.
+    pub fn person_id(&self) -> Option<&str> {
+        match &self.who {
+            Caller::Console { person_id, .. } => Some(person_id),
+            Caller::Token { owner, .. } => owner.as_deref(),
+        }
+    }
+    /// The API token's id, for an API token.
+    pub fn token_id(&self) -> Option<&str> {
+        match &self.who {
+            Caller::Token { id, .. } => Some(id),
+            Caller::Console { .. } => None,
+        }
     }
     /// Whether the caller holds `right`.
     pub fn holds(&self, right: Right) -> bool {
-        self.scopes.iter().any(|s| s == right.scope())
+        self.rights.contains(&right)
     }
     /// Refuses the call unless the caller holds `right`.
     pub fn require(&self, right: Right) -> Result<(), Problem> {
@@ -56,30 +85,54 @@ impl FromRequestParts<App> for Principal {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let token = parts
+        let bearer = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(Problem::unauthorized)?;
-        let row = sqlx::query(
-            "SELECT id, scopes, expires_at FROM api_tokens
-             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
-        )
-        .bind(crypto::sha256_hex(token))
-        .bind(app.clock.now())
-        .fetch_optional(app.store.pool())
-        .await?
-        .ok_or_else(Problem::unauthorized)?;
-        let scopes: String = row.try_get("scopes")?;
-        Ok(Principal {
-            token_id: row.try_get("id")?,
-            scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-            expires_at: row.try_get("expires_at")?,
-        })
+            .map(|(_, token)| token.trim());
+        match bearer {
+            Some(token) => token_principal(app, token).await,
+            None => super::console::session::principal_for_api(parts, app).await,
+        }
     }
+}
+
+/// The principal of an API token: live, and holding its scopes' rights that its owner (a
+/// person in service) still holds today.
+async fn token_principal(app: &App, token: &str) -> Result<Principal, Problem> {
+    let now = app.clock.now();
+    let row = sqlx::query(
+        "SELECT id, scopes, expires_at, owner_person_id FROM api_tokens
+         WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+    )
+    .bind(crypto::sha256_hex(token))
+    .bind(now)
+    .fetch_optional(app.store.pool())
+    .await?
+    .ok_or_else(Problem::unauthorized)?;
+    let scopes: String = row.try_get("scopes")?;
+    let owner: Option<String> = row.try_get("owner_person_id")?;
+    let mut rights: Vec<Right> = scopes.split_whitespace().filter_map(Right::from_scope).collect();
+    if let Some(owner) = &owner {
+        let today = crate::directory::today_in_japan(now);
+        let pool = app.store.pool();
+        if !crate::directory::person_may_log_in(pool, owner, today).await.map_err(Problem::from)? {
+            return Err(Problem::unauthorized());
+        }
+        let held = super::roles::rights_of(&super::roles::held_by(pool, owner, today).await?);
+        rights.retain(|r| held.contains(r));
+        if rights.is_empty() {
+            // Every right it carried has ended with its owner's roles: the token is dead.
+            return Err(Problem::unauthorized());
+        }
+    }
+    Ok(Principal {
+        who: Caller::Token { id: row.try_get("id")?, owner },
+        rights,
+        expires_at: row.try_get("expires_at")?,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -90,6 +143,9 @@ pub struct IssuedToken {
     pub token: String,
     pub scopes: Vec<String>,
     pub expires_at: UnixTime,
+    /// The person whose rights it uses; absent for the bootstrap token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Creates an API token. Scopes must be known; the lifetime is bounded to a year.
@@ -97,6 +153,7 @@ pub async fn create_token(
     tx: &mut Tx,
     actor: &Actor,
     now: UnixTime,
+    owner: Option<&str>,
     name: &str,
     scopes: &[String],
     lifetime: i64,
@@ -116,8 +173,8 @@ pub async fn create_token(
     scopes.sort();
     scopes.dedup();
     sqlx::query(
-        "INSERT INTO api_tokens (id, name, token_hash, scopes, created_by, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO api_tokens (id, name, token_hash, scopes, created_by, created_at, expires_at, owner_person_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&id)
     .bind(&name)
@@ -126,17 +183,65 @@ pub async fn create_token(
     .bind(actor.as_text())
     .bind(now)
     .bind(now + lifetime)
+    .bind(owner)
     .execute(&mut **tx)
     .await?;
     Event::success(
         actor,
         "api_token.create",
         format!("api_token:{id}"),
-        serde_json::json!({"name": name, "scopes": scopes, "expires_at": now + lifetime}),
+        serde_json::json!({"name": name, "scopes": scopes, "expires_at": now + lifetime, "owner": owner}),
     )
     .record(tx, now)
     .await?;
-    Ok(IssuedToken { id, name, token, scopes, expires_at: now + lifetime })
+    Ok(IssuedToken { id, name, token, scopes, expires_at: now + lifetime, owner: owner.map(str::to_owned) })
+}
+
+/// Why the CLI refused to issue a token for a person.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerRefused {
+    #[error("nobody has the login ID {0}")]
+    NoSuchLogin(String),
+    #[error("{login} does not hold {scope} through an administrative role today")]
+    NotHeld { login: String, scope: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Issues (from the server's command line) an API token owned by the person with `login_id`,
+/// with scopes they hold today through their administrative roles: how an HR system or a
+/// script gets its token without anyone handing on a right they do not hold.
+pub async fn create_for_owner(
+    store: &Store,
+    now: UnixTime,
+    login_id: &str,
+    name: &str,
+    scopes: &[String],
+    lifetime: i64,
+) -> Result<IssuedToken, OwnerRefused> {
+    let login = crate::directory::LoginId::parse(login_id).map_err(|_| OwnerRefused::NoSuchLogin(login_id.into()))?;
+    let account = crate::directory::find_login_account(store, &login)
+        .await
+        .map_err(|e| OwnerRefused::Invalid(e.to_string()))?
+        .ok_or_else(|| OwnerRefused::NoSuchLogin(login_id.into()))?;
+    check_scopes(scopes).map_err(|p| OwnerRefused::Invalid(p.detail.unwrap_or_default()))?;
+    let feed = Right::HrFeed.scope();
+    if scopes.iter().any(|s| s == feed) && scopes.iter().any(|s| s != feed) {
+        return Err(OwnerRefused::Invalid("hr:feed is granted alone: an HR feed's token carries no other right".into()));
+    }
+    let today = crate::directory::today_in_japan(now);
+    let held = super::roles::rights_of(&super::roles::held_by(store.pool(), &account.person.id, today).await?);
+    if let Some(scope) = scopes.iter().find(|s| !Right::from_scope(s).is_some_and(|r| held.contains(&r))) {
+        return Err(OwnerRefused::NotHeld { login: login_id.into(), scope: scope.clone() });
+    }
+    let mut tx = store.begin().await?;
+    let issued = create_token(&mut tx, &Actor::Cli, now, Some(&account.person.id), name, scopes, lifetime)
+        .await
+        .map_err(|p| OwnerRefused::Invalid(p.detail.unwrap_or_default()))?;
+    tx.commit().await?;
+    Ok(issued)
 }
 
 /// An API token as administrators see it: never the token, never its hash.
@@ -147,6 +252,8 @@ pub struct TokenInfo {
     pub scopes: Vec<String>,
     /// Who created it, in the audit log's actor form.
     pub created_by: String,
+    /// The person whose rights it uses (None: the bootstrap token and what it made).
+    pub owner: Option<String>,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
     pub revoked_at: Option<UnixTime>,
@@ -155,7 +262,7 @@ pub struct TokenInfo {
 /// Every API token, newest first (revoked and expired ones too: they are records).
 pub async fn list_tokens(store: &Store) -> Result<Vec<TokenInfo>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, name, scopes, created_by, created_at, expires_at, revoked_at FROM api_tokens
+        "SELECT id, name, scopes, created_by, created_at, expires_at, revoked_at, owner_person_id FROM api_tokens
          ORDER BY created_at DESC, id",
     )
     .fetch_all(store.pool())
@@ -168,6 +275,7 @@ pub async fn list_tokens(store: &Store) -> Result<Vec<TokenInfo>, sqlx::Error> {
                 name: row.try_get("name")?,
                 scopes: scopes.split_whitespace().map(str::to_owned).collect(),
                 created_by: row.try_get("created_by")?,
+                owner: row.try_get("owner_person_id")?,
                 created_at: row.try_get("created_at")?,
                 expires_at: row.try_get("expires_at")?,
                 revoked_at: row.try_get("revoked_at")?,
@@ -205,13 +313,20 @@ pub fn check_scopes(scopes: &[String]) -> Result<(), Problem> {
 pub const BOOTSTRAP_CODE_TTL: i64 = 3600;
 pub const BOOTSTRAP_TOKEN_TTL: i64 = 86_400;
 
-/// True when no usable API token exists, i.e. nobody can administer Sekimori yet.
+/// True when nobody can administer Sekimori: no security manager holds the role today and no
+/// bootstrap token is live (first start, or every security manager's term has run out).
 pub async fn needs_bootstrap(store: &Store, now: UnixTime) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM api_tokens WHERE revoked_at IS NULL AND expires_at > $1")
-        .bind(now)
-        .fetch_one(store.pool())
-        .await?;
-    Ok(row.try_get::<i64, _>("n")? == 0)
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM api_tokens WHERE revoked_at IS NULL AND expires_at > $1 AND owner_person_id IS NULL",
+    )
+    .bind(now)
+    .fetch_one(store.pool())
+    .await?;
+    if row.try_get::<i64, _>("n")? > 0 {
+        return Ok(false);
+    }
+    let today = crate::directory::today_in_japan(now);
+    Ok(super::roles::holders(store.pool(), super::roles::AdminRole::SecurityManager, today).await?.is_empty())
 }
 
 /// When the unused bootstrap code still valid at `now` expires, if there is one.
@@ -252,7 +367,7 @@ pub async fn issue_bootstrap_code(store: &Store, actor: &Actor, now: UnixTime) -
     Ok(code)
 }
 
-/// Exchanges a bootstrap code, once, for a short-lived token with every scope.
+/// Exchanges a bootstrap code, once, for a token that lives a day (see [`super::roles::bootstrap_rights`]).
 pub async fn redeem_bootstrap_code(app: &App, code: &str, name: &str) -> Result<IssuedToken, Problem> {
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
@@ -280,9 +395,11 @@ pub async fn redeem_bootstrap_code(app: &App, code: &str, name: &str) -> Result<
         ));
     };
     let code_id: String = row.try_get("id")?;
-    let scopes: Vec<String> = SCOPES.iter().map(|s| s.to_string()).collect();
+    // A day of the security manager's rights and what setting up needs: enough to register the
+    // first people and name the first security manager (a time-limited grant), nothing more.
+    let scopes: Vec<String> = super::roles::bootstrap_rights().iter().map(|r| r.scope().to_owned()).collect();
     let actor = Actor::System;
-    let issued = create_token(&mut tx, &actor, now, name, &scopes, BOOTSTRAP_TOKEN_TTL).await?;
+    let issued = create_token(&mut tx, &actor, now, None, name, &scopes, BOOTSTRAP_TOKEN_TTL).await?;
     Event::success(
         &actor,
         "bootstrap.redeem",

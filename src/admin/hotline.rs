@@ -57,7 +57,12 @@ pub async fn search(
     caller: Authorized<rights::Hotline>,
     ApiQuery(query): ApiQuery<SearchQuery>,
 ) -> Result<Json<HotlineResults>, Problem> {
-    let q = NameQuery::parse("q", query.q.as_deref().unwrap_or("")).map_err(Problem::bad_parameter)?;
+    Ok(Json(HotlineResults { items: find(&app, &caller.actor(), query.q.as_deref().unwrap_or("")).await? }))
+}
+
+/// Finds people for the hotline (API and console alike), recording who looked whom up.
+pub async fn find(app: &App, actor: &crate::audit::Actor, q: &str) -> Result<Vec<HotlinePerson>, Problem> {
+    let q = NameQuery::parse("q", q).map_err(Problem::bad_parameter)?;
     let filter = PeopleFilter { q: Some(q), ..PeopleFilter::default() };
     let found = search::find_people(&app.store, &filter, HOTLINE_RESULTS, 0).await?;
     let mut items = Vec::with_capacity(found.len());
@@ -76,11 +81,11 @@ pub async fn search(
     let mut tx = app.store.begin().await?;
     // Who looked whom up is itself an access record.
     let typed = filter.q.as_ref().map(NameQuery::as_typed);
-    Event::success(&caller.actor(), "hotline.search", "people", serde_json::json!({"q": typed, "found": items.len()}))
+    Event::success(actor, "hotline.search", "people", serde_json::json!({"q": typed, "found": items.len()}))
         .record(&mut tx, now)
         .await?;
     tx.commit().await?;
-    Ok(Json(HotlineResults { items }))
+    Ok(items)
 }
 
 #[derive(Deserialize)]
@@ -112,7 +117,18 @@ pub async fn report_lost(
     Path(id): Path<String>,
     ApiJson(report): ApiJson<LostReport>,
 ) -> Result<Json<LostAnswer>, Problem> {
-    for (field, value) in [("reported_by", &report.reported_by), ("reason", &report.reason)] {
+    Ok(Json(stop_card(&app, &caller.actor(), &id, &report.reported_by, &report.reason).await?))
+}
+
+/// Stops a card reported lost (API and console alike): see [`loss::report`].
+pub async fn stop_card(
+    app: &App,
+    actor: &crate::audit::Actor,
+    id: &str,
+    reported_by: &str,
+    why: &str,
+) -> Result<LostAnswer, Problem> {
+    for (field, value) in [("reported_by", reported_by), ("reason", why)] {
         let n = value.trim().chars().count();
         if n == 0 || n > 200 || value.chars().any(char::is_control) {
             return Err(Problem::invalid(field, "1 to 200 printable characters"));
@@ -121,20 +137,20 @@ pub async fn report_lost(
     // Everything in one transaction: the card and its reference number, its sessions, their
     // tokens, the notices to consuming systems, and the audit event naming operator, reporter,
     // reason and reference.
-    let reason = format!("reported lost to the hotline by {}: {}", report.reported_by.trim(), report.reason.trim());
-    let reported = match loss::report(&app.store, &caller.actor(), app.clock.now(), &id, &reason).await {
+    let reason = format!("reported lost to the hotline by {}: {}", reported_by.trim(), why.trim());
+    let reported = match loss::report(&app.store, actor, app.clock.now(), id, &reason).await {
         Ok(reported) => reported,
         Err(LossError::NotFound) => return Err(Problem::not_found("authenticator")),
         Err(e @ LossError::Stopped) => return Err(Problem::conflict(e.to_string())),
         Err(LossError::Database(e)) => return Err(e.into()),
     };
     let authenticator =
-        authenticators::get(app.store.pool(), &id).await?.ok_or_else(|| Problem::not_found("authenticator"))?;
+        authenticators::get(app.store.pool(), id).await?.ok_or_else(|| Problem::not_found("authenticator"))?;
     let (revoked, already_reported) = match &reported {
         Reported::Stopped { revoked, .. } => (*revoked, false),
         Reported::Already { .. } => (Revoked::default(), true),
     };
-    Ok(Json(LostAnswer {
+    Ok(LostAnswer {
         loss_reference: reported.reference().to_owned(),
         already_reported,
         authenticator,
@@ -142,7 +158,7 @@ pub async fn report_lost(
         access_tokens_revoked: revoked.access_tokens,
         refresh_tokens_revoked: revoked.refresh_tokens,
         logout_notices_queued: revoked.logout_notices,
-    }))
+    })
 }
 
 #[derive(Serialize)]

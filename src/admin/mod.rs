@@ -11,6 +11,9 @@ pub mod keys;
 pub mod passwords;
 pub mod problem;
 pub mod rights;
+pub mod role_grants;
+pub mod roles;
+pub mod console;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -96,6 +99,9 @@ fn operations() -> Vec<Operation> {
         operation!(get, "/api/v1/access/reviews", access::list_reviews),
         operation!(post, "/api/v1/access/reviews", access::open_review),
         operation!(get, "/api/v1/access/reviews/{id}", access::get_review),
+        operation!(get, "/api/v1/admin-roles", role_grants::list_roles),
+        operation!(get, "/api/v1/admin-roles/grants", role_grants::list_grants),
+        operation!(post, "/api/v1/admin-roles/grants", role_grants::grant),
         operation!(get, "/api/v1/audit/events", list_audit_events),
         operation!(get, "/api/v1/audit/verify", verify_audit),
     ]
@@ -112,6 +118,8 @@ pub fn router() -> Router<App> {
         .fold(Router::new(), |router, op| router.route(op.path, op.handler))
         // The hotline operators' page and its assets: HTML, not the JSON API.
         .merge(hotline::pages())
+        // The admin console: pages for people with administrative roles.
+        .merge(console::router())
         // Monitoring (R20), in the formats monitoring systems read rather than JSON.
         .route("/livez", axum::routing::get(crate::health::livez))
         .route("/readyz", axum::routing::get(crate::health::readyz))
@@ -155,6 +163,9 @@ struct NewApiToken {
     /// Seconds; default `tokens.api_token_ttl` (30 days), and never beyond the creating
     /// token's own end.
     expires_in: Option<i64>,
+    /// The person whose rights the token uses. A person's token is always their own; only the
+    /// bootstrap token names another owner (who must hold the rights).
+    owner: Option<String>,
 }
 
 async fn create_api_token(
@@ -169,13 +180,33 @@ async fn create_api_token(
         return Err(Problem::invalid("scopes", "hr:feed is granted alone: an HR feed's token carries no other right"));
     }
     // A token can hand on only rights its creator holds.
-    if let Some(scope) = req.scopes.iter().find(|s| !caller.scopes.contains(s)) {
+    if let Some(scope) = req.scopes.iter().find(|s| !rights::Right::from_scope(s).is_some_and(|r| caller.holds(r))) {
         return Err(Problem::forbidden(scope));
     }
     let now = app.clock.now();
+    let owner = match (caller.person_id(), req.owner.as_deref()) {
+        (Some(me), Some(other)) if me != other => {
+            return Err(Problem::invalid("owner", "a person's token is their own: leave owner out"))
+        }
+        (Some(me), _) => Some(me.to_owned()),
+        (None, Some(named)) => {
+            // The bootstrap token hands a machine's token to a person who holds its rights.
+            let today = directory::today_in_japan(now);
+            let held = roles::rights_of(&roles::held_by(app.store.pool(), named, today).await?);
+            if let Some(scope) = req.scopes.iter().find(|s| !rights::Right::from_scope(s).is_some_and(|r| held.contains(&r))) {
+                return Err(Problem::invalid("owner", format!("the owner does not hold {scope}")));
+            }
+            Some(named.to_owned())
+        }
+        (None, None) => None,
+    };
     // A token never outlives the token that made it: the default stops at the parent's end, and
-    // an explicit lifetime beyond it is refused rather than quietly shortened.
-    let parent_left = caller.expires_at - now;
+    // an explicit lifetime beyond it is refused rather than quietly shortened. A person in the
+    // console makes tokens for machines, which outlive the console session.
+    let parent_left = match caller.who {
+        auth::Caller::Token { .. } => caller.expires_at - now,
+        auth::Caller::Console { .. } => i64::MAX,
+    };
     let lifetime = match req.expires_in {
         Some(asked) if asked > parent_left => {
             return Err(Problem::invalid(
@@ -187,7 +218,8 @@ async fn create_api_token(
         None => app.config.tokens.api_token_ttl.min(parent_left),
     };
     let mut tx = app.store.begin().await?;
-    let issued = auth::create_token(&mut tx, &caller.actor(), now, &req.name, &req.scopes, lifetime).await?;
+    let issued =
+        auth::create_token(&mut tx, &caller.actor(), now, owner.as_deref(), &req.name, &req.scopes, lifetime).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }
@@ -388,7 +420,16 @@ async fn list_audit_events(
     caller: Authorized<rights::AuditRead>,
     ApiQuery(params): ApiQuery<audit::query::Params>,
 ) -> Result<Json<List<audit::StoredEvent>>, Problem> {
-    let mut filter = audit::query::Filter::parse(&params).map_err(Problem::bad_parameter)?;
+    Ok(Json(List { items: read_audit(&app, &caller.actor(), &params).await? }))
+}
+
+/// Reads the access records for an auditor (API and console alike), recording the reading first.
+pub(crate) async fn read_audit(
+    app: &App,
+    actor: &audit::Actor,
+    params: &audit::query::Params,
+) -> Result<Vec<audit::StoredEvent>, Problem> {
+    let mut filter = audit::query::Filter::parse(params).map_err(Problem::bad_parameter)?;
     if let Some(person) = &filter.person {
         // The person as actor or target, by every name the log gives them: their account,
         // the login ID failed logins name, and their cards.
@@ -401,9 +442,9 @@ async fn list_audit_events(
     }
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
-    Event::success(&caller.actor(), "audit.read", "audit_events", filter.describe()).record(&mut tx, now).await?;
+    Event::success(actor, "audit.read", "audit_events", filter.describe()).record(&mut tx, now).await?;
     tx.commit().await?;
-    Ok(Json(List { items: audit::query::find(&app.store, &filter).await? }))
+    Ok(audit::query::find(&app.store, &filter).await?)
 }
 
 async fn verify_audit(

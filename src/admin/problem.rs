@@ -213,8 +213,10 @@ where
 pub async fn problem_for_plain_errors(response: Response) -> Response {
     let status = response.status();
     let is_problem = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        // The SCIM service's errors have their own shape (RFC 7644 §3.12).
+        // The SCIM service's errors have their own shape (RFC 7644 §3.12); the console's are
+        // pages.
         v.starts_with("application/problem+json")
+            || v.starts_with("text/html")
             || v.starts_with("application/json")
             || v.starts_with("application/scim+json")
     });

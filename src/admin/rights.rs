@@ -3,8 +3,9 @@
 //! is checked from the request's head before its body is read: a caller without the right
 //! hears 403 and learns nothing about what a well-formed request would look like.
 //!
-//! Today a right is held as a scope of an API token; with people as administrators it becomes a
-//! time-limited grant (R7), and only [`Authorized::from_request_parts`] changes.
+//! A person holds rights through administrative roles (`super::roles`), granted like any role
+//! and time-limited (R7); an API token carries the rights named by its scopes that its owner
+//! still holds. Either way the caller is a [`Principal`] whose rights are read at each request.
 
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -90,6 +91,8 @@ rights! {
     AccessAdmin => "access:admin",
     /// Read the monitoring figures at /metrics (counts and backlogs, nothing about anyone).
     MetricsRead => "metrics:read",
+    /// Grant and end administrative roles (the security manager's delegation, R7).
+    AdminRolesGrant => "admin-roles:grant",
 }
 
 /// A caller who holds the right `R`.

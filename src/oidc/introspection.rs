@@ -46,6 +46,8 @@ pub struct ActiveToken {
     pub client_id: String,
     /// None for a client_credentials token.
     pub person_id: Option<String>,
+    /// The browser session the token was issued in, if it is bound to one.
+    pub session_id: Option<String>,
     pub scope: String,
     pub claims: Option<String>,
     sub: String,
@@ -93,6 +95,7 @@ pub async fn check_access_token(app: &App, token: &str) -> Result<Option<ActiveT
         jti: claims.jti,
         client_id,
         person_id,
+        session_id,
         scope: row.try_get("scope")?,
         claims: row.try_get("claims")?,
         sub: claims.sub,

@@ -93,7 +93,7 @@ impl Scim {
     }
     /// The source recorded with each change this request makes.
     pub fn source(&self) -> String {
-        format!("scim:{}:{}", self.caller.token_id, self.request_id)
+        format!("scim:{}:{}", self.caller.token_id().unwrap_or("console"), self.request_id)
     }
 }
 

@@ -351,7 +351,7 @@ impl Writer<'_> {
         let actor = self.scim.actor();
         // The feed's safety valve: too many people taken out of work or moved in a day, and the
         // change waits for an administrator instead.
-        let feed = format!("scim:{}", self.scim.caller.token_id);
+        let feed = format!("scim:{}", self.scim.caller.token_id().unwrap_or("console"));
         if let Some(batch) =
             batches::hold_feed_change(tx, &actor, self.now, &self.app.config.hr, &feed, &change, !self.later).await?
         {

@@ -214,6 +214,10 @@ pub struct NewClient {
 
 pub use crate::config::{MAX_ACCESS_TOKEN_TTL, MAX_REFRESH_TOKEN_TTL};
 
+/// Sekimori's own admin console: an OpenID client of Sekimori, provisioned at every start by
+/// `admin::roles::provision`, whose roles are the administrative roles.
+pub const CONSOLE_CLIENT_ID: &str = "sekimori-console";
+
 /// Scopes of a person's login. `offline_access` (OIDC Core §11) lets a refresh-token family
 /// outlive the browser session; registering it for a client is the organisation's consent.
 /// `staff` adds the login ID and the section (`oidc::claims::STAFF_SCOPE`).
@@ -388,6 +392,9 @@ pub async fn list(store: &Store) -> Result<Vec<Client>, ClientError> {
 /// The client `client_id`, read inside `tx` once its row is locked, so that two changes to one
 /// client apply one after the other instead of the second overwriting the first.
 async fn get_locked(tx: &mut Tx, client_id: &str) -> Result<Client, ClientError> {
+    if client_id == CONSOLE_CLIENT_ID {
+        return Err(ClientError::StateConflict("the admin console is provisioned by Sekimori at start, not changed here"));
+    }
     // A write that changes nothing takes the row lock on PostgreSQL without dialect-specific
     // SQL (`FOR UPDATE`); on SQLite the transaction already holds the one write lock.
     let locked = sqlx::query("UPDATE clients SET status = status WHERE client_id = $1")

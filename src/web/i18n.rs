@@ -44,6 +44,14 @@ impl Lang {
         }
     }
 
+    /// One of two texts written side by side (the admin console keeps both languages together).
+    pub fn pick<'a>(self, ja: &'a str, en: &'a str) -> &'a str {
+        match self {
+            Lang::Ja => ja,
+            Lang::En => en,
+        }
+    }
+
     /// `msg` in this language (for templates).
     pub fn t(self, msg: Msg) -> &'static str {
         msg.text(self)

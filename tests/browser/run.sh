@@ -6,7 +6,9 @@
 # マイページ (front_door.test.mjs), need-based access — a request, two approvals, the role in
 # the token, a review that removes it (access.test.mjs) — and through card
 # enrollment, card login and the lost-card hotline with a CDP virtual authenticator
-# (cards.test.mjs), with playwright-core.
+# (cards.test.mjs), and through the admin console — a security manager granting roles, an
+# operator stopping a card, an auditor reading the events, each logged in with a card
+# (console.test.mjs), with playwright-core.
 # Builds nothing: build the binary first (`cargo build`), or point SEKIMORI_BIN at one.
 #
 # Needs: node >= 20 and npm, /usr/bin/chromium (`apt-get install -y chromium`), and for
@@ -70,6 +72,16 @@ if [[ -z "$password1" || -z "$password2" || -z "$password3" || -z "$password4" |
 fi
 grep -q 'client_id=toshokan .*redirect_uri=http://127.0.0.1:9002/callback' "$tmp/demo.txt" \
   || die "the demo did not register the public client toshokan with redirect_uri http://127.0.0.1:9002/callback"
+# The console test: a security manager, a hotline operator, an auditor, and a card holder.
+console_manager=yamada.taro
+console_operator=kimura.takuya
+console_auditor=ito.naoko
+console_holder=hayashi.akemi
+for who in console_manager console_operator console_auditor console_holder; do
+  printf -v "${who}_password" '%s' "$(password_of "${!who}")"
+  password_var="${who}_password"
+  [[ -n "${!password_var}" ]] || die_showing_demo "could not find ${!who} in the demo output above"
+done
 access_employee_password="$(password_of "$access_employee")"
 access_manager_b_password="$(password_of "$access_manager_b")"
 access_manager_a_password="$(password_of "$access_manager_a")"
@@ -82,8 +94,12 @@ fi
 start_server
 echo "run.sh: sekimori serving on $public_url, admin on $admin_url (pid $server_pid)" >&2
 
-# The fresh database has no administrator: a token with every scope for the hotline tests.
+# The fresh database has no administrator: the bootstrap token (a day of setting up) makes the
+# hotline operator and the first security manager of the tests.
 bootstrap_admin_token "browser test"
+# The hotline tests act as a hotline operator, with a token of their own.
+grant_admin_role kobayashi.daisuke hotline_operator
+owned_token hotline_token kobayashi.daisuke "hotline operator" hotline
 
 run_tests \
   SEKIMORI_TEST_URL="$public_url" \
@@ -96,5 +112,10 @@ run_tests \
   SEKIMORI_TEST_ACCESS_MANAGER_B="$access_manager_b" SEKIMORI_TEST_ACCESS_MANAGER_B_PASSWORD="$access_manager_b_password" \
   SEKIMORI_TEST_ACCESS_MANAGER_A="$access_manager_a" SEKIMORI_TEST_ACCESS_MANAGER_A_PASSWORD="$access_manager_a_password" \
   SEKIMORI_TEST_KAZEI_SECRET="$kazei_secret" \
+  SEKIMORI_TEST_CONSOLE_MANAGER="$console_manager" SEKIMORI_TEST_CONSOLE_MANAGER_PASSWORD="$console_manager_password" \
+  SEKIMORI_TEST_CONSOLE_OPERATOR="$console_operator" SEKIMORI_TEST_CONSOLE_OPERATOR_PASSWORD="$console_operator_password" \
+  SEKIMORI_TEST_CONSOLE_AUDITOR="$console_auditor" SEKIMORI_TEST_CONSOLE_AUDITOR_PASSWORD="$console_auditor_password" \
+  SEKIMORI_TEST_CONSOLE_HOLDER="$console_holder" SEKIMORI_TEST_CONSOLE_HOLDER_PASSWORD="$console_holder_password" \
   SEKIMORI_TEST_ADMIN_URL="$admin_url" SEKIMORI_TEST_ADMIN_TOKEN="$admin_token" \
+  SEKIMORI_TEST_HOTLINE_TOKEN="$hotline_token" \
   CHROMIUM_PATH="$chromium"

@@ -15,10 +15,10 @@ use crate::common::{
     authorize_url, browser, hidden_input, location, log_in, pkce_pair, query_of, token_request, Db, TestServer,
 };
 
-const PASSWORD: &str = "shinkansen-no-kippu-2026";
-const REDIRECT: &str = "http://127.0.0.1:9001/callback";
+pub(crate) const PASSWORD: &str = "shinkansen-no-kippu-2026";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:9001/callback";
 
-async fn start(db: Db, card_always: bool) -> TestServer {
+pub(crate) async fn start(db: Db, card_always: bool) -> TestServer {
     // WebAuthn needs a domain: the issuer is named localhost (requests still go to 127.0.0.1).
     TestServer::start_configured(db, move |config| {
         config.issuer = format!("http://localhost:{}", config.public_addr.port());
@@ -27,7 +27,7 @@ async fn start(db: Db, card_always: bool) -> TestServer {
     .await
 }
 
-fn attr(html: &str, name: &str) -> String {
+pub(crate) fn attr(html: &str, name: &str) -> String {
     let marker = format!("{name}=\"");
     let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} in page:\n{html}")) + marker.len();
     let end = html[start..].find('"').unwrap() + start;
@@ -42,40 +42,40 @@ fn attr(html: &str, name: &str) -> String {
 }
 
 /// A card page's ceremony: (token, csrf, options JSON).
-fn ceremony_of(html: &str) -> (String, String, Value) {
+pub(crate) fn ceremony_of(html: &str) -> (String, String, Value) {
     (attr(html, "data-ceremony"), attr(html, "data-csrf"), serde_json::from_str(&attr(html, "data-options")).unwrap())
 }
 
-struct Card<T: AuthenticatorBackend = SoftPasskey> {
+pub(crate) struct Card<T: AuthenticatorBackend = SoftPasskey> {
     authenticator: WebauthnAuthenticator<T>,
 }
 
 impl Card<SoftPasskey> {
-    fn new() -> Card {
+    pub(crate) fn new() -> Card {
         Card { authenticator: WebauthnAuthenticator::new(SoftPasskey::new(true)) }
     }
 }
 
 impl<T: AuthenticatorBackend> Card<T> {
-    fn register(&mut self, server: &TestServer, options: Value) -> Value {
+    pub(crate) fn register(&mut self, server: &TestServer, options: Value) -> Value {
         let options: CreationChallengeResponse = serde_json::from_value(options).unwrap();
         let credential = self.authenticator.do_registration(Url::parse(&server.issuer).unwrap(), options).unwrap();
         serde_json::to_value(credential).unwrap()
     }
-    fn sign(&mut self, server: &TestServer, options: Value) -> Value {
+    pub(crate) fn sign(&mut self, server: &TestServer, options: Value) -> Value {
         let options: RequestChallengeResponse = serde_json::from_value(options).unwrap();
         let credential = self.authenticator.do_authentication(Url::parse(&server.issuer).unwrap(), options).unwrap();
         serde_json::to_value(credential).unwrap()
     }
 }
 
-async fn post_json(browser: &reqwest::Client, server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn post_json(browser: &reqwest::Client, server: &TestServer, path: &str, body: Value) -> (u16, Value) {
     let response = browser.post(format!("{}{path}", server.public_url)).json(&body).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn enrollment_code(server: &TestServer, person_id: &str) -> String {
+pub(crate) async fn enrollment_code(server: &TestServer, person_id: &str) -> String {
     let (status, body) =
         server.admin(reqwest::Method::POST, &format!("/api/v1/people/{person_id}/enrollment-codes"), None).await;
     assert_eq!(status, 201, "{body}");
@@ -83,7 +83,7 @@ async fn enrollment_code(server: &TestServer, person_id: &str) -> String {
 }
 
 /// Enrolls `card` through the self-service page of `browser`'s session.
-async fn enroll<T: AuthenticatorBackend>(
+pub(crate) async fn enroll<T: AuthenticatorBackend>(
     browser: &reqwest::Client,
     server: &TestServer,
     card: &mut Card<T>,
@@ -121,7 +121,7 @@ async fn enroll<T: AuthenticatorBackend>(
 }
 
 /// Registers the tax system (confidential, no back-channel) the card tests log in to.
-async fn add_tax_system(server: &TestServer) -> Option<String> {
+pub(crate) async fn add_tax_system(server: &TestServer) -> Option<String> {
     server
         .add_client(json!({"client_id": "zeimu", "name": "税務システム", "client_type": "confidential", "redirect_uris": [REDIRECT]}))
         .await
@@ -129,7 +129,7 @@ async fn add_tax_system(server: &TestServer) -> Option<String> {
 }
 
 /// A new person, logged in with the password in a fresh browser: (person id, browser).
-async fn logged_in_person(
+pub(crate) async fn logged_in_person(
     server: &TestServer,
     employee: &str,
     login: &str,
@@ -142,7 +142,7 @@ async fn logged_in_person(
     (person_id, browser)
 }
 
-fn authorize(server: &TestServer, extra: &[(&str, &str)]) -> (String, String) {
+pub(crate) fn authorize(server: &TestServer, extra: &[(&str, &str)]) -> (String, String) {
     let (verifier, challenge) = pkce_pair();
     let mut params = vec![
         ("response_type", "code"),
@@ -173,7 +173,7 @@ async fn redeem(server: &TestServer, secret: &str, callback: &str, verifier: &st
     body
 }
 
-fn claims(jwt: &str) -> Value {
+pub(crate) fn claims(jwt: &str) -> Value {
     use base64::Engine;
     let payload = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()

@@ -157,7 +157,7 @@ impl TestServer {
         let mut tx = app.store.begin().await.unwrap();
         let scopes: Vec<String> = auth::SCOPES.iter().map(|s| s.to_string()).collect();
         let issued =
-            auth::create_token(&mut tx, &Actor::Cli, now, "test administrator", &scopes, 86_400).await.unwrap();
+            auth::create_token(&mut tx, &Actor::Cli, now, None, "test administrator", &scopes, 86_400).await.unwrap();
         tx.commit().await.unwrap();
         let (shutdown, task) = Self::serve(app.clone(), listeners);
         TestServer {
@@ -299,6 +299,18 @@ impl TestServer {
     }
 
     /// Counts rows of a table straight from the database.
+    /// Rows of `table` that are not Sekimori's own console system (provisioned at every start)
+    /// or its roles.
+    pub async fn count_outside_console(&self, table: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table} WHERE client_id <> 'sekimori-console'"))
+            .fetch_one(self.app.store.pool())
+            .await
+            .unwrap()
+            .try_get::<i64, _>("n")
+            .unwrap()
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         use sqlx::Row;
         sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))

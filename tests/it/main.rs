@@ -12,6 +12,7 @@ mod audit_log;
 mod authorize_errors;
 mod cards;
 mod cli;
+mod console;
 mod directory;
 mod domain;
 mod front_door;

@@ -402,7 +402,10 @@ async fn openapi_yaml_describes_the_admin_api() {
     h.call(None, "POST", b, b, Body::Raw(json_ct, "{not json".into()), 400).await;
     h.call(None, "POST", b, b, Body::Raw(None, format!("code={code}")), 415).await;
     let issued = h.call(None, "POST", b, b, Body::Json(json!({"code": code, "name": "最初の管理者"})), 201).await;
-    assert_eq!(issued["scopes"].as_array().unwrap().len(), scopes.len());
+    // The bootstrap token: a day of setting up, never the access records or an HR feed.
+    let bootstrap_scopes: Vec<&str> = issued["scopes"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert_eq!(bootstrap_scopes.len(), sekimori::admin::roles::bootstrap_rights().len());
+    assert!(!bootstrap_scopes.contains(&"audit:read") && !bootstrap_scopes.contains(&"hr:feed"));
     h.call(None, "POST", b, b, Body::Json(json!({"code": code, "name": "二度目"})), 401).await;
 
     // Authentication and scopes, for every authenticated operation: no token, a forged one,
@@ -802,7 +805,8 @@ async fn openapi_yaml_describes_the_admin_api() {
     h.call(admin, "POST", c, c, Body::Raw(json_ct, "{not json".into()), 400).await;
     h.call(admin, "POST", c, c, Body::Raw(None, "name=x".into()), 415).await;
     let clients = h.call(admin, "GET", c, c, Body::None, 200).await;
-    assert_eq!(clients["items"].as_array().unwrap().len(), 3);
+    // Three registered here, and Sekimori's own console.
+    assert_eq!(clients["items"].as_array().unwrap().len(), 4);
     let cone = "/api/v1/clients/{client_id}";
     h.call(admin, "GET", cone, "/api/v1/clients/zeimu", Body::None, 200).await;
     let library_id = library["client_id"].as_str().unwrap();
@@ -1292,6 +1296,31 @@ async fn openapi_yaml_describes_the_admin_api() {
     }
     h.call(admin, "POST", r, r, Body::Raw(json_ct, "{not json".into()), 400).await;
     h.call(admin, "POST", r, r, Body::Raw(None, "x".into()), 415).await;
+
+    // Administrative roles.
+    let ar = "/api/v1/admin-roles";
+    let listed = h.call(admin, "GET", ar, ar, Body::None, 200).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 6);
+    let g = "/api/v1/admin-roles/grants";
+    let today = sekimori::directory::today_in_japan(h.server.app.clock.now());
+    let end = sekimori::directory::types::format_date(today + time::Duration::days(30));
+    let grant = json!({"person_id": tanaka_id, "role": "hotline_operator", "end_date": end, "reason": "紛失受付当番"});
+    h.call(admin, "POST", g, g, Body::Json(grant.clone()), 201).await;
+    h.call(admin, "POST", g, g, Body::Json(grant), 409).await;
+    for bad in [
+        json!({"person_id": tanaka_id, "role": "root", "end_date": end, "reason": "x"}),
+        json!({"person_id": tanaka_id, "role": "auditor", "reason": "x"}),
+        json!({"person_id": tanaka_id, "role": "auditor", "end_date": "2100-01-01", "reason": "x"}),
+        json!({"person_id": "x", "role": "auditor", "end_date": end, "reason": "x"}),
+    ] {
+        h.call(admin, "POST", g, g, Body::Json(bad), 422).await;
+    }
+    let nobody = json!({"person_id": "4b1c2f3e-0000-4000-8000-000000000000", "role": "auditor", "end_date": end, "reason": "x"});
+    h.call(admin, "POST", g, g, Body::Json(nobody), 404).await;
+    h.call(admin, "POST", g, g, Body::Raw(json_ct, "{not json".into()), 400).await;
+    h.call(admin, "POST", g, g, Body::Raw(None, "x".into()), 415).await;
+    let held = h.call(admin, "GET", g, g, Body::None, 200).await;
+    assert_eq!(held["items"][0]["role"], "hotline_operator");
 
     // Audit log.
     let e = "/api/v1/audit/events";

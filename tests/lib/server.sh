@@ -30,8 +30,13 @@
 #                              http://127.0.0.1:$public_port/health; names `public_url` in its
 #                              messages.
 #   bootstrap_admin_token NAME exchanges the one-time bootstrap code that `serve` printed on a
-#                              fresh database for an API token with every scope; sets
-#                              `admin_token`. Needs `admin_url`.
+#                              fresh database for the day-long bootstrap token (the security
+#                              manager's rights and what setting up needs); sets `admin_token`.
+#                              Needs `admin_url`.
+#   grant_admin_role LOGIN ROLE... with `admin_token`, makes the demo person LOGIN hold each
+#                              administrative ROLE (security_manager, auditor, …) for 30 days.
+#   owned_token VAR LOGIN NAME SCOPE...  issues with `$bin token create` an API token owned by
+#                              LOGIN carrying SCOPE...; sets VAR to it.
 #   run_tests NAME=VALUE...    in `here`, runs `timeout 300 npm test --silent` with NAME=VALUE
 #                              added to its environment, in the background (`test_pid`) so that
 #                              a signal reaches the trap at once; exits with its status.
@@ -176,4 +181,33 @@ run_tests() {
     echo "run.sh: the tests did not finish within 300 s" >&2
   fi
   exit "$status"
+}
+
+grant_admin_role() {
+  local login="$1" role answer person end
+  shift
+  answer="$(curl -sS --max-time 10 "$admin_url/api/v1/people?q=$login" -H "Authorization: Bearer $admin_token")" \
+    || die "GET /api/v1/people?q=$login failed"
+  person="$(node -e '
+    try { const p = JSON.parse(process.argv[1]).items[0]; if (p) console.log(p.id); } catch {}
+  ' "$answer")"
+  [[ -n "$person" ]] || die "no person with login ID $login: $answer"
+  end="$(node -e 'console.log(new Date(Date.now() + 9 * 3600e3 + 30 * 86400e3).toISOString().slice(0, 10))')"
+  for role in "$@"; do
+    answer="$(curl -sS --max-time 10 -X POST "$admin_url/api/v1/admin-roles/grants" \
+      -H "Authorization: Bearer $admin_token" -H 'Content-Type: application/json' \
+      -d "{\"person_id\":\"$person\",\"role\":\"$role\",\"end_date\":\"$end\",\"reason\":\"test run\"}")" \
+      || die "POST /api/v1/admin-roles/grants failed"
+    [[ "$answer" == *'"grant_id"'* || "$answer" == *"\"role\":\"$role\""* ]] || die "could not grant $role to $login: $answer"
+  done
+}
+
+owned_token() {
+  local var="$1" login="$2" name="$3" args=() output
+  shift 3
+  for scope in "$@"; do args+=(--scope "$scope"); done
+  output="$(timeout 60 "$bin" token create --owner "$login" --name "$name" "${args[@]}" 2>&1)" \
+    || die "'sekimori token create' for $login failed: $output"
+  printf -v "$var" '%s' "$(awk '/^  skm_/ { print $1; exit }' <<<"$output")"
+  [[ -n "${!var}" ]] || die "no token in the output of 'sekimori token create': $output"
 }

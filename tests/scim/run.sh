@@ -29,13 +29,9 @@ export_server_env "$public_url"
 seed_demo
 start_server
 bootstrap_admin_token "scim2-tester"
-answer="$(curl -sS --max-time 10 -X POST "$admin_url/api/v1/api-tokens" \
-  -H "Authorization: Bearer $admin_token" -H 'Content-Type: application/json' \
-  -d '{"name":"HR feed (scim2-tester)","scopes":["hr:feed"]}')" || die "POST /api/v1/api-tokens failed"
-feed_token="$(node -e '
-  try { const t = JSON.parse(process.argv[1]).token; if (t) console.log(t); } catch {}
-' "$answer")"
-[[ -n "$feed_token" ]] || die "no HR feed token: $answer"
+# The HR feed's token belongs to the person who owns the feed (人事連携担当).
+grant_admin_role ito.naoko hr_feed_owner
+owned_token feed_token ito.naoko "HR feed (scim2-tester)" hr:feed
 echo "run.sh: SCIM service on $admin_url/scim/v2 (pid $server_pid)" >&2
 
 timeout 600 python3 "$here/check.py" "$admin_url/scim/v2" "$feed_token"
