@@ -231,6 +231,32 @@ async fn chain_rewritten_as_never_keyed_is_reported_by_a_checkpoint(db: Db) {
     server.stop().await;
 }
 
+/// A database from before the chain was keyed: its events keep their plain links, and the
+/// migration starts the keyed chain after them. The first keyed link covers the last plain
+/// one, so rewriting the old events is reported too.
+async fn events_from_before_the_upgrade_keep_plain_links_and_are_covered(db: Db) {
+    let server = populated(db).await;
+    drop_guard(&server).await;
+    let pool = server.app.store.pool();
+    // What migration 0014 finds and does on an older database.
+    recompute_plain_chain(&server, 1).await;
+    pool.execute("UPDATE audit_head SET keyed_from = seq + 1").await.unwrap();
+    let keyed_from = last_seq(&server).await + 1;
+    server.add_person("E6130", "upgraded", "correct-horse-battery-u").await;
+    let Verification::Intact { first, keyed_from: found, last, .. } = audit::verify(&server.app.store).await.unwrap()
+    else {
+        panic!("an upgraded log verifies")
+    };
+    assert_eq!((first, found), (1, keyed_from));
+    assert!(last > keyed_from, "new events are keyed");
+    sqlx::query("UPDATE audit_events SET target = 'someone-else' WHERE seq = 3").execute(pool).await.unwrap();
+    recompute_plain_chain(&server, 3).await;
+    // The recomputation also rewrote the keyed events' links, and moved the head.
+    let (seq, reason) = broken_at(&server).await;
+    assert_eq!(seq, keyed_from, "{reason}");
+    server.stop().await;
+}
+
 async fn truncated_tail_is_reported_with_the_checkpoint_taken_before(db: Db) {
     let server = populated(db).await;
     let dir = crate::cli::temp_dir();
@@ -379,6 +405,7 @@ on_both_databases!(
     forged_event_is_reported,
     recomputed_plain_chain_is_reported,
     chain_rewritten_as_never_keyed_is_reported_by_a_checkpoint,
+    events_from_before_the_upgrade_keep_plain_links_and_are_covered,
     truncated_tail_is_reported_with_the_checkpoint_taken_before,
     tampered_checkpoint_line_is_a_bad_signature,
     archive_keeps_the_chain_verifiable,
