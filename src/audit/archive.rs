@@ -149,45 +149,27 @@ pub async fn archive(
         return Err(ArchiveError::BrokenChain(seq, reason));
     }
     let head = super::head(store.pool()).await?;
-    let rows = sqlx::query(
-        "SELECT seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash
-         FROM audit_events WHERE seq > $1 ORDER BY seq",
-    )
-    .bind(head.anchor_seq)
-    .fetch_all(store.pool())
-    .await?;
-    let mut events = Vec::new();
-    for row in &rows {
-        let at: i64 = row.try_get("at")?;
-        if at >= cutoff {
-            break;
-        }
-        events.push(ArchivedEvent {
-            seq: row.try_get("seq")?,
-            at,
-            actor: row.try_get("actor")?,
-            action: row.try_get("action")?,
-            target: row.try_get("target")?,
-            outcome: row.try_get("outcome")?,
-            detail: row.try_get("detail")?,
-            source_ip: row.try_get("source_ip")?,
-            prev_hash: row.try_get("prev_hash")?,
-            hash: row.try_get("hash")?,
-        });
-    }
-    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+    // The archive is the prefix of the chain before the first event at or after the cutoff.
+    let boundary: Option<i64> = sqlx::query("SELECT MIN(seq) AS n FROM audit_events WHERE seq > $1 AND at >= $2")
+        .bind(head.anchor_seq)
+        .bind(cutoff)
+        .fetch_one(store.pool())
+        .await?
+        .try_get("n")?;
+    let end = boundary.map_or(head.seq, |seq| seq - 1);
+    if end <= head.anchor_seq {
         return Ok(Archived { events: 0, anchor: None });
+    }
+    let anchor = match write_file(store, out, head.anchor_seq, end, head.keyed_from, signing_key).await {
+        Ok(anchor) => anchor,
+        Err(e) => {
+            // A file cut short is no archive; nothing was removed.
+            if !matches!(e, ArchiveError::FileExists(_)) {
+                let _ = std::fs::remove_file(out);
+            }
+            return Err(e);
+        }
     };
-    let mut anchor = Anchor {
-        first_seq: first.seq,
-        last_seq: last.seq,
-        last_hash: last.hash.clone(),
-        first_prev_hash: first.prev_hash.clone(),
-        keyed_from: head.keyed_from,
-        signature: String::new(),
-    };
-    anchor.signature = anchor.signature(signing_key);
-    write_file(out, &events, &anchor)?;
 
     // The anchor is moved before the rows go: the guard lets only rows at or before it be
     // removed. The update only succeeds from the anchor read above, so two archives at once
@@ -220,12 +202,20 @@ pub async fn archive(
     .record(&mut tx, now)
     .await?;
     tx.commit().await?;
-    Ok(Archived { events: events.len() as i64, anchor: Some(anchor) })
+    Ok(Archived { events: anchor.last_seq - anchor.first_seq + 1, anchor: Some(anchor) })
 }
 
-/// Writes the archive as JSON lines, the anchor last, and makes it durable (the file and its
-/// directory entry) before anything is removed.
-fn write_file(out: &Path, events: &[ArchivedEvent], anchor: &Anchor) -> Result<(), ArchiveError> {
+/// Writes the events after `after` up to `end` as JSON lines, page by page, then the signed
+/// anchor, and makes the file durable (the file and its directory entry) before anything is
+/// removed.
+async fn write_file(
+    store: &Store,
+    out: &Path,
+    after: i64,
+    end: i64,
+    keyed_from: i64,
+    signing_key: &AuditKey,
+) -> Result<Anchor, ArchiveError> {
     let name = out.display().to_string();
     let io = |e: std::io::Error| ArchiveError::Io(name.clone(), e);
     let file = match std::fs::OpenOptions::new().write(true).create_new(true).open(out) {
@@ -234,10 +224,53 @@ fn write_file(out: &Path, events: &[ArchivedEvent], anchor: &Anchor) -> Result<(
         Err(e) => return Err(io(e)),
     };
     let mut writer = std::io::BufWriter::new(file);
-    for event in events {
-        serde_json::to_writer(&mut writer, &Line::Event(event.clone())).map_err(|e| io(e.into()))?;
-        writer.write_all(b"\n").map_err(io)?;
+    let mut first: Option<(i64, String)> = None;
+    let mut last = (after, String::new());
+    const PAGE: i64 = 1000;
+    while last.0 < end {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash
+             FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(last.0)
+        .bind(end)
+        .bind(PAGE)
+        .fetch_all(store.pool())
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let event = ArchivedEvent {
+                seq: row.try_get("seq")?,
+                at: row.try_get("at")?,
+                actor: row.try_get("actor")?,
+                action: row.try_get("action")?,
+                target: row.try_get("target")?,
+                outcome: row.try_get("outcome")?,
+                detail: row.try_get("detail")?,
+                source_ip: row.try_get("source_ip")?,
+                prev_hash: row.try_get("prev_hash")?,
+                hash: row.try_get("hash")?,
+            };
+            serde_json::to_writer(&mut writer, &Line::Event(event.clone())).map_err(|e| io(e.into()))?;
+            writer.write_all(b"\n").map_err(io)?;
+            first.get_or_insert_with(|| (event.seq, event.prev_hash.clone()));
+            last = (event.seq, event.hash);
+        }
     }
+    let Some((first_seq, first_prev_hash)) = first else {
+        return Err(io(std::io::Error::other("no events to archive")));
+    };
+    let mut anchor = Anchor {
+        first_seq,
+        last_seq: last.0,
+        last_hash: last.1,
+        first_prev_hash,
+        keyed_from,
+        signature: String::new(),
+    };
+    anchor.signature = anchor.signature(signing_key);
     serde_json::to_writer(&mut writer, &Line::Anchor { anchor: anchor.clone() }).map_err(|e| io(e.into()))?;
     writer.write_all(b"\n").map_err(io)?;
     let file = writer.into_inner().map_err(|e| io(e.into_error()))?;
@@ -245,7 +278,7 @@ fn write_file(out: &Path, events: &[ArchivedEvent], anchor: &Anchor) -> Result<(
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     }
-    Ok(())
+    Ok(anchor)
 }
 
 /// What checking an archive file found.
