@@ -716,6 +716,25 @@ mod tests {
     }
 
     #[test]
+    fn audit_section_is_read_and_checked() {
+        let mut config: Config = toml::from_str(
+            "[audit]\ncheckpoint_file = '/var/log/sekimori/checkpoints.jsonl'\ncheckpoint_interval = 60\nretention_days = 3650",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.audit.checkpoint_file.as_deref(), Some("/var/log/sekimori/checkpoints.jsonl"));
+        assert_eq!((config.audit.checkpoint_interval, config.audit.retention_days), (60, 3650));
+        assert_eq!(Config::default().audit.retention_days, 1825);
+        for (text, named) in
+            [("retention_days = 0", "audit.retention_days"), ("checkpoint_interval = 0", "audit.checkpoint_interval")]
+        {
+            let mut config: Config = toml::from_str(&format!("[audit]\n{text}")).unwrap();
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains(named), "{text}: {message}");
+        }
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         assert!(toml::from_str::<Config>("issuer = 'http://x'\nisuer = 'typo'").is_err());
     }

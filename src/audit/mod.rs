@@ -301,9 +301,10 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
     loop {
         let rows = sqlx::query(
             "SELECT seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash
-             FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+             FROM audit_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3",
         )
         .bind(expected_seq)
+        .bind(head.seq)
         .bind(PAGE)
         .fetch_all(pool)
         .await?;
@@ -356,6 +357,18 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
         return broken(
             last + 1,
             format!("the chain ends at event {last} but its head records event {} (deleted at the end)", head.seq),
+        );
+    }
+    // Events written while the walk ran are past the head read at its start; the head read now
+    // covers every committed event (each moves it in its own transaction). An event past it
+    // means the head was moved back.
+    let newest: Option<i64> =
+        sqlx::query("SELECT MAX(seq) AS n FROM audit_events").fetch_one(pool).await?.try_get("n")?;
+    let head_now = self::head(pool).await?;
+    if newest.is_some_and(|newest| newest > head_now.seq) {
+        return broken(
+            head_now.seq + 1,
+            format!("events exist after event {}, the newest its head records (head moved back)", head_now.seq),
         );
     }
     if head.anchor_seq > 0 && archived.as_ref() != Some(&(head.anchor_seq, head.anchor_hash.clone())) {

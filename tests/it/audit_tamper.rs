@@ -257,6 +257,24 @@ async fn events_from_before_the_upgrade_keep_plain_links_and_are_covered(db: Db)
     server.stop().await;
 }
 
+async fn head_moved_back_over_events_left_in_place_is_reported(db: Db) {
+    let server = populated(db).await;
+    let pool = server.app.store.pool();
+    let back = last_seq(&server).await - 2;
+    let hash: String = sqlx::query("SELECT hash FROM audit_events WHERE seq = $1")
+        .bind(back)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .try_get("hash")
+        .unwrap();
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2").bind(back).bind(&hash).execute(pool).await.unwrap();
+    let (seq, reason) = broken_at(&server).await;
+    assert_eq!(seq, back + 1, "{reason}");
+    assert!(reason.contains("head moved back"), "{reason}");
+    server.stop().await;
+}
+
 async fn truncated_tail_is_reported_with_the_checkpoint_taken_before(db: Db) {
     let server = populated(db).await;
     let dir = crate::cli::temp_dir();
@@ -406,6 +424,7 @@ on_both_databases!(
     recomputed_plain_chain_is_reported,
     chain_rewritten_as_never_keyed_is_reported_by_a_checkpoint,
     events_from_before_the_upgrade_keep_plain_links_and_are_covered,
+    head_moved_back_over_events_left_in_place_is_reported,
     truncated_tail_is_reported_with_the_checkpoint_taken_before,
     tampered_checkpoint_line_is_a_bad_signature,
     archive_keeps_the_chain_verifiable,
