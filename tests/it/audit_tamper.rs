@@ -127,6 +127,31 @@ async fn untouched_log_verifies_with_and_without_checkpoints(db: Db) {
     server.stop().await;
 }
 
+async fn the_server_appends_checkpoints_when_configured(db: Db) {
+    let dir = crate::cli::temp_dir();
+    let file = dir.join("server-checkpoints.jsonl");
+    let configured = file.to_str().unwrap().to_owned();
+    let server = populated_with(db, |c| {
+        c.audit.checkpoint_file = Some(configured);
+        c.audit.checkpoint_interval = 1;
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let last = last_seq(&server).await;
+    // A checkpoint that covers the people added after the start.
+    while !std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| serde_json::from_str::<Value>(l).map(|c| c["seq"].as_i64() >= Some(last)).unwrap_or(false))
+    {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint appended");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (code, out) = cli(&server, &dir, &["verify", "--checkpoints", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    server.stop().await;
+}
+
 async fn edited_detail_is_reported(db: Db) {
     let server = populated(db).await;
     drop_guard(&server).await;
@@ -417,6 +442,7 @@ async fn archive_then_moved_anchor_is_reported(db: Db) {
 
 on_both_databases!(
     untouched_log_verifies_with_and_without_checkpoints,
+    the_server_appends_checkpoints_when_configured,
     edited_detail_is_reported,
     deleted_middle_event_is_reported,
     swapped_events_are_reported,
