@@ -36,7 +36,24 @@ pub struct ArchivedEvent {
 }
 
 impl ArchivedEvent {
-    fn link(&self) -> Link<'_> {
+    /// The event as its row holds it.
+    pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(ArchivedEvent {
+            seq: row.try_get("seq")?,
+            at: row.try_get("at")?,
+            actor: row.try_get("actor")?,
+            action: row.try_get("action")?,
+            target: row.try_get("target")?,
+            outcome: row.try_get("outcome")?,
+            detail: row.try_get("detail")?,
+            source_ip: row.try_get("source_ip")?,
+            prev_hash: row.try_get("prev_hash")?,
+            hash: row.try_get("hash")?,
+        })
+    }
+
+    /// The fields its link covers.
+    pub(super) fn link(&self) -> Link<'_> {
         Link {
             prev_hash: &self.prev_hash,
             seq: self.seq,
@@ -241,18 +258,7 @@ async fn write_file(
             break;
         }
         for row in &rows {
-            let event = ArchivedEvent {
-                seq: row.try_get("seq")?,
-                at: row.try_get("at")?,
-                actor: row.try_get("actor")?,
-                action: row.try_get("action")?,
-                target: row.try_get("target")?,
-                outcome: row.try_get("outcome")?,
-                detail: row.try_get("detail")?,
-                source_ip: row.try_get("source_ip")?,
-                prev_hash: row.try_get("prev_hash")?,
-                hash: row.try_get("hash")?,
-            };
+            let event = ArchivedEvent::from_row(row)?;
             serde_json::to_writer(&mut writer, &Line::Event(event.clone())).map_err(|e| io(e.into()))?;
             writer.write_all(b"\n").map_err(io)?;
             first.get_or_insert_with(|| (event.seq, event.prev_hash.clone()));

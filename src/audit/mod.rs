@@ -310,8 +310,7 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
         .await?;
         let count = rows.len() as i64;
         for row in rows {
-            let raw_detail: String = row.try_get("detail")?;
-            let event = stored_event(&row)?;
+            let event = archive::ArchivedEvent::from_row(&row)?;
             if event.seq != expected_seq {
                 return broken(expected_seq, format!("event {expected_seq} is missing (deleted)"));
             }
@@ -321,17 +320,7 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
                     "previous-hash does not match the preceding event (deleted or reordered)".into(),
                 );
             }
-            let link = Link {
-                prev_hash: &event.prev_hash,
-                seq: event.seq,
-                at: event.at,
-                actor: &event.actor,
-                action: &event.action,
-                target: &event.target,
-                outcome: &event.outcome,
-                detail: &raw_detail,
-                source_ip: event.source_ip.as_deref(),
-            };
+            let link = event.link();
             let keyed = event.seq >= head.keyed_from;
             let recomputed = if keyed { link.keyed_hash(&key, head.keyed_from) } else { link.plain_hash() };
             if !crate::crypto::ct_eq(recomputed.as_bytes(), event.hash.as_bytes()) {
@@ -343,7 +332,7 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
                 return broken(event.seq, reason.into());
             }
             if event.action == ARCHIVED_ACTION && event.outcome == Outcome::Success.as_str() {
-                archived = archive::anchor_named(&event.detail);
+                archived = serde_json::from_str(&event.detail).ok().as_ref().and_then(archive::anchor_named);
             }
             prev = event.hash;
             expected_seq += 1;
@@ -389,20 +378,20 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
 }
 
 fn stored_event(row: &sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
-    let detail: String = row.try_get("detail")?;
+    let raw = archive::ArchivedEvent::from_row(row)?;
     Ok(StoredEvent {
-        seq: row.try_get("seq")?,
-        at: row.try_get("at")?,
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        target: row.try_get("target")?,
-        outcome: row.try_get("outcome")?,
+        seq: raw.seq,
+        at: raw.at,
+        actor: raw.actor,
+        action: raw.action,
+        target: raw.target,
+        outcome: raw.outcome,
         // Stored detail is always JSON we wrote; a non-JSON value (tampering) is kept as text
         // so verify reports the broken hash rather than failing to read.
-        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-        source_ip: row.try_get("source_ip")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
+        detail: serde_json::from_str(&raw.detail).unwrap_or(serde_json::Value::String(raw.detail)),
+        source_ip: raw.source_ip,
+        prev_hash: raw.prev_hash,
+        hash: raw.hash,
     })
 }
 
