@@ -47,6 +47,29 @@ pub struct Config {
     pub hr: HrConfig,
     pub access: AccessConfig,
     pub mail: MailConfig,
+    pub audit: AuditConfig,
+}
+
+/// The audit log (R16): checkpoints kept outside the database, and how long events are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// A file to which every node appends a signed checkpoint of the audit chain every
+    /// `checkpoint_interval` seconds. Ship it somewhere the database's administrators cannot
+    /// write (a log collector, another host): `sekimori audit verify --checkpoints` proves the
+    /// chain against it. None (the default): no checkpoints are written by the server.
+    pub checkpoint_file: Option<String>,
+    /// Seconds between checkpoints.
+    pub checkpoint_interval: u64,
+    /// Days an event is kept in the database at least: `sekimori audit archive` refuses to
+    /// remove anything younger. Default 1825 (five years).
+    pub retention_days: i64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { checkpoint_file: None, checkpoint_interval: 300, retention_days: 1825 }
+    }
 }
 
 /// Need-based access: requests, grants and the sessions that use secret-class roles.
@@ -304,6 +327,7 @@ impl Default for Config {
             hr: HrConfig::default(),
             access: AccessConfig::default(),
             mail: MailConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -484,7 +508,11 @@ impl Config {
             ("tokens.api_token_ttl", self.tokens.api_token_ttl),
             ("webauthn.enrollment_code_ttl", self.webauthn.enrollment_code_ttl),
             ("webauthn.ceremony_ttl", self.webauthn.ceremony_ttl),
+            ("audit.retention_days", self.audit.retention_days),
         ];
+        if self.audit.checkpoint_interval == 0 {
+            return Err(ConfigError::Invalid("audit.checkpoint_interval must be positive".into()));
+        }
         for (name, value) in positive {
             if value <= 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be positive")));
@@ -707,6 +735,25 @@ mod tests {
             })
             .unwrap();
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn audit_section_is_read_and_checked() {
+        let mut config: Config = toml::from_str(
+            "[audit]\ncheckpoint_file = '/var/log/sekimori/checkpoints.jsonl'\ncheckpoint_interval = 60\nretention_days = 3650",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.audit.checkpoint_file.as_deref(), Some("/var/log/sekimori/checkpoints.jsonl"));
+        assert_eq!((config.audit.checkpoint_interval, config.audit.retention_days), (60, 3650));
+        assert_eq!(Config::default().audit.retention_days, 1825);
+        for (text, named) in
+            [("retention_days = 0", "audit.retention_days"), ("checkpoint_interval = 0", "audit.checkpoint_interval")]
+        {
+            let mut config: Config = toml::from_str(&format!("[audit]\n{text}")).unwrap();
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains(named), "{text}: {message}");
+        }
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub struct AppInner {
     pub attestation: Option<webauthn_rs::prelude::AttestationCaList>,
     /// The figures `/metrics` shows (R20).
     pub metrics: metrics::Metrics,
+    /// Key signing the audit chain's checkpoints, derived from the master key (R16).
+    pub checkpoint_key: [u8; 32],
 }
 
 impl Deref for App {
@@ -116,15 +118,7 @@ impl App {
 
     /// Connects, migrates, loads (or creates) signing keys.
     pub async fn build(config: Config, clock: Clock) -> Result<App, Error> {
-        let store = Store::connect(&config.database_url).await?;
-        store.migrate().await?;
-        let master = match &config.master_key {
-            Some(key) => MasterKey::from_base64(key)?,
-            None => {
-                let holds_keys = oidc::keys::any_stored(&store).await?;
-                MasterKey::load_or_create(&config.master_key_file, !holds_keys)?
-            }
-        };
+        let (store, master) = open_store(&config).await?;
         Self::with_store(config, clock, store, &master).await
     }
 
@@ -144,6 +138,7 @@ impl App {
         let hasher = Hasher::new(&config.password)?;
         let csrf_key = master.derive_key(b"sekimori csrf v1");
         let fingerprint_key = master.derive_key(b"sekimori password fingerprint v1");
+        store.set_audit_key(audit::chain_key(master)).map_err(|e| config::ConfigError::Invalid(e.to_string()))?;
         let webauthn = authenticators::relying_party(&config);
         let attestation = authenticators::attestation_ca_list(&config).map_err(config::ConfigError::Invalid)?;
         Ok(App(Arc::new(AppInner {
@@ -157,8 +152,28 @@ impl App {
             webauthn,
             attestation,
             metrics: metrics::Metrics::new(),
+            checkpoint_key: audit::checkpoint::signing_key(master),
         })))
     }
+}
+
+/// Connects, migrates and loads the master key (creating it only for a database that holds
+/// nothing sealed or keyed with one), and gives the store the audit chain's key: what every
+/// command that records events needs, with or without a whole [`App`].
+pub async fn open_store(config: &Config) -> Result<(Store, MasterKey), Error> {
+    let store = Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let master = match &config.master_key {
+        Some(key) => MasterKey::from_base64(key)?,
+        None => {
+            let holds_keys = oidc::keys::any_stored(&store).await?;
+            let head = audit::head(store.pool()).await?;
+            let holds_keyed_events = head.seq >= head.keyed_from;
+            MasterKey::load_or_create(&config.master_key_file, !holds_keys && !holds_keyed_events)?
+        }
+    };
+    store.set_audit_key(audit::chain_key(&master)).map_err(|e| config::ConfigError::Invalid(e.to_string()))?;
+    Ok((store, master))
 }
 
 /// A body refused for its size was not read: the connection cannot carry another request, so
@@ -243,6 +258,7 @@ pub async fn serve(
     jobs::spawn_access(app.clone());
     backchannel::spawn_worker(app.clone());
     notify::mail::spawn_worker(app.clone());
+    audit::checkpoint::spawn_writer(app.clone(), app.checkpoint_key);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let limits = listener::Limits::from_config(&app.config);
     let public = listener::serve(listeners.public, public_router(app.clone()), limits.clone(), rx.clone());

@@ -1,5 +1,5 @@
 //! The `sekimori` command: serve (default), migrate, demo, bootstrap, client (add, list, show,
-//! update, disable, enable, rotate-secret), keys rotate, audit verify.
+//! update, disable, enable, rotate-secret), keys rotate, audit verify | checkpoint | archive.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -150,8 +150,34 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Walk the hash chain; report the first broken link. Exit status 1 when broken.
-    Verify,
+    /// Walk the keyed hash chain; report the first broken link. With --checkpoints, also check
+    /// every checkpoint's signature and that the chain still holds each checkpointed event
+    /// (truncation, rewriting); with --archive, also check an archive and that it ends at the
+    /// chain's anchor. Exit status 1 on any failure.
+    Verify {
+        /// A checkpoint file (JSON lines) written by `audit checkpoint` or the server.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// An archive written by `audit archive`.
+        #[arg(long)]
+        archive: Option<PathBuf>,
+    },
+    /// Append a signed checkpoint of the chain's head to a file to be kept outside the database.
+    Checkpoint {
+        /// The file to append to (default: audit.checkpoint_file of the configuration).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Export the events before a date (older than the retention period) to a new file, ending
+    /// with a signed anchor, then remove them from the database.
+    Archive {
+        /// YYYY-MM-DD (Japan): events before this day are archived.
+        #[arg(long)]
+        before: String,
+        /// The archive file to create (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -263,21 +289,110 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             return hr_import(config, &file, dry_run, effective.as_deref()).await;
         }
         Command::Hr { command } => return hr_batch(config, command).await,
-        Command::Audit { command: AuditCommand::Verify } => {
-            let store = Store::connect(&config.database_url).await?;
-            store.migrate().await?;
+        Command::Audit { command } => return audit_command(config, command).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sekimori audit verify | checkpoint | archive`.
+async fn audit_command(config: Config, command: AuditCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (store, master) = sekimori::open_store(&config).await?;
+    let signing_key = audit::checkpoint::signing_key(&master);
+    let now = Clock::default().now();
+    match command {
+        AuditCommand::Verify { checkpoints, archive } => {
+            let mut failed = false;
             match audit::verify(&store).await? {
-                Verification::Intact { events } => {
-                    println!("audit log intact: {events} events verified")
+                Verification::Intact { events, first, last, keyed_from } => {
+                    println!("audit log intact: {events} events verified (events {first} to {last})");
+                    if keyed_from > first {
+                        println!(
+                            "  note: events before {keyed_from} were written before the chain was keyed: \
+                             they are only protected by checkpoints and archives taken since"
+                        );
+                    }
                 }
                 Verification::Broken { seq, reason } => {
                     println!("audit log BROKEN at event {seq}: {reason}");
+                    failed = true;
+                }
+            }
+            if let Some(path) = checkpoints {
+                let text = read_text(&path)?;
+                let check = audit::checkpoint::check_file(&store, &signing_key, &text).await?;
+                for failure in &check.failures {
+                    println!("checkpoint FAILED: {}: {failure}", path.display());
+                }
+                println!(
+                    "checkpoints: {} confirmed, {} of archived events, {} failed ({})",
+                    check.confirmed,
+                    check.archived,
+                    check.failures.len(),
+                    path.display()
+                );
+                failed |= !check.failures.is_empty();
+            }
+            if let Some(path) = archive {
+                let text = read_text(&path)?;
+                let chain_key = audit::chain_key(&master);
+                let check = audit::archive::check_file(&store, &chain_key, &signing_key, &text).await?;
+                for failure in &check.failures {
+                    println!("archive FAILED: {}: {failure}", path.display());
+                }
+                if check.failures.is_empty() {
+                    if let Some(anchor) = &check.anchor {
+                        println!(
+                            "archive intact: {} events ({} to {}), anchored at event {} ({})",
+                            check.events,
+                            anchor.first_seq,
+                            anchor.last_seq,
+                            anchor.last_seq,
+                            path.display()
+                        );
+                    }
+                }
+                failed |= !check.failures.is_empty();
+            }
+            if failed {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        AuditCommand::Checkpoint { out } => {
+            let Some(path) = out.or_else(|| config.audit.checkpoint_file.as_ref().map(PathBuf::from)) else {
+                eprintln!("error: give --out FILE or set audit.checkpoint_file in the configuration");
+                return Ok(ExitCode::from(2));
+            };
+            let checkpoint = audit::checkpoint::take(&store, &signing_key, now).await?;
+            audit::checkpoint::append(&path, &checkpoint)
+                .map_err(|e| format!("cannot append to {}: {e}", path.display()))?;
+            println!("checkpoint of event {} appended to {}", checkpoint.seq, path.display());
+        }
+        AuditCommand::Archive { before, out } => {
+            let retention = config.audit.retention_days;
+            match audit::archive::archive(&store, &signing_key, now, &before, retention, &out).await {
+                Ok(done) => match done.anchor {
+                    None => println!("no events before {before}: nothing archived, no file written"),
+                    Some(anchor) => println!(
+                        "archived {} events ({} to {}) to {}; the chain now starts after event {}",
+                        done.events,
+                        anchor.first_seq,
+                        anchor.last_seq,
+                        out.display(),
+                        anchor.last_seq
+                    ),
+                },
+                Err(e) => {
+                    eprintln!("error: {e}");
                     return Ok(ExitCode::from(1));
                 }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn read_text(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 async fn hr_import(
@@ -296,8 +411,7 @@ async fn hr_import(
     };
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let store = Store::connect(&config.database_url).await?;
-    store.migrate().await?;
+    let (store, _) = sekimori::open_store(&config).await?;
     let now = Clock::default().now();
     let outcome = match csv_import::decode(&bytes).and_then(|text| csv_import::parse(&text, &name, effective)) {
         Ok(changes) => csv_import::import(&store, &config.hr, now, &name, &changes, dry_run).await,
@@ -355,8 +469,7 @@ async fn hr_import(
 /// of the HR feed.
 async fn hr_batch(config: Config, command: HrCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
     use sekimori::hr::batches::{self, DecisionError};
-    let store = Store::connect(&config.database_url).await?;
-    store.migrate().await?;
+    let (store, _) = sekimori::open_store(&config).await?;
     let now = Clock::default().now();
     let decided = match command {
         HrCommand::Import { .. } => unreachable!("handled by hr_import"),

@@ -2,16 +2,55 @@
 //! calls [`record`] inside the transaction that makes the change, so an event exists exactly
 //! when its change does. Each row's hash covers its content and the previous row's hash;
 //! `audit_head` holds the newest link so that removing rows at the end is detected too.
+//!
+//! The links are HMAC-SHA256 under a key derived from the master key, which is not in the
+//! database: someone who can write the database can still edit rows, but cannot compute the
+//! links that would make the edit pass [`verify`]. Events written before the chain was keyed
+//! (`audit_head.keyed_from`) keep their plain SHA-256 links. Truncation, which a key alone
+//! cannot reveal, is caught by signed checkpoints kept outside the database ([`checkpoint`]).
 
+pub mod archive;
+pub mod checkpoint;
 pub mod query;
 pub mod sign_ins;
 
+use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::clock::UnixTime;
-use crate::store::{Store, Tx};
+use crate::crypto::MasterKey;
+use crate::store::{AuditKey, Store, Tx};
+
+/// The label the chain's key is derived from the master key with; it also opens every keyed
+/// link's input, so a keyed link can never be read as a plain one.
+const CHAIN_LABEL: &str = "sekimori audit chain v1";
+
+/// The audit chain's key for this master key.
+pub fn chain_key(master: &MasterKey) -> AuditKey {
+    master.derive_key(CHAIN_LABEL.as_bytes())
+}
+
+/// HMAC-SHA256 of `message` under `key`, hex encoded.
+pub(crate) fn hmac_hex(key: &AuditKey, message: &[u8]) -> String {
+    // HMAC takes keys of any length: the error case cannot happen, and an empty result would
+    // only ever fail to match.
+    match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(message);
+            hex::encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// The store was opened without the master key: nothing can be recorded or verified.
+fn no_key() -> sqlx::Error {
+    sqlx::Error::Configuration(
+        "the audit chain's key is not set: the store must be opened with the master key (sekimori::open_store)".into(),
+    )
+}
 
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -120,9 +159,20 @@ struct Link<'a> {
 
 impl Link<'_> {
     /// SHA-256 over the previous hash and a JSON array of the fields, so no field boundary
-    /// is ambiguous.
-    fn hash(&self) -> String {
-        let fields = serde_json::json!([
+    /// is ambiguous: the links written before the chain was keyed.
+    fn plain_hash(&self) -> String {
+        hex::encode(Sha256::digest(self.fields().to_string().as_bytes()))
+    }
+
+    /// HMAC-SHA256 under the chain key over the same fields and `keyed_from`, so that the
+    /// start of the keyed chain cannot be moved while keyed links exist.
+    fn keyed_hash(&self, key: &AuditKey, keyed_from: i64) -> String {
+        let input = serde_json::json!([CHAIN_LABEL, keyed_from, self.fields()]);
+        hmac_hex(key, input.to_string().as_bytes())
+    }
+
+    fn fields(&self) -> serde_json::Value {
+        serde_json::json!([
             self.prev_hash,
             self.seq,
             self.at,
@@ -132,20 +182,21 @@ impl Link<'_> {
             self.outcome,
             self.detail,
             self.source_ip
-        ]);
-        hex::encode(Sha256::digest(fields.to_string().as_bytes()))
+        ])
     }
 }
 
 /// Appends `event` to the chain inside `tx`.
 pub async fn record(tx: &mut Tx, now: UnixTime, event: Event<'_>) -> Result<(), sqlx::Error> {
+    let key = *tx.audit_key().ok_or_else(no_key)?;
     // Taking the head row with an UPDATE locks it (PostgreSQL row lock; SQLite write lock), so
     // concurrent writers extend the chain one at a time and never fork it.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash, keyed_from")
         .fetch_one(&mut **tx)
         .await?;
     let seq: i64 = head.try_get("seq")?;
     let prev_hash: String = head.try_get("hash")?;
+    let keyed_from: i64 = head.try_get("keyed_from")?;
     let actor = event.actor.as_text();
     let detail = event.detail.to_string();
     let hash = Link {
@@ -159,7 +210,7 @@ pub async fn record(tx: &mut Tx, now: UnixTime, event: Event<'_>) -> Result<(), 
         detail: &detail,
         source_ip: event.source_ip.as_deref(),
     }
-    .hash();
+    .keyed_hash(&key, keyed_from);
     sqlx::query(
         "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -184,66 +235,104 @@ pub async fn record(tx: &mut Tx, now: UnixTime, event: Event<'_>) -> Result<(), 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Verification {
-    /// Every link holds; `events` rows checked.
-    Intact { events: i64 },
+    /// Every link holds; `events` rows checked, from `first` to `last`; links from
+    /// `keyed_from` on are keyed.
+    Intact { events: i64, first: i64, last: i64, keyed_from: i64 },
     /// The first broken link, and why.
     Broken { seq: i64, reason: String },
 }
 
-/// Walks the chain from the start and reports the first broken link: a row whose content no
-/// longer matches its hash (edited), a gap in the sequence (deleted), a row whose previous
-/// hash is not its predecessor's (reordered or spliced), or a head that points past the end.
-pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
-    let pool = store.pool();
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(pool).await?;
-    let head_seq: i64 = head.try_get("seq")?;
-    let head_hash: String = head.try_get("hash")?;
+/// The chain's bookkeeping row.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub seq: i64,
+    pub hash: String,
+    pub keyed_from: i64,
+    /// The last archived (exported and removed) event; 0 and the genesis hash when none.
+    pub anchor_seq: i64,
+    pub anchor_hash: String,
+}
 
-    let mut expected_seq = 1i64;
-    let mut prev = GENESIS_HASH.to_owned();
+pub(crate) async fn head(executor: impl sqlx::Executor<'_, Database = sqlx::Any>) -> Result<Head, sqlx::Error> {
+    let row = sqlx::query("SELECT seq, hash, keyed_from, anchor_seq, anchor_hash FROM audit_head WHERE id = 1")
+        .fetch_one(executor)
+        .await?;
+    Ok(Head {
+        seq: row.try_get("seq")?,
+        hash: row.try_get("hash")?,
+        keyed_from: row.try_get("keyed_from")?,
+        anchor_seq: row.try_get("anchor_seq")?,
+        anchor_hash: row.try_get("anchor_hash")?,
+    })
+}
+
+/// The event that records an archive names the anchor it left; the anchor row must agree with
+/// the newest such event, so that moving the anchor (to hide removed events) is seen.
+pub const ARCHIVED_ACTION: &str = "audit.archived";
+
+/// Walks the chain from the archive's anchor (or the start) and reports the first broken link:
+/// a row whose content no longer matches its hash (edited, or rewritten by someone without
+/// the key), a gap in the sequence (deleted), a row whose previous hash is not its
+/// predecessor's (reordered or spliced), a head that points past the end, or an anchor that
+/// is not the one the last archive recorded.
+pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
+    let key = *store.audit_key().ok_or_else(no_key)?;
+    let pool = store.pool();
+    let head = head(pool).await?;
+    let broken = |seq: i64, reason: String| Ok(Verification::Broken { seq, reason });
+    if head.keyed_from < 1 || head.keyed_from > head.seq + 1 {
+        return broken(
+            head.keyed_from,
+            format!(
+                "the start of the keyed chain (event {}) lies outside the chain (events up to {}): the head row was altered",
+                head.keyed_from, head.seq
+            ),
+        );
+    }
+    if head.anchor_seq < 0 || head.anchor_seq > head.seq {
+        return broken(head.anchor_seq, "the archive anchor lies outside the chain: the head row was altered".into());
+    }
+
+    let mut expected_seq = head.anchor_seq + 1;
+    let mut prev = head.anchor_hash.clone();
+    // (last_seq, last_hash) named by the newest archive event walked.
+    let mut archived: Option<(i64, String)> = None;
     const PAGE: i64 = 1000;
     loop {
         let rows = sqlx::query(
             "SELECT seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash
-             FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+             FROM audit_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3",
         )
         .bind(expected_seq)
+        .bind(head.seq)
         .bind(PAGE)
         .fetch_all(pool)
         .await?;
         let count = rows.len() as i64;
         for row in rows {
-            let raw_detail: String = row.try_get("detail")?;
-            let event = stored_event(&row)?;
+            let event = archive::ArchivedEvent::from_row(&row)?;
             if event.seq != expected_seq {
-                return Ok(Verification::Broken {
-                    seq: expected_seq,
-                    reason: format!("event {expected_seq} is missing (deleted)"),
-                });
+                return broken(expected_seq, format!("event {expected_seq} is missing (deleted)"));
             }
             if event.prev_hash != prev {
-                return Ok(Verification::Broken {
-                    seq: event.seq,
-                    reason: "previous-hash does not match the preceding event (deleted or reordered)".into(),
-                });
+                return broken(
+                    event.seq,
+                    "previous-hash does not match the preceding event (deleted or reordered)".into(),
+                );
             }
-            let recomputed = Link {
-                prev_hash: &event.prev_hash,
-                seq: event.seq,
-                at: event.at,
-                actor: &event.actor,
-                action: &event.action,
-                target: &event.target,
-                outcome: &event.outcome,
-                detail: &raw_detail,
-                source_ip: event.source_ip.as_deref(),
+            let link = event.link();
+            let keyed = event.seq >= head.keyed_from;
+            let recomputed = if keyed { link.keyed_hash(&key, head.keyed_from) } else { link.plain_hash() };
+            if !crate::crypto::ct_eq(recomputed.as_bytes(), event.hash.as_bytes()) {
+                let reason = if keyed {
+                    "content does not match its keyed hash (edited, or rewritten by someone without the audit key)"
+                } else {
+                    "content does not match its hash (edited)"
+                };
+                return broken(event.seq, reason.into());
             }
-            .hash();
-            if recomputed != event.hash {
-                return Ok(Verification::Broken {
-                    seq: event.seq,
-                    reason: "content does not match its hash (edited)".into(),
-                });
+            if event.action == ARCHIVED_ACTION && event.outcome == Outcome::Success.as_str() {
+                archived = serde_json::from_str(&event.detail).ok().as_ref().and_then(archive::anchor_named);
             }
             prev = event.hash;
             expected_seq += 1;
@@ -253,32 +342,56 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
         }
     }
     let last = expected_seq - 1;
-    if last != head_seq || prev != head_hash {
-        return Ok(Verification::Broken {
-            seq: last + 1,
-            reason: format!(
-                "the chain ends at event {last} but its head records event {head_seq} (deleted at the end)"
-            ),
-        });
+    if last != head.seq || prev != head.hash {
+        return broken(
+            last + 1,
+            format!("the chain ends at event {last} but its head records event {} (deleted at the end)", head.seq),
+        );
     }
-    Ok(Verification::Intact { events: last })
+    // Events written while the walk ran are past the head read at its start; the head read now
+    // covers every committed event (each moves it in its own transaction). An event past it
+    // means the head was moved back.
+    let newest: Option<i64> =
+        sqlx::query("SELECT MAX(seq) AS n FROM audit_events").fetch_one(pool).await?.try_get("n")?;
+    let head_now = self::head(pool).await?;
+    if newest.is_some_and(|newest| newest > head_now.seq) {
+        return broken(
+            head_now.seq + 1,
+            format!("events exist after event {}, the newest its head records (head moved back)", head_now.seq),
+        );
+    }
+    if head.anchor_seq > 0 && archived.as_ref() != Some(&(head.anchor_seq, head.anchor_hash.clone())) {
+        return broken(
+            head.anchor_seq,
+            format!(
+                "the chain starts after event {} but no archive recorded that anchor (events removed, anchor moved)",
+                head.anchor_seq
+            ),
+        );
+    }
+    Ok(Verification::Intact {
+        events: last - head.anchor_seq,
+        first: head.anchor_seq + 1,
+        last,
+        keyed_from: head.keyed_from,
+    })
 }
 
 fn stored_event(row: &sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
-    let detail: String = row.try_get("detail")?;
+    let raw = archive::ArchivedEvent::from_row(row)?;
     Ok(StoredEvent {
-        seq: row.try_get("seq")?,
-        at: row.try_get("at")?,
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        target: row.try_get("target")?,
-        outcome: row.try_get("outcome")?,
+        seq: raw.seq,
+        at: raw.at,
+        actor: raw.actor,
+        action: raw.action,
+        target: raw.target,
+        outcome: raw.outcome,
         // Stored detail is always JSON we wrote; a non-JSON value (tampering) is kept as text
         // so verify reports the broken hash rather than failing to read.
-        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-        source_ip: row.try_get("source_ip")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
+        detail: serde_json::from_str(&raw.detail).unwrap_or(serde_json::Value::String(raw.detail)),
+        source_ip: raw.source_ip,
+        prev_hash: raw.prev_hash,
+        hash: raw.hash,
     })
 }
 

@@ -3,14 +3,53 @@
 //! integer Unix timestamps and text ids, so the same code serves both databases. The few
 //! dialect differences live here and nowhere else.
 
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 
-/// A database transaction; every state change and its audit event share one.
-pub type Tx = Transaction<'static, Any>;
+/// The secret the audit chain's links are keyed with (derived from the master key, never
+/// stored in the database).
+pub type AuditKey = [u8; 32];
+
+/// A database transaction; every state change and its audit event share one. It carries the
+/// audit chain's key of the store it was begun on, so that recording an event needs nothing
+/// but the transaction. It dereferences to the connection, as sqlx's transaction does.
+pub struct Tx {
+    inner: Transaction<'static, Any>,
+    audit_key: Option<AuditKey>,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.inner.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.inner.rollback().await
+    }
+
+    /// The audit chain's key; None when the store was opened without the master key.
+    pub fn audit_key(&self) -> Option<&AuditKey> {
+        self.audit_key.as_ref()
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +84,15 @@ pub struct Store {
     /// (WAL). For PostgreSQL, the same pool as `pool`.
     writer: AnyPool,
     dialect: Dialect,
+    /// Set once, when the master key is loaded; shared by the clones of this store only (each
+    /// `connect` makes its own), so stores opened with different keys never mix them.
+    audit_key: Arc<OnceLock<AuditKey>>,
 }
+
+/// The store already holds another audit key.
+#[derive(Debug, thiserror::Error)]
+#[error("this store was opened with another master key (its audit chain key differs)")]
+pub struct AuditKeyConflict;
 
 /// A SQLite file is created on first start, but not its directory: a missing one is named.
 fn check_sqlite_directory(database_url: &str) -> Result<(), StoreError> {
@@ -111,7 +158,7 @@ impl Store {
             Dialect::Sqlite => Self::open_pool(dialect, &options, 1).await?,
             Dialect::Postgres => pool.clone(),
         };
-        Ok(Self { pool, writer, dialect })
+        Ok(Self { pool, writer, dialect, audit_key: Arc::new(OnceLock::new()) })
     }
 
     async fn open_pool(dialect: Dialect, options: &AnyConnectOptions, connections: u32) -> Result<AnyPool, StoreError> {
@@ -161,13 +208,34 @@ impl Store {
         self.dialect
     }
 
+    /// Gives the store the audit chain's key; a second call with the same key does nothing.
+    pub fn set_audit_key(&self, key: AuditKey) -> Result<(), AuditKeyConflict> {
+        let held = self.audit_key.get_or_init(|| key);
+        if crate::crypto::ct_eq(held, &key) {
+            Ok(())
+        } else {
+            Err(AuditKeyConflict)
+        }
+    }
+
+    pub fn audit_key(&self) -> Option<&AuditKey> {
+        self.audit_key.get()
+    }
+
     /// Begins a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so
     /// that a transaction which reads before it writes cannot fail on a lock upgrade.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        Ok(match self.dialect {
+        let inner = match self.dialect {
             Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.writer.begin().await?,
-        })
+        };
+        Ok(Tx { inner, audit_key: self.audit_key().copied() })
+    }
+
+    /// Begins a transaction for reading (on SQLite, on the readers' pool: it takes no write
+    /// lock).
+    pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
+        Ok(Tx { inner: self.pool.begin().await?, audit_key: self.audit_key().copied() })
     }
 
     pub async fn close(&self) {

@@ -1,13 +1,13 @@
-//! The audit log's chain detects an edited, deleted or reordered event, by API and by CLI.
+//! The audit log's chain verifies by API and by CLI and its guard refuses edits; tampering by
+//! someone who lifts the guard is in `audit_tamper`.
 
-use serde_json::json;
 use sqlx::Executor;
 
 use crate::common::{Db, TestServer};
 use sekimori::audit::{self, Verification};
 
 /// Lifts the append-only guard, as someone with raw database access could.
-async fn drop_guard(server: &TestServer) {
+pub(crate) async fn drop_guard(server: &TestServer) {
     let pool = server.app.store.pool();
     match server.db {
         Db::Sqlite => {
@@ -21,7 +21,12 @@ async fn drop_guard(server: &TestServer) {
 }
 
 async fn populated(db: Db) -> TestServer {
-    let server = TestServer::start(db).await;
+    populated_with(db, |_| {}).await
+}
+
+/// A server with three people added, configured by `adjust`.
+pub(crate) async fn populated_with(db: Db, adjust: impl FnOnce(&mut sekimori::config::Config)) -> TestServer {
+    let server = TestServer::start_configured(db, adjust).await;
     for i in 0..3 {
         server.add_person(&format!("E600{i}"), &format!("person{i}"), &format!("correct-horse-battery-{i}")).await;
     }
@@ -29,17 +34,12 @@ async fn populated(db: Db) -> TestServer {
 }
 
 fn cli_verify(server: &TestServer) -> (i32, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sekimori"))
-        .args(["audit", "verify"])
-        .env("SEKIMORI_DATABASE_URL", &server.database_url)
-        .output()
-        .unwrap();
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+    crate::audit_tamper::cli(server, &crate::cli::temp_dir(), &["verify"])
 }
 
 async fn intact_chain_verifies_and_guard_refuses_edits(db: Db) {
     let server = populated(db).await;
-    let Verification::Intact { events } = audit::verify(&server.app.store).await.unwrap() else {
+    let Verification::Intact { events, .. } = audit::verify(&server.app.store).await.unwrap() else {
         panic!("chain broken")
     };
     assert!(events >= 9, "keys, token, people and accounts were audited: {events}");
@@ -49,29 +49,6 @@ async fn intact_chain_verifies_and_guard_refuses_edits(db: Db) {
     // The table is append-only.
     assert!(server.app.store.pool().execute("UPDATE audit_events SET actor = 'x' WHERE seq = 1").await.is_err());
     assert!(server.app.store.pool().execute("DELETE FROM audit_events WHERE seq = 1").await.is_err());
-    server.stop().await;
-}
-
-async fn edited_event_is_detected(db: Db) {
-    let server = populated(db).await;
-    drop_guard(&server).await;
-    sqlx::query("UPDATE audit_events SET detail = $1 WHERE seq = 5")
-        .bind(json!({"employee_number": "forged"}).to_string())
-        .execute(server.app.store.pool())
-        .await
-        .unwrap();
-    assert!(matches!(audit::verify(&server.app.store).await.unwrap(), Verification::Broken { seq: 5, .. }));
-    let (code, out) = cli_verify(&server);
-    assert_eq!(code, 1);
-    assert!(out.contains("event 5"), "{out}");
-    server.stop().await;
-}
-
-async fn deleted_event_is_detected(db: Db) {
-    let server = populated(db).await;
-    drop_guard(&server).await;
-    server.app.store.pool().execute("DELETE FROM audit_events WHERE seq = 4").await.unwrap();
-    assert!(matches!(audit::verify(&server.app.store).await.unwrap(), Verification::Broken { seq: 4, .. }));
     server.stop().await;
 }
 
@@ -90,18 +67,6 @@ async fn deleted_last_event_is_detected(db: Db) {
     server.stop().await;
 }
 
-async fn reordered_events_are_detected(db: Db) {
-    let server = populated(db).await;
-    drop_guard(&server).await;
-    // Swap the sequence numbers of events 6 and 7.
-    let pool = server.app.store.pool();
-    pool.execute("UPDATE audit_events SET seq = -6 WHERE seq = 6").await.unwrap();
-    pool.execute("UPDATE audit_events SET seq = 6 WHERE seq = 7").await.unwrap();
-    pool.execute("UPDATE audit_events SET seq = 7 WHERE seq = -6").await.unwrap();
-    assert!(matches!(audit::verify(&server.app.store).await.unwrap(), Verification::Broken { seq: 6, .. }));
-    server.stop().await;
-}
-
 async fn reading_the_log_is_itself_logged(db: Db) {
     let server = populated(db).await;
     let (status, body) = server.admin(reqwest::Method::GET, "/api/v1/audit/events?limit=1000", None).await;
@@ -117,9 +82,6 @@ async fn reading_the_log_is_itself_logged(db: Db) {
 
 on_both_databases!(
     intact_chain_verifies_and_guard_refuses_edits,
-    edited_event_is_detected,
-    deleted_event_is_detected,
     deleted_last_event_is_detected,
-    reordered_events_are_detected,
     reading_the_log_is_itself_logged,
 );

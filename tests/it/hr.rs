@@ -496,6 +496,7 @@ pub(crate) fn sekimori_hr(
         .args(["--config", config.to_str().unwrap(), "hr"])
         .args(args)
         .env("SEKIMORI_DATABASE_URL", &server.database_url)
+        .env("SEKIMORI_MASTER_KEY", server.app.config.master_key.as_deref().unwrap())
         .output()
         .unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();

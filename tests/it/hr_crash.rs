@@ -548,6 +548,10 @@ async fn a_batch_killed_half_way_leaves_no_one_half_changed_and_finishes_the_sam
     assert_eq!(count(&store, "status = 'applied'").await, total);
     let tally = check_no_one_is_half_changed(&state(&store).await, &planned);
     assert!(tally.values().all(|(_, waiting)| *waiting == 0));
+    // The command created the master key beside the file; the chain is keyed with it.
+    let master_key = dir.join("sekimori-master.key");
+    let master = sekimori::crypto::MasterKey::load_or_create(master_key.to_str().unwrap(), false).unwrap();
+    store.set_audit_key(sekimori::audit::chain_key(&master)).unwrap();
     assert!(matches!(sekimori::audit::verify(&store).await.unwrap(), sekimori::audit::Verification::Intact { .. }));
     let crashed = dump(&store).await;
 

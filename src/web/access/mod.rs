@@ -50,7 +50,7 @@ impl Viewer {
 /// A read-only transaction (on SQLite, on the readers' pool: it takes no write lock) for the
 /// domain's read functions that take a transaction.
 pub async fn read(app: &App) -> Result<Tx, sqlx::Error> {
-    app.store.pool().begin().await
+    app.store.begin_read().await
 }
 
 /// The person of this browser's session, if any.
