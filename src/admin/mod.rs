@@ -10,6 +10,7 @@ pub mod hr;
 pub mod keys;
 pub mod passwords;
 pub mod problem;
+pub mod reports;
 pub mod rights;
 
 use axum::extract::{Path, State};
@@ -98,6 +99,10 @@ fn operations() -> Vec<Operation> {
         operation!(get, "/api/v1/access/reviews/{id}", access::get_review),
         operation!(get, "/api/v1/audit/events", list_audit_events),
         operation!(get, "/api/v1/audit/verify", verify_audit),
+        operation!(get, "/api/v1/audit/export", reports::export_audit_events),
+        operation!(get, "/api/v1/audit/my-reads", reports::my_reads),
+        operation!(get, "/api/v1/reports/analysis", reports::analysis_report),
+        operation!(get, "/api/v1/reports/compliance", reports::compliance_report),
     ]
 }
 
@@ -389,16 +394,8 @@ async fn list_audit_events(
     ApiQuery(params): ApiQuery<audit::query::Params>,
 ) -> Result<Json<List<audit::StoredEvent>>, Problem> {
     let mut filter = audit::query::Filter::parse(&params).map_err(Problem::bad_parameter)?;
-    if let Some(person) = &filter.person {
-        // The person as actor or target, by every name the log gives them: their account,
-        // the login ID failed logins name, and their cards.
-        let pool = app.store.pool();
-        let mut subjects = directory::audit_names(pool, person).await?;
-        for card in authenticators::list_for_person(pool, person).await? {
-            subjects.push(format!("authenticator:{}", card.id));
-        }
-        filter.subjects = subjects;
-    }
+    // The person as actor or target, by every name the log gives them.
+    crate::reports::audit_export::resolve_person(&app.store, &mut filter).await?;
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     Event::success(&caller.actor(), "audit.read", "audit_events", filter.describe()).record(&mut tx, now).await?;

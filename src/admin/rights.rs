@@ -90,6 +90,8 @@ rights! {
     AccessAdmin => "access:admin",
     /// Read the monitoring figures at /metrics (counts and backlogs, nothing about anyone).
     MetricsRead => "metrics:read",
+    /// Read the auditors' reports: the analysis of logins (R16) and the compliance report (R19).
+    ReportsRead => "reports:read",
 }
 
 /// A caller who holds the right `R`.

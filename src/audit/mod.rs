@@ -264,7 +264,7 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
     Ok(Verification::Intact { events: last })
 }
 
-fn stored_event(row: &sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
+pub(crate) fn stored_event(row: &sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
     let detail: String = row.try_get("detail")?;
     Ok(StoredEvent {
         seq: row.try_get("seq")?,
