@@ -129,8 +129,8 @@ pub async fn build(store: &Store, config: &Config, now: UnixTime) -> Result<Comp
                         "{} 日以上ログインなし / no login for {} days",
                         reports.dormant_days, reports.dormant_days
                     );
-                    let account = d.person.login_id.clone().unwrap_or_default();
-                    finding("T§15-1, EK§17-3 (R2)", d.person, account, &detail, d.last_login)
+                    let subject = "アカウント account".to_owned();
+                    finding("T§15-1, EK§17-3 (R2)", d.person, subject, &detail, d.last_login)
                 })
                 .collect(),
         ),
@@ -364,8 +364,8 @@ fn passwords_past_age(roster: &Roster, config: &Config, now: UnixTime) -> Vec<Fi
                     crate::password::policy::max_age_days(&config.password, kind),
                     crate::password::policy::max_age_days(&config.password, kind)
                 );
-                let account = m.named.login_id.clone().unwrap_or_default();
-                finding("EK§17-4 (R10)", m.named.clone(), account, &detail, Some(super::japan_date(expires)))
+                let subject = "パスワード password".to_owned();
+                finding("EK§17-4 (R10)", m.named.clone(), subject, &detail, Some(super::japan_date(expires)))
             })
         })
         .collect()
@@ -459,7 +459,7 @@ async fn leavers_holding(
             continue;
         }
         let end = member.end_date.clone();
-        let subject = format!("{} / {}", member.status, end.as_deref().unwrap_or("-"));
+        let subject = format!("状態 status {}、終了日 end {}", member.status, end.as_deref().unwrap_or("-"));
         rows.push(finding(ARTICLE, member.named.clone(), subject, &holds.join("、"), end));
     }
     Ok(section(

@@ -14,7 +14,7 @@ use crate::web::i18n::Lang;
 const CSS: &str = "\
 @page { size: A4; margin: 14mm 12mm; }
 * { box-sizing: border-box; }
-body { font-family: 'IPAGothic', 'IPAexGothic', 'Noto Sans CJK JP', 'Hiragino Sans', 'Yu Gothic', sans-serif; \
+body { font-family: 'IPAPGothic', 'IPAexGothic', 'Noto Sans CJK JP', 'Hiragino Sans', 'Yu Gothic', sans-serif; \
 font-size: 9.5pt; line-height: 1.45; color: #111; margin: 0 auto; max-width: 190mm; padding: 8mm 0; }
 h1 { font-size: 16pt; margin: 0 0 2mm; }
 h2 { font-size: 11.5pt; margin: 0; display: inline; }
@@ -25,18 +25,20 @@ border-bottom: 2px solid #111; padding-bottom: 3mm; margin-bottom: 5mm; }
 table { width: 100%; border-collapse: collapse; margin: 0 0 6mm; }
 caption { text-align: left; padding: 0 0 1.5mm; }
 th, td { border: 1px solid #777; padding: 1mm 1.5mm; vertical-align: top; text-align: left; overflow-wrap: anywhere; }
-thead th { background: #e8e8e8; }
+thead th { background: #e8e8e8; white-space: nowrap; }
 tbody th { font-weight: normal; }
 thead { display: table-header-group; }
 tr { break-inside: avoid; }
 .num { text-align: right; white-space: nowrap; }
-.date { white-space: nowrap; }
+.date, .nowrap { white-space: nowrap; }
 .article { font-size: 8pt; color: #333; white-space: nowrap; }
 .count { font-size: 9pt; font-weight: normal; }
 .note, .none { margin: 1mm 0 6mm; }
 .note { border-left: 3px solid #a60; padding-left: 2mm; }
 section { margin-bottom: 2mm; }
 section > h2 { display: block; margin-bottom: 1mm; }
+table.units thead th { white-space: normal; font-size: 8pt; vertical-align: bottom; }
+table.units th[scope=row] { min-width: 38mm; }
 table.sign { width: auto; margin: 0; }
 table.sign caption { font-size: 8pt; }
 table.sign th { font-size: 8pt; width: 22mm; text-align: center; }
