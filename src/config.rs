@@ -48,6 +48,7 @@ pub struct Config {
     pub access: AccessConfig,
     pub mail: MailConfig,
     pub audit: AuditConfig,
+    pub reports: ReportsConfig,
 }
 
 /// The audit log (R16): checkpoints kept outside the database, and how long events are kept.
@@ -69,6 +70,80 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self { checkpoint_file: None, checkpoint_interval: 300, retention_days: 1825 }
+    }
+}
+
+/// The auditors' reports (R16, R19): what counts as office hours, and when something is old.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// Office hours on working days, Japan time, `HH:MM-HH:MM`. A login outside them, or on a
+    /// closed day (weekend, national holiday, 12/29–1/3, `closed_dates`), is reported.
+    pub office_hours: String,
+    /// Further days the municipality is closed (`YYYY-MM-DD`), e.g. a local holiday.
+    pub closed_dates: Vec<String>,
+    /// An account without a login for this many days is dormant.
+    pub dormant_days: i64,
+    /// A card not used for this many days is reported.
+    pub card_unused_days: i64,
+    /// Grants of a role without its own review interval are due for review after this many
+    /// days without a confirmation.
+    pub review_days: i64,
+    /// How many accounts and source addresses the failed-login tables list.
+    pub top: i64,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self {
+            office_hours: "08:30-17:15".into(),
+            closed_dates: Vec::new(),
+            dormant_days: 90,
+            card_unused_days: 90,
+            review_days: 365,
+            top: 20,
+        }
+    }
+}
+
+/// Office hours as minutes after midnight, start included, end excluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfficeHours {
+    pub start_minute: u16,
+    pub end_minute: u16,
+}
+
+impl ReportsConfig {
+    /// `office_hours` read: `08:30-17:15`.
+    pub fn office_hours(&self) -> Result<OfficeHours, ConfigError> {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "reports.office_hours must be HH:MM-HH:MM with the start before the end, e.g. 08:30-17:15 (found {:?})",
+                self.office_hours
+            ))
+        };
+        let minute = |text: &str| -> Option<u16> {
+            let (h, m) = text.trim().split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+        };
+        let (start, end) = self.office_hours.split_once('-').ok_or_else(bad)?;
+        let (start_minute, end_minute) = (minute(start).ok_or_else(bad)?, minute(end).ok_or_else(bad)?);
+        if start_minute >= end_minute {
+            return Err(bad());
+        }
+        Ok(OfficeHours { start_minute, end_minute })
+    }
+
+    /// `closed_dates` read.
+    pub fn closed_dates(&self) -> Result<Vec<time::Date>, ConfigError> {
+        self.closed_dates
+            .iter()
+            .map(|d| {
+                crate::directory::types::parse_date("reports.closed_dates", d)
+                    .map_err(|e| ConfigError::Invalid(format!("reports.closed_dates: {d:?} {}", e.reason)))
+            })
+            .collect()
     }
 }
 
@@ -328,6 +403,7 @@ impl Default for Config {
             access: AccessConfig::default(),
             mail: MailConfig::default(),
             audit: AuditConfig::default(),
+            reports: ReportsConfig::default(),
         }
     }
 }
@@ -596,6 +672,20 @@ impl Config {
         if self.mail.enabled {
             self.mail.sender()?;
             self.mail.relay()?;
+        }
+        self.reports.office_hours()?;
+        self.reports.closed_dates()?;
+        for (name, days) in [
+            ("reports.dormant_days", self.reports.dormant_days),
+            ("reports.card_unused_days", self.reports.card_unused_days),
+            ("reports.review_days", self.reports.review_days),
+        ] {
+            if !(1..=3660).contains(&days) {
+                return Err(ConfigError::Invalid(format!("{name} must be 1 to 3660")));
+            }
+        }
+        if !(1..=1000).contains(&self.reports.top) {
+            return Err(ConfigError::Invalid("reports.top must be 1 to 1000".into()));
         }
         if self.hr.feed_max_per_day == 0 {
             return Err(ConfigError::Invalid("hr.feed_max_per_day must be positive".into()));

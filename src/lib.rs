@@ -28,6 +28,7 @@ pub mod notify;
 pub mod oidc;
 pub mod params;
 pub mod password;
+pub mod reports;
 pub mod revocation;
 pub mod scim;
 pub mod sessions;

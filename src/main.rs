@@ -1,5 +1,6 @@
 //! The `sekimori` command: serve (default), migrate, demo, bootstrap, client (add, list, show,
-//! update, disable, enable, rotate-secret), keys rotate, audit verify | checkpoint | archive.
+//! update, disable, enable, rotate-secret), keys rotate, audit verify | checkpoint | archive,
+//! report (analysis, compliance), token create.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,8 +15,10 @@ use sekimori::systems::SigningAlg;
 use sekimori::{App, Listeners};
 
 mod client_cmd;
+mod report_cmd;
 
 use client_cmd::ClientCommand;
+use report_cmd::ReportCommand;
 
 #[derive(Parser)]
 #[command(name = "sekimori", version, about = "Sekimori (関守): an OpenID Provider for municipal governments")]
@@ -63,6 +66,11 @@ enum Command {
     Hr {
         #[command(subcommand)]
         command: HrCommand,
+    },
+    /// Reports for auditors: the analysis of logins and the compliance report.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
     },
 }
 
@@ -261,6 +269,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         Command::Client { command } => return client_cmd::run(config, command).await,
+        Command::Report { command } => return report_cmd::run(config, command).await,
         Command::Keys { command } => {
             let app = App::build(config, Clock::default()).await?;
             if let KeysCommand::Rotate { alg, publish_ahead } = command {

@@ -10,6 +10,7 @@ pub mod hr;
 pub mod keys;
 pub mod passwords;
 pub mod problem;
+pub mod reports;
 pub mod rights;
 pub mod role_grants;
 pub mod roles;
@@ -104,6 +105,10 @@ fn operations() -> Vec<Operation> {
         operation!(post, "/api/v1/admin-roles/grants", role_grants::grant),
         operation!(get, "/api/v1/audit/events", list_audit_events),
         operation!(get, "/api/v1/audit/verify", verify_audit),
+        operation!(get, "/api/v1/audit/export", reports::export_audit_events),
+        operation!(get, "/api/v1/audit/my-reads", reports::my_reads),
+        operation!(get, "/api/v1/reports/analysis", reports::analysis_report),
+        operation!(get, "/api/v1/reports/compliance", reports::compliance_report),
     ]
 }
 
@@ -430,16 +435,8 @@ pub(crate) async fn read_audit(
     params: &audit::query::Params,
 ) -> Result<Vec<audit::StoredEvent>, Problem> {
     let mut filter = audit::query::Filter::parse(params).map_err(Problem::bad_parameter)?;
-    if let Some(person) = &filter.person {
-        // The person as actor or target, by every name the log gives them: their account,
-        // the login ID failed logins name, and their cards.
-        let pool = app.store.pool();
-        let mut subjects = directory::audit_names(pool, person).await?;
-        for card in authenticators::list_for_person(pool, person).await? {
-            subjects.push(format!("authenticator:{}", card.id));
-        }
-        filter.subjects = subjects;
-    }
+    // The person as actor or target, by every name the log gives them.
+    crate::reports::audit_export::resolve_person(&app.store, &mut filter).await?;
     let now = app.clock.now();
     let mut tx = app.store.begin().await?;
     Event::success(actor, "audit.read", "audit_events", filter.describe()).record(&mut tx, now).await?;

@@ -93,6 +93,8 @@ rights! {
     MetricsRead => "metrics:read",
     /// Grant and end administrative roles (the security manager's delegation, R7).
     AdminRolesGrant => "admin-roles:grant",
+    /// Read the auditors' reports: the analysis of logins (R16) and the compliance report (R19).
+    ReportsRead => "reports:read",
 }
 
 /// A caller who holds the right `R`.

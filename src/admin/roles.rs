@@ -102,7 +102,7 @@ impl AdminRole {
                 &[DirectoryRead, DirectoryWrite, PasswordsReset, AuthenticatorsEnroll, TokensWrite]
             }
             AdminRole::HotlineOperator => &[Hotline],
-            AdminRole::Auditor => &[AuditRead],
+            AdminRole::Auditor => &[AuditRead, ReportsRead],
             AdminRole::HrFeedOwner => &[HrFeed, HrAdmin, DirectoryRead, TokensWrite],
         }
     }

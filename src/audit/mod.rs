@@ -377,7 +377,7 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
     })
 }
 
-fn stored_event(row: &sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
+pub(crate) fn stored_event(row: &sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
     let raw = archive::ArchivedEvent::from_row(row)?;
     Ok(StoredEvent {
         seq: raw.seq,

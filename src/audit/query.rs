@@ -229,9 +229,35 @@ fn has_documented_form(text: &str) -> bool {
 
 /// The events matching `filter`, at most `filter.limit`, in its order. Every value is bound.
 pub async fn find(store: &Store, filter: &Filter) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let mut select = Select::new(
+    let mut select = matching(
         "SELECT seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash FROM audit_events WHERE 1 = 1",
+        filter,
     );
+    select.push(match filter.order {
+        Order::NewestFirst => " ORDER BY seq DESC LIMIT ",
+        Order::OldestFirst => " ORDER BY seq ASC LIMIT ",
+    });
+    select.bind_int(filter.limit);
+    let rows = select.query().fetch_all(store.pool()).await?;
+    rows.iter().map(stored_event).collect()
+}
+
+/// How many events match `filter` (its limit aside).
+pub async fn count(store: &Store, filter: &Filter) -> Result<i64, sqlx::Error> {
+    use sqlx::Row;
+    let select = matching("SELECT COUNT(*) AS n FROM audit_events WHERE 1 = 1", filter);
+    select.query().fetch_one(store.pool()).await?.try_get("n")
+}
+
+/// The sequence number of the newest event (0 when there is none).
+pub async fn last_seq(store: &Store) -> Result<i64, sqlx::Error> {
+    use sqlx::Row;
+    sqlx::query("SELECT seq FROM audit_head WHERE id = 1").fetch_one(store.pool()).await?.try_get("seq")
+}
+
+/// `head` followed by the conditions of `filter`.
+fn matching(head: &'static str, filter: &Filter) -> Select {
+    let mut select = Select::new(head);
     if filter.person.is_some() {
         // The (actor, seq) and (target, seq) indexes serve the two halves.
         select.push(" AND (actor IN (");
@@ -273,13 +299,7 @@ pub async fn find(store: &Store, filter: &Filter) -> Result<Vec<StoredEvent>, sq
     if let Some(after) = filter.after {
         select.push(" AND seq > ").bind_int(after);
     }
-    select.push(match filter.order {
-        Order::NewestFirst => " ORDER BY seq DESC LIMIT ",
-        Order::OldestFirst => " ORDER BY seq ASC LIMIT ",
-    });
-    select.bind_int(filter.limit);
-    let rows = select.query().fetch_all(store.pool()).await?;
-    rows.iter().map(stored_event).collect()
+    select
 }
 
 /// `$a, $b, …`; never empty (an empty IN list is not SQL).

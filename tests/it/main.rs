@@ -29,6 +29,7 @@ mod oidc_flow;
 mod openapi;
 mod operations;
 mod passwords;
+mod reports;
 mod scim;
 mod search;
 mod systems_admin;

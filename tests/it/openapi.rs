@@ -1375,6 +1375,34 @@ async fn openapi_yaml_describes_the_admin_api() {
     let verified = h.call(admin, "GET", v, v, Body::None, 200).await;
     assert_eq!((verified["status"].as_str(), verified["seq"].as_i64()), (Some("broken"), Some(2)));
 
+    // Reports for auditors (R8, R16, R19): files and pages as documented.
+    let x = "/api/v1/audit/export";
+    let exported = h.call(admin, "GET", x, &format!("{x}?action=audit.*&limit=3"), Body::None, 200).await;
+    assert!(exported.as_array().is_some_and(|rows| rows.len() <= 3), "{exported}");
+    h.call(admin, "GET", x, &format!("{x}?format=csv&outcome=success"), Body::None, 200).await;
+    for (bad, field) in [("format=xml", "format"), ("limit=50001", "limit"), ("outcome=ok", "outcome")] {
+        let problem = h.call(admin, "GET", x, &format!("{x}?{bad}"), Body::None, 400).await;
+        assert_eq!(problem["field"], field, "{bad}: {problem}");
+    }
+    let m = "/api/v1/audit/my-reads";
+    let reads = h.call(admin, "GET", m, m, Body::None, 200).await;
+    assert!(reads["items"].as_array().is_some_and(|items| !items.is_empty()), "{reads}");
+    h.call(admin, "GET", m, &format!("{m}?from=2026-01-01&to=2026-01-31&format=csv"), Body::None, 200).await;
+    h.call(admin, "GET", m, &format!("{m}?from=2026-02-01&to=2026-01-31"), Body::None, 400).await;
+    let a = "/api/v1/reports/analysis";
+    h.call(admin, "GET", a, &format!("{a}?from=2026-04-01&to=2026-04-30"), Body::None, 200).await;
+    h.call(admin, "GET", a, &format!("{a}?from=2026-04-01&to=2026-04-30&format=csv"), Body::None, 200).await;
+    for bad in ["from=2026-04-01", "from=2026-4-1&to=2026-04-30", "from=2026-04-01&to=2026-04-30&format=html"] {
+        h.call(admin, "GET", a, &format!("{a}?{bad}"), Body::None, 400).await;
+    }
+    let c = "/api/v1/reports/compliance";
+    let report = h.call(admin, "GET", c, c, Body::None, 200).await;
+    assert!(report["sections"].as_array().is_some_and(|s| s.len() == 8), "{report}");
+    for format in ["csv", "html", "html&lang=en"] {
+        h.call(admin, "GET", c, &format!("{c}?format={format}"), Body::None, 200).await;
+    }
+    h.call(admin, "GET", c, &format!("{c}?format=pdf"), Body::None, 400).await;
+
     // An expired token is refused like an unknown one.
     h.server.app.clock.advance(61);
     h.call(Some(short.as_str()), "GET", e, e, Body::None, 401).await;
