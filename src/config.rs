@@ -44,6 +44,25 @@ pub struct Config {
     pub hr: HrConfig,
     pub access: AccessConfig,
     pub mail: MailConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// R17: when continuing abnormal access alerts the security managers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Lockouts of one account within `window_seconds` that alert.
+    pub account_lockouts: i64,
+    /// Times one source address is throttled within `window_seconds` that alert.
+    pub source_throttles: i64,
+    /// The window a streak is counted in, in seconds (default a day).
+    pub window_seconds: i64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self { account_lockouts: 3, source_throttles: 3, window_seconds: 86_400 }
+    }
 }
 
 /// Need-based access: requests, grants and the sessions that use secret-class roles.
@@ -300,6 +319,7 @@ impl Default for Config {
             hr: HrConfig::default(),
             access: AccessConfig::default(),
             mail: MailConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -545,6 +565,14 @@ impl Config {
         }
         if !(1..=365).contains(&self.access.review_days) {
             return Err(ConfigError::Invalid("access.review_days must be 1 to 365".into()));
+        }
+        if !(1..=100).contains(&self.alerts.account_lockouts) || !(1..=100).contains(&self.alerts.source_throttles) {
+            return Err(ConfigError::Invalid(
+                "alerts.account_lockouts and alerts.source_throttles must be 1 to 100".into(),
+            ));
+        }
+        if !(60..=30 * 86_400).contains(&self.alerts.window_seconds) {
+            return Err(ConfigError::Invalid("alerts.window_seconds must be 60 to 2592000 (30 days)".into()));
         }
         if !(1..=50).contains(&self.mail.max_attempts) {
             return Err(ConfigError::Invalid("mail.max_attempts must be 1 to 50".into()));

@@ -17,6 +17,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod directory;
+pub mod emergency;
 pub mod health;
 pub mod hr;
 pub mod invalid;

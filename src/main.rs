@@ -1,5 +1,6 @@
 //! The `sekimori` command: serve (default), migrate, demo, bootstrap, client (add, list, show,
-//! update, disable, enable, rotate-secret), keys rotate, audit verify.
+//! update, disable, enable, rotate-secret), keys rotate, audit verify, hr, emergency-stop (person,
+//! system, lift, list).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,8 +15,10 @@ use sekimori::systems::SigningAlg;
 use sekimori::{App, Listeners};
 
 mod client_cmd;
+mod emergency_cmd;
 
 use client_cmd::ClientCommand;
+use emergency_cmd::EmergencyCommand;
 
 #[derive(Parser)]
 #[command(name = "sekimori", version, about = "Sekimori (関守): an OpenID Provider for municipal governments")]
@@ -58,6 +61,11 @@ enum Command {
     Hr {
         #[command(subcommand)]
         command: HrCommand,
+    },
+    /// Emergency stop (R17) of one person or one consuming system: stop, list, lift.
+    EmergencyStop {
+        #[command(subcommand)]
+        command: EmergencyCommand,
     },
 }
 
@@ -192,6 +200,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             print_bootstrap(&app).await?;
         }
         Command::Client { command } => return client_cmd::run(config, command).await,
+        Command::EmergencyStop { command } => return emergency_cmd::run(config, command).await,
         Command::Keys { command } => {
             let app = App::build(config, Clock::default()).await?;
             if let KeysCommand::Rotate { alg, publish_ahead } = command {

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod auth;
 pub mod clients;
+pub mod emergency;
 pub mod hotline;
 pub mod hr;
 pub mod keys;
@@ -96,6 +97,9 @@ fn operations() -> Vec<Operation> {
         operation!(get, "/api/v1/access/reviews", access::list_reviews),
         operation!(post, "/api/v1/access/reviews", access::open_review),
         operation!(get, "/api/v1/access/reviews/{id}", access::get_review),
+        operation!(post, "/api/v1/emergency-stops", emergency::stop),
+        operation!(get, "/api/v1/emergency-stops", emergency::list),
+        operation!(post, "/api/v1/emergency-stops/{id}/lift", emergency::lift),
         operation!(get, "/api/v1/audit/events", list_audit_events),
         operation!(get, "/api/v1/audit/verify", verify_audit),
     ]

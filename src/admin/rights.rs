@@ -90,6 +90,9 @@ rights! {
     AccessAdmin => "access:admin",
     /// Read the monitoring figures at /metrics (counts and backlogs, nothing about anyone).
     MetricsRead => "metrics:read",
+    /// Emergency stop (R17): stop one person or one consuming system at once, see the stops,
+    /// lift one.
+    EmergencyStop => "emergency:stop",
 }
 
 /// A caller who holds the right `R`.

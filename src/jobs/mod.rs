@@ -16,7 +16,7 @@ pub const CODE_RETENTION: i64 = 86_400;
 /// Deletes what has expired; returns how many rows went.
 pub async fn sweep(store: &Store, now: UnixTime, source_window: i64) -> Result<u64, sqlx::Error> {
     let mut removed = 0;
-    let statements: [(&str, i64); 11] = [
+    let statements: [(&str, i64); 12] = [
         ("DELETE FROM authorization_requests WHERE expires_at < $1", now),
         ("DELETE FROM login_source_failures WHERE window_start < $1", now - source_window),
         ("DELETE FROM password_tickets WHERE expires_at < $1", now),
@@ -38,6 +38,8 @@ pub async fn sweep(store: &Store, now: UnixTime, source_window: i64) -> Result<u
             "DELETE FROM logout_notices WHERE (delivered_at IS NOT NULL OR abandoned_at IS NOT NULL) AND created_at < $1",
             now - 7 * 86_400,
         ),
+        // Signs of abnormal access count only within `[alerts] window_seconds` (at most 30 days).
+        ("DELETE FROM abnormal_access WHERE at < $1", now - 30 * 86_400),
         // Card ceremonies and enrollment codes are worthless once expired.
         ("DELETE FROM webauthn_ceremonies WHERE expires_at < $1", now),
         ("DELETE FROM enrollment_codes WHERE expires_at < $1", now - CODE_RETENTION),

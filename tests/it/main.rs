@@ -14,6 +14,7 @@ mod cards;
 mod cli;
 mod directory;
 mod domain;
+mod emergency;
 mod front_door;
 mod hardening;
 mod hr;
