@@ -30,3 +30,28 @@ CREATE TABLE abnormal_access (
     alerted_at BIGINT
 );
 CREATE INDEX abnormal_access_subject ON abnormal_access (kind, subject, at);
+
+-- R1: a login ID used by a section (課・係単位) exists only as an exception: the section, the
+-- person responsible, a written justification, an approver who is not that person, and the
+-- last day it may be used. The shared ID is an ordinary account of its own directory entry,
+-- so one account per person stays a constraint for everyone; at expiry (or when ended early)
+-- the account is disabled and its sessions and tokens end.
+CREATE TABLE shared_ids (
+    id                 TEXT PRIMARY KEY,
+    login_id           TEXT NOT NULL,
+    -- The directory entry whose account the shared login ID is.
+    person_id          TEXT NOT NULL REFERENCES people (id),
+    org_unit_id        TEXT NOT NULL REFERENCES org_units (id),
+    owner_person_id    TEXT NOT NULL REFERENCES people (id),
+    justification      TEXT NOT NULL,
+    approver_person_id TEXT NOT NULL REFERENCES people (id),
+    -- Last day of use, Japan date YYYY-MM-DD.
+    expires_on         TEXT NOT NULL,
+    created_by         TEXT NOT NULL,
+    created_at         BIGINT NOT NULL,
+    ended_at           BIGINT,
+    ended_by           TEXT,
+    end_reason         TEXT,
+    CONSTRAINT shared_ids_approver_not_owner CHECK (approver_person_id <> owner_person_id)
+);
+CREATE UNIQUE INDEX shared_ids_in_force ON shared_ids (login_id) WHERE ended_at IS NULL;

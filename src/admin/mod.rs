@@ -12,6 +12,7 @@ pub mod keys;
 pub mod passwords;
 pub mod problem;
 pub mod rights;
+pub mod shared_ids;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -100,6 +101,9 @@ fn operations() -> Vec<Operation> {
         operation!(post, "/api/v1/emergency-stops", emergency::stop),
         operation!(get, "/api/v1/emergency-stops", emergency::list),
         operation!(post, "/api/v1/emergency-stops/{id}/lift", emergency::lift),
+        operation!(post, "/api/v1/shared-ids", shared_ids::create),
+        operation!(get, "/api/v1/shared-ids", shared_ids::list),
+        operation!(post, "/api/v1/shared-ids/{id}/end", shared_ids::end),
         operation!(get, "/api/v1/audit/events", list_audit_events),
         operation!(get, "/api/v1/audit/verify", verify_audit),
     ]

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod search;
+pub mod shared;
 pub mod types;
 pub mod updates;
 

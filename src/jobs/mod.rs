@@ -113,8 +113,9 @@ pub fn spawn_hr_changes(app: crate::App) {
 }
 
 /// Need-based access as days pass: grants past their last day end, requests nobody decided
-/// lapse, reviews past their deadline close (unconfirmed grants end) and grants due by their
-/// role's review interval get a review. Every minute, so an ending takes effect within one.
+/// lapse, reviews past their deadline close (unconfirmed grants end), grants due by their
+/// role's review interval get a review, and shared IDs past their expiry stop (R1). Every
+/// minute, so an ending takes effect within one.
 pub fn spawn_access(app: crate::App) {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(60));
@@ -133,8 +134,15 @@ pub async fn run_access(app: &crate::App) -> Result<(), crate::access::AccessErr
     let ended = crate::access::grants::end_due(&app.store, now).await?;
     let lapsed = crate::access::requests::lapse_due(&app.store, now).await?;
     let reviewed = crate::access::reviews::run_due(&app.store, &app.config.access, now).await?;
-    if ended + lapsed + reviewed > 0 {
-        tracing::info!(grants_ended = ended, requests_lapsed = lapsed, review_lapses = reviewed, "access job");
+    let shared_ids = crate::directory::shared::end_due(&app.store, now).await?;
+    if ended + lapsed + reviewed + shared_ids > 0 {
+        tracing::info!(
+            grants_ended = ended,
+            requests_lapsed = lapsed,
+            review_lapses = reviewed,
+            shared_ids_ended = shared_ids,
+            "access job"
+        );
     }
     Ok(())
 }

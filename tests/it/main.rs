@@ -30,5 +30,6 @@ mod operations;
 mod passwords;
 mod scim;
 mod search;
+mod shared_ids;
 mod systems_admin;
 mod token_errors;
