@@ -260,10 +260,10 @@ async fn the_cli_stops_a_person_on_a_running_server(db: Db) {
     server.stop().await;
 }
 
-/// Three lockouts of one account within a day tell the security manager once; a fourth, part
-/// of the same streak, does not tell them again.
-async fn repeated_lockouts_alert_the_security_manager_once(db: Db) {
-    let server = TestServer::start(db).await;
+/// Names a security manager the way the console will: a live grant of the role
+/// `security_manager` on the console system, made by the manager of the section owning it.
+/// Returns the security manager's person id.
+async fn security_manager(server: &TestServer) -> String {
     // The console, owned by the information policy section, whose manager grants the role.
     let (status, department) = server
         .admin(
@@ -328,6 +328,14 @@ async fn repeated_lockouts_alert_the_security_manager_once(db: Db) {
     let managers = sekimori::emergency::alerts::security_managers(server.app.store.pool(), today).await.unwrap();
     assert_eq!(managers, [security.to_owned()]);
 
+    security.to_owned()
+}
+
+/// Three lockouts of one account within a day tell the security manager once; a fourth, part
+/// of the same streak, does not tell them again.
+async fn repeated_lockouts_alert_the_security_manager_once(db: Db) {
+    let server = TestServer::start(db).await;
+    let security = security_manager(&server).await;
     server.add_person("E7004", "yamada", PASSWORD).await;
     two_systems(&server).await;
     let attempt = || {
@@ -338,18 +346,7 @@ async fn repeated_lockouts_alert_the_security_manager_once(db: Db) {
                 .status()
         }
     };
-    let alerts = || {
-        let server = &server;
-        async move {
-            sqlx::query("SELECT person_id, body FROM notifications WHERE kind = 'alert_account_locked'")
-                .fetch_all(server.app.store.pool())
-                .await
-                .unwrap()
-                .iter()
-                .map(|row| (row.try_get::<String, _>("person_id").unwrap(), row.try_get::<String, _>("body").unwrap()))
-                .collect::<Vec<_>>()
-        }
-    };
+    let alerts = || notices(&server, "alert_account_locked");
     // The first lockout (5 failures), then two more (one failure each once the lock is over).
     for _ in 0..5 {
         assert_eq!(attempt().await, 401);
@@ -371,9 +368,59 @@ async fn repeated_lockouts_alert_the_security_manager_once(db: Db) {
     server.stop().await;
 }
 
+/// The (person, body) of every notice of `kind`.
+async fn notices(server: &TestServer, kind: &str) -> Vec<(String, String)> {
+    sqlx::query("SELECT person_id, body FROM notifications WHERE kind = $1")
+        .bind(kind)
+        .fetch_all(server.app.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.try_get::<String, _>("person_id").unwrap(), row.try_get::<String, _>("body").unwrap()))
+        .collect()
+}
+
+/// A source address throttled again and again (here twice, in windows of a minute) tells the
+/// security manager once.
+async fn a_source_throttled_again_and_again_alerts_the_security_manager(db: Db) {
+    let server = TestServer::start_configured(db, |config| {
+        config.password.source_max_failures = 2;
+        config.password.source_window_seconds = 60;
+        config.alerts.source_throttles = 2;
+    })
+    .await;
+    let security = security_manager(&server).await;
+    two_systems(&server).await;
+    let attempt = |login_id: &'static str| {
+        let server = &server;
+        async move {
+            log_in(&browser(), server, &authorize(server, "zeimu", ZEIMU_CB), login_id, "wrong-password-guess")
+                .await
+                .status()
+        }
+    };
+    // Two failures (any login IDs) use up the window: the source is throttled once.
+    assert_eq!(attempt("ito").await, 401);
+    assert_eq!(attempt("kato").await, 401);
+    assert_eq!(attempt("sasaki").await, 429);
+    assert!(notices(&server, "alert_source_throttled").await.is_empty(), "once is not yet a streak");
+    server.app.clock.advance(61);
+    attempt("ito").await;
+    attempt("kato").await;
+    let told = notices(&server, "alert_source_throttled").await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].0, security);
+    assert!(told[0].1.contains("127.0.0.1"), "{}", told[0].1);
+    // More failures in the same window continue the same throttling: nobody is told again.
+    attempt("sasaki").await;
+    assert_eq!(notices(&server, "alert_source_throttled").await.len(), 1);
+    server.stop().await;
+}
+
 on_both_databases!(
     a_person_stop_ends_everything_at_once_and_lifting_lets_them_log_in_again,
     a_system_stop_refuses_the_system_and_lifting_gives_back_its_prior_state,
     the_cli_stops_a_person_on_a_running_server,
     repeated_lockouts_alert_the_security_manager_once,
+    a_source_throttled_again_and_again_alerts_the_security_manager,
 );
