@@ -388,6 +388,9 @@ fn print_client(client: &Client, now: UnixTime) {
         Some(at) => println!("status:                    disabled since {}", japan_time(at)),
         None => println!("status:                    {}", client.status),
     }
+    if client.emergency_stopped {
+        println!("emergency stop:            in force (`sekimori emergency-stop list`): refused everywhere");
+    }
     println!("type:                      {}", type_of(client));
     println!("auth method:               {}", client.token_endpoint_auth_method.as_str());
     println!("owner org unit:            {}", client.owner_org_unit_id.clone().unwrap_or_else(none));

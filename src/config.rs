@@ -49,6 +49,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub audit: AuditConfig,
     pub reports: ReportsConfig,
+    pub alerts: AlertsConfig,
 }
 
 /// The audit log (R16): checkpoints kept outside the database, and how long events are kept.
@@ -140,10 +141,30 @@ impl ReportsConfig {
         self.closed_dates
             .iter()
             .map(|d| {
-                crate::directory::types::parse_date("reports.closed_dates", d)
-                    .map_err(|e| ConfigError::Invalid(format!("reports.closed_dates: {d:?} {}", e.reason)))
+                // Parsed here, not by `directory`: configuration sits below every module.
+                time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).map_err(|_| {
+                    ConfigError::Invalid(format!("reports.closed_dates: {d:?} is not a date written YYYY-MM-DD"))
+                })
             })
             .collect()
+    }
+}
+
+/// R17: when continuing abnormal access alerts the security managers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Lockouts of one account within `window_seconds` that alert.
+    pub account_lockouts: i64,
+    /// Times one source address is throttled within `window_seconds` that alert.
+    pub source_throttles: i64,
+    /// The window a streak is counted in, in seconds (default a day).
+    pub window_seconds: i64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self { account_lockouts: 3, source_throttles: 3, window_seconds: 86_400 }
     }
 }
 
@@ -404,6 +425,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             audit: AuditConfig::default(),
             reports: ReportsConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -663,6 +685,14 @@ impl Config {
         }
         if !(1..=365).contains(&self.access.review_days) {
             return Err(ConfigError::Invalid("access.review_days must be 1 to 365".into()));
+        }
+        if !(1..=100).contains(&self.alerts.account_lockouts) || !(1..=100).contains(&self.alerts.source_throttles) {
+            return Err(ConfigError::Invalid(
+                "alerts.account_lockouts and alerts.source_throttles must be 1 to 100".into(),
+            ));
+        }
+        if !(60..=30 * 86_400).contains(&self.alerts.window_seconds) {
+            return Err(ConfigError::Invalid("alerts.window_seconds must be 60 to 2592000 (30 days)".into()));
         }
         if !(1..=50).contains(&self.mail.max_attempts) {
             return Err(ConfigError::Invalid("mail.max_attempts must be 1 to 50".into()));

@@ -9,3 +9,14 @@ pub struct InvalidField {
     pub field: &'static str,
     pub reason: String,
 }
+
+/// A written reason (for a decision, a stop, an exception): said, and not a novel — 1 to 1000
+/// characters without control characters but line breaks, trimmed. The audit log keeps it.
+pub fn check_reason(reason: &str) -> Result<String, InvalidField> {
+    let trimmed = reason.trim();
+    let count = trimmed.chars().count();
+    if count == 0 || count > 1000 || trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\r') {
+        return Err(InvalidField { field: "reason", reason: "must be 1 to 1000 characters".into() });
+    }
+    Ok(trimmed.to_owned())
+}

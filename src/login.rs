@@ -269,12 +269,12 @@ async fn record_failure(
     now: UnixTime,
     reason: &str,
 ) -> Result<(), crate::Error> {
-    let config = &app.config.password;
+    let (config, alerts) = (&app.config.password, &app.config.alerts);
     let mut tx = app.store.begin().await?;
-    lockout::source_failed(&mut tx, config, attempt.source, now).await?;
+    lockout::source_failed(&mut tx, config, alerts, attempt.source, now).await?;
     let mut locked_until = None;
     if let Some(account) = account.filter(|a| a.locked_until.is_none_or(|until| until <= now)) {
-        locked_until = lockout::account_failed(&mut tx, config, &account.account_id, now).await?;
+        locked_until = lockout::account_failed(&mut tx, config, alerts, &account.account_id, now).await?;
     }
     let login_id =
         LoginId::parse(attempt.login_id).map(|l| l.as_str().to_owned()).unwrap_or_else(|_| "(invalid)".into());

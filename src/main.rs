@@ -1,6 +1,6 @@
 //! The `sekimori` command: serve (default), migrate, demo, bootstrap, client (add, list, show,
 //! update, disable, enable, rotate-secret), keys rotate, audit verify | checkpoint | archive,
-//! report (analysis, compliance), token create.
+//! report (analysis, compliance), token create, emergency-stop (person, system, lift, list).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,9 +15,11 @@ use sekimori::systems::SigningAlg;
 use sekimori::{App, Listeners};
 
 mod client_cmd;
+mod emergency_cmd;
 mod report_cmd;
 
 use client_cmd::ClientCommand;
+use emergency_cmd::EmergencyCommand;
 use report_cmd::ReportCommand;
 
 #[derive(Parser)]
@@ -71,6 +73,11 @@ enum Command {
     Report {
         #[command(subcommand)]
         command: ReportCommand,
+    },
+    /// Emergency stop (R17) of one person or one consuming system: stop, list, lift.
+    EmergencyStop {
+        #[command(subcommand)]
+        command: EmergencyCommand,
     },
 }
 
@@ -270,6 +277,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Command::Client { command } => return client_cmd::run(config, command).await,
         Command::Report { command } => return report_cmd::run(config, command).await,
+        Command::EmergencyStop { command } => return emergency_cmd::run(config, command).await,
         Command::Keys { command } => {
             let app = App::build(config, Clock::default()).await?;
             if let KeysCommand::Rotate { alg, publish_ahead } = command {

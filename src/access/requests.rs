@@ -70,15 +70,7 @@ pub struct Request {
     pub steps: Vec<Step>,
 }
 
-/// A business reason or a decision's reason: said, and not a novel.
-pub fn check_reason(reason: &str) -> Result<String, InvalidField> {
-    let trimmed = reason.trim();
-    let count = trimmed.chars().count();
-    if count == 0 || count > 1000 || trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\r') {
-        return Err(InvalidField { field: "reason", reason: "must be 1 to 1000 characters".into() });
-    }
-    Ok(trimmed.to_owned())
-}
+pub use crate::invalid::check_reason;
 
 /// Files a request of `person_id` and tells the approvers of the first decisions.
 pub async fn submit(

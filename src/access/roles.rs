@@ -61,3 +61,22 @@ where
         .map(|held| held.name)
         .collect())
 }
+
+/// The people holding role `role` of system `client_id` today (live grants).
+pub async fn holders<'e, E>(executor: E, client_id: &str, role: &str, today: Date) -> Result<Vec<String>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT DISTINCT g.person_id FROM access_grants g JOIN system_roles r ON r.id = g.role_id
+         WHERE g.client_id = $1 AND r.name = $2 AND g.ended_at IS NULL AND r.retired_at IS NULL
+           AND g.start_date <= $3 AND (g.end_date IS NULL OR g.end_date >= $3)
+         ORDER BY g.person_id",
+    )
+    .bind(client_id)
+    .bind(role)
+    .bind(format_date(today))
+    .fetch_all(executor)
+    .await?;
+    rows.iter().map(|r| r.try_get("person_id")).collect()
+}

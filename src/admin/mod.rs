@@ -5,6 +5,7 @@
 pub mod access;
 pub mod auth;
 pub mod clients;
+pub mod emergency;
 pub mod hotline;
 pub mod hr;
 pub mod keys;
@@ -15,6 +16,7 @@ pub mod rights;
 pub mod role_grants;
 pub mod roles;
 pub mod console;
+pub mod shared_ids;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -103,6 +105,12 @@ fn operations() -> Vec<Operation> {
         operation!(get, "/api/v1/admin-roles", role_grants::list_roles),
         operation!(get, "/api/v1/admin-roles/grants", role_grants::list_grants),
         operation!(post, "/api/v1/admin-roles/grants", role_grants::grant),
+        operation!(post, "/api/v1/emergency-stops", emergency::stop),
+        operation!(get, "/api/v1/emergency-stops", emergency::list),
+        operation!(post, "/api/v1/emergency-stops/{id}/lift", emergency::lift),
+        operation!(post, "/api/v1/shared-ids", shared_ids::create),
+        operation!(get, "/api/v1/shared-ids", shared_ids::list),
+        operation!(post, "/api/v1/shared-ids/{id}/end", shared_ids::end),
         operation!(get, "/api/v1/audit/events", list_audit_events),
         operation!(get, "/api/v1/audit/verify", verify_audit),
         operation!(get, "/api/v1/audit/export", reports::export_audit_events),

@@ -95,6 +95,9 @@ rights! {
     AdminRolesGrant => "admin-roles:grant",
     /// Read the auditors' reports: the analysis of logins (R16) and the compliance report (R19).
     ReportsRead => "reports:read",
+    /// Emergency stop (R17): stop one person or one consuming system at once, see the stops,
+    /// lift one.
+    EmergencyStop => "emergency:stop",
 }
 
 /// A caller who holds the right `R`.

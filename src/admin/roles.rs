@@ -95,7 +95,7 @@ impl AdminRole {
         use Right::*;
         match self {
             AdminRole::SecurityManager => {
-                &[AdminRolesGrant, TokensWrite, DirectoryRead, ClientsRead, KeysRead, AccessAdmin, MetricsRead]
+                &[AdminRolesGrant, EmergencyStop, TokensWrite, DirectoryRead, ClientsRead, KeysRead, AccessAdmin, MetricsRead]
             }
             AdminRole::SystemAdmin => &[ClientsRead, ClientsWrite, KeysRead, KeysWrite, AccessAdmin, MetricsRead, TokensWrite],
             AdminRole::DirectoryClerk => {
@@ -154,18 +154,7 @@ pub async fn holders<'e, E>(executor: E, role: AdminRole, today: Date) -> Result
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let rows = sqlx::query(
-        "SELECT DISTINCT g.person_id FROM access_grants g JOIN system_roles r ON r.id = g.role_id
-         WHERE g.client_id = $1 AND r.name = $2 AND g.ended_at IS NULL AND r.retired_at IS NULL
-           AND g.start_date <= $3 AND (g.end_date IS NULL OR g.end_date >= $3)
-         ORDER BY g.person_id",
-    )
-    .bind(CONSOLE_CLIENT_ID)
-    .bind(role.name())
-    .bind(directory::types::format_date(today))
-    .fetch_all(executor)
-    .await?;
-    rows.iter().map(|r| r.try_get("person_id")).collect()
+    crate::access::roles::holders(executor, CONSOLE_CLIENT_ID, role.name(), today).await
 }
 
 /// The console's redirect URI: where the authorization endpoint sends the code back.

@@ -143,6 +143,8 @@ fn japan_midnight(date: time::Date) -> UnixTime {
 /// `retention_days` before today, and removes them. Events are taken in sequence order up to
 /// the first one at or after the date, so the archive is always a prefix of the chain. With
 /// no such events, no file is written.
+const DATE: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!("[year]-[month]-[day]");
+
 pub async fn archive(
     store: &Store,
     signing_key: &AuditKey,
@@ -151,14 +153,15 @@ pub async fn archive(
     retention_days: i64,
     out: &Path,
 ) -> Result<Archived, ArchiveError> {
-    let date = crate::directory::types::parse_date("before", before).map_err(|_| ArchiveError::BadDate)?;
+    // A calendar date, YYYY-MM-DD (the audit log sits below the directory and keeps its own parser).
+    let date = time::Date::parse(before, DATE).map_err(|_| ArchiveError::BadDate)?;
     let today = time::OffsetDateTime::from_unix_timestamp(now)
         .map_err(|_| ArchiveError::BadDate)?
         .to_offset(crate::clock::JAPAN)
         .date();
     let limit = today.checked_sub(time::Duration::days(retention_days.max(0))).ok_or(ArchiveError::BadDate)?;
     if date > limit {
-        let name = crate::directory::types::format_date;
+        let name = |d: time::Date| d.format(DATE).unwrap_or_default();
         return Err(ArchiveError::InsideRetention(name(date), name(limit)));
     }
     let cutoff = japan_midnight(date);

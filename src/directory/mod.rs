@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod search;
+pub mod shared;
 pub mod types;
 pub mod updates;
 
@@ -12,6 +13,7 @@ use time::Date;
 
 use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
+use crate::stops;
 use crate::store::{OnConstraint, Store, Tx};
 pub use types::{EmployeeNumber, InvalidField, LoginId, OrgLevel, PersonKind, PersonStatus};
 
@@ -598,6 +600,8 @@ pub async fn create_account(
 pub struct LoginAccount {
     pub account_id: String,
     pub login_id: String,
+    /// The account is active and no emergency stop holds the person (R17): what every login
+    /// (password or card) checks.
     pub account_active: bool,
     pub password_hash: Option<String>,
     pub password_changed_at: Option<i64>,
@@ -609,8 +613,9 @@ pub struct LoginAccount {
 fn login_account_query(condition: &str) -> String {
     format!(
         "SELECT a.id AS account_id, a.login_id, a.status AS account_status, a.password_hash,
-             a.password_changed_at, a.must_change_password, a.locked_until, {}
+             a.password_changed_at, a.must_change_password, a.locked_until, {} AS emergency_stops, {}
          FROM accounts a JOIN people p ON p.id = a.person_id WHERE {condition}",
+        stops::stops_in_force_sql(stops::Kind::Person, "a.person_id"),
         PERSON_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
     )
 }
@@ -618,10 +623,11 @@ fn login_account_query(condition: &str) -> String {
 fn login_account_from_row(row: &sqlx::any::AnyRow) -> Result<LoginAccount, DirectoryError> {
     let status: String = row.try_get("account_status")?;
     let must_change: i64 = row.try_get("must_change_password")?;
+    let stops: i64 = row.try_get("emergency_stops")?;
     Ok(LoginAccount {
         account_id: row.try_get("account_id")?,
         login_id: row.try_get("login_id")?,
-        account_active: status == "active",
+        account_active: status == "active" && stops == 0,
         password_hash: row.try_get("password_hash")?,
         password_changed_at: row.try_get("password_changed_at")?,
         must_change_password: must_change != 0,
@@ -655,21 +661,25 @@ where
     row.as_ref().map(login_account_from_row).transpose()
 }
 
-/// Whether the person still may use Sekimori: the one check every grant repeats.
+/// Whether the person still may use Sekimori (account active, in service, no emergency stop):
+/// the one check every grant repeats.
 pub async fn person_may_log_in<'e, E>(executor: E, person_id: &str, today: Date) -> Result<bool, DirectoryError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let row = sqlx::query(&format!(
-        "SELECT {}, a.status AS account_status FROM people p JOIN accounts a ON a.person_id = p.id WHERE p.id = $1",
-        PERSON_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
+        "SELECT {}, a.status AS account_status, {} AS emergency_stops
+         FROM people p JOIN accounts a ON a.person_id = p.id WHERE p.id = $1",
+        PERSON_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", "),
+        stops::stops_in_force_sql(stops::Kind::Person, "p.id"),
     ))
     .bind(person_id)
     .fetch_optional(executor)
     .await?;
     let Some(row) = row else { return Ok(false) };
     let account_status: String = row.try_get("account_status")?;
-    Ok(account_status == "active" && person_from_row(&row)?.may_log_in(today))
+    let stops: i64 = row.try_get("emergency_stops")?;
+    Ok(account_status == "active" && stops == 0 && person_from_row(&row)?.may_log_in(today))
 }
 
 /// Today's date in Japan, where the employment dates are kept.

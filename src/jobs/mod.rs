@@ -16,7 +16,7 @@ pub const CODE_RETENTION: i64 = 86_400;
 /// Deletes what has expired; returns how many rows went.
 pub async fn sweep(store: &Store, now: UnixTime, source_window: i64) -> Result<u64, sqlx::Error> {
     let mut removed = 0;
-    let statements: [(&str, i64); 11] = [
+    let statements: [(&str, i64); 12] = [
         ("DELETE FROM authorization_requests WHERE expires_at < $1", now),
         ("DELETE FROM login_source_failures WHERE window_start < $1", now - source_window),
         ("DELETE FROM password_tickets WHERE expires_at < $1", now),
@@ -38,6 +38,8 @@ pub async fn sweep(store: &Store, now: UnixTime, source_window: i64) -> Result<u
             "DELETE FROM logout_notices WHERE (delivered_at IS NOT NULL OR abandoned_at IS NOT NULL) AND created_at < $1",
             now - 7 * 86_400,
         ),
+        // Signs of abnormal access count only within `[alerts] window_seconds` (at most 30 days).
+        ("DELETE FROM abnormal_access WHERE at < $1", now - 30 * 86_400),
         // Card ceremonies and enrollment codes are worthless once expired.
         ("DELETE FROM webauthn_ceremonies WHERE expires_at < $1", now),
         ("DELETE FROM enrollment_codes WHERE expires_at < $1", now - CODE_RETENTION),
@@ -111,8 +113,9 @@ pub fn spawn_hr_changes(app: crate::App) {
 }
 
 /// Need-based access as days pass: grants past their last day end, requests nobody decided
-/// lapse, reviews past their deadline close (unconfirmed grants end) and grants due by their
-/// role's review interval get a review. Every minute, so an ending takes effect within one.
+/// lapse, reviews past their deadline close (unconfirmed grants end), grants due by their
+/// role's review interval get a review, and shared IDs past their expiry stop (R1). Every
+/// minute, so an ending takes effect within one.
 pub fn spawn_access(app: crate::App) {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(60));
@@ -131,8 +134,15 @@ pub async fn run_access(app: &crate::App) -> Result<(), crate::access::AccessErr
     let ended = crate::access::grants::end_due(&app.store, now).await?;
     let lapsed = crate::access::requests::lapse_due(&app.store, now).await?;
     let reviewed = crate::access::reviews::run_due(&app.store, &app.config.access, now).await?;
-    if ended + lapsed + reviewed > 0 {
-        tracing::info!(grants_ended = ended, requests_lapsed = lapsed, review_lapses = reviewed, "access job");
+    let shared_ids = crate::directory::shared::end_due(&app.store, now).await?;
+    if ended + lapsed + reviewed + shared_ids > 0 {
+        tracing::info!(
+            grants_ended = ended,
+            requests_lapsed = lapsed,
+            review_lapses = reviewed,
+            shared_ids_ended = shared_ids,
+            "access job"
+        );
     }
     Ok(())
 }

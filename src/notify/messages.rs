@@ -14,6 +14,10 @@ pub enum Notice<'a> {
     ReviewOpened { scope: &'a str, deadline: &'a str },
     /// The holder: a grant ended (end date, review, revocation, transfer).
     GrantEnded { system: &'a str, role: &'a str, reason: &'a str },
+    /// A security manager: one account was locked again and again (R17).
+    AccountLockedRepeatedly { login_id: &'a str, lockouts: i64, hours: i64 },
+    /// A security manager: one source address was throttled again and again (R17).
+    SourceThrottledRepeatedly { source: &'a str, throttles: i64, hours: i64 },
 }
 
 impl Notice<'_> {
@@ -26,6 +30,8 @@ impl Notice<'_> {
             Notice::RequestLapsed { .. } => "request_lapsed",
             Notice::ReviewOpened { .. } => "review_opened",
             Notice::GrantEnded { .. } => "grant_ended",
+            Notice::AccountLockedRepeatedly { .. } => "alert_account_locked",
+            Notice::SourceThrottledRepeatedly { .. } => "alert_source_throttled",
         }
     }
 
@@ -72,6 +78,20 @@ impl Notice<'_> {
                 format!(
                     "{system} の「{role}」の利用権限が終了しました（{reason}）。\n\n\
                      Your role \"{role}\" on {system} ended ({reason})."
+                ),
+            ),
+            Notice::AccountLockedRepeatedly { login_id, lockouts, hours } => (
+                format!("【関守】異常なアクセスが続いています: アカウント {login_id} のロック"),
+                format!(
+                    "ログインID {login_id} のアカウントが、{hours} 時間以内に {lockouts} 回ロックされました。パスワードの推測による攻撃が続いているおそれがあります。監査ログで送信元を確認し、必要であれば緊急停止（sekimori emergency-stop）を行ってください。\n\n\
+                     The account with login ID {login_id} was locked {lockouts} times within {hours} hours: someone may be guessing its password. Check the sources in the audit log and, if needed, stop it (sekimori emergency-stop)."
+                ),
+            ),
+            Notice::SourceThrottledRepeatedly { source, throttles, hours } => (
+                format!("【関守】異常なアクセスが続いています: 送信元 {source} の制限"),
+                format!(
+                    "送信元アドレス {source} からのログイン失敗が多すぎるため、{hours} 時間以内に {throttles} 回制限しました。複数のアカウントへの攻撃が続いているおそれがあります。監査ログで対象のアカウントを確認してください。\n\n\
+                     Logins from the source address {source} were throttled {throttles} times within {hours} hours for too many failures: several accounts may be under attack. Check the audit log for the accounts it tried."
                 ),
             ),
         }

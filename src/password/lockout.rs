@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
-use crate::config::PasswordConfig;
+use crate::config::{AlertsConfig, PasswordConfig};
 use crate::directory::{accounts, LoginAccount};
 use crate::store::{Store, Tx};
 use crate::App;
@@ -45,10 +45,11 @@ pub async fn verify_password(
         Some(until) => Verdict::Locked { until },
         None if right => Verdict::Right,
         None => {
+            let alerts = &app.config.alerts;
             if let Some(source) = source {
-                source_failed(&mut tx, config, source, now).await?;
+                source_failed(&mut tx, config, alerts, source, now).await?;
             }
-            Verdict::Wrong { locked_until: account_failed(&mut tx, config, &account.account_id, now).await? }
+            Verdict::Wrong { locked_until: account_failed(&mut tx, config, alerts, &account.account_id, now).await? }
         }
     };
     let refused = match verdict {
@@ -83,10 +84,12 @@ pub fn lock_seconds(config: &PasswordConfig, failures: i64) -> Option<i64> {
     Some(config.lockout_base_seconds.saturating_mul(1i64 << doublings).min(config.lockout_max_seconds))
 }
 
-/// Counts a failure against the account and locks it when the threshold is reached.
+/// Counts a failure against the account and locks it when the threshold is reached; a lock
+/// that continues a streak of them alerts the security managers.
 pub async fn account_failed(
     tx: &mut Tx,
     config: &PasswordConfig,
+    alerts: &AlertsConfig,
     account_id: &str,
     now: UnixTime,
 ) -> Result<Option<UnixTime>, sqlx::Error> {
@@ -94,6 +97,7 @@ pub async fn account_failed(
     let locked_until = lock_seconds(config, failures).map(|s| now + s);
     if let Some(until) = locked_until {
         accounts::lock_until(tx, account_id, until).await?;
+        crate::emergency::alerts::account_locked(tx, alerts, now, account_id).await?;
     }
     Ok(locked_until)
 }
@@ -125,9 +129,12 @@ pub async fn source_blocked(
 }
 
 /// Counts a failure against the source address, starting a new window when the old one ended.
+/// The failure that uses up the window throttles the source; one that continues a streak of
+/// them alerts the security managers.
 pub async fn source_failed(
     tx: &mut Tx,
     config: &PasswordConfig,
+    alerts: &AlertsConfig,
     source: &str,
     now: UnixTime,
 ) -> Result<(), sqlx::Error> {
@@ -145,6 +152,14 @@ pub async fn source_failed(
     .bind(source)
     .execute(&mut **tx)
     .await?;
+    let failures: i64 = sqlx::query("SELECT failures FROM login_source_failures WHERE source = $1")
+        .bind(source)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("failures")?;
+    if failures == config.source_max_failures {
+        crate::emergency::alerts::source_throttled(tx, alerts, now, source).await?;
+    }
     Ok(())
 }
 

@@ -161,6 +161,9 @@ pub struct Client {
     /// Until when the secret that the last rotation replaced still authenticates; None when
     /// that rotation gave no grace (or there was none).
     pub previous_secret_expires_at: Option<UnixTime>,
+    /// An emergency stop holds the system (R17): it is refused everywhere, as if disabled,
+    /// whatever its `status`, until the stop is lifted.
+    pub emergency_stopped: bool,
     #[serde(skip)]
     pub secret_hash: Option<String>,
     #[serde(skip)]
@@ -168,7 +171,14 @@ pub struct Client {
 }
 
 impl Client {
+    /// Whether the system may be used now: enabled, and no emergency stop holds it. What
+    /// every login, token request and introspection checks.
     pub fn is_active(&self) -> bool {
+        self.is_enabled() && !self.emergency_stopped
+    }
+
+    /// Whether the system is enabled (`status` active), whatever an emergency stop says.
+    pub fn is_enabled(&self) -> bool {
         self.status == "active"
     }
 
@@ -264,6 +274,7 @@ pub async fn register(
         backchannel_logout_uri: new.backchannel_logout_uri,
         status: "active".into(),
         disabled_at: None,
+        emergency_stopped: false,
         previous_secret_expires_at: None,
         secret_hash: secret.as_deref().map(crypto::sha256_hex),
         previous_secret_hash: None,
@@ -339,7 +350,9 @@ fn grant_list(grants: &[GrantType]) -> String {
 const COLUMNS: &str = "client_id, name, owner_org_unit_id, client_type, secret_hash, token_endpoint_auth_method, \
      redirect_uris, post_logout_redirect_uris, scopes, id_token_signed_response_alg, require_pkce, access_token_ttl, status, \
      grant_types, service_scopes, refresh_token_ttl, backchannel_logout_uri, disabled_at, previous_secret_hash, \
-     previous_secret_expires_at";
+     previous_secret_expires_at, \
+     (SELECT COUNT(*) FROM emergency_stops es \
+      WHERE es.kind = 'system' AND es.target_id = clients.client_id AND es.lifted_at IS NULL) AS emergency_stops";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Client, ClientError> {
     let client_type: String = row.try_get("client_type")?;
@@ -372,6 +385,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Client, ClientError> {
         previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
         secret_hash: row.try_get("secret_hash")?,
         previous_secret_hash: row.try_get("previous_secret_hash")?,
+        emergency_stopped: row.try_get::<i64, _>("emergency_stops")? > 0,
     })
 }
 

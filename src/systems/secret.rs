@@ -114,6 +114,7 @@ mod tests {
             backchannel_logout_uri: None,
             status: "active".into(),
             disabled_at: None,
+            emergency_stopped: false,
             previous_secret_expires_at: previous.map(|(_, end)| end),
             secret_hash: Some(crypto::sha256_hex(current)),
             previous_secret_hash: previous.map(|(secret, _)| crypto::sha256_hex(secret)),

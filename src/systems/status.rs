@@ -24,7 +24,9 @@ pub async fn disable(
     client_id: &str,
 ) -> Result<(Client, Revoked), ClientError> {
     let client = get_locked(tx, client_id).await?;
-    if !client.is_active() {
+    // An emergency stop is not a status: a stopped system can still be disabled, and stays so
+    // when the stop is lifted.
+    if !client.is_enabled() {
         return Err(ClientError::StateConflict("the client is already disabled"));
     }
     sqlx::query("UPDATE clients SET status = 'disabled', disabled_at = $1 WHERE client_id = $2")
@@ -42,7 +44,7 @@ pub async fn disable(
 /// Enables `client_id` again. Tokens ended when it was disabled stay ended.
 pub async fn enable(tx: &mut Tx, actor: &Actor, now: UnixTime, client_id: &str) -> Result<Client, ClientError> {
     let client = get_locked(tx, client_id).await?;
-    if client.is_active() {
+    if client.is_enabled() {
         return Err(ClientError::StateConflict("the client is not disabled"));
     }
     // A token request that authenticated just before the disable committed may have written

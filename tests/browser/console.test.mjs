@@ -193,7 +193,7 @@ test('the security manager grants roles; the operator stops a card; the auditor 
   const ap = auditor.page;
   await consoleLogin(auditor);
   const auMenu = ap.getByRole('navigation', { name: '管理メニュー' });
-  assert.deepEqual(await auMenu.getByRole('link').allInnerTexts(), ['ホーム', 'アクセス記録']);
+  assert.deepEqual(await auMenu.getByRole('link').allInnerTexts(), ['ホーム', 'アクセス記録', '報告']);
   await auMenu.getByRole('link', { name: 'アクセス記録' }).click();
   // A card stopped is a revocation of `authenticator:<id>`, by the operator in person.
   await ap.getByLabel(/^操作/).fill('revoke');
@@ -206,6 +206,13 @@ test('the security manager grants roles; the operator stops a card; the auditor 
   await ap.getByRole('button', { name: '検索', exact: true }).click();
   const reads = records.getByRole('row').filter({ hasText: `person:${auditor.id}` });
   assert.ok((await reads.count()) >= 1, 'the auditor\'s own reading is recorded');
+
+  // The self-inspection report, opened from the console with the auditor's session.
+  await auMenu.getByRole('link', { name: '報告' }).click();
+  await ap.getByRole('link', { name: '印刷用（A4）' }).click();
+  await ap.getByRole('heading', { level: 1 }).first().waitFor();
+  assert.ok((await ap.locator('body').innerText()).includes('自己点検'), 'the compliance report opens');
+  await shot(ap, 'compliance-report');
 
   for (const tab of [manager, operator, auditor, holder]) await tab.context.close();
 });

@@ -347,7 +347,27 @@ async fn the_console_opens_with_a_card_and_closes_when_the_role_ends(db: Db) {
     )
     .await
     .unwrap();
-    assert_eq!(operators, vec![operator]);
+    assert_eq!(operators, vec![operator.clone()]);
+    // An emergency stop from the console, and its lift.
+    let stopped = browser
+        .post(format!("{}/console/emergency", server.admin_url))
+        .form(&[("csrf", csrf.as_str()), ("kind", "person"), ("target", "uketsuke"), ("reason", "端末の不正利用の疑い")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stopped.status(), 200);
+    let pool = server.app.store.pool();
+    assert!(sekimori::emergency::is_stopped(pool, sekimori::emergency::Kind::Person, &operator).await.unwrap());
+    let stops = sekimori::emergency::list(pool, true).await.unwrap();
+    assert_eq!(stops[0].stopped_by, format!("person:{manager}"), "recorded under the manager's own name");
+    let lifted = browser
+        .post(format!("{}/console/emergency/{}/lift", server.admin_url, stops[0].id))
+        .form(&[("csrf", csrf.as_str()), ("reason", "調査の結果問題なし")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), 200);
+    assert!(!sekimori::emergency::is_stopped(pool, sekimori::emergency::Kind::Person, &operator).await.unwrap());
     // A form without the session's token changes nothing.
     let forged = browser
         .post(format!("{}/console/roles", server.admin_url))
@@ -406,7 +426,48 @@ async fn a_lost_card_ends_the_console_session(db: Db) {
     server.stop().await;
 }
 
+async fn the_cli_issues_a_token_only_for_a_right_its_owner_holds(db: Db) {
+    let server = TestServer::start(db).await;
+    let until = days_from_today(&server, 30);
+    let owner = server.add_person("E9801", "jinji", &password()).await;
+    let (status, body) = grant_role(&server, &owner, "hr_feed_owner", &until).await;
+    assert_eq!(status, 201, "{body}");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sekimori"))
+            .args(args)
+            .env("SEKIMORI_DATABASE_URL", &server.database_url)
+            .env("SEKIMORI_MASTER_KEY", server.app.config.master_key.as_deref().unwrap())
+            .output()
+            .unwrap()
+    };
+    let refused = run(&["token", "create", "--owner", "jinji", "--scope", "audit:read", "--name", "x"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not hold audit:read"));
+    let nobody = run(&["token", "create", "--owner", "nobody", "--scope", "hr:feed", "--name", "x"]);
+    assert_eq!(nobody.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("nobody has the login ID"));
+    let made = run(&["token", "create", "--owner", "jinji", "--scope", "hr:feed", "--name", "人事連携"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let stdout = String::from_utf8(made.stdout).unwrap();
+    let token = stdout.lines().find_map(|l| l.trim().strip_prefix("skm_")).map(|t| format!("skm_{t}")).unwrap();
+    let scim = server
+        .http
+        .get(format!("{}/scim/v2/Users?count=1", server.admin_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scim.status(), 200, "the HR feed's token works");
+    let stored = sqlx::query_scalar::<_, String>("SELECT owner_person_id FROM api_tokens WHERE name = '人事連携'")
+        .fetch_one(server.app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, owner);
+    server.stop().await;
+}
+
 on_both_databases!(
+    the_cli_issues_a_token_only_for_a_right_its_owner_holds,
     a_hotline_operator_reports_a_card_lost_and_does_nothing_else,
     an_auditor_reads_the_records_and_the_reading_is_recorded,
     a_right_past_its_end_date_is_refused_at_once,

@@ -292,6 +292,13 @@ fn parseable_body(method: &str, path: &str) -> Body {
             "org_unit_id": "x", "deputy_person_id": "x", "valid_from": "x", "valid_until": "x"
         })),
         ("POST", "/api/v1/access/reviews") => Body::Json(json!({})),
+        ("POST", "/api/v1/emergency-stops") => Body::Json(json!({"kind": "person", "target": "x", "reason": "x"})),
+        ("POST", "/api/v1/emergency-stops/{id}/lift") => Body::Json(json!({"reason": "x"})),
+        ("POST", "/api/v1/shared-ids") => Body::Json(json!({
+            "login_id": "x", "org_unit_id": "x", "owner_person_id": "x", "justification": "x",
+            "approver_person_id": "x", "expires_on": "x"
+        })),
+        ("POST", "/api/v1/shared-ids/{id}/end") => Body::Json(json!({"reason": "x"})),
         (_, _) => Body::None,
     }
 }
@@ -1323,6 +1330,64 @@ async fn openapi_yaml_describes_the_admin_api() {
     assert_eq!(held["items"][0]["role"], "hotline_operator");
 
     // Audit log.
+    // Emergency stop (R17): a person stopped and the stop lifted.
+    let st = "/api/v1/emergency-stops";
+    let stop = json!({"kind": "person", "target": tanaka_id, "reason": "不正アクセスの疑い"});
+    let made = h.call(admin, "POST", st, st, Body::Json(stop.clone()), 201).await;
+    assert_eq!((made["kind"].as_str(), made["lifted_at"].is_null()), (Some("person"), true), "{made}");
+    h.call(admin, "POST", st, st, Body::Json(stop), 409).await;
+    h.call(
+        admin,
+        "POST",
+        st,
+        st,
+        Body::Json(json!({"kind": "system", "target": "no-such-client", "reason": "x"})),
+        404,
+    )
+    .await;
+    let problem = h
+        .call(admin, "POST", st, st, Body::Json(json!({"kind": "person", "target": tanaka_id, "reason": " "})), 422)
+        .await;
+    assert_eq!(problem["field"], "reason");
+    h.call(admin, "POST", st, st, Body::Json(json!({"kind": "org", "target": tanaka_id, "reason": "x"})), 422).await;
+    let in_force = h.call(admin, "GET", st, &format!("{st}?active=true"), Body::None, 200).await;
+    assert_eq!(in_force["items"][0]["id"], made["id"]);
+    h.call(admin, "GET", st, &format!("{st}?active=maybe"), Body::None, 400).await;
+    let lift = "/api/v1/emergency-stops/{id}/lift";
+    let lift_path = lift.replace("{id}", made["id"].as_str().unwrap());
+    let lifted = h.call(admin, "POST", lift, &lift_path, Body::Json(json!({"reason": "調査完了"})), 200).await;
+    assert!(lifted["lifted_at"].is_i64(), "{lifted}");
+    h.call(admin, "POST", lift, &lift_path, Body::Json(json!({"reason": "again"})), 409).await;
+    h.call(admin, "POST", lift, &lift_path, Body::Json(json!({"reason": ""})), 422).await;
+    h.call(admin, "POST", lift, &fill(lift), Body::Json(json!({"reason": "x"})), 404).await;
+    let all = h.call(admin, "GET", st, st, Body::None, 200).await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 1);
+
+    // Shared IDs (R1): an exception record for an existing account, ended early.
+    let sh = "/api/v1/shared-ids";
+    let expires = sekimori::directory::today_in_japan(h.server.app.clock.now()) + time::Duration::days(30);
+    let record = json!({"login_id": "haken.hanako", "org_unit_id": section_id, "owner_person_id": tanaka_id,
+                        "justification": "窓口の共用端末で使う", "approver_person_id": suzuki["id"],
+                        "expires_on": sekimori::directory::types::format_date(expires)});
+    let mut same_person = record.clone();
+    same_person["approver_person_id"] = json!(tanaka_id);
+    let problem = h.call(admin, "POST", sh, sh, Body::Json(same_person), 422).await;
+    assert_eq!(problem["field"], "approver_person_id");
+    let mut far = record.clone();
+    far["expires_on"] = json!("2999-01-01");
+    let problem = h.call(admin, "POST", sh, sh, Body::Json(far), 422).await;
+    assert_eq!(problem["field"], "expires_on");
+    let made = h.call(admin, "POST", sh, sh, Body::Json(record.clone()), 201).await;
+    h.call(admin, "POST", sh, sh, Body::Json(record), 409).await;
+    let listed = h.call(admin, "GET", sh, sh, Body::None, 200).await;
+    assert_eq!(listed["items"][0]["id"], made["id"]);
+    let end = "/api/v1/shared-ids/{id}/end";
+    let end_path = end.replace("{id}", made["id"].as_str().unwrap());
+    let ended = h.call(admin, "POST", end, &end_path, Body::Json(json!({"reason": "個人IDへ切替"})), 200).await;
+    assert!(ended["ended_at"].is_i64(), "{ended}");
+    h.call(admin, "POST", end, &end_path, Body::Json(json!({"reason": "again"})), 409).await;
+    h.call(admin, "POST", end, &fill(end), Body::Json(json!({"reason": "x"})), 404).await;
+
     let e = "/api/v1/audit/events";
     let events = h.call(Some(short.as_str()), "GET", e, e, Body::None, 200).await;
     assert!(events["items"].as_array().unwrap().len() > 10);

@@ -16,7 +16,7 @@ const ZEIMU_CB: &str = "http://127.0.0.1:9101/callback";
 const KANSA_CB: &str = "http://127.0.0.1:9102/callback";
 
 /// The actions of the audit log's events on `target`, oldest first, with their details.
-async fn audited(server: &TestServer, target: &str) -> Vec<(String, Value)> {
+pub(crate) async fn audited(server: &TestServer, target: &str) -> Vec<(String, Value)> {
     sqlx::query("SELECT action, detail FROM audit_events WHERE target = $1 ORDER BY seq")
         .bind(target)
         .fetch_all(server.app.store.pool())
@@ -30,7 +30,7 @@ async fn audited(server: &TestServer, target: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-fn authorize(server: &TestServer, client_id: &str, redirect_uri: &str) -> String {
+pub(crate) fn authorize(server: &TestServer, client_id: &str, redirect_uri: &str) -> String {
     authorize_url(
         server,
         &[
@@ -44,7 +44,12 @@ fn authorize(server: &TestServer, client_id: &str, redirect_uri: &str) -> String
 }
 
 /// Redeems the code the redirect `response` carries; returns the token response.
-async fn redeem(server: &TestServer, client: (&str, &str), redirect_uri: &str, response: reqwest::Response) -> Value {
+pub(crate) async fn redeem(
+    server: &TestServer,
+    client: (&str, &str),
+    redirect_uri: &str,
+    response: reqwest::Response,
+) -> Value {
     assert_eq!(response.status(), 303);
     let code = query_of(&location(&response))["code"].clone();
     let (status, body, _) = token_request(
@@ -58,7 +63,7 @@ async fn redeem(server: &TestServer, client: (&str, &str), redirect_uri: &str, r
 }
 
 /// RFC 7662 introspection by `by`; returns whether the token is active.
-async fn active(server: &TestServer, by: (&str, &str), token: &str) -> bool {
+pub(crate) async fn active(server: &TestServer, by: (&str, &str), token: &str) -> bool {
     let response = server
         .http
         .post(format!("{}/introspect", server.public_url))
@@ -71,13 +76,13 @@ async fn active(server: &TestServer, by: (&str, &str), token: &str) -> bool {
     response.json::<Value>().await.unwrap()["active"].as_bool().unwrap()
 }
 
-async fn userinfo_status(server: &TestServer, access_token: &str) -> u16 {
+pub(crate) async fn userinfo_status(server: &TestServer, access_token: &str) -> u16 {
     let response =
         server.http.get(format!("{}/userinfo", server.public_url)).bearer_auth(access_token).send().await.unwrap();
     response.status().as_u16()
 }
 
-async fn refresh(server: &TestServer, client: (&str, &str), refresh_token: &str) -> (u16, Value) {
+pub(crate) async fn refresh(server: &TestServer, client: (&str, &str), refresh_token: &str) -> (u16, Value) {
     let (status, body, _) =
         token_request(server, Some(client), &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await;
     (status, body)
@@ -339,7 +344,7 @@ async fn notices_queued_before_a_system_was_disabled_are_abandoned(db: Db) {
     server.stop().await;
 }
 
-async fn client_credentials(server: &TestServer, client_id: &str, secret: &str) -> u16 {
+pub(crate) async fn client_credentials(server: &TestServer, client_id: &str, secret: &str) -> u16 {
     let form = [("grant_type", "client_credentials"), ("scope", "zeimu.read")];
     token_request(server, Some((client_id, secret)), &form).await.0
 }

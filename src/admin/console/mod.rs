@@ -5,6 +5,7 @@
 //! functions as the JSON API. Japanese first, English available; no script; strict CSP.
 
 pub mod login;
+mod operations;
 mod pages;
 pub mod session;
 
@@ -40,6 +41,9 @@ pub fn router() -> Router<App> {
         .route("/console/people", get(pages::people))
         .route("/console/people/{id}", get(pages::person))
         .route("/console/audit", get(pages::audit))
+        .route("/console/emergency", get(operations::emergency).post(operations::stop))
+        .route("/console/emergency/{id}/lift", post(operations::lift))
+        .route("/console/reports", get(operations::reports))
         .route("/console/console.css", get(style))
 }
 
@@ -118,11 +122,13 @@ impl Console {
     pub fn frame(&self, title: &'static str, title_en: &'static str) -> Frame {
         let l = self.lang;
         let mut nav = vec![NavItem { href: "/console", label: l.pick("ホーム", "Home") }];
-        let sections: [(Right, &'static str, &'static str, &'static str); 4] = [
+        let sections: [(Right, &'static str, &'static str, &'static str); 6] = [
             (Right::AdminRolesGrant, "/console/roles", "管理者権限", "Administrative roles"),
+            (Right::EmergencyStop, "/console/emergency", "緊急停止", "Emergency stop"),
             (Right::Hotline, "/console/hotline", "紛失受付", "Lost-card hotline"),
             (Right::DirectoryRead, "/console/people", "職員", "People"),
             (Right::AuditRead, "/console/audit", "アクセス記録", "Access records"),
+            (Right::ReportsRead, "/console/reports", "報告", "Reports"),
         ];
         for (right, href, ja, en) in sections {
             if self.holds(right) {
