@@ -80,7 +80,6 @@ async fn known_system(app: &App, client_id: &str) -> Result<catalog::System, Pro
     if !is_client_id(client_id) {
         return Err(Problem::not_found("client"));
     }
-    refuse_console(client_id)?;
     catalog::system(app.store.pool(), client_id).await?.ok_or_else(|| Problem::not_found("client"))
 }
 
@@ -125,6 +124,7 @@ pub async fn declare_role(
     ApiJson(spec): ApiJson<RoleSpec>,
 ) -> Result<(StatusCode, Json<Role>), Problem> {
     known_system(&app, &client_id).await?;
+    refuse_console(&client_id)?;
     catalog::check_name(&name).map_err(|e| invalid(e.field, e.reason))?;
     // The schema's limits, on the value as sent (the domain trims before it counts).
     for (field, label) in [("label", Some(&spec.label)), ("label_en", spec.label_en.as_ref())] {
@@ -194,6 +194,7 @@ pub async fn set_requires_role(
     ApiJson(body): ApiJson<RequiresRole>,
 ) -> Result<Json<RoleCatalog>, Problem> {
     known_system(&app, &client_id).await?;
+    refuse_console(&client_id)?;
     let mut tx = app.store.begin().await?;
     catalog::set_requires_role(&mut tx, &caller.actor(), app.clock.now(), &client_id, body.requires_role).await?;
     tx.commit().await?;

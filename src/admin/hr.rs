@@ -181,16 +181,29 @@ async fn decision_problem(app: &App, id: &str, error: DecisionError) -> Problem 
     }
 }
 
+/// Confirms a held batch and applies what is due now (API and console alike).
+pub(crate) async fn confirm(app: &App, actor: &crate::audit::Actor, id: &str) -> Result<changes::Run, Problem> {
+    let now = app.clock.now();
+    if let Err(e) = batches::confirm(&app.store, actor, now, &app.config.hr, id).await {
+        return Err(decision_problem(app, id, e).await);
+    }
+    changes::apply_due(&app.store, now).await.map_err(internal)
+}
+
+/// Discards a held batch: none of it is ever applied (API and console alike).
+pub(crate) async fn discard(app: &App, actor: &crate::audit::Actor, id: &str) -> Result<(), Problem> {
+    if let Err(e) = batches::discard(&app.store, actor, app.clock.now(), id).await {
+        return Err(decision_problem(app, id, e).await);
+    }
+    Ok(())
+}
+
 pub async fn confirm_batch(
     State(app): State<App>,
     caller: Authorized<rights::HrAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<ConfirmedBatch>, Problem> {
-    let now = app.clock.now();
-    if let Err(e) = batches::confirm(&app.store, &caller.actor(), now, &app.config.hr, &id).await {
-        return Err(decision_problem(&app, &id, e).await);
-    }
-    let run = changes::apply_due(&app.store, now).await.map_err(internal)?;
+    let run = confirm(&app, &caller.actor(), &id).await?;
     let record =
         batches::get(&app.store, &id).await.map_err(internal)?.ok_or_else(|| Problem::not_found("HR batch"))?;
     Ok(Json(ConfirmedBatch { batch: record.into(), applied_now: run.into() }))
@@ -201,9 +214,7 @@ pub async fn discard_batch(
     caller: Authorized<rights::HrAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<HrBatch>, Problem> {
-    if let Err(e) = batches::discard(&app.store, &caller.actor(), app.clock.now(), &id).await {
-        return Err(decision_problem(&app, &id, e).await);
-    }
+    discard(&app, &caller.actor(), &id).await?;
     let record =
         batches::get(&app.store, &id).await.map_err(internal)?.ok_or_else(|| Problem::not_found("HR batch"))?;
     Ok(Json(record.into()))

@@ -14,7 +14,7 @@ use super::CsvSheet;
 use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::directory::{today_in_japan, types::format_date, PersonKind};
-use crate::store::{Dialect, Store};
+use crate::store::Store;
 
 /// The consuming system whose roles are the administrative rights (the admin console).
 pub const ADMIN_CONSOLE_CLIENT_ID: &str = "sekimori-console";
@@ -96,7 +96,7 @@ pub async fn build(store: &Store, config: &Config, now: UnixTime) -> Result<Comp
     let org = OrgTree::load(store, &today).await?;
     let reports = &config.reports;
     let sections = vec![
-        shared_ids(store).await?,
+        shared_ids(store, &roster).await?,
         section(
             "cross_section",
             "所管外の職員への付与",
@@ -270,38 +270,28 @@ impl OrgTree {
     }
 }
 
-async fn table_exists(store: &Store, table: &str) -> Result<bool, sqlx::Error> {
-    let sql = match store.dialect() {
-        Dialect::Sqlite => "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1",
-        Dialect::Postgres => {
-            "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
-        }
-    };
-    let n: i64 = sqlx::query(sql).bind(table).fetch_one(store.pool()).await?.try_get("n")?;
-    Ok(n > 0)
-}
-
-/// R1: shared IDs exist only as exception records, listed in every report.
-async fn shared_ids(store: &Store) -> Result<Section, sqlx::Error> {
-    let mut section = section("shared_ids", "共用ID（例外）", "Shared IDs (exceptions)", "EK§17-2 (R1)", Vec::new());
-    if !table_exists(store, "shared_id_exceptions").await? {
-        section.recorded = false;
-        section.note = Some(
-            "この版の関守は共用IDの例外を記録しない。共用IDは作れない（1人1ID）。 \
-             Not recorded by this version: shared-ID exceptions do not exist yet, and no shared ID can be made.",
-        );
-        return Ok(section);
+/// R1: shared IDs exist only as exception records (`directory::shared`), listed in every report:
+/// the login ID, the person responsible, the justification and approver, the last day of use.
+async fn shared_ids(store: &Store, roster: &Roster) -> Result<Section, sqlx::Error> {
+    const ARTICLE: &str = "EK§17-2 (R1)";
+    let mut section = section("shared_ids", "共用ID（例外）", "Shared IDs (exceptions)", ARTICLE, Vec::new());
+    let records = sqlx::query(
+        "SELECT login_id, owner_person_id, approver_person_id, justification, expires_on FROM shared_ids
+         WHERE ended_at IS NULL ORDER BY expires_on, login_id",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    for record in records {
+        let approver = roster.named(&record.try_get::<String, _>("approver_person_id")?);
+        let justification: String = record.try_get("justification")?;
+        section.rows.push(finding(
+            ARTICLE,
+            roster.named(&record.try_get::<String, _>("owner_person_id")?),
+            record.try_get("login_id")?,
+            &format!("理由 justification: {justification} / 承認 approved by: {}", approver.name),
+            Some(record.try_get("expires_on")?),
+        ));
     }
-    let n: i64 =
-        sqlx::query("SELECT COUNT(*) AS n FROM shared_id_exceptions").fetch_one(store.pool()).await?.try_get("n")?;
-    section.note = Some("例外記録の明細は管理画面で確かめる。 The exception records are listed in the admin console.");
-    section.rows.push(finding(
-        "EK§17-2 (R1)",
-        Named::default(),
-        format!("{n} 件の例外記録 / exception records"),
-        "",
-        None,
-    ));
     Ok(section)
 }
 

@@ -288,8 +288,10 @@ async fn the_console_opens_with_a_card_and_closes_when_the_role_ends(db: Db) {
     let mut card = Card::new();
     let code = cards::enrollment_code(&server, &manager).await;
     assert_eq!(cards::enroll(&browser, &server, &mut card, "職員証", "K-9601", &code).await.0, 200);
-    let (status, body) = grant_role(&server, &manager, "security_manager", &until).await;
-    assert_eq!(status, 201, "{body}");
+    for role in ["security_manager", "system_admin"] {
+        let (status, body) = grant_role(&server, &manager, role, &until).await;
+        assert_eq!(status, 201, "{body}");
+    }
 
     // Without a session the console offers the card login.
     let page = browser.get(format!("{}/console", server.admin_url)).send().await.unwrap();
@@ -348,6 +350,30 @@ async fn the_console_opens_with_a_card_and_closes_when_the_role_ends(db: Db) {
     .await
     .unwrap();
     assert_eq!(operators, vec![operator.clone()]);
+    // A consuming system registered from the console: its secret is shown on that page only.
+    let registered = browser
+        .post(format!("{}/console/systems", server.admin_url))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("client_id", "shisetsu"),
+            ("name", "施設予約システム"),
+            ("client_type", "confidential"),
+            ("redirect_uri", "https://shisetsu.city.example.lg.jp/callback"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 200);
+    let page = registered.text().await.unwrap();
+    let stored: String = sqlx::query_scalar("SELECT secret_hash FROM clients WHERE client_id = 'shisetsu'")
+        .fetch_one(server.app.store.pool())
+        .await
+        .unwrap();
+    let shown = page.split("<code class=\"reference\">").nth(1).and_then(|rest| rest.split('<').next()).unwrap();
+    assert_eq!(sekimori::crypto::sha256_hex(shown), stored, "the secret shown is the one whose hash is kept");
+    let later = browser.get(format!("{}/console/systems", server.admin_url)).send().await.unwrap().text().await.unwrap();
+    assert!(later.contains("shisetsu") && !later.contains(shown), "listed, the secret never shown again");
+
     // An emergency stop from the console, and its lift.
     let stopped = browser
         .post(format!("{}/console/emergency", server.admin_url))
@@ -377,17 +403,18 @@ async fn the_console_opens_with_a_card_and_closes_when_the_role_ends(db: Db) {
         .unwrap();
     assert_eq!(forged.status(), 403);
 
-    // The role ends: the open console and the token made from it are refused at once.
+    // The roles end: the open console and the token made from it are refused at once.
     let (_, grants) = server.admin(reqwest::Method::GET, "/api/v1/admin-roles/grants", None).await;
-    let grant = grants["items"].as_array().unwrap().iter().find(|g| g["person_id"] == manager.as_str()).unwrap().clone();
-    let (status, _) = server
-        .admin(
-            reqwest::Method::POST,
-            &format!("/api/v1/access/grants/{}/revoke", grant["id"].as_str().unwrap()),
-            Some(json!({"reason": "任期満了前の交代"})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    for grant in grants["items"].as_array().unwrap().iter().filter(|g| g["person_id"] == manager.as_str()) {
+        let (status, _) = server
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/v1/access/grants/{}/revoke", grant["id"].as_str().unwrap()),
+                Some(json!({"reason": "任期満了前の交代"})),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
     let page = browser.get(format!("{}/console", server.admin_url)).send().await.unwrap();
     assert_eq!(page.status(), 403);
     let (status, _) = call(&server, &machine_token, reqwest::Method::GET, "/api/v1/api-tokens", None).await;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The admin API fuzzed from openapi.yaml with schemathesis (PyPI): thousands of generated
 # requests, valid and invalid, against a throw-away Sekimori (SQLite in a temp dir, demo
-# data, free ports), in two runs: the access records with an auditor's token, everything else with
+# data, free ports), in two runs: the access records and reports with an auditor's token, everything else with
 # the token of a person holding every other administrative role (the auditor's role is held
 # alone: 江戸川区 基準 第30条). It fails on any 5xx, on a response
 # (status, content type, headers, body) that openapi.yaml does not describe, and on a request
@@ -40,9 +40,9 @@ bootstrap_admin_token "schemathesis"
 grant_admin_role yamada.taro security_manager system_admin directory_clerk hotline_operator hr_feed_owner
 owned_token admin_token yamada.taro "schemathesis" directory:read directory:write clients:read clients:write \
   tokens:write passwords:reset keys:read keys:write hotline authenticators:enroll hr:admin access:admin \
-  metrics:read admin-roles:grant
+  metrics:read admin-roles:grant emergency:stop
 grant_admin_role ito.naoko auditor
-owned_token auditor_token ito.naoko "schemathesis (auditor)" audit:read
+owned_token auditor_token ito.naoko "schemathesis (auditor)" audit:read reports:read
 echo "run.sh: sekimori admin API on $admin_url (pid $server_pid)" >&2
 
 status=0
@@ -60,9 +60,11 @@ fuzz() {
     --seed 20261201 \
     --no-color "$@" >"$report" 2>&1
 }
-fuzz "$admin_token" "$tmp/report.txt" --exclude-tag audit || status=$?
-# The report names the token only as [Filtered].
-tail -n 60 "$tmp/report.txt"
-fuzz "$auditor_token" "$tmp/report-audit.txt" --include-tag audit || status=$?
+# The auditor's run first: the other one may stop people and revoke tokens, the auditor's too.
+fuzz "$auditor_token" "$tmp/report-audit.txt" --include-tag audit --include-tag reports || status=$?
+# The reports name the token only as [Filtered].
 tail -n 30 "$tmp/report-audit.txt"
+fuzz "$admin_token" "$tmp/report.txt" --exclude-tag audit --exclude-tag reports || status=$?
+grep -B2 -A25 '^_\+ ' "$tmp/report.txt" | head -n 150 || true
+tail -n 60 "$tmp/report.txt"
 exit "$status"

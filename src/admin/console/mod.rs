@@ -44,6 +44,9 @@ pub fn router() -> Router<App> {
         .route("/console/emergency", get(operations::emergency).post(operations::stop))
         .route("/console/emergency/{id}/lift", post(operations::lift))
         .route("/console/reports", get(operations::reports))
+        .route("/console/systems", get(operations::systems).post(operations::register))
+        .route("/console/hr", get(operations::hr))
+        .route("/console/hr/{id}", post(operations::decide_batch))
         .route("/console/console.css", get(style))
 }
 
@@ -122,11 +125,13 @@ impl Console {
     pub fn frame(&self, title: &'static str, title_en: &'static str) -> Frame {
         let l = self.lang;
         let mut nav = vec![NavItem { href: "/console", label: l.pick("ホーム", "Home") }];
-        let sections: [(Right, &'static str, &'static str, &'static str); 6] = [
+        let sections: [(Right, &'static str, &'static str, &'static str); 8] = [
             (Right::AdminRolesGrant, "/console/roles", "管理者権限", "Administrative roles"),
             (Right::EmergencyStop, "/console/emergency", "緊急停止", "Emergency stop"),
             (Right::Hotline, "/console/hotline", "紛失受付", "Lost-card hotline"),
             (Right::DirectoryRead, "/console/people", "職員", "People"),
+            (Right::ClientsRead, "/console/systems", "業務システム", "Consuming systems"),
+            (Right::HrAdmin, "/console/hr", "人事連携", "HR feed"),
             (Right::AuditRead, "/console/audit", "アクセス記録", "Access records"),
             (Right::ReportsRead, "/console/reports", "報告", "Reports"),
         ];

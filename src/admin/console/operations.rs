@@ -124,3 +124,136 @@ pub async fn reports(State(app): State<App>, console: Console, RawQuery(query): 
     };
     Ok(remember_lang(render(StatusCode::OK, &page), query.as_deref(), console.lang))
 }
+
+#[derive(Template)]
+#[template(path = "console/systems.html")]
+struct SystemsPage {
+    frame: Frame,
+    systems: Vec<crate::systems::Client>,
+    may_register: bool,
+    registered: Option<(String, Option<String>)>,
+    error: Option<String>,
+}
+
+async fn systems_page(
+    app: &App,
+    console: &Console,
+    registered: Option<(String, Option<String>)>,
+    error: Option<String>,
+) -> Result<Response, PageError> {
+    let systems = crate::systems::list(&app.store).await.page(console.lang)?;
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let page = SystemsPage {
+        frame: console.frame("業務システム", "Consuming systems"),
+        may_register: console.holds(Right::ClientsWrite),
+        systems,
+        registered,
+        error,
+    };
+    Ok(render(status, &page))
+}
+
+/// `GET /console/systems`: the consuming systems; register one.
+pub async fn systems(State(app): State<App>, console: Console, RawQuery(query): RawQuery) -> Result<Response, PageError> {
+    console.require(Right::ClientsRead)?;
+    Ok(remember_lang(systems_page(&app, &console, None, None).await?, query.as_deref(), console.lang))
+}
+
+#[derive(Deserialize)]
+pub struct RegisterForm {
+    csrf: String,
+    client_id: String,
+    name: String,
+    client_type: String,
+    redirect_uri: String,
+}
+
+/// `POST /console/systems`: registers a consuming system; a confidential one's secret is shown
+/// on this answer only (only its hash is kept).
+pub async fn register(State(app): State<App>, console: Console, Form(form): Form<RegisterForm>) -> Result<Response, PageError> {
+    console.require(Right::ClientsWrite)?;
+    console.check_csrf(&form.csrf)?;
+    let lang = console.lang;
+    let client_type = match form.client_type.as_str() {
+        "public" => crate::systems::ClientType::Public,
+        _ => crate::systems::ClientType::Confidential,
+    };
+    let new = crate::systems::NewClient {
+        client_id: Some(form.client_id.trim().to_owned()).filter(|c| !c.is_empty()),
+        name: form.name,
+        client_type,
+        token_endpoint_auth_method: None,
+        redirect_uris: vec![form.redirect_uri.trim().to_owned()],
+        post_logout_redirect_uris: Vec::new(),
+        scopes: None,
+        id_token_signed_response_alg: None,
+        require_pkce: None,
+        access_token_ttl: None,
+        owner_org_unit_id: None,
+        grant_types: None,
+        service_scopes: Vec::new(),
+        refresh_token_ttl: None,
+        backchannel_logout_uri: None,
+    };
+    let mut tx = app.store.begin().await.page(lang)?;
+    match crate::systems::register(&mut tx, &console.principal.actor(), app.clock.now(), &app.config.tokens, new).await {
+        Ok((client, secret)) => {
+            tx.commit().await.page(lang)?;
+            systems_page(&app, &console, Some((client.client_id, secret)), None).await
+        }
+        Err(e) => {
+            drop(tx);
+            systems_page(&app, &console, None, Problem::from(e).detail).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/hr.html")]
+struct HrPage {
+    frame: Frame,
+    batches: Vec<crate::hr::batches::Batch>,
+    done: Option<String>,
+    error: Option<String>,
+}
+
+async fn hr_page(app: &App, console: &Console, done: Option<String>, error: Option<String>) -> Result<Response, PageError> {
+    let batches = crate::hr::batches::held(&app.store).await.page(console.lang)?;
+    let status = if error.is_some() { StatusCode::CONFLICT } else { StatusCode::OK };
+    let page = HrPage { frame: console.frame("人事連携", "HR feed"), batches, done, error };
+    Ok(render(status, &page))
+}
+
+/// `GET /console/hr`: the HR batches the safety valve holds, to confirm or discard.
+pub async fn hr(State(app): State<App>, console: Console, RawQuery(query): RawQuery) -> Result<Response, PageError> {
+    console.require(Right::HrAdmin)?;
+    Ok(remember_lang(hr_page(&app, &console, None, None).await?, query.as_deref(), console.lang))
+}
+
+#[derive(Deserialize)]
+pub struct DecideForm {
+    csrf: String,
+    decision: String,
+}
+
+/// `POST /console/hr/{id}`: confirms (records and applies what is due) or discards a held batch.
+pub async fn decide_batch(
+    State(app): State<App>,
+    console: Console,
+    Path(id): Path<String>,
+    Form(form): Form<DecideForm>,
+) -> Result<Response, PageError> {
+    console.require(Right::HrAdmin)?;
+    console.check_csrf(&form.csrf)?;
+    let lang = console.lang;
+    let actor = console.principal.actor();
+    let decided = match form.decision.as_str() {
+        "confirm" => super::super::hr::confirm(&app, &actor, &id).await.map(|_| lang.pick("確定しました", "confirmed")),
+        "discard" => super::super::hr::discard(&app, &actor, &id).await.map(|_| lang.pick("破棄しました", "discarded")),
+        _ => return Err(PageError::new(lang, StatusCode::UNPROCESSABLE_ENTITY, Some("decision".into()))),
+    };
+    match decided {
+        Ok(done) => hr_page(&app, &console, Some(done.to_owned()), None).await,
+        Err(problem) => hr_page(&app, &console, None, problem.detail).await,
+    }
+}
