@@ -171,7 +171,7 @@ pub async fn open_store(config: &Config) -> Result<(Store, MasterKey), Error> {
         None => {
             let holds_keys = oidc::keys::any_stored(&store).await?;
             let head = audit::head(store.pool()).await?;
-            let holds_keyed_events = head.seq >= head.keyed_from;
+            let holds_keyed_events = head.seq >= head.keyed_from || audit::seal::lag(&store, 0).await?.0 > 0;
             MasterKey::load_or_create(&config.master_key_file, !holds_keys && !holds_keyed_events)?
         }
     };
@@ -262,14 +262,20 @@ pub async fn serve(
     backchannel::spawn_worker(app.clone());
     notify::mail::spawn_worker(app.clone());
     audit::checkpoint::spawn_writer(app.clone(), app.checkpoint_key);
+    audit::seal::spawn(app.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let limits = listener::Limits::from_config(&app.config);
     let public = listener::serve(listeners.public, public_router(app.clone()), limits.clone(), rx.clone());
-    let admin = listener::serve(listeners.admin, admin_router(app), limits, rx);
+    let admin = listener::serve(listeners.admin, admin_router(app.clone()), limits, rx);
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
     let (a, b) = tokio::join!(public, admin);
+    // The requests answered are all committed: their events are sealed before the process
+    // ends, so a clean stop leaves no unsealed tail.
+    if let Err(e) = audit::seal::seal(&app.store).await {
+        tracing::warn!(error = %e, "sealing the last audit events at shutdown failed; the next start seals them");
+    }
     a.and(b)
 }

@@ -320,8 +320,14 @@ async fn audit_command(config: Config, command: AuditCommand) -> Result<ExitCode
         AuditCommand::Verify { checkpoints, archive } => {
             let mut failed = false;
             match audit::verify(&store).await? {
-                Verification::Intact { events, first, last, keyed_from } => {
+                Verification::Intact { events, first, last, keyed_from, unsealed } => {
                     println!("audit log intact: {events} events verified (events {first} to {last})");
+                    if unsealed > 0 {
+                        println!(
+                            "  {unsealed} committed events are not sealed into the chain yet (each checked against \
+                             its own MAC); a running server seals them within a second"
+                        );
+                    }
                     if keyed_from > first {
                         println!(
                             "  note: events before {keyed_from} were written before the chain was keyed: \
@@ -379,6 +385,8 @@ async fn audit_command(config: Config, command: AuditCommand) -> Result<ExitCode
                 eprintln!("error: give --out FILE or set audit.checkpoint_file in the configuration");
                 return Ok(ExitCode::from(2));
             };
+            // What was committed is sealed first, so the checkpoint covers it.
+            audit::seal::seal(&store).await?;
             let checkpoint = audit::checkpoint::take(&store, &signing_key, now).await?;
             audit::checkpoint::append(&path, &checkpoint)
                 .map_err(|e| format!("cannot append to {}: {e}", path.display()))?;

@@ -62,6 +62,8 @@ pub struct Metrics {
     backlog: Family<Label, Gauge>,
     pool_connections: Family<[(&'static str, &'static str); 2], Gauge>,
     audit_last_seq: Gauge,
+    audit_unsealed: Gauge,
+    audit_seal_lag: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -96,8 +98,20 @@ impl Metrics {
             pool_connections.clone(),
         );
         let audit_last_seq = Gauge::default();
-        registry.register("audit_last_seq", "Sequence number of the last audit event", audit_last_seq.clone());
-        Self { registry, backlog, pool_connections, audit_last_seq }
+        registry.register("audit_last_seq", "Chain position of the last sealed audit event", audit_last_seq.clone());
+        let audit_unsealed = Gauge::default();
+        registry.register(
+            "audit_unsealed_events",
+            "Committed audit events not yet sealed into the chain",
+            audit_unsealed.clone(),
+        );
+        let audit_seal_lag = Gauge::default();
+        registry.register(
+            "audit_seal_lag_seconds",
+            "Age of the oldest committed audit event not yet sealed (0 when none)",
+            audit_seal_lag.clone(),
+        );
+        Self { registry, backlog, pool_connections, audit_last_seq, audit_unsealed, audit_seal_lag }
     }
 
     /// Reads the gauges from the database and encodes everything.
@@ -150,6 +164,9 @@ impl Metrics {
         }
         let seq = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS n FROM audit_head").fetch_one(store.pool()).await?;
         self.audit_last_seq.set(seq.try_get::<i64, _>("n")?);
+        let (unsealed, lag) = crate::audit::seal::lag(store, now).await?;
+        self.audit_unsealed.set(unsealed);
+        self.audit_seal_lag.set(lag);
         for (name, pool) in store.pools() {
             let open = i64::from(pool.size());
             let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);

@@ -31,6 +31,12 @@ pub struct ArchivedEvent {
     /// The detail as stored (JSON text): the link covers these bytes.
     pub detail: String,
     pub source_ip: Option<String>,
+    /// The event's own MAC (events sealed by the sealer; absent on earlier ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Its chain position, when it differs from `seq` or was given by the sealer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_pos: Option<i64>,
     pub prev_hash: String,
     pub hash: String,
 }
@@ -47,12 +53,33 @@ impl ArchivedEvent {
             outcome: row.try_get("outcome")?,
             detail: row.try_get("detail")?,
             source_ip: row.try_get("source_ip")?,
+            mac: row.try_get("mac")?,
+            chain_pos: row.try_get("chain_pos")?,
             prev_hash: row.try_get("prev_hash")?,
             hash: row.try_get("hash")?,
         })
     }
 
-    /// The fields its link covers.
+    /// Its place in the chain (events before the sealer were placed by their number).
+    pub(crate) fn position(&self) -> i64 {
+        self.chain_pos.unwrap_or(self.seq)
+    }
+
+    /// The fields its MAC covers.
+    pub(super) fn fields(&self) -> super::EventFields<'_> {
+        super::EventFields {
+            seq: self.seq,
+            at: self.at,
+            actor: &self.actor,
+            action: &self.action,
+            target: &self.target,
+            outcome: &self.outcome,
+            detail: &self.detail,
+            source_ip: self.source_ip.as_deref(),
+        }
+    }
+
+    /// The fields its link covers (the links before the sealer).
     pub(super) fn link(&self) -> Link<'_> {
         Link {
             prev_hash: &self.prev_hash,
@@ -79,12 +106,15 @@ pub struct Anchor {
     pub first_prev_hash: String,
     /// The chain's keyed start, needed to recompute the links.
     pub keyed_from: i64,
+    /// The first position linked by the sealer (absent in archives made before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_from: Option<i64>,
     pub signature: String,
 }
 
 impl Anchor {
     fn signature(&self, key: &AuditKey) -> String {
-        let fields = serde_json::json!([
+        let mut fields = serde_json::json!([
             ARCHIVE_LABEL,
             self.first_seq,
             self.last_seq,
@@ -92,6 +122,9 @@ impl Anchor {
             self.first_prev_hash,
             self.keyed_from
         ]);
+        if let (Some(sealed_from), Some(list)) = (self.sealed_from, fields.as_array_mut()) {
+            list.push(sealed_from.into());
+        }
         hmac_hex(key, fields.to_string().as_bytes())
     }
 }
@@ -170,7 +203,8 @@ pub async fn archive(
     }
     let head = super::head(store.pool()).await?;
     // The archive is the prefix of the chain before the first event at or after the cutoff.
-    let boundary: Option<i64> = sqlx::query("SELECT MIN(seq) AS n FROM audit_events WHERE seq > $1 AND at >= $2")
+    let boundary: Option<i64> =
+        sqlx::query("SELECT MIN(chain_pos) AS n FROM audit_events WHERE chain_pos > $1 AND at >= $2")
         .bind(head.anchor_seq)
         .bind(cutoff)
         .fetch_one(store.pool())
@@ -180,7 +214,7 @@ pub async fn archive(
     if end <= head.anchor_seq {
         return Ok(Archived { events: 0, anchor: None });
     }
-    let anchor = match write_file(store, out, head.anchor_seq, end, head.keyed_from, signing_key).await {
+    let anchor = match write_file(store, out, head.anchor_seq, end, (head.keyed_from, head.sealed_from), signing_key).await {
         Ok(anchor) => anchor,
         Err(e) => {
             // A file cut short is no archive; nothing was removed.
@@ -205,7 +239,7 @@ pub async fn archive(
     if moved != 1 {
         return Err(ArchiveError::Concurrent);
     }
-    sqlx::query("DELETE FROM audit_events WHERE seq <= $1").bind(anchor.last_seq).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM audit_events WHERE chain_pos <= $1").bind(anchor.last_seq).execute(&mut *tx).await?;
     let file = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Event::success(
         &Actor::Cli,
@@ -222,6 +256,8 @@ pub async fn archive(
     .record(&mut tx, now)
     .await?;
     tx.commit().await?;
+    // The anchor's own event joins the chain now rather than at the sealer's next round.
+    super::seal::seal(store).await?;
     Ok(Archived { events: anchor.last_seq - anchor.first_seq + 1, anchor: Some(anchor) })
 }
 
@@ -233,7 +269,7 @@ async fn write_file(
     out: &Path,
     after: i64,
     end: i64,
-    keyed_from: i64,
+    (keyed_from, sealed_from): (i64, i64),
     signing_key: &AuditKey,
 ) -> Result<Anchor, ArchiveError> {
     let name = out.display().to_string();
@@ -248,10 +284,10 @@ async fn write_file(
     let mut last = (after, String::new());
     const PAGE: i64 = 1000;
     while last.0 < end {
-        let rows = sqlx::query(
-            "SELECT seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash
-             FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM audit_events WHERE chain_pos > $1 AND chain_pos <= $2 ORDER BY chain_pos LIMIT $3",
+            super::EVENT_COLUMNS
+        ))
         .bind(last.0)
         .bind(end)
         .bind(PAGE)
@@ -264,8 +300,8 @@ async fn write_file(
             let event = ArchivedEvent::from_row(row)?;
             serde_json::to_writer(&mut writer, &Line::Event(event.clone())).map_err(|e| io(e.into()))?;
             writer.write_all(b"\n").map_err(io)?;
-            first.get_or_insert_with(|| (event.seq, event.prev_hash.clone()));
-            last = (event.seq, event.hash);
+            first.get_or_insert_with(|| (event.position(), event.prev_hash.clone()));
+            last = (event.position(), event.hash);
         }
     }
     let Some((first_seq, first_prev_hash)) = first else {
@@ -277,6 +313,7 @@ async fn write_file(
         last_hash: last.1,
         first_prev_hash,
         keyed_from,
+        sealed_from: Some(sealed_from),
         signature: String::new(),
     };
     anchor.signature = anchor.signature(signing_key);
@@ -335,23 +372,20 @@ pub async fn check_file(
     }
     let mut expected = anchor.first_seq;
     let mut prev = anchor.first_prev_hash.clone();
+    // An archive made before the sealer has only the earlier links.
+    let sealed_from = anchor.sealed_from.unwrap_or(i64::MAX);
     for event in &events {
-        if event.seq != expected {
+        let position = event.position();
+        if position != expected {
             check.failures.push(format!("event {expected} is missing from the archive"));
             break;
         }
         if event.prev_hash != prev {
-            check.failures.push(format!("event {}: previous-hash does not match the preceding event", event.seq));
+            check.failures.push(format!("event {position}: previous-hash does not match the preceding event"));
             break;
         }
-        let link = event.link();
-        let recomputed = if event.seq >= anchor.keyed_from {
-            link.keyed_hash(chain_key, anchor.keyed_from)
-        } else {
-            link.plain_hash()
-        };
-        if !crate::crypto::ct_eq(recomputed.as_bytes(), event.hash.as_bytes()) {
-            check.failures.push(format!("event {}: content does not match its hash (edited)", event.seq));
+        if let Some(reason) = super::link_fault(chain_key, anchor.keyed_from, sealed_from, event) {
+            check.failures.push(format!("event {position}: {reason}"));
             break;
         }
         prev = event.hash.clone();

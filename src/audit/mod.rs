@@ -12,6 +12,7 @@
 pub mod archive;
 pub mod checkpoint;
 pub mod query;
+pub mod seal;
 pub mod sign_ins;
 
 use hmac::{Hmac, Mac};
@@ -140,8 +141,12 @@ pub struct StoredEvent {
     pub outcome: String,
     pub detail: serde_json::Value,
     pub source_ip: Option<String>,
-    pub prev_hash: String,
-    pub hash: String,
+    /// The event's place in the chain; None until the sealer has linked it (a few
+    /// milliseconds after its transaction committed).
+    pub chain_pos: Option<i64>,
+    /// The link before it and its own link; None until sealed.
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
 }
 
 /// The fields one link's hash covers.
@@ -186,21 +191,64 @@ impl Link<'_> {
     }
 }
 
-/// Appends `event` to the chain inside `tx`.
+/// The label of an event's own MAC (sequence first, seal after: see [`seal`]).
+const EVENT_LABEL: &str = "sekimori audit event v2";
+
+/// The MAC of one event: HMAC-SHA256 under the chain key over its sequence number and every
+/// field, so that an event cannot be edited, forged or moved to another number even before it
+/// is sealed into the chain.
+pub(crate) fn event_mac(key: &AuditKey, fields: &EventFields<'_>) -> String {
+    let input = serde_json::json!([
+        EVENT_LABEL,
+        fields.seq,
+        fields.at,
+        fields.actor,
+        fields.action,
+        fields.target,
+        fields.outcome,
+        fields.detail,
+        fields.source_ip
+    ]);
+    hmac_hex(key, input.to_string().as_bytes())
+}
+
+/// An event's fields as stored: what its MAC covers.
+pub(crate) struct EventFields<'a> {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub outcome: &'a str,
+    pub detail: &'a str,
+    pub source_ip: Option<&'a str>,
+}
+
+/// Records `event` inside `tx`, the transaction of the change it describes. The event takes
+/// the next sequence number and its own MAC.
+///
+/// On PostgreSQL, where writers run side by side, no writer waits for another here: the
+/// number comes from a sequence, and the sealer links the event into the chain shortly after
+/// its transaction commits ([`seal`]). On SQLite every write transaction already holds the
+/// database's one write lock, so taking the chain's head as well costs no concurrency: the
+/// event is sealed in its own transaction, and there is no window in which it is unsealed.
 pub async fn record(tx: &mut Tx, now: UnixTime, event: Event<'_>) -> Result<(), sqlx::Error> {
     let key = *tx.audit_key().ok_or_else(no_key)?;
-    // Taking the head row with an UPDATE locks it (PostgreSQL row lock; SQLite write lock), so
-    // concurrent writers extend the chain one at a time and never fork it.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash, keyed_from")
-        .fetch_one(&mut **tx)
-        .await?;
-    let seq: i64 = head.try_get("seq")?;
-    let prev_hash: String = head.try_get("hash")?;
-    let keyed_from: i64 = head.try_get("keyed_from")?;
     let actor = event.actor.as_text();
     let detail = event.detail.to_string();
-    let hash = Link {
-        prev_hash: &prev_hash,
+    let sealed_inline = tx.dialect() == crate::store::Dialect::Sqlite;
+    let (seq, sealed) = if sealed_inline {
+        let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+            .fetch_one(&mut **tx)
+            .await?;
+        let position: i64 = head.try_get("seq")?;
+        let prev: String = head.try_get("hash")?;
+        (position, Some(prev))
+    } else {
+        let seq: i64 = sqlx::query("SELECT nextval('audit_events_seq') AS seq").fetch_one(&mut **tx).await?.try_get("seq")?;
+        (seq, None)
+    };
+    let fields = EventFields {
         seq,
         at: now,
         actor: &actor,
@@ -209,11 +257,13 @@ pub async fn record(tx: &mut Tx, now: UnixTime, event: Event<'_>) -> Result<(), 
         outcome: event.outcome.as_str(),
         detail: &detail,
         source_ip: event.source_ip.as_deref(),
-    }
-    .keyed_hash(&key, keyed_from);
+    };
+    let mac = event_mac(&key, &fields);
+    // Sealed here (SQLite): its position is its number, its link follows the head's.
+    let link = sealed.as_ref().map(|prev| (seal::link(&key, seq, prev, seq, &mac), prev.as_str()));
     sqlx::query(
-        "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(seq)
     .bind(now)
@@ -223,11 +273,18 @@ pub async fn record(tx: &mut Tx, now: UnixTime, event: Event<'_>) -> Result<(), 
     .bind(event.outcome.as_str())
     .bind(&detail)
     .bind(event.source_ip.as_deref())
-    .bind(&prev_hash)
-    .bind(&hash)
+    .bind(&mac)
+    .bind(link.as_ref().map(|_| seq))
+    .bind(link.as_ref().map_or("", |(_, prev)| prev))
+    .bind(link.as_ref().map_or("", |(hash, _)| hash.as_str()))
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut **tx).await?;
+    match link {
+        Some((hash, _)) => {
+            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut **tx).await?;
+        }
+        None => tx.note_event(seq),
+    }
     Ok(())
 }
 
@@ -235,32 +292,39 @@ pub async fn record(tx: &mut Tx, now: UnixTime, event: Event<'_>) -> Result<(), 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Verification {
-    /// Every link holds; `events` rows checked, from `first` to `last`; links from
-    /// `keyed_from` on are keyed.
-    Intact { events: i64, first: i64, last: i64, keyed_from: i64 },
-    /// The first broken link, and why.
+    /// Every link holds; `events` rows checked: the chain from position `first` to `last`
+    /// (links from `keyed_from` on are keyed), and `unsealed` committed events not yet linked
+    /// into it, each checked against its own MAC.
+    Intact { events: i64, first: i64, last: i64, keyed_from: i64, unsealed: i64 },
+    /// The first broken link (a chain position, or for an unsealed event its sequence number),
+    /// and why.
     Broken { seq: i64, reason: String },
 }
 
-/// The chain's bookkeeping row.
+/// The chain's bookkeeping row. Its `seq` and `anchor_seq` are chain positions.
 #[derive(Debug, Clone)]
 pub(crate) struct Head {
     pub seq: i64,
     pub hash: String,
     pub keyed_from: i64,
+    /// The first position linked by the sealer (events before it have the earlier links).
+    pub sealed_from: i64,
     /// The last archived (exported and removed) event; 0 and the genesis hash when none.
     pub anchor_seq: i64,
     pub anchor_hash: String,
 }
 
 pub(crate) async fn head(executor: impl sqlx::Executor<'_, Database = sqlx::Any>) -> Result<Head, sqlx::Error> {
-    let row = sqlx::query("SELECT seq, hash, keyed_from, anchor_seq, anchor_hash FROM audit_head WHERE id = 1")
-        .fetch_one(executor)
-        .await?;
+    let row = sqlx::query(
+        "SELECT seq, hash, keyed_from, sealed_from, anchor_seq, anchor_hash FROM audit_head WHERE id = 1",
+    )
+    .fetch_one(executor)
+    .await?;
     Ok(Head {
         seq: row.try_get("seq")?,
         hash: row.try_get("hash")?,
         keyed_from: row.try_get("keyed_from")?,
+        sealed_from: row.try_get("sealed_from")?,
         anchor_seq: row.try_get("anchor_seq")?,
         anchor_hash: row.try_get("anchor_hash")?,
     })
@@ -270,15 +334,72 @@ pub(crate) async fn head(executor: impl sqlx::Executor<'_, Database = sqlx::Any>
 /// the newest such event, so that moving the anchor (to hide removed events) is seen.
 pub const ARCHIVED_ACTION: &str = "audit.archived";
 
-/// Walks the chain from the archive's anchor (or the start) and reports the first broken link:
-/// a row whose content no longer matches its hash (edited, or rewritten by someone without
-/// the key), a gap in the sequence (deleted), a row whose previous hash is not its
-/// predecessor's (reordered or spliced), a head that points past the end, or an anchor that
-/// is not the one the last archive recorded.
+/// The event the sealer records when events this process committed are gone before it could
+/// seal them: deleted by someone with access to the database. Its presence breaks the chain.
+pub const MISSING_ACTION: &str = "audit.unsealed_events_missing";
+
+/// Why a sealed event's link does not hold, if it does not. `keyed_from` and `sealed_from`
+/// say which of the three link formats its position uses.
+pub(crate) fn link_fault(
+    key: &AuditKey,
+    keyed_from: i64,
+    sealed_from: i64,
+    event: &archive::ArchivedEvent,
+) -> Option<&'static str> {
+    let position = event.position();
+    if position >= sealed_from {
+        let Some(mac) = event.mac.as_deref() else {
+            return Some("the event has no MAC (inserted by someone without the audit key)");
+        };
+        if !crate::crypto::ct_eq(event_mac(key, &event.fields()).as_bytes(), mac.as_bytes()) {
+            return Some("content does not match its MAC (edited, or written by someone without the audit key)");
+        }
+        let link = seal::link(key, position, &event.prev_hash, event.seq, mac);
+        if !crate::crypto::ct_eq(link.as_bytes(), event.hash.as_bytes()) {
+            return Some("the link does not match (rewritten by someone without the audit key)");
+        }
+        return None;
+    }
+    if event.seq != position {
+        return Some("an event of the earlier chain was moved to another position");
+    }
+    let link = event.link();
+    let keyed = position >= keyed_from;
+    let recomputed = if keyed { link.keyed_hash(key, keyed_from) } else { link.plain_hash() };
+    if crate::crypto::ct_eq(recomputed.as_bytes(), event.hash.as_bytes()) {
+        None
+    } else if keyed {
+        Some("content does not match its keyed hash (edited, or rewritten by someone without the audit key)")
+    } else {
+        Some("content does not match its hash (edited)")
+    }
+}
+
+pub(crate) const EVENT_COLUMNS: &str = "seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash";
+
+/// Walks the chain from the archive's anchor (or the start) in one consistent snapshot and
+/// reports the first broken link: a row whose content no longer matches its MAC or hash
+/// (edited, or rewritten by someone without the key), a gap in the chain positions (deleted),
+/// a row whose previous hash is not its predecessor's (reordered or spliced), a head that
+/// points past the end or short of it, an anchor that is not the one the last archive
+/// recorded, or an event the sealer found deleted before it was sealed. Then it checks every
+/// committed event not yet sealed against its own MAC; on SQLite, where sequence numbers have
+/// no gaps, a missing number among them is reported too.
 pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
     let key = *store.audit_key().ok_or_else(no_key)?;
-    let pool = store.pool();
-    let head = head(pool).await?;
+    let mut tx = store.begin_read().await?;
+    if store.dialect() == crate::store::Dialect::Postgres {
+        // One snapshot for the whole walk: events sealed meanwhile neither vanish from the
+        // unsealed ones nor appear past the head.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+    }
+    let verification = walk(&mut tx, &key, store.dialect()).await;
+    let _ = tx.rollback().await;
+    verification
+}
+
+async fn walk(tx: &mut Tx, key: &AuditKey, dialect: crate::store::Dialect) -> Result<Verification, sqlx::Error> {
+    let head = head(&mut **tx).await?;
     let broken = |seq: i64, reason: String| Ok(Verification::Broken { seq, reason });
     if head.keyed_from < 1 || head.keyed_from > head.seq + 1 {
         return broken(
@@ -289,76 +410,120 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
             ),
         );
     }
+    if head.sealed_from < head.keyed_from || head.sealed_from > head.seq + 1 {
+        return broken(head.sealed_from, "the start of the sealed chain lies outside the chain: the head row was altered".into());
+    }
     if head.anchor_seq < 0 || head.anchor_seq > head.seq {
         return broken(head.anchor_seq, "the archive anchor lies outside the chain: the head row was altered".into());
     }
+    let sqlite = dialect == crate::store::Dialect::Sqlite;
 
-    let mut expected_seq = head.anchor_seq + 1;
+    let mut expected = head.anchor_seq + 1;
     let mut prev = head.anchor_hash.clone();
     // (last_seq, last_hash) named by the newest archive event walked.
     let mut archived: Option<(i64, String)> = None;
     const PAGE: i64 = 1000;
     loop {
-        let rows = sqlx::query(
-            "SELECT seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash
-             FROM audit_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(expected_seq)
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain_pos >= $1 AND chain_pos <= $2 ORDER BY chain_pos LIMIT $3"
+        ))
+        .bind(expected)
         .bind(head.seq)
         .bind(PAGE)
-        .fetch_all(pool)
+        .fetch_all(&mut **tx)
         .await?;
         let count = rows.len() as i64;
         for row in rows {
             let event = archive::ArchivedEvent::from_row(&row)?;
-            if event.seq != expected_seq {
-                return broken(expected_seq, format!("event {expected_seq} is missing (deleted)"));
+            let position = event.position();
+            if position != expected {
+                return broken(expected, format!("event {expected} is missing (deleted)"));
             }
             if event.prev_hash != prev {
-                return broken(
-                    event.seq,
-                    "previous-hash does not match the preceding event (deleted or reordered)".into(),
-                );
+                return broken(position, "previous-hash does not match the preceding event (deleted or reordered)".into());
             }
-            let link = event.link();
-            let keyed = event.seq >= head.keyed_from;
-            let recomputed = if keyed { link.keyed_hash(&key, head.keyed_from) } else { link.plain_hash() };
-            if !crate::crypto::ct_eq(recomputed.as_bytes(), event.hash.as_bytes()) {
-                let reason = if keyed {
-                    "content does not match its keyed hash (edited, or rewritten by someone without the audit key)"
-                } else {
-                    "content does not match its hash (edited)"
-                };
-                return broken(event.seq, reason.into());
+            if let Some(reason) = link_fault(key, head.keyed_from, head.sealed_from, &event) {
+                return broken(position, reason.into());
+            }
+            // SQLite gives numbers under its one write lock and the sealer takes them in
+            // order: a position and its number part only where an event vanished unsealed.
+            if sqlite && event.seq != position {
+                return broken(position, format!("event {position} is missing (deleted before it was sealed)"));
             }
             if event.action == ARCHIVED_ACTION && event.outcome == Outcome::Success.as_str() {
                 archived = serde_json::from_str(&event.detail).ok().as_ref().and_then(archive::anchor_named);
             }
+            if event.action == MISSING_ACTION {
+                return broken(
+                    position,
+                    format!("the sealer found events removed before they were sealed: {}", event.detail),
+                );
+            }
             prev = event.hash;
-            expected_seq += 1;
+            expected += 1;
         }
         if count < PAGE {
             break;
         }
     }
-    let last = expected_seq - 1;
+    let last = expected - 1;
     if last != head.seq || prev != head.hash {
         return broken(
             last + 1,
             format!("the chain ends at event {last} but its head records event {} (deleted at the end)", head.seq),
         );
     }
-    // Events written while the walk ran are past the head read at its start; the head read now
-    // covers every committed event (each moves it in its own transaction). An event past it
-    // means the head was moved back.
     let newest: Option<i64> =
-        sqlx::query("SELECT MAX(seq) AS n FROM audit_events").fetch_one(pool).await?.try_get("n")?;
-    let head_now = self::head(pool).await?;
-    if newest.is_some_and(|newest| newest > head_now.seq) {
+        sqlx::query("SELECT MAX(chain_pos) AS n FROM audit_events").fetch_one(&mut **tx).await?.try_get("n")?;
+    if newest.is_some_and(|newest| newest > head.seq) {
         return broken(
-            head_now.seq + 1,
-            format!("events exist after event {}, the newest its head records (head moved back)", head_now.seq),
+            head.seq + 1,
+            format!("events exist after event {}, the newest its head records (head moved back)", head.seq),
         );
+    }
+    // The committed events the sealer has not reached yet.
+    let mut unsealed = 0;
+    let mut after = i64::MIN;
+    let mut next_number = head.seq + 1;
+    loop {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain_pos IS NULL AND seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(after)
+        .bind(PAGE)
+        .fetch_all(&mut **tx)
+        .await?;
+        let count = rows.len() as i64;
+        for row in rows {
+            let event = archive::ArchivedEvent::from_row(&row)?;
+            let seq = event.seq;
+            if sqlite && seq != next_number {
+                return broken(next_number, format!("event {next_number} is missing (deleted before it was sealed)"));
+            }
+            let mac_holds = event
+                .mac
+                .as_deref()
+                .is_some_and(|mac| crate::crypto::ct_eq(event_mac(key, &event.fields()).as_bytes(), mac.as_bytes()));
+            if !mac_holds {
+                return broken(
+                    seq,
+                    format!("unsealed event {seq}: content does not match its MAC (edited, moved, or written by someone without the audit key)"),
+                );
+            }
+            if !event.prev_hash.is_empty() || !event.hash.is_empty() {
+                return broken(seq, format!("unsealed event {seq} carries links it was never given"));
+            }
+            // An archive's event recorded moments ago may not be sealed yet.
+            if event.action == ARCHIVED_ACTION && event.outcome == Outcome::Success.as_str() {
+                archived = serde_json::from_str(&event.detail).ok().as_ref().and_then(archive::anchor_named);
+            }
+            unsealed += 1;
+            after = seq;
+            next_number = seq + 1;
+        }
+        if count < PAGE {
+            break;
+        }
     }
     if head.anchor_seq > 0 && archived.as_ref() != Some(&(head.anchor_seq, head.anchor_hash.clone())) {
         return broken(
@@ -369,11 +534,13 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
             ),
         );
     }
+
     Ok(Verification::Intact {
-        events: last - head.anchor_seq,
+        events: last - head.anchor_seq + unsealed,
         first: head.anchor_seq + 1,
         last,
         keyed_from: head.keyed_from,
+        unsealed,
     })
 }
 
@@ -390,8 +557,10 @@ pub(crate) fn stored_event(row: &sqlx::any::AnyRow) -> Result<StoredEvent, sqlx:
         // so verify reports the broken hash rather than failing to read.
         detail: serde_json::from_str(&raw.detail).unwrap_or(serde_json::Value::String(raw.detail)),
         source_ip: raw.source_ip,
-        prev_hash: raw.prev_hash,
-        hash: raw.hash,
+        chain_pos: raw.chain_pos,
+        // Empty until sealed.
+        prev_hash: Some(raw.prev_hash).filter(|h| !h.is_empty()),
+        hash: Some(raw.hash).filter(|h| !h.is_empty()),
     })
 }
 

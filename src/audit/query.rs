@@ -230,7 +230,7 @@ fn has_documented_form(text: &str) -> bool {
 /// The events matching `filter`, at most `filter.limit`, in its order. Every value is bound.
 pub async fn find(store: &Store, filter: &Filter) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let mut select = matching(
-        "SELECT seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash FROM audit_events WHERE 1 = 1",
+        "SELECT seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash FROM audit_events WHERE 1 = 1",
         filter,
     );
     select.push(match filter.order {
@@ -252,7 +252,7 @@ pub async fn count(store: &Store, filter: &Filter) -> Result<i64, sqlx::Error> {
 /// The sequence number of the newest event (0 when there is none).
 pub async fn last_seq(store: &Store) -> Result<i64, sqlx::Error> {
     use sqlx::Row;
-    sqlx::query("SELECT seq FROM audit_head WHERE id = 1").fetch_one(store.pool()).await?.try_get("seq")
+    sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM audit_events").fetch_one(store.pool()).await?.try_get("seq")
 }
 
 /// `head` followed by the conditions of `filter`.

@@ -142,8 +142,8 @@ pub fn events_csv(events: &[StoredEvent]) -> Result<Vec<u8>, csv::Error> {
             event.outcome.clone(),
             event.source_ip.clone().unwrap_or_default(),
             event.detail.to_string(),
-            event.prev_hash.clone(),
-            event.hash.clone(),
+            event.prev_hash.clone().unwrap_or_default(),
+            event.hash.clone().unwrap_or_default(),
         ])?;
     }
     sheet.finish()
@@ -169,7 +169,7 @@ pub async fn reading_record(
     Event::success(actor, "audit.read", "audit_events", detail).record(&mut tx, now).await?;
     tx.commit().await?;
     let rows = sqlx::query(
-        "SELECT seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash FROM audit_events
+        "SELECT seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash FROM audit_events
          WHERE actor = $1 AND action IN ($2, $3, $4) AND at >= $5 AND at < $6 ORDER BY seq LIMIT $7",
     )
     .bind(actor.as_text())

@@ -5,8 +5,12 @@
 
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+mod group;
+
+pub use group::Job;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
@@ -21,11 +25,58 @@ pub type AuditKey = [u8; 32];
 pub struct Tx {
     inner: Transaction<'static, Any>,
     audit_key: Option<AuditKey>,
+    dialect: Dialect,
+    /// The sequence numbers of the audit events recorded in this transaction, handed to the
+    /// sealer when it commits.
+    recorded: Vec<i64>,
+    committed: Arc<CommittedEvents>,
+}
+
+/// Audit events this process committed, which its sealer has not yet seen sealed; and the
+/// signal that wakes the sealer. The store only carries them from a commit to the sealer
+/// (`audit::seal`), which decides what they mean.
+#[derive(Debug, Default)]
+pub struct CommittedEvents {
+    seqs: Mutex<Vec<i64>>,
+    wake: tokio::sync::Notify,
+}
+
+impl CommittedEvents {
+    /// Takes the sequence numbers committed since the last call.
+    pub fn take(&self) -> Vec<i64> {
+        // A poisoned lock only means a panic elsewhere while pushing; the numbers are intact.
+        std::mem::take(&mut *self.seqs.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Waits until a transaction that recorded events commits (or returns at once if one did
+    /// since the last wait).
+    pub async fn wait(&self) {
+        self.wake.notified().await;
+    }
+
+    fn push(&self, seqs: &[i64]) {
+        self.seqs.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(seqs);
+        self.wake.notify_one();
+    }
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.inner.commit().await
+        self.inner.commit().await?;
+        if !self.recorded.is_empty() {
+            self.committed.push(&self.recorded);
+        }
+        Ok(())
+    }
+
+    /// Which database the transaction runs on.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Notes that this transaction recorded the audit event `seq`.
+    pub fn note_event(&mut self, seq: i64) {
+        self.recorded.push(seq);
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
@@ -87,6 +138,10 @@ pub struct Store {
     /// Set once, when the master key is loaded; shared by the clones of this store only (each
     /// `connect` makes its own), so stores opened with different keys never mix them.
     audit_key: Arc<OnceLock<AuditKey>>,
+    committed: Arc<CommittedEvents>,
+    /// The group-commit queue ([`Store::write_grouped`]); None in the group-commit task's
+    /// own copy.
+    group: Option<group::GroupCommit>,
 }
 
 /// The store already holds another audit key.
@@ -158,7 +213,16 @@ impl Store {
             Dialect::Sqlite => Self::open_pool(dialect, &options, 1).await?,
             Dialect::Postgres => pool.clone(),
         };
-        Ok(Self { pool, writer, dialect, audit_key: Arc::new(OnceLock::new()) })
+        let mut store = Self {
+            pool,
+            writer,
+            dialect,
+            audit_key: Arc::new(OnceLock::new()),
+            committed: Arc::new(CommittedEvents::default()),
+            group: None,
+        };
+        store.group = Some(group::GroupCommit::start(store.clone()));
+        Ok(store)
     }
 
     async fn open_pool(dialect: Dialect, options: &AnyConnectOptions, connections: u32) -> Result<AnyPool, StoreError> {
@@ -229,13 +293,43 @@ impl Store {
             Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.writer.begin().await?,
         };
-        Ok(Tx { inner, audit_key: self.audit_key().copied() })
+        Ok(self.tx(inner))
+    }
+
+    fn tx(&self, inner: Transaction<'static, Any>) -> Tx {
+        Tx {
+            inner,
+            audit_key: self.audit_key().copied(),
+            dialect: self.dialect,
+            recorded: Vec::new(),
+            committed: self.committed.clone(),
+        }
+    }
+
+    /// The audit events committed through this store (and its clones) not yet taken by the
+    /// sealer.
+    pub fn committed_events(&self) -> &CommittedEvents {
+        &self.committed
+    }
+
+    /// Runs `job`'s writes in a transaction shared with the jobs of other requests waiting at
+    /// the same moment, committed once for all (group commit, see `store::group`). Returns when
+    /// the writes are committed, or with the error that kept them from it (nothing written).
+    pub async fn write_grouped(&self, job: Job) -> Result<(), sqlx::Error> {
+        match &self.group {
+            Some(group) => group.submit(job).await,
+            None => {
+                let mut tx = self.begin().await?;
+                job(&mut tx).await?;
+                tx.commit().await
+            }
+        }
     }
 
     /// Begins a transaction for reading (on SQLite, on the readers' pool: it takes no write
     /// lock).
     pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
-        Ok(Tx { inner: self.pool.begin().await?, audit_key: self.audit_key().copied() })
+        Ok(self.tx(self.pool.begin().await?))
     }
 
     pub async fn close(&self) {

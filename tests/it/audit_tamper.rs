@@ -54,7 +54,7 @@ async fn last_seq(server: &TestServer) -> i64 {
 }
 
 /// The plain SHA-256 link the chain used before it was keyed (what an attacker can compute).
-fn plain_hash(row: &sqlx::any::AnyRow, prev_hash: &str) -> String {
+pub(crate) fn plain_hash(row: &sqlx::any::AnyRow, prev_hash: &str) -> String {
     let text = |c: &str| row.try_get::<String, _>(c).unwrap();
     let fields = json!([
         prev_hash,
@@ -195,11 +195,13 @@ async fn forged_event_is_reported(db: Db) {
     let (seq, prev): (i64, String) = (head.try_get::<i64, _>("seq").unwrap() + 1, head.try_get("hash").unwrap());
     // A well-formed event, linked to the head with the only hash the forger can compute.
     sqlx::query(
-        "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, prev_hash, hash)
-         VALUES ($1, 0, 'cli', 'grant.create', 'somebody', 'success', '{}', NULL, $2, 'x')",
+        "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash)
+         VALUES ($1, 0, 'cli', 'grant.create', 'somebody', 'success', '{}', NULL, $3, $1, $2, 'x')",
     )
     .bind(seq)
     .bind(&prev)
+    // The forger's best guess at a MAC: a plain hash of the content.
+    .bind(hex::encode(Sha256::digest(b"grant.create somebody")))
     .execute(pool)
     .await
     .unwrap();
@@ -210,7 +212,7 @@ async fn forged_event_is_reported(db: Db) {
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2").bind(seq).bind(&hash).execute(pool).await.unwrap();
     let (at, reason) = broken_at(&server).await;
     assert_eq!(at, seq);
-    assert!(reason.contains("keyed"), "{reason}");
+    assert!(reason.contains("without the audit key"), "{reason}");
     server.stop().await;
 }
 
@@ -245,7 +247,7 @@ async fn chain_rewritten_as_never_keyed_is_reported_by_a_checkpoint(db: Db) {
         .await
         .unwrap();
     recompute_plain_chain(&server, 1).await;
-    server.app.store.pool().execute("UPDATE audit_head SET keyed_from = seq + 1").await.unwrap();
+    server.app.store.pool().execute("UPDATE audit_head SET keyed_from = seq + 1, sealed_from = seq + 1").await.unwrap();
     let Verification::Intact { keyed_from, first, .. } = audit::verify(&server.app.store).await.unwrap() else {
         panic!("a chain of plain links alone still verifies")
     };
@@ -265,9 +267,10 @@ async fn events_from_before_the_upgrade_keep_plain_links_and_are_covered(db: Db)
     let pool = server.app.store.pool();
     // What migration 0014 finds and does on an older database.
     recompute_plain_chain(&server, 1).await;
-    pool.execute("UPDATE audit_head SET keyed_from = seq + 1").await.unwrap();
+    pool.execute("UPDATE audit_head SET keyed_from = seq + 1, sealed_from = seq + 1").await.unwrap();
     let keyed_from = last_seq(&server).await + 1;
     server.add_person("E6130", "upgraded", "correct-horse-battery-u").await;
+    audit::seal::seal(&server.app.store).await.unwrap();
     let Verification::Intact { first, keyed_from: found, last, .. } = audit::verify(&server.app.store).await.unwrap()
     else {
         panic!("an upgraded log verifies")
@@ -384,9 +387,8 @@ fn master(server: &TestServer) -> sekimori::crypto::MasterKey {
 
 async fn archive_keeps_the_chain_verifiable(db: Db) {
     let (server, dir, out) = archived(db).await;
-    let Verification::Intact { first, .. } = audit::verify(&server.app.store).await.unwrap() else {
-        panic!("broken after archiving")
-    };
+    let verification = audit::verify(&server.app.store).await.unwrap();
+    let Verification::Intact { first, .. } = verification else { panic!("broken after archiving: {verification:?}") };
     assert!(first > 1);
     let (code, text) = cli(&server, &dir, &["verify", "--archive", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{text}");

@@ -9,6 +9,7 @@ mod access_admin;
 mod access_pages;
 mod admin_api;
 mod audit_log;
+mod audit_seal;
 mod audit_tamper;
 mod authorize_errors;
 mod cards;

@@ -68,6 +68,8 @@ async fn metrics_count_logins_tokens_and_revocations(db: Db) {
         "sekimori_backlog{queue=\"hr_changes_failed\"}",
         "sekimori_db_pool_connections{pool=\"main\",state=\"open\"}",
         "sekimori_audit_last_seq",
+        "sekimori_audit_unsealed_events",
+        "sekimori_audit_seal_lag_seconds",
     ] {
         assert!(before.lines().any(|l| l.starts_with(&format!("{gauge} "))), "{gauge} missing:\n{before}");
     }
@@ -110,7 +112,11 @@ async fn metrics_count_logins_tokens_and_revocations(db: Db) {
     let (status, report) = server.admin(reqwest::Method::POST, &path, None).await;
     assert_eq!(status, 201, "{report}");
 
+    // What was committed is sealed (the server's sealer would do it within moments).
+    sekimori::audit::seal::seal(&server.app.store).await.unwrap();
     let after = scrape(&server, &monitor).await;
+    assert_eq!(sample(&after, "sekimori_audit_unsealed_events"), 0.0, "{after}");
+    assert_eq!(sample(&after, "sekimori_audit_seal_lag_seconds"), 0.0, "{after}");
     for series in [
         "sekimori_logins_total{method=\"password\",outcome=\"refused\"}",
         "sekimori_logins_total{method=\"password\",outcome=\"success\"}",

@@ -1,0 +1,483 @@
+//! R16 with an audit chain that is not a global lock: events are written with their own MAC in
+//! the transaction of their change and sealed into the chain shortly after. Someone who can
+//! write the database tampers with events before and after they are sealed — edits, deletes,
+//! reorders, inserts, rewrites with a recomputed chain, truncates the tail — and each is
+//! reported; writers running at once all land in one unbroken chain; and a server killed with
+//! SIGKILL while 200 token requests are in flight loses no event of a committed change.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::{Executor, Row};
+
+use crate::common::{drop_database, fresh_database, Db};
+use sekimori::audit::{self, seal, Actor, Event, Verification};
+use sekimori::store::Store;
+
+/// A store on a fresh database with the audit key set and no sealer running: what it records
+/// stays unsealed until the test seals it.
+async fn store(db: Db) -> (String, Store) {
+    let url = fresh_database(db).await;
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    store.set_audit_key(rand::random()).unwrap();
+    (url, store)
+}
+
+/// Records `n` events, each in its own committed transaction.
+async fn record(store: &Store, n: usize) {
+    for i in 0..n {
+        let mut tx = store.begin().await.unwrap();
+        Event::success(&Actor::System, "test.event", format!("thing:{i}"), json!({ "i": i }))
+            .record(&mut tx, 1_790_000_000 + i as i64)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+async fn disable_guard(store: &Store) {
+    match store.dialect() {
+        sekimori::store::Dialect::Sqlite => {
+            store.pool().execute("DROP TRIGGER audit_events_no_update").await.unwrap();
+            store.pool().execute("DROP TRIGGER audit_events_no_delete").await.unwrap();
+        }
+        sekimori::store::Dialect::Postgres => {
+            store.pool().execute("ALTER TABLE audit_events DISABLE TRIGGER USER").await.unwrap();
+        }
+    }
+}
+
+async fn seqs(store: &Store) -> Vec<i64> {
+    sqlx::query("SELECT seq FROM audit_events ORDER BY seq")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("seq").unwrap())
+        .collect()
+}
+
+async fn broken(store: &Store, what: &str) -> String {
+    match audit::verify(store).await.unwrap() {
+        Verification::Broken { reason, .. } => reason,
+        intact => panic!("{what}: not seen: {intact:?}"),
+    }
+}
+
+/// Swaps the content (and MACs) of two events, keeping their numbers: a reordering.
+async fn swap(store: &Store, a: i64, b: i64) {
+    let pool = store.pool();
+    let columns = ["at", "actor", "action", "target", "outcome", "detail", "source_ip", "mac"];
+    let read = |seq: i64| sqlx::query("SELECT * FROM audit_events WHERE seq = $1").bind(seq).fetch_one(pool);
+    let (row_a, row_b) = (read(a).await.unwrap(), read(b).await.unwrap());
+    for (target, from) in [(a, &row_b), (b, &row_a)] {
+        for column in columns {
+            let sql = format!("UPDATE audit_events SET {column} = $1 WHERE seq = $2");
+            let query = if column == "at" {
+                sqlx::query(&sql).bind(from.try_get::<i64, _>(column).unwrap())
+            } else {
+                sqlx::query(&sql).bind(from.try_get::<Option<String>, _>(column).unwrap())
+            };
+            query.bind(target).execute(pool).await.unwrap();
+        }
+    }
+}
+
+/// Links every event, sealed or not, with plain SHA-256 from the genesis on, in number order,
+/// and moves the head: the chain an attacker without the key can compute.
+async fn recompute_plain_chain(store: &Store) {
+    let pool = store.pool();
+    let rows = sqlx::query("SELECT * FROM audit_events ORDER BY seq").fetch_all(pool).await.unwrap();
+    let mut prev = audit::GENESIS_HASH.to_owned();
+    let mut position = 0;
+    for row in rows {
+        position += 1;
+        let hash = crate::audit_tamper::plain_hash(&row, &prev);
+        sqlx::query("UPDATE audit_events SET chain_pos = $1, prev_hash = $2, hash = $3, mac = NULL WHERE seq = $4")
+            .bind(position)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(row.try_get::<i64, _>("seq").unwrap())
+            .execute(pool)
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    // keyed_from and sealed_from stay: moving them past every event makes the whole log look
+    // older than the keyed chain, which only a checkpoint reveals (audit_tamper.rs).
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2")
+        .bind(position)
+        .bind(&prev)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+/// Each kind of tampering, on a fresh log of ten events, sealed (`sealed`) or not. (On SQLite
+/// every event is sealed as it is written: there, both variants tamper with sealed events.)
+async fn tamper(db: Db, sealed: bool, kind: &str) {
+    let (url, store) = store(db).await;
+    let mut watch = seal::Watch::default();
+    record(&store, 10).await;
+    let unsealed_before = if matches!(db, Db::Sqlite) { 0 } else { 10 };
+    if sealed {
+        assert_eq!(seal::round(&store, &mut watch, 1_790_000_100).await.unwrap(), unsealed_before as u64);
+    }
+    let Verification::Intact { events, unsealed, last, .. } = audit::verify(&store).await.unwrap() else {
+        panic!("untouched log broken")
+    };
+    let expected_unsealed = if sealed { 0 } else { unsealed_before };
+    assert_eq!((events, unsealed, last), (10, expected_unsealed, 10 - expected_unsealed));
+    let all = seqs(&store).await;
+    let (fifth, last_seq) = (all[4], all[9]);
+    disable_guard(&store).await;
+    let pool = store.pool();
+    let what = format!("{kind} of {} events on {db:?}", if sealed { "sealed" } else { "unsealed" });
+    match kind {
+        "edit" => {
+            sqlx::query("UPDATE audit_events SET detail = '{\"i\":99}' WHERE seq = $1")
+                .bind(fifth)
+                .execute(pool)
+                .await
+                .unwrap();
+            assert!(broken(&store, &what).await.contains("MAC"), "{what}");
+        }
+        "reorder" => {
+            swap(&store, all[3], all[5]).await;
+            assert!(broken(&store, &what).await.contains("MAC"), "{what}");
+        }
+        "insert" => {
+            // A forged event placed between two others (its number unused), sealed or not as
+            // its neighbours are.
+            let seq = last_seq + 100;
+            sqlx::query(
+                "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash)
+                 VALUES ($1, 1790000004, 'system', 'test.event', 'thing:forged', 'success', '{}', NULL, $2, NULL, '', '')",
+            )
+            .bind(seq)
+            .bind("ab".repeat(32))
+            .execute(pool)
+            .await
+            .unwrap();
+            if sealed {
+                // Spliced into the chain at position 5, the rest moved up.
+                pool.execute("UPDATE audit_events SET chain_pos = chain_pos + 1000 WHERE chain_pos >= 5").await.unwrap();
+                pool.execute("UPDATE audit_events SET chain_pos = chain_pos - 999 WHERE chain_pos >= 1000").await.unwrap();
+                sqlx::query("UPDATE audit_events SET chain_pos = 5 WHERE seq = $1").bind(seq).execute(pool).await.unwrap();
+            }
+            broken(&store, &what).await;
+        }
+        "rewrite" => {
+            recompute_plain_chain(&store).await;
+            broken(&store, &what).await;
+        }
+        "delete" => {
+            sqlx::query("DELETE FROM audit_events WHERE seq = $1").bind(fifth).execute(pool).await.unwrap();
+            if !sealed {
+                // The sealer of the process that committed it finds it gone and says so in the
+                // chain.
+                seal::round(&store, &mut watch, 1_790_000_200).await.unwrap();
+            }
+            let reason = broken(&store, &what).await;
+            assert!(reason.contains("missing") || reason.contains("removed before"), "{what}: {reason}");
+        }
+        "truncate" => {
+            let cut: Vec<i64> = all[7..].to_vec();
+            for seq in &cut {
+                sqlx::query("DELETE FROM audit_events WHERE seq = $1").bind(seq).execute(pool).await.unwrap();
+            }
+            // (Sealed events cut off with the head moved back: a checkpoint tells, below.)
+            assert!(!sealed);
+            seal::round(&store, &mut watch, 1_790_000_200).await.unwrap();
+            let reason = broken(&store, &what).await;
+            assert!(reason.contains("removed before") || reason.contains("deleted at the end"), "{what}: {reason}");
+        }
+        other => panic!("no such tampering: {other}"),
+    }
+    store.close().await;
+    drop_database(&url).await;
+}
+
+/// Truncating sealed events and moving the head back is caught by a checkpoint taken before.
+async fn truncated_sealed_tail_is_caught_by_a_checkpoint(db: Db) {
+    let (url, store) = store(db).await;
+    record(&store, 10).await;
+    seal::seal(&store).await.unwrap();
+    let key = [9u8; 32];
+    let checkpoint = audit::checkpoint::take(&store, &key, 1_790_000_100).await.unwrap();
+    let line = serde_json::to_string(&checkpoint).unwrap();
+    disable_guard(&store).await;
+    let pool = store.pool();
+    pool.execute("DELETE FROM audit_events WHERE chain_pos > 7").await.unwrap();
+    pool.execute(
+        "UPDATE audit_head SET seq = 7, hash = (SELECT hash FROM audit_events WHERE chain_pos = 7) WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    assert!(matches!(audit::verify(&store).await.unwrap(), Verification::Intact { .. }), "the database alone agrees");
+    let check = audit::checkpoint::check_file(&store, &key, &line).await.unwrap();
+    assert!(check.failures.iter().any(|f| f.contains("truncated")), "{:?}", check.failures);
+    store.close().await;
+    drop_database(&url).await;
+}
+
+macro_rules! tampering {
+    ($($name:ident: $sealed:expr, $kind:expr;)*) => {
+        $(
+            async fn $name(db: Db) {
+                tamper(db, $sealed, $kind).await;
+            }
+        )*
+        on_both_databases!(
+            $($name,)*
+            truncated_sealed_tail_is_caught_by_a_checkpoint,
+            concurrent_writers_and_sealers_make_one_chain,
+            group_commit_answers_each_job_with_its_own_outcome,
+            killed_with_token_requests_in_flight_loses_no_event,
+        );
+    };
+}
+
+tampering! {
+    edited_unsealed_event_is_reported: false, "edit";
+    reordered_unsealed_events_are_reported: false, "reorder";
+    inserted_unsealed_event_is_reported: false, "insert";
+    rewritten_unsealed_events_are_reported: false, "rewrite";
+    deleted_unsealed_event_is_reported: false, "delete";
+    truncated_unsealed_tail_is_reported: false, "truncate";
+    edited_sealed_event_is_reported: true, "edit";
+    reordered_sealed_events_are_reported: true, "reorder";
+    inserted_sealed_event_is_reported: true, "insert";
+    rewritten_sealed_chain_is_reported: true, "rewrite";
+    deleted_sealed_event_is_reported: true, "delete";
+}
+
+/// Writers at once, some of which roll back, end up in one unbroken chain with every
+/// committed event and no other; concurrent sealers take turns.
+async fn concurrent_writers_and_sealers_make_one_chain(db: Db) {
+    let (url, store) = store(db).await;
+    let writers: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin().await.unwrap();
+                Event::success(&Actor::System, "test.event", format!("w:{i}"), json!({})).record(&mut tx, 1).await.unwrap();
+                Event::success(&Actor::System, "test.second", format!("w:{i}"), json!({})).record(&mut tx, 1).await.unwrap();
+                if i % 7 == 0 {
+                    tx.rollback().await.unwrap();
+                } else {
+                    tx.commit().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let sealers: Vec<_> = (0..3)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    seal::seal(&store).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    for task in writers.into_iter().chain(sealers) {
+        task.await.unwrap();
+    }
+    seal::seal(&store).await.unwrap();
+    let committed = 2 * (200 - (200 + 6) / 7_i64);
+    match audit::verify(&store).await.unwrap() {
+        Verification::Intact { events, unsealed, last, .. } => {
+            assert_eq!((events, unsealed, last), (committed, 0, committed), "every committed event, in one chain");
+        }
+        broken => panic!("{broken:?}"),
+    }
+    store.close().await;
+    drop_database(&url).await;
+}
+
+/// Jobs committed together: each caller hears its own outcome; a failing job is rolled back
+/// alone, the others are written once, with their events in the chain.
+async fn group_commit_answers_each_job_with_its_own_outcome(db: Db) {
+    let (url, store) = store(db).await;
+    let jobs: Vec<_> = (0..300)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let job: sekimori::store::Job = std::sync::Arc::new(move |tx| {
+                    Box::pin(async move {
+                        Event::success(&Actor::System, "test.grouped", format!("g:{i}"), json!({})).record(tx, 1).await?;
+                        if i % 50 == 7 {
+                            // A write that fails after the event: nothing of this job may stay.
+                            sqlx::query("INSERT INTO no_such_table VALUES (1)").execute(&mut **tx).await?;
+                        }
+                        Ok(())
+                    })
+                });
+                (i, store.write_grouped(job).await.is_ok())
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for job in jobs {
+        let (i, ok) = job.await.unwrap();
+        assert_eq!(ok, i % 50 != 7, "job {i}");
+        if !ok {
+            failed.push(format!("g:{i}"));
+        }
+    }
+    seal::seal(&store).await.unwrap();
+    let targets: Vec<String> = sqlx::query("SELECT target FROM audit_events WHERE action = 'test.grouped'")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("target").unwrap())
+        .collect();
+    assert_eq!(targets.len(), 300 - failed.len(), "each succeeded job once");
+    assert!(failed.iter().all(|f| !targets.contains(f)), "no failed job left its event");
+    assert!(matches!(audit::verify(&store).await.unwrap(), Verification::Intact { unsealed: 0, .. }));
+    store.close().await;
+    drop_database(&url).await;
+}
+
+/// `sekimori serve` on `url`; its output goes to files in `dir`.
+fn serve(dir: &std::path::Path, url: &str, key: &str, public: u16, admin: u16, run: &str) -> Child {
+    crate::cli::sekimori(dir)
+        .arg("serve")
+        .env("SEKIMORI_DATABASE_URL", url)
+        .env("SEKIMORI_MASTER_KEY", key)
+        .env("SEKIMORI_ISSUER", format!("http://127.0.0.1:{public}"))
+        .env("SEKIMORI_PUBLIC_ADDR", format!("127.0.0.1:{public}"))
+        .env("SEKIMORI_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+        .env("SEKIMORI_LOG", "warn")
+        .stdout(std::fs::File::create(dir.join(format!("{run}.out"))).unwrap())
+        .stderr(std::fs::File::create(dir.join(format!("{run}.err"))).unwrap())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn ready(http: &reqwest::Client, public: u16) {
+    for _ in 0..600 {
+        if let Ok(response) = http.get(format!("http://127.0.0.1:{public}/health")).send().await {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not become ready");
+}
+
+/// The `jti` of an access token (a JWT), read without checking it.
+fn jti(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+/// SIGKILL while 200 token requests are in flight, then a restart: every token a client
+/// received has its event, and the chain verifies once the new process has sealed.
+async fn killed_with_token_requests_in_flight_loses_no_event(db: Db) {
+    let dir = crate::cli::temp_dir();
+    let url = fresh_database(db).await;
+    let key = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+    };
+    let added = crate::cli::sekimori(&dir)
+        .args(["client", "add", "--name", "夜間処理", "--client-id", "batch", "--redirect-uri", "http://127.0.0.1/cb"])
+        .args(["--grant-type", "client_credentials", "--service-scope", "batch"])
+        .env("SEKIMORI_DATABASE_URL", &url)
+        .env("SEKIMORI_MASTER_KEY", &key)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&added.stdout).into_owned();
+    assert!(added.status.success(), "{text}{}", String::from_utf8_lossy(&added.stderr));
+    let secret = text
+        .lines()
+        .find_map(|line| line.strip_prefix("client_secret:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let (public, admin) = crate::cli::free_ports();
+    let mut child = serve(&dir, &url, &key, public, admin, "first");
+    let http = reqwest::Client::new();
+    ready(&http, public).await;
+
+    let token_url = format!("http://127.0.0.1:{public}/token");
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let (http, token_url, secret) = (http.clone(), token_url.clone(), secret.clone());
+            tokio::spawn(async move {
+                let response = http
+                    .post(token_url)
+                    .basic_auth("batch", Some(secret))
+                    .form(&[("grant_type", "client_credentials"), ("scope", "batch")])
+                    .send()
+                    .await
+                    .ok()?;
+                if response.status() != 200 {
+                    return None;
+                }
+                let body: serde_json::Value = response.json().await.ok()?;
+                Some(jti(body["access_token"].as_str()?))
+            })
+        })
+        .collect();
+    // Let the first answers arrive, then kill the process among the rest.
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "killed by SIGKILL");
+    }
+    let mut received = Vec::new();
+    for request in requests {
+        if let Some(jti) = request.await.unwrap() {
+            received.push(jti);
+        }
+    }
+    eprintln!("{db:?}: {} of 200 token requests answered before the kill", received.len());
+    assert!(received.len() < 200, "the kill landed while requests were in flight");
+
+    let mut again = serve(&dir, &url, &key, public, admin, "second");
+    ready(&http, public).await;
+    let store = Store::connect(&url).await.unwrap();
+    store.set_audit_key(audit::chain_key(&sekimori::crypto::MasterKey::from_base64(&key).unwrap())).unwrap();
+    // The new process seals what the killed one committed (within a second).
+    let mut sealed = false;
+    for _ in 0..100 {
+        if let Verification::Intact { unsealed: 0, .. } = audit::verify(&store).await.unwrap() {
+            sealed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sealed, "the restarted server sealed the events: {:?}", audit::verify(&store).await.unwrap());
+    let recorded: std::collections::HashSet<String> =
+        sqlx::query("SELECT detail FROM audit_events WHERE action = 'token.issued'")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|row| {
+                let detail: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>("detail").unwrap()).ok()?;
+                detail["jti"].as_str().map(str::to_owned)
+            })
+            .collect();
+    let lost: Vec<&String> = received.iter().filter(|jti| !recorded.contains(*jti)).collect();
+    assert!(lost.is_empty(), "tokens handed out without their event: {lost:?}");
+    again.kill().unwrap();
+    let _ = again.wait();
+    store.close().await;
+    drop_database(&url).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
