@@ -123,7 +123,7 @@ run_sekimori() {
 
 # The peer, in memory: its client is configured at start with a new secret.
 run_peer() {
-  local target="$1" round="$2" format="${1#peer-}" secret deadline
+  local target="$1" round="$2" format="${1#peer-}" secret deadline peer_port=""
   choose_free_ports peer_port
   secret="$(node -e 'console.log(require("node:crypto").randomBytes(32).toString("base64url"))')"
   PEER_PORT="$peer_port" PEER_CLIENT_ID=load PEER_CLIENT_SECRET="$secret" PEER_REDIRECT_URI="$redirect_uri" \
@@ -183,20 +183,21 @@ const sekimoris = targets.filter((t) => !t.startsWith('peer'));
 const peers = targets.filter((t) => t.startsWith('peer'));
 const ratios = sekimoris.flatMap((s) => peers.map((p) => [s, p]));
 console.log(`\n${connections} connections, ${seconds} s a phase, ${rounds} round(s) alternating; medians over the rounds\n`);
-console.log(`| endpoint | ${targets.map((t) => `${names[t]} req/s`).join(' | ')} | ${ratios.map(([s, p]) => `${names[s]} / ${names[p]}`).join(' | ')} |`);
-console.log(`|---|${targets.map(() => '---|').join('')}${ratios.map(() => '---|').join('')}`);
+const row = (cells) => console.log(`| ${cells.join(' | ')} |`);
+const header = (cells) => { row(cells); row(cells.map(() => '---')); };
+header(['endpoint', ...targets.map((t) => `${names[t]} req/s`), ...ratios.map(([s, p]) => `${names[s]} / ${names[p]}`)]);
 for (const phase of phases) {
   const cells = ratios.map(([s, p]) => {
     const [a, b] = [of(s, phase, 'requests_per_second'), of(p, phase, 'requests_per_second')];
     return a === undefined || !b ? '-' : (a / b).toFixed(2);
   });
-  console.log(`| ${phase} | ${targets.map((t) => rps(t, phase)).join(' | ')} | ${cells.join(' | ')} |`);
+  row([phase, ...targets.map((t) => rps(t, phase)), ...cells]);
 }
-console.log(`\n| endpoint | ${targets.map((t) => `${names[t]} p50 / p99`).join(' | ')} |`);
-console.log(`|---|${targets.map(() => '---|').join('')}`);
+console.log('');
+header(['endpoint', ...targets.map((t) => `${names[t]} p50 / p99`)]);
 const ms = (v) => (v === undefined ? '-' : `${v.toFixed(1)} ms`);
 for (const phase of phases) {
-  console.log(`| ${phase} | ${targets.map((t) => `${ms(of(t, phase, 'p50_ms'))} / ${ms(of(t, phase, 'p99_ms'))}`).join(' | ')} |`);
+  row([phase, ...targets.map((t) => `${ms(of(t, phase, 'p50_ms'))} / ${ms(of(t, phase, 'p99_ms'))}`)]);
 }
 console.log('\nserver memory at the end of the last phase (median VmRSS / VmHWM):');
 for (const t of targets) {
