@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{demo_logins, env_or, hidden, peak_memory_kib, percentile};
+use common::{
+    demo_logins, env_or, field, measure, peak_memory_kib, percentile, Browser, LoginForm, OidcClient, Tokens,
+};
 
 const CLIENT_ID: &str = "bench";
 const REDIRECT_URI: &str = "http://127.0.0.1:9009/callback";
@@ -34,15 +36,6 @@ const SERVICE_SCOPE: &str = "bench.read";
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// CPU time (user + system) a process has used so far, from /proc (USER_HZ is 100 on Linux).
-fn cpu_time(pid: &str) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
-    // The fields after the command name, which is in parentheses: state is the first, utime the 12th.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 fn free_port() -> u16 {
@@ -118,56 +111,37 @@ impl Phase {
 
 struct Target {
     base: String,
-    secret: String,
+    introspection_endpoint: String,
+    client: OidcClient,
 }
 
 /// One consuming system's connection and its own refresh-token chain.
 struct Worker {
     http: reqwest::Client,
-    refresh_token: String,
-    access_token: String,
-}
-
-/// A POST with the client's Basic credentials; Ok(body) for a 200, Err(description) otherwise.
-async fn post(worker: &Worker, target: &Target, path: &str, form: &[(&str, &str)]) -> Result<Value, String> {
-    let response = worker
-        .http
-        .post(format!("{}{path}", target.base))
-        .basic_auth(CLIENT_ID, Some(&target.secret))
-        .form(form)
-        .send()
-        .await
-        .map_err(|e| format!("transport: {e}"))?;
-    let status = response.status();
-    let body = response.text().await.map_err(|e| format!("{status}, body unreadable: {e}"))?;
-    if status != 200 {
-        return Err(format!("{status}: {body}"));
-    }
-    serde_json::from_str(&body).map_err(|e| format!("200 but not JSON ({e}): {body}"))
-}
-
-fn field(body: &Value, name: &str) -> Result<String, String> {
-    body[name].as_str().map(str::to_owned).ok_or_else(|| format!("200 without {name}: {body}"))
+    tokens: Tokens,
 }
 
 /// One measured request of the phase.
 async fn one_request(phase: Phase, worker: &mut Worker, target: &Target) -> Result<(), String> {
+    let (http, client) = (&worker.http, &target.client);
     match phase {
         Phase::ClientCredentials => {
             let form = [("grant_type", "client_credentials"), ("scope", SERVICE_SCOPE)];
-            let body = post(worker, target, "/token", &form).await?;
+            let body = client.post(http, &client.token_endpoint, &form).await?;
             field(&body, "access_token").map(drop)
         }
         Phase::Refresh => {
-            let form = [("grant_type", "refresh_token"), ("refresh_token", worker.refresh_token.as_str())];
-            let body = post(worker, target, "/token", &form).await?;
+            let form = [("grant_type", "refresh_token"), ("refresh_token", worker.tokens.refresh_token.as_str())];
+            let body = client.post(http, &client.token_endpoint, &form).await?;
             // Rotation: the next refresh must present the token just returned.
-            worker.refresh_token = field(&body, "refresh_token")?;
-            worker.access_token = field(&body, "access_token")?;
+            worker.tokens.refresh_token = field(&body, "refresh_token")?;
+            worker.tokens.access_token = field(&body, "access_token")?;
             Ok(())
         }
         Phase::Introspection => {
-            let body = post(worker, target, "/introspect", &[("token", worker.access_token.as_str())]).await?;
+            let body = client
+                .post(http, &target.introspection_endpoint, &[("token", worker.tokens.access_token.as_str())])
+                .await?;
             if body["active"] == Value::Bool(true) {
                 Ok(())
             } else {
@@ -175,119 +149,6 @@ async fn one_request(phase: Phase, worker: &mut Worker, target: &Target) -> Resu
             }
         }
     }
-}
-
-struct Measured {
-    phase: Phase,
-    ok: usize,
-    errors: usize,
-    error_samples: Vec<String>,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-    /// CPU time the server and the load generator (this process) used during the phase.
-    server_cpu: Duration,
-    client_cpu: Duration,
-}
-
-/// Every worker sends requests back to back until the time is up; latency is measured from
-/// sending to having read the whole answer.
-async fn measure(
-    phase: Phase,
-    workers: Vec<Worker>,
-    target: &Arc<Target>,
-    seconds: u64,
-    server_pid: u32,
-) -> (Measured, Vec<Worker>) {
-    let (server_cpu, client_cpu) = (cpu_time(&server_pid.to_string()), cpu_time("self"));
-    let started = Instant::now();
-    let stop_at = started + Duration::from_secs(seconds);
-    let tasks: Vec<_> = workers
-        .into_iter()
-        .map(|mut worker| {
-            let target = target.clone();
-            tokio::spawn(async move {
-                let (mut latencies, mut errors) = (Vec::new(), Vec::new());
-                while Instant::now() < stop_at {
-                    let sent = Instant::now();
-                    match one_request(phase, &mut worker, &target).await {
-                        Ok(()) => latencies.push(sent.elapsed()),
-                        Err(e) => errors.push(e),
-                    }
-                }
-                (worker, latencies, errors)
-            })
-        })
-        .collect();
-    let (mut workers, mut latencies, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    for task in tasks {
-        let (worker, l, e) = task.await.unwrap();
-        workers.push(worker);
-        latencies.extend(l);
-        errors.extend(e);
-    }
-    let elapsed = started.elapsed();
-    let server_cpu = cpu_time(&server_pid.to_string()).saturating_sub(server_cpu);
-    let client_cpu = cpu_time("self").saturating_sub(client_cpu);
-    latencies.sort();
-    let mut error_samples: Vec<String> = Vec::new();
-    for e in &errors {
-        if error_samples.len() < 5 && !error_samples.contains(e) {
-            error_samples.push(e.clone());
-        }
-    }
-    let measured = Measured {
-        phase,
-        ok: latencies.len(),
-        errors: errors.len(),
-        error_samples,
-        elapsed,
-        latencies,
-        server_cpu,
-        client_cpu,
-    };
-    (measured, workers)
-}
-
-/// A real login through the form, then the code exchange: the start of a refresh-token chain.
-async fn log_in(target: &Target, http: &reqwest::Client, login_id: &str, password: &str) -> Worker {
-    let base = &target.base;
-    let verifier = sekimori::crypto::random_token(32);
-    let challenge = sekimori::crypto::sha256_b64url(verifier.as_bytes());
-    let mut authorize = url::Url::parse(&format!("{base}/authorize")).unwrap();
-    authorize.query_pairs_mut().extend_pairs([
-        ("response_type", "code"),
-        ("client_id", CLIENT_ID),
-        ("redirect_uri", REDIRECT_URI),
-        ("scope", "openid"),
-        ("state", "bench"),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ]);
-    let browser =
-        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let to_login = browser.get(authorize.as_str()).send().await.unwrap();
-    assert_eq!(to_login.status(), 303, "authorize should send the browser to the login page");
-    let location = to_login.headers()["location"].to_str().unwrap().to_owned();
-    let page = browser.get(format!("{base}{location}")).send().await.unwrap();
-    assert_eq!(page.status(), 200, "the login page");
-    let html = page.text().await.unwrap();
-    let (csrf, request) = (hidden(&html, "csrf_token").unwrap(), hidden(&html, "request").unwrap());
-    let form = [("csrf_token", csrf.as_str()), ("request", &request), ("login_id", login_id), ("password", password)];
-    let logged_in = browser.post(format!("{base}/login")).form(&form).send().await.unwrap();
-    assert_eq!(logged_in.status(), 303, "login of {login_id} should redirect to the client");
-    let back = url::Url::parse(logged_in.headers()["location"].to_str().unwrap()).unwrap();
-    let code = back.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).expect("a code");
-    let mut worker = Worker { http: http.clone(), refresh_token: String::new(), access_token: String::new() };
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", REDIRECT_URI),
-        ("code_verifier", verifier.as_str()),
-    ];
-    let body = post(&worker, target, "/token", &form).await.unwrap();
-    worker.refresh_token = field(&body, "refresh_token").unwrap();
-    worker.access_token = field(&body, "access_token").unwrap();
-    worker
 }
 
 #[tokio::main]
@@ -370,7 +231,17 @@ async fn main() {
     let server = serve.spawn().unwrap();
     let pid = server.id();
     guard.server = Some(server);
-    let target = Arc::new(Target { base: format!("http://127.0.0.1:{public}"), secret });
+    let base = format!("http://127.0.0.1:{public}");
+    let client = OidcClient {
+        client_id: CLIENT_ID.to_owned(),
+        secret,
+        redirect_uri: REDIRECT_URI.to_owned(),
+        authorization_endpoint: format!("{base}/authorize"),
+        token_endpoint: format!("{base}/token"),
+        scope: "openid".to_owned(),
+        login_form: LoginForm::Sekimori,
+    };
+    let target = Arc::new(Target { introspection_endpoint: format!("{base}/introspect"), base, client });
     let probe = reqwest::Client::new();
     let mut healthy = false;
     for _ in 0..100 {
@@ -388,8 +259,10 @@ async fn main() {
     let mut pool = Vec::new();
     for i in 0..workers {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let browser = Browser::new(Duration::from_secs(30)).unwrap();
         let (login_id, password) = &people[i % people.len()];
-        pool.push(log_in(&target, &http, login_id, password).await);
+        let tokens = target.client.log_in_for_tokens(&browser, &http, login_id, password).await;
+        pool.push(Worker { http, tokens: tokens.unwrap_or_else(|e| panic!("setup login of {login_id}: {e}")) });
     }
     eprintln!("setup: {workers} logins in {:.1} s", setup.elapsed().as_secs_f64());
     // The logins' argon2 buffers (19 MiB per hashing thread) are in this figure already.
@@ -398,10 +271,18 @@ async fn main() {
     let mut results = Vec::new();
     for phase in [Phase::ClientCredentials, Phase::Refresh, Phase::Introspection] {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (measured, back) = measure(phase, pool, &target, seconds, pid).await;
+        let target = target.clone();
+        let request = move |mut worker: Worker| {
+            let target = target.clone();
+            async move {
+                let outcome = one_request(phase, &mut worker, &target).await;
+                (worker, outcome)
+            }
+        };
+        let (measured, back) = measure(pool, seconds, Some(pid), request).await;
         pool = back;
         eprintln!("{}: {} ok, {} errors", phase.label(), measured.ok, measured.errors);
-        results.push(measured);
+        results.push((phase, measured));
     }
     let peak = peak_memory_kib(pid).unwrap_or(0);
     drop(guard);
@@ -418,19 +299,17 @@ async fn main() {
     println!();
     println!("| phase | requests | requests/s | p50 | p99 | errors | server CPU | load generator CPU |");
     println!("|---|---|---|---|---|---|---|---|");
-    // CPU as a share of one core over the phase; the machine's cores are shared by both.
-    let share = |cpu: Duration, m: &Measured| format!("{:.0} %", 100.0 * cpu.as_secs_f64() / m.elapsed.as_secs_f64());
-    for m in &results {
+    for (phase, m) in &results {
         println!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} |",
-            m.phase.label(),
+            "| {} | {} | {:.0} | {} | {} | {} | {:.0} % | {:.0} % |",
+            phase.label(),
             m.ok,
-            m.ok as f64 / m.elapsed.as_secs_f64(),
+            m.per_second(),
             ms(percentile(&m.latencies, 0.5)),
             ms(percentile(&m.latencies, 0.99)),
             m.errors,
-            share(m.server_cpu, m),
-            share(m.client_cpu, m)
+            m.cpu_percent(m.server_cpu),
+            m.cpu_percent(m.client_cpu)
         );
     }
     println!();
@@ -441,10 +320,10 @@ async fn main() {
         peak / 1024
     );
     let mut failed = false;
-    for m in &results {
+    for (phase, m) in &results {
         if m.errors > 0 {
             failed = true;
-            eprintln!("{}: {} errors, e.g.:", m.phase.label(), m.errors);
+            eprintln!("{}: {} errors, e.g.:", phase.label(), m.errors);
             for sample in &m.error_samples {
                 eprintln!("  {sample}");
             }

@@ -1,5 +1,6 @@
-# Shared by tests/browser/run.sh and tests/interop/run.sh: a throw-away Sekimori (SQLite in a
-# temp dir, demo data, free ports) for a test run, and the cleanup that stops it.
+# Shared by tests/browser/run.sh and tests/interop/run.sh (and benches/load.sh): a throw-away
+# Sekimori (SQLite in a temp dir, demo data, free ports) for a test run, and the cleanup that
+# stops it.
 #
 # Sourced, not run: the caller has `set -euo pipefail` on and sets `here` (its own directory)
 # before sourcing. Every message starts with "run.sh:", as the caller's own. The functions, in
