@@ -16,6 +16,7 @@
 #      LOAD_PHASES (the load tool's --phases; default all),
 #      LOAD_PROFILE (release, or debug: which build of sekimori and the load tool),
 #      LOAD_BUILD (1; 0 uses the binaries already built),
+#      SEKIMORI_BIN (the sekimori binary to measure; default the build above),
 #      LOAD_POSTGRES_URL (postgres://postgres@127.0.0.1:5432: the database sekimori_load there
 #      is dropped and created anew for every PostgreSQL run), KEEP_TMP=1 keeps the temp dir.
 # Needs: cargo, node >= 20.19 and npm, curl, psql (for the PostgreSQL runs).
@@ -49,7 +50,8 @@ require_commands cargo node curl
 if [[ "${LOAD_BUILD:-1}" == 1 ]]; then
   (cd "$root" && nice -n 10 cargo build "${build_flag[@]}" --bin sekimori --example load)
 fi
-SEKIMORI_BIN="$root/target/$profile/sekimori"
+# SEKIMORI_BIN may name another build (say, an earlier commit's) to measure it with the same tool.
+SEKIMORI_BIN="${SEKIMORI_BIN:-$root/target/$profile/sekimori}"
 find_sekimori_bin
 load="$root/target/$profile/examples/load"
 [[ -x "$load" ]] || die "no load tool at $load (run cargo build ${build_flag[*]} --example load)"
