@@ -23,7 +23,7 @@ pub(crate) fn temp_dir() -> std::path::PathBuf {
 }
 
 /// Two ports nobody listens on now (bound to port 0 and released).
-fn free_ports() -> (u16, u16) {
+pub(crate) fn free_ports() -> (u16, u16) {
     let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
