@@ -204,6 +204,45 @@ async fn a_key_rotated_on_one_node_is_used_by_the_other_at_once() {
     a.stop().await;
 }
 
+/// The session holding the jobs lock in `server`'s database, if any.
+async fn lock_holder(server: &TestServer) -> Option<i32> {
+    use sqlx::Row;
+    sqlx::query(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_optional(server.app.store.pool())
+    .await
+    .unwrap()
+    .map(|row| row.try_get::<i32, _>("pid").unwrap())
+}
+
+/// R22: the server ends the leader's lock session (as a database restart or an administrator
+/// would): the leader finds its connection broken and steps down, and a node takes the lock
+/// again on a new session, so that one node leads again within seconds. (A leader that kept
+/// leading would lead beside the node that took the freed lock.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(sekimori_postgres_tests), ignore = "SEKIMORI_TEST_POSTGRES_URL was not set when the tests were built")]
+async fn a_leader_whose_lock_session_ends_steps_down_and_the_lock_is_taken_again() {
+    let a = TestServer::start(Db::Postgres).await;
+    let b = a.another_node().await;
+    let (node_a, node_b) = (&a, &b);
+    within(Duration::from_secs(5), "exactly one jobs leader", || async move {
+        node_a.app.cluster.is_leader() != node_b.app.cluster.is_leader()
+    })
+    .await;
+    let before = lock_holder(&a).await.expect("the leader holds the lock");
+    sqlx::query("SELECT pg_terminate_backend($1) AS ended").bind(before).fetch_one(a.app.store.pool()).await.unwrap();
+    let took = within(Duration::from_secs(5), "the lock is held again, by one leader", || async move {
+        let holder = lock_holder(node_a).await;
+        holder.is_some_and(|pid| pid != before) && node_a.app.cluster.is_leader() != node_b.app.cluster.is_leader()
+    })
+    .await;
+    eprintln!("R22: the leader's lock session ended → held again after {:.0} ms", took.as_secs_f64() * 1000.0);
+    b.stop().await;
+    a.stop().await;
+}
+
 /// A real `sekimori serve` process.
 struct Node {
     child: Child,
