@@ -488,11 +488,16 @@ async fn a_stopping_node_answers_every_request_it_took(db: Db) {
     let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
     let split = request.len() - 10;
     slow.write_all(&request[..split]).await.unwrap();
+    // Every request is written before the signal (most are still waiting for their answer when
+    // it comes); the answers are read after it.
+    let mut written = Vec::with_capacity(REQUESTS);
+    for mut connection in connections {
+        connection.write_all(&request).await.unwrap();
+        written.push(connection);
+    }
     let mut requests = tokio::task::JoinSet::new();
-    for (i, mut connection) in connections.into_iter().enumerate() {
-        let request = request.clone();
+    for (i, mut connection) in written.into_iter().enumerate() {
         requests.spawn(async move {
-            connection.write_all(&request).await.map_err(|e| format!("request {i}: not sent: {e}"))?;
             let mut answer = Vec::new();
             connection.read_to_end(&mut answer).await.map_err(|e| format!("request {i}: cut off: {e}"))?;
             let answer = String::from_utf8_lossy(&answer).into_owned();
