@@ -13,6 +13,7 @@ pub mod audit;
 pub mod authenticators;
 pub mod backchannel;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod demo;
@@ -98,6 +99,8 @@ pub struct AppInner {
     pub metrics: metrics::Metrics,
     /// Key signing the audit chain's checkpoints, derived from the master key (R16).
     pub checkpoint_key: [u8; 32],
+    /// This node's place among the nodes on one database: is it the jobs leader (R22).
+    pub cluster: cluster::Cluster,
 }
 
 impl Deref for App {
@@ -156,6 +159,7 @@ impl App {
             attestation,
             metrics: metrics::Metrics::new(),
             checkpoint_key: audit::checkpoint::signing_key(master),
+            cluster: cluster::Cluster::default(),
         })))
     }
 }
@@ -255,10 +259,9 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    jobs::spawn_sweeper(app.clone());
+    // The sweeper, HR changes and the access job run on the jobs leader only (R22).
+    let node = cluster::join(&app);
     jobs::spawn_key_reloader(app.clone());
-    jobs::spawn_hr_changes(app.clone());
-    jobs::spawn_access(app.clone());
     backchannel::spawn_worker(app.clone());
     notify::mail::spawn_worker(app.clone());
     audit::checkpoint::spawn_writer(app.clone(), app.checkpoint_key);
@@ -272,6 +275,9 @@ pub async fn serve(
         let _ = tx.send(true);
     });
     let (a, b) = tokio::join!(public, admin);
+    // Only once the requests in flight are answered do the singleton jobs stop and the jobs
+    // lock go to another node (R20).
+    node.leave().await;
     // The requests answered are all committed: their events are sealed before the process
     // ends, so a clean stop leaves no unsealed tail.
     if let Err(e) = audit::seal::seal(&app.store).await {

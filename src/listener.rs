@@ -8,8 +8,9 @@
 //!   closed as soon as it is accepted, so one client cannot use up the process's descriptors
 //!   and the others keep being answered. The configured trusted proxies are exempt from the
 //!   per-source cap (everyone behind the external-access server shares its address);
-//! - graceful shutdown: no new connection is taken, requests in flight are answered, idle
-//!   connections are closed.
+//! - graceful shutdown (R20): no new connection is taken, requests in flight are answered —
+//!   those of connections the system accepted but the loop had not taken yet included — and
+//!   idle connections are closed.
 //!
 //! The request timeout (408) is a layer of each router.
 
@@ -129,10 +130,41 @@ pub async fn serve(
             }
         }
     }
-    drop(listener);
+    // Connections the system has accepted wait in the listen queue; closing the socket would
+    // reset them, requests written and all. Take them, and answer their one request.
+    let waiting = take_waiting(listener);
+    tracing::debug!(waiting = waiting.len(), open = connections.len(), "stopped listening");
+    for (stream, peer) in waiting {
+        let Some(slot) = slots.take(peer.ip(), &limits) else { continue };
+        connections.spawn(serve_connection(
+            stream,
+            peer,
+            router.clone(),
+            limits.header_read_timeout,
+            slot,
+            shutdown.clone(),
+        ));
+    }
     while connections.join_next().await.is_some() {}
     Ok(())
 }
+
+/// Closes `listener` and returns the connections waiting in its queue. Asks the system
+/// directly, not the runtime's readiness (which may not have seen the last arrivals yet).
+fn take_waiting(listener: TcpListener) -> Vec<(tokio::net::TcpStream, SocketAddr)> {
+    let mut waiting = Vec::new();
+    let Ok(listener) = listener.into_std() else { return waiting };
+    // The socket is already non-blocking: accept answers WouldBlock once the queue is empty.
+    while let Ok((stream, peer)) = listener.accept() {
+        if let Ok(stream) = stream.set_nonblocking(true).and_then(|()| tokio::net::TcpStream::from_std(stream)) {
+            waiting.push((stream, peer));
+        }
+    }
+    waiting
+}
+
+/// How long, once the listener stops, a connection taken before may take to send its request.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 async fn serve_connection(
     stream: tokio::net::TcpStream,
@@ -143,6 +175,26 @@ async fn serve_connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let _slot = slot;
+    // hyper closes a connection told to stop before it has read a byte. One taken just before a
+    // stop has its request on the way: wait for its first bytes (within the header-read
+    // timeout, which this wait counts against, and at most STOP_GRACE after a stop) before
+    // serving, and poll the connection before looking at the stop, so that the request is read
+    // and answered.
+    let accepted = std::time::Instant::now();
+    let stop_grace = async {
+        stopped(shutdown.clone()).await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
+    let sent = tokio::select! {
+        biased;
+        readable = tokio::time::timeout(header_read_timeout, stream.readable()) => readable.is_ok(),
+        _ = stop_grace => false,
+    };
+    if !sent {
+        tracing::debug!(source = %peer.ip(), "connection closed: nothing sent in time");
+        return;
+    }
+    let header_read_timeout = header_read_timeout.saturating_sub(accepted.elapsed());
     let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         router.clone().oneshot(request)
@@ -152,6 +204,7 @@ async fn serve_connection(
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
+        biased;
         result = connection.as_mut() => {
             if let Err(e) = result {
                 tracing::debug!(error = %e, source = %peer.ip(), "connection ended with an error");

@@ -150,7 +150,7 @@ enum TokenCommand {
 enum KeysCommand {
     /// Add a new signing key per algorithm. It is published at once and signs after
     /// --publish-ahead seconds; the keys it replaces stay published until what they signed
-    /// has expired. Running servers pick the change up within a minute.
+    /// has expired. Running servers pick the change up at once on PostgreSQL, within a minute on SQLite.
     Rotate {
         /// Only this algorithm: RS256 or ES256 (default: both).
         #[arg(long)]

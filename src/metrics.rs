@@ -14,6 +14,10 @@
 //!
 //! Each `App` holds its own [`Registry`] (no global recorder): the counters are registered in
 //! it by handle, the gauges are its own.
+//!
+//! Two figures of this node's place in a cluster (`cluster`), set when they change:
+//! `sekimori_jobs_leader` (1 on the node running the jobs that run once, 0 elsewhere) and
+//! `sekimori_cluster_notices_total`, the change notices this node heard from the others.
 
 use std::sync::LazyLock;
 
@@ -64,6 +68,8 @@ pub struct Metrics {
     audit_last_seq: Gauge,
     audit_unsealed: Gauge,
     audit_seal_lag: Gauge,
+    jobs_leader: Gauge,
+    cluster_notices: Family<Label, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,7 +117,29 @@ impl Metrics {
             "Age of the oldest committed audit event not yet sealed (0 when none)",
             audit_seal_lag.clone(),
         );
-        Self { registry, backlog, pool_connections, audit_last_seq, audit_unsealed, audit_seal_lag }
+        let jobs_leader = Gauge::default();
+        registry.register(
+            "jobs_leader",
+            "1 while this node runs the jobs that run once in a cluster (sweeper, HR changes, access), else 0",
+            jobs_leader.clone(),
+        );
+        let cluster_notices = Family::<Label, Counter>::default();
+        registry.register(
+            "cluster_notices",
+            "Change notices heard from the nodes of the cluster, by change (keys, revocation)",
+            cluster_notices.clone(),
+        );
+        Self { registry, backlog, pool_connections, audit_last_seq, audit_unsealed, audit_seal_lag, jobs_leader, cluster_notices }
+    }
+
+    /// Whether this node runs the singleton jobs now.
+    pub fn set_jobs_leader(&self, leader: bool) {
+        self.jobs_leader.set(i64::from(leader));
+    }
+
+    /// A change notice heard from the cluster.
+    pub fn cluster_notice(&self, change: &'static str) {
+        self.cluster_notices.get_or_create(&[("change", change)]).inc();
     }
 
     /// Reads the gauges from the database and encodes everything.

@@ -268,6 +268,8 @@ pub async fn revoke(
         fields.insert("loss_reference".into(), reference.into());
     }
     Event::success(actor, "revoke", target_text, detail).record(tx, now).await?;
+    // Every node hears of it at commit, to drop whatever it may hold of the revoked (R22).
+    crate::cluster::announce(tx, crate::cluster::Change::Revocation).await?;
     Ok(revoked)
 }
 

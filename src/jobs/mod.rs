@@ -1,9 +1,10 @@
-//! Background work on every node: the sweeper, which deletes rows that only matter until they
+//! Background work: the sweeper, which deletes rows that only matter until they
 //! expire (pending logins, throttling windows, used or expired codes, tickets and ceremonies,
 //! delivered logout notices), so those tables stay small however many logins a deployment
 //! sees; the signing-key reloader, which picks up keys another node rotated in; and the HR
 //! lifecycle job, which applies people's changes as they fall due. The back-channel logout
-//! outbox has its own worker (`backchannel`).
+//! outbox has its own worker (`backchannel`). In a cluster the sweeper, the HR job and the
+//! access job run on the jobs leader only; `cluster` starts and stops them.
 
 use std::time::Duration;
 
@@ -75,8 +76,8 @@ pub fn spawn_key_reloader(app: crate::App) {
     });
 }
 
-/// Runs [`sweep`] every few minutes until the process ends.
-pub fn spawn_sweeper(app: crate::App) {
+/// Runs [`sweep`] every few minutes, on the jobs leader (`cluster`), until stopped.
+pub fn spawn_sweeper(app: crate::App) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(300));
         loop {
@@ -87,13 +88,13 @@ pub fn spawn_sweeper(app: crate::App) {
                 Err(e) => tracing::warn!(error = %e, "sweeping expired rows failed"),
             }
         }
-    });
+    })
 }
 
-/// Applies due HR changes (`hr::changes::apply_due`) every 30 seconds on every node:
-/// a change claimed by one node is skipped by the others, so each is applied once, and a leave
-/// at midnight takes effect within the half-minute (R22).
-pub fn spawn_hr_changes(app: crate::App) {
+/// Applies due HR changes (`hr::changes::apply_due`) every 30 seconds on the jobs leader
+/// (`cluster`); should two nodes run it at once, a change claimed by one is skipped by the
+/// other, so each is applied once. A leave at midnight takes effect within the half-minute (R22).
+pub fn spawn_hr_changes(app: crate::App) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(30));
         loop {
@@ -109,14 +110,14 @@ pub fn spawn_hr_changes(app: crate::App) {
                 Err(e) => tracing::warn!(error = %e, "applying due HR changes failed; the next run retries"),
             }
         }
-    });
+    })
 }
 
 /// Need-based access as days pass: grants past their last day end, requests nobody decided
 /// lapse, reviews past their deadline close (unconfirmed grants end), grants due by their
 /// role's review interval get a review, and shared IDs past their expiry stop (R1). Every
 /// minute, so an ending takes effect within one.
-pub fn spawn_access(app: crate::App) {
+pub fn spawn_access(app: crate::App) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(60));
         loop {
@@ -125,7 +126,7 @@ pub fn spawn_access(app: crate::App) {
                 tracing::warn!(error = %e, "the access job failed; the next run retries");
             }
         }
-    });
+    })
 }
 
 /// One run of the access job (also what tests call with a clock moved forward).

@@ -14,6 +14,7 @@ mod audit_tamper;
 mod authorize_errors;
 mod cards;
 mod cli;
+mod cluster;
 mod console;
 mod directory;
 mod domain;

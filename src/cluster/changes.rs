@@ -1,0 +1,125 @@
+//! Changes every node must hear of at once, over PostgreSQL LISTEN/NOTIFY (R22).
+//!
+//! [`announce`] queues a notice on [`CHANNEL`] in the caller's transaction: PostgreSQL delivers
+//! it when the transaction commits, and never if it rolls back. [`listen`] runs on every node
+//! and drops what the node holds for the change. Notices are a shortcut, never the truth:
+//! one sent while a node's listener was reconnecting is lost, so a node that (re)connects
+//! reloads everything, and the signing keys are reloaded every minute all the same
+//! (`jobs::spawn_key_reloader`).
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPoolOptions};
+
+use crate::store::Tx;
+use crate::App;
+
+/// The channel of [`announce`].
+pub const CHANNEL: &str = "sekimori_changes";
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A signing key was added (a rotation): every node reloads its keys, so that it verifies
+    /// what the new key signs and publishes it in its JWKS.
+    Keys,
+    /// Something was revoked. Revocation is read from the database on every introspection and
+    /// userinfo, so no node holds revoked state today; a per-node cache of live state must be
+    /// dropped on this notice.
+    Revocation,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Keys => "keys",
+            Change::Revocation => "revocation",
+        }
+    }
+
+    pub fn parse(payload: &str) -> Option<Change> {
+        [Change::Keys, Change::Revocation].into_iter().find(|change| change.as_str() == payload)
+    }
+}
+
+/// Tells every node of `change` when `tx` commits. On SQLite (one node) it does nothing.
+pub async fn announce(tx: &mut Tx, change: Change) -> Result<(), sqlx::Error> {
+    if tx.backend_name() != "PostgreSQL" {
+        return Ok(());
+    }
+    // pg_notify returns void, which the Any driver cannot decode: select something else.
+    sqlx::query("SELECT 1 AS sent FROM (SELECT pg_notify($1, $2)) AS notified")
+        .bind(CHANNEL)
+        .bind(change.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// How long the listener waits before connecting again after a failure.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// Listens for changes (and for the jobs leader letting go) until the node stops.
+pub(super) async fn listen(app: App) {
+    let options = match super::leader::connect_options(&app.config.database_url) {
+        Ok(options) => options,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for changes from other nodes; keys are reloaded every minute");
+            return;
+        }
+    };
+    // A pool of one, which the listener uses to reconnect.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with(options);
+    loop {
+        if let Err(e) = listen_once(&app, &pool).await {
+            tracing::warn!(error = %e, "listening for changes from other nodes failed; connecting again");
+        }
+        tokio::time::sleep(RECONNECT_AFTER).await;
+    }
+}
+
+async fn listen_once(app: &App, pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all([CHANNEL, super::leader::RELEASED]).await?;
+    // Whatever was announced while this node was not listening is lost: start afresh.
+    refresh_all(app).await;
+    loop {
+        match listener.try_recv().await? {
+            Some(notice) if notice.channel() == super::leader::RELEASED => app.cluster.released.notify_one(),
+            Some(notice) => changed(app, notice.payload()).await,
+            // The connection was lost and made again (listening again): notices may be lost.
+            None => {
+                tracing::info!("reconnected to listen for changes; reloading what this node holds");
+                refresh_all(app).await;
+            }
+        }
+    }
+}
+
+/// Drops what this node holds for the change announced with `payload`.
+async fn changed(app: &App, payload: &str) {
+    let change = Change::parse(payload);
+    app.metrics.cluster_notice(change.map_or("other", Change::as_str));
+    match change {
+        Some(Change::Keys) => reload_keys(app).await,
+        Some(Change::Revocation) => {}
+        // A change this version does not know (a newer node's): drop everything.
+        None => refresh_all(app).await,
+    }
+}
+
+/// Drops everything this node holds.
+async fn refresh_all(app: &App) {
+    reload_keys(app).await;
+}
+
+async fn reload_keys(app: &App) {
+    if let Err(e) = app.keys.reload(&app.store).await {
+        tracing::warn!(error = %e, "reloading signing keys failed; keeping the ones loaded");
+    }
+}
