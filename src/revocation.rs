@@ -13,7 +13,9 @@
 //! - a leaver → everything of the person, and their authenticators and unredeemed codes too:
 //!   nothing they hold works again, even if their account were opened by mistake;
 //! - a consuming system (client) → every token issued to it and every code not yet redeemed,
-//!   but not the sessions of the people who used it: they are the people's, not the system's;
+//!   but not the sessions of the people who used it: they are the people's, not the system's.
+//!   Its own (client_credentials) tokens have no rows: raising its token generation, which
+//!   their jti carries, ends every one issued so far;
 //! - a role grant (need-based access) → the person's tokens for that system, offline ones
 //!   included (they carry the role), and one logout notice to the system for every live
 //!   session that signed in to it, so the system logs the person in again with what they hold
@@ -38,8 +40,11 @@ pub enum Target<'a> {
     /// A rotated refresh token was presented again: its family and the session it came from
     /// (RFC 9700 §4.14.2).
     ReusedGrant { family_id: &'a str, session_id: &'a str },
-    /// One access token (RFC 7009).
+    /// One access token of a person (RFC 7009).
     AccessToken(&'a str),
+    /// One of a system's own access tokens (client_credentials; RFC 7009). It has no row to
+    /// mark: it is listed as revoked until it expires.
+    ServiceAccessToken { jti: &'a str, client_id: &'a str, expires_at: UnixTime },
     /// A card or security key reported lost: the authenticator stops working, keeps the
     /// report's reference number, and everything obtained with it ends — the sessions opened
     /// or stepped up with it, their tokens, and the refresh-token families begun in them,
@@ -75,6 +80,8 @@ pub struct Revoked {
     /// Role grants ended now (0 when the one named had already ended).
     pub access_grants: u64,
     pub sessions: u64,
+    /// People's access tokens ended now, and a system's own token revoked on its own. A
+    /// system's own tokens ended all at once (by a new token generation) have no rows to count.
     pub access_tokens: u64,
     pub refresh_tokens: u64,
     /// Authorization codes issued but not yet redeemed, now expired.
@@ -103,7 +110,7 @@ impl Target<'_> {
             Target::AuthorizationCode(_) => "authorization_code",
             Target::Grant(_) => "grant",
             Target::ReusedGrant { .. } => "reused_grant",
-            Target::AccessToken(_) => "access_token",
+            Target::AccessToken(_) | Target::ServiceAccessToken { .. } => "access_token",
             Target::Authenticator { .. } => "authenticator",
             Target::Person(_) => "person",
             Target::Leaver(_) => "leaver",
@@ -126,6 +133,7 @@ pub async fn revoke(
     crate::metrics::revocation(target.kind());
     let mut revoked = Revoked::default();
     let mut loss_reference = None;
+    let mut token_generation = None;
     let target_text = match target {
         Target::Session(id) => {
             revoked.add(end_sessions(tx, now, reason, "id = $1", &[id]).await?);
@@ -175,6 +183,19 @@ pub async fn revoke(
         }
         Target::AccessToken(jti) => {
             revoked.access_tokens += update(tx, now, "access_tokens", "jti = $2", &[jti]).await?;
+            format!("access_token:{jti}")
+        }
+        Target::ServiceAccessToken { jti, client_id, expires_at } => {
+            revoked.access_tokens += sqlx::query(
+                "INSERT INTO revoked_access_tokens (jti, client_id, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (jti) DO NOTHING",
+            )
+            .bind(jti)
+            .bind(client_id)
+            .bind(expires_at)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
             format!("access_token:{jti}")
         }
         Target::Person(person_id) => {
@@ -234,7 +255,9 @@ pub async fn revoke(
             format!("access_grant:{grant_id}")
         }
         Target::Client(client_id) => {
-            revoked.add(end_client(tx, now, client_id).await?);
+            let (ended, generation) = end_client(tx, now, client_id).await?;
+            revoked.add(ended);
+            token_generation = generation;
             format!("client:{client_id}")
         }
         Target::PersonExceptSession { person_id, session_id } => {
@@ -266,6 +289,11 @@ pub async fn revoke(
     });
     if let (Some(reference), Some(fields)) = (loss_reference, detail.as_object_mut()) {
         fields.insert("loss_reference".into(), reference.into());
+    }
+    // The system's own tokens are not counted (they have no rows): the record says from which
+    // generation on they are good again.
+    if let (Some(generation), Some(fields)) = (token_generation, detail.as_object_mut()) {
+        fields.insert("token_generation".into(), generation.into());
     }
     Event::success(actor, "revoke", target_text, detail).record(tx, now).await?;
     // Every node hears of it at commit, to drop whatever it may hold of the revoked (R22).
@@ -347,12 +375,24 @@ async fn end_person_on_client(
 /// Everything issued to one client. A code cannot be marked used (its redemption would then
 /// look like a replay), so it expires now: a code that outlived a disable and enable is
 /// refused as expired. Requests pending a login are dropped, so no code is issued for them.
-async fn end_client(tx: &mut Tx, now: UnixTime, client_id: &str) -> Result<Revoked, sqlx::Error> {
+/// Returns, beside what ended, the client's new token generation (None for an unknown client).
+async fn end_client(tx: &mut Tx, now: UnixTime, client_id: &str) -> Result<(Revoked, Option<i64>), sqlx::Error> {
+    // The system's own tokens carry the generation they were issued in: raising it ends them
+    // all, on every node at its next check. A token request that read the old generation just
+    // before this commits signs a token of that generation, which is as ended as the others.
+    let generation = sqlx::query(
+        "UPDATE clients SET token_generation = token_generation + 1 WHERE client_id = $1 RETURNING token_generation",
+    )
+    .bind(client_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|row| row.try_get::<i64, _>("token_generation"))
+    .transpose()?;
     let access_tokens = update(tx, now, "access_tokens", "client_id = $2", &[client_id]).await?;
     let refresh_tokens = update(tx, now, "refresh_tokens", "client_id = $2", &[client_id]).await?;
     let authorization_codes = expire_codes(tx, now, "client_id", client_id).await?;
     sqlx::query("DELETE FROM authorization_requests WHERE client_id = $1").bind(client_id).execute(&mut **tx).await?;
-    Ok(Revoked { access_tokens, refresh_tokens, authorization_codes, ..Revoked::default() })
+    Ok((Revoked { access_tokens, refresh_tokens, authorization_codes, ..Revoked::default() }, generation))
 }
 
 /// Ends the live sessions matching `filter` (parameters from `$1`), one by one so that each

@@ -80,6 +80,18 @@ where
     .transpose()
 }
 
+/// A column (`system_requires_role`) saying whether the system `client` (a column or
+/// parameter) lets nobody log in without a role, for a query that reads the person's roles
+/// too; read it with [`requires_role_from_row`].
+pub fn requires_role_column(client: &str) -> String {
+    format!("(SELECT rc.requires_role FROM clients rc WHERE rc.client_id = {client}) AS system_requires_role")
+}
+
+/// Reads [`requires_role_column`] (an unknown system requires nothing).
+pub fn requires_role_from_row(row: &sqlx::any::AnyRow) -> Result<bool, sqlx::Error> {
+    Ok(row.try_get::<Option<i64>, _>("system_requires_role")?.is_some_and(|r| r != 0))
+}
+
 /// A role name: what a consuming system's code compares, so plain and short.
 pub fn check_name(name: &str) -> Result<(), InvalidField> {
     let ok = (1..=64).contains(&name.len())

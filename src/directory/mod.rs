@@ -427,22 +427,28 @@ const PERSON_COLUMNS: &str = "id, employee_number, family_name, given_name, fami
      birth_date, kind, org_unit_id, email, status, start_date, end_date";
 
 fn person_from_row(row: &sqlx::any::AnyRow) -> Result<Person, DirectoryError> {
-    let kind: String = row.try_get("kind")?;
-    let status: String = row.try_get("status")?;
+    person_from_prefixed_row(row, "")
+}
+
+/// A person read from columns named `<prefix><column>` (a query that reads other tables too).
+fn person_from_prefixed_row(row: &sqlx::any::AnyRow, prefix: &str) -> Result<Person, DirectoryError> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let kind: String = row.try_get(column("kind").as_str())?;
+    let status: String = row.try_get(column("status").as_str())?;
     Ok(Person {
-        id: row.try_get("id")?,
-        employee_number: row.try_get("employee_number")?,
-        family_name: row.try_get("family_name")?,
-        given_name: row.try_get("given_name")?,
-        family_name_kana: row.try_get("family_name_kana")?,
-        given_name_kana: row.try_get("given_name_kana")?,
-        birth_date: row.try_get("birth_date")?,
+        id: row.try_get(column("id").as_str())?,
+        employee_number: row.try_get(column("employee_number").as_str())?,
+        family_name: row.try_get(column("family_name").as_str())?,
+        given_name: row.try_get(column("given_name").as_str())?,
+        family_name_kana: row.try_get(column("family_name_kana").as_str())?,
+        given_name_kana: row.try_get(column("given_name_kana").as_str())?,
+        birth_date: row.try_get(column("birth_date").as_str())?,
         kind: PersonKind::parse(&kind)?,
-        org_unit_id: row.try_get("org_unit_id")?,
-        email: row.try_get("email")?,
+        org_unit_id: row.try_get(column("org_unit_id").as_str())?,
+        email: row.try_get(column("email").as_str())?,
         status: PersonStatus::parse(&status)?,
-        start_date: row.try_get("start_date")?,
-        end_date: row.try_get("end_date")?,
+        start_date: row.try_get(column("start_date").as_str())?,
+        end_date: row.try_get(column("end_date").as_str())?,
     })
 }
 
@@ -668,18 +674,46 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let row = sqlx::query(&format!(
-        "SELECT {}, a.status AS account_status, {} AS emergency_stops
-         FROM people p JOIN accounts a ON a.person_id = p.id WHERE p.id = $1",
-        PERSON_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", "),
-        stops::stops_in_force_sql(stops::Kind::Person, "p.id"),
+        "SELECT {} FROM people p JOIN accounts a ON a.person_id = p.id WHERE p.id = $1",
+        login_state_columns("p", "a")
     ))
     .bind(person_id)
     .fetch_optional(executor)
     .await?;
     let Some(row) = row else { return Ok(false) };
-    let account_status: String = row.try_get("account_status")?;
-    let stops: i64 = row.try_get("emergency_stops")?;
-    Ok(account_status == "active" && stops == 0 && person_from_row(&row)?.may_log_in(today))
+    Ok(login_state_from_row(&row, today)?.is_some_and(|state| state.may_log_in))
+}
+
+/// A person as a live-state check reads them, with the answer to [`person_may_log_in`].
+#[derive(Debug, Clone)]
+pub struct LoginState {
+    pub person: Person,
+    /// Account active, in service today, no emergency stop.
+    pub may_log_in: bool,
+}
+
+/// The columns (named `person_…`) a live-state check selects from `people` under `person` and
+/// `accounts` under `account`, the emergency stop included: what [`login_state_from_row`]
+/// reads, so that a token check reads the person in the same query as the rest.
+pub fn login_state_columns(person: &str, account: &str) -> String {
+    let mut columns: Vec<String> = PERSON_COLUMNS.split(", ").map(|c| format!("{person}.{c} AS person_{c}")).collect();
+    columns.push(format!("{account}.status AS person_account_status"));
+    let stops = stops::stops_in_force_sql(stops::Kind::Person, &format!("{person}.id"));
+    columns.push(format!("{stops} AS person_stops"));
+    columns.join(", ")
+}
+
+/// Reads [`login_state_columns`]; None when the row has no person (an outer join found none).
+/// A person without an account may not log in.
+pub fn login_state_from_row(row: &sqlx::any::AnyRow, today: Date) -> Result<Option<LoginState>, DirectoryError> {
+    if row.try_get::<Option<String>, _>("person_id")?.is_none() {
+        return Ok(None);
+    }
+    let person = person_from_prefixed_row(row, "person_")?;
+    let account_status: Option<String> = row.try_get("person_account_status")?;
+    let stops: i64 = row.try_get("person_stops")?;
+    let may_log_in = account_status.as_deref() == Some("active") && stops == 0 && person.may_log_in(today);
+    Ok(Some(LoginState { person, may_log_in }))
 }
 
 /// Today's date in Japan, where the employment dates are kept.

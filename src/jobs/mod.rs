@@ -17,13 +17,16 @@ pub const CODE_RETENTION: i64 = 86_400;
 /// Deletes what has expired; returns how many rows went.
 pub async fn sweep(store: &Store, now: UnixTime, source_window: i64) -> Result<u64, sqlx::Error> {
     let mut removed = 0;
-    let statements: [(&str, i64); 12] = [
+    let statements: [(&str, i64); 13] = [
         ("DELETE FROM authorization_requests WHERE expires_at < $1", now),
         ("DELETE FROM login_source_failures WHERE window_start < $1", now - source_window),
         ("DELETE FROM password_tickets WHERE expires_at < $1", now),
         ("DELETE FROM card_replacement_tickets WHERE expires_at < $1", now),
         // An access token's row serves live-state checks until it expires; a day later it goes.
         ("DELETE FROM access_tokens WHERE expires_at < $1", now - CODE_RETENTION),
+        // A system's own token revoked alone is listed until it expires; a day later (nodes'
+        // clocks may differ) the entry goes.
+        ("DELETE FROM revoked_access_tokens WHERE expires_at < $1", now - CODE_RETENTION),
         // A code outlives its use by a day, so a late replay is still recognised and revokes
         // what it issued; access tokens refer to it, so only codes with no live token go.
         (

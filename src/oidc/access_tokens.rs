@@ -1,16 +1,42 @@
-//! The `access_tokens` table: a row for every access token issued, so that introspection and
-//! userinfo can check its live state and the revocation module can end it. Rows are written
-//! here only; revocation marks them, the sweeper removes expired ones.
+//! The `access_tokens` table: a row for every access token issued for a person, so that
+//! introspection and userinfo can check its live state and the revocation module can end it
+//! with the session, grant or person it hangs off. Rows are written here only; revocation
+//! marks them, the sweeper removes expired ones.
+//!
+//! A consuming system's own tokens (client_credentials) have no row: nothing but the system
+//! itself stands behind them. Their jti carries the system's token generation
+//! (`<random>.<generation>`), which `revocation` raises to end all of them at once; one of them
+//! revoked alone (RFC 7009) is listed in `revoked_access_tokens` until it expires.
 
 use crate::clock::UnixTime;
 use crate::store::Tx;
+
+/// A jti for a system's own token, issued in its token generation `generation`.
+pub fn service_jti(generation: i64) -> String {
+    format!("{}.{generation}", super::claims::new_jti())
+}
+
+/// The token generation a system's own token was issued in; None for a person's token (whose
+/// jti is random only: base64url has no `.`).
+pub fn service_generation(jti: &str) -> Option<i64> {
+    let (random, generation) = jti.rsplit_once('.')?;
+    if random.is_empty() || !generation.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    generation.parse().ok()
+}
+
+/// An SQL expression counting the entries of `revoked_access_tokens` for the jti `jti` (a
+/// column or parameter): 0 while that system's token is not revoked on its own.
+pub fn revoked_sql(jti: &str) -> String {
+    format!("(SELECT COUNT(*) FROM revoked_access_tokens x WHERE x.jti = {jti})")
+}
 
 /// An access token just signed.
 pub struct NewAccessToken<'a> {
     pub jti: &'a str,
     pub client_id: &'a str,
-    /// None for a client's own token (client_credentials).
-    pub person_id: Option<&'a str>,
+    pub person_id: &'a str,
     /// The browser session it ends with, if any.
     pub session_id: Option<&'a str>,
     pub code_id: Option<&'a str>,
@@ -41,4 +67,20 @@ pub async fn record(tx: &mut Tx, token: NewAccessToken<'_>) -> Result<(), sqlx::
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_jti_carries_its_generation_and_a_person_jti_none() {
+        let jti = service_jti(7);
+        assert_eq!(service_generation(&jti), Some(7));
+        assert_eq!(service_generation(&service_jti(0)), Some(0));
+        assert_eq!(service_generation(&super::super::claims::new_jti()), None);
+        for odd in ["", ".", ".3", "abc.", "abc.-1", "abc.+1", "abc.1x", "abc.99999999999999999999"] {
+            assert_eq!(service_generation(odd), None, "{odd}");
+        }
+    }
 }

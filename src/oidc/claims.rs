@@ -280,7 +280,8 @@ pub fn access_token(input: AccessTokenInput<'_>) -> Value {
 }
 
 /// RFC 9068 §2.2: a client_credentials token speaks for the client itself, so `sub` is its
-/// client_id and there is no session.
+/// client_id and there is no session. Its `jti` carries the client's token generation
+/// (`oidc::access_tokens::service_jti`): it has no row.
 pub fn service_access_token(issuer: &str, client: &Client, scope: &str, jti: &str, now: UnixTime) -> Value {
     json!({
         "iss": issuer,

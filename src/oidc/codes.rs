@@ -77,10 +77,14 @@ pub enum Redemption {
 /// wrong verifier or client cannot be retried against the same code.
 pub async fn redeem(tx: &mut Tx, now: UnixTime, code: &str) -> Result<Redemption, sqlx::Error> {
     let hash = crypto::sha256_hex(code);
+    // The session's acr and amr as they are now (a step-up since the code raised them) come
+    // back with the claim, in the same statement.
     let row = sqlx::query(
         "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL
          RETURNING id, client_id, person_id, session_id, redirect_uri, scope, nonce, code_challenge, claims, auth_time,
-             expires_at",
+             expires_at,
+             (SELECT s.acr FROM sessions s WHERE s.id = auth_codes.session_id) AS session_acr,
+             (SELECT s.amr FROM sessions s WHERE s.id = auth_codes.session_id) AS session_amr",
     )
     .bind(now)
     .bind(&hash)
@@ -88,14 +92,8 @@ pub async fn redeem(tx: &mut Tx, now: UnixTime, code: &str) -> Result<Redemption
     .await?;
     if let Some(row) = row {
         let session_id: String = row.try_get("session_id")?;
-        let acr_amr = sqlx::query("SELECT acr, amr FROM sessions WHERE id = $1")
-            .bind(&session_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        let (acr, amr) = match acr_amr {
-            Some(r) => (r.try_get::<String, _>("acr")?, r.try_get::<String, _>("amr")?),
-            None => (String::new(), String::new()),
-        };
+        let acr: String = row.try_get::<Option<String>, _>("session_acr")?.unwrap_or_default();
+        let amr: String = row.try_get::<Option<String>, _>("session_amr")?.unwrap_or_default();
         return Ok(Redemption::First(Box::new(CodeGrant {
             id: row.try_get("id")?,
             client_id: row.try_get("client_id")?,

@@ -5,12 +5,11 @@
 
 use serde::Serialize;
 
-use crate::access::roles;
+use crate::access::roles::Held;
 use crate::audit::{Actor, Event};
 use crate::clock::UnixTime;
-use crate::directory;
+use crate::directory::Person;
 use crate::revocation::{self, Target};
-use crate::sessions;
 use crate::store::Tx;
 use crate::systems::{Client, GrantType};
 use crate::App;
@@ -19,6 +18,7 @@ use super::access_tokens::{self, NewAccessToken};
 use super::claims::{self, AccessTokenInput, AuthContext, ClaimsRequest, IdTokenInput};
 use super::codes::{self, Redemption};
 use super::error::OAuthError;
+use super::live::{self, PersonLive};
 use super::refresh::{self, NewRefresh};
 
 #[derive(Debug, Serialize)]
@@ -139,22 +139,22 @@ async fn authorization_code(
             (None, None) => None,
         },
     };
-    let refusal = match refusal {
-        Some(r) => Some(r),
-        None if !person_and_session_live(&mut tx, now, &grant.person_id, Some(&grant.auth.session_id)).await? => {
-            Some("the person or session can no longer be used")
-        }
-        None => None,
+    let person = match refusal {
+        Some(reason) => Err(reason),
+        None => person_live(&mut tx, now, &grant.person_id, client, Some(&grant.auth.session_id)).await?,
     };
-    if let Some(reason) = refusal {
-        return Err(refuse(tx, &actor, now, format!("auth_code:{}", grant.id), reason).await);
-    }
+    let person = match person {
+        Ok(person) => person,
+        Err(reason) => return Err(refuse(tx, &actor, now, format!("auth_code:{}", grant.id), reason).await),
+    };
     let minted = Minted::for_person(
         app,
         &mut tx,
         PersonGrant {
             client,
-            person_id: &grant.person_id,
+            person: &person.login.person,
+            held: person.held,
+            requires_role: person.requires_role,
             auth: &grant.auth,
             scope: &grant.scope,
             claims: grant.claims.as_deref(),
@@ -227,9 +227,10 @@ async fn refresh_token(
     }
     // An offline_access family outlives the browser session; any other ends with it.
     let session = (!grant.offline).then_some(grant.session_id.as_str());
-    if !person_and_session_live(&mut tx, now, &grant.person_id, session).await? {
-        return Err(refuse(tx, &actor, now, target, "the person or session can no longer be used").await);
-    }
+    let person = match person_live(&mut tx, now, &grant.person_id, client, session).await? {
+        Ok(person) => person,
+        Err(reason) => return Err(refuse(tx, &actor, now, target, reason).await),
+    };
     // RFC 6749 §6: a narrower scope may be asked for the access token; the family keeps its own.
     let scope = match asked_scope {
         None => grant.scope.clone(),
@@ -266,7 +267,9 @@ async fn refresh_token(
         &mut tx,
         PersonGrant {
             client,
-            person_id: &grant.person_id,
+            person: &person.login.person,
+            held: person.held,
+            requires_role: person.requires_role,
             auth: &grant.auth,
             scope: &scope,
             claims: grant.claims.as_deref(),
@@ -333,29 +336,16 @@ async fn client_credentials(
         return Err(OAuthError::invalid_scope("this client has no service scopes"));
     }
     let scope = scope.join(" ");
-    let jti = claims::new_jti();
+    // No row: the token is as live as its system, in the token generation read when the
+    // client authenticated (a disable since then has raised it, ending this token too).
+    let jti = access_tokens::service_jti(client.token_generation);
     let access_token = app.keys.sign(
         crate::systems::SigningAlg::ES256,
         "at+jwt",
         &claims::service_access_token(&app.config.issuer, client, &scope, &jti, now),
     )?;
+    // Every token issued is in the audit log (R16), the system's own too.
     let mut tx = app.store.begin().await?;
-    access_tokens::record(
-        &mut tx,
-        NewAccessToken {
-            jti: &jti,
-            client_id: &client.client_id,
-            person_id: None,
-            session_id: None,
-            code_id: None,
-            family_id: None,
-            scope: &scope,
-            claims: None,
-            issued_at: now,
-            expires_at: now + client.access_token_ttl,
-        },
-    )
-    .await?;
     Event::success(
         &Actor::Client(client.client_id.clone()),
         "token.issued",
@@ -375,26 +365,29 @@ async fn client_credentials(
     })
 }
 
-/// Whether the person may still log in and, when given, the session is still live. Every
-/// grant that speaks for a person asks this first.
-async fn person_and_session_live(
+/// The person, their session (when given) and their roles on `client`, in one query; the
+/// refusal when the person may not log in or the session has ended. Every grant that speaks
+/// for a person asks this first.
+async fn person_live(
     tx: &mut Tx,
     now: UnixTime,
     person_id: &str,
+    client: &Client,
     session_id: Option<&str>,
-) -> Result<bool, crate::Error> {
-    if !directory::person_may_log_in(&mut **tx, person_id, directory::today_in_japan(now)).await? {
-        return Ok(false);
-    }
-    match session_id {
-        Some(sid) => Ok(sessions::is_live(&mut **tx, now, sid).await?),
-        None => Ok(true),
+) -> Result<Result<PersonLive, &'static str>, crate::Error> {
+    match live::person_on_client(&mut **tx, now, person_id, &client.client_id, session_id).await? {
+        Some(person) if person.usable() => Ok(Ok(person)),
+        _ => Ok(Err("the person or session can no longer be used")),
     }
 }
 
 struct PersonGrant<'a> {
     client: &'a Client,
-    person_id: &'a str,
+    person: &'a Person,
+    /// The person's live roles on the system, read with their live state.
+    held: Vec<Held>,
+    /// Whether the system lets nobody in without a role.
+    requires_role: bool,
     auth: &'a AuthContext,
     scope: &'a str,
     claims: Option<&'a str>,
@@ -415,22 +408,14 @@ struct Minted {
 
 impl Minted {
     async fn for_person(app: &App, tx: &mut Tx, grant: PersonGrant<'_>, now: UnixTime) -> Result<Self, OAuthError> {
-        let person = directory::get_person(&mut **tx, grant.person_id)
-            .await?
-            .ok_or_else(|| OAuthError::invalid_grant("the person no longer exists"))?;
-        let today = directory::today_in_japan(now);
-        let held = roles::live_on(&mut **tx, &person.id, &grant.client.client_id, today).await?;
+        let person = grant.person;
         let with_card = grant.auth.acr == crate::authenticators::ACR_HWK;
-        let held: Vec<_> = held.into_iter().filter(|h| with_card || !h.secret).collect();
+        let held: Vec<_> = grant.held.into_iter().filter(|h| with_card || !h.secret).collect();
         // A session that obtained a secret-class role idles out sooner (R6, R15).
         if grant.session_bound && held.iter().any(|h| h.secret) {
             crate::sessions::mark_secret_roles(tx, &grant.auth.session_id).await?;
         }
-        if held.is_empty()
-            && crate::access::catalog::system(&mut **tx, &grant.client.client_id)
-                .await?
-                .is_some_and(|s| s.requires_role)
-        {
+        if held.is_empty() && grant.requires_role {
             return Err(OAuthError::invalid_grant("the person holds no role on this system"));
         }
         let roles: Vec<String> = held.into_iter().map(|h| h.name).collect();
@@ -452,14 +437,14 @@ impl Minted {
         let scopes: Vec<&str> = grant.scope.split(' ').collect();
         let claims_request = ClaimsRequest::from_stored(grant.claims);
         let requested = claims_request.names(claims::ClaimsTarget::IdToken);
-        let staff = claims::StaffFacts::read(app.store.pool(), &person, &scopes, &requested).await?;
+        let staff = claims::StaffFacts::read(app.store.pool(), person, &scopes, &requested).await?;
         let id_token = app.keys.sign(
             grant.client.id_token_signed_response_alg,
             "JWT",
             &claims::id_token(IdTokenInput {
                 issuer: &app.config.issuer,
                 client: grant.client,
-                person: &person,
+                person,
                 staff: &staff,
                 auth: grant.auth,
                 scopes: &scopes,
@@ -476,7 +461,7 @@ impl Minted {
             NewAccessToken {
                 jti: &jti,
                 client_id: &grant.client.client_id,
-                person_id: Some(&person.id),
+                person_id: &person.id,
                 session_id: grant.session_bound.then_some(grant.auth.session_id.as_str()),
                 code_id: grant.code_id,
                 family_id: Some(grant.family_id),

@@ -1,8 +1,11 @@
 //! Token introspection (RFC 7662) and the live-state check it shares with userinfo.
 //!
-//! A token is active only while everything behind it still stands: its own row (not revoked,
-//! not expired), the client, the person (may still log in) and, for tokens bound to one, the
-//! browser session. A revoked token is inactive at once, although its JWT has not expired.
+//! A token is active only while everything behind it still stands. A person's token: its own
+//! row (not revoked, not expired), the client, the person (may still log in) and, for tokens
+//! bound to one, the browser session. A system's own (client_credentials) token has no row:
+//! the system (may be used, still in the token generation the jti carries) and the revocation
+//! list. A revoked token is inactive at once, although its JWT has not expired. Either check
+//! is one query (`oidc::live`).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -14,15 +17,16 @@ use serde_json::{json, Map, Value};
 use sqlx::Row;
 
 use crate::access::roles;
-use crate::directory;
-use crate::sessions;
+use crate::directory::Person;
 use crate::store::Tx;
-use crate::systems::{self, ClientType};
+use crate::systems::ClientType;
 use crate::App;
 
+use super::access_tokens;
 use super::client_auth::{authenticate_client, form_params};
 use super::error::OAuthError;
 use super::keys::Typ;
+use super::live;
 use super::refresh;
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +35,10 @@ struct AccessClaims {
     sub: String,
     iat: i64,
     exp: i64,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
     #[serde(default)]
     sid: Option<String>,
     #[serde(default)]
@@ -50,6 +58,12 @@ pub struct ActiveToken {
     pub session_id: Option<String>,
     pub scope: String,
     pub claims: Option<String>,
+    /// The person, as read with the check (None for a client_credentials token).
+    pub person: Option<Person>,
+    /// The roles the token's person holds on its system now, for its login's acr.
+    pub roles: Vec<String>,
+    /// The scopes registered for the token's system.
+    pub client_scopes: Vec<String>,
     sub: String,
     iat: i64,
     exp: i64,
@@ -61,43 +75,26 @@ pub struct ActiveToken {
 /// Verifies an access token this server issued and its live state.
 pub async fn check_access_token(app: &App, token: &str) -> Result<Option<ActiveToken>, crate::Error> {
     let Some(claims) = verify_jwt(app, token) else { return Ok(None) };
+    if let Some(service) = ServiceToken::of(&claims) {
+        return check_service_token(app, claims, service).await;
+    }
     let now = app.clock.now();
-    let row = sqlx::query(
-        "SELECT client_id, person_id, session_id, scope, claims FROM access_tokens
-         WHERE jti = $1 AND revoked_at IS NULL AND expires_at > $2",
-    )
-    .bind(&claims.jti)
-    .bind(now)
-    .fetch_optional(app.store.pool())
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let client_id: String = row.try_get("client_id")?;
-    let person_id: Option<String> = row.try_get("person_id")?;
-    let session_id: Option<String> = row.try_get("session_id")?;
-    // The token's subject is its person, or for client_credentials its client.
-    if claims.sub != *person_id.as_ref().unwrap_or(&client_id) {
+    let Some(row) = live::row_token(app.store.pool(), now, &claims.jti).await? else { return Ok(None) };
+    // The token's subject is its person, or for an older client_credentials token its client.
+    if claims.sub != *row.person_id.as_ref().unwrap_or(&row.client_id) || !row.live() {
         return Ok(None);
     }
-    if !systems::get(&app.store, &client_id).await?.is_some_and(|c| c.is_active()) {
-        return Ok(None);
-    }
-    if let Some(person_id) = &person_id {
-        if !directory::person_may_log_in(app.store.pool(), person_id, directory::today_in_japan(now)).await? {
-            return Ok(None);
-        }
-    }
-    if let Some(sid) = &session_id {
-        if !sessions::is_live(app.store.pool(), now, sid).await? {
-            return Ok(None);
-        }
-    }
+    let roles = roles::names_for_acr(row.held, claims.acr.as_deref().unwrap_or_default());
     Ok(Some(ActiveToken {
         jti: claims.jti,
-        client_id,
-        person_id,
-        session_id,
-        scope: row.try_get("scope")?,
-        claims: row.try_get("claims")?,
+        client_id: row.client_id,
+        person_id: row.person_id,
+        session_id: row.session_id,
+        scope: row.scope,
+        claims: row.claims,
+        person: row.login.map(|login| login.person),
+        roles,
+        client_scopes: row.client.scopes,
         sub: claims.sub,
         iat: claims.iat,
         exp: claims.exp,
@@ -105,6 +102,49 @@ pub async fn check_access_token(app: &App, token: &str) -> Result<Option<ActiveT
         auth_time: claims.auth_time,
         acr: claims.acr,
     }))
+}
+
+/// A system's own token: its subject is the system (RFC 9068 §2.2), whose live state, token
+/// generation and revocation list say whether it is active.
+async fn check_service_token(
+    app: &App,
+    claims: AccessClaims,
+    service: ServiceToken,
+) -> Result<Option<ActiveToken>, crate::Error> {
+    if !live::service_token_active(app.store.pool(), &claims.jti, &claims.sub, service.generation).await? {
+        return Ok(None);
+    }
+    Ok(Some(ActiveToken {
+        client_id: claims.sub.clone(),
+        person_id: None,
+        session_id: None,
+        scope: claims.scope.unwrap_or_default(),
+        claims: None,
+        person: None,
+        roles: Vec::new(),
+        client_scopes: Vec::new(),
+        jti: claims.jti,
+        sub: claims.sub,
+        iat: claims.iat,
+        exp: claims.exp,
+        sid: None,
+        auth_time: None,
+        acr: None,
+    }))
+}
+
+/// What a system's own token says of itself, once its signature is checked.
+struct ServiceToken {
+    generation: i64,
+}
+
+impl ServiceToken {
+    /// None unless the jti carries a generation and the token names its system as both `sub`
+    /// and `client_id` (anything else is looked up as a person's token, and has no row).
+    fn of(claims: &AccessClaims) -> Option<ServiceToken> {
+        let generation = access_tokens::service_generation(&claims.jti)?;
+        (claims.client_id.as_deref() == Some(claims.sub.as_str())).then_some(ServiceToken { generation })
+    }
 }
 
 /// The signature, issuer, expiry and `typ` of an access token; None for anything else.
@@ -129,9 +169,10 @@ pub async fn introspect(State(app): State<App>, headers: HeaderMap, body: Bytes)
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     // §2.1: the hint only says where to look first; an unknown hint is ignored.
     let answer = match check_access_token(&app, token).await? {
-        Some(active) => access_token_answer(&app, active).await?,
+        Some(active) => access_token_answer(&app, active),
         None => {
-            let mut tx = app.store.begin().await?;
+            // Only reads: on SQLite, no write lock.
+            let mut tx = app.store.begin_read().await?;
             let answer = refresh_token_answer(&app, &mut tx, token, &client.client_id).await?;
             tx.commit().await?;
             answer
@@ -147,7 +188,7 @@ fn inactive() -> Value {
     json!({"active": false})
 }
 
-async fn access_token_answer(app: &App, token: ActiveToken) -> Result<Value, crate::Error> {
+fn access_token_answer(app: &App, token: ActiveToken) -> Value {
     let mut answer = Map::new();
     answer.insert("active".into(), json!(true));
     answer.insert("scope".into(), json!(token.scope));
@@ -159,7 +200,7 @@ async fn access_token_answer(app: &App, token: ActiveToken) -> Result<Value, cra
     answer.insert("aud".into(), json!(token.client_id));
     answer.insert("iss".into(), json!(app.config.issuer));
     answer.insert("jti".into(), json!(token.jti));
-    if let Some(person_id) = &token.person_id {
+    if token.person_id.is_some() {
         if let Some(sid) = &token.sid {
             answer.insert("sid".into(), json!(sid));
         }
@@ -169,12 +210,9 @@ async fn access_token_answer(app: &App, token: ActiveToken) -> Result<Value, cra
         if let Some(acr) = &token.acr {
             answer.insert("acr".into(), json!(acr));
         }
-        let today = crate::directory::today_in_japan(app.clock.now());
-        let acr = token.acr.as_deref().unwrap_or_default();
-        let roles = roles::held_on(app.store.pool(), person_id, &token.client_id, today, acr).await?;
-        answer.insert("roles".into(), json!(roles));
+        answer.insert("roles".into(), json!(token.roles));
     }
-    Ok(Value::Object(answer))
+    Value::Object(answer)
 }
 
 /// A refresh token is shown only to the client it was issued to (RFC 7662 §4: a client must
@@ -185,13 +223,10 @@ async fn refresh_token_answer(app: &App, tx: &mut Tx, token: &str, client_id: &s
     if grant.client_id != client_id || grant.rotated || grant.revoked || grant.expires_at <= now {
         return Ok(inactive());
     }
-    if !directory::person_may_log_in(&mut **tx, &grant.person_id, directory::today_in_japan(now)).await? {
-        return Ok(inactive());
-    }
-    if !grant.offline && !sessions::is_live(&mut **tx, now, &grant.session_id).await? {
-        return Ok(inactive());
-    }
-    if !systems::get(&app.store, &grant.client_id).await?.is_some_and(|c| c.is_active()) {
+    // The client asking is the grant's own, authenticated (so active) just now.
+    let session = (!grant.offline).then_some(grant.session_id.as_str());
+    let person = live::person_on_client(&mut **tx, now, &grant.person_id, &grant.client_id, session).await?;
+    if !person.is_some_and(|p| p.usable()) {
         return Ok(inactive());
     }
     Ok(json!({
@@ -219,6 +254,23 @@ pub async fn revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
     let actor = crate::audit::Actor::Client(client.client_id.clone());
     let mut tx = app.store.begin().await?;
     if let Some(claims) = verify_jwt(&app, token) {
+        if let Some(service) = ServiceToken::of(&claims) {
+            // A system's own token: its owner is in its signed claims; only a live one is
+            // listed (an ended one needs no revoking).
+            if live::service_token_active(&mut *tx, &claims.jti, &claims.sub, service.generation).await? {
+                if claims.sub != client.client_id {
+                    return Err(OAuthError::unauthorized_client("the token was not issued to this client"));
+                }
+                let target = crate::revocation::Target::ServiceAccessToken {
+                    jti: &claims.jti,
+                    client_id: &claims.sub,
+                    expires_at: claims.exp,
+                };
+                crate::revocation::revoke(&mut tx, &actor, now, target, "revoked by the client (RFC 7009)").await?;
+            }
+            tx.commit().await?;
+            return Ok(revoked_response());
+        }
         let owner = sqlx::query("SELECT client_id FROM access_tokens WHERE jti = $1 AND revoked_at IS NULL")
             .bind(&claims.jti)
             .fetch_optional(&mut *tx)
@@ -254,7 +306,12 @@ pub async fn revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
         }
     }
     tx.commit().await?;
+    Ok(revoked_response())
+}
+
+/// RFC 7009 §2.2: 200 with no body, whether or not there was anything to revoke.
+fn revoked_response() -> Response {
     let mut response = ().into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    response
 }

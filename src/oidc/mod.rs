@@ -13,7 +13,7 @@ pub mod grants;
 pub mod hint;
 pub mod introspection;
 pub mod keys;
-
+pub mod live;
 pub mod refresh;
 pub mod token;
 pub mod userinfo;

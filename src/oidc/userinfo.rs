@@ -2,9 +2,6 @@
 //! a token whose session, person or client has been revoked is refused at once, even though
 //! its signature and expiry are still good.
 
-use crate::access::roles;
-use crate::directory;
-use crate::systems;
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -25,32 +22,19 @@ pub async fn userinfo(
 ) -> Result<Response, OAuthError> {
     let token = bearer_token(&method, &headers, &body)?;
     let inactive = || OAuthError::invalid_token("the token is not active");
+    // One query read the token's person, system and roles with its live state.
     let active = check_access_token(&app, &token).await?.ok_or_else(inactive)?;
     // A client_credentials token speaks for no person: there is nobody to describe.
-    let person_id = active.person_id.as_deref().ok_or_else(inactive)?;
-    let person = directory::get_person(app.store.pool(), person_id).await?.ok_or_else(inactive)?;
-    let client = systems::get(&app.store, &active.client_id).await?.ok_or_else(inactive)?;
+    let person = active.person.as_ref().ok_or_else(inactive)?;
     let scopes: Vec<&str> = active.scope.split(' ').collect();
     if !scopes.contains(&"openid") {
         return Err(OAuthError::insufficient_scope("userinfo needs the openid scope"));
     }
     let request = ClaimsRequest::from_stored(active.claims.as_deref());
     let requested = request.names(ClaimsTarget::Userinfo);
-    let staff = claims::StaffFacts::read(app.store.pool(), &person, &scopes, &requested).await?;
-    let mut claims = claims::scope_claims(&person, &staff, &scopes, &requested, &client.scopes);
-    claims.insert(
-        "roles".into(),
-        serde_json::json!(
-            roles::held_on(
-                app.store.pool(),
-                &person.id,
-                &client.client_id,
-                directory::today_in_japan(app.clock.now()),
-                active.acr.as_deref().unwrap_or_default(),
-            )
-            .await?
-        ),
-    );
+    let staff = claims::StaffFacts::read(app.store.pool(), person, &scopes, &requested).await?;
+    let mut claims = claims::scope_claims(person, &staff, &scopes, &requested, &active.client_scopes);
+    claims.insert("roles".into(), serde_json::json!(active.roles));
     let mut response = Json(claims).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     Ok(response)

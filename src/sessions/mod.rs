@@ -157,13 +157,15 @@ pub async fn is_live<'e, E>(executor: E, now: UnixTime, id: &str) -> Result<bool
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row =
-        sqlx::query("SELECT 1 AS live FROM sessions WHERE id = $1 AND revoked_at IS NULL AND absolute_expires_at > $2")
-            .bind(id)
-            .bind(now)
-            .fetch_optional(executor)
-            .await?;
+    let sql = format!("SELECT 1 AS live FROM sessions s WHERE s.id = $1 AND {}", live_condition("s", "$2"));
+    let row = sqlx::query(&sql).bind(id).bind(now).fetch_optional(executor).await?;
     Ok(row.is_some())
+}
+
+/// The condition [`is_live`] checks, on the session under `alias` at the time `now` (a column
+/// or a parameter): a token check joins the session on it and reads it in its own query.
+pub fn live_condition(alias: &str, now: &str) -> String {
+    format!("{alias}.revoked_at IS NULL AND {alias}.absolute_expires_at > {now}")
 }
 
 /// A person's unended session as they see it in their own list.

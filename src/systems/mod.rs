@@ -164,6 +164,11 @@ pub struct Client {
     /// An emergency stop holds the system (R17): it is refused everywhere, as if disabled,
     /// whatever its `status`, until the stop is lifted.
     pub emergency_stopped: bool,
+    /// The generation of the system's own (client_credentials) access tokens: the suffix of
+    /// their jti. Ending every token of the system raises it (`revocation`), so a token of an
+    /// earlier generation is inactive without a row of its own.
+    #[serde(skip)]
+    pub token_generation: i64,
     #[serde(skip)]
     pub secret_hash: Option<String>,
     #[serde(skip)]
@@ -174,7 +179,7 @@ impl Client {
     /// Whether the system may be used now: enabled, and no emergency stop holds it. What
     /// every login, token request and introspection checks.
     pub fn is_active(&self) -> bool {
-        self.is_enabled() && !self.emergency_stopped
+        active(&self.status, self.emergency_stopped)
     }
 
     /// Whether the system is enabled (`status` active), whatever an emergency stop says.
@@ -275,6 +280,7 @@ pub async fn register(
         status: "active".into(),
         disabled_at: None,
         emergency_stopped: false,
+        token_generation: 0,
         previous_secret_expires_at: None,
         secret_hash: secret.as_deref().map(crypto::sha256_hex),
         previous_secret_hash: None,
@@ -350,7 +356,7 @@ fn grant_list(grants: &[GrantType]) -> String {
 const COLUMNS: &str = "client_id, name, owner_org_unit_id, client_type, secret_hash, token_endpoint_auth_method, \
      redirect_uris, post_logout_redirect_uris, scopes, id_token_signed_response_alg, require_pkce, access_token_ttl, status, \
      grant_types, service_scopes, refresh_token_ttl, backchannel_logout_uri, disabled_at, previous_secret_hash, \
-     previous_secret_expires_at, \
+     previous_secret_expires_at, token_generation, \
      (SELECT COUNT(*) FROM emergency_stops es \
       WHERE es.kind = 'system' AND es.target_id = clients.client_id AND es.lifted_at IS NULL) AS emergency_stops";
 
@@ -386,7 +392,45 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Client, ClientError> {
         secret_hash: row.try_get("secret_hash")?,
         previous_secret_hash: row.try_get("previous_secret_hash")?,
         emergency_stopped: row.try_get::<i64, _>("emergency_stops")? > 0,
+        token_generation: row.try_get("token_generation")?,
     })
+}
+
+/// The one rule of whether a system may be used now: enabled, and no emergency stop holds it.
+fn active(status: &str, emergency_stopped: bool) -> bool {
+    status == "active" && !emergency_stopped
+}
+
+/// What a token's live-state check needs of the system that holds it, read in the check's own
+/// query (see [`live_columns`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveClient {
+    /// [`Client::is_active`]: enabled and not stopped.
+    pub active: bool,
+    pub token_generation: i64,
+    /// The scopes registered for the system (what userinfo may release one by one).
+    pub scopes: Vec<String>,
+}
+
+/// The columns (named `client_…`) a live-state check selects from `clients` under `alias`,
+/// the emergency stop included, so that one query reads the system with the rest.
+pub fn live_columns(alias: &str) -> String {
+    format!(
+        "{alias}.status AS client_status, {alias}.token_generation AS client_token_generation, \
+         {alias}.scopes AS client_scopes, {} AS client_stops",
+        crate::stops::stops_in_force_sql(crate::stops::Kind::System, &format!("{alias}.client_id"))
+    )
+}
+
+/// Reads [`live_columns`]; None when the row has no system (an outer join found none).
+pub fn live_from_row(row: &sqlx::any::AnyRow) -> Result<Option<LiveClient>, sqlx::Error> {
+    let Some(status) = row.try_get::<Option<String>, _>("client_status")? else { return Ok(None) };
+    let scopes: String = row.try_get("client_scopes")?;
+    Ok(Some(LiveClient {
+        active: active(&status, row.try_get::<i64, _>("client_stops")? > 0),
+        token_generation: row.try_get("client_token_generation")?,
+        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+    }))
 }
 
 pub async fn get(store: &Store, client_id: &str) -> Result<Option<Client>, ClientError> {

@@ -115,6 +115,7 @@ mod tests {
             status: "active".into(),
             disabled_at: None,
             emergency_stopped: false,
+            token_generation: 0,
             previous_secret_expires_at: previous.map(|(_, end)| end),
             secret_hash: Some(crypto::sha256_hex(current)),
             previous_secret_hash: previous.map(|(secret, _)| crypto::sha256_hex(secret)),

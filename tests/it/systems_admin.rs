@@ -2,6 +2,7 @@
 //! changed when refused), disable and enable (refused everywhere, tokens ended for good,
 //! people's sessions kept), secret rotation with a grace period, and the same from the CLI.
 
+use base64::Engine;
 use reqwest::Method;
 use sekimori::audit::Actor;
 use sekimori::revocation::{self, Target};
@@ -432,7 +433,136 @@ async fn a_rotated_secret_works_beside_the_old_one_until_the_grace_ends(db: Db) 
     server.stop().await;
 }
 
+/// A service token (client_credentials) with the scope `zeimu.read`, and its jti.
+async fn service_token(server: &TestServer, client: (&str, &str)) -> (String, String) {
+    let form = [("grant_type", "client_credentials"), ("scope", "zeimu.read")];
+    let (status, body, _) = token_request(server, Some(client), &form).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    (token, claims["jti"].as_str().unwrap().to_owned())
+}
+
+async fn revoke_token(server: &TestServer, by: (&str, &str), token: &str) -> u16 {
+    let response = server
+        .http
+        .post(format!("{}/revoke", server.public_url))
+        .basic_auth(by.0, Some(by.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+/// A system's own tokens are not stored one by one, yet each ends at once: on RFC 7009
+/// revocation (that one only), when the system is disabled, and on its emergency stop (every
+/// earlier one, for good), and each is in the audit log.
+async fn a_service_token_has_no_row_and_still_ends_at_once(db: Db) {
+    let server = TestServer::start(db).await;
+    let service = json!({"client_type": "confidential", "redirect_uris": [ZEIMU_CB],
+                         "grant_types": ["client_credentials"], "service_scopes": ["zeimu.read"]});
+    let mut renkei_client = service.clone();
+    renkei_client["client_id"] = json!("renkei");
+    renkei_client["name"] = json!("連携基盤");
+    let (_, renkei_secret) = server.add_client(renkei_client).await;
+    let renkei = ("renkei", renkei_secret.as_deref().unwrap());
+    let (_, kansa_secret) = server
+        .add_client(json!({"client_id": "kansa", "name": "監査システム", "client_type": "confidential",
+                           "redirect_uris": [KANSA_CB]}))
+        .await;
+    let kansa = ("kansa", kansa_secret.as_deref().unwrap());
+
+    let (first, first_jti) = service_token(&server, renkei).await;
+    let (second, _) = service_token(&server, renkei).await;
+    assert_eq!(server.count("access_tokens").await, 0, "no row for a system's own token");
+    assert!(active(&server, kansa, &first).await);
+    assert!(active(&server, renkei, &second).await);
+    let issued: Vec<Value> = audited(&server, "client:renkei")
+        .await
+        .into_iter()
+        .filter(|(action, _)| action == "token.issued")
+        .map(|(_, detail)| detail)
+        .collect();
+    assert_eq!(issued.len(), 2, "every token is in the audit log");
+    assert_eq!(issued[0]["jti"], first_jti.as_str());
+    assert_eq!(issued[0]["grant_type"], "client_credentials");
+
+    // RFC 7009: only by the system it was issued to; it ends at once, the other stays.
+    assert_eq!(revoke_token(&server, kansa, &first).await, 400, "unauthorized_client: not kansa's token");
+    assert!(active(&server, kansa, &first).await);
+    assert_eq!(revoke_token(&server, renkei, &first).await, 200);
+    assert!(!active(&server, kansa, &first).await);
+    assert!(!active(&server, renkei, &first).await);
+    assert!(active(&server, kansa, &second).await);
+    assert_eq!(revoke_token(&server, renkei, &first).await, 200, "revoking again is no error");
+    assert_eq!(server.count("revoked_access_tokens").await, 1);
+    let revoked = audited(&server, &format!("access_token:{first_jti}")).await;
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!((revoked[0].0.as_str(), &revoked[0].1["access_tokens"]), ("revoke", &json!(1)));
+
+    // Disabled: every earlier token ends, and stays ended once it is enabled again; so does
+    // one a token request that authenticated just before the disable signs after it.
+    let before_disable = sekimori::systems::get(&server.app.store, "renkei").await.unwrap().unwrap();
+    let (status, _) = server.admin(Method::POST, "/api/v1/clients/renkei/disable", None).await;
+    assert_eq!(status, 200);
+    assert!(!active(&server, kansa, &second).await);
+    let (status, _) = server.admin(Method::POST, "/api/v1/clients/renkei/enable", None).await;
+    assert_eq!(status, 200);
+    assert!(!active(&server, kansa, &second).await);
+    let now = server.app.clock.now();
+    let late_jti = sekimori::oidc::access_tokens::service_jti(before_disable.token_generation);
+    let late = server
+        .app
+        .keys
+        .sign(
+            sekimori::systems::SigningAlg::ES256,
+            "at+jwt",
+            &sekimori::oidc::claims::service_access_token(
+                &server.app.config.issuer,
+                &before_disable,
+                "zeimu.read",
+                &late_jti,
+                now,
+            ),
+        )
+        .unwrap();
+    assert!(!active(&server, kansa, &late).await, "a token of the generation before the disable");
+    let (third, _) = service_token(&server, renkei).await;
+    assert!(active(&server, kansa, &third).await, "a new token after the enable works");
+
+    // The emergency stop of the system: at once, and for good once lifted.
+    let (status, stop) = server
+        .admin(
+            Method::POST,
+            "/api/v1/emergency-stops",
+            Some(json!({"kind": "system", "target": "renkei", "reason": "不正利用の疑い"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{stop}");
+    assert!(!active(&server, kansa, &third).await);
+    let lift = format!("/api/v1/emergency-stops/{}/lift", stop["id"].as_str().unwrap());
+    let (status, _) = server.admin(Method::POST, &lift, Some(json!({"reason": "確認済み"}))).await;
+    assert_eq!(status, 200);
+    assert!(!active(&server, kansa, &third).await);
+    let (fourth, _) = service_token(&server, renkei).await;
+    assert!(active(&server, kansa, &fourth).await);
+    assert_eq!(server.count("access_tokens").await, 0);
+
+    // The revocation list keeps an entry only until the token would have expired anyway.
+    let window = server.app.config.password.source_window_seconds;
+    sekimori::jobs::sweep(&server.app.store, server.app.clock.now(), window).await.unwrap();
+    assert_eq!(server.count("revoked_access_tokens").await, 1);
+    server.app.clock.advance(2 * 86_400);
+    sekimori::jobs::sweep(&server.app.store, server.app.clock.now(), window).await.unwrap();
+    assert_eq!(server.count("revoked_access_tokens").await, 0);
+    server.stop().await;
+}
+
 on_both_databases!(
+    a_service_token_has_no_row_and_still_ends_at_once,
     a_change_is_checked_as_a_whole_and_a_refused_one_changes_nothing,
     a_disabled_system_is_refused_everywhere_and_its_tokens_stay_ended,
     notices_queued_before_a_system_was_disabled_are_abandoned,

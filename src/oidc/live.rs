@@ -1,0 +1,183 @@
+//! The live state behind a token, read in one query. Each rule stays with the module that owns
+//! it — whether a person may log in (`directory`), whether a session is live (`sessions`),
+//! which roles count (`access::roles`) and whether a system needs one (`access::catalog`),
+//! whether a system may be used (`systems`, with the emergency stop) — as an SQL fragment and the function that reads it back; this module only
+//! joins the fragments, so that a token request, an introspection or a userinfo call costs one
+//! round trip to the database for all of them instead of one each.
+
+use sqlx::Row;
+
+use crate::access::catalog;
+use crate::access::roles::{self, Held};
+use crate::clock::UnixTime;
+use crate::directory::{self, types::format_date, LoginState};
+use crate::sessions;
+use crate::systems::{self, LiveClient};
+
+use super::access_tokens;
+
+/// A person as a grant finds them: may they log in, is their session live, what they hold.
+#[derive(Debug, Clone)]
+pub struct PersonLive {
+    pub login: LoginState,
+    /// True when no session was asked about.
+    pub session_live: bool,
+    /// Their live roles on the system, secret ones included (the caller filters by acr).
+    pub held: Vec<Held>,
+    /// Whether the system lets nobody in without a role (`access::catalog`).
+    pub requires_role: bool,
+}
+
+impl PersonLive {
+    /// Whether a token may be issued for the person now (and, when asked, in the session).
+    pub fn usable(&self) -> bool {
+        self.login.may_log_in && self.session_live
+    }
+}
+
+/// The person `person_id` (None when there is no such person), whether the session
+/// `session_id` (when given) is live at `now`, and their live roles on `client_id`.
+pub async fn person_on_client<'e, E>(
+    executor: E,
+    now: UnixTime,
+    person_id: &str,
+    client_id: &str,
+    session_id: Option<&str>,
+) -> Result<Option<PersonLive>, crate::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let today = directory::today_in_japan(now);
+    let rows = sqlx::query(&format!(
+        "SELECT {person}, s.id AS live_session_id, {roles}, {requires_role}
+         FROM people p LEFT JOIN accounts a ON a.person_id = p.id
+         LEFT JOIN sessions s ON s.id = $2 AND {session}
+         {held}
+         WHERE p.id = $1
+         ORDER BY {order}",
+        person = directory::login_state_columns("p", "a"),
+        roles = roles::held_columns(),
+        requires_role = catalog::requires_role_column("$4"),
+        session = sessions::live_condition("s", "$3"),
+        held = roles::held_join("p.id", "$4", "$5"),
+        order = roles::HELD_ORDER,
+    ))
+    .bind(person_id)
+    .bind(session_id.unwrap_or(""))
+    .bind(now)
+    .bind(client_id)
+    .bind(format_date(today))
+    .fetch_all(executor)
+    .await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let Some(login) = directory::login_state_from_row(first, today)? else { return Ok(None) };
+    let session_live = session_id.is_none() || first.try_get::<Option<String>, _>("live_session_id")?.is_some();
+    Ok(Some(PersonLive {
+        login,
+        session_live,
+        held: roles::held_from_rows(&rows)?,
+        requires_role: catalog::requires_role_from_row(first)?,
+    }))
+}
+
+/// What the `access_tokens` row of a person's token says, with everything behind it.
+#[derive(Debug, Clone)]
+pub struct RowToken {
+    pub client_id: String,
+    /// None for a client_credentials token issued before they stopped having rows.
+    pub person_id: Option<String>,
+    pub session_id: Option<String>,
+    pub scope: String,
+    pub claims: Option<String>,
+    pub client: LiveClient,
+    /// The person and whether they may log in; None for a client's own token.
+    pub login: Option<LoginState>,
+    /// Whether the session the token is bound to is live (true when it is bound to none).
+    pub session_live: bool,
+    pub held: Vec<Held>,
+}
+
+impl RowToken {
+    /// Whether everything behind the token still stands.
+    pub fn live(&self) -> bool {
+        self.client.active
+            && self.session_live
+            && match (&self.person_id, &self.login) {
+                (None, _) => true,
+                (Some(_), Some(login)) => login.may_log_in,
+                (Some(_), None) => false,
+            }
+    }
+}
+
+/// The unrevoked, unexpired row of the token `jti`, its system, its person, their session and
+/// their live roles on the system, at `now`.
+pub async fn row_token<'e, E>(executor: E, now: UnixTime, jti: &str) -> Result<Option<RowToken>, crate::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let today = directory::today_in_japan(now);
+    let rows = sqlx::query(&format!(
+        "SELECT t.client_id AS token_client_id, t.person_id AS token_person_id, t.session_id AS token_session_id,
+             t.scope AS token_scope, t.claims AS token_claims, {client}, {person}, s.id AS live_session_id, {roles}
+         FROM access_tokens t JOIN clients c ON c.client_id = t.client_id
+         LEFT JOIN people p ON p.id = t.person_id
+         LEFT JOIN accounts a ON a.person_id = p.id
+         LEFT JOIN sessions s ON s.id = t.session_id AND {session}
+         {held}
+         WHERE t.jti = $1 AND t.revoked_at IS NULL AND t.expires_at > $2
+         ORDER BY {order}",
+        client = systems::live_columns("c"),
+        person = directory::login_state_columns("p", "a"),
+        roles = roles::held_columns(),
+        session = sessions::live_condition("s", "$2"),
+        held = roles::held_join("p.id", "t.client_id", "$3"),
+        order = roles::HELD_ORDER,
+    ))
+    .bind(jti)
+    .bind(now)
+    .bind(format_date(today))
+    .fetch_all(executor)
+    .await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let Some(client) = systems::live_from_row(first)? else { return Ok(None) };
+    let session_id: Option<String> = first.try_get("token_session_id")?;
+    let session_live = session_id.is_none() || first.try_get::<Option<String>, _>("live_session_id")?.is_some();
+    Ok(Some(RowToken {
+        client_id: first.try_get("token_client_id")?,
+        person_id: first.try_get("token_person_id")?,
+        session_id,
+        scope: first.try_get("token_scope")?,
+        claims: first.try_get("token_claims")?,
+        client,
+        login: directory::login_state_from_row(first, today)?,
+        session_live,
+        held: roles::held_from_rows(&rows)?,
+    }))
+}
+
+/// Whether the system's own token `jti`, issued to `client_id` in token generation
+/// `generation`, is active: the system may be used, has not ended its tokens since (its
+/// generation is still that one) and the token is not on the revocation list.
+pub async fn service_token_active<'e, E>(
+    executor: E,
+    jti: &str,
+    client_id: &str,
+    generation: i64,
+) -> Result<bool, crate::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&format!(
+        "SELECT {client}, {revoked} AS revoked FROM clients c WHERE c.client_id = $2",
+        client = systems::live_columns("c"),
+        revoked = access_tokens::revoked_sql("$1"),
+    ))
+    .bind(jti)
+    .bind(client_id)
+    .fetch_optional(executor)
+    .await?;
+    let Some(row) = row else { return Ok(false) };
+    let Some(client) = systems::live_from_row(&row)? else { return Ok(false) };
+    Ok(client.active && client.token_generation == generation && row.try_get::<i64, _>("revoked")? == 0)
+}
