@@ -344,17 +344,17 @@ async fn client_credentials(
         "at+jwt",
         &claims::service_access_token(&app.config.issuer, client, &scope, &jti, now),
     )?;
-    // Every token issued is in the audit log (R16), the system's own too.
-    let mut tx = app.store.begin().await?;
-    Event::success(
-        &Actor::Client(client.client_id.clone()),
-        "token.issued",
-        format!("client:{}", client.client_id),
-        serde_json::json!({"grant_type": "client_credentials", "jti": jti, "scope": scope}),
-    )
-    .record(&mut tx, now)
-    .await?;
-    tx.commit().await?;
+    // Every token issued is in the audit log (R16), the system's own too. Its event is its
+    // only write, so it goes through group commit: the issuances waiting at the same moment
+    // share one transaction, and each answer waits for that commit (store::group).
+    let actor = Actor::Client(client.client_id.clone());
+    let target = format!("client:{}", client.client_id);
+    let detail = serde_json::json!({"grant_type": "client_credentials", "jti": jti, "scope": scope});
+    let job: crate::store::Job = std::sync::Arc::new(move |tx| {
+        let (actor, target, detail) = (actor.clone(), target.clone(), detail.clone());
+        Box::pin(async move { Event::success(&actor, "token.issued", target, detail).record(tx, now).await })
+    });
+    app.store.write_grouped(job).await?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",

@@ -48,6 +48,8 @@ pub struct KeySet {
     retention: i64,
     /// Newest first.
     keys: RwLock<Arc<Vec<SigningKey>>>,
+    /// Held through a reload, from reading to replacing `keys`.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -203,7 +205,13 @@ impl KeySet {
                 create_key(store, master, &Actor::System, now, alg, now).await?;
             }
         }
-        let set = Self { master: master.clone(), clock, retention, keys: RwLock::new(Arc::new(Vec::new())) };
+        let set = Self {
+            master: master.clone(),
+            clock,
+            retention,
+            keys: RwLock::new(Arc::new(Vec::new())),
+            reloading: tokio::sync::Mutex::new(()),
+        };
         set.reload(store).await?;
         Ok(set)
     }
@@ -217,6 +225,10 @@ impl KeySet {
 
     /// Reads the keys again: after a rotation here or on another node.
     pub async fn reload(&self, store: &Store) -> Result<(), KeyError> {
+        // One reload at a time, each reading after the last one wrote: a reload that read
+        // before a rotation committed (woken by another node's notice, say) must not replace
+        // what a later one read.
+        let _one_at_a_time = self.reloading.lock().await;
         let now = self.clock.now();
         let rows = sqlx::query(
             "SELECT kid, alg, private_key_enc, public_jwk, created_at, signs_from FROM signing_keys
