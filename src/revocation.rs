@@ -297,7 +297,7 @@ pub async fn revoke(
     }
     Event::success(actor, "revoke", target_text, detail).record(tx, now).await?;
     // Every node hears of it at commit, to drop whatever it may hold of the revoked (R22).
-    crate::cluster::announce(tx, crate::cluster::Change::Revocation).await?;
+    crate::store::changes::announce(tx, crate::store::changes::Change::Revocation).await?;
     Ok(revoked)
 }
 

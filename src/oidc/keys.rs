@@ -175,7 +175,7 @@ async fn create_key(
     .record(&mut tx, now)
     .await?;
     // Every node reloads its keys when this commits, rather than within the minute (R22).
-    crate::cluster::announce(&mut tx, crate::cluster::Change::Keys).await?;
+    crate::store::changes::announce(&mut tx, crate::store::changes::Change::Keys).await?;
     tx.commit().await?;
     Ok(kid)
 }
