@@ -23,7 +23,46 @@ async fn scrape(server: &TestServer, token: &str) -> String {
     assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
     let text = response.text().await.unwrap();
     assert!(text.ends_with("# EOF\n"), "{text}");
+    let families = parse_openmetrics(&text);
+    for (family, kind) in [
+        ("sekimori_logins", "counter"),
+        ("sekimori_tokens_issued", "counter"),
+        ("sekimori_revocations", "counter"),
+        ("sekimori_backlog", "gauge"),
+        ("sekimori_db_pool_connections", "gauge"),
+        ("sekimori_audit_last_seq", "gauge"),
+        ("sekimori_audit_unsealed_events", "gauge"),
+        ("sekimori_audit_seal_lag_seconds", "gauge"),
+        ("sekimori_jobs_leader", "gauge"),
+    ] {
+        // A counter family shows once it has counted something.
+        if kind == "gauge" || families.get(family).is_some() {
+            assert_eq!(families[family], kind, "{family} in {families}");
+        }
+    }
     text
+}
+
+/// The families of an exposition as the Prometheus project's OpenMetrics parser reads it
+/// (tests/metrics/parse_openmetrics.py), which refuses anything the format does not allow.
+fn parse_openmetrics(text: &str) -> serde_json::Value {
+    use std::io::Write;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/metrics/parse_openmetrics.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the OpenMetrics parser");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the exposition does not parse (pip install prometheus-client==0.21.1 if it is missing):\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 async fn token_with(server: &TestServer, scopes: &[&str]) -> String {
@@ -115,6 +154,10 @@ async fn metrics_count_logins_tokens_and_revocations(db: Db) {
     // What was committed is sealed (the server's sealer would do it within moments).
     sekimori::audit::seal::seal(&server.app.store).await.unwrap();
     let after = scrape(&server, &monitor).await;
+    let families = parse_openmetrics(&after);
+    for counter in ["sekimori_logins", "sekimori_tokens_issued", "sekimori_revocations"] {
+        assert_eq!(families[counter], "counter", "{counter} in {families}");
+    }
     assert_eq!(sample(&after, "sekimori_audit_unsealed_events"), 0.0, "{after}");
     assert_eq!(sample(&after, "sekimori_audit_seal_lag_seconds"), 0.0, "{after}");
     for series in [
