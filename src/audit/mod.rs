@@ -338,6 +338,11 @@ pub const ARCHIVED_ACTION: &str = "audit.archived";
 /// seal them: deleted by someone with access to the database. Its presence breaks the chain.
 pub const MISSING_ACTION: &str = "audit.unsealed_events_missing";
 
+/// Whether the event carries a MAC and its content still matches it.
+fn mac_holds(key: &AuditKey, event: &archive::ArchivedEvent) -> bool {
+    event.mac.as_deref().is_some_and(|mac| crate::crypto::ct_eq(event_mac(key, &event.fields()).as_bytes(), mac.as_bytes()))
+}
+
 /// Why a sealed event's link does not hold, if it does not. `keyed_from` and `sealed_from`
 /// say which of the three link formats its position uses.
 pub(crate) fn link_fault(
@@ -351,7 +356,7 @@ pub(crate) fn link_fault(
         let Some(mac) = event.mac.as_deref() else {
             return Some("the event has no MAC (inserted by someone without the audit key)");
         };
-        if !crate::crypto::ct_eq(event_mac(key, &event.fields()).as_bytes(), mac.as_bytes()) {
+        if !mac_holds(key, event) {
             return Some("content does not match its MAC (edited, or written by someone without the audit key)");
         }
         let link = seal::link(key, position, &event.prev_hash, event.seq, mac);
@@ -500,11 +505,7 @@ async fn walk(tx: &mut Tx, key: &AuditKey, dialect: crate::store::Dialect) -> Re
             if sqlite && seq != next_number {
                 return broken(next_number, format!("event {next_number} is missing (deleted before it was sealed)"));
             }
-            let mac_holds = event
-                .mac
-                .as_deref()
-                .is_some_and(|mac| crate::crypto::ct_eq(event_mac(key, &event.fields()).as_bytes(), mac.as_bytes()));
-            if !mac_holds {
+            if !mac_holds(key, &event) {
                 return broken(
                     seq,
                     format!("unsealed event {seq}: content does not match its MAC (edited, moved, or written by someone without the audit key)"),
