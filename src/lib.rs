@@ -101,6 +101,10 @@ pub struct AppInner {
     pub checkpoint_key: [u8; 32],
     /// This node's place among the nodes on one database: is it the jobs leader (R22).
     pub cluster: cluster::Cluster,
+    /// Group commit for the audit events that are a request's only write (R16).
+    pub grouped_events: audit::Grouped,
+    /// The consuming systems as client authentication reads them (`systems::cache`).
+    pub clients: systems::cache::ClientCache,
 }
 
 impl Deref for App {
@@ -111,6 +115,12 @@ impl Deref for App {
 }
 
 impl App {
+    /// What this node keeps of the database is read under this stamp, taken before reading
+    /// (`store::changes::Kept`): the changes counted so far and the clock's second.
+    pub fn stamp(&self) -> store::changes::Stamp {
+        store::changes::Stamp { changes: self.store.changes().now(), second: self.clock.now() }
+    }
+
     /// The authentication classes this server can deliver: the card's only when WebAuthn
     /// works here (the issuer is a domain name).
     pub fn acr_values_supported(&self) -> &'static [&'static str] {
@@ -147,6 +157,7 @@ impl App {
         store.set_audit_key(audit::chain_key(master)).map_err(|e| config::ConfigError::Invalid(e.to_string()))?;
         let webauthn = authenticators::relying_party(&config);
         let attestation = authenticators::attestation_ca_list(&config).map_err(config::ConfigError::Invalid)?;
+        let grouped_events = audit::Grouped::start(&store);
         Ok(App(Arc::new(AppInner {
             config,
             store,
@@ -160,6 +171,8 @@ impl App {
             metrics: metrics::Metrics::new(),
             checkpoint_key: audit::checkpoint::signing_key(master),
             cluster: cluster::Cluster::default(),
+            grouped_events,
+            clients: systems::cache::ClientCache::default(),
         })))
     }
 }

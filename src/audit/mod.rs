@@ -233,59 +233,181 @@ pub(crate) struct EventFields<'a> {
 /// database's one write lock, so taking the chain's head as well costs no concurrency: the
 /// event is sealed in its own transaction, and there is no window in which it is unsealed.
 pub async fn record(tx: &mut Tx, now: UnixTime, event: Event<'_>) -> Result<(), sqlx::Error> {
+    record_all(tx, &[Pending::new(event, now)]).await
+}
+
+/// An event ready to be written: owned, so that it can wait for group commit ([`Grouped`]).
+#[derive(Debug, Clone)]
+pub struct Pending {
+    at: UnixTime,
+    actor: String,
+    action: String,
+    target: String,
+    outcome: Outcome,
+    detail: String,
+    source_ip: Option<String>,
+}
+
+impl Pending {
+    pub fn new(event: Event<'_>, now: UnixTime) -> Self {
+        Pending {
+            at: now,
+            actor: event.actor.as_text(),
+            action: event.action.to_owned(),
+            target: event.target,
+            outcome: event.outcome,
+            detail: event.detail.to_string(),
+            source_ip: event.source_ip,
+        }
+    }
+
+    fn fields(&self, seq: i64) -> EventFields<'_> {
+        EventFields {
+            seq,
+            at: self.at,
+            actor: &self.actor,
+            action: &self.action,
+            target: &self.target,
+            outcome: self.outcome.as_str(),
+            detail: &self.detail,
+            source_ip: self.source_ip.as_deref(),
+        }
+    }
+}
+
+/// The most events one INSERT statement writes (12 parameters each).
+const INSERT_CHUNK: usize = 128;
+
+/// Records `events`, in their order, inside `tx`: one statement for their numbers, as few
+/// INSERTs as their count allows (a power of two rows each, so that few statement texts are
+/// prepared), and on SQLite one for the head.
+async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Error> {
+    let Some(count) = i64::try_from(events.len()).ok().filter(|n| *n > 0) else { return Ok(()) };
     let key = *tx.audit_key().ok_or_else(no_key)?;
-    let actor = event.actor.as_text();
-    let detail = event.detail.to_string();
     let sealed_inline = tx.dialect() == crate::store::Dialect::Sqlite;
-    let (seq, sealed) = if sealed_inline {
-        let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+    // Their sequence numbers, in order, and on SQLite the link before the first.
+    let (seqs, mut prev) = if sealed_inline {
+        let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+            .bind(count)
             .fetch_one(&mut **tx)
             .await?;
-        let position: i64 = head.try_get("seq")?;
+        let last: i64 = head.try_get("seq")?;
         let prev: String = head.try_get("hash")?;
-        (position, Some(prev))
+        ((last - count + 1..=last).collect::<Vec<i64>>(), Some(prev))
     } else {
-        let seq: i64 = sqlx::query("SELECT nextval('audit_events_seq') AS seq").fetch_one(&mut **tx).await?.try_get("seq")?;
-        (seq, None)
+        let rows = sqlx::query("SELECT nextval('audit_events_seq') AS seq FROM generate_series(1, $1) ORDER BY 1")
+            .bind(count)
+            .fetch_all(&mut **tx)
+            .await?;
+        (rows.iter().map(|row| row.try_get("seq")).collect::<Result<Vec<i64>, _>>()?, None)
     };
-    let fields = EventFields {
-        seq,
-        at: now,
-        actor: &actor,
-        action: event.action,
-        target: &event.target,
-        outcome: event.outcome.as_str(),
-        detail: &detail,
-        source_ip: event.source_ip.as_deref(),
-    };
-    let mac = event_mac(&key, &fields);
-    // Sealed here (SQLite): its position is its number, its link follows the head's.
-    let link = sealed.as_ref().map(|prev| (seal::link(&key, seq, prev, seq, &mac), prev.as_str()));
-    sqlx::query(
-        "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(seq)
-    .bind(now)
-    .bind(&actor)
-    .bind(event.action)
-    .bind(&event.target)
-    .bind(event.outcome.as_str())
-    .bind(&detail)
-    .bind(event.source_ip.as_deref())
-    .bind(&mac)
-    .bind(link.as_ref().map(|_| seq))
-    .bind(link.as_ref().map_or("", |(_, prev)| prev))
-    .bind(link.as_ref().map_or("", |(hash, _)| hash.as_str()))
-    .execute(&mut **tx)
-    .await?;
-    match link {
-        Some((hash, _)) => {
-            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut **tx).await?;
+    if seqs.len() != events.len() {
+        return Err(sqlx::Error::Protocol("the audit sequence gave too few numbers".into()));
+    }
+    // Each event's MAC, and when sealed here (SQLite) its link: its position is its number,
+    // and its link follows the one before.
+    let mut rows = Vec::with_capacity(events.len());
+    for (event, &seq) in events.iter().zip(&seqs) {
+        let mac = event_mac(&key, &event.fields(seq));
+        let link = match prev.take() {
+            Some(before) => {
+                let hash = seal::link(&key, seq, &before, seq, &mac);
+                prev = Some(hash.clone());
+                Some((before, hash))
+            }
+            None => None,
+        };
+        rows.push((event, seq, mac, link));
+    }
+    let mut rest = &rows[..];
+    while !rest.is_empty() {
+        let size = chunk_size(rest.len());
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        let values = (0..size)
+            .map(|i| {
+                let p = i * 12;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8,
+                    p + 9,
+                    p + 10,
+                    p + 11,
+                    p + 12
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash)
+             VALUES {values}"
+        );
+        let mut insert = sqlx::query(&sql);
+        for (event, seq, mac, link) in chunk {
+            insert = insert
+                .bind(*seq)
+                .bind(event.at)
+                .bind(&event.actor)
+                .bind(&event.action)
+                .bind(&event.target)
+                .bind(event.outcome.as_str())
+                .bind(&event.detail)
+                .bind(event.source_ip.as_deref())
+                .bind(mac)
+                .bind(link.as_ref().map(|_| *seq))
+                .bind(link.as_ref().map_or("", |(before, _)| before.as_str()))
+                .bind(link.as_ref().map_or("", |(_, hash)| hash.as_str()));
         }
-        None => tx.note_event(seq),
+        insert.execute(&mut **tx).await?;
+    }
+    match prev {
+        Some(last_link) => {
+            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&last_link).execute(&mut **tx).await?;
+        }
+        None => seqs.iter().for_each(|&seq| tx.note_event(seq)),
     }
     Ok(())
+}
+
+/// The rows of the next INSERT when `remaining` are left: the largest power of two that fits,
+/// at most [`INSERT_CHUNK`].
+fn chunk_size(remaining: usize) -> usize {
+    let fit = usize::BITS - 1 - remaining.leading_zeros();
+    (1usize << fit).min(INSERT_CHUNK)
+}
+
+impl crate::store::Batch for Pending {
+    fn write<'a>(
+        tx: &'a mut Tx,
+        items: &'a [Self],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a>> {
+        Box::pin(record_all(tx, items))
+    }
+}
+
+/// Group commit for requests whose only write is their audit event (a system's own token):
+/// the events waiting at the same moment are written together and committed once
+/// (`store::group`); each caller returns when its event is committed.
+#[derive(Debug, Clone)]
+pub struct Grouped(crate::store::GroupCommit<Pending>);
+
+impl Grouped {
+    pub fn start(store: &Store) -> Self {
+        Grouped(crate::store::GroupCommit::start(store.clone()))
+    }
+
+    /// Records `event` at `now` in a transaction of its own or shared with others; returns
+    /// when it is committed.
+    pub async fn record(&self, event: Event<'_>, now: UnixTime) -> Result<(), sqlx::Error> {
+        self.0.submit(Pending::new(event, now)).await
+    }
 }
 
 /// What `verify` found.
@@ -315,11 +437,10 @@ pub(crate) struct Head {
 }
 
 pub(crate) async fn head(executor: impl sqlx::Executor<'_, Database = sqlx::Any>) -> Result<Head, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT seq, hash, keyed_from, sealed_from, anchor_seq, anchor_hash FROM audit_head WHERE id = 1",
-    )
-    .fetch_one(executor)
-    .await?;
+    let row =
+        sqlx::query("SELECT seq, hash, keyed_from, sealed_from, anchor_seq, anchor_hash FROM audit_head WHERE id = 1")
+            .fetch_one(executor)
+            .await?;
     Ok(Head {
         seq: row.try_get("seq")?,
         hash: row.try_get("hash")?,
@@ -340,7 +461,10 @@ pub const MISSING_ACTION: &str = "audit.unsealed_events_missing";
 
 /// Whether the event carries a MAC and its content still matches it.
 fn mac_holds(key: &AuditKey, event: &archive::ArchivedEvent) -> bool {
-    event.mac.as_deref().is_some_and(|mac| crate::crypto::ct_eq(event_mac(key, &event.fields()).as_bytes(), mac.as_bytes()))
+    event
+        .mac
+        .as_deref()
+        .is_some_and(|mac| crate::crypto::ct_eq(event_mac(key, &event.fields()).as_bytes(), mac.as_bytes()))
 }
 
 /// Why a sealed event's link does not hold, if it does not. `keyed_from` and `sealed_from`
@@ -380,7 +504,8 @@ pub(crate) fn link_fault(
     }
 }
 
-pub(crate) const EVENT_COLUMNS: &str = "seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash";
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash";
 
 /// Walks the chain from the archive's anchor (or the start) in one consistent snapshot and
 /// reports the first broken link: a row whose content no longer matches its MAC or hash
@@ -416,7 +541,10 @@ async fn walk(tx: &mut Tx, key: &AuditKey, dialect: crate::store::Dialect) -> Re
         );
     }
     if head.sealed_from < head.keyed_from || head.sealed_from > head.seq + 1 {
-        return broken(head.sealed_from, "the start of the sealed chain lies outside the chain: the head row was altered".into());
+        return broken(
+            head.sealed_from,
+            "the start of the sealed chain lies outside the chain: the head row was altered".into(),
+        );
     }
     if head.anchor_seq < 0 || head.anchor_seq > head.seq {
         return broken(head.anchor_seq, "the archive anchor lies outside the chain: the head row was altered".into());
@@ -445,7 +573,10 @@ async fn walk(tx: &mut Tx, key: &AuditKey, dialect: crate::store::Dialect) -> Re
                 return broken(expected, format!("event {expected} is missing (deleted)"));
             }
             if event.prev_hash != prev {
-                return broken(position, "previous-hash does not match the preceding event (deleted or reordered)".into());
+                return broken(
+                    position,
+                    "previous-hash does not match the preceding event (deleted or reordered)".into(),
+                );
             }
             if let Some(reason) = link_fault(key, head.keyed_from, head.sealed_from, &event) {
                 return broken(position, reason.into());
@@ -568,4 +699,23 @@ pub(crate) fn stored_event(row: &sqlx::any::AnyRow) -> Result<StoredEvent, sqlx:
 fn serialize_japan_time<S: serde::Serializer>(at: &i64, serializer: S) -> Result<S::Ok, S::Error> {
     let text = crate::clock::japan_rfc3339(*at).map_err(serde::ser::Error::custom)?;
     serializer.serialize_str(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inserts_take_powers_of_two_and_add_up() {
+        for n in 1..=600 {
+            let (mut left, mut statements) = (n, 0);
+            while left > 0 {
+                let size = chunk_size(left);
+                assert!(size.is_power_of_two() && size <= INSERT_CHUNK && size <= left, "{n}: {size}");
+                left -= size;
+                statements += 1;
+            }
+            assert!(statements <= 8 + n / INSERT_CHUNK, "{n} events in {statements} statements");
+        }
+    }
 }

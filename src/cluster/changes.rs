@@ -4,8 +4,9 @@
 //! it when the transaction commits, and never if it rolls back. [`listen`] runs on every node
 //! and drops what the node holds for the change. Notices are a shortcut, never the truth:
 //! one sent while a node's listener was reconnecting is lost, so a node that (re)connects
-//! reloads everything, and the signing keys are reloaded every minute all the same
-//! (`jobs::spawn_key_reloader`).
+//! reloads everything, the signing keys are reloaded every minute all the same
+//! (`jobs::spawn_key_reloader`), and what a node caches of systems is read again after a
+//! second at most (`systems::cache`).
 
 use std::time::Duration;
 
@@ -66,7 +67,8 @@ async fn changed(app: &App, payload: &str) {
     app.metrics.cluster_notice(change.map_or("other", Change::as_str));
     match change {
         Some(Change::Keys) => reload_keys(app).await,
-        Some(Change::Revocation) => {}
+        // What a node keeps of systems (`systems::cache`) is read again.
+        Some(Change::Revocation | Change::Systems) => app.store.changes().count(),
         // A change this version does not know (a newer node's): drop everything.
         None => refresh_all(app).await,
     }
@@ -74,6 +76,7 @@ async fn changed(app: &App, payload: &str) {
 
 /// Drops everything this node holds.
 async fn refresh_all(app: &App) {
+    app.store.changes().count();
     reload_keys(app).await;
 }
 

@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::systems::{self, AuthMethod, Client};
+use crate::systems::{AuthMethod, Client};
 use crate::App;
 
 use super::error::OAuthError;
@@ -45,7 +45,7 @@ pub async fn authenticate_client(app: &App, headers: &HeaderMap, params: &Params
             (id.to_owned(), None, AuthMethod::None)
         }
     };
-    let client = systems::get(&app.store, &client_id).await?;
+    let client = app.clients.get(&app.store, app.stamp(), &client_id).await?;
     // One answer for unknown client, wrong secret, wrong method and disabled client.
     let failure = || OAuthError::invalid_client("client authentication failed");
     let Some(client) = client.filter(Client::is_active) else {

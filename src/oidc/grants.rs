@@ -147,7 +147,7 @@ async fn authorization_code(
         Ok(person) => person,
         Err(reason) => return Err(refuse(tx, &actor, now, format!("auth_code:{}", grant.id), reason).await),
     };
-    let minted = Minted::for_person(
+    let prepared = Prepared::for_person(
         app,
         &mut tx,
         PersonGrant {
@@ -187,8 +187,9 @@ async fn authorization_code(
     } else {
         None
     };
-    issued(&mut tx, &actor, now, &grant.person_id, "authorization_code", &minted.jti, &grant.auth.session_id).await?;
+    issued(&mut tx, &actor, now, &grant.person_id, "authorization_code", &prepared.jti, &grant.auth.session_id).await?;
     tx.commit().await?;
+    let minted = prepared.sign(app)?;
     Ok(TokenResponse {
         access_token: minted.access_token,
         token_type: "Bearer",
@@ -262,7 +263,7 @@ async fn refresh_token(
         },
     )
     .await?;
-    let minted = Minted::for_person(
+    let prepared = Prepared::for_person(
         app,
         &mut tx,
         PersonGrant {
@@ -282,8 +283,9 @@ async fn refresh_token(
         now,
     )
     .await?;
-    issued(&mut tx, &actor, now, &grant.person_id, "refresh_token", &minted.jti, &grant.session_id).await?;
+    issued(&mut tx, &actor, now, &grant.person_id, "refresh_token", &prepared.jti, &grant.session_id).await?;
     tx.commit().await?;
+    let minted = prepared.sign(app)?;
     Ok(TokenResponse {
         access_token: minted.access_token,
         token_type: "Bearer",
@@ -345,16 +347,12 @@ async fn client_credentials(
         &claims::service_access_token(&app.config.issuer, client, &scope, &jti, now),
     )?;
     // Every token issued is in the audit log (R16), the system's own too. Its event is its
-    // only write, so it goes through group commit: the issuances waiting at the same moment
-    // share one transaction, and each answer waits for that commit (store::group).
+    // only write, so it goes through group commit: the events waiting at the same moment are
+    // written together in one transaction, and each answer waits for that commit.
     let actor = Actor::Client(client.client_id.clone());
-    let target = format!("client:{}", client.client_id);
     let detail = serde_json::json!({"grant_type": "client_credentials", "jti": jti, "scope": scope});
-    let job: crate::store::Job = std::sync::Arc::new(move |tx| {
-        let (actor, target, detail) = (actor.clone(), target.clone(), detail.clone());
-        Box::pin(async move { Event::success(&actor, "token.issued", target, detail).record(tx, now).await })
-    });
-    app.store.write_grouped(job).await?;
+    let event = Event::success(&actor, "token.issued", format!("client:{}", client.client_id), detail);
+    app.grouped_events.record(event, now).await?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -399,18 +397,31 @@ struct PersonGrant<'a> {
     session_bound: bool,
 }
 
-/// An access token (stored for live-state checks) and an ID token for one person.
+/// An access token (stored for live-state checks) and an ID token for one person, read and
+/// recorded inside the grant's transaction and signed after it commits: signing (RS256 above
+/// all) is the slowest step, and on SQLite the transaction holds the one writer while it lasts.
+/// A signature cannot fail once the keys are loaded; if one did, the grant's writes would stand
+/// unanswered, as they would after a lost connection, and the client would start again.
+struct Prepared<'a> {
+    grant: PersonGrant<'a>,
+    roles: Vec<String>,
+    staff: claims::StaffFacts,
+    jti: String,
+    now: UnixTime,
+}
+
+/// The tokens signed.
 struct Minted {
     access_token: String,
     id_token: String,
-    jti: String,
 }
 
-impl Minted {
-    async fn for_person(app: &App, tx: &mut Tx, grant: PersonGrant<'_>, now: UnixTime) -> Result<Self, OAuthError> {
-        let person = grant.person;
+impl<'a> Prepared<'a> {
+    /// Checks what the person holds on the system, reads what the ID token tells of them and
+    /// records the access token, in `tx`.
+    async fn for_person(app: &App, tx: &mut Tx, mut grant: PersonGrant<'a>, now: UnixTime) -> Result<Self, OAuthError> {
         let with_card = grant.auth.acr == crate::authenticators::ACR_HWK;
-        let held: Vec<_> = grant.held.into_iter().filter(|h| with_card || !h.secret).collect();
+        let held: Vec<_> = std::mem::take(&mut grant.held).into_iter().filter(|h| with_card || !h.secret).collect();
         // A session that obtained a secret-class role idles out sooner (R6, R15).
         if grant.session_bound && held.iter().any(|h| h.secret) {
             crate::sessions::mark_secret_roles(tx, &grant.auth.session_id).await?;
@@ -420,13 +431,39 @@ impl Minted {
         }
         let roles: Vec<String> = held.into_iter().map(|h| h.name).collect();
         let jti = claims::new_jti();
+        let scopes: Vec<&str> = grant.scope.split(' ').collect();
+        let claims_request = ClaimsRequest::from_stored(grant.claims);
+        let requested = claims_request.names(claims::ClaimsTarget::IdToken);
+        let staff = claims::StaffFacts::read(app.store.pool(), grant.person, &scopes, &requested).await?;
+        access_tokens::record(
+            tx,
+            NewAccessToken {
+                jti: &jti,
+                client_id: &grant.client.client_id,
+                person_id: &grant.person.id,
+                session_id: grant.session_bound.then_some(grant.auth.session_id.as_str()),
+                code_id: grant.code_id,
+                family_id: Some(grant.family_id),
+                scope: grant.scope,
+                claims: grant.claims,
+                issued_at: now,
+                expires_at: now + grant.client.access_token_ttl,
+            },
+        )
+        .await?;
+        Ok(Prepared { grant, roles, staff, jti, now })
+    }
+
+    /// Signs the access token, then the ID token (whose `at_hash` covers it).
+    fn sign(self, app: &App) -> Result<Minted, OAuthError> {
+        let Prepared { grant, roles, staff, jti, now } = self;
         let access_token = app.keys.sign(
             crate::systems::SigningAlg::ES256,
             "at+jwt",
             &claims::access_token(AccessTokenInput {
                 issuer: &app.config.issuer,
                 client: grant.client,
-                person_id: &person.id,
+                person_id: &grant.person.id,
                 auth: grant.auth,
                 scope: grant.scope,
                 roles: &roles,
@@ -436,15 +473,13 @@ impl Minted {
         )?;
         let scopes: Vec<&str> = grant.scope.split(' ').collect();
         let claims_request = ClaimsRequest::from_stored(grant.claims);
-        let requested = claims_request.names(claims::ClaimsTarget::IdToken);
-        let staff = claims::StaffFacts::read(app.store.pool(), person, &scopes, &requested).await?;
         let id_token = app.keys.sign(
             grant.client.id_token_signed_response_alg,
             "JWT",
             &claims::id_token(IdTokenInput {
                 issuer: &app.config.issuer,
                 client: grant.client,
-                person,
+                person: grant.person,
                 staff: &staff,
                 auth: grant.auth,
                 scopes: &scopes,
@@ -456,23 +491,7 @@ impl Minted {
                 ttl: app.config.tokens.id_token_ttl,
             }),
         )?;
-        access_tokens::record(
-            tx,
-            NewAccessToken {
-                jti: &jti,
-                client_id: &grant.client.client_id,
-                person_id: &person.id,
-                session_id: grant.session_bound.then_some(grant.auth.session_id.as_str()),
-                code_id: grant.code_id,
-                family_id: Some(grant.family_id),
-                scope: grant.scope,
-                claims: grant.claims,
-                issued_at: now,
-                expires_at: now + grant.client.access_token_ttl,
-            },
-        )
-        .await?;
-        Ok(Minted { access_token, id_token, jti })
+        Ok(Minted { access_token, id_token })
     }
 }
 

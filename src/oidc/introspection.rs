@@ -78,6 +78,7 @@ pub async fn check_access_token(app: &App, token: &str) -> Result<Option<ActiveT
     if let Some(service) = ServiceToken::of(&claims) {
         return check_service_token(app, claims, service).await;
     }
+    // Read from the database every time: a revocation committed on any node holds at once.
     let now = app.clock.now();
     let Some(row) = live::row_token(app.store.pool(), now, &claims.jti).await? else { return Ok(None) };
     // The token's subject is its person, or for an older client_credentials token its client.

@@ -1,12 +1,90 @@
 //! Changes every node must hear of at once (R22): announced in the transaction that makes
-//! them, over PostgreSQL NOTIFY, delivered when it commits and never if it rolls back. Here,
-//! beside the transaction, so that what announces (revocation, keys) does not depend on the
+//! them, over PostgreSQL NOTIFY, delivered when it commits and never if it rolls back; and on
+//! this node, counted when that transaction commits, before its caller goes on. Here, beside
+//! the transaction, so that what announces (revocation, keys, systems) does not depend on the
 //! cluster that listens (`cluster::changes`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 
 use super::Tx;
 
+/// How many changes this node knows of. A cache notes the count before it reads the database
+/// and keeps what it read only while the count is unchanged, so that nothing read before a
+/// change committed is used after it.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn now(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Counts a change (committed here, or heard of from another node).
+    pub fn count(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 /// The channel of [`announce`].
 pub const CHANNEL: &str = "sekimori_changes";
+
+/// What a node keeps of what it read from the database, by key. An entry is used only in the
+/// second it was read in (Sekimori's clock: what it read was decided as of that second, as
+/// the database's own checks are) and only while no change was counted since before it was
+/// read. So a change announced on this node is seen by the next request; one announced on
+/// another node as soon as its notice arrives; and one whose notice was missed, or written by
+/// another process on a SQLite file, within a second. Only what exists is kept: anyone can ask
+/// for a key that does not.
+#[derive(Debug)]
+pub struct Kept<V> {
+    entries: RwLock<HashMap<String, Entry<V>>>,
+    /// Past it the cache starts afresh.
+    most_entries: usize,
+}
+
+/// When something was read: the count of changes before, and the clock's second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub changes: u64,
+    pub second: i64,
+}
+
+#[derive(Debug)]
+struct Entry<V> {
+    value: V,
+    read: Stamp,
+}
+
+impl<V: Clone> Kept<V> {
+    pub fn new(most_entries: usize) -> Self {
+        Kept { entries: RwLock::new(HashMap::new()), most_entries }
+    }
+
+    /// The value kept for `key`, if it was read with the stamp `now` (taken before the caller
+    /// would read the database).
+    pub fn get(&self, key: &str, now: Stamp) -> Option<V> {
+        let entries = self.entries.read().ok()?;
+        let entry = entries.get(key)?;
+        (entry.read == now).then(|| entry.value.clone())
+    }
+
+    /// Keeps `value`, read from the database after `read` was taken: a change counted since
+    /// makes it stale at once.
+    pub fn keep(&self, key: &str, value: V, read: Stamp) {
+        // A poisoned lock only means a panic elsewhere mid-insert: start afresh.
+        let mut entries = self.entries.write().unwrap_or_else(|poisoned| {
+            let mut entries = poisoned.into_inner();
+            entries.clear();
+            entries
+        });
+        if entries.len() >= self.most_entries {
+            entries.clear();
+        }
+        entries.insert(key.to_owned(), Entry { value, read });
+    }
+}
 
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,10 +92,12 @@ pub enum Change {
     /// A signing key was added (a rotation): every node reloads its keys, so that it verifies
     /// what the new key signs and publishes it in its JWKS.
     Keys,
-    /// Something was revoked. Revocation is read from the database on every introspection and
-    /// userinfo, so no node holds revoked state today; a per-node cache of live state must be
-    /// dropped on this notice.
+    /// Something was revoked: what a node keeps of systems (`systems::cache`) is read again.
+    /// (Revocation itself is read from the database on every introspection and userinfo.)
     Revocation,
+    /// A consuming system's registration changed (its status, secret, grants, scopes): every
+    /// node drops what it caches of systems. (An emergency stop, and its lift, revoke.)
+    Systems,
 }
 
 impl Change {
@@ -25,17 +105,20 @@ impl Change {
         match self {
             Change::Keys => "keys",
             Change::Revocation => "revocation",
+            Change::Systems => "systems",
         }
     }
 
     pub fn parse(payload: &str) -> Option<Change> {
-        [Change::Keys, Change::Revocation].into_iter().find(|change| change.as_str() == payload)
+        [Change::Keys, Change::Revocation, Change::Systems].into_iter().find(|change| change.as_str() == payload)
     }
 }
 
-/// Tells every node of `change` when `tx` commits. On SQLite (one node) it does nothing.
+/// Tells every node of `change` when `tx` commits: this one at once, the others (PostgreSQL)
+/// through NOTIFY.
 pub async fn announce(tx: &mut Tx, change: Change) -> Result<(), sqlx::Error> {
-    if tx.backend_name() != "PostgreSQL" {
+    tx.announced = true;
+    if tx.dialect() != super::Dialect::Postgres {
         return Ok(());
     }
     // pg_notify returns void, which the Any driver cannot decode: select something else.
@@ -46,4 +129,3 @@ pub async fn announce(tx: &mut Tx, change: Change) -> Result<(), sqlx::Error> {
         .await?;
     Ok(())
 }
-

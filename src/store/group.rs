@@ -1,114 +1,137 @@
 //! Group commit: many small write transactions from concurrent requests committed as one, as
-//! a database does with its log. A request hands its writes over as a job and waits; one task
-//! takes the jobs waiting at that moment, runs them one after the other in a single
-//! transaction, commits once, and only then answers each request. A job's writes are durable
-//! when its caller hears `Ok`, exactly as with its own transaction: a crash before the commit
-//! loses the whole batch, and no caller was answered.
+//! a database does with its log. A request hands its writes over as an item and waits; one task
+//! takes the items waiting at that moment, writes them all in a single transaction — with as
+//! few statements as their kind allows ([`Batch::write`]) — commits once, and only then answers
+//! each request. An item's writes are durable when its caller hears `Ok`, exactly as with its
+//! own transaction: a crash before the commit loses the whole batch, and no caller was answered.
 //!
 //! On SQLite this turns N transactions on the one writer connection (each a BEGIN, its
 //! statements, a COMMIT that writes the touched pages to the WAL) into one; on PostgreSQL, N
-//! commits each waiting for its WAL flush into one flush.
+//! commits each waiting for its WAL flush into one flush, and N rounds of statements into one,
+//! with a few batches under way at once (their order is the sealer's business, not theirs).
 //!
-//! A job that fails takes the batch's transaction with it: the batch is rolled back, and every
-//! job in it is run again in a transaction of its own, so each caller hears its own outcome and
-//! the others are not held responsible. Jobs must therefore be safe to run again after a
-//! rollback (they are: a rolled-back transaction left nothing), and they must only write.
+//! A batch that fails is rolled back, and every item in it is written again in a transaction
+//! of its own, so each caller hears its own outcome and the others are not held responsible.
+//! Items must therefore be safe to write again after a rollback (they are: a rolled-back
+//! transaction left nothing), and their writes must only write.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::{Store, Tx};
+use super::{Dialect, Store, Tx};
 
-/// The writes of one request, run inside the transaction it is given.
-pub type Job = Arc<dyn for<'a> Fn(&'a mut Tx) -> Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + 'a>> + Send + Sync>;
+/// What the writes of one request are, and how many of them are written at once.
+pub trait Batch: Send + Sync + Sized + 'static {
+    /// Writes `items` inside `tx`.
+    fn write<'a>(
+        tx: &'a mut Tx,
+        items: &'a [Self],
+    ) -> Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + 'a>>;
+}
 
-/// The most jobs one transaction takes.
+/// The most items one transaction takes.
 const MOST: usize = 256;
+
+/// How many batches are committed at once on PostgreSQL.
+const POSTGRES_COMMITTERS: usize = 4;
 
 type Reply = oneshot::Sender<Result<(), sqlx::Error>>;
 
-/// The queue to the group-commit task of one store.
-#[derive(Debug, Clone)]
-pub(super) struct GroupCommit {
-    queue: mpsc::Sender<(Job, Reply)>,
+/// The queue to a group-commit task.
+#[derive(Debug)]
+pub struct GroupCommit<T> {
+    queue: mpsc::Sender<(T, Reply)>,
 }
 
-impl GroupCommit {
-    /// Starts the task that commits the jobs of `store` (a copy without a queue of its own, so
-    /// that the task ends when the last copy of the store with the queue is dropped).
-    pub(super) fn start(store: Store) -> Self {
-        let (queue, jobs) = mpsc::channel(4 * MOST);
-        tokio::spawn(run(store, jobs));
+impl<T> Clone for GroupCommit<T> {
+    fn clone(&self) -> Self {
+        GroupCommit { queue: self.queue.clone() }
+    }
+}
+
+impl<T: Batch> GroupCommit<T> {
+    /// Starts the task that commits the items given to this queue (and its clones) on `store`;
+    /// it ends when the last of them is dropped.
+    pub fn start(store: Store) -> Self {
+        let (queue, items) = mpsc::channel(4 * MOST);
+        // SQLite writes on one connection: one committer. PostgreSQL commits side by side, and
+        // a batch spends most of its time waiting for round trips and its WAL flush, so a few
+        // committers each take what is waiting while the others wait for the server.
+        let committers = match store.dialect() {
+            Dialect::Sqlite => 1,
+            Dialect::Postgres => POSTGRES_COMMITTERS,
+        };
+        let items = Arc::new(Mutex::new(items));
+        for _ in 0..committers {
+            tokio::spawn(run(store.clone(), items.clone()));
+        }
         GroupCommit { queue }
     }
 
-    pub(super) async fn submit(&self, job: Job) -> Result<(), sqlx::Error> {
+    /// Writes `item` with the others waiting now; returns when they are committed, or with the
+    /// error that kept this one from it (nothing of it written).
+    pub async fn submit(&self, item: T) -> Result<(), sqlx::Error> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((job, reply)).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        self.queue.send((item, reply)).await.map_err(|_| sqlx::Error::PoolClosed)?;
         answer.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 }
 
-async fn run(store: Store, mut jobs: mpsc::Receiver<(Job, Reply)>) {
-    let mut batch = Vec::with_capacity(MOST);
-    while jobs.recv_many(&mut batch, MOST).await > 0 {
-        commit_batch(&store, &mut batch).await;
+/// One committer: takes what is waiting (the others wait their turn to take), commits it.
+async fn run<T: Batch>(store: Store, queue: Arc<Mutex<mpsc::Receiver<(T, Reply)>>>) {
+    let mut waiting = Vec::with_capacity(MOST);
+    loop {
+        if queue.lock().await.recv_many(&mut waiting, MOST).await == 0 {
+            return;
+        }
+        let (items, replies): (Vec<T>, Vec<Reply>) = waiting.drain(..).unzip();
+        commit_batch(&store, items, replies).await;
     }
 }
 
-/// Runs the batch in one transaction; on any failure, each job alone.
-async fn commit_batch(store: &Store, batch: &mut Vec<(Job, Reply)>) {
-    if batch.len() > 1 {
-        match together(store, batch).await {
-            Together::Committed => {
-                for (_, reply) in batch.drain(..) {
+/// Writes the batch in one transaction; on any failure, each item alone.
+async fn commit_batch<T: Batch>(store: &Store, items: Vec<T>, replies: Vec<Reply>) {
+    if items.len() > 1 {
+        match in_one(store, &items).await {
+            Ok(()) => {
+                for reply in replies {
                     let _ = reply.send(Ok(()));
                 }
                 return;
             }
-            // Whether a commit that failed took effect cannot be known: running the jobs
-            // again might do them twice, so every caller hears the error.
-            Together::CommitFailed(e) => {
+            // Whether a commit that failed took effect cannot be known: writing the items
+            // again might write them twice, so every caller hears the error.
+            Err(Failed::Commit(e)) => {
                 let message = e.to_string();
-                for (_, reply) in batch.drain(..) {
+                for reply in replies {
                     let _ = reply.send(Err(sqlx::Error::Protocol(format!("group commit failed: {message}"))));
                 }
                 return;
             }
-            Together::RolledBack => {}
+            Err(Failed::Write(_)) => {}
         }
     }
-    for (job, reply) in batch.drain(..) {
-        let _ = reply.send(alone(store, &job).await);
+    for (item, reply) in items.iter().zip(replies) {
+        let alone = in_one(store, std::slice::from_ref(item)).await.map_err(|(Failed::Write(e) | Failed::Commit(e))| e);
+        let _ = reply.send(alone);
     }
 }
 
-enum Together {
-    Committed,
-    RolledBack,
-    CommitFailed(sqlx::Error),
+enum Failed {
+    /// The writes or the BEGIN failed: nothing was written.
+    Write(sqlx::Error),
+    /// The COMMIT failed: whether it took effect is unknown.
+    Commit(sqlx::Error),
 }
 
-async fn together(store: &Store, batch: &[(Job, Reply)]) -> Together {
-    let Ok(mut tx) = store.begin().await else { return Together::RolledBack };
-    for (job, _) in batch {
-        if job(&mut tx).await.is_err() {
-            // Dropping the transaction rolls it back.
-            let _ = tx.rollback().await;
-            return Together::RolledBack;
-        }
+async fn in_one<T: Batch>(store: &Store, items: &[T]) -> Result<(), Failed> {
+    let mut tx = store.begin().await.map_err(Failed::Write)?;
+    if let Err(e) = T::write(&mut tx, items).await {
+        let _ = tx.rollback().await;
+        return Err(Failed::Write(e));
     }
-    match tx.commit().await {
-        Ok(()) => Together::Committed,
-        Err(e) => Together::CommitFailed(e),
-    }
-}
-
-async fn alone(store: &Store, job: &Job) -> Result<(), sqlx::Error> {
-    let mut tx = store.begin().await?;
-    job(&mut tx).await?;
-    tx.commit().await
+    tx.commit().await.map_err(Failed::Commit)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 pub mod changes;
 mod group;
 
-pub use group::Job;
+pub use group::{Batch, GroupCommit};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
@@ -31,6 +31,10 @@ pub struct Tx {
     /// sealer when it commits.
     recorded: Vec<i64>,
     committed: Arc<CommittedEvents>,
+    /// Whether this transaction announced a change (`changes::announce`): its commit then
+    /// counts one in `changes`, which is what this node's caches watch.
+    announced: bool,
+    changes: Arc<changes::Counter>,
 }
 
 /// Audit events this process committed, which its sealer has not yet seen sealed; and the
@@ -66,6 +70,9 @@ impl Tx {
         self.inner.commit().await?;
         if !self.recorded.is_empty() {
             self.committed.push(&self.recorded);
+        }
+        if self.announced {
+            self.changes.count();
         }
         Ok(())
     }
@@ -140,9 +147,8 @@ pub struct Store {
     /// `connect` makes its own), so stores opened with different keys never mix them.
     audit_key: Arc<OnceLock<AuditKey>>,
     committed: Arc<CommittedEvents>,
-    /// The group-commit queue ([`Store::write_grouped`]); None in the group-commit task's
-    /// own copy.
-    group: Option<group::GroupCommit>,
+    /// Changes announced through this store or heard from other nodes (`changes`).
+    changes: Arc<changes::Counter>,
 }
 
 /// The store already holds another audit key.
@@ -214,16 +220,14 @@ impl Store {
             Dialect::Sqlite => Self::open_pool(dialect, &options, 1).await?,
             Dialect::Postgres => pool.clone(),
         };
-        let mut store = Self {
+        Ok(Self {
             pool,
             writer,
             dialect,
             audit_key: Arc::new(OnceLock::new()),
             committed: Arc::new(CommittedEvents::default()),
-            group: None,
-        };
-        store.group = Some(group::GroupCommit::start(store.clone()));
-        Ok(store)
+            changes: Arc::new(changes::Counter::default()),
+        })
     }
 
     async fn open_pool(dialect: Dialect, options: &AnyConnectOptions, connections: u32) -> Result<AnyPool, StoreError> {
@@ -304,27 +308,22 @@ impl Store {
             dialect: self.dialect,
             recorded: Vec::new(),
             committed: self.committed.clone(),
+            announced: false,
+            changes: self.changes.clone(),
         }
+    }
+
+    /// The changes this node knows of: announced through this store (counted when their
+    /// transaction commits) or heard from other nodes. A cache keeps what it read only while
+    /// this count stays the one it saw before reading.
+    pub fn changes(&self) -> &changes::Counter {
+        &self.changes
     }
 
     /// The audit events committed through this store (and its clones) not yet taken by the
     /// sealer.
     pub fn committed_events(&self) -> &CommittedEvents {
         &self.committed
-    }
-
-    /// Runs `job`'s writes in a transaction shared with the jobs of other requests waiting at
-    /// the same moment, committed once for all (group commit, see `store::group`). Returns when
-    /// the writes are committed, or with the error that kept them from it (nothing written).
-    pub async fn write_grouped(&self, job: Job) -> Result<(), sqlx::Error> {
-        match &self.group {
-            Some(group) => group.submit(job).await,
-            None => {
-                let mut tx = self.begin().await?;
-                job(&mut tx).await?;
-                tx.commit().await
-            }
-        }
     }
 
     /// Begins a transaction for reading (on SQLite, on the readers' pool: it takes no write

@@ -2,6 +2,7 @@
 //! reading here; everyday administration in [`changes`] (change the settings), [`status`]
 //! (disable, enable) and [`secret`] (rotation with a grace period).
 
+pub mod cache;
 mod changes;
 mod rules;
 mod secret;
@@ -451,7 +452,9 @@ pub async fn list(store: &Store) -> Result<Vec<Client>, ClientError> {
 /// client apply one after the other instead of the second overwriting the first.
 async fn get_locked(tx: &mut Tx, client_id: &str) -> Result<Client, ClientError> {
     if client_id == CONSOLE_CLIENT_ID {
-        return Err(ClientError::StateConflict("the admin console is provisioned by Sekimori at start, not changed here"));
+        return Err(ClientError::StateConflict(
+            "the admin console is provisioned by Sekimori at start, not changed here",
+        ));
     }
     // A write that changes nothing takes the row lock on PostgreSQL without dialect-specific
     // SQL (`FOR UPDATE`); on SQLite the transaction already holds the one write lock.
@@ -463,6 +466,8 @@ async fn get_locked(tx: &mut Tx, client_id: &str) -> Result<Client, ClientError>
     if locked == 0 {
         return Err(ClientError::NotFound);
     }
+    // Whatever the change, every node drops what it caches of systems when it commits.
+    crate::store::changes::announce(tx, crate::store::changes::Change::Systems).await?;
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1"))
         .bind(client_id)
         .fetch_one(&mut **tx)

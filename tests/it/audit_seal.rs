@@ -107,12 +107,7 @@ async fn recompute_plain_chain(store: &Store) {
     }
     // keyed_from and sealed_from stay: moving them past every event makes the whole log look
     // older than the keyed chain, which only a checkpoint reveals (audit_tamper.rs).
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2")
-        .bind(position)
-        .bind(&prev)
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2").bind(position).bind(&prev).execute(pool).await.unwrap();
 }
 
 /// Each kind of tampering, on a fresh log of ten events, sealed (`sealed`) or not. (On SQLite
@@ -163,9 +158,17 @@ async fn tamper(db: Db, sealed: bool, kind: &str) {
             .unwrap();
             if sealed {
                 // Spliced into the chain at position 5, the rest moved up.
-                pool.execute("UPDATE audit_events SET chain_pos = chain_pos + 1000 WHERE chain_pos >= 5").await.unwrap();
-                pool.execute("UPDATE audit_events SET chain_pos = chain_pos - 999 WHERE chain_pos >= 1000").await.unwrap();
-                sqlx::query("UPDATE audit_events SET chain_pos = 5 WHERE seq = $1").bind(seq).execute(pool).await.unwrap();
+                pool.execute("UPDATE audit_events SET chain_pos = chain_pos + 1000 WHERE chain_pos >= 5")
+                    .await
+                    .unwrap();
+                pool.execute("UPDATE audit_events SET chain_pos = chain_pos - 999 WHERE chain_pos >= 1000")
+                    .await
+                    .unwrap();
+                sqlx::query("UPDATE audit_events SET chain_pos = 5 WHERE seq = $1")
+                    .bind(seq)
+                    .execute(pool)
+                    .await
+                    .unwrap();
             }
             broken(&store, &what).await;
         }
@@ -235,6 +238,7 @@ macro_rules! tampering {
             truncated_sealed_tail_is_caught_by_a_checkpoint,
             concurrent_writers_and_sealers_make_one_chain,
             group_commit_answers_each_job_with_its_own_outcome,
+            grouped_events_are_written_in_batches_into_one_chain,
             killed_with_token_requests_in_flight_loses_no_event,
         );
     };
@@ -263,8 +267,14 @@ async fn concurrent_writers_and_sealers_make_one_chain(db: Db) {
             let store = store.clone();
             tokio::spawn(async move {
                 let mut tx = store.begin().await.unwrap();
-                Event::success(&Actor::System, "test.event", format!("w:{i}"), json!({})).record(&mut tx, 1).await.unwrap();
-                Event::success(&Actor::System, "test.second", format!("w:{i}"), json!({})).record(&mut tx, 1).await.unwrap();
+                Event::success(&Actor::System, "test.event", format!("w:{i}"), json!({}))
+                    .record(&mut tx, 1)
+                    .await
+                    .unwrap();
+                Event::success(&Actor::System, "test.second", format!("w:{i}"), json!({}))
+                    .record(&mut tx, 1)
+                    .await
+                    .unwrap();
                 if i % 7 == 0 {
                     tx.rollback().await.unwrap();
                 } else {
@@ -299,26 +309,37 @@ async fn concurrent_writers_and_sealers_make_one_chain(db: Db) {
     drop_database(&url).await;
 }
 
-/// Jobs committed together: each caller hears its own outcome; a failing job is rolled back
+/// A request's writes for group commit: its event, and for every 50th from the 7th a write
+/// that fails after it.
+struct GroupedWrite(usize);
+
+impl sekimori::store::Batch for GroupedWrite {
+    fn write<'a>(
+        tx: &'a mut sekimori::store::Tx,
+        items: &'a [Self],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a>> {
+        Box::pin(async move {
+            for GroupedWrite(i) in items {
+                Event::success(&Actor::System, "test.grouped", format!("g:{i}"), json!({})).record(tx, 1).await?;
+                if i % 50 == 7 {
+                    // A write that fails after the event: nothing of this request may stay.
+                    sqlx::query("INSERT INTO no_such_table VALUES (1)").execute(&mut **tx).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Writes committed together: each caller hears its own outcome; a failing one is rolled back
 /// alone, the others are written once, with their events in the chain.
 async fn group_commit_answers_each_job_with_its_own_outcome(db: Db) {
     let (url, store) = store(db).await;
+    let group = sekimori::store::GroupCommit::start(store.clone());
     let jobs: Vec<_> = (0..300)
         .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let job: sekimori::store::Job = std::sync::Arc::new(move |tx| {
-                    Box::pin(async move {
-                        Event::success(&Actor::System, "test.grouped", format!("g:{i}"), json!({})).record(tx, 1).await?;
-                        if i % 50 == 7 {
-                            // A write that fails after the event: nothing of this job may stay.
-                            sqlx::query("INSERT INTO no_such_table VALUES (1)").execute(&mut **tx).await?;
-                        }
-                        Ok(())
-                    })
-                });
-                (i, store.write_grouped(job).await.is_ok())
-            })
+            let group = group.clone();
+            tokio::spawn(async move { (i, group.submit(GroupedWrite(i)).await.is_ok()) })
         })
         .collect();
     let mut failed = Vec::new();
@@ -340,6 +361,61 @@ async fn group_commit_answers_each_job_with_its_own_outcome(db: Db) {
     assert_eq!(targets.len(), 300 - failed.len(), "each succeeded job once");
     assert!(failed.iter().all(|f| !targets.contains(f)), "no failed job left its event");
     assert!(matches!(audit::verify(&store).await.unwrap(), Verification::Intact { unsealed: 0, .. }));
+    store.close().await;
+    drop_database(&url).await;
+}
+
+/// Events recorded through group commit from many requests at once (written several to a
+/// statement): each once, each with its own number, all in one chain that verifies, beside
+/// events recorded one at a time.
+async fn grouped_events_are_written_in_batches_into_one_chain(db: Db) {
+    let (url, store) = store(db).await;
+    let grouped = audit::Grouped::start(&store);
+    let writers: Vec<_> = (0..700)
+        .map(|i| {
+            let (grouped, store) = (grouped.clone(), store.clone());
+            tokio::spawn(async move {
+                if i % 10 == 0 {
+                    let mut tx = store.begin().await.unwrap();
+                    Event::success(&Actor::System, "test.alone", format!("a:{i}"), json!({}))
+                        .record(&mut tx, 5)
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                } else {
+                    let actor = Actor::Client(format!("c{i}"));
+                    let event = Event::failure(&actor, "test.batched", format!("b:{i}"), json!({"i": i}));
+                    grouped.record(event.from_source(Some("192.0.2.1".into())), 5).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    seal::seal(&store).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT seq, target, actor, outcome, source_ip FROM audit_events WHERE action = 'test.batched' ORDER BY seq",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 630, "every batched event once");
+    let mut targets: Vec<String> = rows.iter().map(|r| r.try_get("target").unwrap()).collect();
+    targets.sort();
+    targets.dedup();
+    assert_eq!(targets.len(), 630, "no event twice");
+    for row in &rows {
+        let target: String = row.try_get("target").unwrap();
+        let actor: String = row.try_get("actor").unwrap();
+        assert_eq!(actor, format!("client:c{}", &target[2..]), "each event's own fields");
+        assert_eq!(row.try_get::<String, _>("outcome").unwrap(), "failure");
+        assert_eq!(row.try_get::<Option<String>, _>("source_ip").unwrap().as_deref(), Some("192.0.2.1"));
+    }
+    match audit::verify(&store).await.unwrap() {
+        Verification::Intact { events, unsealed, .. } => assert_eq!((events, unsealed), (700, 0)),
+        broken => panic!("{broken:?}"),
+    }
     store.close().await;
     drop_database(&url).await;
 }
@@ -469,7 +545,8 @@ async fn killed_with_token_requests_in_flight_loses_no_event(db: Db) {
             .unwrap()
             .iter()
             .filter_map(|row| {
-                let detail: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>("detail").unwrap()).ok()?;
+                let detail: serde_json::Value =
+                    serde_json::from_str(&row.try_get::<String, _>("detail").unwrap()).ok()?;
                 detail["jti"].as_str().map(str::to_owned)
             })
             .collect();

@@ -163,6 +163,39 @@ async fn a_revocation_on_one_node_holds_on_the_other_within_a_second() {
     a.stop().await;
 }
 
+/// R22: what node B keeps of a consuming system (its client authentication) is dropped when
+/// node A disables it: B refuses the system within a second of A's answer, and A at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(sekimori_postgres_tests), ignore = "SEKIMORI_TEST_POSTGRES_URL was not set when the tests were built")]
+async fn a_system_disabled_on_one_node_is_refused_by_the_other_within_a_second() {
+    let a = TestServer::start(Db::Postgres).await;
+    let b = a.another_node().await;
+    let (_, secret) = a
+        .add_client(json!({"client_id": "renkei", "name": "連携基盤", "client_type": "confidential",
+                           "redirect_uris": [CALLBACK], "grant_types": ["client_credentials"],
+                           "service_scopes": ["renkei.read"]}))
+        .await;
+    let secret = secret.unwrap();
+    let grant = [("grant_type", "client_credentials"), ("scope", "renkei.read")];
+    // Both nodes have authenticated the system (and keep it).
+    for node in [&a, &b, &a, &b] {
+        let (status, body, _) = token_request(node, Some(("renkei", &secret)), &grant).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = a.admin(reqwest::Method::POST, "/api/v1/clients/renkei/disable", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = token_request(&a, Some(("renkei", &secret)), &grant).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "node A at once: {body}");
+    let (secret, node_b) = (secret.as_str(), &b);
+    let took = within(Duration::from_secs(1), "node B refuses the disabled system", || async move {
+        token_request(node_b, Some(("renkei", secret)), &grant).await.0 == 401
+    })
+    .await;
+    eprintln!("R22: system disabled on node A → refused by node B after {:.1} ms", took.as_secs_f64() * 1000.0);
+    b.stop().await;
+    a.stop().await;
+}
+
 /// R22: a key rotated on node A (signing at once) is published and trusted by node B at once,
 /// not at B's next periodic reload a minute later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreIdTokenClaims, CoreRevocableToken};
 use openidconnect::{
     AccessToken, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EmptyAdditionalClaims, IntrospectionUrl,
@@ -408,6 +410,22 @@ async fn client_credentials_grant(db: Db) {
     let answer = introspect(&server, &client, token.access_token().secret()).await;
     assert!(answer.active());
     assert_eq!(answer.sub(), Some("juki"), "RFC 9068 §2.2: sub is the client itself");
+    // Its signature, once checked, is not checked again for the same bytes; any other bytes
+    // are checked: a changed signature or a changed payload under the old signature fails.
+    assert!(introspect(&server, &client, token.access_token().secret()).await.active(), "again");
+    let parts: Vec<&str> = token.access_token().secret().split('.').collect();
+    let mut signature = parts[2].to_owned();
+    let middle = signature.len() / 2;
+    let changed = if &signature[middle..=middle] == "A" { "B" } else { "A" };
+    signature.replace_range(middle..=middle, changed);
+    let resigned = format!("{}.{}.{}", parts[0], parts[1], signature);
+    assert!(!introspect(&server, &client, &resigned).await.active(), "a changed signature");
+    let mut payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    payload["scope"] = json!("juki.read juki.write");
+    let rewritten =
+        format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap()), parts[2]);
+    assert!(!introspect(&server, &client, &rewritten).await.active(), "a changed payload");
+    assert!(introspect(&server, &client, token.access_token().secret()).await.active(), "the token itself still");
     assert_eq!(answer.scopes().unwrap().iter().map(|s| s.to_string()).collect::<Vec<_>>(), vec!["juki.read"]);
     // No person behind it: userinfo refuses.
     let userinfo = server
@@ -438,13 +456,28 @@ async fn client_credentials_grant(db: Db) {
     )
     .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")));
-    // A disabled client's tokens die with it.
-    sqlx::query("UPDATE clients SET status = 'disabled' WHERE client_id = $1")
+    // Its live state is read from the database each time: a revocation written by anything
+    // else (another node, another process) holds at once.
+    let (status, body, _) =
+        crate::common::token_request(&server, Some((&client_id, &secret)), &form("juki.read")).await;
+    assert_eq!(status, 200, "{body}");
+    let second = body["access_token"].as_str().unwrap().to_owned();
+    assert!(introspect(&server, &client, &second).await.active());
+    let payload = second.split('.').nth(1).unwrap();
+    let jti = serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()["jti"].clone();
+    sqlx::query("INSERT INTO revoked_access_tokens (jti, client_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(jti.as_str().unwrap())
         .bind("juki")
+        .bind(server.app.clock.now() + 3600)
         .execute(server.app.store.pool())
         .await
         .unwrap();
+    assert!(!introspect(&server, &client, &second).await.active(), "revoked by another writer: inactive at once");
+    // A disabled client's tokens die with it, at once.
     let (other, _) = discover_client(&server, &zeimu, Some(zeimu_secret)).await;
+    assert!(introspect(&server, &other, token.access_token().secret()).await.active(), "kept as live by this node");
+    let (status, body) = server.admin(reqwest::Method::POST, "/api/v1/clients/juki/disable", None).await;
+    assert_eq!(status, 200, "{body}");
     assert!(!introspect(&server, &other, token.access_token().secret()).await.active());
     server.stop().await;
 }
