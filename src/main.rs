@@ -14,6 +14,12 @@ use sekimori::store::Store;
 use sekimori::systems::SigningAlg;
 use sekimori::{App, Listeners};
 
+/// mimalloc rather than the system allocator: a request allocates and frees many small buffers
+/// (headers, JSON, SQL rows) across threads, and glibc's malloc took a tenth of the CPU under
+/// load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod client_cmd;
 mod emergency_cmd;
 mod report_cmd;
