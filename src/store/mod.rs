@@ -171,6 +171,9 @@ fn check_sqlite_directory(database_url: &str) -> Result<(), StoreError> {
     }
 }
 
+/// How long a pooled connection may sit idle before it is pinged when handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -234,6 +237,19 @@ impl Store {
         Ok(AnyPoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection it hands out, by default: a round trip to PostgreSQL
+            // (or a hop to SQLite's worker thread) before every query. Only a connection that sat
+            // idle long enough for the server to have gone (a restart, a failover) is pinged; one
+            // in use moments ago is not, and if it breaks, its query fails and it is discarded.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
