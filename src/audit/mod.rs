@@ -324,32 +324,8 @@ async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Error> 
         let size = chunk_size(rest.len());
         let (chunk, after) = rest.split_at(size);
         rest = after;
-        let values = (0..size)
-            .map(|i| {
-                let p = i * 12;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8,
-                    p + 9,
-                    p + 10,
-                    p + 11,
-                    p + 12
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash)
-             VALUES {values}"
-        );
-        let mut insert = sqlx::query(&sql);
+        let sql = insert_sql(size).ok_or_else(|| sqlx::Error::Protocol(format!("no INSERT of {size} audit events")))?;
+        let mut insert = sqlx::query(sql);
         for (event, seq, mac, link) in chunk {
             insert = insert
                 .bind(*seq)
@@ -374,6 +350,31 @@ async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Error> 
         None => seqs.iter().for_each(|&seq| tx.note_event(seq)),
     }
     Ok(())
+}
+
+/// The INSERT of `rows` events (a power of two up to [`INSERT_CHUNK`]), its text made once:
+/// every audited write in the system runs one.
+fn insert_sql(rows: usize) -> Option<&'static str> {
+    static TEXTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let mut texts = Vec::new();
+        let mut rows = 1;
+        while rows <= INSERT_CHUNK {
+            let values = (0..rows)
+                .map(|row| {
+                    let params = (1..=12).map(|k| format!("${}", row * 12 + k)).collect::<Vec<_>>();
+                    format!("({})", params.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            texts.push(format!(
+                "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash)
+                 VALUES {values}"
+            ));
+            rows *= 2;
+        }
+        texts
+    });
+    TEXTS.get(rows.trailing_zeros() as usize).filter(|_| rows.is_power_of_two()).map(String::as_str)
 }
 
 /// The rows of the next INSERT when `remaining` are left: the largest power of two that fits,
@@ -437,10 +438,11 @@ pub(crate) struct Head {
 }
 
 pub(crate) async fn head(executor: impl sqlx::Executor<'_, Database = sqlx::Any>) -> Result<Head, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT seq, hash, keyed_from, sealed_from, anchor_seq, anchor_hash FROM audit_head WHERE id = 1")
-            .fetch_one(executor)
-            .await?;
+    let row = sqlx::query(
+        "SELECT seq, hash, keyed_from, sealed_from, anchor_seq, anchor_hash FROM audit_head WHERE id = 1",
+    )
+    .fetch_one(executor)
+    .await?;
     Ok(Head {
         seq: row.try_get("seq")?,
         hash: row.try_get("hash")?,
@@ -461,10 +463,7 @@ pub const MISSING_ACTION: &str = "audit.unsealed_events_missing";
 
 /// Whether the event carries a MAC and its content still matches it.
 fn mac_holds(key: &AuditKey, event: &archive::ArchivedEvent) -> bool {
-    event
-        .mac
-        .as_deref()
-        .is_some_and(|mac| crate::crypto::ct_eq(event_mac(key, &event.fields()).as_bytes(), mac.as_bytes()))
+    event.mac.as_deref().is_some_and(|mac| crate::crypto::ct_eq(event_mac(key, &event.fields()).as_bytes(), mac.as_bytes()))
 }
 
 /// Why a sealed event's link does not hold, if it does not. `keyed_from` and `sealed_from`
@@ -504,8 +503,7 @@ pub(crate) fn link_fault(
     }
 }
 
-pub(crate) const EVENT_COLUMNS: &str =
-    "seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash";
+pub(crate) const EVENT_COLUMNS: &str = "seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash";
 
 /// Walks the chain from the archive's anchor (or the start) in one consistent snapshot and
 /// reports the first broken link: a row whose content no longer matches its MAC or hash
@@ -541,10 +539,7 @@ async fn walk(tx: &mut Tx, key: &AuditKey, dialect: crate::store::Dialect) -> Re
         );
     }
     if head.sealed_from < head.keyed_from || head.sealed_from > head.seq + 1 {
-        return broken(
-            head.sealed_from,
-            "the start of the sealed chain lies outside the chain: the head row was altered".into(),
-        );
+        return broken(head.sealed_from, "the start of the sealed chain lies outside the chain: the head row was altered".into());
     }
     if head.anchor_seq < 0 || head.anchor_seq > head.seq {
         return broken(head.anchor_seq, "the archive anchor lies outside the chain: the head row was altered".into());
@@ -573,10 +568,7 @@ async fn walk(tx: &mut Tx, key: &AuditKey, dialect: crate::store::Dialect) -> Re
                 return broken(expected, format!("event {expected} is missing (deleted)"));
             }
             if event.prev_hash != prev {
-                return broken(
-                    position,
-                    "previous-hash does not match the preceding event (deleted or reordered)".into(),
-                );
+                return broken(position, "previous-hash does not match the preceding event (deleted or reordered)".into());
             }
             if let Some(reason) = link_fault(key, head.keyed_from, head.sealed_from, &event) {
                 return broken(position, reason.into());
@@ -717,5 +709,18 @@ mod tests {
             }
             assert!(statements <= 8 + n / INSERT_CHUNK, "{n} events in {statements} statements");
         }
+    }
+
+    #[test]
+    fn each_insert_text_has_twelve_parameters_a_row() {
+        let mut rows = 1;
+        while rows <= INSERT_CHUNK {
+            let sql = insert_sql(rows).unwrap();
+            assert_eq!(sql.matches('(').count(), rows + 1, "{rows}");
+            assert!(sql.contains(&format!("${})", rows * 12)) && !sql.contains(&format!("${}", rows * 12 + 1)));
+            rows *= 2;
+        }
+        assert_eq!(insert_sql(3), None);
+        assert_eq!(insert_sql(2 * INSERT_CHUNK), None);
     }
 }

@@ -405,6 +405,8 @@ struct PersonGrant<'a> {
 struct Prepared<'a> {
     grant: PersonGrant<'a>,
     roles: Vec<String>,
+    scopes: Vec<&'a str>,
+    claims_request: ClaimsRequest,
     staff: claims::StaffFacts,
     jti: String,
     now: UnixTime,
@@ -431,7 +433,7 @@ impl<'a> Prepared<'a> {
         }
         let roles: Vec<String> = held.into_iter().map(|h| h.name).collect();
         let jti = claims::new_jti();
-        let scopes: Vec<&str> = grant.scope.split(' ').collect();
+        let scopes: Vec<&'a str> = grant.scope.split(' ').collect();
         let claims_request = ClaimsRequest::from_stored(grant.claims);
         let requested = claims_request.names(claims::ClaimsTarget::IdToken);
         let staff = claims::StaffFacts::read(app.store.pool(), grant.person, &scopes, &requested).await?;
@@ -451,12 +453,12 @@ impl<'a> Prepared<'a> {
             },
         )
         .await?;
-        Ok(Prepared { grant, roles, staff, jti, now })
+        Ok(Prepared { grant, roles, scopes, claims_request, staff, jti, now })
     }
 
     /// Signs the access token, then the ID token (whose `at_hash` covers it).
     fn sign(self, app: &App) -> Result<Minted, OAuthError> {
-        let Prepared { grant, roles, staff, jti, now } = self;
+        let Prepared { grant, roles, scopes, claims_request, staff, jti, now } = self;
         let access_token = app.keys.sign(
             crate::systems::SigningAlg::ES256,
             "at+jwt",
@@ -471,8 +473,6 @@ impl<'a> Prepared<'a> {
                 now,
             }),
         )?;
-        let scopes: Vec<&str> = grant.scope.split(' ').collect();
-        let claims_request = ClaimsRequest::from_stored(grant.claims);
         let id_token = app.keys.sign(
             grant.client.id_token_signed_response_alg,
             "JWT",

@@ -452,9 +452,7 @@ pub async fn list(store: &Store) -> Result<Vec<Client>, ClientError> {
 /// client apply one after the other instead of the second overwriting the first.
 async fn get_locked(tx: &mut Tx, client_id: &str) -> Result<Client, ClientError> {
     if client_id == CONSOLE_CLIENT_ID {
-        return Err(ClientError::StateConflict(
-            "the admin console is provisioned by Sekimori at start, not changed here",
-        ));
+        return Err(ClientError::StateConflict("the admin console is provisioned by Sekimori at start, not changed here"));
     }
     // A write that changes nothing takes the row lock on PostgreSQL without dialect-specific
     // SQL (`FOR UPDATE`); on SQLite the transaction already holds the one write lock.

@@ -107,7 +107,12 @@ async fn recompute_plain_chain(store: &Store) {
     }
     // keyed_from and sealed_from stay: moving them past every event makes the whole log look
     // older than the keyed chain, which only a checkpoint reveals (audit_tamper.rs).
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2").bind(position).bind(&prev).execute(pool).await.unwrap();
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2")
+        .bind(position)
+        .bind(&prev)
+        .execute(pool)
+        .await
+        .unwrap();
 }
 
 /// Each kind of tampering, on a fresh log of ten events, sealed (`sealed`) or not. (On SQLite
@@ -158,17 +163,9 @@ async fn tamper(db: Db, sealed: bool, kind: &str) {
             .unwrap();
             if sealed {
                 // Spliced into the chain at position 5, the rest moved up.
-                pool.execute("UPDATE audit_events SET chain_pos = chain_pos + 1000 WHERE chain_pos >= 5")
-                    .await
-                    .unwrap();
-                pool.execute("UPDATE audit_events SET chain_pos = chain_pos - 999 WHERE chain_pos >= 1000")
-                    .await
-                    .unwrap();
-                sqlx::query("UPDATE audit_events SET chain_pos = 5 WHERE seq = $1")
-                    .bind(seq)
-                    .execute(pool)
-                    .await
-                    .unwrap();
+                pool.execute("UPDATE audit_events SET chain_pos = chain_pos + 1000 WHERE chain_pos >= 5").await.unwrap();
+                pool.execute("UPDATE audit_events SET chain_pos = chain_pos - 999 WHERE chain_pos >= 1000").await.unwrap();
+                sqlx::query("UPDATE audit_events SET chain_pos = 5 WHERE seq = $1").bind(seq).execute(pool).await.unwrap();
             }
             broken(&store, &what).await;
         }
@@ -267,14 +264,8 @@ async fn concurrent_writers_and_sealers_make_one_chain(db: Db) {
             let store = store.clone();
             tokio::spawn(async move {
                 let mut tx = store.begin().await.unwrap();
-                Event::success(&Actor::System, "test.event", format!("w:{i}"), json!({}))
-                    .record(&mut tx, 1)
-                    .await
-                    .unwrap();
-                Event::success(&Actor::System, "test.second", format!("w:{i}"), json!({}))
-                    .record(&mut tx, 1)
-                    .await
-                    .unwrap();
+                Event::success(&Actor::System, "test.event", format!("w:{i}"), json!({})).record(&mut tx, 1).await.unwrap();
+                Event::success(&Actor::System, "test.second", format!("w:{i}"), json!({})).record(&mut tx, 1).await.unwrap();
                 if i % 7 == 0 {
                     tx.rollback().await.unwrap();
                 } else {
@@ -545,8 +536,7 @@ async fn killed_with_token_requests_in_flight_loses_no_event(db: Db) {
             .unwrap()
             .iter()
             .filter_map(|row| {
-                let detail: serde_json::Value =
-                    serde_json::from_str(&row.try_get::<String, _>("detail").unwrap()).ok()?;
+                let detail: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>("detail").unwrap()).ok()?;
                 detail["jti"].as_str().map(str::to_owned)
             })
             .collect();
