@@ -103,6 +103,8 @@ pub struct AppInner {
     pub cluster: cluster::Cluster,
     /// Group commit for the audit events that are a request's only write (R16).
     pub grouped_events: audit::Grouped,
+    /// Group commit for refresh-token rotations (`oidc::grants`).
+    pub grouped_refreshes: oidc::grants::GroupedRefreshes,
     /// The consuming systems as client authentication reads them (`systems::cache`).
     pub clients: systems::cache::ClientCache,
 }
@@ -158,6 +160,7 @@ impl App {
         let webauthn = authenticators::relying_party(&config);
         let attestation = authenticators::attestation_ca_list(&config).map_err(config::ConfigError::Invalid)?;
         let grouped_events = audit::Grouped::start(&store);
+        let grouped_refreshes = store::GroupCommit::start(store.clone());
         Ok(App(Arc::new(AppInner {
             config,
             store,
@@ -172,6 +175,7 @@ impl App {
             checkpoint_key: audit::checkpoint::signing_key(master),
             cluster: cluster::Cluster::default(),
             grouped_events,
+            grouped_refreshes,
             clients: systems::cache::ClientCache::default(),
         })))
     }

@@ -281,7 +281,7 @@ const INSERT_CHUNK: usize = 128;
 /// Records `events`, in their order, inside `tx`: one statement for their numbers, as few
 /// INSERTs as their count allows (a power of two rows each, so that few statement texts are
 /// prepared), and on SQLite one for the head.
-async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Error> {
+pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Error> {
     let Some(count) = i64::try_from(events.len()).ok().filter(|n| *n > 0) else { return Ok(()) };
     let key = *tx.audit_key().ok_or_else(no_key)?;
     let sealed_inline = tx.dialect() == crate::store::Dialect::Sqlite;
@@ -385,11 +385,13 @@ fn chunk_size(remaining: usize) -> usize {
 }
 
 impl crate::store::Batch for Pending {
-    fn write<'a>(
-        tx: &'a mut Tx,
-        items: &'a [Self],
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a>> {
-        Box::pin(record_all(tx, items))
+    type Outcome = ();
+
+    fn write<'a>(tx: &'a mut Tx, items: &'a [Self]) -> crate::store::Written<'a, ()> {
+        Box::pin(async move {
+            record_all(tx, items).await?;
+            Ok(vec![(); items.len()])
+        })
     }
 }
 

@@ -10,10 +10,18 @@
 //! commits each waiting for its WAL flush into one flush, and N rounds of statements into one,
 //! with a few batches under way at once (their order is the sealer's business, not theirs).
 //!
+//! An item may read as well as write: its writes then run in the batch's transaction after
+//! those of the items before it, which it sees, exactly as if their transactions had committed
+//! first — on SQLite the one writer runs them in that order either way. Each item has its own
+//! outcome (a refusal is an outcome, written like any other), heard by its caller only after
+//! the commit.
+//!
 //! A batch that fails is rolled back, and every item in it is written again in a transaction
 //! of its own, so each caller hears its own outcome and the others are not held responsible.
 //! Items must therefore be safe to write again after a rollback (they are: a rolled-back
-//! transaction left nothing), and their writes must only write.
+//! transaction left nothing, and an item decides again from what it reads), and an item must
+//! not end in an error after writing something it would not have written alone: an error
+//! rolls the whole batch back.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,28 +33,36 @@ use super::{Dialect, Store, Tx};
 
 /// What the writes of one request are, and how many of them are written at once.
 pub trait Batch: Send + Sync + Sized + 'static {
-    /// Writes `items` inside `tx`.
-    fn write<'a>(
-        tx: &'a mut Tx,
-        items: &'a [Self],
-    ) -> Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + 'a>>;
+    /// What each item's caller hears once the batch has committed.
+    type Outcome: Send + 'static;
+
+    /// How many batches are committed at once on PostgreSQL (SQLite has one writer). A batch
+    /// spends most of its time waiting for round trips and its WAL flush, so a few committers
+    /// each take what is waiting while the others wait for the server; items that read before
+    /// they write wait longer, and are better served by more.
+    const POSTGRES_COMMITTERS: usize = 4;
+
+    /// Writes `items` inside `tx`, in order, and returns their outcomes in the same order.
+    fn write<'a>(tx: &'a mut Tx, items: &'a [Self]) -> Written<'a, Self::Outcome>;
 }
+
+/// The writing of a batch: the outcome of each item, in order.
+pub type Written<'a, O> = Pin<Box<dyn Future<Output = Result<Vec<O>, sqlx::Error>> + Send + 'a>>;
 
 /// The most items one transaction takes.
 const MOST: usize = 256;
 
-/// How many batches are committed at once on PostgreSQL.
-const POSTGRES_COMMITTERS: usize = 4;
-
-type Reply = oneshot::Sender<Result<(), sqlx::Error>>;
+type Reply<T> = oneshot::Sender<Result<<T as Batch>::Outcome, sqlx::Error>>;
+/// The items waiting, taken by one committer at a time.
+type Queue<T> = Arc<Mutex<mpsc::Receiver<(T, Reply<T>)>>>;
 
 /// The queue to a group-commit task.
 #[derive(Debug)]
-pub struct GroupCommit<T> {
-    queue: mpsc::Sender<(T, Reply)>,
+pub struct GroupCommit<T: Batch> {
+    queue: mpsc::Sender<(T, Reply<T>)>,
 }
 
-impl<T> Clone for GroupCommit<T> {
+impl<T: Batch> Clone for GroupCommit<T> {
     fn clone(&self) -> Self {
         GroupCommit { queue: self.queue.clone() }
     }
@@ -57,12 +73,10 @@ impl<T: Batch> GroupCommit<T> {
     /// it ends when the last of them is dropped.
     pub fn start(store: Store) -> Self {
         let (queue, items) = mpsc::channel(4 * MOST);
-        // SQLite writes on one connection: one committer. PostgreSQL commits side by side, and
-        // a batch spends most of its time waiting for round trips and its WAL flush, so a few
-        // committers each take what is waiting while the others wait for the server.
+        // SQLite writes on one connection: one committer. PostgreSQL commits side by side.
         let committers = match store.dialect() {
             Dialect::Sqlite => 1,
-            Dialect::Postgres => POSTGRES_COMMITTERS,
+            Dialect::Postgres => T::POSTGRES_COMMITTERS,
         };
         let items = Arc::new(Mutex::new(items));
         for _ in 0..committers {
@@ -73,7 +87,7 @@ impl<T: Batch> GroupCommit<T> {
 
     /// Writes `item` with the others waiting now; returns when they are committed, or with the
     /// error that kept this one from it (nothing of it written).
-    pub async fn submit(&self, item: T) -> Result<(), sqlx::Error> {
+    pub async fn submit(&self, item: T) -> Result<T::Outcome, sqlx::Error> {
         let (reply, answer) = oneshot::channel();
         self.queue.send((item, reply)).await.map_err(|_| sqlx::Error::PoolClosed)?;
         answer.await.map_err(|_| sqlx::Error::PoolClosed)?
@@ -81,24 +95,24 @@ impl<T: Batch> GroupCommit<T> {
 }
 
 /// One committer: takes what is waiting (the others wait their turn to take), commits it.
-async fn run<T: Batch>(store: Store, queue: Arc<Mutex<mpsc::Receiver<(T, Reply)>>>) {
+async fn run<T: Batch>(store: Store, queue: Queue<T>) {
     let mut waiting = Vec::with_capacity(MOST);
     loop {
         if queue.lock().await.recv_many(&mut waiting, MOST).await == 0 {
             return;
         }
-        let (items, replies): (Vec<T>, Vec<Reply>) = waiting.drain(..).unzip();
+        let (items, replies): (Vec<T>, Vec<Reply<T>>) = waiting.drain(..).unzip();
         commit_batch(&store, items, replies).await;
     }
 }
 
 /// Writes the batch in one transaction; on any failure, each item alone.
-async fn commit_batch<T: Batch>(store: &Store, items: Vec<T>, replies: Vec<Reply>) {
+async fn commit_batch<T: Batch>(store: &Store, items: Vec<T>, replies: Vec<Reply<T>>) {
     if items.len() > 1 {
         match in_one(store, &items).await {
-            Ok(()) => {
-                for reply in replies {
-                    let _ = reply.send(Ok(()));
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
                 }
                 return;
             }
@@ -115,7 +129,10 @@ async fn commit_batch<T: Batch>(store: &Store, items: Vec<T>, replies: Vec<Reply
         }
     }
     for (item, reply) in items.iter().zip(replies) {
-        let alone = in_one(store, std::slice::from_ref(item)).await.map_err(|(Failed::Write(e) | Failed::Commit(e))| e);
+        let alone = in_one(store, std::slice::from_ref(item))
+            .await
+            .map_err(|(Failed::Write(e) | Failed::Commit(e))| e)
+            .and_then(|outcomes| outcomes.into_iter().next().ok_or_else(too_few));
         let _ = reply.send(alone);
     }
 }
@@ -127,11 +144,24 @@ enum Failed {
     Commit(sqlx::Error),
 }
 
-async fn in_one<T: Batch>(store: &Store, items: &[T]) -> Result<(), Failed> {
+async fn in_one<T: Batch>(store: &Store, items: &[T]) -> Result<Vec<T::Outcome>, Failed> {
     let mut tx = store.begin().await.map_err(Failed::Write)?;
-    if let Err(e) = T::write(&mut tx, items).await {
-        let _ = tx.rollback().await;
-        return Err(Failed::Write(e));
-    }
-    tx.commit().await.map_err(Failed::Commit)
+    let outcomes = match T::write(&mut tx, items).await {
+        // An outcome for every item, or none is answered from this batch.
+        Ok(outcomes) if outcomes.len() == items.len() => outcomes,
+        Ok(_) => {
+            let _ = tx.rollback().await;
+            return Err(Failed::Write(too_few()));
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            return Err(Failed::Write(e));
+        }
+    };
+    tx.commit().await.map_err(Failed::Commit)?;
+    Ok(outcomes)
+}
+
+fn too_few() -> sqlx::Error {
+    sqlx::Error::Protocol("a group-commit batch answered fewer items than it took".into())
 }

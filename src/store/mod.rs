@@ -11,7 +11,7 @@ use std::time::Duration;
 pub mod changes;
 mod group;
 
-pub use group::{Batch, GroupCommit};
+pub use group::{Batch, GroupCommit, Written};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};

@@ -305,19 +305,21 @@ async fn concurrent_writers_and_sealers_make_one_chain(db: Db) {
 struct GroupedWrite(usize);
 
 impl sekimori::store::Batch for GroupedWrite {
-    fn write<'a>(
-        tx: &'a mut sekimori::store::Tx,
-        items: &'a [Self],
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a>> {
+    /// Which job the outcome is of: each caller must hear its own.
+    type Outcome = usize;
+
+    fn write<'a>(tx: &'a mut sekimori::store::Tx, items: &'a [Self]) -> sekimori::store::Written<'a, usize> {
         Box::pin(async move {
+            let mut outcomes = Vec::with_capacity(items.len());
             for GroupedWrite(i) in items {
                 Event::success(&Actor::System, "test.grouped", format!("g:{i}"), json!({})).record(tx, 1).await?;
                 if i % 50 == 7 {
                     // A write that fails after the event: nothing of this request may stay.
                     sqlx::query("INSERT INTO no_such_table VALUES (1)").execute(&mut **tx).await?;
                 }
+                outcomes.push(*i);
             }
-            Ok(())
+            Ok(outcomes)
         })
     }
 }
@@ -330,13 +332,17 @@ async fn group_commit_answers_each_job_with_its_own_outcome(db: Db) {
     let jobs: Vec<_> = (0..300)
         .map(|i| {
             let group = group.clone();
-            tokio::spawn(async move { (i, group.submit(GroupedWrite(i)).await.is_ok()) })
+            tokio::spawn(async move { (i, group.submit(GroupedWrite(i)).await) })
         })
         .collect();
     let mut failed = Vec::new();
     for job in jobs {
-        let (i, ok) = job.await.unwrap();
+        let (i, outcome) = job.await.unwrap();
+        let ok = outcome.is_ok();
         assert_eq!(ok, i % 50 != 7, "job {i}");
+        if let Ok(heard) = outcome {
+            assert_eq!(heard, i, "job {i} heard the outcome of job {heard}");
+        }
         if !ok {
             failed.push(format!("g:{i}"));
         }

@@ -177,8 +177,122 @@ async fn a_lock_holds_to_the_second_and_then_the_right_password_logs_in(db: Db) 
     w.stop().await;
 }
 
+/// Refresh requests arriving together are rotated in one transaction (group commit): each is
+/// answered as if alone, a token presented twice at once is a reuse that ends its family and
+/// session (and only that session: requests for another session's families in the same batch
+/// are untouched), and the log records every token issued, in the order it was decided, in a
+/// chain that verifies.
+async fn refreshes_arriving_together_are_each_answered_as_if_alone(db: Db) {
+    let w = world(db).await;
+    // A second session of the same person, whose one family is presented twice at once.
+    let mut tx = w.app.store.begin().await.unwrap();
+    let person_id: String = sqlx::query("SELECT person_id FROM accounts WHERE id = $1")
+        .bind(&w.account_id)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap()
+        .try_get("person_id")
+        .unwrap();
+    let new_session = NewSession {
+        person_id: &person_id,
+        account_id: &w.account_id,
+        amr: &["pwd"],
+        acr: sekimori::oidc::claims::ACR_PASSWORD,
+        authenticator_id: None,
+        source_ip: None,
+    };
+    let (other_session, _) = sessions::create(&mut tx, &w.app.config.session, T0, new_session).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut families = Vec::new();
+    for _ in 0..40 {
+        let code = w.code(T0).await;
+        families.push(w.redeem(&code, T0 + 1).await.unwrap().refresh_token.unwrap());
+    }
+    let completion = flow::complete(&w.app, &request(), &other_session, None, T0).await.unwrap();
+    let url = url::Url::parse(&completion.redirect).unwrap();
+    let code = url.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let twice = w.redeem(&code, T0 + 1).await.unwrap().refresh_token.unwrap();
+
+    let presented: Vec<String> = families.iter().cloned().chain([twice.clone(), twice.clone()]).collect();
+    let requests: Vec<_> = presented
+        .into_iter()
+        .map(|token| {
+            let (app, client) = (w.app.clone(), w.client.clone());
+            tokio::spawn(async move {
+                let grant = Grant::RefreshToken { refresh_token: &token, scope: None };
+                grants::exchange(&app, &client, grant, T0 + 200).await.map_err(|e| e.error)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    let pair = answers.split_off(40);
+    let rotated: Vec<String> =
+        answers.into_iter().map(|a| a.expect("each family rotates").refresh_token.unwrap()).collect();
+    let distinct: std::collections::HashSet<&String> = rotated.iter().collect();
+    assert_eq!(distinct.len(), 40, "each request its own new token");
+    for (old, new) in families.iter().zip(&rotated) {
+        assert_ne!(old, new);
+        assert!(w.refresh(new, T0 + 300).await.is_ok(), "the new token of an untouched family works");
+    }
+    let (won, lost): (Vec<_>, Vec<_>) = pair.into_iter().partition(Result::is_ok);
+    assert_eq!((won.len(), lost.len()), (1, 1), "one of the two presentations wins");
+    assert_eq!(lost[0].as_ref().err(), Some(&"invalid_grant"));
+    let winner = won[0].as_ref().unwrap();
+    assert_eq!(
+        w.refresh(winner.refresh_token.as_ref().unwrap(), T0 + 300).await.err(),
+        Some("invalid_grant"),
+        "the reuse ended the family, the winner's new token with it"
+    );
+    assert!(!sessions::is_live(w.app.store.pool(), T0 + 300, &other_session.id).await.unwrap(), "and its session");
+    assert!(sessions::is_live(w.app.store.pool(), T0 + 300, &w.session.id).await.unwrap(), "not the other one");
+
+    // Every token issued at T0 + 200 is recorded once, and the winner's before the revocation.
+    let rows = sqlx::query("SELECT seq, action, detail FROM audit_events WHERE at = $1 ORDER BY seq")
+        .bind(T0 + 200)
+        .fetch_all(w.app.store.pool())
+        .await
+        .unwrap();
+    let winner_jti = {
+        use base64::Engine;
+        let payload = winner.access_token.split('.').nth(1).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        claims["jti"].as_str().unwrap().to_owned()
+    };
+    let mut issued = 0;
+    let mut winner_seq = None;
+    let mut revoked_seq = None;
+    for row in &rows {
+        let action: String = row.try_get("action").unwrap();
+        let detail: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>("detail").unwrap()).unwrap();
+        let seq: i64 = row.try_get("seq").unwrap();
+        match action.as_str() {
+            "token.issued" => {
+                issued += 1;
+                if detail["jti"] == winner_jti.as_str() {
+                    winner_seq = Some(seq);
+                }
+            }
+            "revoke" => revoked_seq = Some(seq),
+            _ => {}
+        }
+    }
+    assert_eq!(issued, 41, "forty families and the winner");
+    assert!(winner_seq.unwrap() < revoked_seq.unwrap(), "the log keeps the order things were decided in");
+    sekimori::audit::seal::seal(&w.app.store).await.unwrap();
+    assert!(matches!(
+        sekimori::audit::verify(&w.app.store).await.unwrap(),
+        sekimori::audit::Verification::Intact { unsealed: 0, .. }
+    ));
+    w.stop().await;
+}
+
 on_both_databases!(
     a_code_is_good_for_its_lifetime_and_not_a_second_more,
     a_rotated_refresh_token_presented_again_ends_its_family,
     a_lock_holds_to_the_second_and_then_the_right_password_logs_in,
+    refreshes_arriving_together_are_each_answered_as_if_alone,
 );
