@@ -302,7 +302,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     return Ok(ExitCode::from(2));
                 }
                 let created = app.keys.rotate(&app.store, &Actor::Cli, &algs, publish_ahead).await?;
-                println!("created {} (signing in {publish_ahead} s)", created.join(", "));
+                let (keys, now) = (app.keys.list(), app.clock.now());
+                for key in keys.iter().filter(|key| created.contains(&key.kid)) {
+                    println!("created {} (signing in {} s)", key.kid, (key.signs_from - now).max(0));
+                }
             }
             for key in app.keys.list() {
                 println!("{}  {}  signs from {}  {}", key.kid, key.alg.as_str(), japan_time(key.signs_from), key.state);

@@ -169,7 +169,12 @@ fn load_key(
     Ok(SigningKey { kid, alg, created_at: signs_from, signs_from, encoding, decoding, jwk })
 }
 
-/// Generates a key of `alg` and stores it, encrypted, signing from `signs_from`.
+/// Generates a key of `alg` and stores it, encrypted, signing from `signs_from` — or, when a
+/// key of `alg` already begins signing at that second or later, from the second after that
+/// one. Keys are ordered by the second they begin signing; two in the same second could not
+/// be told apart, and a rotation must always be followed by the new key (a key replaced in a
+/// hurry, in the second its predecessor began, would otherwise go on signing by the chance of
+/// its kid).
 async fn create_key(
     store: &Store,
     master: &MasterKey,
@@ -182,6 +187,13 @@ async fn create_key(
         tokio::task::spawn_blocking(move || generate(alg)).await.map_err(|e| KeyError::Generate(e.to_string()))??;
     let kid = jwk.get("kid").and_then(|k| k.as_str()).unwrap_or_default().to_owned();
     let mut tx = store.begin().await?;
+    let latest: Option<i64> =
+        sqlx::query("SELECT MAX(COALESCE(signs_from, created_at)) AS latest FROM signing_keys WHERE alg = $1")
+            .bind(alg.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("latest")?;
+    let signs_from = latest.map_or(signs_from, |latest| signs_from.max(latest + 1));
     sqlx::query(
         "INSERT INTO signing_keys (kid, alg, private_key_enc, public_jwk, created_at, signs_from)
          VALUES ($1, $2, $3, $4, $5, $6)",

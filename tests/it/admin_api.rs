@@ -217,9 +217,54 @@ async fn bootstrap_code_works_once(db: Db) {
     server.stop().await;
 }
 
+/// Keys rotated one right after the other (no publishing ahead) each begin signing strictly
+/// after the one before — never in the same second, where their order could not be told — and
+/// the newest signs once its second has come.
+async fn keys_rotated_back_to_back_follow_each_other(db: Db) {
+    let server = TestServer::start(db).await;
+    let token = Some(server.admin_token.as_str());
+    let mut created = Vec::new();
+    for _ in 0..2 {
+        let (status, _, rotated) = call(
+            &server,
+            token,
+            reqwest::Method::POST,
+            "/api/v1/signing-keys/rotate",
+            Some(json!({"algs": ["ES256"], "publish_ahead_seconds": 0})),
+        )
+        .await;
+        assert_eq!(status, 201, "{rotated}");
+        created.push(rotated["created"][0].as_str().unwrap().to_owned());
+    }
+    let mut es256: Vec<(i64, String)> = server
+        .app
+        .keys
+        .list()
+        .into_iter()
+        .filter(|k| k.alg == sekimori::systems::SigningAlg::ES256)
+        .map(|k| (k.signs_from, k.kid))
+        .collect();
+    es256.sort();
+    assert_eq!(es256.len(), 3, "the first key and the two rotated in");
+    assert!(es256[0].0 < es256[1].0 && es256[1].0 < es256[2].0, "each begins after the one before: {es256:?}");
+    assert_eq!(es256[2].1, created[1], "the last one rotated in is the last to begin");
+    while server.app.clock.now() < es256[2].0 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let signed = server.app.keys.sign(sekimori::systems::SigningAlg::ES256, "JWT", &json!({"sub": "x"})).unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, signed.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], created[1].as_str(), "the newest key signs");
+    server.stop().await;
+}
+
 on_both_databases!(
     nothing_is_anonymous_but_health,
     each_call_needs_its_scope,
     bad_input_gets_problem_details,
-    bootstrap_code_works_once
+    bootstrap_code_works_once,
+    keys_rotated_back_to_back_follow_each_other,
 );

@@ -206,9 +206,9 @@ async fn a_key_rotated_on_one_node_is_used_by_the_other_at_once() {
     let secret = zeimu(&a).await;
     let tokens = tokens_of_a_person(&a, &secret).await;
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
-    // Keys are ordered by the second they begin signing: a key rotated in the very second the
-    // node made its first one cannot be told from it (their kids decide). A rotation is an
-    // operator's act, never that close to the start; the test waits for the next second.
+    // A key begins signing no earlier than the second after the key before it (keys are ordered
+    // by that second): one rotated in the very second the node made its first would sign a
+    // second later. The test waits for the next second, so that "at once" is at once.
     let started = a.app.clock.now();
     while a.app.clock.now() <= started {
         tokio::time::sleep(Duration::from_millis(20)).await;
