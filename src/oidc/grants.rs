@@ -294,8 +294,10 @@ async fn rotate(
     let RefreshJob { client, presented, asked_scope, now } = job;
     let now = *now;
     let actor = Actor::Client(client.client_id.clone());
+    // The token and the live state of its person, session and roles, in one query.
+    let found = live::refresh_token(&mut **tx, now, &crate::crypto::sha256_hex(presented)).await.map_err(database)?;
     // A token of another client is as unknown as a made-up one (RFC 6749 §6: bound to its client).
-    let Some(grant) = refresh::find(tx, presented).await?.filter(|g| g.client_id == client.client_id) else {
+    let Some((grant, person)) = found.filter(|(g, _)| g.client_id == client.client_id) else {
         return Ok(Err(OAuthError::invalid_grant("the refresh token is invalid")));
     };
     let target = format!("grant:{}", grant.family_id);
@@ -308,11 +310,9 @@ async fn rotate(
     if grant.expires_at <= now {
         return refused(tx, issued_events, &actor, now, target, "the refresh token has expired").await;
     }
-    // An offline_access family outlives the browser session; any other ends with it.
-    let session = (!grant.offline).then_some(grant.session_id.as_str());
-    let person = match person_live(tx, now, &grant.person_id, client, session).await.map_err(database)? {
-        Ok(person) => person,
-        Err(reason) => return refused(tx, issued_events, &actor, now, target, reason).await,
+    let person = match person {
+        Some(person) if person.usable() => person,
+        _ => return refused(tx, issued_events, &actor, now, target, PERSON_GONE).await,
     };
     // RFC 6749 §6: a narrower scope may be asked for the access token; the family keeps its own.
     let scope = match asked_scope {
@@ -460,6 +460,9 @@ async fn client_credentials(
     })
 }
 
+/// Why a grant is refused when the person or the session it speaks for has ended.
+const PERSON_GONE: &str = "the person or session can no longer be used";
+
 /// The person, their session (when given) and their roles on `client`, in one query; the
 /// refusal when the person may not log in or the session has ended. Every grant that speaks
 /// for a person asks this first.
@@ -472,7 +475,7 @@ async fn person_live(
 ) -> Result<Result<PersonLive, &'static str>, crate::Error> {
     match live::person_on_client(&mut **tx, now, person_id, &client.client_id, session_id).await? {
         Some(person) if person.usable() => Ok(Ok(person)),
-        _ => Ok(Err("the person or session can no longer be used")),
+        _ => Ok(Err(PERSON_GONE)),
     }
 }
 

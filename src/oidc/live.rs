@@ -15,6 +15,7 @@ use crate::sessions;
 use crate::systems::{self, LiveClient};
 
 use super::access_tokens;
+use super::refresh::{self, RefreshGrant};
 
 /// A person as a grant finds them: may they log in, is their session live, what they hold.
 #[derive(Debug, Clone)]
@@ -78,6 +79,53 @@ where
         held: roles::held_from_rows(&rows)?,
         requires_role: catalog::requires_role_from_row(first)?,
     }))
+}
+
+/// The refresh token whose hash is `token_hash` (whatever its state), with its person as
+/// [`person_on_client`] reads them on the token's system — the session asked about only when
+/// the family is not offline — at `now`, in one query. The person is None when there is none.
+pub async fn refresh_token<'e, E>(
+    executor: E,
+    now: UnixTime,
+    token_hash: &str,
+) -> Result<Option<(RefreshGrant, Option<PersonLive>)>, crate::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let today = directory::today_in_japan(now);
+    let rows = sqlx::query(&format!(
+        "SELECT {refresh}, {person}, s.id AS live_session_id, {roles}, {requires_role}
+         FROM refresh_tokens rt LEFT JOIN people p ON p.id = rt.person_id
+         LEFT JOIN accounts a ON a.person_id = p.id
+         LEFT JOIN sessions s ON s.id = rt.session_id AND {session}
+         {held}
+         WHERE rt.token_hash = $1
+         ORDER BY {order}",
+        refresh = refresh::columns("rt"),
+        person = directory::login_state_columns("p", "a"),
+        roles = roles::held_columns(),
+        requires_role = catalog::requires_role_column("rt.client_id"),
+        session = sessions::live_condition("s", "$2"),
+        held = roles::held_join("p.id", "rt.client_id", "$3"),
+        order = roles::HELD_ORDER,
+    ))
+    .bind(token_hash)
+    .bind(now)
+    .bind(format_date(today))
+    .fetch_all(executor)
+    .await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let grant = refresh::from_row(first)?;
+    let Some(login) = directory::login_state_from_row(first, today)? else { return Ok(Some((grant, None))) };
+    // An offline_access family outlives the browser session; any other ends with it.
+    let session_live = grant.offline || first.try_get::<Option<String>, _>("live_session_id")?.is_some();
+    let person = PersonLive {
+        login,
+        session_live,
+        held: roles::held_from_rows(&rows)?,
+        requires_role: catalog::requires_role_from_row(first)?,
+    };
+    Ok(Some((grant, Some(person))))
 }
 
 /// What the `access_tokens` row of a person's token says, with everything behind it.

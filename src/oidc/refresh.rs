@@ -69,39 +69,52 @@ pub async fn issue(tx: &mut Tx, now: UnixTime, new: NewRefresh<'_>) -> Result<St
 
 /// The stored token `token` names, if any (whatever its state).
 pub async fn find(tx: &mut Tx, token: &str) -> Result<Option<RefreshGrant>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT id, family_id, client_id, person_id, session_id, offline, scope, claims, auth_time, acr, amr,
-             expires_at, rotated_at, revoked_at
-         FROM refresh_tokens WHERE token_hash = $1",
-    )
-    .bind(crypto::sha256_hex(token))
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let offline: i64 = row.try_get("offline")?;
-    let amr: String = row.try_get("amr")?;
-    let rotated_at: Option<i64> = row.try_get("rotated_at")?;
-    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
-    let session_id: String = row.try_get("session_id")?;
-    Ok(Some(RefreshGrant {
-        id: row.try_get("id")?,
-        family_id: row.try_get("family_id")?,
-        client_id: row.try_get("client_id")?,
-        person_id: row.try_get("person_id")?,
+    let row = sqlx::query(&format!("SELECT {} FROM refresh_tokens rt WHERE rt.token_hash = $1", columns("rt")))
+        .bind(crypto::sha256_hex(token))
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The columns [`from_row`] reads, of the `refresh_tokens` row aliased `alias` (each named
+/// `refresh_…`, so that a query can join them to others).
+pub fn columns(alias: &str) -> String {
+    [
+        "id", "family_id", "client_id", "person_id", "session_id", "offline", "scope", "claims", "auth_time", "acr",
+        "amr", "expires_at", "rotated_at", "revoked_at",
+    ]
+    .iter()
+    .map(|c| format!("{alias}.{c} AS refresh_{c}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// The token in a row of [`columns`].
+pub fn from_row(row: &sqlx::any::AnyRow) -> Result<RefreshGrant, sqlx::Error> {
+    let offline: i64 = row.try_get("refresh_offline")?;
+    let amr: String = row.try_get("refresh_amr")?;
+    let rotated_at: Option<i64> = row.try_get("refresh_rotated_at")?;
+    let revoked_at: Option<i64> = row.try_get("refresh_revoked_at")?;
+    let session_id: String = row.try_get("refresh_session_id")?;
+    Ok(RefreshGrant {
+        id: row.try_get("refresh_id")?,
+        family_id: row.try_get("refresh_family_id")?,
+        client_id: row.try_get("refresh_client_id")?,
+        person_id: row.try_get("refresh_person_id")?,
         offline: offline != 0,
-        scope: row.try_get("scope")?,
-        claims: row.try_get("claims")?,
+        scope: row.try_get("refresh_scope")?,
+        claims: row.try_get("refresh_claims")?,
         auth: AuthContext {
             session_id: session_id.clone(),
-            auth_time: row.try_get("auth_time")?,
-            acr: row.try_get("acr")?,
+            auth_time: row.try_get("refresh_auth_time")?,
+            acr: row.try_get("refresh_acr")?,
             amr: amr.split_whitespace().map(str::to_owned).collect(),
         },
         session_id,
-        expires_at: row.try_get("expires_at")?,
+        expires_at: row.try_get("refresh_expires_at")?,
         rotated: rotated_at.is_some(),
         revoked: revoked_at.is_some(),
-    }))
+    })
 }
 
 /// Marks `id` as used. False when another request rotated it first: the caller then treats
