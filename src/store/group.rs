@@ -101,6 +101,13 @@ async fn run<T: Batch>(store: Store, queue: Queue<T>) {
         if queue.lock().await.recv_many(&mut waiting, MOST).await == 0 {
             return;
         }
+        // A caller that has gone (its request was cancelled, its client hung up) is not written
+        // for: nobody would hear the outcome, and a refresh rotated for nobody would make the
+        // client's retry with the same token look like theft.
+        waiting.retain(|(_, reply)| !reply.is_closed());
+        if waiting.is_empty() {
+            continue;
+        }
         let (items, replies): (Vec<T>, Vec<Reply<T>>) = waiting.drain(..).unzip();
         commit_batch(&store, items, replies).await;
     }

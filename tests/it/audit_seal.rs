@@ -362,6 +362,47 @@ async fn group_commit_answers_each_job_with_its_own_outcome(db: Db) {
     drop_database(&url).await;
 }
 
+/// A request cancelled while its write waits for group commit (its client hung up) is not
+/// written: nobody would hear the outcome. SQLite, whose one writer the test holds so that the
+/// write waits.
+#[tokio::test]
+async fn group_commit_skips_a_request_cancelled_while_it_waits() {
+    let (url, store) = store(Db::Sqlite).await;
+    let group = sekimori::store::GroupCommit::start(store.clone());
+    let held = store.begin().await.unwrap();
+    let first = tokio::spawn({
+        let group = group.clone();
+        async move { group.submit(GroupedWrite(1)).await }
+    });
+    // The committer has taken the first and waits for the writer; the second waits behind it.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let cancelled = tokio::spawn({
+        let group = group.clone();
+        async move { group.submit(GroupedWrite(2)).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    cancelled.abort();
+    let third = tokio::spawn({
+        let group = group.clone();
+        async move { group.submit(GroupedWrite(3)).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    held.rollback().await.unwrap();
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+    assert_eq!(third.await.unwrap().unwrap(), 3);
+    let targets: Vec<String> =
+        sqlx::query("SELECT target FROM audit_events WHERE action = 'test.grouped' ORDER BY seq")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get("target").unwrap())
+            .collect();
+    assert_eq!(targets, ["g:1", "g:3"], "the cancelled request left nothing");
+    store.close().await;
+    drop_database(&url).await;
+}
+
 /// Events recorded through group commit from many requests at once (written several to a
 /// statement): each once, each with its own number, all in one chain that verifies, beside
 /// events recorded one at a time.
