@@ -324,6 +324,17 @@ impl sekimori::store::Batch for GroupedWrite {
     }
 }
 
+/// The targets of the events [`GroupedWrite`] wrote, in their order.
+async fn grouped_targets(store: &Store) -> Vec<String> {
+    sqlx::query("SELECT target FROM audit_events WHERE action = 'test.grouped' ORDER BY seq")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("target").unwrap())
+        .collect()
+}
+
 /// Writes committed together: each caller hears its own outcome; a failing one is rolled back
 /// alone, the others are written once, with their events in the chain.
 async fn group_commit_answers_each_job_with_its_own_outcome(db: Db) {
@@ -348,13 +359,7 @@ async fn group_commit_answers_each_job_with_its_own_outcome(db: Db) {
         }
     }
     seal::seal(&store).await.unwrap();
-    let targets: Vec<String> = sqlx::query("SELECT target FROM audit_events WHERE action = 'test.grouped'")
-        .fetch_all(store.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.try_get("target").unwrap())
-        .collect();
+    let targets = grouped_targets(&store).await;
     assert_eq!(targets.len(), 300 - failed.len(), "each succeeded job once");
     assert!(failed.iter().all(|f| !targets.contains(f)), "no failed job left its event");
     assert!(matches!(audit::verify(&store).await.unwrap(), Verification::Intact { unsealed: 0, .. }));
@@ -390,15 +395,7 @@ async fn group_commit_skips_a_request_cancelled_while_it_waits() {
     held.rollback().await.unwrap();
     assert_eq!(first.await.unwrap().unwrap(), 1);
     assert_eq!(third.await.unwrap().unwrap(), 3);
-    let targets: Vec<String> =
-        sqlx::query("SELECT target FROM audit_events WHERE action = 'test.grouped' ORDER BY seq")
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.try_get("target").unwrap())
-            .collect();
-    assert_eq!(targets, ["g:1", "g:3"], "the cancelled request left nothing");
+    assert_eq!(grouped_targets(&store).await, ["g:1", "g:3"], "the cancelled request left nothing");
     store.close().await;
     drop_database(&url).await;
 }
