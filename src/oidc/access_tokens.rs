@@ -48,24 +48,32 @@ pub struct NewAccessToken<'a> {
     pub expires_at: UnixTime,
 }
 
+/// The columns of a row as [`bind`] gives their values, for an INSERT here or in a statement
+/// that writes the row with others (`refresh::rotate_and_issue`).
+pub const COLUMNS: &str =
+    "jti, client_id, person_id, session_id, code_id, family_id, scope, claims, issued_at, expires_at";
+
+/// Binds the values of [`COLUMNS`] for `token`, in order, after those `query` has.
+pub fn bind<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    token: &NewAccessToken<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(token.jti)
+        .bind(token.client_id)
+        .bind(token.person_id)
+        .bind(token.session_id)
+        .bind(token.code_id)
+        .bind(token.family_id)
+        .bind(token.scope)
+        .bind(token.claims)
+        .bind(token.issued_at)
+        .bind(token.expires_at)
+}
+
 pub async fn record(tx: &mut Tx, token: NewAccessToken<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO access_tokens (jti, client_id, person_id, session_id, code_id, family_id, scope, claims,
-             issued_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(token.jti)
-    .bind(token.client_id)
-    .bind(token.person_id)
-    .bind(token.session_id)
-    .bind(token.code_id)
-    .bind(token.family_id)
-    .bind(token.scope)
-    .bind(token.claims)
-    .bind(token.issued_at)
-    .bind(token.expires_at)
-    .execute(&mut **tx)
-    .await?;
+    let sql = format!("INSERT INTO access_tokens ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+    bind(sqlx::query(&sql), &token).execute(&mut **tx).await?;
     Ok(())
 }
 

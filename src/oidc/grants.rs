@@ -342,26 +342,23 @@ async fn rotate(
         Ok(roles) => roles,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    if !refresh::rotate(tx, now, &grant.id).await? {
+    let jti = claims::new_jti();
+    let successor = NewRefresh {
+        family_id: &grant.family_id,
+        client_id: &client.client_id,
+        person_id: &grant.person_id,
+        offline: grant.offline,
+        scope: &grant.scope,
+        claims: grant.claims.as_deref(),
+        auth: &grant.auth,
+        expires_at: grant.expires_at,
+    };
+    let access = Prepared::access_token_row(&person_grant, &jti, now);
+    let Some(refresh_token) = refresh::rotate_and_issue(tx, now, &grant.id, successor, access).await? else {
         // Another request rotated it between our read and our write: the same theft signal.
         return reused(tx, issued_events, &actor, now, &grant, "refresh token used twice at once").await;
-    }
-    let refresh_token = refresh::issue(
-        tx,
-        now,
-        NewRefresh {
-            family_id: &grant.family_id,
-            client_id: &client.client_id,
-            person_id: &grant.person_id,
-            offline: grant.offline,
-            scope: &grant.scope,
-            claims: grant.claims.as_deref(),
-            auth: &grant.auth,
-            expires_at: grant.expires_at,
-        },
-    )
-    .await?;
-    let prepared = Prepared::record(tx, person_grant, roles, now).await?;
+    };
+    let prepared = Prepared::after_recording(tx, person_grant, roles, jti, now).await?;
     let event = issued(&actor, &grant.person_id, "refresh_token", &prepared.jti, &grant.session_id);
     issued_events.push(audit::Pending::new(event, now));
     Ok(Ok(Rotation { prepared, refresh_token, scope }))
@@ -553,27 +550,40 @@ impl Prepared {
 
     /// Records the access token of `grant` carrying `roles`, in `tx`.
     async fn record(tx: &mut Tx, grant: PersonGrant<'_>, roles: Roles, now: UnixTime) -> Result<Self, sqlx::Error> {
+        let jti = claims::new_jti();
+        access_tokens::record(tx, Self::access_token_row(&grant, &jti, now)).await?;
+        Self::after_recording(tx, grant, roles, jti, now).await
+    }
+
+    /// The `access_tokens` row of the access token `jti` of `grant`.
+    fn access_token_row<'g>(grant: &'g PersonGrant<'g>, jti: &'g str, now: UnixTime) -> NewAccessToken<'g> {
+        NewAccessToken {
+            jti,
+            client_id: &grant.client.client_id,
+            person_id: &grant.person.id,
+            session_id: grant.session_bound.then_some(grant.auth.session_id.as_str()),
+            code_id: grant.code_id,
+            family_id: Some(grant.family_id),
+            scope: grant.scope,
+            claims: grant.claims,
+            issued_at: now,
+            expires_at: now + grant.client.access_token_ttl,
+        }
+    }
+
+    /// The tokens to sign once the access token `jti` of `grant` is recorded; the session is
+    /// marked when a secret-class role came with it.
+    async fn after_recording(
+        tx: &mut Tx,
+        grant: PersonGrant<'_>,
+        roles: Roles,
+        jti: String,
+        now: UnixTime,
+    ) -> Result<Self, sqlx::Error> {
         // A session that obtained a secret-class role idles out sooner (R6, R15).
         if grant.session_bound && roles.secret {
             crate::sessions::mark_secret_roles(tx, &grant.auth.session_id).await?;
         }
-        let jti = claims::new_jti();
-        access_tokens::record(
-            tx,
-            NewAccessToken {
-                jti: &jti,
-                client_id: &grant.client.client_id,
-                person_id: &grant.person.id,
-                session_id: grant.session_bound.then_some(grant.auth.session_id.as_str()),
-                code_id: grant.code_id,
-                family_id: Some(grant.family_id),
-                scope: grant.scope,
-                claims: grant.claims,
-                issued_at: now,
-                expires_at: now + grant.client.access_token_ttl,
-            },
-        )
-        .await?;
         Ok(Prepared {
             client: grant.client.clone(),
             person: grant.person.clone(),

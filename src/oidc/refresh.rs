@@ -3,12 +3,15 @@
 //! the authorization code that began it; the family keeps that login's scope, claims request
 //! and authentication context, and ends at a fixed time whatever its use.
 
+use std::sync::LazyLock;
+
 use sqlx::Row;
 
 use crate::clock::UnixTime;
 use crate::crypto;
-use crate::store::Tx;
+use crate::store::{Dialect, Tx};
 
+use super::access_tokens::{self, NewAccessToken};
 use super::claims::AuthContext;
 
 /// One refresh token as stored.
@@ -40,31 +43,109 @@ pub struct NewRefresh<'a> {
     pub expires_at: UnixTime,
 }
 
+/// The columns of a new row as [`bind_new`] gives their values.
+const NEW_COLUMNS: &str =
+    "id, token_hash, family_id, client_id, person_id, session_id, offline, scope, claims, auth_time, \
+     acr, amr, issued_at, expires_at";
+
+/// Binds the values of [`NEW_COLUMNS`] for a new token whose hash is `hash`, after those
+/// `query` has.
+fn bind_new<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    hash: String,
+    now: UnixTime,
+    new: &NewRefresh<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(hash)
+        .bind(new.family_id)
+        .bind(new.client_id)
+        .bind(new.person_id)
+        .bind(new.auth.session_id.as_str())
+        .bind(i64::from(new.offline))
+        .bind(new.scope)
+        .bind(new.claims)
+        .bind(new.auth.auth_time)
+        .bind(new.auth.acr.as_str())
+        .bind(new.auth.amr.join(" "))
+        .bind(now)
+        .bind(new.expires_at)
+}
+
 /// Stores a new refresh token and returns it; only its hash is kept.
 pub async fn issue(tx: &mut Tx, now: UnixTime, new: NewRefresh<'_>) -> Result<String, sqlx::Error> {
     let token = crypto::random_token(32);
-    sqlx::query(
-        "INSERT INTO refresh_tokens (id, token_hash, family_id, client_id, person_id, session_id, offline, scope,
-             claims, auth_time, acr, amr, issued_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(crypto::sha256_hex(&token))
-    .bind(new.family_id)
-    .bind(new.client_id)
-    .bind(new.person_id)
-    .bind(&new.auth.session_id)
-    .bind(i64::from(new.offline))
-    .bind(new.scope)
-    .bind(new.claims)
-    .bind(new.auth.auth_time)
-    .bind(&new.auth.acr)
-    .bind(new.auth.amr.join(" "))
-    .bind(now)
-    .bind(new.expires_at)
-    .execute(&mut **tx)
-    .await?;
+    let sql = format!(
+        "INSERT INTO refresh_tokens ({NEW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    );
+    bind_new(sqlx::query(&sql), crypto::sha256_hex(&token), now, &new).execute(&mut **tx).await?;
     Ok(token)
+}
+
+/// Marks the token `id` as used and stores its successor `new` and the access token `access`
+/// issued with it, in one round trip: a rotation is three writes, and on SQLite's one writer
+/// every statement is a wait. The two rows are written only if this call rotated `id`.
+/// Returns the successor, or None when another request had rotated `id` first (nothing is
+/// written then).
+pub async fn rotate_and_issue(
+    tx: &mut Tx,
+    now: UnixTime,
+    id: &str,
+    new: NewRefresh<'_>,
+    access: NewAccessToken<'_>,
+) -> Result<Option<String>, sqlx::Error> {
+    let token = crypto::random_token(32);
+    let dialect = tx.dialect();
+    let query = sqlx::query(rotation_sql(dialect)).bind(now).bind(id);
+    let query = access_tokens::bind(bind_new(query, crypto::sha256_hex(&token), now, &new), &access);
+    let rotated = match dialect {
+        // Three statements, each INSERT only when the statement before it changed a row.
+        Dialect::Sqlite => query.execute(&mut **tx).await?.rows_affected() == 3,
+        Dialect::Postgres => query.fetch_one(&mut **tx).await?.try_get::<i64, _>("rotated")? == 1,
+    };
+    Ok(rotated.then_some(token))
+}
+
+/// The statement(s) of [`rotate_and_issue`]: `$1` now and `$2` the token rotated, then the
+/// successor's 14 values, then the access token's 10. SQLite runs several statements in one
+/// call (`changes()` tells each whether the one before it wrote); PostgreSQL one statement
+/// whose INSERTs read the rotated row, so they write nothing if there is none.
+fn rotation_sql(dialect: Dialect) -> &'static str {
+    static SQLITE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE refresh_tokens SET rotated_at = $1 WHERE id = $2 AND rotated_at IS NULL;
+             INSERT INTO refresh_tokens ({NEW_COLUMNS}) SELECT {refresh} WHERE changes() = 1;
+             INSERT INTO access_tokens ({access}) SELECT {values} WHERE changes() = 1;",
+            refresh = params(3, 14),
+            access = access_tokens::COLUMNS,
+            values = params(17, 10),
+        )
+    });
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH rotated AS (
+                 UPDATE refresh_tokens SET rotated_at = $1 WHERE id = $2 AND rotated_at IS NULL RETURNING id
+             ), successor AS (
+                 INSERT INTO refresh_tokens ({NEW_COLUMNS}) SELECT {refresh} FROM rotated
+             ), access AS (
+                 INSERT INTO access_tokens ({access}) SELECT {values} FROM rotated
+             )
+             SELECT COUNT(*) AS rotated FROM rotated",
+            refresh = params(3, 14),
+            access = access_tokens::COLUMNS,
+            values = params(17, 10),
+        )
+    });
+    match dialect {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    }
+}
+
+/// `$first, …` for `count` parameters.
+fn params(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
 
 /// The stored token `token` names, if any (whatever its state).
@@ -79,12 +160,9 @@ pub async fn find(tx: &mut Tx, token: &str) -> Result<Option<RefreshGrant>, sqlx
 /// The columns [`from_row`] reads, of the `refresh_tokens` row aliased `alias` (each named
 /// `refresh_…`, so that a query can join them to others).
 pub fn columns(alias: &str) -> String {
-    [
-        "id", "family_id", "client_id", "person_id", "session_id", "offline", "scope", "claims", "auth_time", "acr",
-        "amr", "expires_at", "rotated_at", "revoked_at",
-    ]
-    .iter()
-    .map(|c| format!("{alias}.{c} AS refresh_{c}"))
+    "id family_id client_id person_id session_id offline scope claims auth_time acr amr expires_at rotated_at revoked_at"
+        .split(' ')
+        .map(|c| format!("{alias}.{c} AS refresh_{c}"))
     .collect::<Vec<_>>()
     .join(", ")
 }
@@ -115,18 +193,6 @@ pub fn from_row(row: &sqlx::any::AnyRow) -> Result<RefreshGrant, sqlx::Error> {
         rotated: rotated_at.is_some(),
         revoked: revoked_at.is_some(),
     })
-}
-
-/// Marks `id` as used. False when another request rotated it first: the caller then treats
-/// this presentation as a reuse.
-pub async fn rotate(tx: &mut Tx, now: UnixTime, id: &str) -> Result<bool, sqlx::Error> {
-    let rows = sqlx::query("UPDATE refresh_tokens SET rotated_at = $1 WHERE id = $2 AND rotated_at IS NULL")
-        .bind(now)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    Ok(rows == 1)
 }
 
 /// A consuming system's standing access for a person (`offline_access`): a refresh-token family

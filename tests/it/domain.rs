@@ -290,9 +290,73 @@ async fn refreshes_arriving_together_are_each_answered_as_if_alone(db: Db) {
     w.stop().await;
 }
 
+/// A rotation is one call that writes the successor and the access token only if it rotated
+/// the token: a token already rotated (by a request that got there first) gets nothing written.
+async fn a_token_rotated_already_gets_no_successor(db: Db) {
+    use sekimori::oidc::{access_tokens::NewAccessToken, claims::AuthContext, refresh};
+    let w = world(db).await;
+    let code = w.code(T0).await;
+    let first = w.redeem(&code, T0 + 1).await.unwrap().refresh_token.unwrap();
+    let row = sqlx::query("SELECT id, family_id FROM refresh_tokens WHERE token_hash = $1")
+        .bind(sekimori::crypto::sha256_hex(&first))
+        .fetch_one(w.app.store.pool())
+        .await
+        .unwrap();
+    let (id, family): (String, String) = (row.try_get("id").unwrap(), row.try_get("family_id").unwrap());
+    let auth =
+        AuthContext { session_id: w.session.id.clone(), auth_time: T0, acr: "x".into(), amr: vec!["pwd".into()] };
+    let count = |table: &'static str| {
+        let (pool, family) = (w.app.store.pool().clone(), family.clone());
+        async move {
+            let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE family_id = $1");
+            sqlx::query(&sql).bind(family).fetch_one(&pool).await.unwrap().try_get::<i64, _>("n").unwrap()
+        }
+    };
+    let before = (count("refresh_tokens").await, count("access_tokens").await);
+    let mut tx = w.app.store.begin().await.unwrap();
+    for (attempt, jti) in ["jti-first", "jti-second"].into_iter().enumerate() {
+        let successor = refresh::NewRefresh {
+            family_id: &family,
+            client_id: "zeimu",
+            person_id: &w.session.person_id,
+            offline: false,
+            scope: "openid",
+            claims: None,
+            auth: &auth,
+            expires_at: T0 + 3600,
+        };
+        let access = NewAccessToken {
+            jti,
+            client_id: "zeimu",
+            person_id: &w.session.person_id,
+            session_id: Some(&w.session.id),
+            code_id: None,
+            family_id: Some(&family),
+            scope: "openid",
+            claims: None,
+            issued_at: T0 + 2,
+            expires_at: T0 + 302,
+        };
+        let rotated = refresh::rotate_and_issue(&mut tx, T0 + 2, &id, successor, access).await.unwrap();
+        assert_eq!(rotated.is_some(), attempt == 0, "only the first rotation of a token goes through");
+    }
+    tx.commit().await.unwrap();
+    let after = (count("refresh_tokens").await, count("access_tokens").await);
+    assert_eq!(after, (before.0 + 1, before.1 + 1), "one successor and one access token, from the first only");
+    let second: i64 = sqlx::query("SELECT COUNT(*) AS n FROM access_tokens WHERE jti = 'jti-second'")
+        .fetch_one(w.app.store.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(second, 0);
+    w.stop().await;
+}
+
 on_both_databases!(
     a_code_is_good_for_its_lifetime_and_not_a_second_more,
     a_rotated_refresh_token_presented_again_ends_its_family,
     a_lock_holds_to_the_second_and_then_the_right_password_logs_in,
     refreshes_arriving_together_are_each_answered_as_if_alone,
+    a_token_rotated_already_gets_no_successor,
 );
