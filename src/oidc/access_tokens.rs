@@ -72,8 +72,10 @@ pub fn bind<'q>(
 }
 
 pub async fn record(tx: &mut Tx, token: NewAccessToken<'_>) -> Result<(), sqlx::Error> {
-    let sql = format!("INSERT INTO access_tokens ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
-    bind(sqlx::query(&sql), &token).execute(&mut **tx).await?;
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("INSERT INTO access_tokens ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+    });
+    bind(sqlx::query(&SQL), &token).execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 //! joins the fragments, so that a token request, an introspection or a userinfo call costs one
 //! round trip to the database for all of them instead of one each.
 
+use std::sync::LazyLock;
+
 use sqlx::Row;
 
 use crate::access::catalog;
@@ -48,28 +50,32 @@ pub async fn person_on_client<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let today = directory::today_in_japan(now);
-    let rows = sqlx::query(&format!(
-        "SELECT {person}, s.id AS live_session_id, {roles}, {requires_role}
+    // The text is made once: every grant for a person runs it.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {person}, s.id AS live_session_id, {roles}, {requires_role}
          FROM people p LEFT JOIN accounts a ON a.person_id = p.id
          LEFT JOIN sessions s ON s.id = $2 AND {session}
          {held}
          WHERE p.id = $1
          ORDER BY {order}",
-        person = directory::login_state_columns("p", "a"),
-        roles = roles::held_columns(),
-        requires_role = catalog::requires_role_column("$4"),
-        session = sessions::live_condition("s", "$3"),
-        held = roles::held_join("p.id", "$4", "$5"),
-        order = roles::HELD_ORDER,
-    ))
-    .bind(person_id)
-    .bind(session_id.unwrap_or(""))
-    .bind(now)
-    .bind(client_id)
-    .bind(format_date(today))
-    .fetch_all(executor)
-    .await?;
+            person = directory::login_state_columns("p", "a"),
+            roles = roles::held_columns(),
+            requires_role = catalog::requires_role_column("$4"),
+            session = sessions::live_condition("s", "$3"),
+            held = roles::held_join("p.id", "$4", "$5"),
+            order = roles::HELD_ORDER,
+        )
+    });
+    let today = directory::today_in_japan(now);
+    let rows = sqlx::query(&SQL)
+        .bind(person_id)
+        .bind(session_id.unwrap_or(""))
+        .bind(now)
+        .bind(client_id)
+        .bind(format_date(today))
+        .fetch_all(executor)
+        .await?;
     let Some(first) = rows.first() else { return Ok(None) };
     let Some(login) = directory::login_state_from_row(first, today)? else { return Ok(None) };
     let session_live = session_id.is_none() || first.try_get::<Option<String>, _>("live_session_id")?.is_some();
@@ -92,28 +98,27 @@ pub async fn refresh_token<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let today = directory::today_in_japan(now);
-    let rows = sqlx::query(&format!(
-        "SELECT {refresh}, {person}, s.id AS live_session_id, {roles}, {requires_role}
+    // The text is made once: every refresh runs it.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {refresh}, {person}, s.id AS live_session_id, {roles}, {requires_role}
          FROM refresh_tokens rt LEFT JOIN people p ON p.id = rt.person_id
          LEFT JOIN accounts a ON a.person_id = p.id
          LEFT JOIN sessions s ON s.id = rt.session_id AND {session}
          {held}
          WHERE rt.token_hash = $1
          ORDER BY {order}",
-        refresh = refresh::columns("rt"),
-        person = directory::login_state_columns("p", "a"),
-        roles = roles::held_columns(),
-        requires_role = catalog::requires_role_column("rt.client_id"),
-        session = sessions::live_condition("s", "$2"),
-        held = roles::held_join("p.id", "rt.client_id", "$3"),
-        order = roles::HELD_ORDER,
-    ))
-    .bind(token_hash)
-    .bind(now)
-    .bind(format_date(today))
-    .fetch_all(executor)
-    .await?;
+            refresh = refresh::columns("rt"),
+            person = directory::login_state_columns("p", "a"),
+            roles = roles::held_columns(),
+            requires_role = catalog::requires_role_column("rt.client_id"),
+            session = sessions::live_condition("s", "$2"),
+            held = roles::held_join("p.id", "rt.client_id", "$3"),
+            order = roles::HELD_ORDER,
+        )
+    });
+    let today = directory::today_in_japan(now);
+    let rows = sqlx::query(&SQL).bind(token_hash).bind(now).bind(format_date(today)).fetch_all(executor).await?;
     let Some(first) = rows.first() else { return Ok(None) };
     let grant = refresh::from_row(first)?;
     let Some(login) = directory::login_state_from_row(first, today)? else { return Ok(Some((grant, None))) };
@@ -164,9 +169,10 @@ pub async fn row_token<'e, E>(executor: E, now: UnixTime, jti: &str) -> Result<O
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let today = directory::today_in_japan(now);
-    let rows = sqlx::query(&format!(
-        "SELECT t.client_id AS token_client_id, t.person_id AS token_person_id, t.session_id AS token_session_id,
+    // The text is made once: every introspection and userinfo call of a person's token runs it.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT t.client_id AS token_client_id, t.person_id AS token_person_id, t.session_id AS token_session_id,
              t.scope AS token_scope, t.claims AS token_claims, {client}, {person}, s.id AS live_session_id, {roles}
          FROM access_tokens t JOIN clients c ON c.client_id = t.client_id
          LEFT JOIN people p ON p.id = t.person_id
@@ -175,18 +181,16 @@ where
          {held}
          WHERE t.jti = $1 AND t.revoked_at IS NULL AND t.expires_at > $2
          ORDER BY {order}",
-        client = systems::live_columns("c"),
-        person = directory::login_state_columns("p", "a"),
-        roles = roles::held_columns(),
-        session = sessions::live_condition("s", "$2"),
-        held = roles::held_join("p.id", "t.client_id", "$3"),
-        order = roles::HELD_ORDER,
-    ))
-    .bind(jti)
-    .bind(now)
-    .bind(format_date(today))
-    .fetch_all(executor)
-    .await?;
+            client = systems::live_columns("c"),
+            person = directory::login_state_columns("p", "a"),
+            roles = roles::held_columns(),
+            session = sessions::live_condition("s", "$2"),
+            held = roles::held_join("p.id", "t.client_id", "$3"),
+            order = roles::HELD_ORDER,
+        )
+    });
+    let today = directory::today_in_japan(now);
+    let rows = sqlx::query(&SQL).bind(jti).bind(now).bind(format_date(today)).fetch_all(executor).await?;
     let Some(first) = rows.first() else { return Ok(None) };
     let Some(client) = systems::live_from_row(first)? else { return Ok(None) };
     let session_id: Option<String> = first.try_get("token_session_id")?;

@@ -76,10 +76,9 @@ fn bind_new<'q>(
 /// Stores a new refresh token and returns it; only its hash is kept.
 pub async fn issue(tx: &mut Tx, now: UnixTime, new: NewRefresh<'_>) -> Result<String, sqlx::Error> {
     let token = crypto::random_token(32);
-    let sql = format!(
-        "INSERT INTO refresh_tokens ({NEW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-    );
-    bind_new(sqlx::query(&sql), crypto::sha256_hex(&token), now, &new).execute(&mut **tx).await?;
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("INSERT INTO refresh_tokens ({NEW_COLUMNS}) VALUES ({})", params(1, 14)));
+    bind_new(sqlx::query(&SQL), crypto::sha256_hex(&token), now, &new).execute(&mut **tx).await?;
     Ok(token)
 }
 
@@ -150,15 +149,14 @@ fn params(first: usize, count: usize) -> String {
 
 /// The stored token `token` names, if any (whatever its state).
 pub async fn find(tx: &mut Tx, token: &str) -> Result<Option<RefreshGrant>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {} FROM refresh_tokens rt WHERE rt.token_hash = $1", columns("rt")))
-        .bind(crypto::sha256_hex(token))
-        .fetch_optional(&mut **tx)
-        .await?;
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {} FROM refresh_tokens rt WHERE rt.token_hash = $1", columns("rt")));
+    let row = sqlx::query(&SQL).bind(crypto::sha256_hex(token)).fetch_optional(&mut **tx).await?;
     row.as_ref().map(from_row).transpose()
 }
 
 /// The columns [`from_row`] reads, of the `refresh_tokens` row aliased `alias` (each named
-/// `refresh_…`, so that a query can join them to others).
+/// `refresh_…`, so that a query can join them to others). For statement texts made once.
 pub fn columns(alias: &str) -> String {
     "id family_id client_id person_id session_id offline scope claims auth_time acr amr expires_at rotated_at revoked_at"
         .split(' ')
