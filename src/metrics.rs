@@ -54,8 +54,8 @@ pub fn token_issued(grant_type: &'static str) {
     COUNTERS.tokens.get_or_create(&[("grant_type", grant_type)]).inc();
 }
 
-/// A revocation carried out, by what was revoked. Counted when the revocation is made, in its
-/// transaction: one rolled back afterwards is counted all the same.
+/// A revocation carried out, by what was revoked. Counted when its transaction commits
+/// (`store::Tx::commit`): one rolled back is not counted.
 pub fn revocation(target: &'static str) {
     COUNTERS.revocations.get_or_create(&[("target", target)]).inc();
 }

@@ -28,7 +28,7 @@ use crate::clock::UnixTime;
 use crate::store::Tx;
 
 /// What is being revoked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub enum Target<'a> {
     /// One browser session and everything obtained through it.
     Session(&'a str),
@@ -122,7 +122,18 @@ impl Target<'_> {
     }
 }
 
+/// How many times a revocation the database abandoned to break a deadlock is tried again.
+const DEADLOCK_RETRIES: u32 = 5;
+
 /// Revokes `target`, recording who did it and why.
+///
+/// A revocation updates many rows at once (every token of a person, of a system), while
+/// refreshes and other revocations update some of the same rows in their own order; on
+/// PostgreSQL two such transactions can wait for each other, and the database then abandons
+/// one of them. A revocation must not be the one that gives way — a lost card reported, a
+/// leaver's access ended — so its writes run after a savepoint in the caller's transaction,
+/// and if the database abandons them they are undone (their row locks released, so the other
+/// transaction finishes) and done again. What the caller wrote before is untouched.
 pub async fn revoke(
     tx: &mut Tx,
     actor: &Actor,
@@ -130,7 +141,33 @@ pub async fn revoke(
     target: Target<'_>,
     reason: &str,
 ) -> Result<Revoked, sqlx::Error> {
-    crate::metrics::revocation(target.kind());
+    let mut retries = 0;
+    loop {
+        let mark = tx.mark().await?;
+        match revoke_once(tx, actor, now, target, reason).await {
+            Ok(revoked) => {
+                tx.keep(mark).await?;
+                return Ok(revoked);
+            }
+            Err(e) if crate::store::is_transient(&e) && retries < DEADLOCK_RETRIES => {
+                tracing::info!(target = target.kind(), "a revocation gave way to break a deadlock; revoking again");
+                tx.back_to(mark).await?;
+                retries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn revoke_once(
+    tx: &mut Tx,
+    actor: &Actor,
+    now: UnixTime,
+    target: Target<'_>,
+    reason: &str,
+) -> Result<Revoked, sqlx::Error> {
+    let kind = target.kind();
+    tx.after_commit(Box::new(move || crate::metrics::revocation(kind)));
     let mut revoked = Revoked::default();
     let mut loss_reference = None;
     let mut token_generation = None;

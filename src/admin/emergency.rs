@@ -19,7 +19,7 @@ impl From<EmergencyError> for Problem {
             EmergencyError::Invalid(invalid) => Problem::invalid(invalid.field, invalid.reason),
             EmergencyError::NotFound(what) => Problem::not_found(what),
             EmergencyError::Conflict(why) => Problem::conflict(why),
-            EmergencyError::Database(db) => Problem::internal(db),
+            EmergencyError::Database(db) => Problem::database(db),
         }
     }
 }

@@ -42,7 +42,10 @@ fn status(field: &'static str, value: &str, allowed: &[&str]) -> Result<(), Prob
 
 /// A stored batch that cannot be read, or the database failing: not the caller's fault.
 fn internal(e: DirectoryError) -> Problem {
-    Problem::internal(e)
+    match e {
+        DirectoryError::Database(db) => Problem::database(db),
+        other => Problem::internal(other),
+    }
 }
 
 #[derive(Serialize)]

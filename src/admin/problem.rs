@@ -59,6 +59,19 @@ impl Problem {
         tracing::error!(error = %err, "admin API internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", None)
     }
+    /// The database failing: 503 to send again when it gave way to another request
+    /// (`store::is_transient`: nothing was written), otherwise an internal error.
+    pub fn database(err: sqlx::Error) -> Self {
+        if crate::store::is_transient(&err) {
+            tracing::warn!(error = %err, "admin API request gave way to another; answered 503");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                crate::store::GAVE_WAY.to_owned(),
+            );
+        }
+        Self::internal(err)
+    }
 }
 
 impl IntoResponse for Problem {
@@ -71,6 +84,9 @@ impl IntoResponse for Problem {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="sekimori-admin""#));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -86,7 +102,7 @@ impl From<DirectoryError> for Problem {
             }
             DirectoryError::NotFound(what) => Problem::not_found(what),
             DirectoryError::Conflict(detail) => Problem::conflict(detail),
-            DirectoryError::Database(db) => Problem::internal(db),
+            DirectoryError::Database(db) => Problem::database(db),
         }
     }
 }
@@ -98,7 +114,7 @@ impl From<ClientError> for Problem {
             ClientError::NotFound => Problem::not_found("client"),
             ClientError::Conflict => Problem::conflict(e.to_string()),
             ClientError::StateConflict(detail) => Problem::conflict(detail),
-            ClientError::Database(db) => Problem::internal(db),
+            ClientError::Database(db) => Problem::database(db),
         }
     }
 }
@@ -114,14 +130,14 @@ impl From<AccessError> for Problem {
             // a state that does not allow the change.
             AccessError::Forbidden(why) => Problem::conflict(why),
             AccessError::Conflict(why) => Problem::conflict(why),
-            AccessError::Database(db) => Problem::internal(db),
+            AccessError::Database(db) => Problem::database(db),
         }
     }
 }
 
 impl From<sqlx::Error> for Problem {
     fn from(e: sqlx::Error) -> Self {
-        Problem::internal(e)
+        Problem::database(e)
     }
 }
 
@@ -131,6 +147,7 @@ impl From<crate::Error> for Problem {
             crate::Error::Directory(d) => d.into(),
             crate::Error::Client(c) => c.into(),
             crate::Error::Access(a) => a.into(),
+            crate::Error::Database(db) => Problem::database(db),
             other => Problem::internal(other),
         }
     }

@@ -73,8 +73,17 @@ impl OAuthError {
 }
 
 impl<E: Into<crate::Error>> From<E> for OAuthError {
+    /// 503 `temporarily_unavailable` (RFC 6749 §4.1.2.1's code for a server that can answer
+    /// later) when the database gave way to another request: nothing was written, and the
+    /// same request sent again goes through. Any other failure is a `server_error`.
     fn from(err: E) -> Self {
-        OAuthError::server_error(err.into())
+        match err.into() {
+            crate::Error::Database(db) if crate::store::is_transient(&db) => {
+                tracing::warn!(error = %db, "OAuth request gave way to another; answered 503");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", crate::store::GAVE_WAY)
+            }
+            other => OAuthError::server_error(other),
+        }
     }
 }
 
@@ -87,6 +96,9 @@ impl IntoResponse for OAuthError {
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if let Some(challenge) = self.www_authenticate.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

@@ -66,13 +66,19 @@ impl From<DirectoryError> for ScimError {
             DirectoryError::Invalid(invalid) => ScimError::invalid_value(invalid.to_string()),
             DirectoryError::NotFound(what) => ScimError::not_found(what),
             DirectoryError::Conflict(detail) => ScimError::uniqueness(detail),
-            DirectoryError::Database(e) => ScimError::internal(e),
+            DirectoryError::Database(e) => e.into(),
         }
     }
 }
 
 impl From<sqlx::Error> for ScimError {
+    /// 503 to send again when the database gave way to another request (RFC 7644 §3.12:
+    /// "Service Unavailable"; nothing was written), otherwise an internal error.
     fn from(err: sqlx::Error) -> Self {
+        if crate::store::is_transient(&err) {
+            tracing::warn!(error = %err, "SCIM request gave way to another; answered 503");
+            return Self::new(StatusCode::SERVICE_UNAVAILABLE, None, crate::store::GAVE_WAY);
+        }
         ScimError::internal(err)
     }
 }

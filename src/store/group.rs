@@ -17,7 +17,8 @@
 //! the commit.
 //!
 //! A batch that fails is rolled back, and every item in it is written again in a transaction
-//! of its own, so each caller hears its own outcome and the others are not held responsible.
+//! of its own, so each caller hears its own outcome and the others are not held responsible;
+//! one the database abandoned to break a deadlock (PostgreSQL) is written again.
 //! Items must therefore be safe to write again after a rollback (they are: a rolled-back
 //! transaction left nothing, and an item decides again from what it reads), and an item must
 //! not end in an error after writing something it would not have written alone: an error
@@ -136,11 +137,23 @@ async fn commit_batch<T: Batch>(store: &Store, items: Vec<T>, replies: Vec<Reply
         }
     }
     for (item, reply) in items.iter().zip(replies) {
-        let alone = in_one(store, std::slice::from_ref(item))
-            .await
-            .map_err(|(Failed::Write(e) | Failed::Commit(e))| e)
-            .and_then(|outcomes| outcomes.into_iter().next().ok_or_else(too_few));
-        let _ = reply.send(alone);
+        let _ = reply.send(alone(store, item).await);
+    }
+}
+
+/// How many times an item the database abandoned to break a deadlock is written again.
+const DEADLOCK_RETRIES: u32 = 5;
+
+/// Writes one item in a transaction of its own; again if the database abandoned it to break a
+/// deadlock (nothing of it was written, `super::is_transient`).
+async fn alone<T: Batch>(store: &Store, item: &T) -> Result<T::Outcome, sqlx::Error> {
+    let mut retries = 0;
+    loop {
+        match in_one(store, std::slice::from_ref(item)).await {
+            Ok(outcomes) => return outcomes.into_iter().next().ok_or_else(too_few),
+            Err(Failed::Write(e)) if super::is_transient(&e) && retries < DEADLOCK_RETRIES => retries += 1,
+            Err(Failed::Write(e) | Failed::Commit(e)) => return Err(e),
+        }
     }
 }
 

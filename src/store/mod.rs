@@ -35,6 +35,10 @@ pub struct Tx {
     /// counts one in `changes`, which is what this node's caches watch.
     announced: bool,
     changes: Arc<changes::Counter>,
+    /// What is done once this transaction has committed, and never if it rolls back (e.g.
+    /// counting a revocation in the metrics: one rolled back, or undone and written again, is
+    /// counted as often as it took effect).
+    after_commit: Vec<AfterCommit>,
 }
 
 /// Audit events this process committed, which its sealer has not yet seen sealed; and the
@@ -74,12 +78,20 @@ impl Tx {
         if self.announced {
             self.changes.count();
         }
+        for done in self.after_commit {
+            done();
+        }
         Ok(())
     }
 
     /// Which database the transaction runs on.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// Does `done` once this transaction commits (never if it rolls back).
+    pub fn after_commit(&mut self, done: AfterCommit) {
+        self.after_commit.push(done);
     }
 
     /// Notes that this transaction recorded the audit event `seq`.
@@ -89,6 +101,37 @@ impl Tx {
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         self.inner.rollback().await
+    }
+
+    /// Marks a point inside the transaction to go back to ([`Tx::back_to`]): a PostgreSQL
+    /// SAVEPOINT, and what this transaction has noted so far. SQLite needs none: one writer at
+    /// a time cannot deadlock (see [`is_transient`]).
+    pub async fn mark(&mut self) -> Result<Mark, sqlx::Error> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SAVEPOINT sekimori_mark").execute(&mut *self.inner).await?;
+        }
+        Ok(Mark { recorded: self.recorded.len(), after_commit: self.after_commit.len(), announced: self.announced })
+    }
+
+    /// Undoes everything since `mark` (and releases the row locks it took), as if it had not
+    /// been attempted: nor are its audit events, announcements and after-commit work noted.
+    pub async fn back_to(&mut self, mark: Mark) -> Result<(), sqlx::Error> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("ROLLBACK TO SAVEPOINT sekimori_mark").execute(&mut *self.inner).await?;
+            sqlx::query("RELEASE SAVEPOINT sekimori_mark").execute(&mut *self.inner).await?;
+        }
+        self.recorded.truncate(mark.recorded);
+        self.after_commit.truncate(mark.after_commit);
+        self.announced = mark.announced;
+        Ok(())
+    }
+
+    /// Keeps everything since `mark`: it is part of the transaction again, committed with it.
+    pub async fn keep(&mut self, _mark: Mark) -> Result<(), sqlx::Error> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("RELEASE SAVEPOINT sekimori_mark").execute(&mut *self.inner).await?;
+        }
+        Ok(())
     }
 
     /// The audit chain's key; None when the store was opened without the master key.
@@ -109,6 +152,31 @@ impl DerefMut for Tx {
         &mut self.inner
     }
 }
+
+/// Work done after a commit ([`Tx::after_commit`]).
+pub type AfterCommit = Box<dyn FnOnce() + Send + Sync>;
+
+/// A point inside a transaction ([`Tx::mark`]).
+#[derive(Debug)]
+#[must_use = "a mark is kept or gone back to"]
+pub struct Mark {
+    recorded: usize,
+    after_commit: usize,
+    announced: bool,
+}
+
+/// Whether `error` is PostgreSQL abandoning a statement to break a deadlock (40P01) or a
+/// serialization failure (40001): two transactions took the same rows in opposite orders, and
+/// the database chose this one to give way. Nothing of it was written; done again once the
+/// other has finished, it goes through. (SQLite has one writer at a time, so never.)
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+}
+
+/// What a caller hears when its request gave way ([`is_transient`]): every boundary answers
+/// 503 with `Retry-After`.
+pub const GAVE_WAY: &str =
+    "another request changed the same records at the same moment and this one gave way; nothing was changed; send it again";
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,6 +393,7 @@ impl Store {
             recorded: Vec::new(),
             committed: self.committed.clone(),
             announced: false,
+            after_commit: Vec::new(),
             changes: self.changes.clone(),
         }
     }

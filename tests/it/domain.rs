@@ -96,10 +96,41 @@ async fn world(db: Db) -> World {
 impl World {
     /// A code for the session, issued at `now`.
     async fn code(&self, now: i64) -> String {
-        let request = request();
-        let completion = flow::complete(&self.app, &request, &self.session, None, now).await.unwrap();
+        self.code_in(&self.session, now).await
+    }
+
+    /// A code for `session`, issued at `now`.
+    async fn code_in(&self, session: &Session, now: i64) -> String {
+        let completion = flow::complete(&self.app, &request(), session, None, now).await.unwrap();
         let url = url::Url::parse(&completion.redirect).unwrap();
         url.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned()
+    }
+
+    async fn person_id(&self) -> String {
+        sqlx::query("SELECT person_id FROM accounts WHERE id = $1")
+            .bind(&self.account_id)
+            .fetch_one(self.app.store.pool())
+            .await
+            .unwrap()
+            .try_get("person_id")
+            .unwrap()
+    }
+
+    /// Another password session of the person, begun at `now`.
+    async fn new_session(&self, now: i64) -> Session {
+        let person_id = self.person_id().await;
+        let new_session = NewSession {
+            person_id: &person_id,
+            account_id: &self.account_id,
+            amr: &["pwd"],
+            acr: sekimori::oidc::claims::ACR_PASSWORD,
+            authenticator_id: None,
+            source_ip: None,
+        };
+        let mut tx = self.app.store.begin().await.unwrap();
+        let (session, _) = sessions::create(&mut tx, &self.app.config.session, now, new_session).await.unwrap();
+        tx.commit().await.unwrap();
+        session
     }
 
     async fn redeem(&self, code: &str, now: i64) -> Result<TokenResponse, &'static str> {
@@ -185,32 +216,13 @@ async fn a_lock_holds_to_the_second_and_then_the_right_password_logs_in(db: Db) 
 async fn refreshes_arriving_together_are_each_answered_as_if_alone(db: Db) {
     let w = world(db).await;
     // A second session of the same person, whose one family is presented twice at once.
-    let mut tx = w.app.store.begin().await.unwrap();
-    let person_id: String = sqlx::query("SELECT person_id FROM accounts WHERE id = $1")
-        .bind(&w.account_id)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap()
-        .try_get("person_id")
-        .unwrap();
-    let new_session = NewSession {
-        person_id: &person_id,
-        account_id: &w.account_id,
-        amr: &["pwd"],
-        acr: sekimori::oidc::claims::ACR_PASSWORD,
-        authenticator_id: None,
-        source_ip: None,
-    };
-    let (other_session, _) = sessions::create(&mut tx, &w.app.config.session, T0, new_session).await.unwrap();
-    tx.commit().await.unwrap();
+    let other_session = w.new_session(T0).await;
     let mut families = Vec::new();
     for _ in 0..40 {
         let code = w.code(T0).await;
         families.push(w.redeem(&code, T0 + 1).await.unwrap().refresh_token.unwrap());
     }
-    let completion = flow::complete(&w.app, &request(), &other_session, None, T0).await.unwrap();
-    let url = url::Url::parse(&completion.redirect).unwrap();
-    let code = url.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let code = w.code_in(&other_session, T0).await;
     let twice = w.redeem(&code, T0 + 1).await.unwrap().refresh_token.unwrap();
 
     let presented: Vec<String> = families.iter().cloned().chain([twice.clone(), twice.clone()]).collect();
@@ -353,10 +365,120 @@ async fn a_token_rotated_already_gets_no_successor(db: Db) {
     w.stop().await;
 }
 
+/// A person's grants refreshed while the person is revoked (a transfer, a lost card, an
+/// administrator), rounds of both at once: the rotations and the revocation take the same rows
+/// in opposite orders, which on PostgreSQL can deadlock. Each side still gets its own answer —
+/// a refresh rotates or is refused as invalid, the revocation takes effect — never a server
+/// error, and nothing survives the revocation.
+async fn refreshes_and_a_revocation_of_their_person_at_once_both_get_answers(db: Db) {
+    let w = world(db).await;
+    let person_id = w.person_id().await;
+    for round in 0..6_i64 {
+        let now = T0 + 1000 * round;
+        let session = w.new_session(now).await;
+        let mut families = Vec::new();
+        for _ in 0..24 {
+            let code = w.code_in(&session, now).await;
+            families.push(w.redeem(&code, now + 1).await.unwrap().refresh_token.unwrap());
+        }
+        // Newest first: the opposite of the order the revocation finds them in.
+        let refreshes: Vec<_> = families
+            .iter()
+            .rev()
+            .cloned()
+            .map(|token| {
+                let (app, client) = (w.app.clone(), w.client.clone());
+                tokio::spawn(async move {
+                    let grant = Grant::RefreshToken { refresh_token: &token, scope: None };
+                    grants::exchange(&app, &client, grant, now + 2)
+                        .await
+                        .map(|t| t.refresh_token.unwrap())
+                        .map_err(|e| e.error)
+                })
+            })
+            .collect();
+        let revocation = {
+            let (app, person_id) = (w.app.clone(), person_id.clone());
+            tokio::spawn(async move {
+                let target = sekimori::revocation::Target::Person(&person_id);
+                let mut tx = app.store.begin().await?;
+                sekimori::revocation::revoke(&mut tx, &Actor::Cli, now + 2, target, "transferred").await?;
+                tx.commit().await
+            })
+        };
+        let mut rotated = Vec::new();
+        for refresh in refreshes {
+            match refresh.await.unwrap() {
+                Ok(token) => rotated.push(token),
+                Err(error) => assert_eq!(error, "invalid_grant", "round {round}: a refresh is refused, not failed"),
+            }
+        }
+        revocation.await.unwrap().unwrap_or_else(|e| panic!("round {round}: the revocation fails: {e}"));
+        for token in families.iter().chain(&rotated) {
+            assert_eq!(w.refresh(token, now + 3).await.err(), Some("invalid_grant"), "round {round}: nothing survives");
+        }
+    }
+    w.stop().await;
+}
+
 on_both_databases!(
     a_code_is_good_for_its_lifetime_and_not_a_second_more,
     a_rotated_refresh_token_presented_again_ends_its_family,
     a_lock_holds_to_the_second_and_then_the_right_password_logs_in,
     refreshes_arriving_together_are_each_answered_as_if_alone,
     a_token_rotated_already_gets_no_successor,
+    refreshes_and_a_revocation_of_their_person_at_once_both_get_answers,
 );
+
+/// Two transactions that each hold a row the other wants: PostgreSQL abandons one of them
+/// (a deadlock), and this is its error.
+async fn deadlock(app: &App) -> sqlx::Error {
+    let pool = app.store.pool();
+    sqlx::query("CREATE TABLE IF NOT EXISTS deadlock_probe (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO deadlock_probe (id, n) VALUES (1, 0), (2, 0) ON CONFLICT DO NOTHING")
+        .execute(pool)
+        .await
+        .unwrap();
+    let mut first = app.store.begin().await.unwrap();
+    let mut second = app.store.begin().await.unwrap();
+    let bump = "UPDATE deadlock_probe SET n = n + 1 WHERE id = $1";
+    sqlx::query(bump).bind(1).execute(&mut *first).await.unwrap();
+    sqlx::query(bump).bind(2).execute(&mut *second).await.unwrap();
+    let (a, b) =
+        tokio::join!(sqlx::query(bump).bind(2).execute(&mut *first), sqlx::query(bump).bind(1).execute(&mut *second));
+    match (a, b) {
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => e,
+        other => panic!("one of the two gives way: {other:?}"),
+    }
+}
+
+/// A request the database abandoned to break a deadlock hears 503 with `Retry-After` (nothing
+/// was written; sent again, it goes through) at the OAuth and admin API boundaries, not a
+/// bare internal error; any other database failure stays a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(sekimori_postgres_tests), ignore = "SEKIMORI_TEST_POSTGRES_URL was not set when the tests were built")]
+async fn a_request_the_database_abandons_to_break_a_deadlock_hears_503_to_send_again() {
+    use axum::response::IntoResponse;
+    let w = world(Db::Postgres).await;
+    let abandoned = deadlock(&w.app).await;
+    assert!(sekimori::store::is_transient(&abandoned), "{abandoned}");
+    let oauth = sekimori::oidc::error::OAuthError::from(abandoned).into_response();
+    assert_eq!(oauth.status(), 503);
+    assert_eq!(oauth.headers()["retry-after"], "1");
+    let body = axum::body::to_bytes(oauth.into_body(), 1 << 16).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+
+    let admin = sekimori::admin::problem::Problem::from(deadlock(&w.app).await).into_response();
+    assert_eq!(admin.status(), 503);
+    assert_eq!(admin.headers()["retry-after"], "1");
+    assert_eq!(admin.headers()["content-type"], "application/problem+json");
+
+    let other = sqlx::Error::Protocol("the connection broke".into());
+    assert!(!sekimori::store::is_transient(&other));
+    assert_eq!(sekimori::oidc::error::OAuthError::from(other).into_response().status(), 500, "anything else is 500");
+    w.stop().await;
+}
