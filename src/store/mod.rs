@@ -103,23 +103,19 @@ impl Tx {
         self.inner.rollback().await
     }
 
-    /// Marks a point inside the transaction to go back to ([`Tx::back_to`]): a PostgreSQL
-    /// SAVEPOINT, and what this transaction has noted so far. SQLite needs none: one writer at
-    /// a time cannot deadlock (see [`is_transient`]).
+    /// Marks a point inside the transaction to go back to ([`Tx::back_to`]): a SAVEPOINT, and
+    /// what this transaction has noted so far. Marks nest: each is kept or gone back to before
+    /// the one made before it.
     pub async fn mark(&mut self) -> Result<Mark, sqlx::Error> {
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SAVEPOINT sekimori_mark").execute(&mut *self.inner).await?;
-        }
+        sqlx::query("SAVEPOINT sekimori_mark").execute(&mut *self.inner).await?;
         Ok(Mark { recorded: self.recorded.len(), after_commit: self.after_commit.len(), announced: self.announced })
     }
 
     /// Undoes everything since `mark` (and releases the row locks it took), as if it had not
     /// been attempted: nor are its audit events, announcements and after-commit work noted.
     pub async fn back_to(&mut self, mark: Mark) -> Result<(), sqlx::Error> {
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("ROLLBACK TO SAVEPOINT sekimori_mark").execute(&mut *self.inner).await?;
-            sqlx::query("RELEASE SAVEPOINT sekimori_mark").execute(&mut *self.inner).await?;
-        }
+        sqlx::query("ROLLBACK TO SAVEPOINT sekimori_mark").execute(&mut *self.inner).await?;
+        sqlx::query("RELEASE SAVEPOINT sekimori_mark").execute(&mut *self.inner).await?;
         self.recorded.truncate(mark.recorded);
         self.after_commit.truncate(mark.after_commit);
         self.announced = mark.announced;
@@ -128,10 +124,7 @@ impl Tx {
 
     /// Keeps everything since `mark`: it is part of the transaction again, committed with it.
     pub async fn keep(&mut self, _mark: Mark) -> Result<(), sqlx::Error> {
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("RELEASE SAVEPOINT sekimori_mark").execute(&mut *self.inner).await?;
-        }
-        Ok(())
+        sqlx::query("RELEASE SAVEPOINT sekimori_mark").execute(&mut *self.inner).await.map(drop)
     }
 
     /// The audit chain's key; None when the store was opened without the master key.

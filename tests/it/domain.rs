@@ -421,6 +421,44 @@ async fn refreshes_and_a_revocation_of_their_person_at_once_both_get_answers(db:
     w.stop().await;
 }
 
+/// Going back to a mark undoes what followed it — here a whole revocation, its audit event
+/// included — and keeps what came before; the transaction then commits the rest.
+async fn going_back_to_a_mark_undoes_what_followed_it(db: Db) {
+    let w = world(db).await;
+    let person_id = w.person_id().await;
+    let events = |w: &World| {
+        let pool = w.app.store.pool().clone();
+        async move {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE action = 'revoke'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            row.try_get::<i64, _>("n").unwrap()
+        }
+    };
+    let before = events(&w).await;
+    let kept = w.new_session(T0).await;
+    let mut tx = w.app.store.begin().await.unwrap();
+    sekimori::revocation::revoke(&mut tx, &Actor::Cli, T0 + 1, sekimori::revocation::Target::Session(&kept.id), "kept")
+        .await
+        .unwrap();
+    let mark = tx.mark().await.unwrap();
+    let target = sekimori::revocation::Target::Person(&person_id);
+    sekimori::revocation::revoke(&mut tx, &Actor::Cli, T0 + 1, target, "undone").await.unwrap();
+    tx.back_to(mark).await.unwrap();
+    tx.commit().await.unwrap();
+    let pool = w.app.store.pool();
+    assert!(!sessions::is_live(pool, T0 + 2, &kept.id).await.unwrap(), "what came before the mark is committed");
+    assert!(sessions::is_live(pool, T0 + 2, &w.session.id).await.unwrap(), "what followed it is undone");
+    assert_eq!(events(&w).await, before + 1, "and so is its audit event");
+    sekimori::audit::seal::seal(&w.app.store).await.unwrap();
+    assert!(matches!(
+        sekimori::audit::verify(&w.app.store).await.unwrap(),
+        sekimori::audit::Verification::Intact { unsealed: 0, .. }
+    ));
+    w.stop().await;
+}
+
 on_both_databases!(
     a_code_is_good_for_its_lifetime_and_not_a_second_more,
     a_rotated_refresh_token_presented_again_ends_its_family,
@@ -428,6 +466,7 @@ on_both_databases!(
     refreshes_arriving_together_are_each_answered_as_if_alone,
     a_token_rotated_already_gets_no_successor,
     refreshes_and_a_revocation_of_their_person_at_once_both_get_answers,
+    going_back_to_a_mark_undoes_what_followed_it,
 );
 
 /// Two transactions that each hold a row the other wants: PostgreSQL abandons one of them
