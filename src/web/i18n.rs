@@ -80,6 +80,8 @@ pub enum Msg {
     CsrfFailed,
     BadForm,
     InternalError,
+    /// The database gave way to another request changing the same records (503).
+    GaveWay,
     ErrorTitle,
     LoggedInAs,
     LogoutButton,
@@ -408,6 +410,8 @@ impl Msg {
             (BadForm, En) => "The form was not filled in correctly.",
             (InternalError, Ja) => "内部エラーが発生しました。しばらくしてからやり直してください。",
             (InternalError, En) => "An internal error occurred. Please try again later.",
+            (GaveWay, Ja) => "同じ記録を同時に変更する操作があったため、この操作は行われませんでした。何も変更されていません。もう一度お試しください。",
+            (GaveWay, En) => "Another operation changed the same records at the same moment, so this one was not carried out. Nothing was changed. Please try again.",
             (ErrorTitle, Ja) => "エラー",
             (ErrorTitle, En) => "Error",
             (LoggedInAs, Ja) => "ログイン中の職員",

@@ -144,13 +144,15 @@ impl PageError {
         PageError { lang, status, message, cause: None }
     }
 
+    /// An internal failure; or, when the database gave way to another request changing the
+    /// same records (`store::is_transient`: nothing was written), 503 asking to try again.
     pub fn internal(lang: Lang, cause: impl Into<crate::Error>) -> Self {
-        PageError {
-            lang,
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: Msg::InternalError,
-            cause: Some(cause.into()),
+        let cause = cause.into();
+        if matches!(&cause, crate::Error::Database(db) if crate::store::is_transient(db)) {
+            tracing::warn!(error = %cause, "page request gave way to another; answered 503");
+            return PageError { lang, status: StatusCode::SERVICE_UNAVAILABLE, message: Msg::GaveWay, cause: None };
         }
+        PageError { lang, status: StatusCode::INTERNAL_SERVER_ERROR, message: Msg::InternalError, cause: Some(cause) }
     }
 }
 
@@ -159,7 +161,11 @@ impl IntoResponse for PageError {
         if let Some(cause) = &self.cause {
             tracing::error!(error = %cause, "page failed");
         }
-        error_page(self.lang, self.status, self.message)
+        let mut response = error_page(self.lang, self.status, self.message);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

@@ -495,8 +495,8 @@ async fn deadlock(app: &App) -> sqlx::Error {
 }
 
 /// A request the database abandoned to break a deadlock hears 503 with `Retry-After` (nothing
-/// was written; sent again, it goes through) at the OAuth and admin API boundaries, not a
-/// bare internal error; any other database failure stays a 500.
+/// was written; sent again, it goes through) at the OAuth, admin API and page boundaries, not
+/// a bare internal error; any other database failure stays a 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(sekimori_postgres_tests), ignore = "SEKIMORI_TEST_POSTGRES_URL was not set when the tests were built")]
 async fn a_request_the_database_abandons_to_break_a_deadlock_hears_503_to_send_again() {
@@ -515,6 +515,14 @@ async fn a_request_the_database_abandons_to_break_a_deadlock_hears_503_to_send_a
     assert_eq!(admin.status(), 503);
     assert_eq!(admin.headers()["retry-after"], "1");
     assert_eq!(admin.headers()["content-type"], "application/problem+json");
+
+    let page = sekimori::web::pages::PageError::internal(sekimori::web::i18n::Lang::Ja, deadlock(&w.app).await);
+    let page = page.into_response();
+    assert_eq!(page.status(), 503);
+    assert_eq!(page.headers()["retry-after"], "1");
+    let body = axum::body::to_bytes(page.into_body(), 1 << 20).await.unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.contains("何も変更されていません"), "the page says, in Japanese, that nothing was changed: {body}");
 
     let other = sqlx::Error::Protocol("the connection broke".into());
     assert!(!sekimori::store::is_transient(&other));
