@@ -77,6 +77,14 @@ pub enum Error {
     Config(#[from] config::ConfigError),
 }
 
+impl Error {
+    /// Whether the database abandoned the work to break a deadlock (`store::is_transient`):
+    /// nothing of it was written, and done again it goes through.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Database(db) if store::is_transient(db))
+    }
+}
+
 /// Everything a request handler needs, cheap to clone.
 #[derive(Clone)]
 pub struct App(Arc<AppInner>);

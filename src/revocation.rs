@@ -122,9 +122,6 @@ impl Target<'_> {
     }
 }
 
-/// How many times a revocation the database abandoned to break a deadlock is tried again.
-const DEADLOCK_RETRIES: u32 = 8;
-
 /// Revokes `target`, recording who did it and why.
 ///
 /// A revocation updates many rows at once (every token of a person, of a system), while
@@ -133,9 +130,8 @@ const DEADLOCK_RETRIES: u32 = 8;
 /// one of them. A revocation must not be the one that gives way — a lost card reported, a
 /// leaver's access ended — so its writes run after a savepoint in the caller's transaction,
 /// and if the database abandons them they are undone (their row locks released, so the other
-/// transaction finishes) and done again — after a pause that doubles each time, long enough for
-/// the transactions that were waiting on it to finish first (done at once, it would take the
-/// same rows ahead of them and meet them again). What the caller wrote before is untouched.
+/// transaction finishes) and done again after giving way (`store::give_way`). What the caller
+/// wrote before is untouched.
 pub async fn revoke(
     tx: &mut Tx,
     actor: &Actor,
@@ -151,10 +147,10 @@ pub async fn revoke(
                 tx.keep(mark).await?;
                 return Ok(revoked);
             }
-            Err(e) if crate::store::is_transient(&e) && retries < DEADLOCK_RETRIES => {
+            Err(e) if crate::store::is_transient(&e) && retries < crate::store::DEADLOCK_RETRIES => {
                 tracing::info!(target = target.kind(), "a revocation gave way to break a deadlock; revoking again");
                 tx.back_to(mark).await?;
-                tokio::time::sleep(std::time::Duration::from_millis(10 << retries.min(5))).await;
+                crate::store::give_way(retries).await;
                 retries += 1;
             }
             Err(e) => return Err(e),

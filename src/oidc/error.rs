@@ -77,13 +77,12 @@ impl<E: Into<crate::Error>> From<E> for OAuthError {
     /// later) when the database gave way to another request: nothing was written, and the
     /// same request sent again goes through. Any other failure is a `server_error`.
     fn from(err: E) -> Self {
-        match err.into() {
-            crate::Error::Database(db) if crate::store::is_transient(&db) => {
-                tracing::warn!(error = %db, "OAuth request gave way to another; answered 503");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", crate::store::GAVE_WAY)
-            }
-            other => OAuthError::server_error(other),
+        let err = err.into();
+        if err.is_transient() {
+            tracing::warn!(error = %err, "OAuth request gave way to another; answered 503");
+            return Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", crate::store::GAVE_WAY);
         }
+        OAuthError::server_error(err)
     }
 }
 

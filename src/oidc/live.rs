@@ -76,13 +76,24 @@ where
         .bind(format_date(today))
         .fetch_all(executor)
         .await?;
+    person_live(&rows, today, session_id.is_none())
+}
+
+/// The person as [`person_on_client`] and [`refresh_token`] read them (None when there is no
+/// such person): their session counts as live when `no_session_needed`, else when the query
+/// found it live.
+fn person_live(
+    rows: &[sqlx::any::AnyRow],
+    today: time::Date,
+    no_session_needed: bool,
+) -> Result<Option<PersonLive>, crate::Error> {
     let Some(first) = rows.first() else { return Ok(None) };
     let Some(login) = directory::login_state_from_row(first, today)? else { return Ok(None) };
-    let session_live = session_id.is_none() || first.try_get::<Option<String>, _>("live_session_id")?.is_some();
+    let session_live = no_session_needed || first.try_get::<Option<String>, _>("live_session_id")?.is_some();
     Ok(Some(PersonLive {
         login,
         session_live,
-        held: roles::held_from_rows(&rows)?,
+        held: roles::held_from_rows(rows)?,
         requires_role: catalog::requires_role_from_row(first)?,
     }))
 }
@@ -121,16 +132,9 @@ where
     let rows = sqlx::query(&SQL).bind(token_hash).bind(now).bind(format_date(today)).fetch_all(executor).await?;
     let Some(first) = rows.first() else { return Ok(None) };
     let grant = refresh::from_row(first)?;
-    let Some(login) = directory::login_state_from_row(first, today)? else { return Ok(Some((grant, None))) };
     // An offline_access family outlives the browser session; any other ends with it.
-    let session_live = grant.offline || first.try_get::<Option<String>, _>("live_session_id")?.is_some();
-    let person = PersonLive {
-        login,
-        session_live,
-        held: roles::held_from_rows(&rows)?,
-        requires_role: catalog::requires_role_from_row(first)?,
-    };
-    Ok(Some((grant, Some(person))))
+    let person = person_live(&rows, today, grant.offline)?;
+    Ok(Some((grant, person)))
 }
 
 /// What the `access_tokens` row of a person's token says, with everything behind it.

@@ -141,17 +141,17 @@ async fn commit_batch<T: Batch>(store: &Store, items: Vec<T>, replies: Vec<Reply
     }
 }
 
-/// How many times an item the database abandoned to break a deadlock is written again.
-const DEADLOCK_RETRIES: u32 = 5;
-
-/// Writes one item in a transaction of its own; again if the database abandoned it to break a
-/// deadlock (nothing of it was written, `super::is_transient`).
+/// Writes one item in a transaction of its own; again, after giving way, if the database
+/// abandoned it to break a deadlock (nothing of it was written, `super::is_transient`).
 async fn alone<T: Batch>(store: &Store, item: &T) -> Result<T::Outcome, sqlx::Error> {
     let mut retries = 0;
     loop {
         match in_one(store, std::slice::from_ref(item)).await {
             Ok(outcomes) => return outcomes.into_iter().next().ok_or_else(too_few),
-            Err(Failed::Write(e)) if super::is_transient(&e) && retries < DEADLOCK_RETRIES => retries += 1,
+            Err(Failed::Write(e)) if super::is_transient(&e) && retries < super::DEADLOCK_RETRIES => {
+                super::give_way(retries).await;
+                retries += 1;
+            }
             Err(Failed::Write(e) | Failed::Commit(e)) => return Err(e),
         }
     }

@@ -166,6 +166,16 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
 }
 
+/// How many times work the database abandoned to break a deadlock is done again.
+pub const DEADLOCK_RETRIES: u32 = 8;
+
+/// Waits before doing again the `retries`-th time what the database abandoned: 10 ms, doubling
+/// (to 320 ms), so that the transactions it was waiting with finish first — done at once, it
+/// would take the same rows ahead of them and meet them again.
+pub async fn give_way(retries: u32) {
+    tokio::time::sleep(Duration::from_millis(10 << retries.min(5))).await;
+}
+
 /// What a caller hears when its request gave way ([`is_transient`]): every boundary answers
 /// 503 with `Retry-After`.
 pub const GAVE_WAY: &str =

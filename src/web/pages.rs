@@ -148,7 +148,7 @@ impl PageError {
     /// same records (`store::is_transient`: nothing was written), 503 asking to try again.
     pub fn internal(lang: Lang, cause: impl Into<crate::Error>) -> Self {
         let cause = cause.into();
-        if matches!(&cause, crate::Error::Database(db) if crate::store::is_transient(db)) {
+        if cause.is_transient() {
             tracing::warn!(error = %cause, "page request gave way to another; answered 503");
             return PageError { lang, status: StatusCode::SERVICE_UNAVAILABLE, message: Msg::GaveWay, cause: None };
         }

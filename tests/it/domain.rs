@@ -451,6 +451,12 @@ async fn going_back_to_a_mark_undoes_what_followed_it(db: Db) {
     assert!(!sessions::is_live(pool, T0 + 2, &kept.id).await.unwrap(), "what came before the mark is committed");
     assert!(sessions::is_live(pool, T0 + 2, &w.session.id).await.unwrap(), "what followed it is undone");
     assert_eq!(events(&w).await, before + 1, "and so is its audit event");
+    let mut watch = sekimori::audit::seal::Watch::default();
+    assert_eq!(
+        watch.missing(&w.app.store).await.unwrap(),
+        Vec::<i64>::new(),
+        "the sealer is not told of the undone event (it would report it as removed)"
+    );
     sekimori::audit::seal::seal(&w.app.store).await.unwrap();
     assert!(matches!(
         sekimori::audit::verify(&w.app.store).await.unwrap(),
@@ -495,8 +501,8 @@ async fn deadlock(app: &App) -> sqlx::Error {
 }
 
 /// A request the database abandoned to break a deadlock hears 503 with `Retry-After` (nothing
-/// was written; sent again, it goes through) at the OAuth, admin API and page boundaries, not
-/// a bare internal error; any other database failure stays a 500.
+/// was written; sent again, it goes through) at the OAuth, admin API, SCIM and page
+/// boundaries, not a bare internal error; any other database failure stays a 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(sekimori_postgres_tests), ignore = "SEKIMORI_TEST_POSTGRES_URL was not set when the tests were built")]
 async fn a_request_the_database_abandons_to_break_a_deadlock_hears_503_to_send_again() {
@@ -523,6 +529,10 @@ async fn a_request_the_database_abandons_to_break_a_deadlock_hears_503_to_send_a
     let body = axum::body::to_bytes(page.into_body(), 1 << 20).await.unwrap();
     let body = String::from_utf8(body.to_vec()).unwrap();
     assert!(body.contains("何も変更されていません"), "the page says, in Japanese, that nothing was changed: {body}");
+
+    let scim = sekimori::scim::error::ScimError::from(deadlock(&w.app).await).into_response();
+    assert_eq!(scim.status(), 503);
+    assert_eq!(scim.headers()["retry-after"], "1");
 
     let other = sqlx::Error::Protocol("the connection broke".into());
     assert!(!sekimori::store::is_transient(&other));
