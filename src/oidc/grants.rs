@@ -295,7 +295,8 @@ async fn rotate(
     let now = *now;
     let actor = Actor::Client(client.client_id.clone());
     // The token and the live state of its person, session and roles, in one query.
-    let found = live::refresh_token(&mut **tx, now, &crate::crypto::sha256_hex(presented)).await.map_err(database)?;
+    let presented_hash = crate::crypto::sha256_hex(presented);
+    let found = live::refresh_token(&mut **tx, now, &presented_hash).await.map_err(database)?;
     // A token of another client is as unknown as a made-up one (RFC 6749 §6: bound to its client).
     let Some((grant, person)) = found.filter(|(g, _)| g.client_id == client.client_id) else {
         return Ok(Err(OAuthError::invalid_grant("the refresh token is invalid")));
@@ -355,7 +356,13 @@ async fn rotate(
     };
     let access = Prepared::access_token_row(&person_grant, &jti, now);
     let Some(refresh_token) = refresh::rotate_and_issue(tx, now, &grant.id, successor, access).await? else {
-        // Another request rotated it between our read and our write: the same theft signal.
+        // Rotated or revoked since it was read. Rotated by another request: the same theft
+        // signal as a reuse. Revoked (a revocation committed first, here or on another node):
+        // refused, as if the revocation had come before the read.
+        let now_stored = refresh::find_by_hash(tx, &presented_hash).await?;
+        if now_stored.is_some_and(|stored| stored.revoked) {
+            return refused(tx, issued_events, &actor, now, target, "the refresh token has been revoked").await;
+        }
         return reused(tx, issued_events, &actor, now, &grant, "refresh token used twice at once").await;
     };
     let prepared = Prepared::after_recording(tx, person_grant, roles, jti, now).await?;

@@ -85,8 +85,9 @@ pub async fn issue(tx: &mut Tx, now: UnixTime, new: NewRefresh<'_>) -> Result<St
 /// Marks the token `id` as used and stores its successor `new` and the access token `access`
 /// issued with it, in one round trip: a rotation is three writes, and on SQLite's one writer
 /// every statement is a wait. The two rows are written only if this call rotated `id`.
-/// Returns the successor, or None when another request had rotated `id` first (nothing is
-/// written then).
+/// Returns the successor, or None when `id` was rotated or revoked since it was read — by
+/// another request, or a revocation that committed first (nothing is written then): a token
+/// is never continued past its revocation.
 pub async fn rotate_and_issue(
     tx: &mut Tx,
     now: UnixTime,
@@ -113,7 +114,7 @@ pub async fn rotate_and_issue(
 fn rotation_sql(dialect: Dialect) -> &'static str {
     static SQLITE: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "UPDATE refresh_tokens SET rotated_at = $1 WHERE id = $2 AND rotated_at IS NULL;
+            "UPDATE refresh_tokens SET rotated_at = $1 WHERE id = $2 AND rotated_at IS NULL AND revoked_at IS NULL;
              INSERT INTO refresh_tokens ({NEW_COLUMNS}) SELECT {refresh} WHERE changes() = 1;
              INSERT INTO access_tokens ({access}) SELECT {values} WHERE changes() = 1;",
             refresh = params(3, 14),
@@ -124,7 +125,7 @@ fn rotation_sql(dialect: Dialect) -> &'static str {
     static POSTGRES: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH rotated AS (
-                 UPDATE refresh_tokens SET rotated_at = $1 WHERE id = $2 AND rotated_at IS NULL RETURNING id
+                 UPDATE refresh_tokens SET rotated_at = $1 WHERE id = $2 AND rotated_at IS NULL AND revoked_at IS NULL RETURNING id
              ), successor AS (
                  INSERT INTO refresh_tokens ({NEW_COLUMNS}) SELECT {refresh} FROM rotated
              ), access AS (
@@ -149,9 +150,14 @@ fn params(first: usize, count: usize) -> String {
 
 /// The stored token `token` names, if any (whatever its state).
 pub async fn find(tx: &mut Tx, token: &str) -> Result<Option<RefreshGrant>, sqlx::Error> {
+    find_by_hash(tx, &crypto::sha256_hex(token)).await
+}
+
+/// The stored token whose hash is `token_hash`, if any (whatever its state).
+pub async fn find_by_hash(tx: &mut Tx, token_hash: &str) -> Result<Option<RefreshGrant>, sqlx::Error> {
     static SQL: LazyLock<String> =
         LazyLock::new(|| format!("SELECT {} FROM refresh_tokens rt WHERE rt.token_hash = $1", columns("rt")));
-    let row = sqlx::query(&SQL).bind(crypto::sha256_hex(token)).fetch_optional(&mut **tx).await?;
+    let row = sqlx::query(&SQL).bind(token_hash).fetch_optional(&mut **tx).await?;
     row.as_ref().map(from_row).transpose()
 }
 

@@ -143,6 +143,15 @@ impl World {
         grants::exchange(&self.app, &self.client, grant, now).await.map_err(|e| e.error)
     }
 
+    /// A refresh with `token` at `now`, under way: its new refresh token, or the error.
+    fn spawn_refresh(&self, token: &str, now: i64) -> tokio::task::JoinHandle<Result<String, &'static str>> {
+        let (app, client, token) = (self.app.clone(), self.client.clone(), token.to_owned());
+        tokio::spawn(async move {
+            let grant = Grant::RefreshToken { refresh_token: &token, scope: None };
+            grants::exchange(&app, &client, grant, now).await.map(|t| t.refresh_token.unwrap()).map_err(|e| e.error)
+        })
+    }
+
     async fn log_in(&self, password: &str, now: i64) -> Step {
         let request = request();
         let attempt = Attempt { login_id: "shiken.j", password, source: "192.0.2.10", previous_session: None };
@@ -382,21 +391,7 @@ async fn refreshes_and_a_revocation_of_their_person_at_once_both_get_answers(db:
             families.push(w.redeem(&code, now + 1).await.unwrap().refresh_token.unwrap());
         }
         // Newest first: the opposite of the order the revocation finds them in.
-        let refreshes: Vec<_> = families
-            .iter()
-            .rev()
-            .cloned()
-            .map(|token| {
-                let (app, client) = (w.app.clone(), w.client.clone());
-                tokio::spawn(async move {
-                    let grant = Grant::RefreshToken { refresh_token: &token, scope: None };
-                    grants::exchange(&app, &client, grant, now + 2)
-                        .await
-                        .map(|t| t.refresh_token.unwrap())
-                        .map_err(|e| e.error)
-                })
-            })
-            .collect();
+        let refreshes: Vec<_> = families.iter().rev().map(|token| w.spawn_refresh(token, now + 2)).collect();
         let revocation = {
             let (app, person_id) = (w.app.clone(), person_id.clone());
             tokio::spawn(async move {
@@ -417,6 +412,51 @@ async fn refreshes_and_a_revocation_of_their_person_at_once_both_get_answers(db:
         for token in families.iter().chain(&rotated) {
             assert_eq!(w.refresh(token, now + 3).await.err(), Some("invalid_grant"), "round {round}: nothing survives");
         }
+    }
+    w.stop().await;
+}
+
+/// A refresh that read its token just before a revocation of the token's family committed, and
+/// then waited for the rows the revocation held, is refused: the revocation, committed first,
+/// wins, and no successor exists to outlive it. (On PostgreSQL the refresh reads without
+/// waiting and waits only at its write, where it finds the row revoked; on SQLite it waits
+/// for the writer before it reads.)
+async fn a_refresh_waiting_on_a_revocation_of_its_family_gets_no_successor(db: Db) {
+    let w = world(db).await;
+    for round in 0..3_i64 {
+        let now = T0 + 1000 * round;
+        let code = w.code(now).await;
+        let issued = w.redeem(&code, now + 1).await.unwrap();
+        let refresh_token = issued.refresh_token.unwrap();
+        let family_id: String = sqlx::query("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(sekimori::crypto::sha256_hex(&refresh_token))
+            .fetch_one(w.app.store.pool())
+            .await
+            .unwrap()
+            .try_get("family_id")
+            .unwrap();
+        // The revocation has written, and holds its rows, but has not committed.
+        let mut revocation = w.app.store.begin().await.unwrap();
+        let target = sekimori::revocation::Target::Grant(&family_id);
+        sekimori::revocation::revoke(&mut revocation, &Actor::Cli, now + 2, target, "revoked by the system")
+            .await
+            .unwrap();
+        let refresh = w.spawn_refresh(&refresh_token, now + 2);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        revocation.commit().await.unwrap();
+        let answer = refresh.await.unwrap();
+        assert_eq!(answer.as_ref().err(), Some(&"invalid_grant"), "round {round}: the revoked token is refused");
+        assert_eq!(w.refresh(&refresh_token, now + 3).await.err(), Some("invalid_grant"), "round {round}");
+        let live: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NULL AND rotated_at IS NULL",
+        )
+        .bind(&family_id)
+        .fetch_one(w.app.store.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+        assert_eq!(live, 0, "round {round}: no token of the revoked family lives on");
     }
     w.stop().await;
 }
@@ -472,6 +512,7 @@ on_both_databases!(
     refreshes_arriving_together_are_each_answered_as_if_alone,
     a_token_rotated_already_gets_no_successor,
     refreshes_and_a_revocation_of_their_person_at_once_both_get_answers,
+    a_refresh_waiting_on_a_revocation_of_its_family_gets_no_successor,
     going_back_to_a_mark_undoes_what_followed_it,
 );
 
