@@ -214,8 +214,8 @@ async fn authorization_code(
 /// it: the family and its session end at once.
 ///
 /// Rotations go through group commit ([`RefreshJob`]): the refresh requests waiting at the same
-/// moment are each read, checked and written in turn in one transaction, committed once, and
-/// each answered only then; the tokens are signed after the commit.
+/// moment are read together, then each checked and written in turn in one transaction,
+/// committed once, and each answered only then; the tokens are signed after the commit.
 async fn refresh_token(
     app: &App,
     client: &Client,
@@ -225,7 +225,7 @@ async fn refresh_token(
 ) -> Result<TokenResponse, OAuthError> {
     let job = RefreshJob {
         client: client.clone(),
-        presented: presented.to_owned(),
+        presented_hash: crate::crypto::sha256_hex(presented),
         asked_scope: asked_scope.map(str::to_owned),
         now,
     };
@@ -244,7 +244,8 @@ async fn refresh_token(
 /// A refresh request waiting for group commit (`store::group`).
 pub struct RefreshJob {
     client: Client,
-    presented: String,
+    /// The presented token's hash, as it is stored.
+    presented_hash: String,
     asked_scope: Option<String>,
     now: UnixTime,
 }
@@ -267,8 +268,10 @@ impl crate::store::Batch for RefreshJob {
         Box::pin(async move {
             let mut outcomes = Vec::with_capacity(items.len());
             let mut issued_events = Vec::with_capacity(items.len());
+            let mut read_ahead = ReadAhead::of(tx, items).await?;
             for job in items {
-                outcomes.push(rotate(tx, job, &mut issued_events).await?);
+                let found = read_ahead.take(tx, job).await?;
+                outcomes.push(rotate(tx, job, found, &mut read_ahead, &mut issued_events).await?);
             }
             // One write for the batch's records of issued tokens (on SQLite three statements
             // instead of three each), in the transaction that writes the tokens.
@@ -281,29 +284,76 @@ impl crate::store::Batch for RefreshJob {
 /// Group commit for refresh-token rotations.
 pub type GroupedRefreshes = crate::store::GroupCommit<RefreshJob>;
 
-/// One refresh request, read, checked and written in `tx`; the record of the tokens it issues
-/// is added to `issued_events`, which the batch writes at its end (in the same transaction).
+/// A refresh token with its person's live state, as `live` reads it.
+type Found = (refresh::RefreshGrant, Option<PersonLive>);
+
+/// The tokens of a batch of refreshes, read in one query before the first is decided, instead
+/// of a round trip each (on SQLite's one writer, every statement is a wait for all). An item
+/// decides on what it would have read alone: the batch's own earlier writes that could change
+/// that are revocations (a reused token ends its family and session), after which every later
+/// item reads its token again; a token presented twice in the batch is read again the second
+/// time. What another transaction commits after the reading is caught at the write, which
+/// rotates only a token neither rotated nor revoked ([`refresh::rotate_and_issue`]).
+struct ReadAhead {
+    found: std::collections::HashMap<(UnixTime, String), Found>,
+}
+
+impl ReadAhead {
+    async fn of(tx: &mut Tx, items: &[RefreshJob]) -> Result<Self, sqlx::Error> {
+        let mut found = std::collections::HashMap::new();
+        if items.len() > 1 {
+            // Read at each item's own `now` (a batch spans at most a second or two).
+            let mut nows: Vec<UnixTime> = items.iter().map(|job| job.now).collect();
+            nows.sort_unstable();
+            nows.dedup();
+            let dialect = tx.dialect();
+            for now in nows {
+                let hashes: Vec<&str> =
+                    items.iter().filter(|job| job.now == now).map(|job| job.presented_hash.as_str()).collect();
+                let tokens = live::refresh_tokens(&mut **tx, dialect, now, &hashes).await.map_err(database)?;
+                found.extend(tokens.into_iter().map(|(hash, token)| ((now, hash), token)));
+            }
+        }
+        Ok(ReadAhead { found })
+    }
+
+    /// `job`'s token as read ahead (once), else as it is read now.
+    async fn take(&mut self, tx: &mut Tx, job: &RefreshJob) -> Result<Option<Found>, sqlx::Error> {
+        match self.found.remove(&(job.now, job.presented_hash.clone())) {
+            Some(found) => Ok(Some(found)),
+            None => live::refresh_token(&mut **tx, job.now, &job.presented_hash).await.map_err(database),
+        }
+    }
+
+    /// After a revocation in the batch: what was read ahead may no longer hold.
+    fn forget(&mut self) {
+        self.found.clear();
+    }
+}
+
+/// One refresh request, its token `found` (with its person's live state), checked and written
+/// in `tx`; the record of the tokens it issues is added to `issued_events`, which the batch
+/// writes at its end (in the same transaction).
 /// Everything that can refuse it is decided before its first write, so that a refusal leaves
 /// only its own record; an error rolls back the whole batch (each request is then run again
 /// alone).
 async fn rotate(
     tx: &mut Tx,
     job: &RefreshJob,
+    found: Option<Found>,
+    read_ahead: &mut ReadAhead,
     issued_events: &mut Vec<audit::Pending>,
 ) -> Result<Result<Rotation, OAuthError>, sqlx::Error> {
-    let RefreshJob { client, presented, asked_scope, now } = job;
+    let RefreshJob { client, asked_scope, now, .. } = job;
     let now = *now;
     let actor = Actor::Client(client.client_id.clone());
-    // The token and the live state of its person, session and roles, in one query.
-    let presented_hash = crate::crypto::sha256_hex(presented);
-    let found = live::refresh_token(&mut **tx, now, &presented_hash).await.map_err(database)?;
     // A token of another client is as unknown as a made-up one (RFC 6749 §6: bound to its client).
     let Some((grant, person)) = found.filter(|(g, _)| g.client_id == client.client_id) else {
         return Ok(Err(OAuthError::invalid_grant("the refresh token is invalid")));
     };
     let target = format!("grant:{}", grant.family_id);
     if grant.rotated && !grant.revoked {
-        return reused(tx, issued_events, &actor, now, &grant, "refresh token reused after rotation").await;
+        return reused(tx, read_ahead, issued_events, &actor, now, &grant, "refresh token reused after rotation").await;
     }
     if grant.rotated || grant.revoked {
         return refused(tx, issued_events, &actor, now, target, "the refresh token has been revoked").await;
@@ -359,11 +409,11 @@ async fn rotate(
         // Rotated or revoked since it was read. Rotated by another request: the same theft
         // signal as a reuse. Revoked (a revocation committed first, here or on another node):
         // refused, as if the revocation had come before the read.
-        let now_stored = refresh::find_by_hash(tx, &presented_hash).await?;
+        let now_stored = refresh::find_by_hash(tx, &job.presented_hash).await?;
         if now_stored.is_some_and(|stored| stored.revoked) {
             return refused(tx, issued_events, &actor, now, target, "the refresh token has been revoked").await;
         }
-        return reused(tx, issued_events, &actor, now, &grant, "refresh token used twice at once").await;
+        return reused(tx, read_ahead, issued_events, &actor, now, &grant, "refresh token used twice at once").await;
     };
     let prepared = Prepared::after_recording(tx, person_grant, roles, jti, now).await?;
     let event = issued(&actor, &grant.person_id, "refresh_token", &prepared.jti, &grant.session_id);
@@ -390,6 +440,7 @@ async fn refused(
 /// Recorded, as a refusal is, after the batch's tokens issued before it.
 async fn reused(
     tx: &mut Tx,
+    read_ahead: &mut ReadAhead,
     issued_events: &mut Vec<audit::Pending>,
     actor: &Actor,
     now: UnixTime,
@@ -399,6 +450,7 @@ async fn reused(
     let target = Target::ReusedGrant { family_id: &grant.family_id, session_id: &grant.session_id };
     audit::record_all(tx, &std::mem::take(issued_events)).await?;
     revocation::revoke(tx, actor, now, target, reason).await?;
+    read_ahead.forget();
     // Logged when decided: should the batch be rolled back, the request decides (and logs) again.
     tracing::warn!(client_id = %grant.client_id, "{reason}; its family and session are revoked");
     Ok(Err(OAuthError::invalid_grant("the refresh token is invalid")))

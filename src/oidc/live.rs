@@ -5,6 +5,7 @@
 //! joins the fragments, so that a token request, an introspection or a userinfo call costs one
 //! round trip to the database for all of them instead of one each.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use sqlx::Row;
@@ -14,6 +15,7 @@ use crate::access::roles::{self, Held};
 use crate::clock::UnixTime;
 use crate::directory::{self, types::format_date, LoginState};
 use crate::sessions;
+use crate::store::Dialect;
 use crate::systems::{self, LiveClient};
 
 use super::access_tokens;
@@ -109,32 +111,83 @@ pub async fn refresh_token<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    // The text is made once: every refresh runs it.
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "SELECT {refresh}, {person}, s.id AS live_session_id, {roles}, {requires_role}
+    // The text is made once: every refresh read alone runs it.
+    static SQL: LazyLock<String> = LazyLock::new(|| refresh_sql("rt.token_hash = $1", ""));
+    let today = directory::today_in_japan(now);
+    let rows = sqlx::query(&SQL).bind(token_hash).bind(now).bind(format_date(today)).fetch_all(executor).await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    refresh_from_rows(&rows, first, today).map(Some)
+}
+
+/// The refresh tokens whose hashes are `token_hashes`, each as [`refresh_token`] reads it, in
+/// one query: a group-commit batch of refreshes reads its tokens together instead of one
+/// round trip each. Keyed by hash; a hash no token has is absent.
+pub async fn refresh_tokens<'e, E>(
+    executor: E,
+    dialect: Dialect,
+    now: UnixTime,
+    token_hashes: &[&str],
+) -> Result<HashMap<String, (RefreshGrant, Option<PersonLive>)>, crate::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    // The hashes go as one JSON array, so that one statement text serves every batch size.
+    static SQLITE: LazyLock<String> =
+        LazyLock::new(|| refresh_sql("rt.token_hash IN (SELECT value FROM json_each($1))", "rt.id, "));
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| {
+        refresh_sql("rt.token_hash = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb))))", "rt.id, ")
+    });
+    let sql = match dialect {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    };
+    let today = directory::today_in_japan(now);
+    let rows = sqlx::query(sql)
+        .bind(serde_json::json!(token_hashes).to_string())
+        .bind(now)
+        .bind(format_date(today))
+        .fetch_all(executor)
+        .await?;
+    let mut found = HashMap::new();
+    // Each token's rows are together (ordered by the token's id first).
+    for token_rows in rows.chunk_by(|a, b| a.try_get::<String, _>("refresh_id").ok() == b.try_get("refresh_id").ok()) {
+        let Some(first) = token_rows.first() else { continue };
+        found.insert(first.try_get("refresh_token_hash")?, refresh_from_rows(token_rows, first, today)?);
+    }
+    Ok(found)
+}
+
+/// The text of a refresh-token reading: the rows of the tokens `condition` picks, ordered by
+/// `order_first` and then the roles' order; `$1` is the condition's, `$2` now, `$3` today.
+fn refresh_sql(condition: &str, order_first: &str) -> String {
+    format!(
+        "SELECT rt.token_hash AS refresh_token_hash, {refresh}, {person}, s.id AS live_session_id, {roles}, {requires_role}
          FROM refresh_tokens rt LEFT JOIN people p ON p.id = rt.person_id
          LEFT JOIN accounts a ON a.person_id = p.id
          LEFT JOIN sessions s ON s.id = rt.session_id AND {session}
          {held}
-         WHERE rt.token_hash = $1
-         ORDER BY {order}",
-            refresh = refresh::columns("rt"),
-            person = directory::login_state_columns("p", "a"),
-            roles = roles::held_columns(),
-            requires_role = catalog::requires_role_column("rt.client_id"),
-            session = sessions::live_condition("s", "$2"),
-            held = roles::held_join("p.id", "rt.client_id", "$3"),
-            order = roles::HELD_ORDER,
-        )
-    });
-    let today = directory::today_in_japan(now);
-    let rows = sqlx::query(&SQL).bind(token_hash).bind(now).bind(format_date(today)).fetch_all(executor).await?;
-    let Some(first) = rows.first() else { return Ok(None) };
+         WHERE {condition}
+         ORDER BY {order_first}{order}",
+        refresh = refresh::columns("rt"),
+        person = directory::login_state_columns("p", "a"),
+        roles = roles::held_columns(),
+        requires_role = catalog::requires_role_column("rt.client_id"),
+        session = sessions::live_condition("s", "$2"),
+        held = roles::held_join("p.id", "rt.client_id", "$3"),
+        order = roles::HELD_ORDER,
+    )
+}
+
+/// One token of [`refresh_sql`]'s rows (`first` is the first of them).
+fn refresh_from_rows(
+    rows: &[sqlx::any::AnyRow],
+    first: &sqlx::any::AnyRow,
+    today: time::Date,
+) -> Result<(RefreshGrant, Option<PersonLive>), crate::Error> {
     let grant = refresh::from_row(first)?;
     // An offline_access family outlives the browser session; any other ends with it.
-    let person = person_live(&rows, today, grant.offline)?;
-    Ok(Some((grant, person)))
+    let person = person_live(rows, today, grant.offline)?;
+    Ok((grant, person))
 }
 
 /// What the `access_tokens` row of a person's token says, with everything behind it.

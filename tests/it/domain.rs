@@ -416,6 +416,78 @@ async fn refreshes_and_a_revocation_of_their_person_at_once_both_get_answers(db:
     w.stop().await;
 }
 
+/// A reuse among refreshes arriving together ends everything of its session, whatever else the
+/// same batch holds: the session's other families, presented in the batch before or after the
+/// reuse is found, leave no live token, while another session's families rotate as usual.
+async fn a_reuse_in_a_batch_ends_its_sessions_other_families_in_the_batch_too(db: Db) {
+    let w = world(db).await;
+    for round in 0..4_i64 {
+        let now = T0 + 1000 * round;
+        let reused_session = w.new_session(now).await;
+        let mut of_reused = Vec::new();
+        for _ in 0..12 {
+            let code = w.code_in(&reused_session, now).await;
+            of_reused.push(w.redeem(&code, now + 1).await.unwrap().refresh_token.unwrap());
+        }
+        let mut untouched = Vec::new();
+        for _ in 0..12 {
+            let code = w.code(now).await;
+            untouched.push(w.redeem(&code, now + 1).await.unwrap().refresh_token.unwrap());
+        }
+        // The first of the reused session's tokens twice, its other tokens around it, the
+        // untouched ones between them.
+        let mut presented = vec![of_reused[0].clone()];
+        for (a, b) in of_reused.iter().skip(1).zip(&untouched) {
+            presented.push(a.clone());
+            presented.push(b.clone());
+        }
+        presented.insert(12, of_reused[0].clone());
+        let requests: Vec<_> = presented.iter().map(|token| w.spawn_refresh(token, now + 2)).collect();
+        let mut answers = Vec::new();
+        for request in requests {
+            answers.push(request.await.unwrap());
+        }
+        for (token, answer) in presented.iter().zip(&answers) {
+            if of_reused.contains(token) {
+                if let Ok(successor) = answer {
+                    let later = w.refresh(successor, now + 3).await.err();
+                    assert_eq!(later, Some("invalid_grant"), "round {round}: no successor in the reused session lives");
+                }
+            } else {
+                let successor =
+                    answer.as_ref().unwrap_or_else(|e| panic!("round {round}: another session's family rotates: {e}"));
+                assert!(w.refresh(successor, now + 3).await.is_ok(), "round {round}: and its successor works");
+            }
+        }
+        for token in &of_reused {
+            assert_eq!(w.refresh(token, now + 3).await.err(), Some("invalid_grant"), "round {round}");
+        }
+        // Nothing was issued in the session once the reuse was found (the log keeps the order
+        // things were decided in): an access token, once signed, is honoured wherever it is
+        // checked offline.
+        let rows = sqlx::query("SELECT action, detail FROM audit_events WHERE at = $1 ORDER BY seq")
+            .bind(now + 2)
+            .fetch_all(w.app.store.pool())
+            .await
+            .unwrap();
+        let mut revoked = false;
+        for row in &rows {
+            let action: String = row.try_get("action").unwrap();
+            let detail: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>("detail").unwrap()).unwrap();
+            match action.as_str() {
+                "revoke" => revoked = true,
+                "token.issued" if detail["sid"] == reused_session.id.as_str() => {
+                    assert!(!revoked, "round {round}: a token issued in the session after its revocation")
+                }
+                _ => {}
+            }
+        }
+        assert!(revoked, "round {round}: the reuse was found");
+        assert!(!sessions::is_live(w.app.store.pool(), now + 3, &reused_session.id).await.unwrap(), "round {round}");
+    }
+    w.stop().await;
+}
+
 /// A refresh that read its token just before a revocation of the token's family committed, and
 /// then waited for the rows the revocation held, is refused: the revocation, committed first,
 /// wins, and no successor exists to outlive it. (On PostgreSQL the refresh reads without
@@ -513,6 +585,7 @@ on_both_databases!(
     a_token_rotated_already_gets_no_successor,
     refreshes_and_a_revocation_of_their_person_at_once_both_get_answers,
     a_refresh_waiting_on_a_revocation_of_its_family_gets_no_successor,
+    a_reuse_in_a_batch_ends_its_sessions_other_families_in_the_batch_too,
     going_back_to_a_mark_undoes_what_followed_it,
 );
 
