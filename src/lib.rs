@@ -291,6 +291,7 @@ pub async fn serve(
     notify::mail::spawn_worker(app.clone());
     audit::checkpoint::spawn_writer(app.clone(), app.checkpoint_key);
     audit::seal::spawn(app.clone());
+    store::wal::spawn_checkpointer(app.store.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let limits = listener::Limits::from_config(&app.config);
     let public = listener::serve(listeners.public, public_router(app.clone()), limits.clone(), rx.clone());

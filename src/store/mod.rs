@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub mod changes;
 mod group;
+pub mod wal;
 
 pub use group::{Batch, GroupCommit, Written};
 
@@ -331,6 +332,8 @@ impl Store {
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // The WAL is copied back by `wal::spawn_checkpointer`, not by commits.
+                        conn.execute(format!("PRAGMA wal_autocheckpoint = {}", wal::WRITER_BACKSTOP).as_str()).await?;
                     }
                     Ok(())
                 })
