@@ -203,3 +203,37 @@ async fn liveness_and_readiness(db: Db) {
 }
 
 on_both_databases!(metrics_count_logins_tokens_and_revocations, liveness_and_readiness);
+
+/// On SQLite the server copies the write-ahead log back into the database file as it goes
+/// (`store::wal`), not only when the WAL reaches the writer's backstop of some 64 MiB: a few
+/// hundred kilobytes of committed events reach the database file within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_copies_its_wal_back_while_serving() {
+    use sekimori::audit::{self, Actor, Event, Pending};
+    let server = TestServer::start(Db::Sqlite).await;
+    let path = server.database_url.trim_start_matches("sqlite:").split('?').next().unwrap().to_owned();
+    let size = || std::fs::metadata(&path).unwrap().len();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = size();
+    let now = server.app.clock.now();
+    let filler = "x".repeat(200);
+    for batch in 0..20 {
+        let events: Vec<Pending> = (0..100)
+            .map(|n| {
+                Pending::new(
+                    Event::success(&Actor::Cli, "test.filler", "wal", json!({"n": batch * 100 + n, "filler": filler})),
+                    now,
+                )
+            })
+            .collect();
+        let mut tx = server.app.store.begin().await.unwrap();
+        audit::record_all(&mut tx, &events).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() < before + 300_000 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(size() >= before + 300_000, "the database file grew from {before} to {} bytes only", size());
+    server.stop().await;
+}
