@@ -445,14 +445,18 @@ async fn reused(
     actor: &Actor,
     now: UnixTime,
     grant: &refresh::RefreshGrant,
-    reason: &str,
+    reason: &'static str,
 ) -> Result<Result<Rotation, OAuthError>, sqlx::Error> {
     let target = Target::ReusedGrant { family_id: &grant.family_id, session_id: &grant.session_id };
     audit::record_all(tx, &std::mem::take(issued_events)).await?;
     revocation::revoke(tx, actor, now, target, reason).await?;
     read_ahead.forget();
-    // Logged when decided: should the batch be rolled back, the request decides (and logs) again.
-    tracing::warn!(client_id = %grant.client_id, "{reason}; its family and session are revoked");
+    // Logged once the revocation is committed: a batch rolled back and written again item by
+    // item decides again, and would otherwise log the same reuse twice.
+    let client_id = grant.client_id.clone();
+    tx.after_commit(Box::new(move || {
+        tracing::warn!(client_id = %client_id, "{reason}; its family and session are revoked");
+    }));
     Ok(Err(OAuthError::invalid_grant("the refresh token is invalid")))
 }
 
