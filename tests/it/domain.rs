@@ -143,6 +143,17 @@ impl World {
         grants::exchange(&self.app, &self.client, grant, now).await.map_err(|e| e.error)
     }
 
+    /// The refresh tokens of `count` new families in `session`: codes issued at `now`,
+    /// redeemed a second later.
+    async fn families_in(&self, session: &Session, count: usize, now: i64) -> Vec<String> {
+        let mut families = Vec::with_capacity(count);
+        for _ in 0..count {
+            let code = self.code_in(session, now).await;
+            families.push(self.redeem(&code, now + 1).await.unwrap().refresh_token.unwrap());
+        }
+        families
+    }
+
     /// A refresh with `token` at `now`, under way: its new refresh token, or the error.
     fn spawn_refresh(&self, token: &str, now: i64) -> tokio::task::JoinHandle<Result<String, &'static str>> {
         let (app, client, token) = (self.app.clone(), self.client.clone(), token.to_owned());
@@ -226,13 +237,8 @@ async fn refreshes_arriving_together_are_each_answered_as_if_alone(db: Db) {
     let w = world(db).await;
     // A second session of the same person, whose one family is presented twice at once.
     let other_session = w.new_session(T0).await;
-    let mut families = Vec::new();
-    for _ in 0..40 {
-        let code = w.code(T0).await;
-        families.push(w.redeem(&code, T0 + 1).await.unwrap().refresh_token.unwrap());
-    }
-    let code = w.code_in(&other_session, T0).await;
-    let twice = w.redeem(&code, T0 + 1).await.unwrap().refresh_token.unwrap();
+    let families = w.families_in(&w.session, 40, T0).await;
+    let twice = w.families_in(&other_session, 1, T0).await.remove(0);
 
     let presented: Vec<String> = families.iter().cloned().chain([twice.clone(), twice.clone()]).collect();
     let requests: Vec<_> = presented
@@ -385,11 +391,7 @@ async fn refreshes_and_a_revocation_of_their_person_at_once_both_get_answers(db:
     for round in 0..6_i64 {
         let now = T0 + 1000 * round;
         let session = w.new_session(now).await;
-        let mut families = Vec::new();
-        for _ in 0..24 {
-            let code = w.code_in(&session, now).await;
-            families.push(w.redeem(&code, now + 1).await.unwrap().refresh_token.unwrap());
-        }
+        let families = w.families_in(&session, 24, now).await;
         // Newest first: the opposite of the order the revocation finds them in.
         let refreshes: Vec<_> = families.iter().rev().map(|token| w.spawn_refresh(token, now + 2)).collect();
         let revocation = {
@@ -424,16 +426,8 @@ async fn a_reuse_in_a_batch_ends_its_sessions_other_families_in_the_batch_too(db
     for round in 0..4_i64 {
         let now = T0 + 1000 * round;
         let reused_session = w.new_session(now).await;
-        let mut of_reused = Vec::new();
-        for _ in 0..12 {
-            let code = w.code_in(&reused_session, now).await;
-            of_reused.push(w.redeem(&code, now + 1).await.unwrap().refresh_token.unwrap());
-        }
-        let mut untouched = Vec::new();
-        for _ in 0..12 {
-            let code = w.code(now).await;
-            untouched.push(w.redeem(&code, now + 1).await.unwrap().refresh_token.unwrap());
-        }
+        let of_reused = w.families_in(&reused_session, 12, now).await;
+        let untouched = w.families_in(&w.session, 12, now).await;
         // The first of the reused session's tokens twice, its other tokens around it, the
         // untouched ones between them.
         let mut presented = vec![of_reused[0].clone()];
@@ -529,6 +523,8 @@ async fn a_refresh_waiting_on_a_revocation_of_its_family_gets_no_successor(db: D
         .try_get("n")
         .unwrap();
         assert_eq!(live, 0, "round {round}: no token of the revoked family lives on");
+        // Refused as revoked, not taken for a reuse (which would end the person's session too).
+        assert!(sessions::is_live(w.app.store.pool(), now + 3, &w.session.id).await.unwrap(), "round {round}");
     }
     w.stop().await;
 }
