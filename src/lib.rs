@@ -306,7 +306,7 @@ pub async fn serve(
     node.leave().await;
     // The requests answered are all committed: their events are sealed before the process
     // ends, so a clean stop leaves no unsealed tail.
-    if let Err(e) = audit::seal::seal(&app.store).await {
+    if let Err(e) = audit::seal::seal(&app.store, app.clock.now()).await {
         tracing::warn!(error = %e, "sealing the last audit events at shutdown failed; the next start seals them");
     }
     a.and(b)

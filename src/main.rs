@@ -395,7 +395,7 @@ async fn audit_command(config: Config, command: AuditCommand) -> Result<ExitCode
                 return Ok(ExitCode::from(2));
             };
             // What was committed is sealed first, so the checkpoint covers it.
-            audit::seal::seal(&store).await?;
+            audit::seal::seal(&store, now).await?;
             let checkpoint = audit::checkpoint::take(&store, &signing_key, now).await?;
             audit::checkpoint::append(&path, &checkpoint)
                 .map_err(|e| format!("cannot append to {}: {e}", path.display()))?;

@@ -42,8 +42,17 @@ pub struct ArchivedEvent {
 }
 
 impl ArchivedEvent {
-    /// The event as its row holds it.
+    /// The event as its row holds it, links included (`audit_log`).
     pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        let mut event = Self::unsealed_from_row(row)?;
+        event.chain_pos = row.try_get("chain_pos")?;
+        event.prev_hash = row.try_get("prev_hash")?;
+        event.hash = row.try_get("hash")?;
+        Ok(event)
+    }
+
+    /// An event without a link, from a row of its own columns only (`audit_events`).
+    pub(crate) fn unsealed_from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
         Ok(ArchivedEvent {
             seq: row.try_get("seq")?,
             at: row.try_get("at")?,
@@ -54,9 +63,9 @@ impl ArchivedEvent {
             detail: row.try_get("detail")?,
             source_ip: row.try_get("source_ip")?,
             mac: row.try_get("mac")?,
-            chain_pos: row.try_get("chain_pos")?,
-            prev_hash: row.try_get("prev_hash")?,
-            hash: row.try_get("hash")?,
+            chain_pos: None,
+            prev_hash: String::new(),
+            hash: String::new(),
         })
     }
 
@@ -176,7 +185,8 @@ fn japan_midnight(date: time::Date) -> UnixTime {
 /// `retention_days` before today, and removes them. Events are taken in sequence order up to
 /// the first one at or after the date, so the archive is always a prefix of the chain. With
 /// no such events, no file is written.
-const DATE: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!("[year]-[month]-[day]");
+const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
 
 pub async fn archive(
     store: &Store,
@@ -204,26 +214,27 @@ pub async fn archive(
     let head = super::head(store.pool()).await?;
     // The archive is the prefix of the chain before the first event at or after the cutoff.
     let boundary: Option<i64> =
-        sqlx::query("SELECT MIN(chain_pos) AS n FROM audit_events WHERE chain_pos > $1 AND at >= $2")
-        .bind(head.anchor_seq)
-        .bind(cutoff)
-        .fetch_one(store.pool())
-        .await?
-        .try_get("n")?;
+        sqlx::query("SELECT MIN(chain_pos) AS n FROM audit_log WHERE chain_pos > $1 AND at >= $2")
+            .bind(head.anchor_seq)
+            .bind(cutoff)
+            .fetch_one(store.pool())
+            .await?
+            .try_get("n")?;
     let end = boundary.map_or(head.seq, |seq| seq - 1);
     if end <= head.anchor_seq {
         return Ok(Archived { events: 0, anchor: None });
     }
-    let anchor = match write_file(store, out, head.anchor_seq, end, (head.keyed_from, head.sealed_from), signing_key).await {
-        Ok(anchor) => anchor,
-        Err(e) => {
-            // A file cut short is no archive; nothing was removed.
-            if !matches!(e, ArchiveError::FileExists(_)) {
-                let _ = std::fs::remove_file(out);
+    let anchor =
+        match write_file(store, out, head.anchor_seq, end, (head.keyed_from, head.sealed_from), signing_key).await {
+            Ok(anchor) => anchor,
+            Err(e) => {
+                // A file cut short is no archive; nothing was removed.
+                if !matches!(e, ArchiveError::FileExists(_)) {
+                    let _ = std::fs::remove_file(out);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-    };
+        };
 
     // The anchor is moved before the rows go: the guard lets only rows at or before it be
     // removed. The update only succeeds from the anchor read above, so two archives at once
@@ -239,7 +250,12 @@ pub async fn archive(
     if moved != 1 {
         return Err(ArchiveError::Concurrent);
     }
-    sqlx::query("DELETE FROM audit_events WHERE chain_pos <= $1").bind(anchor.last_seq).execute(&mut *tx).await?;
+    // The events first: the guard lets one go only while its link shows it archived.
+    sqlx::query("DELETE FROM audit_events WHERE seq IN (SELECT seq FROM audit_links WHERE chain_pos <= $1)")
+        .bind(anchor.last_seq)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM audit_links WHERE chain_pos <= $1").bind(anchor.last_seq).execute(&mut *tx).await?;
     let file = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Event::success(
         &Actor::Cli,
@@ -257,7 +273,7 @@ pub async fn archive(
     .await?;
     tx.commit().await?;
     // The anchor's own event joins the chain now rather than at the sealer's next round.
-    super::seal::seal(store).await?;
+    super::seal::seal(store, now).await?;
     Ok(Archived { events: anchor.last_seq - anchor.first_seq + 1, anchor: Some(anchor) })
 }
 
@@ -285,7 +301,7 @@ async fn write_file(
     const PAGE: i64 = 1000;
     while last.0 < end {
         let rows = sqlx::query(&format!(
-            "SELECT {} FROM audit_events WHERE chain_pos > $1 AND chain_pos <= $2 ORDER BY chain_pos LIMIT $3",
+            "SELECT {} FROM audit_log WHERE chain_pos > $1 AND chain_pos <= $2 ORDER BY chain_pos LIMIT $3",
             super::EVENT_COLUMNS
         ))
         .bind(last.0)

@@ -119,7 +119,7 @@ pub async fn check_file(store: &Store, key: &AuditKey, text: &str) -> Result<Fil
         let stored = if seq == head.anchor_seq {
             Some(head.anchor_hash.clone())
         } else {
-            sqlx::query("SELECT hash FROM audit_events WHERE chain_pos = $1")
+            sqlx::query("SELECT hash FROM audit_links WHERE chain_pos = $1")
                 .bind(seq)
                 .fetch_optional(store.pool())
                 .await?

@@ -275,12 +275,12 @@ impl Pending {
     }
 }
 
-/// The most events one INSERT statement writes (12 parameters each).
+/// The most events one INSERT statement writes.
 const INSERT_CHUNK: usize = 128;
 
 /// Records `events`, in their order, inside `tx`: one statement for their numbers, as few
 /// INSERTs as their count allows (a power of two rows each, so that few statement texts are
-/// prepared), and on SQLite one for the head.
+/// prepared), and on SQLite their links and one statement for the head.
 pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Error> {
     let Some(count) = i64::try_from(events.len()).ok().filter(|n| *n > 0) else { return Ok(()) };
     let key = *tx.audit_key().ok_or_else(no_key)?;
@@ -307,26 +307,24 @@ pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Err
     // Each event's MAC, and when sealed here (SQLite) its link: its position is its number,
     // and its link follows the one before.
     let mut rows = Vec::with_capacity(events.len());
+    let mut links = Vec::new();
     for (event, &seq) in events.iter().zip(&seqs) {
         let mac = event_mac(&key, &event.fields(seq));
-        let link = match prev.take() {
-            Some(before) => {
-                let hash = seal::link(&key, seq, &before, seq, &mac);
-                prev = Some(hash.clone());
-                Some((before, hash))
-            }
-            None => None,
-        };
-        rows.push((event, seq, mac, link));
+        if let Some(before) = prev.take() {
+            let hash = seal::link(&key, seq, &before, seq, &mac);
+            prev = Some(hash.clone());
+            links.push(seal::NewLink { position: seq, seq, prev_hash: before, hash });
+        }
+        rows.push((event, seq, mac));
     }
+    let form = if sealed_inline { Insert::Events } else { Insert::EventsUnsealed };
     let mut rest = &rows[..];
     while !rest.is_empty() {
         let size = chunk_size(rest.len());
         let (chunk, after) = rest.split_at(size);
         rest = after;
-        let sql = insert_sql(size).ok_or_else(|| sqlx::Error::Protocol(format!("no INSERT of {size} audit events")))?;
-        let mut insert = sqlx::query(sql);
-        for (event, seq, mac, link) in chunk {
+        let mut insert = sqlx::query(insert_sql(form, size)?);
+        for (event, seq, mac) in chunk {
             insert = insert
                 .bind(*seq)
                 .bind(event.at)
@@ -336,15 +334,13 @@ pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Err
                 .bind(event.outcome.as_str())
                 .bind(&event.detail)
                 .bind(event.source_ip.as_deref())
-                .bind(mac)
-                .bind(link.as_ref().map(|_| *seq))
-                .bind(link.as_ref().map_or("", |(before, _)| before.as_str()))
-                .bind(link.as_ref().map_or("", |(_, hash)| hash.as_str()));
+                .bind(mac);
         }
         insert.execute(&mut **tx).await?;
     }
     match prev {
         Some(last_link) => {
+            seal::append_links(tx, &links).await?;
             sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&last_link).execute(&mut **tx).await?;
         }
         None => seqs.iter().for_each(|&seq| tx.note_event(seq)),
@@ -352,34 +348,80 @@ pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Err
     Ok(())
 }
 
-/// The INSERT of `rows` events (a power of two up to [`INSERT_CHUNK`]), its text made once:
-/// every audited write in the system runs one.
-fn insert_sql(rows: usize) -> Option<&'static str> {
-    static TEXTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-        let mut texts = Vec::new();
-        let mut rows = 1;
-        while rows <= INSERT_CHUNK {
-            let values = (0..rows)
-                .map(|row| {
-                    let params = (1..=12).map(|k| format!("${}", row * 12 + k)).collect::<Vec<_>>();
-                    format!("({})", params.join(", "))
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            texts.push(format!(
-                "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash)
-                 VALUES {values}"
-            ));
-            rows *= 2;
+/// The statements that write rows of the audit tables, a power of two rows at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Insert {
+    /// Events (SQLite, where they are linked in the same transaction).
+    Events,
+    /// Events and, in the same statement, their entries on the sealer's work list (PostgreSQL).
+    EventsUnsealed,
+    /// Links (the sealer; SQLite's writers).
+    Links,
+}
+
+impl Insert {
+    const ALL: [Insert; 3] = [Insert::Events, Insert::EventsUnsealed, Insert::Links];
+
+    /// Parameters per row.
+    pub(crate) fn width(self) -> usize {
+        match self {
+            Insert::Events | Insert::EventsUnsealed => 9,
+            Insert::Links => 4,
         }
-        texts
+    }
+
+    fn text(self, values: &str) -> String {
+        const EVENTS: &str =
+            "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac)";
+        match self {
+            Insert::Events => format!("{EVENTS} VALUES {values}"),
+            // One statement, one round trip: the event and its place on the work list.
+            Insert::EventsUnsealed => format!(
+                "WITH written AS ({EVENTS} VALUES {values} RETURNING seq)
+                 INSERT INTO audit_unsealed (seq) SELECT seq FROM written"
+            ),
+            Insert::Links => format!("INSERT INTO audit_links (chain_pos, seq, prev_hash, hash) VALUES {values}"),
+        }
+    }
+}
+
+/// The INSERT of `rows` rows (a power of two up to [`INSERT_CHUNK`]) in `form`, its text made
+/// once: every audited write in the system runs one.
+pub(crate) fn insert_sql(form: Insert, rows: usize) -> Result<&'static str, sqlx::Error> {
+    static TEXTS: std::sync::LazyLock<Vec<Vec<String>>> = std::sync::LazyLock::new(|| {
+        Insert::ALL
+            .iter()
+            .map(|form| {
+                let width = form.width();
+                let mut texts = Vec::new();
+                let mut rows = 1;
+                while rows <= INSERT_CHUNK {
+                    let values = (0..rows)
+                        .map(|row| {
+                            let params = (1..=width).map(|k| format!("${}", row * width + k)).collect::<Vec<_>>();
+                            format!("({})", params.join(", "))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    texts.push(form.text(&values));
+                    rows *= 2;
+                }
+                texts
+            })
+            .collect()
     });
-    TEXTS.get(rows.trailing_zeros() as usize).filter(|_| rows.is_power_of_two()).map(String::as_str)
+    let form_index = Insert::ALL.iter().position(|f| *f == form).unwrap_or_default();
+    TEXTS
+        .get(form_index)
+        .and_then(|texts| texts.get(rows.trailing_zeros() as usize))
+        .filter(|_| rows.is_power_of_two())
+        .map(String::as_str)
+        .ok_or_else(|| sqlx::Error::Protocol(format!("no INSERT of {rows} audit rows")))
 }
 
 /// The rows of the next INSERT when `remaining` are left: the largest power of two that fits,
 /// at most [`INSERT_CHUNK`].
-fn chunk_size(remaining: usize) -> usize {
+pub(crate) fn chunk_size(remaining: usize) -> usize {
     let fit = usize::BITS - 1 - remaining.leading_zeros();
     (1usize << fit).min(INSERT_CHUNK)
 }
@@ -440,11 +482,10 @@ pub(crate) struct Head {
 }
 
 pub(crate) async fn head(executor: impl sqlx::Executor<'_, Database = sqlx::Any>) -> Result<Head, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT seq, hash, keyed_from, sealed_from, anchor_seq, anchor_hash FROM audit_head WHERE id = 1",
-    )
-    .fetch_one(executor)
-    .await?;
+    let row =
+        sqlx::query("SELECT seq, hash, keyed_from, sealed_from, anchor_seq, anchor_hash FROM audit_head WHERE id = 1")
+            .fetch_one(executor)
+            .await?;
     Ok(Head {
         seq: row.try_get("seq")?,
         hash: row.try_get("hash")?,
@@ -465,7 +506,10 @@ pub const MISSING_ACTION: &str = "audit.unsealed_events_missing";
 
 /// Whether the event carries a MAC and its content still matches it.
 fn mac_holds(key: &AuditKey, event: &archive::ArchivedEvent) -> bool {
-    event.mac.as_deref().is_some_and(|mac| crate::crypto::ct_eq(event_mac(key, &event.fields()).as_bytes(), mac.as_bytes()))
+    event
+        .mac
+        .as_deref()
+        .is_some_and(|mac| crate::crypto::ct_eq(event_mac(key, &event.fields()).as_bytes(), mac.as_bytes()))
 }
 
 /// Why a sealed event's link does not hold, if it does not. `keyed_from` and `sealed_from`
@@ -505,7 +549,8 @@ pub(crate) fn link_fault(
     }
 }
 
-pub(crate) const EVENT_COLUMNS: &str = "seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash";
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash";
 
 /// Walks the chain from the archive's anchor (or the start) in one consistent snapshot and
 /// reports the first broken link: a row whose content no longer matches its MAC or hash
@@ -541,7 +586,10 @@ async fn walk(tx: &mut Tx, key: &AuditKey, dialect: crate::store::Dialect) -> Re
         );
     }
     if head.sealed_from < head.keyed_from || head.sealed_from > head.seq + 1 {
-        return broken(head.sealed_from, "the start of the sealed chain lies outside the chain: the head row was altered".into());
+        return broken(
+            head.sealed_from,
+            "the start of the sealed chain lies outside the chain: the head row was altered".into(),
+        );
     }
     if head.anchor_seq < 0 || head.anchor_seq > head.seq {
         return broken(head.anchor_seq, "the archive anchor lies outside the chain: the head row was altered".into());
@@ -555,7 +603,7 @@ async fn walk(tx: &mut Tx, key: &AuditKey, dialect: crate::store::Dialect) -> Re
     const PAGE: i64 = 1000;
     loop {
         let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain_pos >= $1 AND chain_pos <= $2 ORDER BY chain_pos LIMIT $3"
+            "SELECT {EVENT_COLUMNS} FROM audit_log WHERE chain_pos >= $1 AND chain_pos <= $2 ORDER BY chain_pos LIMIT $3"
         ))
         .bind(expected)
         .bind(head.seq)
@@ -570,7 +618,10 @@ async fn walk(tx: &mut Tx, key: &AuditKey, dialect: crate::store::Dialect) -> Re
                 return broken(expected, format!("event {expected} is missing (deleted)"));
             }
             if event.prev_hash != prev {
-                return broken(position, "previous-hash does not match the preceding event (deleted or reordered)".into());
+                return broken(
+                    position,
+                    "previous-hash does not match the preceding event (deleted or reordered)".into(),
+                );
             }
             if let Some(reason) = link_fault(key, head.keyed_from, head.sealed_from, &event) {
                 return broken(position, reason.into());
@@ -604,28 +655,32 @@ async fn walk(tx: &mut Tx, key: &AuditKey, dialect: crate::store::Dialect) -> Re
         );
     }
     let newest: Option<i64> =
-        sqlx::query("SELECT MAX(chain_pos) AS n FROM audit_events").fetch_one(&mut **tx).await?.try_get("n")?;
+        sqlx::query("SELECT MAX(chain_pos) AS n FROM audit_links").fetch_one(&mut **tx).await?.try_get("n")?;
     if newest.is_some_and(|newest| newest > head.seq) {
         return broken(
             head.seq + 1,
             format!("events exist after event {}, the newest its head records (head moved back)", head.seq),
         );
     }
-    // The committed events the sealer has not reached yet.
+    // The committed events without a link: every event is looked at, not only those on the
+    // sealer's work list, which someone who can write the database could empty.
     let mut unsealed = 0;
     let mut after = i64::MIN;
     let mut next_number = head.seq + 1;
     loop {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain_pos IS NULL AND seq > $1 ORDER BY seq LIMIT $2"
-        ))
+        let rows = sqlx::query(
+            "SELECT e.seq, e.at, e.actor, e.action, e.target, e.outcome, e.detail, e.source_ip, e.mac, u.seq AS listed
+             FROM audit_events e LEFT JOIN audit_unsealed u ON u.seq = e.seq
+             WHERE e.seq > $1 AND NOT EXISTS (SELECT 1 FROM audit_links l WHERE l.seq = e.seq)
+             ORDER BY e.seq LIMIT $2",
+        )
         .bind(after)
         .bind(PAGE)
         .fetch_all(&mut **tx)
         .await?;
         let count = rows.len() as i64;
         for row in rows {
-            let event = archive::ArchivedEvent::from_row(&row)?;
+            let event = archive::ArchivedEvent::unsealed_from_row(&row)?;
             let seq = event.seq;
             if sqlite && seq != next_number {
                 return broken(next_number, format!("event {next_number} is missing (deleted before it was sealed)"));
@@ -636,8 +691,13 @@ async fn walk(tx: &mut Tx, key: &AuditKey, dialect: crate::store::Dialect) -> Re
                     format!("unsealed event {seq}: content does not match its MAC (edited, moved, or written by someone without the audit key)"),
                 );
             }
-            if !event.prev_hash.is_empty() || !event.hash.is_empty() {
-                return broken(seq, format!("unsealed event {seq} carries links it was never given"));
+            if row.try_get::<Option<i64>, _>("listed")?.is_none() {
+                return broken(
+                    seq,
+                    format!(
+                        "unsealed event {seq} was taken off the sealer's work list (so that it would never be sealed)"
+                    ),
+                );
             }
             // An archive's event recorded moments ago may not be sealed yet.
             if event.action == ARCHIVED_ACTION && event.outcome == Outcome::Success.as_str() {
@@ -714,15 +774,21 @@ mod tests {
     }
 
     #[test]
-    fn each_insert_text_has_twelve_parameters_a_row() {
-        let mut rows = 1;
-        while rows <= INSERT_CHUNK {
-            let sql = insert_sql(rows).unwrap();
-            assert_eq!(sql.matches('(').count(), rows + 1, "{rows}");
-            assert!(sql.contains(&format!("${})", rows * 12)) && !sql.contains(&format!("${}", rows * 12 + 1)));
-            rows *= 2;
+    fn each_insert_text_has_its_parameters_a_row() {
+        for form in Insert::ALL {
+            let width = form.width();
+            let mut rows = 1;
+            while rows <= INSERT_CHUNK {
+                let sql = insert_sql(form, rows).unwrap();
+                let tuples = sql.matches("($").count();
+                assert_eq!(tuples, rows, "{form:?} {rows}");
+                assert!(
+                    sql.contains(&format!("${})", rows * width)) && !sql.contains(&format!("${}", rows * width + 1))
+                );
+                rows *= 2;
+            }
+            assert!(insert_sql(form, 3).is_err());
+            assert!(insert_sql(form, 2 * INSERT_CHUNK).is_err());
         }
-        assert_eq!(insert_sql(3), None);
-        assert_eq!(insert_sql(2 * INSERT_CHUNK), None);
     }
 }

@@ -230,7 +230,7 @@ fn has_documented_form(text: &str) -> bool {
 /// The events matching `filter`, at most `filter.limit`, in its order. Every value is bound.
 pub async fn find(store: &Store, filter: &Filter) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let mut select = matching(
-        "SELECT seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash FROM audit_events WHERE 1 = 1",
+        "SELECT seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash FROM audit_log WHERE 1 = 1",
         filter,
     );
     select.push(match filter.order {

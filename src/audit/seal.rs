@@ -2,127 +2,190 @@
 //! transactions commit.
 //!
 //! On PostgreSQL, writers ([`super::record`]) only give an event its sequence number and its
-//! own MAC; no writer waits for another. (On SQLite, which has one writer at a time anyway,
-//! `record` seals each event in its own transaction, and the sealer finds nothing to do.) The sealer takes the chain's head row once per batch (a row lock on
-//! PostgreSQL, the write lock on SQLite), reads the committed events not yet sealed in sequence
-//! order, gives each the next chain position and its link — HMAC under the chain key over the
-//! position, the previous link, the sequence number and the event's MAC — and moves the head.
+//! own MAC, and put its number on the sealer's work list (`audit_unsealed`) in the same
+//! statement; no writer waits for another. (On SQLite, which has one writer at a time anyway,
+//! `record` links each event in its own transaction, and the sealer finds nothing to do.) The
+//! sealer takes the chain's head row once per batch (a row lock on PostgreSQL, the write lock
+//! on SQLite), reads the work list in sequence order, appends each event's link to
+//! `audit_links` — HMAC under the chain key over the position, the previous link, the sequence
+//! number and the event's MAC — takes the events off the list and moves the head, all in one
+//! transaction. Events are written once and never updated: sealing only appends.
 //! Several nodes may each run a sealer: the head row makes them take turns, and the one that
 //! comes second finds nothing left to seal.
 //!
 //! What someone who can write the database can do in the window between commit and seal (the
 //! seal lag, milliseconds under load; `/metrics` shows it): remove an event no sealer has seen.
-//! Editing, forging or renumbering one breaks its MAC. The sealer of the process that committed
-//! an event checks that the event was sealed; when it is gone instead, the sealer records that
-//! in the chain, and `audit verify` reports it.
+//! Editing, forging or renumbering one breaks its MAC. An event removed while its entry stays
+//! on the work list is found by any node's sealer; one removed together with its entry, by the
+//! sealer of the process that committed it, which checks that each of its events was sealed.
+//! Either records the loss in the chain, and `audit verify` reports it. Taking an event off the
+//! work list without removing it leaves it unsealed, which `audit verify` reports too.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{hmac_hex, no_key, Actor, Event, MISSING_ACTION};
+use super::{chunk_size, hmac_hex, insert_sql, no_key, Actor, Event, Insert, MISSING_ACTION};
 use crate::clock::UnixTime;
-use crate::store::{AuditKey, Store};
+use crate::store::{AuditKey, Store, Tx};
 
 const SEAL_LABEL: &str = "sekimori audit seal v2";
 
 /// How many events one batch seals at most (one transaction).
 const BATCH: i64 = 2000;
 
-/// Rows sealed by one UPDATE statement (four parameters each; SQLite allows 32,766).
-const UPDATE_CHUNK: usize = 250;
-
 /// The link of the event at chain `position`.
 pub(crate) fn link(key: &AuditKey, position: i64, prev_hash: &str, seq: i64, mac: &str) -> String {
     hmac_hex(key, serde_json::json!([SEAL_LABEL, position, prev_hash, seq, mac]).to_string().as_bytes())
 }
 
-/// Seals every committed event not yet sealed; returns how many it sealed.
-pub async fn seal(store: &Store) -> Result<u64, sqlx::Error> {
-    let mut sealed = 0;
+/// A row of `audit_links` about to be written.
+#[derive(Debug, Clone)]
+pub(crate) struct NewLink {
+    pub position: i64,
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Appends `links` to the chain: as few INSERTs as their count allows.
+pub(crate) async fn append_links(tx: &mut Tx, links: &[NewLink]) -> Result<(), sqlx::Error> {
+    let mut rest = links;
+    while !rest.is_empty() {
+        let size = chunk_size(rest.len());
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        let mut insert = sqlx::query(insert_sql(Insert::Links, size)?);
+        for link in chunk {
+            insert = insert.bind(link.position).bind(link.seq).bind(link.prev_hash.as_str()).bind(link.hash.as_str());
+        }
+        insert.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Seals every committed event not yet sealed; returns how many it sealed. An entry of the
+/// work list whose event is gone is recorded in the chain (at `now`), which breaks it.
+pub async fn seal(store: &Store, now: UnixTime) -> Result<u64, sqlx::Error> {
+    Ok(seal_reporting(store, now).await?.0)
+}
+
+/// [`seal`], also returning the events it found gone and recorded.
+async fn seal_reporting(store: &Store, now: UnixTime) -> Result<(u64, Vec<i64>), sqlx::Error> {
+    let (mut sealed, mut reported) = (0, Vec::new());
     loop {
         let batch = seal_batch(store).await?;
-        sealed += batch;
-        if batch < BATCH as u64 {
-            return Ok(sealed);
+        sealed += batch.linked;
+        if !batch.vanished.is_empty() {
+            report_missing(store, now, &batch.vanished).await?;
+            reported.extend(batch.vanished);
+            continue;
+        }
+        if !batch.full {
+            return Ok((sealed, reported));
         }
     }
 }
 
-async fn seal_batch(store: &Store) -> Result<u64, sqlx::Error> {
+/// What one batch did.
+#[derive(Debug, Default)]
+struct BatchSealed {
+    linked: u64,
+    /// Entries of the work list whose event is gone: removed before it was sealed.
+    vanished: Vec<i64>,
+    /// The batch took as many entries as it may: there may be more.
+    full: bool,
+}
+
+async fn seal_batch(store: &Store) -> Result<BatchSealed, sqlx::Error> {
     let key = *store.audit_key().ok_or_else(no_key)?;
     // Looked for without a lock first: most rounds find nothing (always, on SQLite, where
     // events are sealed as they are written), and must not queue for the writer for that.
-    let waiting = sqlx::query("SELECT seq FROM audit_events WHERE chain_pos IS NULL LIMIT 1")
-        .fetch_optional(store.pool())
-        .await?;
+    let waiting = sqlx::query("SELECT seq FROM audit_unsealed LIMIT 1").fetch_optional(store.pool()).await?;
     if waiting.is_none() {
-        return Ok(0);
+        return Ok(BatchSealed::default());
     }
     let mut tx = store.begin().await?;
     // The head row, locked for the batch: sealers on other nodes wait here.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut *tx)
-        .await?;
-    let mut position: i64 = head.try_get("seq")?;
+    let head =
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *tx).await?;
+    let first: i64 = head.try_get("seq")?;
+    let mut position = first;
     let mut prev: String = head.try_get("hash")?;
-    let rows = sqlx::query("SELECT seq, mac FROM audit_events WHERE chain_pos IS NULL ORDER BY seq LIMIT $1")
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
-    if rows.is_empty() {
-        tx.rollback().await?;
-        return Ok(0);
-    }
+    // The work list in sequence order, each entry with its event's MAC and whether the event
+    // exists and is linked already. The entries are taken first and each is looked up by its
+    // number: a join may be planned as a scan of every event (10 ms a batch on a table of
+    // 100,000 events, growing with it).
+    let rows = sqlx::query(
+        "SELECT u.seq,
+                (SELECT e.seq FROM audit_events e WHERE e.seq = u.seq) AS event_seq,
+                (SELECT e.mac FROM audit_events e WHERE e.seq = u.seq) AS mac,
+                (SELECT l.chain_pos FROM audit_links l WHERE l.seq = u.seq) AS chain_pos
+         FROM (SELECT seq FROM audit_unsealed ORDER BY seq LIMIT $1) u
+         ORDER BY u.seq",
+    )
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut batch = BatchSealed { full: rows.len() as i64 == BATCH, ..BatchSealed::default() };
     let mut links = Vec::with_capacity(rows.len());
+    let mut done = Vec::with_capacity(rows.len());
     for row in &rows {
         let seq: i64 = row.try_get("seq")?;
+        done.push(seq);
+        if row.try_get::<Option<i64>, _>("chain_pos")?.is_some() {
+            // Linked already: an entry put back on the list by hand; it only leaves the list.
+            continue;
+        }
+        if row.try_get::<Option<i64>, _>("event_seq")?.is_none() {
+            batch.vanished.push(seq);
+            continue;
+        }
         // An event without a MAC was not written by `record`: it is sealed as it is, and
         // `verify` reports it.
         let mac: Option<String> = row.try_get("mac")?;
         position += 1;
         let hash = link(&key, position, &prev, seq, mac.as_deref().unwrap_or_default());
-        links.push((seq, position, std::mem::replace(&mut prev, hash.clone()), hash));
+        links.push(NewLink { position, seq, prev_hash: std::mem::replace(&mut prev, hash.clone()), hash });
     }
-    // Many rows a statement: one round trip per chunk rather than per event.
-    for chunk in links.chunks(UPDATE_CHUNK) {
-        let values = (0..chunk.len())
-            .map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "WITH v(seq, pos, prev, hash) AS (VALUES {values})
-             UPDATE audit_events SET chain_pos = v.pos, prev_hash = v.prev, hash = v.hash FROM v
-             WHERE audit_events.seq = v.seq AND audit_events.chain_pos IS NULL"
-        );
-        let mut query = sqlx::query(&sql);
-        for (seq, position, prev, hash) in chunk {
-            query = query.bind(*seq).bind(*position).bind(prev.as_str()).bind(hash.as_str());
+    append_links(&mut tx, &links).await?;
+    // Exactly the entries read (not a range: an entry with a lower number may have been
+    // committed since), as one JSON array so that one statement text serves every batch.
+    let delete = match store.dialect() {
+        crate::store::Dialect::Sqlite => "DELETE FROM audit_unsealed WHERE seq IN (SELECT value FROM json_each($1))",
+        crate::store::Dialect::Postgres => {
+            "DELETE FROM audit_unsealed WHERE seq = ANY (ARRAY(SELECT CAST(jsonb_array_elements_text(CAST($1 AS jsonb)) AS BIGINT)))"
         }
-        let updated = query.execute(&mut *tx).await?.rows_affected();
-        if updated != chunk.len() as u64 {
-            // Another sealer cannot be here (the head row is ours): the rows were changed
-            // under us. Nothing is half-sealed: the batch is rolled back and retried.
-            tx.rollback().await?;
-            return Err(sqlx::Error::Protocol(format!("sealing expected {} events, updated {updated}", chunk.len())));
-        }
+    };
+    let list = serde_json::to_string(&done).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let removed = sqlx::query(delete).bind(list).execute(&mut *tx).await?.rows_affected();
+    if removed != done.len() as u64 {
+        // Another sealer cannot be here (the head row is ours): the list was changed under
+        // us. Nothing is half-sealed: the batch is rolled back and retried.
+        tx.rollback().await?;
+        return Err(sqlx::Error::Protocol(format!("sealing expected {} entries, removed {removed}", done.len())));
     }
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(position)
-        .bind(&prev)
-        .execute(&mut *tx)
-        .await?;
+    if position > first {
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(position)
+            .bind(&prev)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
-    Ok(rows.len() as u64)
+    batch.linked = links.len() as u64;
+    Ok(batch)
 }
 
 /// How far sealing lags: the number of committed events not yet sealed, and the age in
 /// seconds of the oldest of them (0 when none).
 pub async fn lag(store: &Store, now: UnixTime) -> Result<(i64, i64), sqlx::Error> {
-    let row = sqlx::query("SELECT COUNT(*) AS n, MIN(at) AS oldest FROM audit_events WHERE chain_pos IS NULL")
-        .fetch_one(store.pool())
-        .await?;
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(e.at) AS oldest FROM audit_unsealed u JOIN audit_events e ON e.seq = u.seq",
+    )
+    .fetch_one(store.pool())
+    .await?;
     let oldest: Option<i64> = row.try_get("oldest")?;
     Ok((row.try_get("n")?, oldest.map_or(0, |at| (now - at).max(0))))
 }
@@ -142,11 +205,11 @@ impl Watch {
         let (Some(&low), Some(&high)) = (self.pending.first(), self.pending.last()) else {
             return Ok(Vec::new());
         };
-        let rows = sqlx::query("SELECT seq, chain_pos FROM audit_events WHERE seq >= $1 AND seq <= $2")
-        .bind(low)
-        .bind(high)
-        .fetch_all(store.pool())
-        .await?;
+        let rows = sqlx::query("SELECT seq, chain_pos FROM audit_log WHERE seq >= $1 AND seq <= $2")
+            .bind(low)
+            .bind(high)
+            .fetch_all(store.pool())
+            .await?;
         let mut existing = BTreeSet::new();
         let mut unsealed = BTreeSet::new();
         for row in rows {
@@ -174,11 +237,12 @@ async fn report_missing(store: &Store, now: UnixTime, missing: &[i64]) -> Result
 
 /// One round of the sealer: seal, then check that what this process committed was sealed.
 pub async fn round(store: &Store, watch: &mut Watch, now: UnixTime) -> Result<u64, sqlx::Error> {
-    let sealed = seal(store).await?;
-    let missing = watch.missing(store).await?;
+    let (sealed, reported) = seal_reporting(store, now).await?;
+    // What the work list already showed gone is recorded once.
+    let missing: Vec<i64> = watch.missing(store).await?.into_iter().filter(|seq| !reported.contains(seq)).collect();
     if !missing.is_empty() {
         report_missing(store, now, &missing).await?;
-        seal(store).await?;
+        seal(store, now).await?;
     }
     Ok(sealed)
 }

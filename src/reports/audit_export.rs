@@ -169,7 +169,7 @@ pub async fn reading_record(
     Event::success(actor, "audit.read", "audit_events", detail).record(&mut tx, now).await?;
     tx.commit().await?;
     let rows = sqlx::query(
-        "SELECT seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash FROM audit_events
+        "SELECT seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash FROM audit_log
          WHERE actor = $1 AND action IN ($2, $3, $4) AND at >= $5 AND at < $6 ORDER BY seq LIMIT $7",
     )
     .bind(actor.as_text())

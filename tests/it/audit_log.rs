@@ -11,11 +11,15 @@ pub(crate) async fn drop_guard(server: &TestServer) {
     let pool = server.app.store.pool();
     match server.db {
         Db::Sqlite => {
-            pool.execute("DROP TRIGGER audit_events_no_update").await.unwrap();
-            pool.execute("DROP TRIGGER audit_events_no_delete").await.unwrap();
+            for trigger in
+                ["audit_events_no_update", "audit_events_no_delete", "audit_links_no_update", "audit_links_no_delete"]
+            {
+                pool.execute(format!("DROP TRIGGER {trigger}").as_str()).await.unwrap();
+            }
         }
         Db::Postgres => {
             pool.execute("ALTER TABLE audit_events DISABLE TRIGGER USER").await.unwrap();
+            pool.execute("ALTER TABLE audit_links DISABLE TRIGGER USER").await.unwrap();
         }
     }
 }
@@ -32,7 +36,7 @@ pub(crate) async fn populated_with(db: Db, adjust: impl FnOnce(&mut sekimori::co
     }
     // Sealed now rather than by the server's sealer a few milliseconds later: the tests tamper
     // with the chain (unsealed events: audit_seal.rs).
-    audit::seal::seal(&server.app.store).await.unwrap();
+    audit::seal::seal(&server.app.store, server.app.clock.now()).await.unwrap();
     server
 }
 
@@ -49,9 +53,12 @@ async fn intact_chain_verifies_and_guard_refuses_edits(db: Db) {
     let (code, out) = cli_verify(&server);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("intact"));
-    // The table is append-only.
-    assert!(server.app.store.pool().execute("UPDATE audit_events SET actor = 'x' WHERE seq = 1").await.is_err());
-    assert!(server.app.store.pool().execute("DELETE FROM audit_events WHERE seq = 1").await.is_err());
+    // The tables are append-only.
+    let pool = server.app.store.pool();
+    assert!(pool.execute("UPDATE audit_events SET actor = 'x' WHERE seq = 1").await.is_err());
+    assert!(pool.execute("DELETE FROM audit_events WHERE seq = 1").await.is_err());
+    assert!(pool.execute("UPDATE audit_links SET hash = 'x' WHERE chain_pos = 1").await.is_err());
+    assert!(pool.execute("DELETE FROM audit_links WHERE chain_pos = 1").await.is_err());
     server.stop().await;
 }
 

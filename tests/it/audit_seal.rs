@@ -40,11 +40,15 @@ async fn record(store: &Store, n: usize) {
 async fn disable_guard(store: &Store) {
     match store.dialect() {
         sekimori::store::Dialect::Sqlite => {
-            store.pool().execute("DROP TRIGGER audit_events_no_update").await.unwrap();
-            store.pool().execute("DROP TRIGGER audit_events_no_delete").await.unwrap();
+            for trigger in
+                ["audit_events_no_update", "audit_events_no_delete", "audit_links_no_update", "audit_links_no_delete"]
+            {
+                store.pool().execute(format!("DROP TRIGGER {trigger}").as_str()).await.unwrap();
+            }
         }
         sekimori::store::Dialect::Postgres => {
             store.pool().execute("ALTER TABLE audit_events DISABLE TRIGGER USER").await.unwrap();
+            store.pool().execute("ALTER TABLE audit_links DISABLE TRIGGER USER").await.unwrap();
         }
     }
 }
@@ -86,20 +90,24 @@ async fn swap(store: &Store, a: i64, b: i64) {
 }
 
 /// Links every event, sealed or not, with plain SHA-256 from the genesis on, in number order,
-/// and moves the head: the chain an attacker without the key can compute.
+/// empties the sealer's work list and moves the head: the chain an attacker without the key
+/// can compute.
 async fn recompute_plain_chain(store: &Store) {
     let pool = store.pool();
     let rows = sqlx::query("SELECT * FROM audit_events ORDER BY seq").fetch_all(pool).await.unwrap();
+    pool.execute("DELETE FROM audit_links").await.unwrap();
+    pool.execute("DELETE FROM audit_unsealed").await.unwrap();
+    pool.execute("UPDATE audit_events SET mac = NULL").await.unwrap();
     let mut prev = audit::GENESIS_HASH.to_owned();
     let mut position = 0;
     for row in rows {
         position += 1;
         let hash = crate::audit_tamper::plain_hash(&row, &prev);
-        sqlx::query("UPDATE audit_events SET chain_pos = $1, prev_hash = $2, hash = $3, mac = NULL WHERE seq = $4")
+        sqlx::query("INSERT INTO audit_links (chain_pos, seq, prev_hash, hash) VALUES ($1, $2, $3, $4)")
             .bind(position)
+            .bind(row.try_get::<i64, _>("seq").unwrap())
             .bind(&prev)
             .bind(&hash)
-            .bind(row.try_get::<i64, _>("seq").unwrap())
             .execute(pool)
             .await
             .unwrap();
@@ -107,12 +115,7 @@ async fn recompute_plain_chain(store: &Store) {
     }
     // keyed_from and sealed_from stay: moving them past every event makes the whole log look
     // older than the keyed chain, which only a checkpoint reveals (audit_tamper.rs).
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2")
-        .bind(position)
-        .bind(&prev)
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2").bind(position).bind(&prev).execute(pool).await.unwrap();
 }
 
 /// Each kind of tampering, on a fresh log of ten events, sealed (`sealed`) or not. (On SQLite
@@ -153,8 +156,8 @@ async fn tamper(db: Db, sealed: bool, kind: &str) {
             // its neighbours are.
             let seq = last_seq + 100;
             sqlx::query(
-                "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash)
-                 VALUES ($1, 1790000004, 'system', 'test.event', 'thing:forged', 'success', '{}', NULL, $2, NULL, '', '')",
+                "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac)
+                 VALUES ($1, 1790000004, 'system', 'test.event', 'thing:forged', 'success', '{}', NULL, $2)",
             )
             .bind(seq)
             .bind("ab".repeat(32))
@@ -163,9 +166,18 @@ async fn tamper(db: Db, sealed: bool, kind: &str) {
             .unwrap();
             if sealed {
                 // Spliced into the chain at position 5, the rest moved up.
-                pool.execute("UPDATE audit_events SET chain_pos = chain_pos + 1000 WHERE chain_pos >= 5").await.unwrap();
-                pool.execute("UPDATE audit_events SET chain_pos = chain_pos - 999 WHERE chain_pos >= 1000").await.unwrap();
-                sqlx::query("UPDATE audit_events SET chain_pos = 5 WHERE seq = $1").bind(seq).execute(pool).await.unwrap();
+                pool.execute("UPDATE audit_links SET chain_pos = chain_pos + 1000 WHERE chain_pos >= 5").await.unwrap();
+                pool.execute("UPDATE audit_links SET chain_pos = chain_pos - 999 WHERE chain_pos >= 1000")
+                    .await
+                    .unwrap();
+                sqlx::query("INSERT INTO audit_links (chain_pos, seq, prev_hash, hash) VALUES (5, $1, '', '')")
+                    .bind(seq)
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            } else {
+                // Put on the sealer's work list as a writer would.
+                sqlx::query("INSERT INTO audit_unsealed (seq) VALUES ($1)").bind(seq).execute(pool).await.unwrap();
             }
             broken(&store, &what).await;
         }
@@ -182,6 +194,27 @@ async fn tamper(db: Db, sealed: bool, kind: &str) {
             }
             let reason = broken(&store, &what).await;
             assert!(reason.contains("missing") || reason.contains("removed before"), "{what}: {reason}");
+        }
+        "unlist" => {
+            // Taken off the sealer's work list, so that it would stay unsealed (and could be
+            // removed later unseen). On SQLite, where every event is linked as it is written,
+            // the same state is reached by removing the last event's link and moving the head
+            // back.
+            assert!(!sealed);
+            if matches!(db, Db::Sqlite) {
+                sqlx::query("DELETE FROM audit_links WHERE seq = $1").bind(last_seq).execute(pool).await.unwrap();
+                pool.execute(
+                    "UPDATE audit_head SET seq = seq - 1, hash = (SELECT hash FROM audit_links WHERE chain_pos = 9)",
+                )
+                .await
+                .unwrap();
+            } else {
+                sqlx::query("DELETE FROM audit_unsealed WHERE seq = $1").bind(fifth).execute(pool).await.unwrap();
+                // The sealer seals the others; the fifth stays behind.
+                seal::round(&store, &mut watch, 1_790_000_200).await.unwrap();
+            }
+            let reason = broken(&store, &what).await;
+            assert!(reason.contains("taken off the sealer's work list"), "{what}: {reason}");
         }
         "truncate" => {
             let cut: Vec<i64> = all[7..].to_vec();
@@ -204,21 +237,72 @@ async fn tamper(db: Db, sealed: bool, kind: &str) {
 async fn truncated_sealed_tail_is_caught_by_a_checkpoint(db: Db) {
     let (url, store) = store(db).await;
     record(&store, 10).await;
-    seal::seal(&store).await.unwrap();
+    seal::seal(&store, 1_790_000_100).await.unwrap();
     let key = [9u8; 32];
     let checkpoint = audit::checkpoint::take(&store, &key, 1_790_000_100).await.unwrap();
     let line = serde_json::to_string(&checkpoint).unwrap();
     disable_guard(&store).await;
     let pool = store.pool();
-    pool.execute("DELETE FROM audit_events WHERE chain_pos > 7").await.unwrap();
+    pool.execute("DELETE FROM audit_events WHERE seq IN (SELECT seq FROM audit_links WHERE chain_pos > 7)")
+        .await
+        .unwrap();
+    pool.execute("DELETE FROM audit_links WHERE chain_pos > 7").await.unwrap();
     pool.execute(
-        "UPDATE audit_head SET seq = 7, hash = (SELECT hash FROM audit_events WHERE chain_pos = 7) WHERE id = 1",
+        "UPDATE audit_head SET seq = 7, hash = (SELECT hash FROM audit_links WHERE chain_pos = 7) WHERE id = 1",
     )
     .await
     .unwrap();
     assert!(matches!(audit::verify(&store).await.unwrap(), Verification::Intact { .. }), "the database alone agrees");
     let check = audit::checkpoint::check_file(&store, &key, &line).await.unwrap();
     assert!(check.failures.iter().any(|f| f.contains("truncated")), "{:?}", check.failures);
+    store.close().await;
+    drop_database(&url).await;
+}
+
+/// An entry put back on the sealer's work list for an event sealed long ago (by someone who can
+/// write the database) neither stops the sealer nor links the event twice.
+async fn an_entry_put_back_on_the_work_list_does_not_stop_the_sealer(db: Db) {
+    let (url, store) = store(db).await;
+    record(&store, 5).await;
+    seal::seal(&store, 1_790_000_100).await.unwrap();
+    let third = seqs(&store).await[2];
+    sqlx::query("INSERT INTO audit_unsealed (seq) VALUES ($1)").bind(third).execute(store.pool()).await.unwrap();
+    record(&store, 3).await;
+    let written_unsealed = if matches!(db, Db::Sqlite) { 0 } else { 3 };
+    assert_eq!(seal::seal(&store, 1_790_000_200).await.unwrap(), written_unsealed);
+    match audit::verify(&store).await.unwrap() {
+        Verification::Intact { events, unsealed, last, .. } => assert_eq!((events, unsealed, last), (8, 0, 8)),
+        broken => panic!("{broken:?}"),
+    }
+    let listed: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_unsealed")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(listed, 0, "the stale entry left the list");
+    store.close().await;
+    drop_database(&url).await;
+}
+
+/// An event removed before it was sealed while its entry stays on the work list is found by a
+/// sealer that did not commit it (another node's: no `Watch` here) and recorded in the chain.
+/// On SQLite the event was sealed as it was written; removing it breaks the chain as well.
+async fn an_event_removed_before_it_was_sealed_is_found_by_any_sealer(db: Db) {
+    let (url, store) = store(db).await;
+    record(&store, 6).await;
+    let fourth = seqs(&store).await[3];
+    disable_guard(&store).await;
+    sqlx::query("DELETE FROM audit_events WHERE seq = $1").bind(fourth).execute(store.pool()).await.unwrap();
+    seal::seal(&store, 1_790_000_200).await.unwrap();
+    let reason = broken(&store, "an event removed before it was sealed").await;
+    match db {
+        Db::Sqlite => assert!(reason.contains("missing"), "{reason}"),
+        Db::Postgres => assert!(
+            reason.contains("removed before they were sealed") && reason.contains(&fourth.to_string()),
+            "{reason}"
+        ),
+    }
     store.close().await;
     drop_database(&url).await;
 }
@@ -233,6 +317,8 @@ macro_rules! tampering {
         on_both_databases!(
             $($name,)*
             truncated_sealed_tail_is_caught_by_a_checkpoint,
+            an_entry_put_back_on_the_work_list_does_not_stop_the_sealer,
+            an_event_removed_before_it_was_sealed_is_found_by_any_sealer,
             concurrent_writers_and_sealers_make_one_chain,
             group_commit_answers_each_job_with_its_own_outcome,
             grouped_events_are_written_in_batches_into_one_chain,
@@ -248,6 +334,7 @@ tampering! {
     rewritten_unsealed_events_are_reported: false, "rewrite";
     deleted_unsealed_event_is_reported: false, "delete";
     truncated_unsealed_tail_is_reported: false, "truncate";
+    unlisted_unsealed_event_is_reported: false, "unlist";
     edited_sealed_event_is_reported: true, "edit";
     reordered_sealed_events_are_reported: true, "reorder";
     inserted_sealed_event_is_reported: true, "insert";
@@ -264,8 +351,14 @@ async fn concurrent_writers_and_sealers_make_one_chain(db: Db) {
             let store = store.clone();
             tokio::spawn(async move {
                 let mut tx = store.begin().await.unwrap();
-                Event::success(&Actor::System, "test.event", format!("w:{i}"), json!({})).record(&mut tx, 1).await.unwrap();
-                Event::success(&Actor::System, "test.second", format!("w:{i}"), json!({})).record(&mut tx, 1).await.unwrap();
+                Event::success(&Actor::System, "test.event", format!("w:{i}"), json!({}))
+                    .record(&mut tx, 1)
+                    .await
+                    .unwrap();
+                Event::success(&Actor::System, "test.second", format!("w:{i}"), json!({}))
+                    .record(&mut tx, 1)
+                    .await
+                    .unwrap();
                 if i % 7 == 0 {
                     tx.rollback().await.unwrap();
                 } else {
@@ -279,7 +372,7 @@ async fn concurrent_writers_and_sealers_make_one_chain(db: Db) {
             let store = store.clone();
             tokio::spawn(async move {
                 for _ in 0..20 {
-                    seal::seal(&store).await.unwrap();
+                    seal::seal(&store, 1_790_000_100).await.unwrap();
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             })
@@ -288,7 +381,7 @@ async fn concurrent_writers_and_sealers_make_one_chain(db: Db) {
     for task in writers.into_iter().chain(sealers) {
         task.await.unwrap();
     }
-    seal::seal(&store).await.unwrap();
+    seal::seal(&store, 1_790_000_100).await.unwrap();
     let committed = 2 * (200 - (200 + 6) / 7_i64);
     match audit::verify(&store).await.unwrap() {
         Verification::Intact { events, unsealed, last, .. } => {
@@ -358,7 +451,7 @@ async fn group_commit_answers_each_job_with_its_own_outcome(db: Db) {
             failed.push(format!("g:{i}"));
         }
     }
-    seal::seal(&store).await.unwrap();
+    seal::seal(&store, 1_790_000_100).await.unwrap();
     let targets = grouped_targets(&store).await;
     assert_eq!(targets.len(), 300 - failed.len(), "each succeeded job once");
     assert!(failed.iter().all(|f| !targets.contains(f)), "no failed job left its event");
@@ -428,7 +521,7 @@ async fn grouped_events_are_written_in_batches_into_one_chain(db: Db) {
     for writer in writers {
         writer.await.unwrap();
     }
-    seal::seal(&store).await.unwrap();
+    seal::seal(&store, 1_790_000_100).await.unwrap();
     let rows = sqlx::query(
         "SELECT seq, target, actor, outcome, source_ip FROM audit_events WHERE action = 'test.batched' ORDER BY seq",
     )
@@ -528,7 +621,8 @@ async fn killed_with_token_requests_in_flight_loses_no_event(db: Db) {
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..200)
         .map(|_| {
-            let (http, token_url, secret, answered) = (http.clone(), token_url.clone(), secret.clone(), answered.clone());
+            let (http, token_url, secret, answered) =
+                (http.clone(), token_url.clone(), secret.clone(), answered.clone());
             tokio::spawn(async move {
                 let mut received = Vec::new();
                 loop {
@@ -602,7 +696,8 @@ async fn killed_with_token_requests_in_flight_loses_no_event(db: Db) {
             .unwrap()
             .iter()
             .filter_map(|row| {
-                let detail: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>("detail").unwrap()).ok()?;
+                let detail: serde_json::Value =
+                    serde_json::from_str(&row.try_get::<String, _>("detail").unwrap()).ok()?;
                 detail["jti"].as_str().map(str::to_owned)
             })
             .collect();

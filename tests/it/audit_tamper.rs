@@ -74,7 +74,7 @@ pub(crate) fn plain_hash(row: &sqlx::any::AnyRow, prev_hash: &str) -> String {
 /// that passed before the chain was keyed.
 async fn recompute_plain_chain(server: &TestServer, from: i64) {
     let pool = server.app.store.pool();
-    let mut prev: String = sqlx::query("SELECT hash FROM audit_events WHERE seq = $1")
+    let mut prev: String = sqlx::query("SELECT hash FROM audit_links WHERE seq = $1")
         .bind(from - 1)
         .fetch_optional(pool)
         .await
@@ -86,7 +86,7 @@ async fn recompute_plain_chain(server: &TestServer, from: i64) {
     for row in rows.unwrap() {
         let seq: i64 = row.try_get("seq").unwrap();
         let hash = plain_hash(&row, &prev);
-        sqlx::query("UPDATE audit_events SET prev_hash = $1, hash = $2 WHERE seq = $3")
+        sqlx::query("UPDATE audit_links SET prev_hash = $1, hash = $2 WHERE seq = $3")
             .bind(&prev)
             .bind(&hash)
             .bind(seq)
@@ -195,11 +195,10 @@ async fn forged_event_is_reported(db: Db) {
     let (seq, prev): (i64, String) = (head.try_get::<i64, _>("seq").unwrap() + 1, head.try_get("hash").unwrap());
     // A well-formed event, linked to the head with the only hash the forger can compute.
     sqlx::query(
-        "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac, chain_pos, prev_hash, hash)
-         VALUES ($1, 0, 'cli', 'grant.create', 'somebody', 'success', '{}', NULL, $3, $1, $2, 'x')",
+        "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac)
+         VALUES ($1, 0, 'cli', 'grant.create', 'somebody', 'success', '{}', NULL, $2)",
     )
     .bind(seq)
-    .bind(&prev)
     // The forger's best guess at a MAC: a plain hash of the content.
     .bind(hex::encode(Sha256::digest(b"grant.create somebody")))
     .execute(pool)
@@ -207,8 +206,13 @@ async fn forged_event_is_reported(db: Db) {
     .unwrap();
     let row = sqlx::query("SELECT * FROM audit_events WHERE seq = $1").bind(seq).fetch_one(pool).await.unwrap();
     let hash = plain_hash(&row, &prev);
-    drop_guard(&server).await;
-    sqlx::query("UPDATE audit_events SET hash = $1 WHERE seq = $2").bind(&hash).bind(seq).execute(pool).await.unwrap();
+    sqlx::query("INSERT INTO audit_links (chain_pos, seq, prev_hash, hash) VALUES ($1, $1, $2, $3)")
+        .bind(seq)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(pool)
+        .await
+        .unwrap();
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2").bind(seq).bind(&hash).execute(pool).await.unwrap();
     let (at, reason) = broken_at(&server).await;
     assert_eq!(at, seq);
@@ -270,7 +274,7 @@ async fn events_from_before_the_upgrade_keep_plain_links_and_are_covered(db: Db)
     pool.execute("UPDATE audit_head SET keyed_from = seq + 1, sealed_from = seq + 1").await.unwrap();
     let keyed_from = last_seq(&server).await + 1;
     server.add_person("E6130", "upgraded", "correct-horse-battery-u").await;
-    audit::seal::seal(&server.app.store).await.unwrap();
+    audit::seal::seal(&server.app.store, server.app.clock.now()).await.unwrap();
     let Verification::Intact { first, keyed_from: found, last, .. } = audit::verify(&server.app.store).await.unwrap()
     else {
         panic!("an upgraded log verifies")
@@ -289,7 +293,7 @@ async fn head_moved_back_over_events_left_in_place_is_reported(db: Db) {
     let server = populated(db).await;
     let pool = server.app.store.pool();
     let back = last_seq(&server).await - 2;
-    let hash: String = sqlx::query("SELECT hash FROM audit_events WHERE seq = $1")
+    let hash: String = sqlx::query("SELECT hash FROM audit_links WHERE seq = $1")
         .bind(back)
         .fetch_one(pool)
         .await
@@ -311,7 +315,8 @@ async fn truncated_tail_is_reported_with_the_checkpoint_taken_before(db: Db) {
     drop_guard(&server).await;
     let pool = server.app.store.pool();
     sqlx::query("DELETE FROM audit_events WHERE seq > $1").bind(last - 3).execute(pool).await.unwrap();
-    let new_last = sqlx::query("SELECT seq, hash FROM audit_events WHERE seq = $1").bind(last - 3).fetch_one(pool);
+    sqlx::query("DELETE FROM audit_links WHERE seq > $1").bind(last - 3).execute(pool).await.unwrap();
+    let new_last = sqlx::query("SELECT seq, hash FROM audit_links WHERE seq = $1").bind(last - 3).fetch_one(pool);
     let new_last = new_last.await.unwrap();
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2")
         .bind(new_last.try_get::<i64, _>("seq").unwrap())
@@ -426,7 +431,7 @@ async fn archive_then_moved_anchor_is_reported(db: Db) {
     let anchor: i64 =
         sqlx::query("SELECT anchor_seq FROM audit_head").fetch_one(pool).await.unwrap().try_get("anchor_seq").unwrap();
     let next =
-        sqlx::query("SELECT hash FROM audit_events WHERE seq = $1").bind(anchor + 1).fetch_one(pool).await.unwrap();
+        sqlx::query("SELECT hash FROM audit_links WHERE seq = $1").bind(anchor + 1).fetch_one(pool).await.unwrap();
     let hash: String = next.try_get("hash").unwrap();
     sqlx::query("UPDATE audit_head SET anchor_seq = $1, anchor_hash = $2")
         .bind(anchor + 1)
@@ -435,6 +440,7 @@ async fn archive_then_moved_anchor_is_reported(db: Db) {
         .await
         .unwrap();
     sqlx::query("DELETE FROM audit_events WHERE seq = $1").bind(anchor + 1).execute(pool).await.unwrap();
+    sqlx::query("DELETE FROM audit_links WHERE seq = $1").bind(anchor + 1).execute(pool).await.unwrap();
     let (_, reason) = broken_at(&server).await;
     assert!(reason.contains("anchor"), "{reason}");
     let (code, text) = cli(&server, &dir, &["verify", "--archive", out.to_str().unwrap()]);

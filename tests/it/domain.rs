@@ -309,7 +309,7 @@ async fn refreshes_arriving_together_are_each_answered_as_if_alone(db: Db) {
     }
     assert_eq!(issued, 41, "forty families and the winner");
     assert!(winner_seq.unwrap() < revoked_seq.unwrap(), "the log keeps the order things were decided in");
-    sekimori::audit::seal::seal(&w.app.store).await.unwrap();
+    sekimori::audit::seal::seal(&w.app.store, w.app.clock.now()).await.unwrap();
     assert!(matches!(
         sekimori::audit::verify(&w.app.store).await.unwrap(),
         sekimori::audit::Verification::Intact { unsealed: 0, .. }
@@ -565,7 +565,7 @@ async fn going_back_to_a_mark_undoes_what_followed_it(db: Db) {
         Vec::<i64>::new(),
         "the sealer is not told of the undone event (it would report it as removed)"
     );
-    sekimori::audit::seal::seal(&w.app.store).await.unwrap();
+    sekimori::audit::seal::seal(&w.app.store, w.app.clock.now()).await.unwrap();
     assert!(matches!(
         sekimori::audit::verify(&w.app.store).await.unwrap(),
         sekimori::audit::Verification::Intact { unsealed: 0, .. }

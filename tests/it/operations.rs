@@ -152,7 +152,7 @@ async fn metrics_count_logins_tokens_and_revocations(db: Db) {
     assert_eq!(status, 201, "{report}");
 
     // What was committed is sealed (the server's sealer would do it within moments).
-    sekimori::audit::seal::seal(&server.app.store).await.unwrap();
+    sekimori::audit::seal::seal(&server.app.store, server.app.clock.now()).await.unwrap();
     let after = scrape(&server, &monitor).await;
     let families = parse_openmetrics(&after);
     for counter in ["sekimori_logins", "sekimori_tokens_issued", "sekimori_revocations"] {
