@@ -317,12 +317,14 @@ pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Err
         }
         rows.push((event, seq, mac));
     }
-    let form = if sealed_inline { Insert::Events } else { Insert::EventsUnsealed };
-    let mut rest = &rows[..];
+    let form = if sealed_inline { Insert::EventsLinked } else { Insert::EventsUnsealed };
+    // On SQLite each chunk of events goes with its links; on PostgreSQL there are none.
+    let (mut rest, mut rest_links) = (&rows[..], &links[..]);
     while !rest.is_empty() {
         let size = chunk_size(rest.len());
         let (chunk, after) = rest.split_at(size);
-        rest = after;
+        let (chunk_links, links_after) = rest_links.split_at(size.min(rest_links.len()));
+        (rest, rest_links) = (after, links_after);
         let mut insert = sqlx::query(insert_sql(form, size)?);
         for (event, seq, mac) in chunk {
             insert = insert
@@ -336,11 +338,13 @@ pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Err
                 .bind(event.source_ip.as_deref())
                 .bind(mac);
         }
+        for link in chunk_links {
+            insert = insert.bind(link.position).bind(link.seq).bind(link.prev_hash.as_str()).bind(link.hash.as_str());
+        }
         insert.execute(&mut **tx).await?;
     }
     match prev {
         Some(last_link) => {
-            seal::append_links(tx, &links).await?;
             sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&last_link).execute(&mut **tx).await?;
         }
         None => seqs.iter().for_each(|&seq| tx.note_event(seq)),
@@ -351,38 +355,63 @@ pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Err
 /// The statements that write rows of the audit tables, a power of two rows at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Insert {
-    /// Events (SQLite, where they are linked in the same transaction).
-    Events,
+    /// Events and their links, in one query of two statements (SQLite, where events are
+    /// linked as they are written; one query rather than two halves the statements a batch
+    /// hands to SQLite's thread).
+    EventsLinked,
     /// Events and, in the same statement, their entries on the sealer's work list (PostgreSQL).
     EventsUnsealed,
-    /// Links (the sealer; SQLite's writers).
+    /// Links (the sealer).
     Links,
 }
 
+const EVENTS: &str = "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac)";
+const LINKS: &str = "INSERT INTO audit_links (chain_pos, seq, prev_hash, hash)";
+const EVENT_WIDTH: usize = 9;
+const LINK_WIDTH: usize = 4;
+
 impl Insert {
-    const ALL: [Insert; 3] = [Insert::Events, Insert::EventsUnsealed, Insert::Links];
+    const ALL: [Insert; 3] = [Insert::EventsLinked, Insert::EventsUnsealed, Insert::Links];
 
     /// Parameters per row.
-    pub(crate) fn width(self) -> usize {
+    #[cfg(test)]
+    fn width(self) -> usize {
         match self {
-            Insert::Events | Insert::EventsUnsealed => 9,
-            Insert::Links => 4,
+            Insert::EventsLinked => EVENT_WIDTH + LINK_WIDTH,
+            Insert::EventsUnsealed => EVENT_WIDTH,
+            Insert::Links => LINK_WIDTH,
         }
     }
 
-    fn text(self, values: &str) -> String {
-        const EVENTS: &str =
-            "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, source_ip, mac)";
+    /// The text for `rows` rows. Parameters are numbered from 1 in the order they are bound:
+    /// for [`Insert::EventsLinked`], every event's, then every link's.
+    fn text(self, rows: usize) -> String {
         match self {
-            Insert::Events => format!("{EVENTS} VALUES {values}"),
+            Insert::EventsLinked => format!(
+                "{EVENTS} VALUES {}; {LINKS} VALUES {};",
+                values(rows, EVENT_WIDTH, 1),
+                values(rows, LINK_WIDTH, rows * EVENT_WIDTH + 1)
+            ),
             // One statement, one round trip: the event and its place on the work list.
             Insert::EventsUnsealed => format!(
-                "WITH written AS ({EVENTS} VALUES {values} RETURNING seq)
-                 INSERT INTO audit_unsealed (seq) SELECT seq FROM written"
+                "WITH written AS ({EVENTS} VALUES {} RETURNING seq)
+                 INSERT INTO audit_unsealed (seq) SELECT seq FROM written",
+                values(rows, EVENT_WIDTH, 1)
             ),
-            Insert::Links => format!("INSERT INTO audit_links (chain_pos, seq, prev_hash, hash) VALUES {values}"),
+            Insert::Links => format!("{LINKS} VALUES {}", values(rows, LINK_WIDTH, 1)),
         }
     }
+}
+
+/// `($first, …), (…), …`: `rows` tuples of `width` parameters.
+fn values(rows: usize, width: usize, first: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let params = (0..width).map(|k| format!("${}", first + row * width + k)).collect::<Vec<_>>();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The INSERT of `rows` rows (a power of two up to [`INSERT_CHUNK`]) in `form`, its text made
@@ -392,18 +421,10 @@ pub(crate) fn insert_sql(form: Insert, rows: usize) -> Result<&'static str, sqlx
         Insert::ALL
             .iter()
             .map(|form| {
-                let width = form.width();
                 let mut texts = Vec::new();
                 let mut rows = 1;
                 while rows <= INSERT_CHUNK {
-                    let values = (0..rows)
-                        .map(|row| {
-                            let params = (1..=width).map(|k| format!("${}", row * width + k)).collect::<Vec<_>>();
-                            format!("({})", params.join(", "))
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    texts.push(form.text(&values));
+                    texts.push(form.text(rows));
                     rows *= 2;
                 }
                 texts
@@ -776,15 +797,19 @@ mod tests {
     #[test]
     fn each_insert_text_has_its_parameters_a_row() {
         for form in Insert::ALL {
-            let width = form.width();
+            let (width, tables) = (form.width(), if form == Insert::EventsLinked { 2 } else { 1 });
             let mut rows = 1;
             while rows <= INSERT_CHUNK {
                 let sql = insert_sql(form, rows).unwrap();
-                let tuples = sql.matches("($").count();
-                assert_eq!(tuples, rows, "{form:?} {rows}");
-                assert!(
-                    sql.contains(&format!("${})", rows * width)) && !sql.contains(&format!("${}", rows * width + 1))
-                );
+                assert_eq!(sql.matches("($").count(), rows * tables, "{form:?} {rows}");
+                for n in 1..=rows * width {
+                    assert_eq!(
+                        sql.matches(&format!("${n},")).count() + sql.matches(&format!("${n})")).count(),
+                        1,
+                        "{form:?} {rows}: ${n}"
+                    );
+                }
+                assert!(!sql.contains(&format!("${}", rows * width + 1)), "{form:?} {rows}");
                 rows *= 2;
             }
             assert!(insert_sql(form, 3).is_err());
