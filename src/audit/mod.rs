@@ -1,7 +1,9 @@
 //! R16: the append-only, hash-chained audit log. Every state change and every login attempt
 //! calls [`record`] inside the transaction that makes the change, so an event exists exactly
-//! when its change does. Each row's hash covers its content and the previous row's hash;
-//! `audit_head` holds the newest link so that removing rows at the end is detected too.
+//! when its change does. Events (`audit_events`) carry their own MAC and are never updated;
+//! the chain is a table of its own (`audit_links`), one link per event covering its MAC and the
+//! link before; `audit_head` holds the newest link so that removing rows at the end is
+//! detected too.
 //!
 //! The links are HMAC-SHA256 under a key derived from the master key, which is not in the
 //! database: someone who can write the database can still edit rows, but cannot compute the
