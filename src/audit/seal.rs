@@ -115,8 +115,8 @@ async fn seal_batch(store: &Store) -> Result<BatchSealed, sqlx::Error> {
     let mut prev: String = head.try_get("hash")?;
     // The work list in sequence order, each entry with its event's MAC and whether the event
     // exists and is linked already. The entries are taken first and each is looked up by its
-    // number: a join may be planned as a scan of every event (10 ms a batch on a table of
-    // 100,000 events, growing with it).
+    // number: a join was planned as a scan of every event (10.8 ms a batch with 44,000
+    // events, growing with the table).
     let rows = sqlx::query(
         "SELECT u.seq,
                 (SELECT e.seq FROM audit_events e WHERE e.seq = u.seq) AS event_seq,
@@ -179,10 +179,13 @@ async fn seal_batch(store: &Store) -> Result<BatchSealed, sqlx::Error> {
 }
 
 /// How far sealing lags: the number of committed events not yet sealed, and the age in
-/// seconds of the oldest of them (0 when none).
+/// seconds of the first of them the sealer will take (the lowest number; 0 when none).
 pub async fn lag(store: &Store, now: UnixTime) -> Result<(i64, i64), sqlx::Error> {
+    // Lookups by number only: `/metrics` asks on every scrape, and a join may be planned as a
+    // scan of every event.
     let row = sqlx::query(
-        "SELECT COUNT(*) AS n, MIN(e.at) AS oldest FROM audit_unsealed u JOIN audit_events e ON e.seq = u.seq",
+        "SELECT (SELECT COUNT(*) FROM audit_unsealed) AS n,
+                (SELECT e.at FROM audit_events e WHERE e.seq = (SELECT MIN(seq) FROM audit_unsealed)) AS oldest",
     )
     .fetch_one(store.pool())
     .await?;

@@ -125,6 +125,9 @@ async fn tamper(db: Db, sealed: bool, kind: &str) {
     let mut watch = seal::Watch::default();
     record(&store, 10).await;
     let unsealed_before = if matches!(db, Db::Sqlite) { 0 } else { 10 };
+    // What `/metrics` shows: how many wait, and the age of the first (recorded at …000).
+    let lag = if matches!(db, Db::Sqlite) { (0, 0) } else { (10, 100) };
+    assert_eq!(seal::lag(&store, 1_790_000_100).await.unwrap(), lag);
     if sealed {
         assert_eq!(seal::round(&store, &mut watch, 1_790_000_100).await.unwrap(), unsealed_before as u64);
     }
