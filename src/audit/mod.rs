@@ -452,6 +452,12 @@ pub(crate) fn chunk_size(remaining: usize) -> usize {
 impl crate::store::Batch for Pending {
     type Outcome = ();
 
+    /// Events alone read nothing, so a batch waits only for its statements and its commit: on
+    /// two cores shared with PostgreSQL, two committers (bigger batches, fewer commits) gave
+    /// 8 % more client_credentials tokens than four, and one no more than two (BENCHMARKS.md,
+    /// eighth run). Two keep a batch under way while another waits for a distant database.
+    const POSTGRES_COMMITTERS: usize = 2;
+
     fn write<'a>(tx: &'a mut Tx, items: &'a [Self]) -> crate::store::Written<'a, ()> {
         Box::pin(async move {
             record_all(tx, items).await?;
