@@ -341,7 +341,7 @@ pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Err
                 .bind(mac);
         }
         for link in chunk_links {
-            insert = insert.bind(link.position).bind(link.seq).bind(link.prev_hash.as_str()).bind(link.hash.as_str());
+            insert = link.bind(insert);
         }
         insert.execute(&mut **tx).await?;
     }

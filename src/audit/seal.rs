@@ -28,7 +28,7 @@ use sqlx::Row;
 
 use super::{chunk_size, hmac_hex, insert_sql, no_key, Actor, Event, Insert, MISSING_ACTION};
 use crate::clock::UnixTime;
-use crate::store::{AuditKey, Store, Tx};
+use crate::store::{in_json_array, AuditKey, JsonArrayOf, Store, Tx};
 
 const SEAL_LABEL: &str = "sekimori audit seal v2";
 
@@ -49,6 +49,15 @@ pub(crate) struct NewLink {
     pub hash: String,
 }
 
+impl NewLink {
+    /// Binds its four columns, in the order of `audit_links (chain_pos, seq, prev_hash, hash)`.
+    pub(crate) fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        query.bind(self.position).bind(self.seq).bind(self.prev_hash.as_str()).bind(self.hash.as_str())
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// Appends `links` to the chain: as few INSERTs as their count allows.
 pub(crate) async fn append_links(tx: &mut Tx, links: &[NewLink]) -> Result<(), sqlx::Error> {
     let mut rest = links;
@@ -58,7 +67,7 @@ pub(crate) async fn append_links(tx: &mut Tx, links: &[NewLink]) -> Result<(), s
         rest = after;
         let mut insert = sqlx::query(insert_sql(Insert::Links, size)?);
         for link in chunk {
-            insert = insert.bind(link.position).bind(link.seq).bind(link.prev_hash.as_str()).bind(link.hash.as_str());
+            insert = link.bind(insert);
         }
         insert.execute(&mut **tx).await?;
     }
@@ -152,14 +161,12 @@ async fn seal_batch(store: &Store) -> Result<BatchSealed, sqlx::Error> {
     append_links(&mut tx, &links).await?;
     // Exactly the entries read (not a range: an entry with a lower number may have been
     // committed since), as one JSON array so that one statement text serves every batch.
-    let delete = match store.dialect() {
-        crate::store::Dialect::Sqlite => "DELETE FROM audit_unsealed WHERE seq IN (SELECT value FROM json_each($1))",
-        crate::store::Dialect::Postgres => {
-            "DELETE FROM audit_unsealed WHERE seq = ANY (ARRAY(SELECT CAST(jsonb_array_elements_text(CAST($1 AS jsonb)) AS BIGINT)))"
-        }
-    };
-    let list = serde_json::to_string(&done).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let removed = sqlx::query(delete).bind(list).execute(&mut *tx).await?.rows_affected();
+    let delete = format!(
+        "DELETE FROM audit_unsealed WHERE {}",
+        in_json_array(store.dialect(), "seq", "$1", JsonArrayOf::Integers)
+    );
+    let removed =
+        sqlx::query(&delete).bind(serde_json::json!(done).to_string()).execute(&mut *tx).await?.rows_affected();
     if removed != done.len() as u64 {
         // Another sealer cannot be here (the head row is ours): the list was changed under
         // us. Nothing is half-sealed: the batch is rolled back and retried.

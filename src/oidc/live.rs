@@ -15,7 +15,7 @@ use crate::access::roles::{self, Held};
 use crate::clock::UnixTime;
 use crate::directory::{self, types::format_date, LoginState};
 use crate::sessions;
-use crate::store::Dialect;
+use crate::store::{in_json_array, Dialect, JsonArrayOf};
 use crate::systems::{self, LiveClient};
 
 use super::access_tokens;
@@ -132,11 +132,11 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     // The hashes go as one JSON array, so that one statement text serves every batch size.
-    static SQLITE: LazyLock<String> =
-        LazyLock::new(|| refresh_sql("rt.token_hash IN (SELECT value FROM json_each($1))", "rt.id, "));
-    static POSTGRES: LazyLock<String> = LazyLock::new(|| {
-        refresh_sql("rt.token_hash = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST($1 AS jsonb))))", "rt.id, ")
-    });
+    fn text(dialect: Dialect) -> String {
+        refresh_sql(&in_json_array(dialect, "rt.token_hash", "$1", JsonArrayOf::Text), "rt.id, ")
+    }
+    static SQLITE: LazyLock<String> = LazyLock::new(|| text(Dialect::Sqlite));
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| text(Dialect::Postgres));
     let sql = match dialect {
         Dialect::Sqlite => &SQLITE,
         Dialect::Postgres => &POSTGRES,

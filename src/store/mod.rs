@@ -539,6 +539,29 @@ impl Select {
     }
 }
 
+/// What a JSON array bound as one parameter holds (see [`in_json_array`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonArrayOf {
+    Text,
+    Integers,
+}
+
+/// `column` is one of the values of the JSON array bound as `param`: a list of any length in
+/// one statement text, so that one prepared statement serves every batch size. On PostgreSQL
+/// it is `= ANY (ARRAY(…))`: `IN (SELECT jsonb_array_elements_text(…))` was planned as a
+/// sequential scan with a hash semi-join (2.9 ms against 0.67 ms for 16 refresh tokens).
+pub fn in_json_array(dialect: Dialect, column: &str, param: &str, of: JsonArrayOf) -> String {
+    match (dialect, of) {
+        (Dialect::Sqlite, _) => format!("{column} IN (SELECT value FROM json_each({param}))"),
+        (Dialect::Postgres, JsonArrayOf::Text) => {
+            format!("{column} = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST({param} AS jsonb))))")
+        }
+        (Dialect::Postgres, JsonArrayOf::Integers) => format!(
+            "{column} = ANY (ARRAY(SELECT CAST(jsonb_array_elements_text(CAST({param} AS jsonb)) AS BIGINT)))"
+        ),
+    }
+}
+
 /// `text` as a LIKE pattern matching itself only: `%`, `_` and the escape `\` lose their
 /// meaning. Use with `LIKE $n ESCAPE '\'`, which SQLite and PostgreSQL read alike.
 pub fn escape_like(text: &str) -> String {
