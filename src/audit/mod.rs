@@ -263,6 +263,21 @@ impl Pending {
         }
     }
 
+    /// Binds the columns of `audit_events (seq, at, actor, action, target, outcome, detail,
+    /// source_ip, mac)` for this event, in that order.
+    fn bind<'q>(&'q self, query: seal::AnyQuery<'q>, seq: i64, mac: &'q str) -> seal::AnyQuery<'q> {
+        query
+            .bind(seq)
+            .bind(self.at)
+            .bind(self.actor.as_str())
+            .bind(self.action.as_str())
+            .bind(self.target.as_str())
+            .bind(self.outcome.as_str())
+            .bind(self.detail.as_str())
+            .bind(self.source_ip.as_deref())
+            .bind(mac)
+    }
+
     fn fields(&self, seq: i64) -> EventFields<'_> {
         EventFields {
             seq,
@@ -280,9 +295,10 @@ impl Pending {
 /// The most events one INSERT statement writes.
 const INSERT_CHUNK: usize = 128;
 
-/// Records `events`, in their order, inside `tx`: one statement for their numbers, as few
-/// INSERTs as their count allows (a power of two rows each, so that few statement texts are
-/// prepared), and on SQLite their links and one statement for the head.
+/// Records `events`, in their order, inside `tx`: one statement for their numbers, then on
+/// SQLite one query for the events, their links and the head ([`write_linked`]), on
+/// PostgreSQL as few INSERTs as their count allows (a power of two rows each, so that few
+/// statement texts are prepared).
 pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Error> {
     let Some(count) = i64::try_from(events.len()).ok().filter(|n| *n > 0) else { return Ok(()) };
     let key = *tx.audit_key().ok_or_else(no_key)?;
@@ -319,48 +335,86 @@ pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Err
         }
         rows.push((event, seq, mac));
     }
-    let form = if sealed_inline { Insert::EventsLinked } else { Insert::EventsUnsealed };
-    // On SQLite each chunk of events goes with its links; on PostgreSQL there are none.
-    let (mut rest, mut rest_links) = (&rows[..], &links[..]);
+    if sealed_inline {
+        return write_linked(tx, &rows, &links).await;
+    }
+    let mut rest = &rows[..];
     while !rest.is_empty() {
         let size = chunk_size(rest.len());
         let (chunk, after) = rest.split_at(size);
-        let (chunk_links, links_after) = rest_links.split_at(size.min(rest_links.len()));
-        (rest, rest_links) = (after, links_after);
-        let mut insert = sqlx::query(insert_sql(form, size)?);
+        rest = after;
+        let mut insert = sqlx::query(insert_sql(Insert::EventsUnsealed, size)?);
         for (event, seq, mac) in chunk {
-            insert = insert
-                .bind(*seq)
-                .bind(event.at)
-                .bind(&event.actor)
-                .bind(&event.action)
-                .bind(&event.target)
-                .bind(event.outcome.as_str())
-                .bind(&event.detail)
-                .bind(event.source_ip.as_deref())
-                .bind(mac);
-        }
-        for link in chunk_links {
-            insert = link.bind(insert);
+            insert = event.bind(insert, *seq, mac);
         }
         insert.execute(&mut **tx).await?;
     }
-    match prev {
-        Some(last_link) => {
-            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&last_link).execute(&mut **tx).await?;
+    seqs.iter().for_each(|&seq| tx.note_event(seq));
+    Ok(())
+}
+
+/// The most events one of SQLite's batch queries writes (13 parameters each).
+const LINKED_CHUNK: usize = 64;
+
+/// SQLite: a batch's events, their links and the head's new hash in one query (of three
+/// statements) for up to [`LINKED_CHUNK`] events, with a text for each size. Each query is a
+/// hand-off to SQLite's thread and back, which on a busy server waits its turn; one per
+/// power of two made a batch of 13 events three (BENCHMARKS.md, ninth run). The values are
+/// bound, not sent as JSON: SQLite's JSON functions end a string at an escaped NUL, and the
+/// stored event must be the one its MAC was computed over.
+async fn write_linked(
+    tx: &mut Tx,
+    rows: &[(&Pending, i64, String)],
+    links: &[seal::NewLink],
+) -> Result<(), sqlx::Error> {
+    if rows.len() != links.len() {
+        return Err(sqlx::Error::Protocol("an audit batch with an event without its link".into()));
+    }
+    for (chunk, chunk_links) in rows.chunks(LINKED_CHUNK).zip(links.chunks(LINKED_CHUNK)) {
+        let Some(last) = chunk_links.last() else { break };
+        let mut query = sqlx::query(linked_sql(chunk.len())?);
+        for (event, seq, mac) in chunk {
+            query = event.bind(query, *seq, mac);
         }
-        None => seqs.iter().for_each(|&seq| tx.note_event(seq)),
+        for link in chunk_links {
+            query = link.bind(query);
+        }
+        let written = query.bind(last.hash.as_str()).execute(&mut **tx).await?;
+        // Every event, every link and the head: anything less is not the batch that was meant.
+        let expected = u64::try_from(2 * chunk.len() + 1).unwrap_or(u64::MAX);
+        if written.rows_affected() != expected {
+            return Err(sqlx::Error::Protocol(format!(
+                "an audit batch wrote {} rows, not {expected}",
+                written.rows_affected()
+            )));
+        }
     }
     Ok(())
+}
+
+/// The text of [`write_linked`]'s query for `rows` events (1 to [`LINKED_CHUNK`]), made once.
+fn linked_sql(rows: usize) -> Result<&'static str, sqlx::Error> {
+    static TEXTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (1..=LINKED_CHUNK)
+            .map(|rows| {
+                format!(
+                    "{EVENTS} VALUES {}; {LINKS} VALUES {}; UPDATE audit_head SET hash = ${} WHERE id = 1;",
+                    values(rows, EVENT_WIDTH, 1),
+                    values(rows, LINK_WIDTH, rows * EVENT_WIDTH + 1),
+                    rows * (EVENT_WIDTH + LINK_WIDTH) + 1
+                )
+            })
+            .collect()
+    });
+    rows.checked_sub(1)
+        .and_then(|index| TEXTS.get(index))
+        .map(String::as_str)
+        .ok_or_else(|| sqlx::Error::Protocol(format!("no INSERT of {rows} linked audit events")))
 }
 
 /// The statements that write rows of the audit tables, a power of two rows at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Insert {
-    /// Events and their links, in one query of two statements (SQLite, where events are
-    /// linked as they are written; one query rather than two halves the statements a batch
-    /// hands to SQLite's thread).
-    EventsLinked,
     /// Events and, in the same statement, their entries on the sealer's work list (PostgreSQL).
     EventsUnsealed,
     /// Links (the sealer).
@@ -373,27 +427,20 @@ const EVENT_WIDTH: usize = 9;
 const LINK_WIDTH: usize = 4;
 
 impl Insert {
-    const ALL: [Insert; 3] = [Insert::EventsLinked, Insert::EventsUnsealed, Insert::Links];
+    const ALL: [Insert; 2] = [Insert::EventsUnsealed, Insert::Links];
 
     /// Parameters per row.
     #[cfg(test)]
     fn width(self) -> usize {
         match self {
-            Insert::EventsLinked => EVENT_WIDTH + LINK_WIDTH,
             Insert::EventsUnsealed => EVENT_WIDTH,
             Insert::Links => LINK_WIDTH,
         }
     }
 
-    /// The text for `rows` rows. Parameters are numbered from 1 in the order they are bound:
-    /// for [`Insert::EventsLinked`], every event's, then every link's.
+    /// The text for `rows` rows. Parameters are numbered from 1 in the order they are bound.
     fn text(self, rows: usize) -> String {
         match self {
-            Insert::EventsLinked => format!(
-                "{EVENTS} VALUES {}; {LINKS} VALUES {};",
-                values(rows, EVENT_WIDTH, 1),
-                values(rows, LINK_WIDTH, rows * EVENT_WIDTH + 1)
-            ),
             // One statement, one round trip: the event and its place on the work list.
             Insert::EventsUnsealed => format!(
                 "WITH written AS ({EVENTS} VALUES {} RETURNING seq)
@@ -802,14 +849,33 @@ mod tests {
         }
     }
 
+    /// SQLite's batch query for every size: each event's nine parameters, then each link's
+    /// four, then the head's hash, each number once and none beyond.
+    #[test]
+    fn each_linked_text_binds_its_events_links_and_head() {
+        for rows in 1..=LINKED_CHUNK {
+            let sql = linked_sql(rows).unwrap();
+            assert_eq!(sql.matches("($").count(), 2 * rows, "{rows}");
+            let last = rows * (EVENT_WIDTH + LINK_WIDTH) + 1;
+            for n in 1..last {
+                let uses = sql.matches(&format!("${n},")).count() + sql.matches(&format!("${n})")).count();
+                assert_eq!(uses, 1, "{rows}: ${n}");
+            }
+            assert!(sql.ends_with(&format!("SET hash = ${last} WHERE id = 1;")), "{rows}");
+            assert!(!sql.contains(&format!("${}", last + 1)), "{rows}");
+        }
+        assert!(linked_sql(0).is_err());
+        assert!(linked_sql(LINKED_CHUNK + 1).is_err());
+    }
+
     #[test]
     fn each_insert_text_has_its_parameters_a_row() {
         for form in Insert::ALL {
-            let (width, tables) = (form.width(), if form == Insert::EventsLinked { 2 } else { 1 });
+            let width = form.width();
             let mut rows = 1;
             while rows <= INSERT_CHUNK {
                 let sql = insert_sql(form, rows).unwrap();
-                assert_eq!(sql.matches("($").count(), rows * tables, "{form:?} {rows}");
+                assert_eq!(sql.matches("($").count(), rows, "{form:?} {rows}");
                 for n in 1..=rows * width {
                     assert_eq!(
                         sql.matches(&format!("${n},")).count() + sql.matches(&format!("${n})")).count(),

@@ -56,7 +56,7 @@ impl NewLink {
     }
 }
 
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Appends `links` to the chain: as few INSERTs as their count allows.
 pub(crate) async fn append_links(tx: &mut Tx, links: &[NewLink]) -> Result<(), sqlx::Error> {
