@@ -352,7 +352,7 @@ async fn tampered_checkpoint_line_is_a_bad_signature(db: Db) {
 }
 
 /// Events of ten days ago, archived under a retention of three days; then events of today.
-async fn archived(db: Db) -> (TestServer, PathBuf, PathBuf) {
+async fn archived(db: Db) -> (TestServer, crate::cli::TempDir, PathBuf) {
     let server = populated_with(db, |c| c.audit.retention_days = 3).await;
     server.app.clock.advance(10 * 86_400);
     let now = server.app.clock.now();

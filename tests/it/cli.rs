@@ -16,10 +16,44 @@ pub(crate) fn sekimori(dir: &std::path::Path) -> Command {
     command
 }
 
-pub(crate) fn temp_dir() -> std::path::PathBuf {
+/// A new directory of its own under the system's temp dir, removed with what it holds when the
+/// value is dropped — so keep the value, not only a path made from it, while the directory is
+/// in use (`let dir = temp_dir(); … dir.join(…)`).
+pub(crate) fn temp_dir() -> TempDir {
     let dir = std::env::temp_dir().join(format!("sekimori-cli-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
+}
+
+/// See [`temp_dir`].
+pub(crate) struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// The path, the directory kept: the caller removes it.
+    pub(crate) fn keep(mut self) -> std::path::PathBuf {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// Two ports nobody listens on now (bound to port 0 and released).

@@ -330,7 +330,7 @@ impl Deployment {
             database_url,
             master_key: config.master_key.unwrap(),
             issuer: format!("http://127.0.0.1:{issuer_port}"),
-            dir: crate::cli::temp_dir(),
+            dir: crate::cli::temp_dir().keep(),
             token: issued.token,
             http: reqwest::Client::new(),
         }

@@ -202,7 +202,7 @@ async fn the_cli_stops_a_person_on_a_running_server(db: Db) {
     let (zeimu, kansa) = (("zeimu", zeimu_secret.as_str()), ("kansa", kansa_secret.as_str()));
     let login = log_in(&browser(), &server, &authorize(&server, "zeimu", ZEIMU_CB), "tanabe", PASSWORD).await;
     let access = redeem(&server, zeimu, ZEIMU_CB, login).await["access_token"].as_str().unwrap().to_owned();
-    let dir = temp_dir();
+    let dir = std::sync::Arc::new(temp_dir());
     let url = server.database_url.clone();
     let key = server.app.config.master_key.clone().unwrap();
     let run = move |args: Vec<String>| {

@@ -228,6 +228,7 @@ async fn leaver_applied_by_the_job_ends_everything_at_once(db: Db) {
     assert_eq!(events[0]["effective_date"], sekimori::directory::types::format_date(yesterday));
     assert_eq!(events[0]["sessions_ended"], 1);
     assert_eq!(events[0]["authenticators_revoked"], 1);
+    server.stop().await;
 }
 
 async fn a_leave_takes_effect_at_the_end_of_the_last_day(db: Db) {
@@ -244,6 +245,7 @@ async fn a_leave_takes_effect_at_the_end_of_the_last_day(db: Db) {
     changes::apply_due(&server.app.store, server.app.clock.now()).await.unwrap();
     assert_eq!(change_status(&server, leave.id()).await.0, "applied");
     assert!(!can_log_in(&server, "ito").await, "refused once the last day is over");
+    server.stop().await;
 }
 
 async fn replays_corrections_and_late_arrivals_give_one_result(db: Db) {
@@ -300,6 +302,7 @@ async fn replays_corrections_and_late_arrivals_give_one_result(db: Db) {
     changes::apply_due(&server.app.store, later).await.unwrap();
     assert!(sekimori::directory::updates::open_posts(server.app.store.pool(), &person_id).await.unwrap().is_empty());
     assert_eq!(person_field(&server, &person_id, "org_unit_id").await, Some(c));
+    server.stop().await;
 }
 
 async fn a_joiner_is_registered_on_their_first_day_with_an_account_but_no_password(db: Db) {
@@ -352,6 +355,7 @@ async fn a_joiner_is_registered_on_their_first_day_with_an_account_but_no_passwo
     assert!(refused.is_err(), "{refused:?}");
     tx.rollback().await.unwrap();
     assert_eq!(server.count("people").await, 1);
+    server.stop().await;
 }
 
 async fn a_returning_person_keeps_their_record_and_login_id(db: Db) {
@@ -430,6 +434,7 @@ async fn a_returning_person_keeps_their_record_and_login_id(db: Db) {
     changes::apply_due(&server.app.store, server.app.clock.now()).await.unwrap();
     assert_eq!(change_status(&server, again.id()).await.0, "failed");
     assert_eq!(person_field(&server, &person_id, "given_name").await.as_deref(), Some("花子"));
+    server.stop().await;
 }
 
 async fn a_suspension_ends_sessions_and_a_return_lets_the_person_in_again(db: Db) {
@@ -469,6 +474,7 @@ async fn a_suspension_ends_sessions_and_a_return_lets_the_person_in_again(db: Db
     assert_eq!(change_status(&server, back.id()).await.0, "applied");
     assert_eq!(person_field(&server, &person_id, "status").await.as_deref(), Some("active"));
     assert!(can_log_in(&server, "mori").await, "back at work");
+    server.stop().await;
 }
 
 /// Runs `sekimori hr import` on `bytes` against the server's database, with the safety valve
@@ -554,6 +560,7 @@ async fn a_shift_jis_csv_is_recorded_whole_or_not_at_all_and_its_leavers_end(db:
     assert_eq!(person_field(&server, &person_id, "status").await.as_deref(), Some("retired"));
     let events = audited(&server, "person.leave", &format!("person:{person_id}")).await;
     assert_eq!(events[0]["source"], "csv:jinji.csv:2");
+    server.stop().await;
 }
 
 async fn two_job_runs_at_once_apply_each_change_once(db: Db) {
@@ -586,6 +593,7 @@ async fn two_job_runs_at_once_apply_each_change_once(db: Db) {
         .unwrap();
     assert_eq!(pending, 0);
     other.stop().await;
+    server.stop().await;
 }
 
 async fn a_manager_previews_what_will_change_in_their_section(db: Db) {
@@ -650,6 +658,7 @@ async fn a_manager_previews_what_will_change_in_their_section(db: Db) {
     assert_eq!(code, Some(1), "{stderr}");
     let (code, _, _) = sekimori_hr(&server, &dir, &["preview", "--section", "SEC-A", "--date", "2027-02-30"], "");
     assert_eq!(code, Some(2));
+    server.stop().await;
 }
 
 fn line_in(text: &str, a: &str, b: &str) -> bool {

@@ -127,6 +127,7 @@ async fn a_file_over_the_share_is_held_until_confirmed_then_applied(db: Db) {
     assert!(stderr.contains("no held batch"), "{stderr}");
     let (_, stdout, _) = hr(&server, &["batches"]);
     assert!(!stdout.contains(&id), "{stdout}");
+    server.stop().await;
 }
 
 async fn a_discarded_batch_is_never_applied(db: Db) {
@@ -151,6 +152,7 @@ async fn a_discarded_batch_is_never_applied(db: Db) {
     assert_eq!(count_where(&server, "people", "status = 'active'").await, 3);
     assert!(introspect(&server, &secret, &access).await);
     assert!(can_log_in(&server, "v2-leaver").await);
+    server.stop().await;
 }
 
 async fn the_valve_holds_by_share_and_by_count_and_lets_a_small_file_through(db: Db) {
@@ -182,6 +184,7 @@ async fn the_valve_holds_by_share_and_by_count_and_lets_a_small_file_through(db:
     assert!(stdout.contains("applied now: 1"), "{stdout}");
     assert!(!introspect(&server, &secret, &access).await);
     assert_eq!(server.count("hr_batches").await, 2);
+    server.stop().await;
 }
 
 on_both_databases!(

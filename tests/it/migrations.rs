@@ -223,7 +223,8 @@ async fn an_audit_log_from_before_audit_links_is_carried_over(db: Db) {
         Db::Sqlite => "sqlite",
         Db::Postgres => "postgres",
     });
-    let before = crate::cli::temp_dir().join("migrations");
+    let scratch = crate::cli::temp_dir();
+    let before = scratch.join("migrations");
     std::fs::create_dir_all(&before).unwrap();
     for entry in std::fs::read_dir(&all).unwrap() {
         let path = entry.unwrap().path();
