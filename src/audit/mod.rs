@@ -238,6 +238,18 @@ pub async fn record(tx: &mut Tx, now: UnixTime, event: Event<'_>) -> Result<(), 
     record_all(tx, &[Pending::new(event, now)]).await
 }
 
+/// `text` with every NUL shown as ␀ (U+2400). PostgreSQL's text cannot hold a NUL, and an event
+/// that could not be written would fail the change it records; none reaches these fields today
+/// (input is parsed before it is logged), but the audit log does not rely on that. The detail
+/// is JSON, where a NUL is escaped.
+fn nul_shown(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{2400}")
+    } else {
+        text
+    }
+}
+
 /// An event ready to be written: owned, so that it can wait for group commit ([`Grouped`]).
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -254,12 +266,12 @@ impl Pending {
     pub fn new(event: Event<'_>, now: UnixTime) -> Self {
         Pending {
             at: now,
-            actor: event.actor.as_text(),
-            action: event.action.to_owned(),
-            target: event.target,
+            actor: nul_shown(event.actor.as_text()),
+            action: nul_shown(event.action.to_owned()),
+            target: nul_shown(event.target),
             outcome: event.outcome,
             detail: event.detail.to_string(),
-            source_ip: event.source_ip,
+            source_ip: event.source_ip.map(nul_shown),
         }
     }
 
