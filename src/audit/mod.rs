@@ -24,7 +24,7 @@ use sqlx::Row;
 
 use crate::clock::UnixTime;
 use crate::crypto::MasterKey;
-use crate::store::{AuditKey, Store, Tx};
+use crate::store::{AnyQuery, AuditKey, Store, Tx};
 
 /// The label the chain's key is derived from the master key with; it also opens every keyed
 /// link's input, so a keyed link can never be read as a plain one.
@@ -277,7 +277,7 @@ impl Pending {
 
     /// Binds the columns of `audit_events (seq, at, actor, action, target, outcome, detail,
     /// source_ip, mac)` for this event, in that order.
-    fn bind<'q>(&'q self, query: seal::AnyQuery<'q>, seq: i64, mac: &'q str) -> seal::AnyQuery<'q> {
+    fn bind<'q>(&'q self, query: AnyQuery<'q>, seq: i64, mac: &'q str) -> AnyQuery<'q> {
         query
             .bind(seq)
             .bind(self.at)

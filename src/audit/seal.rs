@@ -28,7 +28,7 @@ use sqlx::Row;
 
 use super::{chunk_size, hmac_hex, insert_sql, no_key, Actor, Event, Insert, MISSING_ACTION};
 use crate::clock::UnixTime;
-use crate::store::{in_json_array, AuditKey, JsonArrayOf, Store, Tx};
+use crate::store::{in_json_array, AnyQuery, AuditKey, JsonArrayOf, Store, Tx};
 
 const SEAL_LABEL: &str = "sekimori audit seal v2";
 
@@ -55,8 +55,6 @@ impl NewLink {
         query.bind(self.position).bind(self.seq).bind(self.prev_hash.as_str()).bind(self.hash.as_str())
     }
 }
-
-pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Appends `links` to the chain: as few INSERTs as their count allows.
 pub(crate) async fn append_links(tx: &mut Tx, links: &[NewLink]) -> Result<(), sqlx::Error> {

@@ -54,10 +54,7 @@ pub const COLUMNS: &str =
     "jti, client_id, person_id, session_id, code_id, family_id, scope, claims, issued_at, expires_at";
 
 /// Binds the values of [`COLUMNS`] for `token`, in order, after those `query` has.
-pub fn bind<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    token: &NewAccessToken<'q>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+pub fn bind<'q>(query: crate::store::AnyQuery<'q>, token: &NewAccessToken<'q>) -> crate::store::AnyQuery<'q> {
     query
         .bind(token.jti)
         .bind(token.client_id)

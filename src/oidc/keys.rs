@@ -68,6 +68,18 @@ impl Signer {
         .map_err(|e| e.to_string())
     }
 
+    /// `claims` under `header` in the JWS compact serialization (RFC 7515 §7.1), as
+    /// jsonwebtoken::encode writes it.
+    fn jws<T: Serialize>(&self, header: &Header, claims: &T) -> Result<String, KeyError> {
+        let mut token = b64(&serde_json::to_vec(header)?);
+        token.push('.');
+        token.push_str(&b64(&serde_json::to_vec(claims)?));
+        let signature = self.sign(token.as_bytes())?;
+        token.push('.');
+        token.push_str(&b64(&signature));
+        Ok(token)
+    }
+
     /// The JWS signature of `message` (RFC 7518 §3.3 for RS256, §3.4 for ES256: R and S, 32
     /// bytes each).
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
@@ -405,15 +417,7 @@ impl KeySet {
         let mut header = Header::new(jwt_alg(alg));
         header.kid = Some(key.kid.clone());
         header.typ = Some(typ.to_owned());
-        // JWS compact serialization (RFC 7515 §7.1), as jsonwebtoken::encode writes it, signed
-        // by the key parsed at load.
-        let mut token = b64(&serde_json::to_vec(&header)?);
-        token.push('.');
-        token.push_str(&b64(&serde_json::to_vec(claims)?));
-        let signature = key.signer.sign(token.as_bytes())?;
-        token.push('.');
-        token.push_str(&b64(&signature));
-        Ok(token)
+        key.signer.jws(&header, claims)
     }
 
     /// Verifies a token this server signed: its key (by `kid`, with the key's own algorithm),
@@ -477,8 +481,8 @@ mod tests {
 
     /// What a key signs, held parsed since it was loaded, verifies with the JWK it publishes
     /// (through jsonwebtoken, as consuming systems' libraries verify), with the header that
-    /// names it; and the same claims signed twice give two valid tokens (ES256 signs with a
-    /// fresh nonce each time).
+    /// names it; the same claims signed twice give two valid tokens; a signature does not
+    /// carry over to other claims.
     #[test]
     fn a_token_signed_by_a_loaded_key_verifies_with_its_published_jwk() {
         for alg in [SigningAlg::ES256, SigningAlg::RS256] {
@@ -489,25 +493,33 @@ mod tests {
             let mut header = Header::new(jwt_alg(alg));
             header.kid = Some(kid.clone());
             header.typ = Some("at+jwt".into());
-            let message = format!(
-                "{}.{}",
-                b64(&serde_json::to_vec(&header).unwrap()),
-                b64(&serde_json::to_vec(&claims).unwrap())
-            );
             let mut validation = jsonwebtoken::Validation::new(jwt_alg(alg));
             validation.set_issuer(&["https://idp.example.lg.jp"]);
             validation.validate_aud = false;
             let mut tokens = Vec::new();
             for _ in 0..2 {
-                let token = format!("{message}.{}", b64(&key.signer.sign(message.as_bytes()).unwrap()));
+                let token = key.signer.jws(&header, &claims).unwrap();
                 let decoded = jsonwebtoken::decode::<serde_json::Value>(&token, &key.decoding, &validation).unwrap();
                 assert_eq!(decoded.claims, claims, "{alg:?}");
+                assert_eq!(decoded.header.alg, jwt_alg(alg), "{alg:?}");
                 assert_eq!(decoded.header.kid.as_deref(), Some(kid.as_str()), "{alg:?}");
                 assert_eq!(decoded.header.typ.as_deref(), Some("at+jwt"), "{alg:?}");
                 tokens.push(token);
             }
-            // A signature over other bytes does not pass.
-            let forged = format!("{}x.{}", message, tokens[0].rsplit('.').next().unwrap());
+            // ES256 signs with a fresh nonce each time (one used twice would give the key away);
+            // RS256 (PKCS#1 v1.5) is deterministic.
+            assert_eq!(tokens[0] == tokens[1], alg == SigningAlg::RS256, "{alg:?}");
+            // A signature moved onto other claims does not pass.
+            let other = key
+                .signer
+                .jws(
+                    &header,
+                    &serde_json::json!({"iss": "https://idp.example.lg.jp", "sub": "t", "exp": 4_000_000_000_u64}),
+                )
+                .unwrap();
+            let (other_signed, _) = other.rsplit_once('.').unwrap();
+            let (_, signature) = tokens[0].rsplit_once('.').unwrap();
+            let forged = format!("{other_signed}.{signature}");
             assert!(jsonwebtoken::decode::<serde_json::Value>(&forged, &key.decoding, &validation).is_err());
         }
     }

@@ -51,11 +51,11 @@ const NEW_COLUMNS: &str =
 /// Binds the values of [`NEW_COLUMNS`] for a new token whose hash is `hash`, after those
 /// `query` has.
 fn bind_new<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    query: crate::store::AnyQuery<'q>,
     hash: String,
     now: UnixTime,
     new: &NewRefresh<'q>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+) -> crate::store::AnyQuery<'q> {
     query
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(hash)

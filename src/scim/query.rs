@@ -368,10 +368,7 @@ pub struct Page<T> {
     pub total: u64,
 }
 
-fn bind_all<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    params: &'q [SqlParam],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+fn bind_all<'q>(mut q: crate::store::AnyQuery<'q>, params: &'q [SqlParam]) -> crate::store::AnyQuery<'q> {
     for param in params {
         q = match param {
             SqlParam::Text(s) => q.bind(s.as_str()),

@@ -21,6 +21,10 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 /// stored in the database).
 pub type AuditKey = [u8; 32];
 
+/// A query with some of its parameters bound, as a function that binds a row's columns takes
+/// and returns it.
+pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// A database transaction; every state change and its audit event share one. It carries the
 /// audit chain's key of the store it was begun on, so that recording an event needs nothing
 /// but the transaction. It dereferences to the connection, as sqlx's transaction does.
