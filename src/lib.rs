@@ -115,6 +115,9 @@ pub struct AppInner {
     pub grouped_refreshes: oidc::grants::GroupedRefreshes,
     /// The consuming systems as client authentication reads them (`systems::cache`).
     pub clients: systems::cache::ClientCache,
+    /// The state behind people's access tokens as introspection and userinfo read it
+    /// (`oidc::token_cache`).
+    pub tokens: oidc::token_cache::TokenCache,
 }
 
 impl Deref for App {
@@ -168,6 +171,7 @@ impl App {
         let webauthn = authenticators::relying_party(&config);
         let attestation = authenticators::attestation_ca_list(&config).map_err(config::ConfigError::Invalid)?;
         let grouped_events = audit::Grouped::start(&store);
+        let tokens = oidc::token_cache::TokenCache::start(&store);
         let grouped_refreshes = store::GroupCommit::start(store.clone());
         Ok(App(Arc::new(AppInner {
             config,
@@ -185,6 +189,7 @@ impl App {
             grouped_events,
             grouped_refreshes,
             clients: systems::cache::ClientCache::default(),
+            tokens,
         })))
     }
 }

@@ -230,6 +230,8 @@ pub async fn declare_role(
     )
     .record(tx, now)
     .await?;
+    // A role's class decides which logins carry it: what a node keeps of tokens is read again.
+    crate::store::changes::announce(tx, crate::store::changes::Change::People).await?;
     Ok(role)
 }
 

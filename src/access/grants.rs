@@ -123,6 +123,8 @@ pub(crate) async fn create(tx: &mut Tx, now: UnixTime, new: NewGrant<'_>) -> Res
     )
     .record(tx, now)
     .await?;
+    // What a node keeps of the person's tokens (their roles) is read again.
+    crate::store::changes::announce(tx, crate::store::changes::Change::People).await?;
     Ok(id)
 }
 

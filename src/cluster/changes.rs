@@ -5,8 +5,8 @@
 //! and drops what the node holds for the change. Notices are a shortcut, never the truth:
 //! one sent while a node's listener was reconnecting is lost, so a node that (re)connects
 //! reloads everything, the signing keys are reloaded every minute all the same
-//! (`jobs::spawn_key_reloader`), and what a node caches of systems is read again after a
-//! second at most (`systems::cache`).
+//! (`jobs::spawn_key_reloader`), and what a node caches of systems and of the state behind
+//! tokens is read again after a second at most (`systems::cache`, `oidc::token_cache`).
 
 use std::time::Duration;
 
@@ -67,8 +67,9 @@ async fn changed(app: &App, payload: &str) {
     app.metrics.cluster_notice(change.map_or("other", Change::as_str));
     match change {
         Some(Change::Keys) => reload_keys(app).await,
-        // What a node keeps of systems (`systems::cache`) is read again.
-        Some(Change::Revocation | Change::Systems) => app.store.changes().count(),
+        // What a node keeps of systems (`systems::cache`) and of the state behind tokens
+        // (`oidc::token_cache`) is read again.
+        Some(Change::Revocation | Change::Systems | Change::People) => app.store.changes().count(),
         // A change this version does not know (a newer node's): drop everything.
         None => refresh_all(app).await,
     }

@@ -7,12 +7,14 @@
 //!   ([`leader`]). The outbox workers (back-channel logout, mail), the audit checkpoint writer
 //!   (a file on each node) and the key reloader run on every node: the outboxes are claimed row
 //!   by row, and the others are the node's own.
-//! - **what a node keeps in memory**: the signing keys, and the consuming systems as client
-//!   authentication reads them. A change to either, and every revocation, is announced in the
+//! - **what a node keeps in memory**: the signing keys, the consuming systems as client
+//!   authentication reads them, and the state behind a person's access token (their person,
+//!   session and roles). A change to any of them, and every revocation, is announced in the
 //!   transaction that makes it ([`announce`]); every node listens and drops what it holds
-//!   ([`changes`]). The database stays the truth: revocation is read from it on every
-//!   introspection and userinfo, what a node keeps of systems is used only in the second it was
-//!   read in (`store::changes::Kept`), and keys are also reloaded every minute.
+//!   ([`changes`]). The database stays the truth: whether a token is revoked is read from its
+//!   row on every introspection and userinfo, what a node keeps of systems and tokens is used
+//!   only in the second it was read in (`store::changes::Kept`), and keys are also reloaded
+//!   every minute.
 //!
 //! On SQLite there is one node, always the leader.
 

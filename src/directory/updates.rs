@@ -1,12 +1,15 @@
 //! Writes to `people`, `accounts` and `person_posts` after a person exists, as the HR lifecycle
 //! (`changes`) decided them. Each writes one thing and checks nothing that is not its own
 //! row's business: the rules — who may be moved, when a leave counts — live in `changes`.
+//! Each that changes what a token of the person says announces it (`Change::People`), so that
+//! no node goes on answering from what it kept of the person (`oidc::token_cache`).
 
 use time::Date;
 
 use super::types::{format_date, PersonKind, PersonStatus};
 use super::DirectoryError;
 use crate::clock::UnixTime;
+use crate::store::changes::{announce, Change};
 use crate::store::{OnConstraint, Tx};
 
 /// The attributes a change may set on an existing person; `None` leaves one as it is.
@@ -58,6 +61,7 @@ pub async fn set_attributes(
     .bind(attributes.kind.map(PersonKind::as_str))
     .execute(&mut **tx)
     .await?;
+    announce(tx, Change::People).await?;
     Ok(())
 }
 
@@ -69,6 +73,7 @@ pub async fn set_end_date(tx: &mut Tx, person_id: &str, end_date: Date, now: Uni
         .bind(person_id)
         .execute(&mut **tx)
         .await?;
+    announce(tx, Change::People).await?;
     Ok(())
 }
 
@@ -91,6 +96,7 @@ pub async fn set_external_id(
             "people.external_id",
             DirectoryError::Conflict("another person has this externalId"),
         )])?;
+    announce(tx, Change::People).await?;
     Ok(())
 }
 
@@ -119,6 +125,7 @@ pub async fn set_employee_number(
         .bind(old)
         .execute(&mut **tx)
         .await?;
+    announce(tx, Change::People).await?;
     Ok(())
 }
 
@@ -135,6 +142,7 @@ pub async fn set_login_id(tx: &mut Tx, person_id: &str, login_id: &super::LoginI
             "accounts.login_id",
             DirectoryError::Conflict("another account has this login ID"),
         )])?;
+    announce(tx, Change::People).await?;
     Ok(result.rows_affected() > 0)
 }
 
@@ -146,6 +154,7 @@ pub async fn set_scim_deleted(tx: &mut Tx, person_id: &str, at: Option<UnixTime>
         .bind(person_id)
         .execute(&mut **tx)
         .await?;
+    announce(tx, Change::People).await?;
     Ok(())
 }
 
@@ -162,6 +171,7 @@ pub async fn set_primary_unit(
         .bind(person_id)
         .execute(&mut **tx)
         .await?;
+    announce(tx, Change::People).await?;
     Ok(())
 }
 
@@ -178,6 +188,7 @@ pub async fn set_status(
         .bind(person_id)
         .execute(&mut **tx)
         .await?;
+    announce(tx, Change::People).await?;
     Ok(())
 }
 
@@ -202,6 +213,7 @@ pub async fn retire(tx: &mut Tx, person_id: &str, last_day: Date, now: UnixTime)
         .bind(person_id)
         .execute(&mut **tx)
         .await?;
+    announce(tx, Change::People).await?;
     Ok(())
 }
 
@@ -234,6 +246,7 @@ pub async fn reappoint(
     .bind(person_id)
     .execute(&mut **tx)
     .await?;
+    announce(tx, Change::People).await?;
     Ok(())
 }
 
@@ -243,6 +256,7 @@ pub async fn disable_account(tx: &mut Tx, person_id: &str) -> Result<bool, Direc
         .bind(person_id)
         .execute(&mut **tx)
         .await?;
+    announce(tx, Change::People).await?;
     Ok(result.rows_affected() > 0)
 }
 
@@ -258,6 +272,7 @@ pub async fn reopen_account(tx: &mut Tx, person_id: &str) -> Result<bool, Direct
     .bind(person_id)
     .execute(&mut **tx)
     .await?;
+    announce(tx, Change::People).await?;
     Ok(result.rows_affected() > 0)
 }
 

@@ -5,7 +5,8 @@
 //! bound to one, the browser session. A system's own (client_credentials) token has no row:
 //! the system (may be used, still in the token generation the jti carries) and the revocation
 //! list. A revoked token is inactive at once, although its JWT has not expired. Either check
-//! is one query (`oidc::live`).
+//! is one query (`oidc::live`); for a person's token, the state behind its row may be kept by
+//! this node for the second (`oidc::token_cache`), and then only the row is read.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -78,9 +79,9 @@ pub async fn check_access_token(app: &App, token: &str) -> Result<Option<ActiveT
     if let Some(service) = ServiceToken::of(&claims) {
         return check_service_token(app, claims, service).await;
     }
-    // Read from the database every time: a revocation committed on any node holds at once.
-    let now = app.clock.now();
-    let Some(row) = live::row_token(app.store.pool(), now, &claims.jti).await? else { return Ok(None) };
+    // The token's row is read from the database every time, so that a revocation committed on
+    // any node holds at once; what stands behind it may be kept for the second (`token_cache`).
+    let Some(row) = app.tokens.get(&app.store, app.stamp(), &claims.jti).await? else { return Ok(None) };
     // The token's subject is its person, or for an older client_credentials token its client.
     if claims.sub != *row.person_id.as_ref().unwrap_or(&row.client_id) || !row.live() {
         return Ok(None);

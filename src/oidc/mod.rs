@@ -16,6 +16,7 @@ pub mod keys;
 pub mod live;
 pub mod refresh;
 pub mod token;
+pub mod token_cache;
 pub mod userinfo;
 
 use axum::http::{header, Method};

@@ -92,12 +92,17 @@ pub enum Change {
     /// A signing key was added (a rotation): every node reloads its keys, so that it verifies
     /// what the new key signs and publishes it in its JWKS.
     Keys,
-    /// Something was revoked: what a node keeps of systems (`systems::cache`) is read again.
-    /// (Revocation itself is read from the database on every introspection and userinfo.)
+    /// Something was revoked: what a node keeps of systems (`systems::cache`) and of the
+    /// state behind tokens (`oidc::token_cache`) is read again. (Whether a token's own row is
+    /// revoked is read from the database on every introspection and userinfo.)
     Revocation,
     /// A consuming system's registration changed (its status, secret, grants, scopes): every
     /// node drops what it caches of systems. (An emergency stop, and its lift, revoke.)
     Systems,
+    /// A person's record or the roles they hold changed without ending anything (a role
+    /// granted, a role's definition, a name or a date corrected): what a node keeps of the
+    /// state behind tokens is read again, so that introspection and userinfo say it at once.
+    People,
 }
 
 impl Change {
@@ -106,19 +111,40 @@ impl Change {
             Change::Keys => "keys",
             Change::Revocation => "revocation",
             Change::Systems => "systems",
+            Change::People => "people",
         }
     }
 
     pub fn parse(payload: &str) -> Option<Change> {
-        [Change::Keys, Change::Revocation, Change::Systems].into_iter().find(|change| change.as_str() == payload)
+        [Change::Keys, Change::Revocation, Change::Systems, Change::People]
+            .into_iter()
+            .find(|change| change.as_str() == payload)
+    }
+}
+
+/// The changes one transaction announced: each is sent once, however many of its writes make
+/// it (an HR batch changes many people).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Announced(u8);
+
+impl Announced {
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Adds `change`; false when it was already there.
+    fn add(&mut self, change: Change) -> bool {
+        let bit = 1 << change as u8;
+        let new = self.0 & bit == 0;
+        self.0 |= bit;
+        new
     }
 }
 
 /// Tells every node of `change` when `tx` commits: this one at once, the others (PostgreSQL)
 /// through NOTIFY.
 pub async fn announce(tx: &mut Tx, change: Change) -> Result<(), sqlx::Error> {
-    tx.announced = true;
-    if tx.dialect() != super::Dialect::Postgres {
+    if !tx.announced.add(change) || tx.dialect() != super::Dialect::Postgres {
         return Ok(());
     }
     // pg_notify returns void, which the Any driver cannot decode: select something else.

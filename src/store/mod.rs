@@ -36,9 +36,9 @@ pub struct Tx {
     /// sealer when it commits.
     recorded: Vec<i64>,
     committed: Arc<CommittedEvents>,
-    /// Whether this transaction announced a change (`changes::announce`): its commit then
-    /// counts one in `changes`, which is what this node's caches watch.
-    announced: bool,
+    /// The changes this transaction announced (`changes::announce`), each once: its commit
+    /// then counts one in `changes`, which is what this node's caches watch.
+    announced: changes::Announced,
     changes: Arc<changes::Counter>,
     /// What is done once this transaction has committed, and never if it rolls back (e.g.
     /// counting a revocation in the metrics: one rolled back, or undone and written again, is
@@ -80,7 +80,7 @@ impl Tx {
         if !self.recorded.is_empty() {
             self.committed.push(&self.recorded);
         }
-        if self.announced {
+        if !self.announced.is_empty() {
             self.changes.count();
         }
         for done in self.after_commit {
@@ -160,7 +160,7 @@ pub type AfterCommit = Box<dyn FnOnce() + Send + Sync>;
 pub struct Mark {
     recorded: usize,
     after_commit: usize,
-    announced: bool,
+    announced: changes::Announced,
 }
 
 /// Whether `error` is PostgreSQL abandoning a statement to break a deadlock (40P01) or a
@@ -402,7 +402,7 @@ impl Store {
             dialect: self.dialect,
             recorded: Vec::new(),
             committed: self.committed.clone(),
-            announced: false,
+            announced: changes::Announced::default(),
             after_commit: Vec::new(),
             changes: self.changes.clone(),
         }

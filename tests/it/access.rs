@@ -632,6 +632,46 @@ async fn a_request_nobody_decides_lapses(db: Db) {
     town.server.stop().await;
 }
 
+/// What a node keeps of the state behind a person's token (`oidc::token_cache`) follows every
+/// change: a role granted shows in the next answer, and a token whose row is revoked behind the
+/// node's back — by another node whose notice was lost, by another process — is refused at the
+/// next call, though its state is kept. Judged with one fixed stamp (the same second), so that
+/// nothing here passes because the clock moved on.
+async fn a_token_kept_by_the_node_follows_every_change(db: Db) {
+    let town = Town::build(db).await;
+    let app = &town.server.app;
+    let tokens = login_to_system(&town, &browser(), "zeimu-staff").await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    let jti = claims(access)["jti"].as_str().unwrap().to_owned();
+    let read = app.stamp();
+    let kept = app.tokens.get(&app.store, read, &jti).await.unwrap().expect("an active token");
+    assert!(kept.live() && kept.held.is_empty(), "{kept:?}");
+
+    // A role granted is announced in its transaction: what was kept before it is not used.
+    town.grant(&town.zeimu_kacho, &town.zeimu_staff, "viewer", None).await.unwrap();
+    let after_grant = app.stamp();
+    assert!(after_grant.changes > read.changes, "the grant was counted on this node");
+    let same_second = sekimori::store::changes::Stamp { changes: after_grant.changes, second: read.second };
+    let fresh = app.tokens.get(&app.store, same_second, &jti).await.unwrap().expect("still active");
+    assert_eq!(fresh.held.iter().map(|held| held.name.as_str()).collect::<Vec<_>>(), ["viewer"]);
+    assert_eq!(introspection(&town, access).await["roles"], json!(["viewer"]));
+
+    // The row marked revoked with no announcement: the kept state does not keep the token alive.
+    assert!(app.tokens.get(&app.store, same_second, &jti).await.unwrap().is_some(), "kept and live");
+    sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE jti = $2")
+        .bind(town.now())
+        .bind(&jti)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    // Asked under the stamp the state was kept with (a change counted since, such as the
+    // grant's own notice coming back on PostgreSQL, is not what is tested here).
+    assert!(app.tokens.get(&app.store, same_second, &jti).await.unwrap().is_none(), "refused at once");
+    assert_eq!(introspection(&town, access).await, json!({"active": false}));
+    assert_eq!(userinfo(&town, access).await.0, 401);
+    town.server.stop().await;
+}
+
 on_both_databases!(
     no_grant_no_role_and_a_system_that_needs_one_refuses,
     another_sections_employee_needs_both_managers,
@@ -640,4 +680,5 @@ on_both_databases!(
     a_grant_ends_at_once_everywhere,
     a_transfer_ends_the_grants_of_the_section_left,
     a_request_nobody_decides_lapses,
+    a_token_kept_by_the_node_follows_every_change,
 );

@@ -97,11 +97,12 @@ async fn active_at(server: &TestServer, secret: &str, token: &str) -> bool {
     crate::common::introspect_as(server, "zeimu", secret, token).await
 }
 
-/// R22: 100 access tokens, each issued by node A, seen active by node B, revoked on node A
-/// (RFC 7009); node B's introspection must answer inactive within a second of A's answer.
+/// R22: 100 access tokens, each issued by node A, seen active by node B (which keeps the
+/// state behind it), revoked on node A (RFC 7009); node B's introspection must answer inactive
+/// at once — the first time it is asked after A's answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(sekimori_postgres_tests), ignore = "SEKIMORI_TEST_POSTGRES_URL was not set when the tests were built")]
-async fn a_revocation_on_one_node_holds_on_the_other_within_a_second() {
+async fn a_revocation_on_one_node_holds_on_the_other_at_once() {
     let a = TestServer::start(Db::Postgres).await;
     let b = a.another_node().await;
     let secret = zeimu(&a).await;
@@ -126,13 +127,18 @@ async fn a_revocation_on_one_node_holds_on_the_other_within_a_second() {
             .unwrap();
         assert_eq!(response.status(), 200, "trial {trial}");
         let answered = Instant::now();
+        let mut asked = 0;
         loop {
+            asked += 1;
             if !active_at(&b, &secret, &access).await {
                 delays.push(answered.elapsed());
                 break;
             }
             assert!(answered.elapsed() < Duration::from_secs(5), "trial {trial}: still active on node B after 5 s");
         }
+        // Node B reads the token's row on every call, whatever it keeps of the state behind it:
+        // the first question after A's answer already hears "inactive".
+        assert_eq!(asked, 1, "trial {trial}: node B answered active after node A's revocation");
         if trial == 0 {
             let userinfo = b.http.get(format!("{}/userinfo", b.public_url)).bearer_auth(&access).send().await.unwrap();
             assert_eq!(userinfo.status(), 401, "node B's userinfo refuses the revoked token too");
