@@ -45,6 +45,14 @@ pub trait Batch: Send + Sync + Sized + 'static {
 
     /// Writes `items` inside `tx`, in order, and returns their outcomes in the same order.
     fn write<'a>(tx: &'a mut Tx, items: &'a [Self]) -> Written<'a, Self::Outcome>;
+
+    /// Writes `items` in one statement that commits on its own, where the kind and the
+    /// database allow it (a statement is atomic by itself: the batch is written whole or not
+    /// at all, without the round trips of `BEGIN` and `COMMIT`); None to write them in a
+    /// transaction with [`Batch::write`]. An error means nothing is known to be written.
+    fn write_committed<'a>(_store: &'a Store, _items: &'a [Self]) -> Option<Written<'a, Self::Outcome>> {
+        None
+    }
 }
 
 /// The writing of a batch: the outcome of each item, in order.
@@ -165,6 +173,15 @@ enum Failed {
 }
 
 async fn in_one<T: Batch>(store: &Store, items: &[T]) -> Result<Vec<T::Outcome>, Failed> {
+    if let Some(written) = T::write_committed(store, items) {
+        // Whether a statement whose answer was lost took effect cannot be known: each caller
+        // hears the error, none is written again.
+        return match written.await {
+            Ok(outcomes) if outcomes.len() == items.len() => Ok(outcomes),
+            Ok(_) => Err(Failed::Commit(too_few())),
+            Err(e) => Err(Failed::Commit(e)),
+        };
+    }
     let mut tx = store.begin().await.map_err(Failed::Write)?;
     let outcomes = match T::write(&mut tx, items).await {
         // An outcome for every item, or none is answered from this batch.

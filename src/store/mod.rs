@@ -68,7 +68,8 @@ impl CommittedEvents {
         self.wake.notified().await;
     }
 
-    fn push(&self, seqs: &[i64]) {
+    /// Hands the sealer events committed outside a [`Tx`] (a statement committed on its own).
+    pub fn push(&self, seqs: &[i64]) {
         self.seqs.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(seqs);
         self.wake.notify_one();
     }
