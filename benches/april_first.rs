@@ -331,7 +331,12 @@ async fn main() {
         .and_then(|rest| rest.split_whitespace().next())
         .expect("a client secret from `sekimori client add`")
         .to_owned();
-    let store = sekimori::store::Store::connect(&url).await.unwrap();
+    // Opened as the server opens it, with the master key `sekimori demo` created: what this
+    // process records itself (the SCIM feed's API token) is keyed into the audit chain.
+    let mut config = sekimori::config::Config::load(Some(&dir.join("bench.toml"))).unwrap();
+    config.database_url = url.clone();
+    config.master_key_file = dir.join(&config.master_key_file).to_string_lossy().into_owned();
+    let (store, _) = sekimori::open_store(&config).await.unwrap();
     let loading = Instant::now();
     bulk_load(&store, people, sections).await;
     let load_time = loading.elapsed();

@@ -9,12 +9,12 @@
 //!   by row, and the others are the node's own.
 //! - **what a node keeps in memory**: the signing keys, the consuming systems as client
 //!   authentication reads them, and the state behind a person's access token (their person,
-//!   session and roles). A change to any of them, and every revocation, is announced in the
+//!   session and roles). A change to keys or systems, and every revocation, is announced in the
 //!   transaction that makes it ([`announce`]); every node listens and drops what it holds
-//!   ([`changes`]). The database stays the truth: whether a token is revoked is read from its
-//!   row on every introspection and userinfo, what a node keeps of systems and tokens is used
-//!   only in the second it was read in (`store::changes::Kept`), and keys are also reloaded
-//!   every minute.
+//!   ([`changes`]); a change to a person that ends nothing is counted on its own node only.
+//!   The database stays the truth: whether a token is revoked is read from its row on every
+//!   introspection and userinfo, what a node keeps of systems and tokens is used only in the
+//!   second it was read in (`store::changes::Kept`), and keys are also reloaded every minute.
 //!
 //! On SQLite there is one node, always the leader.
 

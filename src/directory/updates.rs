@@ -2,7 +2,8 @@
 //! (`changes`) decided them. Each writes one thing and checks nothing that is not its own
 //! row's business: the rules — who may be moved, when a leave counts — live in `changes`.
 //! Each that changes what a token of the person says announces it (`Change::People`), so that
-//! no node goes on answering from what it kept of the person (`oidc::token_cache`).
+//! this node does not go on answering from what it kept of the person (`oidc::token_cache`);
+//! the others see it within a second.
 
 use time::Date;
 

@@ -11,9 +11,8 @@
 //! What is kept is the rest (`live::RowToken`: the system, the person and whether they may log
 //! in, the session, the roles), under [`Kept`]'s rule: an entry is used only in the second it
 //! was read in, and only while no change was announced since. So what does not end a token but
-//! changes what is said about it — a role granted, a name corrected — shows on this node at
-//! once when it is announced here, on the others when they hear of it, and within a second
-//! in any case; and time-bound state (a session's or a person's end, a role's dates) is judged
+//! changes what is said about it — a role granted, a name corrected — shows on the node that
+//! made it at once (it is counted there, `Change::People`) and on the others within a second; and time-bound state (a session's or a person's end, a role's dates) is judged
 //! in the second it was read, as the database's own query judges it.
 //!
 //! The rows asked about at the same moment are read together, in one query, as group commit

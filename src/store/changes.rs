@@ -100,8 +100,12 @@ pub enum Change {
     /// node drops what it caches of systems. (An emergency stop, and its lift, revoke.)
     Systems,
     /// A person's record or the roles they hold changed without ending anything (a role
-    /// granted, a role's definition, a name or a date corrected): what a node keeps of the
+    /// granted, a role's definition, a name or a date corrected): what this node keeps of the
     /// state behind tokens is read again, so that introspection and userinfo say it at once.
+    /// Counted on this node only: the other nodes see it within a second (what they keep is
+    /// used only in the second it was read in). A notice for each would cost an HR batch dear:
+    /// PostgreSQL serializes the commits of transactions that notify, and 23,000 changes took
+    /// 98–102 s to apply instead of 71–72 s (BENCHMARKS.md, tenth run).
     People,
 }
 
@@ -113,6 +117,11 @@ impl Change {
             Change::Systems => "systems",
             Change::People => "people",
         }
+    }
+
+    /// Whether the other nodes are told through NOTIFY (else only this node counts it).
+    fn notifies_others(self) -> bool {
+        !matches!(self, Change::People)
     }
 
     pub fn parse(payload: &str) -> Option<Change> {
@@ -142,9 +151,9 @@ impl Announced {
 }
 
 /// Tells every node of `change` when `tx` commits: this one at once, the others (PostgreSQL)
-/// through NOTIFY.
+/// through NOTIFY — save [`Change::People`], which they see within a second.
 pub async fn announce(tx: &mut Tx, change: Change) -> Result<(), sqlx::Error> {
-    if !tx.announced.add(change) || tx.dialect() != super::Dialect::Postgres {
+    if !tx.announced.add(change) || tx.dialect() != super::Dialect::Postgres || !change.notifies_others() {
         return Ok(());
     }
     // pg_notify returns void, which the Any driver cannot decode: select something else.
