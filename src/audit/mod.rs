@@ -325,14 +325,10 @@ pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Err
         let prev: String = head.try_get("hash")?;
         ((last - count + 1..=last).collect::<Vec<i64>>(), Some(prev))
     } else {
-        let rows = sqlx::query("SELECT nextval('audit_events_seq') AS seq FROM generate_series(1, $1) ORDER BY 1")
-            .bind(count)
-            .fetch_all(&mut **tx)
-            .await?;
-        (rows.iter().map(|row| row.try_get("seq")).collect::<Result<Vec<i64>, _>>()?, None)
+        (next_numbers(&mut **tx, count).await?, None)
     };
     if seqs.len() != events.len() {
-        return Err(sqlx::Error::Protocol("the audit sequence gave too few numbers".into()));
+        return Err(too_few_numbers());
     }
     // Each event's MAC, and when sealed here (SQLite) its link: its position is its number,
     // and its link follows the one before.
@@ -363,6 +359,22 @@ pub async fn record_all(tx: &mut Tx, events: &[Pending]) -> Result<(), sqlx::Err
     }
     seqs.iter().for_each(|&seq| tx.note_event(seq));
     Ok(())
+}
+
+/// PostgreSQL: the next `count` event numbers, in order, in one statement.
+async fn next_numbers<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    count: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let rows = sqlx::query("SELECT nextval('audit_events_seq') AS seq FROM generate_series(1, $1) ORDER BY 1")
+        .bind(count)
+        .fetch_all(executor)
+        .await?;
+    rows.iter().map(|row| row.try_get("seq")).collect()
+}
+
+fn too_few_numbers() -> sqlx::Error {
+    sqlx::Error::Protocol("the audit sequence gave too few numbers".into())
 }
 
 /// The most events one of SQLite's batch queries writes (13 parameters each).
@@ -554,13 +566,9 @@ pub async fn record_committed(store: &Store, events: &[Pending]) -> Result<(), s
          INSERT INTO audit_unsealed (seq) SELECT seq FROM written";
     let Some(count) = i64::try_from(events.len()).ok().filter(|n| *n > 0) else { return Ok(()) };
     let key = *store.audit_key().ok_or_else(no_key)?;
-    let numbers = sqlx::query("SELECT nextval('audit_events_seq') AS seq FROM generate_series(1, $1) ORDER BY 1")
-        .bind(count)
-        .fetch_all(store.pool())
-        .await?;
-    let seqs = numbers.iter().map(|row| row.try_get("seq")).collect::<Result<Vec<i64>, _>>()?;
+    let seqs = next_numbers(store.pool(), count).await?;
     if seqs.len() != events.len() {
-        return Err(sqlx::Error::Protocol("the audit sequence gave too few numbers".into()));
+        return Err(too_few_numbers());
     }
     let rows: Vec<serde_json::Value> = events
         .iter()

@@ -12,8 +12,9 @@
 //! in, the session, the roles), under [`Kept`]'s rule: an entry is used only in the second it
 //! was read in, and only while no change was announced since. So what does not end a token but
 //! changes what is said about it — a role granted, a name corrected — shows on the node that
-//! made it at once (it is counted there, `Change::People`) and on the others within a second; and time-bound state (a session's or a person's end, a role's dates) is judged
-//! in the second it was read, as the database's own query judges it.
+//! made it at once (it is counted there, `Change::People`) and on the others within a second;
+//! and time-bound state (a session's or a person's end, a role's dates) is judged in the
+//! second it was read, as the database's own query judges it.
 //!
 //! The rows asked about at the same moment are read together, in one query, as group commit
 //! writes (`store::group`): on PostgreSQL a query's cost is mostly its own (a round trip, the
@@ -107,6 +108,11 @@ async fn read_rows(store: Store, asked: Asked) {
     loop {
         if asked.lock().await.recv_many(&mut waiting, MOST).await == 0 {
             return;
+        }
+        // A caller that has gone (its client hung up) needs no answer.
+        waiting.retain(|(_, reply)| !reply.is_closed());
+        if waiting.is_empty() {
+            continue;
         }
         let jtis: Vec<&str> = waiting.iter().map(|(jti, _)| jti.as_str()).collect();
         match unrevoked_rows(&store, &jtis).await {

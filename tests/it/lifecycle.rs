@@ -636,18 +636,16 @@ async fn offline_access_outlives_the_session_but_not_the_person(db: Db) {
         .expect("offline_access survives logout");
     assert!(introspect(&server, &client, refreshed.access_token().secret()).await.active());
     // The person leaves, written around Sekimori (its own paths revoke, which holds at once:
-    // see `introspection_and_revocation`): nothing of theirs may work any more. A grant reads
-    // the live state every time and refuses at once.
+    // see `introspection_and_revocation`): nothing of theirs may work any more. Introspection
+    // and userinfo may answer from the state this node kept for the second it was read in
+    // (`oidc::token_cache`): a write nobody announced is seen from the next second on. (A
+    // grant reads the live state every time; refused below, after them, so that nothing the
+    // refusal might write makes them pass.)
     sqlx::query("UPDATE people SET status = 'retired' WHERE id = $1")
         .bind(&person_id)
         .execute(server.app.store.pool())
         .await
         .unwrap();
-    let refresh =
-        client.exchange_refresh_token(refreshed.refresh_token().unwrap()).unwrap().request_async(&server.http).await;
-    assert!(oauth_error(refresh).contains("invalid_grant"));
-    // Introspection and userinfo may answer from the state this node kept for the second it
-    // was read in (`oidc::token_cache`): a write nobody announced is seen within a second.
     server.app.clock.advance(1);
     assert!(!introspect(&server, &client, refreshed.access_token().secret()).await.active());
     let userinfo = server
@@ -658,6 +656,9 @@ async fn offline_access_outlives_the_session_but_not_the_person(db: Db) {
         .await
         .unwrap();
     assert_eq!(userinfo.status(), 401);
+    let refresh =
+        client.exchange_refresh_token(refreshed.refresh_token().unwrap()).unwrap().request_async(&server.http).await;
+    assert!(oauth_error(refresh).contains("invalid_grant"));
     server.stop().await;
 }
 
