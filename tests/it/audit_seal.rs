@@ -671,7 +671,7 @@ async fn killed_with_token_requests_in_flight_loses_no_event(db: Db) {
         .to_owned();
     let (public, admin) = crate::cli::free_ports();
     let mut child = serve(&dir, &url, &key, public, admin, "first");
-    let http = reqwest::Client::new();
+    let http = crate::common::client().build().unwrap();
     ready(&http, public).await;
 
     let token_url = format!("http://127.0.0.1:{public}/token");

@@ -90,7 +90,7 @@ async fn fresh_start_serves_discovery_and_prints_a_bootstrap_code() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = crate::common::client().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let discovery = loop {
         match http.get(format!("http://127.0.0.1:{public}/.well-known/openid-configuration")).send().await {
@@ -235,7 +235,7 @@ async fn keys_show_dates_and_a_printed_bootstrap_code_survives_the_server_start(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = crate::common::client().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while http.get(format!("http://127.0.0.1:{admin}/health")).send().await.is_err() {
         assert!(Instant::now() < deadline, "the server did not start");

@@ -338,7 +338,7 @@ impl Deployment {
             issuer: format!("http://127.0.0.1:{issuer_port}"),
             dir: crate::cli::temp_dir().keep(),
             token: issued.token,
-            http: reqwest::Client::new(),
+            http: crate::common::client().build().unwrap(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! PostgreSQL database (from SEKIMORI_TEST_POSTGRES_URL), with an admin API token.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use base64::Engine;
 use sekimori::admin::auth;
@@ -168,7 +169,7 @@ impl TestServer {
             issuer: config.issuer.clone(),
             admin_url: format!("http://{admin}"),
             admin_token: issued.token,
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            http: client().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             config,
             owns_database: true,
             shutdown: Some(shutdown),
@@ -322,9 +323,17 @@ impl TestServer {
     }
 }
 
+/// An HTTP client as a consuming system should configure one: it lets go of a pooled connection
+/// after 5 idle seconds, before Sekimori closes it (`limits.header_read_timeout_seconds`, 10 s
+/// in tests). A request sent on a connection at the moment the server closes it fails with
+/// "connection closed before message completed", and a POST is not retried.
+pub fn client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(5))
+}
+
 /// A browser: keeps cookies, does not follow redirects (the test follows them itself).
 pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    client().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// Value of the hidden input `name` in an HTML page.

@@ -44,7 +44,7 @@ fn auth_url(server: &TestServer, extra: &[(&str, &str)]) -> String {
 fn browser_with_jar() -> (reqwest::Client, Arc<Jar>) {
     let jar = Arc::new(Jar::default());
     let client =
-        reqwest::Client::builder().cookie_provider(jar.clone()).redirect(reqwest::redirect::Policy::none()).build();
+        crate::common::client().cookie_provider(jar.clone()).redirect(reqwest::redirect::Policy::none()).build();
     (client.unwrap(), jar)
 }
 
@@ -266,7 +266,7 @@ async fn a_new_login_ends_the_earlier_session_of_the_browser(db: Db) {
     let second = cookie_value(&jar, &server, "sekimori_session").expect("a session cookie");
     assert_ne!(first, second);
     // The earlier session's cookie obtains nothing any more.
-    let old = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let old = crate::common::client().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let response = old
         .get(auth_url(&server, &[("prompt", "none")]))
         .header("cookie", format!("sekimori_session={first}"))
