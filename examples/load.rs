@@ -1,7 +1,7 @@
 //! Load tool: measures a RUNNING OpenID Provider — Sekimori or a peer such as node-oidc-provider
 //! (benches/peer/) — endpoint by endpoint, one phase after the other: discovery, JWKS, the
-//! client_credentials grant, refresh-token rotation, introspection, userinfo and the password
-//! login. Each phase runs `--connections` concurrent workers, each on its own keep-alive
+//! client_credentials grant, refresh-token rotation, introspection (of one token per worker, and
+//! of many tokens, each asked about rarely), userinfo and the password login. Each phase runs `--connections` concurrent workers, each on its own keep-alive
 //! connection, sending back to back for `--seconds`; it reports requests/s, p50/p99 latency, the
 //! errors (with examples), and with `--pid` the server's CPU and memory (VmRSS and VmHWM from
 //! /proc/<pid>/status) at the end of the phase.
@@ -18,7 +18,11 @@
 //! Setup, not measured: discovery, then (for the refresh, introspection and userinfo phases)
 //! one login per worker through the provider's login form and the code exchange, which start
 //! that worker's refresh-token chain. Refresh tokens rotate, so each worker always presents the
-//! newest token of its own chain. The client authenticates with client_secret_basic; it needs
+//! newest token of its own chain. Before `introspection_many`, each worker refreshes
+//! `--tokens-per-worker` times (not measured) and the phase then asks about those access tokens in
+//! turn: with the default 500 and 32 workers, 16,000 tokens, so that a provider that keeps what it
+//! read about a token for a moment is measured where it has to read it again, as it is when many
+//! systems each introspect the tokens of their own users. The client authenticates with client_secret_basic; it needs
 //! the grants authorization_code, refresh_token and client_credentials, the redirect URI given
 //! (never called: the tool reads the code from the redirect) and the service scope.
 //! `benches/load.sh` registers it, starts each server and runs this tool side by side.
@@ -63,9 +67,12 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "discovery,jwks,client_credentials,refresh,introspection,userinfo,password_login"
+        default_value = "discovery,jwks,client_credentials,refresh,introspection,introspection_many,userinfo,password_login"
     )]
     phases: Vec<Phase>,
+    /// Access tokens each worker obtains (by refreshing) before `introspection_many`.
+    #[arg(long, default_value_t = 500)]
+    tokens_per_worker: usize,
     /// The server's process, for its CPU and memory.
     #[arg(long)]
     pid: Option<u32>,
@@ -95,6 +102,9 @@ enum Phase {
     ClientCredentials,
     Refresh,
     Introspection,
+    /// Introspection of many tokens in turn (see the file's header).
+    #[value(name = "introspection_many")]
+    IntrospectionMany,
     Userinfo,
     #[value(name = "password_login")]
     PasswordLogin,
@@ -108,6 +118,7 @@ impl Phase {
             Phase::ClientCredentials => "client_credentials",
             Phase::Refresh => "refresh",
             Phase::Introspection => "introspection",
+            Phase::IntrospectionMany => "introspection_many",
             Phase::Userinfo => "userinfo",
             Phase::PasswordLogin => "password_login",
         }
@@ -115,7 +126,7 @@ impl Phase {
 
     /// Whether the phase needs each worker's person tokens from the setup logins.
     fn needs_tokens(self) -> bool {
-        matches!(self, Phase::Refresh | Phase::Introspection | Phase::Userinfo)
+        matches!(self, Phase::Refresh | Phase::Introspection | Phase::IntrospectionMany | Phase::Userinfo)
     }
 }
 
@@ -144,6 +155,9 @@ struct Worker {
     browser: Browser,
     tokens: Option<Tokens>,
     logins: usize,
+    /// The access tokens asked about in `introspection_many`, and the next one's index.
+    many: Vec<String>,
+    next: usize,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -172,7 +186,15 @@ async fn run(args: &Args) -> Result<bool, String> {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-        workers.push(Worker { index, api, browser: Browser::new(TIMEOUT)?, tokens: None, logins: 0 });
+        workers.push(Worker {
+            index,
+            api,
+            browser: Browser::new(TIMEOUT)?,
+            tokens: None,
+            logins: 0,
+            many: Vec::new(),
+            next: 0,
+        });
     }
     let idle = memory(args.pid);
     if args.phases.iter().any(|p| p.needs_tokens()) {
@@ -197,6 +219,9 @@ async fn run(args: &Args) -> Result<bool, String> {
     }
     let mut clean = true;
     for &phase in &args.phases {
+        if phase == Phase::IntrospectionMany {
+            workers = mint_many(workers, &context, args.tokens_per_worker.max(1)).await?;
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let context = context.clone();
         let request = move |mut worker: Worker| {
@@ -306,6 +331,53 @@ async fn set_up(workers: Vec<Worker>, context: &Arc<Context>) -> Result<Vec<Work
     Ok(workers)
 }
 
+/// `count` access tokens for each worker, by refreshing its chain, all workers at once. Not
+/// measured.
+async fn mint_many(workers: Vec<Worker>, context: &Arc<Context>, count: usize) -> Result<Vec<Worker>, String> {
+    let started = Instant::now();
+    let total = workers.len() * count;
+    let done = futures_util::future::join_all(workers.into_iter().map(|mut worker| {
+        let context = context.clone();
+        async move {
+            worker.many.clear();
+            worker.next = 0;
+            while worker.many.len() < count {
+                refresh(&mut worker, &context).await.map_err(|e| format!("minting tokens: {e}"))?;
+                let token = worker.tokens.as_ref().map(|t| t.access_token.clone()).unwrap_or_default();
+                worker.many.push(token);
+            }
+            Ok::<_, String>(worker)
+        }
+    }))
+    .await;
+    let workers = done.into_iter().collect::<Result<Vec<_>, _>>()?;
+    eprintln!("setup: {total} access tokens in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(workers)
+}
+
+/// One rotation of the worker's refresh-token chain: the next refresh must present the token
+/// just returned.
+async fn refresh(worker: &mut Worker, context: &Context) -> Result<(), String> {
+    let client = &context.client;
+    let tokens = worker.tokens.as_mut().ok_or("no tokens from the setup")?;
+    let form = [("grant_type", "refresh_token"), ("refresh_token", tokens.refresh_token.as_str())];
+    let body = client.post(&worker.api, &client.token_endpoint, &form).await?;
+    tokens.refresh_token = field(&body, "refresh_token")?;
+    tokens.access_token = field(&body, "access_token")?;
+    Ok(())
+}
+
+/// An introspection that must find `token` active.
+async fn introspect(worker: &Worker, context: &Context, token: &str) -> Result<(), String> {
+    let form = [("token", token)];
+    let body = context.client.post(&worker.api, &context.introspection_endpoint, &form).await?;
+    if body.get("active") == Some(&Value::Bool(true)) {
+        Ok(())
+    } else {
+        Err(format!("token not active: {body}"))
+    }
+}
+
 /// The person for a worker's n-th login (round-robin over the people).
 fn person(context: &Context, n: usize) -> (&str, &str) {
     let count = context.users.len().max(1);
@@ -323,24 +395,15 @@ async fn one_request(phase: Phase, worker: &mut Worker, context: &Context) -> Re
             let body = client.post(&worker.api, &client.token_endpoint, &form).await?;
             field(&body, "access_token").map(drop)
         }
-        Phase::Refresh => {
-            let tokens = worker.tokens.as_mut().ok_or("no tokens from the setup")?;
-            let form = [("grant_type", "refresh_token"), ("refresh_token", tokens.refresh_token.as_str())];
-            let body = client.post(&worker.api, &client.token_endpoint, &form).await?;
-            // Rotation: the next refresh must present the token just returned.
-            tokens.refresh_token = field(&body, "refresh_token")?;
-            tokens.access_token = field(&body, "access_token")?;
-            Ok(())
-        }
+        Phase::Refresh => refresh(worker, context).await,
         Phase::Introspection => {
-            let tokens = worker.tokens.as_ref().ok_or("no tokens from the setup")?;
-            let form = [("token", tokens.access_token.as_str())];
-            let body = client.post(&worker.api, &context.introspection_endpoint, &form).await?;
-            if body.get("active") == Some(&Value::Bool(true)) {
-                Ok(())
-            } else {
-                Err(format!("token not active: {body}"))
-            }
+            let token = worker.tokens.as_ref().ok_or("no tokens from the setup")?.access_token.clone();
+            introspect(worker, context, &token).await
+        }
+        Phase::IntrospectionMany => {
+            let token = worker.many.get(worker.next % worker.many.len().max(1)).cloned().ok_or("no tokens minted")?;
+            worker.next += 1;
+            introspect(worker, context, &token).await
         }
         Phase::Userinfo => {
             let tokens = worker.tokens.as_ref().ok_or("no tokens from the setup")?;
