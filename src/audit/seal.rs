@@ -28,7 +28,7 @@ use sqlx::Row;
 
 use super::{chunk_size, hmac_hex, insert_sql, no_key, Actor, Event, Insert, MISSING_ACTION};
 use crate::clock::UnixTime;
-use crate::store::{in_json_array, AnyQuery, AuditKey, JsonArrayOf, Store, Tx};
+use crate::store::{batch_query, in_json_array, AnyQuery, AuditKey, JsonArrayOf, Store, Tx};
 
 const SEAL_LABEL: &str = "sekimori audit seal v2";
 
@@ -163,8 +163,11 @@ async fn seal_batch(store: &Store) -> Result<BatchSealed, sqlx::Error> {
         "DELETE FROM audit_unsealed WHERE {}",
         in_json_array(store.dialect(), "seq", "$1", JsonArrayOf::Integers)
     );
-    let removed =
-        sqlx::query(&delete).bind(serde_json::json!(done).to_string()).execute(&mut *tx).await?.rows_affected();
+    let removed = batch_query(store.dialect(), &delete)
+        .bind(serde_json::json!(done).to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if removed != done.len() as u64 {
         // Another sealer cannot be here (the head row is ours): the list was changed under
         // us. Nothing is half-sealed: the batch is rolled back and retried.

@@ -81,7 +81,7 @@ pub async fn check_access_token(app: &App, token: &str) -> Result<Option<ActiveT
     }
     // The token's row is read from the database every time, so that a revocation committed on
     // any node holds at once; what stands behind it may be kept for the second (`token_cache`).
-    let Some(row) = app.tokens.get(&app.store, app.stamp(), &claims.jti).await? else { return Ok(None) };
+    let Some(row) = app.tokens.get(app.stamp(), &claims.jti).await? else { return Ok(None) };
     // The token's subject is its person, or for an older client_credentials token its client.
     if claims.sub != *row.person_id.as_ref().unwrap_or(&row.client_id) || !row.live() {
         return Ok(None);

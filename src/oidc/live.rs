@@ -142,19 +142,38 @@ where
         Dialect::Postgres => &POSTGRES,
     };
     let today = directory::today_in_japan(now);
-    let rows = sqlx::query(sql)
-        .bind(serde_json::json!(token_hashes).to_string())
-        .bind(now)
-        .bind(format_date(today))
-        .fetch_all(executor)
-        .await?;
+    let rows = read_batch(executor, sql, token_hashes, now).await?;
     let mut found = HashMap::new();
     // Each token's rows are together (ordered by the token's id first).
-    for token_rows in rows.chunk_by(|a, b| a.try_get::<String, _>("refresh_id").ok() == b.try_get("refresh_id").ok()) {
+    for token_rows in per_key(&rows, "refresh_id") {
         let Some(first) = token_rows.first() else { continue };
         found.insert(first.try_get("refresh_token_hash")?, refresh_from_rows(token_rows, first, today)?);
     }
     Ok(found)
+}
+
+/// The rows of a batch reading `sql`: `$1` the keys as one JSON array, `$2` now, `$3` today in
+/// Japan.
+async fn read_batch<'e, E>(
+    executor: E,
+    sql: &str,
+    keys: &[&str],
+    now: UnixTime,
+) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(sql)
+        .bind(serde_json::json!(keys).to_string())
+        .bind(now)
+        .bind(format_date(directory::today_in_japan(now)))
+        .fetch_all(executor)
+        .await
+}
+
+/// A batch reading's rows cut into each key's: the statement orders them by `key_column` first.
+fn per_key<'r>(rows: &'r [sqlx::any::AnyRow], key_column: &'r str) -> impl Iterator<Item = &'r [sqlx::any::AnyRow]> {
+    rows.chunk_by(move |a, b| a.try_get::<String, _>(key_column).ok() == b.try_get(key_column).ok())
 }
 
 /// The text of a refresh-token reading: the rows of the tokens `condition` picks, ordered by
@@ -220,49 +239,70 @@ impl RowToken {
     }
 }
 
-/// The unrevoked, unexpired row of the token `jti`, its system, its person, their session and
-/// their live roles on the system, at `now`.
-pub async fn row_token<'e, E>(executor: E, now: UnixTime, jti: &str) -> Result<Option<RowToken>, crate::Error>
+/// The unrevoked, unexpired rows of the tokens `jtis`, each with its system, its person, their
+/// session and their live roles on the system, at `now`, in one query: the calls of a moment
+/// whose tokens this node does not keep are read together (`token_cache`). Keyed by jti; a
+/// token with no such row is absent.
+pub async fn row_tokens<'e, E>(
+    executor: E,
+    dialect: Dialect,
+    now: UnixTime,
+    jtis: &[&str],
+) -> Result<HashMap<String, RowToken>, crate::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    // The text is made once: every introspection and userinfo call of a person's token runs it.
-    static SQL: LazyLock<String> = LazyLock::new(|| {
+    // The jtis go as one JSON array, so that one statement text serves every batch size.
+    fn text(dialect: Dialect) -> String {
         format!(
-            "SELECT t.client_id AS token_client_id, t.person_id AS token_person_id, t.session_id AS token_session_id,
-             t.scope AS token_scope, t.claims AS token_claims, {client}, {person}, s.id AS live_session_id, {roles}
+            "SELECT t.jti AS token_jti, t.client_id AS token_client_id, t.person_id AS token_person_id,
+             t.session_id AS token_session_id, t.scope AS token_scope, t.claims AS token_claims, {client}, {person},
+             s.id AS live_session_id, {roles}
          FROM access_tokens t JOIN clients c ON c.client_id = t.client_id
          LEFT JOIN people p ON p.id = t.person_id
          LEFT JOIN accounts a ON a.person_id = p.id
          LEFT JOIN sessions s ON s.id = t.session_id AND {session}
          {held}
-         WHERE t.jti = $1 AND t.revoked_at IS NULL AND t.expires_at > $2
-         ORDER BY {order}",
+         WHERE {jtis} AND t.revoked_at IS NULL AND t.expires_at > $2
+         ORDER BY t.jti, {order}",
             client = systems::live_columns("c"),
             person = directory::login_state_columns("p", "a"),
             roles = roles::held_columns(),
             session = sessions::live_condition("s", "$2"),
             held = roles::held_join("p.id", "t.client_id", "$3"),
+            jtis = in_json_array(dialect, "t.jti", "$1", JsonArrayOf::Text),
             order = roles::HELD_ORDER,
         )
-    });
+    }
+    static SQLITE: LazyLock<String> = LazyLock::new(|| text(Dialect::Sqlite));
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| text(Dialect::Postgres));
+    let sql = match dialect {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    };
     let today = directory::today_in_japan(now);
-    let rows = sqlx::query(&SQL).bind(jti).bind(now).bind(format_date(today)).fetch_all(executor).await?;
-    let Some(first) = rows.first() else { return Ok(None) };
-    let Some(client) = systems::live_from_row(first)? else { return Ok(None) };
-    let session_id: Option<String> = first.try_get("token_session_id")?;
-    let session_live = session_id.is_none() || first.try_get::<Option<String>, _>("live_session_id")?.is_some();
-    Ok(Some(RowToken {
-        client_id: first.try_get("token_client_id")?,
-        person_id: first.try_get("token_person_id")?,
-        session_id,
-        scope: first.try_get("token_scope")?,
-        claims: first.try_get("token_claims")?,
-        client,
-        login: directory::login_state_from_row(first, today)?,
-        session_live,
-        held: roles::held_from_rows(&rows)?,
-    }))
+    let rows = read_batch(executor, sql, jtis, now).await?;
+    let mut found = HashMap::new();
+    // Each token's rows are together (ordered by the jti first).
+    for token_rows in per_key(&rows, "token_jti") {
+        let Some(first) = token_rows.first() else { continue };
+        let Some(client) = systems::live_from_row(first)? else { continue };
+        let session_id: Option<String> = first.try_get("token_session_id")?;
+        let session_live = session_id.is_none() || first.try_get::<Option<String>, _>("live_session_id")?.is_some();
+        let token = RowToken {
+            client_id: first.try_get("token_client_id")?,
+            person_id: first.try_get("token_person_id")?,
+            session_id,
+            scope: first.try_get("token_scope")?,
+            claims: first.try_get("token_claims")?,
+            client,
+            login: directory::login_state_from_row(first, today)?,
+            session_live,
+            held: roles::held_from_rows(token_rows)?,
+        };
+        found.insert(first.try_get("token_jti")?, token);
+    }
+    Ok(found)
 }
 
 /// Whether the system's own token `jti`, issued to `client_id` in token generation

@@ -18,9 +18,12 @@
 //!
 //! The rows asked about at the same moment are read together, in one query, as group commit
 //! writes (`store::group`): on PostgreSQL a query's cost is mostly its own (a round trip, the
-//! protocol, the executor), whatever its size.
+//! protocol, the executor), whatever its size. So are the tokens this node does not keep (first
+//! asked about, or not since the last second), each with everything behind it.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 
 use sqlx::Row;
@@ -28,33 +31,45 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::clock::UnixTime;
 use crate::store::changes::{Kept, Stamp};
-use crate::store::{in_json_array, Dialect, JsonArrayOf, Store};
+use crate::store::{batch_query, in_json_array, Dialect, JsonArrayOf, Store};
 
 use super::live::{self, RowToken};
 
 #[derive(Debug)]
 pub struct TokenCache {
     kept: Kept<RowToken>,
-    rows: RowChecks,
+    /// The rows of tokens whose state is kept: only whether they are still unrevoked.
+    rows: Together<()>,
+    /// Tokens whose state is not kept: their rows with everything behind them.
+    tokens: Together<RowToken>,
 }
 
 impl TokenCache {
-    /// Starts the tasks that read tokens' rows for the calls that found their state kept.
+    /// Starts the tasks that read tokens for the calls.
     pub fn start(store: &Store) -> Self {
         // An entry lives a second at most; past this many the cache starts afresh: a second's
         // worth of distinct tokens on one node, in a bounded amount of memory (an entry is
         // well under a kilobyte).
-        TokenCache { kept: Kept::new(50_000), rows: RowChecks::start(store) }
+        TokenCache {
+            kept: Kept::new(50_000),
+            rows: Together::start(store, |store, now, jtis| Box::pin(unrevoked_rows(store, now, jtis))),
+            tokens: Together::start(store, |store, now, jtis| {
+                Box::pin(async move {
+                    let jtis: Vec<&str> = jtis.iter().map(String::as_str).collect();
+                    live::row_tokens(store.pool(), store.dialect(), now, &jtis).await
+                })
+            }),
+        }
     }
 
     /// The unrevoked, unexpired row of the token `jti` with everything behind it, as of `now`
     /// (whose second is the time the state is judged at): the row read from the database, the
     /// rest kept or read with it.
-    pub async fn get(&self, store: &Store, now: Stamp, jti: &str) -> Result<Option<RowToken>, crate::Error> {
+    pub async fn get(&self, now: Stamp, jti: &str) -> Result<Option<RowToken>, crate::Error> {
         if let Some(token) = self.kept.get(jti, now) {
-            return Ok(self.rows.unrevoked(jti, now.second).await?.then_some(token));
+            return Ok(self.rows.read(jti, now.second).await?.map(|()| token));
         }
-        let token = live::row_token(store.pool(), now.second, jti).await?;
+        let token = self.tokens.read(jti, now.second).await?;
         if let Some(token) = &token {
             self.kept.keep(jti, token.clone(), now);
         }
@@ -62,89 +77,103 @@ impl TokenCache {
     }
 }
 
-/// The most rows one reading takes.
+/// The most tokens one reading takes.
 const MOST: usize = 128;
 
-/// How many readings may be under way at once: one reads while the next batch gathers.
+/// How many readings of a kind may be under way at once: one reads while the next gathers.
 const READERS: usize = 2;
 
-/// The answer to one call: the token's expiry if its row is not revoked.
-type Reply = oneshot::Sender<Result<Option<UnixTime>, sqlx::Error>>;
-/// The calls waiting, taken by one reader at a time.
-type Asked = Arc<Mutex<mpsc::Receiver<(String, Reply)>>>;
+/// One reading: what the tokens `jtis` have at the time `now`, keyed by jti (absent: nothing,
+/// the token is not active), in one query.
+type Read<A> =
+    fn(Store, UnixTime, Vec<String>) -> Pin<Box<dyn Future<Output = Result<HashMap<String, A>, crate::Error>> + Send>>;
 
-/// Reads tokens' rows for concurrent calls together, one query for all the calls waiting at
-/// that moment, as group commit writes. Each call is answered by a query that began after the
-/// call asked, so it sees every revocation committed before it asked: reading together loses
-/// nothing of "at once".
-#[derive(Debug)]
-struct RowChecks {
-    queue: mpsc::Sender<(String, Reply)>,
+/// A call waiting: the token, the time it is judged at, where its answer goes.
+struct Ask<A> {
+    jti: String,
+    now: UnixTime,
+    reply: oneshot::Sender<Result<Option<A>, String>>,
 }
 
-impl RowChecks {
-    fn start(store: &Store) -> Self {
+/// The calls waiting, taken by one reader at a time.
+type Asked<A> = Arc<Mutex<mpsc::Receiver<Ask<A>>>>;
+
+/// Reads for concurrent calls together: one query for all the calls waiting at that moment
+/// (per second they are judged at), as group commit writes. Each call is answered by a query
+/// that began after the call asked, so it sees every revocation committed before it asked:
+/// reading together loses nothing of "at once".
+#[derive(Debug)]
+struct Together<A> {
+    queue: mpsc::Sender<Ask<A>>,
+}
+
+impl<A: Clone + Send + 'static> Together<A> {
+    fn start(store: &Store, read: Read<A>) -> Self {
         let (queue, asked) = mpsc::channel(4 * MOST);
         let asked = Arc::new(Mutex::new(asked));
         for _ in 0..READERS {
-            tokio::spawn(read_rows(store.clone(), asked.clone()));
+            tokio::spawn(reader(store.clone(), asked.clone(), read));
         }
-        RowChecks { queue }
+        Together { queue }
     }
 
-    /// Whether the row of the token `jti` is neither revoked nor expired at `now`.
-    async fn unrevoked(&self, jti: &str, now: UnixTime) -> Result<bool, sqlx::Error> {
+    /// What the token `jti` has at `now`; None when it is not active.
+    async fn read(&self, jti: &str, now: UnixTime) -> Result<Option<A>, crate::Error> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((jti.to_owned(), reply)).await.map_err(|_| sqlx::Error::PoolClosed)?;
-        let expires_at = answer.await.map_err(|_| sqlx::Error::PoolClosed)??;
-        Ok(expires_at.is_some_and(|expires_at| expires_at > now))
+        self.queue.send(Ask { jti: jti.to_owned(), now, reply }).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        let answer = answer.await.map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.map_err(|message| sqlx::Error::Protocol(format!("reading tokens failed: {message}")).into())
     }
 }
 
 /// One reader: takes the calls waiting (the other reader waits its turn to take), reads their
-/// rows in one query, answers each.
-async fn read_rows(store: Store, asked: Asked) {
+/// tokens in one query per second they are judged at (nearly always one), answers each.
+async fn reader<A: Clone + Send + 'static>(store: Store, asked: Asked<A>, read: Read<A>) {
     let mut waiting = Vec::with_capacity(MOST);
     loop {
         if asked.lock().await.recv_many(&mut waiting, MOST).await == 0 {
             return;
         }
         // A caller that has gone (its client hung up) needs no answer.
-        waiting.retain(|(_, reply)| !reply.is_closed());
-        if waiting.is_empty() {
-            continue;
-        }
-        let jtis: Vec<&str> = waiting.iter().map(|(jti, _)| jti.as_str()).collect();
-        match unrevoked_rows(&store, &jtis).await {
-            Ok(found) => {
-                for (jti, reply) in waiting.drain(..) {
-                    let _ = reply.send(Ok(found.get(&jti).copied()));
+        waiting.retain(|ask: &Ask<A>| !ask.reply.is_closed());
+        while let Some(now) = waiting.first().map(|ask| ask.now) {
+            let (these, later): (Vec<Ask<A>>, Vec<Ask<A>>) = waiting.drain(..).partition(|ask| ask.now == now);
+            waiting = later;
+            let jtis = these.iter().map(|ask| ask.jti.clone()).collect();
+            match read(store.clone(), now, jtis).await {
+                Ok(found) => {
+                    // A token may be asked about by several calls of the batch.
+                    for ask in these {
+                        let _ = ask.reply.send(Ok(found.get(&ask.jti).cloned()));
+                    }
                 }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for (_, reply) in waiting.drain(..) {
-                    let _ = reply.send(Err(sqlx::Error::Protocol(format!("reading tokens failed: {message}"))));
+                Err(e) => {
+                    let message = e.to_string();
+                    for ask in these {
+                        let _ = ask.reply.send(Err(message.clone()));
+                    }
                 }
             }
         }
     }
 }
 
-/// The expiry of each of the tokens `jtis` whose row is not revoked; one query.
-async fn unrevoked_rows(store: &Store, jtis: &[&str]) -> Result<HashMap<String, UnixTime>, sqlx::Error> {
+/// Which of the tokens `jtis` have a row neither revoked nor expired at `now`; one query.
+async fn unrevoked_rows(store: Store, now: UnixTime, jtis: Vec<String>) -> Result<HashMap<String, ()>, crate::Error> {
     fn text(dialect: Dialect) -> String {
         format!(
-            "SELECT jti, expires_at FROM access_tokens WHERE {} AND revoked_at IS NULL",
+            "SELECT jti FROM access_tokens WHERE {} AND revoked_at IS NULL AND expires_at > $2",
             in_json_array(dialect, "jti", "$1", JsonArrayOf::Text)
         )
     }
     static SQLITE: LazyLock<String> = LazyLock::new(|| text(Dialect::Sqlite));
     static POSTGRES: LazyLock<String> = LazyLock::new(|| text(Dialect::Postgres));
-    let sql = match store.dialect() {
+    let dialect = store.dialect();
+    let sql = match dialect {
         Dialect::Sqlite => &SQLITE,
         Dialect::Postgres => &POSTGRES,
     };
-    let rows = sqlx::query(sql).bind(serde_json::json!(jtis).to_string()).fetch_all(store.pool()).await?;
-    rows.iter().map(|row| Ok((row.try_get("jti")?, row.try_get("expires_at")?))).collect()
+    let rows =
+        batch_query(dialect, sql).bind(serde_json::json!(jtis).to_string()).bind(now).fetch_all(store.pool()).await?;
+    rows.iter().map(|row| Ok((row.try_get("jti")?, ()))).collect()
 }

@@ -567,6 +567,18 @@ pub fn in_json_array(dialect: Dialect, column: &str, param: &str, of: JsonArrayO
     }
 }
 
+/// A statement on one table whose WHERE has [`in_json_array`]. On PostgreSQL it is planned each
+/// time it runs (an unnamed statement), not once for the connection: a plan made while the table
+/// was small is a sequential scan, and the connection kept it until the table was next analyzed —
+/// after 16,000 tokens were issued, each userinfo call's row was looked for among all of them
+/// (2,000 answers a second instead of 15,000; BENCHMARKS.md, eleventh run). Such a statement
+/// reads a batch at a time and is cheap to plan. Not for the joins that read tokens with their
+/// person (`oidc::live`): planning those each time cost more than it saved (refresh −25 %,
+/// introspection of tokens not kept −50 %), and their kept plans held up as the tables grew.
+pub fn batch_query(dialect: Dialect, sql: &str) -> AnyQuery<'_> {
+    sqlx::query(sql).persistent(dialect == Dialect::Sqlite)
+}
+
 /// `text` as a LIKE pattern matching itself only: `%`, `_` and the escape `\` lose their
 /// meaning. Use with `LIKE $n ESCAPE '\'`, which SQLite and PostgreSQL read alike.
 pub fn escape_like(text: &str) -> String {

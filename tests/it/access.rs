@@ -644,7 +644,7 @@ async fn a_token_kept_by_the_node_follows_every_change(db: Db) {
     let access = tokens["access_token"].as_str().unwrap();
     let jti = claims(access)["jti"].as_str().unwrap().to_owned();
     let read = app.stamp();
-    let kept = app.tokens.get(&app.store, read, &jti).await.unwrap().expect("an active token");
+    let kept = app.tokens.get(read, &jti).await.unwrap().expect("an active token");
     assert!(kept.live() && kept.held.is_empty(), "{kept:?}");
 
     // A role granted is announced in its transaction: what was kept before it is not used.
@@ -652,12 +652,12 @@ async fn a_token_kept_by_the_node_follows_every_change(db: Db) {
     let after_grant = app.stamp();
     assert!(after_grant.changes > read.changes, "the grant was counted on this node");
     let same_second = sekimori::store::changes::Stamp { changes: after_grant.changes, second: read.second };
-    let fresh = app.tokens.get(&app.store, same_second, &jti).await.unwrap().expect("still active");
+    let fresh = app.tokens.get(same_second, &jti).await.unwrap().expect("still active");
     assert_eq!(fresh.held.iter().map(|held| held.name.as_str()).collect::<Vec<_>>(), ["viewer"]);
     assert_eq!(introspection(&town, access).await["roles"], json!(["viewer"]));
 
     // The row marked revoked with no announcement: the kept state does not keep the token alive.
-    assert!(app.tokens.get(&app.store, same_second, &jti).await.unwrap().is_some(), "kept and live");
+    assert!(app.tokens.get(same_second, &jti).await.unwrap().is_some(), "kept and live");
     sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE jti = $2")
         .bind(town.now())
         .bind(&jti)
@@ -666,9 +666,54 @@ async fn a_token_kept_by_the_node_follows_every_change(db: Db) {
         .unwrap();
     // Asked under the stamp the state was kept with (a change counted since, such as the
     // grant's own notice coming back on PostgreSQL, is not what is tested here).
-    assert!(app.tokens.get(&app.store, same_second, &jti).await.unwrap().is_none(), "refused at once");
+    assert!(app.tokens.get(same_second, &jti).await.unwrap().is_none(), "refused at once");
     assert_eq!(introspection(&town, access).await, json!({"active": false}));
     assert_eq!(userinfo(&town, access).await.0, 401);
+    town.server.stop().await;
+}
+
+/// Tokens asked about at the same moment are read together (`oidc::token_cache`), whether the
+/// node keeps their state or not: each call still gets its own token's answer. Two people's
+/// tokens (one holding a role, one not), one of each revoked, each asked about five times at
+/// once — first with nothing kept, then kept.
+async fn tokens_asked_about_together_get_their_own_answers(db: Db) {
+    let town = Town::build(db).await;
+    town.grant(&town.zeimu_kacho, &town.zeimu_staff, "viewer", None).await.unwrap();
+    let mut tokens = Vec::new();
+    for (login, person, roles) in
+        [("zeimu-staff", &town.zeimu_staff, json!(["viewer"])), ("fukushi-staff", &town.fukushi_staff, json!([]))]
+    {
+        for _ in 0..3 {
+            let issued = login_to_system(&town, &browser(), login).await.unwrap();
+            tokens.push((issued["access_token"].as_str().unwrap().to_owned(), person.clone(), roles.clone()));
+        }
+    }
+    for revoked in [0, 3] {
+        let response = town
+            .server
+            .http
+            .post(format!("{}/revoke", town.server.public_url))
+            .basic_auth("zeimu", Some(&town.secret))
+            .form(&[("token", tokens[revoked].0.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    for round in ["nothing kept", "kept"] {
+        let asked: Vec<_> = (0..5).flat_map(|_| tokens.iter().enumerate()).collect();
+        let answers =
+            futures_util::future::join_all(asked.iter().map(|(_, (token, _, _))| introspection(&town, token))).await;
+        for ((index, (_, person, roles)), answer) in asked.iter().zip(answers) {
+            if *index == 0 || *index == 3 {
+                assert_eq!(answer, json!({"active": false}), "{round}: token {index}");
+            } else {
+                assert_eq!(answer["active"], json!(true), "{round}: token {index}: {answer}");
+                assert_eq!(answer["sub"].as_str(), Some(person.as_str()), "{round}: token {index}");
+                assert_eq!(answer["roles"], *roles, "{round}: token {index}");
+            }
+        }
+    }
     town.server.stop().await;
 }
 
@@ -681,4 +726,5 @@ on_both_databases!(
     a_transfer_ends_the_grants_of_the_section_left,
     a_request_nobody_decides_lapses,
     a_token_kept_by_the_node_follows_every_change,
+    tokens_asked_about_together_get_their_own_answers,
 );
