@@ -573,8 +573,9 @@ pub fn in_json_array(dialect: Dialect, column: &str, param: &str, of: JsonArrayO
 /// after 16,000 tokens were issued, each userinfo call's row was looked for among all of them
 /// (2,000 answers a second instead of 15,000; BENCHMARKS.md, eleventh run). Such a statement
 /// reads a batch at a time and is cheap to plan. Not for the joins that read tokens with their
-/// person (`oidc::live`): planning those each time cost more than it saved (refresh −25 %,
-/// introspection of tokens not kept −50 %), and their kept plans held up as the tables grew.
+/// person (`oidc::live`): their kept plans can go stale the same way (BENCHMARKS.md, eleventh
+/// run, refresh), but planning them each time cost more than that (refresh −25 %, introspection
+/// of tokens not kept −50 %).
 pub fn batch_query(dialect: Dialect, sql: &str) -> AnyQuery<'_> {
     sqlx::query(sql).persistent(dialect == Dialect::Sqlite)
 }
