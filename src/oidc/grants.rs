@@ -266,9 +266,12 @@ impl crate::store::Batch for RefreshJob {
 
     fn write<'a>(tx: &'a mut Tx, items: &'a [Self]) -> crate::store::Written<'a, Self::Outcome> {
         Box::pin(async move {
+            let mut read_ahead = ReadAhead::of(tx, items).await?;
+            if let Some(outcomes) = rotate_together(tx, items, &read_ahead).await? {
+                return Ok(outcomes);
+            }
             let mut outcomes = Vec::with_capacity(items.len());
             let mut issued_events = Vec::with_capacity(items.len());
-            let mut read_ahead = ReadAhead::of(tx, items).await?;
             for job in items {
                 let found = read_ahead.take(tx, job).await?;
                 outcomes.push(rotate(tx, job, found, &mut read_ahead, &mut issued_events).await?);
@@ -325,45 +328,123 @@ impl ReadAhead {
         }
     }
 
+    /// `job`'s token as read ahead, left for [`ReadAhead::take`]; None when the reading found
+    /// no such token (or the batch was too small to read ahead).
+    fn peek(&self, job: &RefreshJob) -> Option<Found> {
+        self.found.get(&(job.now, job.presented_hash.clone())).cloned()
+    }
+
     /// After a revocation in the batch: what was read ahead may no longer hold.
     fn forget(&mut self) {
         self.found.clear();
     }
 }
 
-/// One refresh request, its token `found` (with its person's live state), checked and written
-/// in `tx`; the record of the tokens it issues is added to `issued_events`, which the batch
-/// writes at its end (in the same transaction).
-/// Everything that can refuse it is decided before its first write, so that a refusal leaves
-/// only its own record; an error rolls back the whole batch (each request is then run again
-/// alone).
-async fn rotate(
-    tx: &mut Tx,
-    job: &RefreshJob,
-    found: Option<Found>,
-    read_ahead: &mut ReadAhead,
-    issued_events: &mut Vec<audit::Pending>,
-) -> Result<Result<Rotation, OAuthError>, sqlx::Error> {
+/// What a refresh request comes to, decided from its token as read (with its person's live
+/// state) before anything is written for it.
+enum Decided {
+    /// Answered without a record: a token unknown (or another client's), a scope or a role
+    /// refused.
+    Answer(OAuthError),
+    /// Refused, with a record of why.
+    Refused { target: String, reason: &'static str },
+    /// Presented again after its rotation: two parties hold it.
+    Reused(refresh::RefreshGrant),
+    /// To be rotated.
+    Rotate(Box<Plan>),
+}
+
+/// A rotation decided: the token, its person, the scope and roles of the new access token.
+struct Plan {
+    grant: refresh::RefreshGrant,
+    person: Person,
+    scope: String,
+    roles: Roles,
+    jti: String,
+}
+
+impl Plan {
+    /// What the new tokens speak for.
+    fn person_grant<'a>(&'a self, client: &'a Client) -> PersonGrant<'a> {
+        refreshed_grant(client, &self.grant, &self.person, &self.scope)
+    }
+
+    /// The successor of the token: the family's scope, claims and end, whatever was asked.
+    fn successor<'a>(&'a self, client: &'a Client) -> NewRefresh<'a> {
+        let grant = &self.grant;
+        NewRefresh {
+            family_id: &grant.family_id,
+            client_id: &client.client_id,
+            person_id: &grant.person_id,
+            offline: grant.offline,
+            scope: &grant.scope,
+            claims: grant.claims.as_deref(),
+            auth: &grant.auth,
+            expires_at: grant.expires_at,
+        }
+    }
+
+    /// Records the rotation's issued token in `tx` (the session is marked when a secret-class
+    /// role came with it) and returns what to sign and answer.
+    async fn written(
+        self,
+        tx: &mut Tx,
+        client: &Client,
+        refresh_token: String,
+        now: UnixTime,
+    ) -> Result<(Rotation, audit::Pending), sqlx::Error> {
+        let Plan { grant, person, scope, roles, jti } = self;
+        let prepared =
+            Prepared::after_recording(tx, refreshed_grant(client, &grant, &person, &scope), roles, jti, now).await?;
+        let actor = Actor::Client(client.client_id.clone());
+        let event = issued(&actor, &grant.person_id, "refresh_token", &prepared.jti, &grant.session_id);
+        Ok((Rotation { prepared, refresh_token, scope }, audit::Pending::new(event, now)))
+    }
+}
+
+/// What the tokens of a refresh of `grant` speak for: `person`, the family's login, `scope`.
+fn refreshed_grant<'a>(
+    client: &'a Client,
+    grant: &'a refresh::RefreshGrant,
+    person: &'a Person,
+    scope: &'a str,
+) -> PersonGrant<'a> {
+    PersonGrant {
+        client,
+        person,
+        auth: &grant.auth,
+        scope,
+        claims: grant.claims.as_deref(),
+        family_id: &grant.family_id,
+        code_id: None,
+        // OIDC Core §12.2: an ID token from a refresh carries no nonce.
+        nonce: None,
+        // Tokens an offline_access family mints outlive the browser session.
+        session_bound: !grant.offline,
+    }
+}
+
+/// Decides `job` on its token `found`. Everything that can refuse a refresh is decided here,
+/// before its first write, so that a refusal leaves only its own record.
+fn decide(job: &RefreshJob, found: Option<Found>) -> Decided {
     let RefreshJob { client, asked_scope, now, .. } = job;
-    let now = *now;
-    let actor = Actor::Client(client.client_id.clone());
     // A token of another client is as unknown as a made-up one (RFC 6749 §6: bound to its client).
     let Some((grant, person)) = found.filter(|(g, _)| g.client_id == client.client_id) else {
-        return Ok(Err(OAuthError::invalid_grant("the refresh token is invalid")));
+        return Decided::Answer(OAuthError::invalid_grant("the refresh token is invalid"));
     };
     let target = format!("grant:{}", grant.family_id);
     if grant.rotated && !grant.revoked {
-        return reused(tx, read_ahead, issued_events, &actor, now, &grant, "refresh token reused after rotation").await;
+        return Decided::Reused(grant);
     }
     if grant.rotated || grant.revoked {
-        return refused(tx, issued_events, &actor, now, target, "the refresh token has been revoked").await;
+        return Decided::Refused { target, reason: "the refresh token has been revoked" };
     }
-    if grant.expires_at <= now {
-        return refused(tx, issued_events, &actor, now, target, "the refresh token has expired").await;
+    if grant.expires_at <= *now {
+        return Decided::Refused { target, reason: "the refresh token has expired" };
     }
     let person = match person {
         Some(person) if person.usable() => person,
-        _ => return refused(tx, issued_events, &actor, now, target, PERSON_GONE).await,
+        _ => return Decided::Refused { target, reason: PERSON_GONE },
     };
     // RFC 6749 §6: a narrower scope may be asked for the access token; the family keeps its own.
     let scope = match asked_scope {
@@ -372,40 +453,124 @@ async fn rotate(
             let held: Vec<&str> = grant.scope.split(' ').collect();
             let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
             if asked.is_empty() || asked.iter().any(|s| !held.contains(s)) {
-                return Ok(Err(OAuthError::invalid_scope("scope must be within the scope originally granted")));
+                return Decided::Answer(OAuthError::invalid_scope("scope must be within the scope originally granted"));
             }
             asked.join(" ")
         }
     };
-    let person_grant = PersonGrant {
-        client,
-        person: &person.login.person,
-        auth: &grant.auth,
-        scope: &scope,
-        claims: grant.claims.as_deref(),
-        family_id: &grant.family_id,
-        code_id: None,
-        // OIDC Core §12.2: an ID token from a refresh carries no nonce.
-        nonce: None,
-        session_bound: !grant.offline,
+    let PersonLive { login, held, requires_role, .. } = person;
+    let person = login.person;
+    match Roles::counted(&refreshed_grant(client, &grant, &person, &scope), held, requires_role) {
+        Ok(roles) => Decided::Rotate(Box::new(Plan { grant, person, scope, roles, jti: claims::new_jti() })),
+        Err(refusal) => Decided::Answer(refusal),
+    }
+}
+
+/// The requests of a batch decided on what was read ahead and written together: the
+/// rotations in one call ([`refresh::rotate_all`]), then every record, in the order the
+/// requests came. None, with nothing written, when the batch needs the one-by-one path: a
+/// single request (nothing was read ahead), a token presented twice, or a reuse (whose
+/// revocation changes what the requests after it would read). An error when a token was
+/// rotated or revoked by another transaction since it was read: the batch is rolled back and
+/// each request written alone (`store::group`), where the one-by-one path tells which.
+async fn rotate_together(
+    tx: &mut Tx,
+    items: &[RefreshJob],
+    read_ahead: &ReadAhead,
+) -> Result<Option<Vec<Result<Rotation, OAuthError>>>, sqlx::Error> {
+    if items.len() < 2 {
+        return Ok(None);
+    }
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    if !items.iter().all(|job| seen.insert(&job.presented_hash)) {
+        return Ok(None);
+    }
+    let mut decided = Vec::with_capacity(items.len());
+    for job in items {
+        match decide(job, read_ahead.peek(job)) {
+            Decided::Reused(_) => return Ok(None),
+            other => decided.push(other),
+        }
+    }
+    let rotating: Vec<refresh::Rotating<'_>> = items
+        .iter()
+        .zip(&decided)
+        .filter_map(|(job, decided)| match decided {
+            Decided::Rotate(plan) => Some(refresh::Rotating {
+                id: &plan.grant.id,
+                now: job.now,
+                successor: plan.successor(&job.client),
+                access: Prepared::access_token_row(&plan.person_grant(&job.client), &plan.jti, job.now),
+            }),
+            _ => None,
+        })
+        .collect();
+    let Some(tokens) = refresh::rotate_all(tx, &rotating).await? else {
+        return Err(sqlx::Error::Protocol(
+            "a refresh token of the batch was rotated or revoked since it was read".into(),
+        ));
     };
-    let roles = match Roles::counted(&person_grant, person.held, person.requires_role) {
-        Ok(roles) => roles,
-        Err(refusal) => return Ok(Err(refusal)),
+    drop(rotating);
+    let mut tokens = tokens.into_iter();
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut events = Vec::with_capacity(items.len());
+    for (job, decided) in items.iter().zip(decided) {
+        let actor = Actor::Client(job.client.client_id.clone());
+        outcomes.push(match decided {
+            Decided::Answer(answer) => Err(answer),
+            Decided::Refused { target, reason } => {
+                let detail = serde_json::json!({"reason": reason});
+                events.push(audit::Pending::new(Event::failure(&actor, "token.refused", target, detail), job.now));
+                Err(OAuthError::invalid_grant(reason))
+            }
+            Decided::Rotate(plan) => {
+                let token =
+                    tokens.next().ok_or_else(|| sqlx::Error::Protocol("a rotation without its token".into()))?;
+                let (rotation, event) = plan.written(tx, &job.client, token, job.now).await?;
+                events.push(event);
+                Ok(rotation)
+            }
+            // Not reached: a batch with a reuse took the one-by-one path before writing.
+            Decided::Reused(_) => return Err(sqlx::Error::Protocol("a reuse in a batch written together".into())),
+        });
+    }
+    audit::record_all(tx, &events).await?;
+    Ok(Some(outcomes))
+}
+
+/// One refresh request, its token `found` (with its person's live state), checked and written
+/// in `tx`; the record of the tokens it issues is added to `issued_events`, which the batch
+/// writes at its end (in the same transaction).
+/// Everything that can refuse it is decided before its first write ([`decide`]), so that a
+/// refusal leaves only its own record; an error rolls back the whole batch (each request is
+/// then run again alone).
+async fn rotate(
+    tx: &mut Tx,
+    job: &RefreshJob,
+    found: Option<Found>,
+    read_ahead: &mut ReadAhead,
+    issued_events: &mut Vec<audit::Pending>,
+) -> Result<Result<Rotation, OAuthError>, sqlx::Error> {
+    let now = job.now;
+    let client = &job.client;
+    let actor = Actor::Client(client.client_id.clone());
+    let plan = match decide(job, found) {
+        Decided::Answer(answer) => return Ok(Err(answer)),
+        Decided::Refused { target, reason } => {
+            return refused(tx, issued_events, &actor, now, target, reason).await;
+        }
+        Decided::Reused(grant) => {
+            return reused(tx, read_ahead, issued_events, &actor, now, &grant, "refresh token reused after rotation")
+                .await;
+        }
+        Decided::Rotate(plan) => plan,
     };
-    let jti = claims::new_jti();
-    let successor = NewRefresh {
-        family_id: &grant.family_id,
-        client_id: &client.client_id,
-        person_id: &grant.person_id,
-        offline: grant.offline,
-        scope: &grant.scope,
-        claims: grant.claims.as_deref(),
-        auth: &grant.auth,
-        expires_at: grant.expires_at,
-    };
-    let access = Prepared::access_token_row(&person_grant, &jti, now);
-    let Some(refresh_token) = refresh::rotate_and_issue(tx, now, &grant.id, successor, access).await? else {
+    let grant = &plan.grant;
+    let target = format!("grant:{}", grant.family_id);
+    let person_grant = plan.person_grant(client);
+    let access = Prepared::access_token_row(&person_grant, &plan.jti, now);
+    let Some(refresh_token) = refresh::rotate_and_issue(tx, now, &grant.id, plan.successor(client), access).await?
+    else {
         // Rotated or revoked since it was read. Rotated by another request: the same theft
         // signal as a reuse. Revoked (a revocation committed first, here or on another node):
         // refused, as if the revocation had come before the read.
@@ -413,12 +578,11 @@ async fn rotate(
         if now_stored.is_some_and(|stored| stored.revoked) {
             return refused(tx, issued_events, &actor, now, target, "the refresh token has been revoked").await;
         }
-        return reused(tx, read_ahead, issued_events, &actor, now, &grant, "refresh token used twice at once").await;
+        return reused(tx, read_ahead, issued_events, &actor, now, grant, "refresh token used twice at once").await;
     };
-    let prepared = Prepared::after_recording(tx, person_grant, roles, jti, now).await?;
-    let event = issued(&actor, &grant.person_id, "refresh_token", &prepared.jti, &grant.session_id);
-    issued_events.push(audit::Pending::new(event, now));
-    Ok(Ok(Rotation { prepared, refresh_token, scope }))
+    let (rotation, event) = plan.written(tx, client, refresh_token, now).await?;
+    issued_events.push(event);
+    Ok(Ok(rotation))
 }
 
 /// Records a refused refresh in `tx` (after the batch's tokens issued before it, so that the
@@ -619,7 +783,7 @@ impl Prepared {
     }
 
     /// The `access_tokens` row of the access token `jti` of `grant`.
-    fn access_token_row<'g>(grant: &'g PersonGrant<'g>, jti: &'g str, now: UnixTime) -> NewAccessToken<'g> {
+    fn access_token_row<'g>(grant: &PersonGrant<'g>, jti: &'g str, now: UnixTime) -> NewAccessToken<'g> {
         NewAccessToken {
             jti,
             client_id: &grant.client.client_id,

@@ -107,21 +107,139 @@ pub async fn rotate_and_issue(
     Ok(rotated.then_some(token))
 }
 
+/// One rotation of a batch written together ([`rotate_all`]): the token `id` rotated at `now`,
+/// its successor and the access token issued with it.
+pub struct Rotating<'a> {
+    pub id: &'a str,
+    pub now: UnixTime,
+    pub successor: NewRefresh<'a>,
+    pub access: NewAccessToken<'a>,
+}
+
+/// The most rotations one of SQLite's calls writes (26 parameters each).
+const ROTATIONS_PER_CALL: usize = 32;
+
+/// [`rotate_and_issue`] for every rotation of a batch, in one call instead of one each (on
+/// SQLite, a call per [`ROTATIONS_PER_CALL`]): the successors, in order, when this call
+/// rotated every one of the tokens. None when one of them was rotated or revoked since it was
+/// read: the others may have been written, so the caller must roll the transaction back (the
+/// group commit then writes each request alone, where [`rotate_and_issue`] tells which).
+pub async fn rotate_all(tx: &mut Tx, rotations: &[Rotating<'_>]) -> Result<Option<Vec<String>>, sqlx::Error> {
+    let tokens: Vec<String> = rotations.iter().map(|_| crypto::random_token(32)).collect();
+    let wanted = |count: usize| u64::try_from(count).unwrap_or(u64::MAX);
+    match tx.dialect() {
+        Dialect::Sqlite => {
+            for (chunk, chunk_tokens) in rotations.chunks(ROTATIONS_PER_CALL).zip(tokens.chunks(ROTATIONS_PER_CALL)) {
+                let mut query = sqlx::query(sqlite_rotations(chunk.len())?);
+                for (rotation, token) in chunk.iter().zip(chunk_tokens) {
+                    query = query.bind(rotation.now).bind(rotation.id);
+                    query = bind_new(query, crypto::sha256_hex(token), rotation.now, &rotation.successor);
+                    query = access_tokens::bind(query, &rotation.access);
+                }
+                // Three rows a rotation: its own statements each wrote only if the one before did.
+                if query.execute(&mut **tx).await?.rows_affected() != wanted(3 * chunk.len()) {
+                    return Ok(None);
+                }
+            }
+        }
+        Dialect::Postgres => {
+            let rows: Vec<serde_json::Value> = rotations
+                .iter()
+                .zip(&tokens)
+                .map(|(rotation, token)| {
+                    let (new, access) = (&rotation.successor, &rotation.access);
+                    serde_json::json!({
+                        "rotated": rotation.id, "now": rotation.now,
+                        "id": uuid::Uuid::new_v4().to_string(), "token_hash": crypto::sha256_hex(token),
+                        "family_id": new.family_id, "client_id": new.client_id, "person_id": new.person_id,
+                        "session_id": new.auth.session_id, "offline": i64::from(new.offline), "scope": new.scope,
+                        "claims": new.claims, "auth_time": new.auth.auth_time, "acr": new.auth.acr,
+                        "amr": new.auth.amr.join(" "), "expires_at": new.expires_at,
+                        "jti": access.jti, "a_client_id": access.client_id, "a_person_id": access.person_id,
+                        "a_session_id": access.session_id, "a_code_id": access.code_id,
+                        "a_family_id": access.family_id, "a_scope": access.scope, "a_claims": access.claims,
+                        "a_issued_at": access.issued_at, "a_expires_at": access.expires_at,
+                    })
+                })
+                .collect();
+            // Planned each time: the UPDATE joins refresh_tokens, and a plan kept from when
+            // the table was small would scan all of it for every batch.
+            let rotated: i64 = crate::store::batch_query(Dialect::Postgres, POSTGRES_ROTATIONS)
+                .bind(serde_json::Value::Array(rows).to_string())
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("rotated")?;
+            if u64::try_from(rotated).ok() != Some(wanted(rotations.len())) {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(tokens))
+}
+
+/// PostgreSQL's statement of [`rotate_all`]: `$1` the rotations as one JSON array (one text
+/// for every batch size); the successors and access tokens are written for the rows the
+/// UPDATE rotated only.
+const POSTGRES_ROTATIONS: &str = "WITH batch AS (
+         SELECT * FROM json_to_recordset(CAST($1 AS json)) AS r(rotated TEXT, now BIGINT, id TEXT,
+             token_hash TEXT, family_id TEXT, client_id TEXT, person_id TEXT, session_id TEXT, offline BIGINT,
+             scope TEXT, claims TEXT, auth_time BIGINT, acr TEXT, amr TEXT, expires_at BIGINT, jti TEXT,
+             a_client_id TEXT, a_person_id TEXT, a_session_id TEXT, a_code_id TEXT, a_family_id TEXT,
+             a_scope TEXT, a_claims TEXT, a_issued_at BIGINT, a_expires_at BIGINT)
+     ), rotated AS (
+         UPDATE refresh_tokens rt SET rotated_at = b.now FROM batch b
+         WHERE rt.id = b.rotated AND rt.rotated_at IS NULL AND rt.revoked_at IS NULL
+         RETURNING rt.id
+     ), successor AS (
+         INSERT INTO refresh_tokens (id, token_hash, family_id, client_id, person_id, session_id, offline, scope,
+             claims, auth_time, acr, amr, issued_at, expires_at)
+         SELECT b.id, b.token_hash, b.family_id, b.client_id, b.person_id, b.session_id, b.offline, b.scope,
+             b.claims, b.auth_time, b.acr, b.amr, b.now, b.expires_at
+         FROM batch b JOIN rotated r ON r.id = b.rotated
+     ), access AS (
+         INSERT INTO access_tokens (jti, client_id, person_id, session_id, code_id, family_id, scope, claims,
+             issued_at, expires_at)
+         SELECT b.jti, b.a_client_id, b.a_person_id, b.a_session_id, b.a_code_id, b.a_family_id, b.a_scope,
+             b.a_claims, b.a_issued_at, b.a_expires_at
+         FROM batch b JOIN rotated r ON r.id = b.rotated
+     )
+     SELECT COUNT(*) AS rotated FROM rotated";
+
+/// SQLite's query of [`rotate_all`] for `count` rotations (1 to [`ROTATIONS_PER_CALL`]): the
+/// statements of [`rotate_and_issue`] for each, 26 parameters apart. Made once per size.
+fn sqlite_rotations(count: usize) -> Result<&'static str, sqlx::Error> {
+    static TEXTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        (1..=ROTATIONS_PER_CALL).map(|n| (0..n).map(|k| sqlite_rotation(1 + 26 * k)).collect()).collect()
+    });
+    count
+        .checked_sub(1)
+        .and_then(|index| TEXTS.get(index))
+        .map(String::as_str)
+        .ok_or_else(|| sqlx::Error::Protocol(format!("no query for {count} rotations")))
+}
+
+/// SQLite's statements of one rotation, its parameters numbered from `first`: now, the token
+/// rotated, the successor's 14 values, the access token's 10. `changes()` tells each
+/// statement whether the one before it wrote.
+fn sqlite_rotation(first: usize) -> String {
+    format!(
+        "UPDATE refresh_tokens SET rotated_at = ${now} WHERE id = ${id} AND rotated_at IS NULL AND revoked_at IS NULL;
+         INSERT INTO refresh_tokens ({NEW_COLUMNS}) SELECT {refresh} WHERE changes() = 1;
+         INSERT INTO access_tokens ({access}) SELECT {values} WHERE changes() = 1;",
+        now = first,
+        id = first + 1,
+        refresh = params(first + 2, 14),
+        access = access_tokens::COLUMNS,
+        values = params(first + 16, 10),
+    )
+}
+
 /// The statement(s) of [`rotate_and_issue`]: `$1` now and `$2` the token rotated, then the
 /// successor's 14 values, then the access token's 10. SQLite runs several statements in one
 /// call (`changes()` tells each whether the one before it wrote); PostgreSQL one statement
 /// whose INSERTs read the rotated row, so they write nothing if there is none.
 fn rotation_sql(dialect: Dialect) -> &'static str {
-    static SQLITE: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "UPDATE refresh_tokens SET rotated_at = $1 WHERE id = $2 AND rotated_at IS NULL AND revoked_at IS NULL;
-             INSERT INTO refresh_tokens ({NEW_COLUMNS}) SELECT {refresh} WHERE changes() = 1;
-             INSERT INTO access_tokens ({access}) SELECT {values} WHERE changes() = 1;",
-            refresh = params(3, 14),
-            access = access_tokens::COLUMNS,
-            values = params(17, 10),
-        )
-    });
+    static SQLITE: LazyLock<String> = LazyLock::new(|| sqlite_rotation(1));
     static POSTGRES: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH rotated AS (

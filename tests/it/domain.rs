@@ -317,6 +317,125 @@ async fn refreshes_arriving_together_are_each_answered_as_if_alone(db: Db) {
     w.stop().await;
 }
 
+/// Refreshes arriving together with no reuse among them are decided on what was read ahead and
+/// written together; each is still answered as if alone, whatever the others are: rotations,
+/// tokens expired or revoked (refused, with a record each), a token never issued or of another
+/// client (refused, no record), a scope beyond the grant (refused, no record). The log holds
+/// exactly the records of what was decided, in a chain that verifies.
+async fn refreshes_with_refusals_among_them_are_each_answered_as_if_alone(db: Db) {
+    let w = world(db).await;
+    let now = T0 + 500;
+    // The last of the fresh ones is presented by another client only.
+    let mut fresh = w.families_in(&w.session, 17, T0).await;
+    let elsewhere = fresh.pop().unwrap();
+    let ended = w.families_in(&w.session, 4, T0).await;
+    let family_of = |token: &String| {
+        let pool = w.app.store.pool().clone();
+        let hash = sekimori::crypto::sha256_hex(token);
+        async move {
+            let row = sqlx::query("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(hash)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            row.try_get::<String, _>("family_id").unwrap()
+        }
+    };
+    // Two expired (their family ended before `now`), two revoked by their system.
+    for token in &ended[..2] {
+        sqlx::query("UPDATE refresh_tokens SET expires_at = $1 WHERE family_id = $2")
+            .bind(now - 1)
+            .bind(family_of(token).await)
+            .execute(w.app.store.pool())
+            .await
+            .unwrap();
+    }
+    for token in &ended[2..] {
+        let family_id = family_of(token).await;
+        let mut tx = w.app.store.begin().await.unwrap();
+        let target = sekimori::revocation::Target::Grant(&family_id);
+        sekimori::revocation::revoke(&mut tx, &Actor::Cli, T0 + 2, target, "revoked by the system").await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let other_client: NewClient = serde_json::from_value(json!({
+        "client_id": "toshokan", "name": "図書館", "client_type": "confidential", "redirect_uris": [REDIRECT]
+    }))
+    .unwrap();
+    let mut tx = w.app.store.begin().await.unwrap();
+    let (other_client, _) =
+        systems::register(&mut tx, &Actor::Cli, T0, &w.app.config.tokens, other_client).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // (token, scope asked, client): what each request presents.
+    let mut presented: Vec<(String, Option<&str>, Client)> = Vec::new();
+    for (i, token) in fresh.iter().enumerate() {
+        let scope = [None, Some("openid"), Some("openid profile")][i % 3];
+        presented.push((token.clone(), scope, w.client.clone()));
+    }
+    for token in &ended {
+        presented.push((token.clone(), None, w.client.clone()));
+    }
+    presented.push(("never-issued".into(), None, w.client.clone()));
+    presented.push((elsewhere.clone(), None, other_client.clone()));
+    presented.rotate_left(7);
+    let requests: Vec<_> = presented
+        .iter()
+        .map(|(token, scope, client)| {
+            let (app, client, token, scope) = (w.app.clone(), client.clone(), token.clone(), scope.map(str::to_owned));
+            tokio::spawn(async move {
+                let grant = Grant::RefreshToken { refresh_token: &token, scope: scope.as_deref() };
+                grants::exchange(&app, &client, grant, now).await.map_err(|e| e.error)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+
+    let (mut issued, mut refused) = (0, 0);
+    for ((token, scope, client), answer) in presented.iter().zip(&answers) {
+        let what = format!("{token} asking {scope:?} as {}", client.client_id);
+        if client.client_id != w.client.client_id || token == "never-issued" {
+            assert_eq!(answer.as_ref().err(), Some(&"invalid_grant"), "{what}");
+        } else if ended[..2].contains(token) || ended[2..].contains(token) {
+            assert_eq!(answer.as_ref().err(), Some(&"invalid_grant"), "{what}");
+            refused += 1;
+        } else if *scope == Some("openid profile") {
+            assert_eq!(answer.as_ref().err(), Some(&"invalid_scope"), "{what}");
+        } else {
+            let tokens = answer.as_ref().unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(tokens.scope, "openid", "{what}");
+            assert!(tokens.id_token.is_some(), "{what}");
+            let successor = tokens.refresh_token.as_ref().unwrap();
+            assert!(w.refresh(successor, now + 1).await.is_ok(), "{what}: its successor works");
+            issued += 1;
+        }
+    }
+    assert_eq!((issued, refused), (11, 4));
+    // A token refused for its scope or its client was not used up: it rotates now.
+    for (i, token) in fresh.iter().enumerate().filter(|(i, _)| i % 3 == 2) {
+        assert!(w.refresh(token, now + 1).await.is_ok(), "token {i}, refused for its scope, still works");
+    }
+    assert!(w.refresh(&elsewhere, now + 1).await.is_ok(), "the token another client presented still works");
+
+    let rows = sqlx::query("SELECT action, detail FROM audit_events WHERE at = $1")
+        .bind(now)
+        .fetch_all(w.app.store.pool())
+        .await
+        .unwrap();
+    let count = |wanted: &str| rows.iter().filter(|r| r.try_get::<String, _>("action").unwrap() == wanted).count();
+    assert_eq!(count("token.issued"), 11, "a record for every token issued");
+    assert_eq!(count("token.refused"), 4, "and for every expired or revoked token presented");
+    assert_eq!(rows.len(), 15, "and nothing else");
+    sekimori::audit::seal::seal(&w.app.store, w.app.clock.now()).await.unwrap();
+    assert!(matches!(
+        sekimori::audit::verify(&w.app.store).await.unwrap(),
+        sekimori::audit::Verification::Intact { unsealed: 0, .. }
+    ));
+    w.stop().await;
+}
+
 /// A rotation is one call that writes the successor and the access token only if it rotated
 /// the token: a token already rotated (by a request that got there first) gets nothing written.
 async fn a_token_rotated_already_gets_no_successor(db: Db) {
@@ -578,6 +697,7 @@ on_both_databases!(
     a_rotated_refresh_token_presented_again_ends_its_family,
     a_lock_holds_to_the_second_and_then_the_right_password_logs_in,
     refreshes_arriving_together_are_each_answered_as_if_alone,
+    refreshes_with_refusals_among_them_are_each_answered_as_if_alone,
     a_token_rotated_already_gets_no_successor,
     refreshes_and_a_revocation_of_their_person_at_once_both_get_answers,
     a_refresh_waiting_on_a_revocation_of_its_family_gets_no_successor,
