@@ -92,7 +92,7 @@ async fn refuse(mut tx: Tx, actor: &Actor, now: UnixTime, target: String, reason
     }
 }
 
-/// The audit record of a refused grant.
+/// Records a refused grant in `tx`.
 async fn record_refusal(
     tx: &mut Tx,
     actor: &Actor,
@@ -100,7 +100,12 @@ async fn record_refusal(
     target: String,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
-    Event::failure(actor, "token.refused", target, serde_json::json!({"reason": reason})).record(tx, now).await
+    refusal(actor, target, reason).record(tx, now).await
+}
+
+/// The audit record of a refused grant.
+fn refusal<'a>(actor: &'a Actor, target: String, reason: &str) -> Event<'a> {
+    Event::failure(actor, "token.refused", target, serde_json::json!({"reason": reason}))
 }
 
 /// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6): a code is redeemed once, by its client, before
@@ -519,8 +524,7 @@ async fn rotate_together(
         outcomes.push(match decided {
             Decided::Answer(answer) => Err(answer),
             Decided::Refused { target, reason } => {
-                let detail = serde_json::json!({"reason": reason});
-                events.push(audit::Pending::new(Event::failure(&actor, "token.refused", target, detail), job.now));
+                events.push(audit::Pending::new(refusal(&actor, target, reason), job.now));
                 Err(OAuthError::invalid_grant(reason))
             }
             Decided::Rotate(plan) => {

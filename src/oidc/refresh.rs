@@ -206,7 +206,7 @@ const POSTGRES_ROTATIONS: &str = "WITH batch AS (
      SELECT COUNT(*) AS rotated FROM rotated";
 
 /// SQLite's query of [`rotate_all`] for `count` rotations (1 to [`ROTATIONS_PER_CALL`]): the
-/// statements of [`rotate_and_issue`] for each, 26 parameters apart. Made once per size.
+/// statements of [`sqlite_rotation`] for each, 26 parameters apart. Made once per size.
 fn sqlite_rotations(count: usize) -> Result<&'static str, sqlx::Error> {
     static TEXTS: LazyLock<Vec<String>> = LazyLock::new(|| {
         (1..=ROTATIONS_PER_CALL).map(|n| (0..n).map(|k| sqlite_rotation(1 + 26 * k)).collect()).collect()
@@ -237,7 +237,10 @@ fn sqlite_rotation(first: usize) -> String {
 /// The statement(s) of [`rotate_and_issue`]: `$1` now and `$2` the token rotated, then the
 /// successor's 14 values, then the access token's 10. SQLite runs several statements in one
 /// call (`changes()` tells each whether the one before it wrote); PostgreSQL one statement
-/// whose INSERTs read the rotated row, so they write nothing if there is none.
+/// whose INSERTs read the rotated row, so they write nothing if there is none. PostgreSQL's is
+/// kept prepared, unlike [`rotate_all`]'s (its one-row UPDATE looks the token up by primary key
+/// in any plan): a batch of one is common, and writing it through [`rotate_all`] cut refresh on
+/// PostgreSQL from 2046–2063 to 1489–1586/s (BENCHMARKS.md, twelfth run).
 fn rotation_sql(dialect: Dialect) -> &'static str {
     static SQLITE: LazyLock<String> = LazyLock::new(|| sqlite_rotation(1));
     static POSTGRES: LazyLock<String> = LazyLock::new(|| {

@@ -567,15 +567,15 @@ pub fn in_json_array(dialect: Dialect, column: &str, param: &str, of: JsonArrayO
     }
 }
 
-/// A statement on one table whose WHERE has [`in_json_array`]. On PostgreSQL it is planned each
-/// time it runs (an unnamed statement), not once for the connection: a plan made while the table
-/// was small is a sequential scan, and the connection kept it until the table was next analyzed —
-/// after 16,000 tokens were issued, each userinfo call's row was looked for among all of them
-/// (2,000 answers a second instead of 15,000; BENCHMARKS.md, eleventh run). Such a statement
-/// reads a batch at a time and is cheap to plan. Not for the joins that read tokens with their
-/// person (`oidc::live`): their kept plans can go stale the same way (BENCHMARKS.md, eleventh
-/// run, refresh), but planning them each time cost more than that (refresh −25 %, introspection
-/// of tokens not kept −50 %).
+/// A statement planned each time it runs on PostgreSQL (an unnamed statement), not once for the
+/// connection: a plan made while a table was small is a sequential scan, and the connection kept
+/// it until the table was next analyzed — after 16,000 tokens were issued, each userinfo call's
+/// row was looked for among all of them (2,000 answers a second instead of 15,000; BENCHMARKS.md,
+/// eleventh run). For statements that run once per batch (the row checks, the sealer's, a
+/// batch's rotations), where planning is cheap beside what they do. Not for the joins that read
+/// tokens with their person (`oidc::live`), which run for every call not kept: their kept plans
+/// can go stale the same way (BENCHMARKS.md, eleventh run, refresh), but planning them each time
+/// cost more than that (refresh −25 %, introspection of tokens not kept −50 %).
 pub fn batch_query(dialect: Dialect, sql: &str) -> AnyQuery<'_> {
     sqlx::query(sql).persistent(dialect == Dialect::Sqlite)
 }
