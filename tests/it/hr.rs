@@ -596,6 +596,47 @@ async fn two_job_runs_at_once_apply_each_change_once(db: Db) {
     server.stop().await;
 }
 
+/// On April 1 the job applies many changes in one transaction (on PostgreSQL): one change that
+/// cannot be applied, wherever it falls, is marked failed alone, and every other change is
+/// applied exactly once, its record written once.
+async fn a_change_that_cannot_be_applied_fails_alone_among_many(db: Db) {
+    let server = TestServer::start(db).await;
+    let unit = section(&server, "SEC-R").await;
+    let yesterday = today(&server).previous_day().unwrap();
+    let stayer = server.add_person("E7699", "stayer", &format!("{PASSWORD}-stay")).await;
+    let mut movers = Vec::new();
+    let mut bad = Vec::new();
+    for i in 0..58 {
+        let number = format!("E76{i:02}");
+        movers.push(server.add_person(&number, &format!("mover{i:02}"), &format!("{PASSWORD}-{i}")).await);
+        record(&server, &number, yesterday, Action::Move { org_unit_code: "SEC-R".into() }).await;
+        if i == 20 {
+            // Nobody has this employee number.
+            bad.push(record(&server, "E7698", yesterday, Action::Move { org_unit_code: "SEC-R".into() }).await);
+        }
+        if i == 45 {
+            // No section has this code.
+            bad.push(record(&server, "E7699", yesterday, Action::Move { org_unit_code: "SEC-NONE".into() }).await);
+        }
+    }
+    let run = changes::apply_due(&server.app.store, server.app.clock.now()).await.unwrap();
+    assert_eq!((run.applied, run.failed, run.superseded), (58, 2, 0), "{run:?}");
+    for person_id in &movers {
+        assert_eq!(person_field(&server, person_id, "org_unit_id").await.as_deref(), Some(unit.as_str()));
+        assert_eq!(audited(&server, "person.move", &format!("person:{person_id}")).await.len(), 1);
+    }
+    for change in &bad {
+        assert_eq!(change_status(&server, change.id()).await.0, "failed");
+        let failures = audited(&server, "person_change.apply", &format!("person_change:{}", change.id())).await;
+        assert_eq!(failures.len(), 1, "{failures:?}");
+    }
+    assert_eq!(person_field(&server, &stayer, "org_unit_id").await, None);
+    assert!(audited(&server, "person.move", &format!("person:{stayer}")).await.is_empty());
+    let verified = sekimori::audit::verify(&server.app.store).await.unwrap();
+    assert!(matches!(verified, sekimori::audit::Verification::Intact { .. }), "{verified:?}");
+    server.stop().await;
+}
+
 async fn a_manager_previews_what_will_change_in_their_section(db: Db) {
     let server = TestServer::start(db).await;
     section(&server, "SEC-A").await;
@@ -675,4 +716,5 @@ on_both_databases!(
     a_suspension_ends_sessions_and_a_return_lets_the_person_in_again,
     a_shift_jis_csv_is_recorded_whole_or_not_at_all_and_its_leavers_end,
     two_job_runs_at_once_apply_each_change_once,
+    a_change_that_cannot_be_applied_fails_alone_among_many,
 );
