@@ -493,7 +493,7 @@ async fn hr_import(
         summary.new, summary.replaced, summary.unchanged
     );
     if !dry_run {
-        let run = sekimori::hr::changes::apply_due(&store, now).await?;
+        let run = sekimori::hr::changes::apply_due_from_command(&store, now).await?;
         println!("applied now: {} (superseded {}, failed {})", run.applied, run.superseded, run.failed);
     }
     Ok(ExitCode::SUCCESS)
@@ -544,7 +544,7 @@ async fn hr_batch(config: Config, command: HrCommand) -> Result<ExitCode, Box<dy
         Ok((what, batch)) => {
             println!("batch {} ({}) {what}: {} changes", batch.id, batch.source, batch.changes);
             if what == "confirmed" {
-                let run = sekimori::hr::changes::apply_due(&store, now).await?;
+                let run = sekimori::hr::changes::apply_due_from_command(&store, now).await?;
                 println!("applied now: {} (superseded {}, failed {})", run.applied, run.superseded, run.failed);
             }
             Ok(ExitCode::SUCCESS)

@@ -644,19 +644,41 @@ pub struct Run {
     pub failed: u64,
 }
 
-/// How many due changes one transaction applies. On April 1 tens of thousands are due at once.
-/// On PostgreSQL one transaction each waited for a WAL flush per change; fifty together
-/// applied the April 1 benchmark's 23,000 changes in 45–48 s instead of 74 s, with logins and
-/// grants answered as fast as before (BENCHMARKS.md). A batch holds its people's rows for as
-/// long as its changes take, some milliseconds each. On SQLite changes stay one to a
-/// transaction: `sekimori hr import` applies from a process of its own, and the server's
-/// writer waits for SQLite's lock in a busy handler that polls; fifty together made it miss
-/// every chance to take the lock (a login waited 12.8 s, another failed).
+/// How many due changes one transaction applies. On April 1 tens of thousands are due at once,
+/// and one transaction each made PostgreSQL wait for a WAL flush per change, and SQLite take its
+/// write lock and give it back per change. A batch holds its people's rows (on SQLite, the
+/// write lock) as long as its changes take, about a millisecond each; on SQLite a login waits
+/// behind at most one batch, so SQLite's batches are the smaller.
 fn applied_together(dialect: Dialect) -> usize {
     match dialect {
         Dialect::Postgres => 50,
-        Dialect::Sqlite => 1,
+        Dialect::Sqlite => 10,
     }
+}
+
+/// Applies every pending change due by `now` from the server (its HR job, the admin API): see
+/// [`apply_due_from_command`].
+pub async fn apply_due(store: &Store, now: UnixTime) -> Result<Run, DirectoryError> {
+    apply_due_as(store, now, Applier::Server).await
+}
+
+/// Applies every pending change due by `now` from a command (`sekimori hr import`, `hr
+/// confirm`) while the server may be running on the same database. On SQLite the command is a
+/// second process wanting the one write lock: the server's writer waits for it in SQLite's
+/// busy handler, which sleeps and looks again, and a command that takes the lock again the
+/// moment it commits leaves it no moment to find it free — logins waited 0.4 s to 2 s, grants
+/// up to 1.7 s, while 23,000 changes were applied (BENCHMARKS.md, April 1). So after each batch
+/// the command pauses as long as the batch took, and the server's answers stay as fast as
+/// before the import. PostgreSQL locks rows, not the database: no pause there.
+pub async fn apply_due_from_command(store: &Store, now: UnixTime) -> Result<Run, DirectoryError> {
+    apply_due_as(store, now, Applier::Command).await
+}
+
+/// Who applies due changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applier {
+    Server,
+    Command,
 }
 
 /// Applies every pending change due by `now`, in effective order per person, several in one
@@ -667,7 +689,7 @@ fn applied_together(dialect: Dialect) -> usize {
 /// conditional update in the transaction that applies it, so it is applied once; a change with
 /// an earlier one of the same person still pending (perhaps being applied by another node)
 /// waits for the next run.
-pub async fn apply_due(store: &Store, now: UnixTime) -> Result<Run, DirectoryError> {
+async fn apply_due_as(store: &Store, now: UnixTime, applier: Applier) -> Result<Run, DirectoryError> {
     const PAGE: usize = 200;
     let mut run = Run::default();
     loop {
@@ -680,7 +702,9 @@ pub async fn apply_due(store: &Store, now: UnixTime) -> Result<Run, DirectoryErr
         .await?;
         let ids = due.iter().map(|row| row.try_get("id")).collect::<Result<Vec<String>, _>>()?;
         let mut progress = false;
+        let pause = applier == Applier::Command && store.dialect() == Dialect::Sqlite;
         for batch in ids.chunks(applied_together(store.dialect())) {
+            let started = std::time::Instant::now();
             let outcomes = match apply_together(store, batch, now).await? {
                 Some(outcomes) => outcomes,
                 None => {
@@ -693,6 +717,9 @@ pub async fn apply_due(store: &Store, now: UnixTime) -> Result<Run, DirectoryErr
             };
             for outcome in outcomes {
                 progress |= run.count(outcome);
+            }
+            if pause {
+                tokio::time::sleep(started.elapsed()).await;
             }
         }
         // Nothing more due, or only changes another node holds: the next run finishes them.
