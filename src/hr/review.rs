@@ -192,7 +192,12 @@ pub async fn retry(store: &Store, actor: &Actor, now: UnixTime, id: &str) -> Res
     .record(&mut tx, now)
     .await?;
     tx.commit().await?;
-    let run = changes::apply_due(store, now).await?;
+    // Asked from the command line, it is a process beside the server, which leaves the server
+    // room on SQLite (`changes::apply_due_from_command`).
+    let run = match actor {
+        Actor::Cli => changes::apply_due_from_command(store, now).await?,
+        _ => changes::apply_due(store, now).await?,
+    };
     let change = get(store, id).await?.ok_or(RetryError::NotFound)?;
     Ok(Retried { change, previous_error, run })
 }
