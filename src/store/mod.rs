@@ -62,6 +62,11 @@ impl CommittedEvents {
         std::mem::take(&mut *self.seqs.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Whether every event committed so far has been taken by the sealer.
+    pub fn is_empty(&self) -> bool {
+        self.seqs.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
     /// Waits until a transaction that recorded events commits (or returns at once if one did
     /// since the last wait).
     pub async fn wait(&self) {

@@ -365,6 +365,7 @@ async fn archived(db: Db) -> (TestServer, crate::cli::TempDir, PathBuf) {
             .unwrap();
         tx.commit().await.unwrap();
     }
+    sealer_caught_up(&server).await;
     let dir = crate::cli::temp_dir();
     let out = dir.join("audit-archive.jsonl");
     let key = sekimori::audit::checkpoint::signing_key(&master(&server));
@@ -384,6 +385,27 @@ async fn archived(db: Db) -> (TestServer, crate::cli::TempDir, PathBuf) {
         .unwrap();
     assert_eq!(left, anchor.last_seq + 1, "the archived events were removed");
     (server, dir, out)
+}
+
+/// Waits until the server's sealer has looked at every event committed so far. Each round it
+/// checks that the events this process committed were sealed, and one that is gone when it
+/// looks is reported as removed before it was sealed: archiving events the moment they were
+/// sealed (the clock moved ten days ahead) must not be that. A marker committed once the sealer
+/// has taken the rest is taken by its next round, which begins only when the one before ended.
+async fn sealer_caught_up(server: &TestServer) {
+    let taken = || async {
+        while !server.app.store.committed_events().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    taken().await;
+    let mut tx = server.app.store.begin().await.unwrap();
+    audit::Event::success(&audit::Actor::System, "test.marker", "marker".to_owned(), json!({}))
+        .record(&mut tx, server.app.clock.now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    taken().await;
 }
 
 fn master(server: &TestServer) -> sekimori::crypto::MasterKey {
