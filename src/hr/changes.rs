@@ -691,18 +691,19 @@ enum Applier {
 /// waits for the next run.
 async fn apply_due_as(store: &Store, now: UnixTime, applier: Applier) -> Result<Run, DirectoryError> {
     const PAGE: usize = 200;
+    let pause = applier == Applier::Command && store.dialect() == Dialect::Sqlite;
     let mut run = Run::default();
     loop {
         let due = sqlx::query(
             "SELECT id FROM person_changes WHERE status = 'pending' AND effective_at <= $1
-             ORDER BY effective_at, phase, created_at, id LIMIT 200",
+             ORDER BY effective_at, phase, created_at, id LIMIT $2",
         )
         .bind(now)
+        .bind(PAGE as i64)
         .fetch_all(store.pool())
         .await?;
         let ids = due.iter().map(|row| row.try_get("id")).collect::<Result<Vec<String>, _>>()?;
         let mut progress = false;
-        let pause = applier == Applier::Command && store.dialect() == Dialect::Sqlite;
         for batch in ids.chunks(applied_together(store.dialect())) {
             let started = std::time::Instant::now();
             let outcomes = match apply_together(store, batch, now).await? {
@@ -761,6 +762,19 @@ enum Step {
     Unusable(DirectoryError),
 }
 
+impl Step {
+    /// The outcome of a step whose writes are to be kept; why, when the change cannot be
+    /// applied and they are to be rolled back.
+    fn settled(self) -> Result<Outcome, DirectoryError> {
+        match self {
+            Step::NotClaimed => Ok(Outcome::NotClaimed),
+            Step::Applied => Ok(Outcome::Applied),
+            Step::Superseded => Ok(Outcome::Superseded),
+            Step::Unusable(error) => Err(error),
+        }
+    }
+}
+
 /// Applies `ids` in one transaction, in order, each seeing what those before it wrote (as if
 /// each had committed alone). None, with nothing written, when there is only one, when one of
 /// them cannot be applied, or when the database refused a statement (a deadlock it broke, a
@@ -772,16 +786,13 @@ async fn apply_together(store: &Store, ids: &[String], now: UnixTime) -> Result<
     let mut tx = store.begin().await?;
     let mut outcomes = Vec::with_capacity(ids.len());
     for id in ids {
-        let outcome = match claim_and_apply(&mut tx, id, now).await {
-            Ok(Step::NotClaimed) => Outcome::NotClaimed,
-            Ok(Step::Applied) => Outcome::Applied,
-            Ok(Step::Superseded) => Outcome::Superseded,
-            Ok(Step::Unusable(_)) | Err(_) => {
+        match claim_and_apply(&mut tx, id, now).await.map(Step::settled) {
+            Ok(Ok(outcome)) => outcomes.push(outcome),
+            Ok(Err(_)) | Err(_) => {
                 tx.rollback().await?;
                 return Ok(None);
             }
-        };
-        outcomes.push(outcome);
+        }
     }
     // A commit that failed may or may not have taken effect; the claims make applying again
     // safe, and the next run does it.
@@ -793,20 +804,16 @@ async fn apply_together(store: &Store, ids: &[String], now: UnixTime) -> Result<
 /// marked failed, with why.
 async fn apply_one(store: &Store, id: &str, now: UnixTime) -> Result<Outcome, DirectoryError> {
     let mut tx = store.begin().await?;
-    match claim_and_apply(&mut tx, id, now).await? {
-        Step::NotClaimed => {
+    match claim_and_apply(&mut tx, id, now).await?.settled() {
+        Ok(Outcome::NotClaimed) => {
             tx.rollback().await?;
             Ok(Outcome::NotClaimed)
         }
-        Step::Applied => {
+        Ok(outcome) => {
             tx.commit().await?;
-            Ok(Outcome::Applied)
+            Ok(outcome)
         }
-        Step::Superseded => {
-            tx.commit().await?;
-            Ok(Outcome::Superseded)
-        }
-        Step::Unusable(error) => {
+        Err(error) => {
             tx.rollback().await?;
             fail(store, id, now, &error).await
         }

@@ -394,7 +394,9 @@ async fn archived(db: Db) -> (TestServer, crate::cli::TempDir, PathBuf) {
 /// has taken the rest is taken by its next round, which begins only when the one before ended.
 async fn sealer_caught_up(server: &TestServer) {
     let taken = || async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !server.app.store.committed_events().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the sealer did not take the committed events");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     };
