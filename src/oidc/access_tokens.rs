@@ -17,7 +17,7 @@ pub fn service_jti(generation: i64) -> String {
 }
 
 /// The token generation a system's own token was issued in; None for a person's token (whose
-/// jti is random only: base64url has no `.`).
+/// jti is a UUID only, which has no `.`).
 pub fn service_generation(jti: &str) -> Option<i64> {
     let (random, generation) = jti.rsplit_once('.')?;
     if random.is_empty() || !generation.bytes().all(|b| b.is_ascii_digit()) {

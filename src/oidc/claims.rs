@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::clock::UnixTime;
-use crate::crypto;
 use crate::directory::{self, OrgUnit, Person};
 use crate::systems::Client;
 
@@ -295,7 +294,8 @@ pub fn service_access_token(issuer: &str, client: &Client, scope: &str, jti: &st
     })
 }
 
-/// A new token id.
+/// A new token id. Not a secret (the token carries it in the clear): unique, and time-ordered
+/// so that the access tokens' primary-key index grows at its end (`store::time_ordered_id`).
 pub fn new_jti() -> String {
-    crypto::random_token(16)
+    crate::store::time_ordered_id()
 }

@@ -57,7 +57,7 @@ fn bind_new<'q>(
     new: &NewRefresh<'q>,
 ) -> crate::store::AnyQuery<'q> {
     query
-        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(crate::store::time_ordered_id())
         .bind(hash)
         .bind(new.family_id)
         .bind(new.client_id)
@@ -150,7 +150,7 @@ pub async fn rotate_all(tx: &mut Tx, rotations: &[Rotating<'_>]) -> Result<Optio
                     let (new, access) = (&rotation.successor, &rotation.access);
                     serde_json::json!({
                         "rotated": rotation.id, "now": rotation.now,
-                        "id": uuid::Uuid::new_v4().to_string(), "token_hash": crypto::sha256_hex(token),
+                        "id": crate::store::time_ordered_id(), "token_hash": crypto::sha256_hex(token),
                         "family_id": new.family_id, "client_id": new.client_id, "person_id": new.person_id,
                         "session_id": new.auth.session_id, "offline": i64::from(new.offline), "scope": new.scope,
                         "claims": new.claims, "auth_time": new.auth.auth_time, "acr": new.auth.acr,
