@@ -329,31 +329,49 @@ pub async fn confirm(
         .await?
         .try_get("changes")?;
     let held = parse_changes(&text)?;
+    // The changes to record, in their order: each run of them between two applied at once is
+    // recorded together (`changes::record_file`: an April file held by the valve is tens of
+    // thousands of lines, and on SQLite every write of the server waits for this transaction).
+    let mut to_record: Vec<Change> = Vec::new();
     for change in held {
-        let at_once = change.at_once;
         let source = change.source.clone();
         let refused = |message: String| DecisionError::Refused { origin: source.clone(), message };
+        let at_once = change.at_once;
         let change = Change {
             employee_number: EmployeeNumber::parse(&change.employee_number).map_err(|e| refused(e.to_string()))?,
             effective_date: parse_date("effective_date", &change.effective_date).map_err(|e| refused(e.to_string()))?,
             source: change.source,
             action: change.action,
         };
-        let recorded = if at_once {
-            changes::record_and_apply(&mut tx, actor, now, config, &change).await.map(|_| ())
-        } else {
-            // The confirmation is the batch's one audit event (hr_batch.confirm).
-            changes::record_in_batch(&mut tx, config, now, &change).await.map(|_| ())
-        };
-        match recorded {
-            Ok(()) => {}
+        if !at_once {
+            to_record.push(change);
+            continue;
+        }
+        record_together(&mut tx, config, now, &to_record).await?;
+        to_record.clear();
+        match changes::record_and_apply(&mut tx, actor, now, config, &change).await {
+            Ok(_) => {}
             Err(DirectoryError::Database(e)) => return Err(e.into()),
             // Dropping the transaction rolls it back: the batch stays held.
             Err(e) => return Err(refused(e.to_string())),
         }
     }
+    record_together(&mut tx, config, now, &to_record).await?;
     tx.commit().await?;
     Ok(batch)
+}
+
+/// Records `held` changes of a batch being confirmed as pending; the confirmation is the
+/// batch's one audit event (hr_batch.confirm). The first change refused refuses the batch.
+async fn record_together(tx: &mut Tx, config: &HrConfig, now: UnixTime, held: &[Change]) -> Result<(), DecisionError> {
+    let outcomes = changes::record_file(tx, config, now, held).await?;
+    for (change, outcome) in held.iter().zip(outcomes) {
+        if let Err(e) = outcome {
+            // Dropping the transaction rolls it back: the batch stays held.
+            return Err(DecisionError::Refused { origin: change.source.clone(), message: e.to_string() });
+        }
+    }
+    Ok(())
 }
 
 /// Discards a held batch: kept as `discarded`, none of it ever recorded or applied.

@@ -210,7 +210,7 @@ fn person_kind(value: &str) -> Result<PersonKind, String> {
     Ok(kind)
 }
 
-/// Records the file's changes in one transaction — or, in a dry run, records them and rolls
+/// Records the file's changes in one transaction (`changes::record_file`) — or, in a dry run, records them and rolls
 /// back, so the summary says exactly what an import would do. Any row the lifecycle refuses
 /// is reported with its line and nothing is recorded. A file over the safety valve's limit is
 /// not recorded either: it is held whole as a batch (`summary.held`) for an administrator.
@@ -230,12 +230,13 @@ pub async fn import(
     // Active people the file would take out of work or out of their section, once each
     // (a person both moved and suspended is one person disrupted).
     let mut disrupted = std::collections::BTreeSet::new();
-    for change in changes {
+    // One audit event for the file, below, not one per line.
+    let outcomes = changes::record_file(&mut tx, config, now, changes).await?;
+    for (change, outcome) in changes.iter().zip(outcomes) {
         let person = people.get(change.employee_number.as_str());
         // Asked of the directory as it is, before the file: the valve is about what it does.
         let disruptive = batches::is_disruptive(change.action.kind()) && person.is_some_and(|p| p.active);
-        // One audit event for the file, below, not one per line.
-        match changes::record_in_batch(&mut tx, config, now, change).await {
+        match outcome {
             Ok(Recorded::Unchanged { .. }) => summary.unchanged += 1,
             Ok(recorded) => {
                 if matches!(recorded, Recorded::Replaced { .. }) {

@@ -702,6 +702,141 @@ async fn a_manager_previews_what_will_change_in_their_section(db: Db) {
     server.stop().await;
 }
 
+/// A file is recorded in a few statements (`changes::record_file`), not line by line; what it
+/// records must be exactly what its lines recorded one by one would be: replays of pending and
+/// applied changes, corrections of pending ones and of lines earlier in the same file, a line
+/// refused on its own, and more new lines than one INSERT takes.
+async fn a_file_is_recorded_as_its_lines_one_by_one_would_be(db: Db) {
+    let server = TestServer::start(db).await;
+    let now = server.app.clock.now();
+    let config = &server.app.config.hr;
+    // Dated ahead, so that the server's own HR job (at the real time) never takes them.
+    let tomorrow = today(&server).next_day().unwrap();
+    let in_ten_days = today(&server).checked_add(time::Duration::days(10)).unwrap();
+    let to = |code: &str| Action::Move { org_unit_code: code.into() };
+    let change = |employee_number: &str, date: Date, action: Action| Change {
+        employee_number: EmployeeNumber::parse(employee_number).unwrap(),
+        effective_date: date,
+        source: format!("csv:jinji.csv:{employee_number}"),
+        action,
+    };
+    // Recorded before the file: a pending move for E8001, an applied one for E8002.
+    let pending = record(&server, "E8001", in_ten_days, to("SEC-A")).await;
+    let applied = record(&server, "E8002", tomorrow, to("SEC-A")).await;
+    section(&server, "SEC-A").await;
+    server.add_person("E8002", "sasaki", PASSWORD).await;
+    changes::apply_due(&server.app.store, now + 5 * DAY).await.unwrap();
+    assert_eq!(change_status(&server, applied.id()).await.0, "applied");
+    assert_eq!(change_status(&server, pending.id()).await.0, "pending");
+
+    let mut file = vec![
+        change("E8001", in_ten_days, to("SEC-A")), // 0: replay of the pending change
+        change("E8001", in_ten_days, to("SEC-B")), // 1: replaces it
+        change("E8001", in_ten_days, to("SEC-B")), // 2: replay of line 1
+        change("E8001", in_ten_days, to("SEC-C")), // 3: replaces line 1
+        change("E8002", tomorrow, to("SEC-A")),    // 4: replay of the applied change
+        change("E8002", tomorrow, to("SEC-B")),    // 5: new: an applied change is history
+        change("E8003", tomorrow, Action::Leave),  // 6: new
+        Change { source: "csv:\u{7}".into(), ..change("E8004", tomorrow, Action::Leave) }, // 7: refused
+        change("E8003", tomorrow, to("SEC-A")),    // 8: new (another aspect)
+    ];
+    for n in 0..150 {
+        file.push(change(&format!("E9{n:03}"), tomorrow, to("SEC-A")));
+    }
+
+    // The file's way and the lines' way, each in a transaction rolled back, from the same state.
+    let known =
+        [(pending.id().to_owned(), "pending E8001".to_owned()), (applied.id().to_owned(), "applied E8002".to_owned())];
+    let mut tx = server.app.store.begin().await.unwrap();
+    let together = changes::record_file(&mut tx, config, now, &file).await.unwrap();
+    let together = described(&mut tx, &known, &together).await;
+    tx.rollback().await.unwrap();
+    let mut tx = server.app.store.begin().await.unwrap();
+    let mut alone = Vec::new();
+    for line in &file {
+        alone.push(changes::record_in_batch(&mut tx, config, now, line).await);
+    }
+    let alone = described(&mut tx, &known, &alone).await;
+    tx.rollback().await.unwrap();
+    assert_eq!(together, alone);
+
+    let (outcomes, _) = &together;
+    let expected = [
+        "unchanged pending E8001",
+        "replaced pending E8001",
+        "unchanged line 1",
+        "replaced line 1",
+        "unchanged applied E8002",
+        "new",
+        "new",
+        "refused",
+        "new",
+    ];
+    assert_eq!(&outcomes[..expected.len()], expected);
+    assert!(outcomes[expected.len()..].iter().all(|o| o == "new"));
+    assert_eq!(server.count("person_changes").await, 2, "both transactions were rolled back");
+    server.stop().await;
+}
+
+/// What a recording did, with ids named by what they are (a change known before, or the line
+/// that made it): each line's outcome, and every row of `person_changes` after it.
+async fn described(
+    tx: &mut sekimori::store::Tx,
+    known: &[(String, String)],
+    outcomes: &[Result<Recorded, sekimori::directory::DirectoryError>],
+) -> (Vec<String>, Vec<String>) {
+    let mut names: std::collections::HashMap<String, String> = known.iter().cloned().collect();
+    for (line, outcome) in outcomes.iter().enumerate() {
+        if let Ok(Recorded::New { id } | Recorded::Replaced { id, .. }) = outcome {
+            names.insert(id.clone(), format!("line {line}"));
+        }
+    }
+    let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| format!("unknown {id}"));
+    let lines = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            Ok(Recorded::New { .. }) => "new".to_owned(),
+            Ok(Recorded::Replaced { replaced, .. }) => format!("replaced {}", name(replaced)),
+            Ok(Recorded::Unchanged { id }) => format!("unchanged {}", name(id)),
+            Err(_) => "refused".to_owned(),
+        })
+        .collect();
+    let rows = sqlx::query(
+        "SELECT id, employee_number, kind, aspect, phase, payload, effective_date, effective_at, status, source,
+                error, created_at, applied_at, superseded_by, person_id FROM person_changes",
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .unwrap();
+    let mut rows: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let text = |column: &str| row.try_get::<Option<String>, _>(column).unwrap().unwrap_or_default();
+            let number = |column: &str| row.try_get::<Option<i64>, _>(column).unwrap().map(|n| n.to_string());
+            format!(
+                "{} {} {} {} {:?} {} {} {:?} {} {} {} {:?} {:?} by {} person {}",
+                name(&text("id")),
+                text("employee_number"),
+                text("kind"),
+                text("aspect"),
+                number("phase"),
+                text("payload"),
+                text("effective_date"),
+                number("effective_at"),
+                text("status"),
+                text("source"),
+                text("error"),
+                number("created_at"),
+                number("applied_at"),
+                row.try_get::<Option<String>, _>("superseded_by").unwrap().map(|id| name(&id)).unwrap_or_default(),
+                text("person_id").is_empty(),
+            )
+        })
+        .collect();
+    rows.sort();
+    (lines, rows)
+}
+
 fn line_in(text: &str, a: &str, b: &str) -> bool {
     text.lines().any(|l| l.contains(a) && l.contains(b))
 }
@@ -717,4 +852,5 @@ on_both_databases!(
     a_shift_jis_csv_is_recorded_whole_or_not_at_all_and_its_leavers_end,
     two_job_runs_at_once_apply_each_change_once,
     a_change_that_cannot_be_applied_fails_alone_among_many,
+    a_file_is_recorded_as_its_lines_one_by_one_would_be,
 );
