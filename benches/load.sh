@@ -34,7 +34,7 @@ seconds="${LOAD_SECONDS:-10}"
 connections="${LOAD_CONNECTIONS:-32}"
 rounds="${LOAD_ROUNDS:-1}"
 targets="${LOAD_TARGETS:-sqlite postgres peer-opaque peer-jwt}"
-phases="${LOAD_PHASES:-discovery,jwks,client_credentials,refresh,introspection,introspection_many,userinfo,password_login}"
+phases="${LOAD_PHASES:-discovery,jwks,client_credentials,refresh,introspection,introspection_many,introspection_service,userinfo,password_login}"
 profile="${LOAD_PROFILE:-release}"
 postgres="${LOAD_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
 redirect_uri="http://127.0.0.1:9009/callback"
@@ -170,7 +170,7 @@ for (const file of fs.readdirSync(dir)) {
   }
 }
 const phases = [...new Set(Object.values(runs).flatMap((r) => Object.keys(r)))];
-const order = ['discovery', 'jwks', 'client_credentials', 'refresh', 'introspection', 'introspection_many', 'userinfo', 'password_login'];
+const order = ['discovery', 'jwks', 'client_credentials', 'refresh', 'introspection', 'introspection_many', 'introspection_service', 'userinfo', 'password_login'];
 phases.sort((a, b) => order.indexOf(a) - order.indexOf(b));
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);

@@ -1,7 +1,8 @@
 //! Load tool: measures a RUNNING OpenID Provider — Sekimori or a peer such as node-oidc-provider
 //! (benches/peer/) — endpoint by endpoint, one phase after the other: discovery, JWKS, the
-//! client_credentials grant, refresh-token rotation, introspection (of one token per worker, and
-//! of many tokens, each asked about rarely), userinfo and the password login. Each phase runs `--connections` concurrent workers, each on its own keep-alive
+//! client_credentials grant, refresh-token rotation, introspection (of one token per worker, of
+//! many tokens, each asked about rarely, and of a system's own client_credentials token), userinfo
+//! and the password login. Each phase runs `--connections` concurrent workers, each on its own keep-alive
 //! connection, sending back to back for `--seconds`; it reports requests/s, p50/p99 latency, the
 //! errors (with examples), and with `--pid` the server's CPU and memory (VmRSS and VmHWM from
 //! /proc/<pid>/status) at the end of the phase.
@@ -22,7 +23,9 @@
 //! `--tokens-per-worker` times (not measured) and the phase then asks about those access tokens in
 //! turn: with the default 500 and 32 workers, 16,000 tokens, so that a provider that keeps what it
 //! read about a token for a moment is measured where it has to read it again, as it is when many
-//! systems each introspect the tokens of their own users. The client authenticates with client_secret_basic; it needs
+//! systems each introspect the tokens of their own users. Before `introspection_service`, each
+//! worker obtains a client_credentials token (not measured), which the phase then asks about, as
+//! a system does that checks the tokens of the systems calling it. The client authenticates with client_secret_basic; it needs
 //! the grants authorization_code, refresh_token and client_credentials, the redirect URI given
 //! (never called: the tool reads the code from the redirect) and the service scope.
 //! `benches/load.sh` registers it, starts each server and runs this tool side by side.
@@ -67,7 +70,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "discovery,jwks,client_credentials,refresh,introspection,introspection_many,userinfo,password_login"
+        default_value = "discovery,jwks,client_credentials,refresh,introspection,introspection_many,introspection_service,userinfo,password_login"
     )]
     phases: Vec<Phase>,
     /// Access tokens each worker obtains (by refreshing) before `introspection_many`.
@@ -105,6 +108,9 @@ enum Phase {
     /// Introspection of many tokens in turn (see the file's header).
     #[value(name = "introspection_many")]
     IntrospectionMany,
+    /// Introspection of a client_credentials token (see the file's header).
+    #[value(name = "introspection_service")]
+    IntrospectionService,
     Userinfo,
     #[value(name = "password_login")]
     PasswordLogin,
@@ -119,6 +125,7 @@ impl Phase {
             Phase::Refresh => "refresh",
             Phase::Introspection => "introspection",
             Phase::IntrospectionMany => "introspection_many",
+            Phase::IntrospectionService => "introspection_service",
             Phase::Userinfo => "userinfo",
             Phase::PasswordLogin => "password_login",
         }
@@ -158,6 +165,8 @@ struct Worker {
     /// The access tokens asked about in `introspection_many`, and the next one's index.
     many: Vec<String>,
     next: usize,
+    /// The client_credentials token asked about in `introspection_service`.
+    service_token: Option<String>,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -194,6 +203,7 @@ async fn run(args: &Args) -> Result<bool, String> {
             logins: 0,
             many: Vec::new(),
             next: 0,
+            service_token: None,
         });
     }
     let idle = memory(args.pid);
@@ -221,6 +231,9 @@ async fn run(args: &Args) -> Result<bool, String> {
     for &phase in &args.phases {
         if phase == Phase::IntrospectionMany {
             workers = mint_many(workers, &context, args.tokens_per_worker.max(1)).await?;
+        }
+        if phase == Phase::IntrospectionService {
+            workers = mint_service_tokens(workers, &context).await?;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let context = context.clone();
@@ -355,6 +368,28 @@ async fn mint_many(workers: Vec<Worker>, context: &Arc<Context>, count: usize) -
     Ok(workers)
 }
 
+/// A client_credentials token for each worker. Not measured.
+async fn mint_service_tokens(workers: Vec<Worker>, context: &Arc<Context>) -> Result<Vec<Worker>, String> {
+    let done = futures_util::future::join_all(workers.into_iter().map(|mut worker| {
+        let context = context.clone();
+        async move {
+            let token = service_token(&worker, &context).await.map_err(|e| format!("minting a service token: {e}"))?;
+            worker.service_token = Some(token);
+            Ok::<_, String>(worker)
+        }
+    }))
+    .await;
+    done.into_iter().collect()
+}
+
+/// A client_credentials grant: the new access token.
+async fn service_token(worker: &Worker, context: &Context) -> Result<String, String> {
+    let client = &context.client;
+    let form = [("grant_type", "client_credentials"), ("scope", context.service_scope.as_str())];
+    let body = client.post(&worker.api, &client.token_endpoint, &form).await?;
+    field(&body, "access_token")
+}
+
 /// One rotation of the worker's refresh-token chain: the next refresh must present the token
 /// just returned.
 async fn refresh(worker: &mut Worker, context: &Context) -> Result<(), String> {
@@ -390,11 +425,7 @@ async fn one_request(phase: Phase, worker: &mut Worker, context: &Context) -> Re
     match phase {
         Phase::Discovery => get(&worker.api, &context.discovery, None, "\"issuer\"").await,
         Phase::Jwks => get(&worker.api, &context.jwks_uri, None, "\"keys\"").await,
-        Phase::ClientCredentials => {
-            let form = [("grant_type", "client_credentials"), ("scope", context.service_scope.as_str())];
-            let body = client.post(&worker.api, &client.token_endpoint, &form).await?;
-            field(&body, "access_token").map(drop)
-        }
+        Phase::ClientCredentials => service_token(worker, context).await.map(drop),
         Phase::Refresh => refresh(worker, context).await,
         Phase::Introspection => {
             let token = worker.tokens.as_ref().ok_or("no tokens from the setup")?.access_token.clone();
@@ -403,6 +434,10 @@ async fn one_request(phase: Phase, worker: &mut Worker, context: &Context) -> Re
         Phase::IntrospectionMany => {
             let token = worker.many.get(worker.next % worker.many.len().max(1)).cloned().ok_or("no tokens minted")?;
             worker.next += 1;
+            introspect(worker, context, &token).await
+        }
+        Phase::IntrospectionService => {
+            let token = worker.service_token.clone().ok_or("no service token minted")?;
             introspect(worker, context, &token).await
         }
         Phase::Userinfo => {

@@ -5,8 +5,9 @@
 //! bound to one, the browser session. A system's own (client_credentials) token has no row:
 //! the system (may be used, still in the token generation the jti carries) and the revocation
 //! list. A revoked token is inactive at once, although its JWT has not expired. Either check
-//! is one query (`oidc::live`); for a person's token, the state behind its row may be kept by
-//! this node for the second (`oidc::token_cache`), and then only the row is read.
+//! is one query (`oidc::live`), shared with the other calls of the moment (`oidc::token_cache`);
+//! for a person's token, the state behind its row may be kept by this node for the second, and
+//! then only the row is read. Nothing is kept of a system's token: its state is read each time.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -113,7 +114,7 @@ async fn check_service_token(
     claims: AccessClaims,
     service: ServiceToken,
 ) -> Result<Option<ActiveToken>, crate::Error> {
-    if !live::service_token_active(app.store.pool(), &claims.jti, &claims.sub, service.generation).await? {
+    if !app.tokens.service_token_active(app.stamp(), &claims.jti, &claims.sub, service.generation).await? {
         return Ok(None);
     }
     Ok(Some(ActiveToken {

@@ -305,9 +305,30 @@ where
     Ok(found)
 }
 
+/// What stands behind a system's own token: its system's live state, and whether the token is
+/// on the revocation list.
+#[derive(Debug, Clone)]
+pub struct ServiceToken {
+    client: LiveClient,
+    revoked: bool,
+}
+
+impl ServiceToken {
+    /// Whether the token, issued in token generation `generation`, is active: the system may
+    /// be used, has not ended its tokens since (its generation is still that one) and the
+    /// token is not on the revocation list.
+    pub fn active(&self, generation: i64) -> bool {
+        self.client.active && self.client.token_generation == generation && !self.revoked
+    }
+
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Option<Self>, crate::Error> {
+        let Some(client) = systems::live_from_row(row)? else { return Ok(None) };
+        Ok(Some(ServiceToken { client, revoked: row.try_get::<i64, _>("revoked")? > 0 }))
+    }
+}
+
 /// Whether the system's own token `jti`, issued to `client_id` in token generation
-/// `generation`, is active: the system may be used, has not ended its tokens since (its
-/// generation is still that one) and the token is not on the revocation list.
+/// `generation`, is active ([`ServiceToken::active`]).
 pub async fn service_token_active<'e, E>(
     executor: E,
     jti: &str,
@@ -327,6 +348,51 @@ where
     .fetch_optional(executor)
     .await?;
     let Some(row) = row else { return Ok(false) };
-    let Some(client) = systems::live_from_row(&row)? else { return Ok(false) };
-    Ok(client.active && client.token_generation == generation && row.try_get::<i64, _>("revoked")? == 0)
+    Ok(ServiceToken::from_row(&row)?.is_some_and(|token| token.active(generation)))
+}
+
+/// The systems' own tokens `tokens`, each a (jti, system) pair, as [`service_token_active`]
+/// reads one, in one query: the introspections of a moment read together (`token_cache`).
+/// Keyed by the pair; a token whose system does not exist is absent.
+pub async fn service_tokens<'e, E>(
+    executor: E,
+    dialect: Dialect,
+    tokens: &[(String, String)],
+) -> Result<HashMap<(String, String), ServiceToken>, crate::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    // The pairs go as one JSON array of [jti, system], so that one statement text serves every
+    // batch size. Both come from a token this server signed.
+    fn text(dialect: Dialect) -> String {
+        let pairs = match dialect {
+            Dialect::Sqlite => {
+                "SELECT json_extract(value, '$[0]') AS jti, json_extract(value, '$[1]') AS client_id FROM json_each($1)"
+            }
+            Dialect::Postgres => {
+                "SELECT e ->> 0 AS jti, e ->> 1 AS client_id FROM json_array_elements(CAST($1 AS json)) AS e"
+            }
+        };
+        format!(
+            "SELECT k.jti AS token_jti, k.client_id AS token_client_id, {client}, {revoked} AS revoked
+             FROM ({pairs}) k JOIN clients c ON c.client_id = k.client_id",
+            client = systems::live_columns("c"),
+            revoked = access_tokens::revoked_sql("k.jti"),
+        )
+    }
+    static SQLITE: LazyLock<String> = LazyLock::new(|| text(Dialect::Sqlite));
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| text(Dialect::Postgres));
+    let sql = match dialect {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    };
+    // Planned at each execution on PostgreSQL: the revocation list grows and shrinks.
+    let rows =
+        crate::store::batch_query(dialect, sql).bind(serde_json::json!(tokens).to_string()).fetch_all(executor).await?;
+    let mut found = HashMap::new();
+    for row in &rows {
+        let Some(token) = ServiceToken::from_row(row)? else { continue };
+        found.insert((row.try_get("token_jti")?, row.try_get("token_client_id")?), token);
+    }
+    Ok(found)
 }

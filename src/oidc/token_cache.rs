@@ -19,7 +19,8 @@
 //! The rows asked about at the same moment are read together, in one query, as group commit
 //! writes (`store::group`): on PostgreSQL a query's cost is mostly its own (a round trip, the
 //! protocol, the executor), whatever its size. So are the tokens this node does not keep (first
-//! asked about, or not since the last second), each with everything behind it.
+//! asked about, or not since the last second), each with everything behind it, and the systems'
+//! own tokens, which have no row: their system's state and the revocation list, nothing kept.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,9 +40,12 @@ use super::live::{self, RowToken};
 pub struct TokenCache {
     kept: Kept<RowToken>,
     /// The rows of tokens whose state is kept: only whether they are still unrevoked.
-    rows: Together<()>,
+    rows: Together<String, ()>,
     /// Tokens whose state is not kept: their rows with everything behind them.
-    tokens: Together<RowToken>,
+    tokens: Together<String, RowToken>,
+    /// Systems' own tokens, by (jti, system): the system's live state and whether the token is
+    /// on the revocation list.
+    services: Together<(String, String), live::ServiceToken>,
 }
 
 impl TokenCache {
@@ -59,7 +63,24 @@ impl TokenCache {
                     live::row_tokens(store.pool(), store.dialect(), now, &jtis).await
                 })
             }),
+            services: Together::start(store, |store, _now, tokens| {
+                Box::pin(async move { live::service_tokens(store.pool(), store.dialect(), &tokens).await })
+            }),
         }
+    }
+
+    /// Whether the system's own token `jti`, issued to `client_id` in token generation
+    /// `generation`, is active at this moment (`live::service_token_active`), read with the
+    /// others asked about now.
+    pub async fn service_token_active(
+        &self,
+        now: Stamp,
+        jti: &str,
+        client_id: &str,
+        generation: i64,
+    ) -> Result<bool, crate::Error> {
+        let key = (jti.to_owned(), client_id.to_owned());
+        Ok(self.services.read(key, now.second).await?.is_some_and(|token| token.active(generation)))
     }
 
     /// The unrevoked, unexpired row of the token `jti` with everything behind it, as of `now`
@@ -67,9 +88,9 @@ impl TokenCache {
     /// rest kept or read with it.
     pub async fn get(&self, now: Stamp, jti: &str) -> Result<Option<RowToken>, crate::Error> {
         if let Some(token) = self.kept.get(jti, now) {
-            return Ok(self.rows.read(jti, now.second).await?.map(|()| token));
+            return Ok(self.rows.read(jti.to_owned(), now.second).await?.map(|()| token));
         }
-        let token = self.tokens.read(jti, now.second).await?;
+        let token = self.tokens.read(jti.to_owned(), now.second).await?;
         if let Some(token) = &token {
             self.kept.keep(jti, token.clone(), now);
         }
@@ -83,32 +104,36 @@ const MOST: usize = 128;
 /// How many readings of a kind may be under way at once: one reads while the next gathers.
 const READERS: usize = 2;
 
-/// One reading: what the tokens `jtis` have at the time `now`, keyed by jti (absent: nothing,
-/// the token is not active), in one query.
-type Read<A> =
-    fn(Store, UnixTime, Vec<String>) -> Pin<Box<dyn Future<Output = Result<HashMap<String, A>, crate::Error>> + Send>>;
+/// One reading: what the tokens `keys` have at the time `now`, by key (absent: nothing, the
+/// token is not active), in one query.
+type Read<K, A> =
+    fn(Store, UnixTime, Vec<K>) -> Pin<Box<dyn Future<Output = Result<HashMap<K, A>, crate::Error>> + Send>>;
 
 /// A call waiting: the token, the time it is judged at, where its answer goes.
-struct Ask<A> {
-    jti: String,
+struct Ask<K, A> {
+    key: K,
     now: UnixTime,
     reply: oneshot::Sender<Result<Option<A>, String>>,
 }
 
 /// The calls waiting, taken by one reader at a time.
-type Asked<A> = Arc<Mutex<mpsc::Receiver<Ask<A>>>>;
+type Asked<K, A> = Arc<Mutex<mpsc::Receiver<Ask<K, A>>>>;
 
 /// Reads for concurrent calls together: one query for all the calls waiting at that moment
 /// (per second they are judged at), as group commit writes. Each call is answered by a query
 /// that began after the call asked, so it sees every revocation committed before it asked:
 /// reading together loses nothing of "at once".
 #[derive(Debug)]
-struct Together<A> {
-    queue: mpsc::Sender<Ask<A>>,
+struct Together<K, A> {
+    queue: mpsc::Sender<Ask<K, A>>,
 }
 
-impl<A: Clone + Send + 'static> Together<A> {
-    fn start(store: &Store, read: Read<A>) -> Self {
+impl<K, A> Together<K, A>
+where
+    K: Clone + Eq + std::hash::Hash + Send + 'static,
+    A: Clone + Send + 'static,
+{
+    fn start(store: &Store, read: Read<K, A>) -> Self {
         let (queue, asked) = mpsc::channel(4 * MOST);
         let asked = Arc::new(Mutex::new(asked));
         for _ in 0..READERS {
@@ -117,10 +142,10 @@ impl<A: Clone + Send + 'static> Together<A> {
         Together { queue }
     }
 
-    /// What the token `jti` has at `now`; None when it is not active.
-    async fn read(&self, jti: &str, now: UnixTime) -> Result<Option<A>, crate::Error> {
+    /// What the token `key` has at `now`; None when it is not active.
+    async fn read(&self, key: K, now: UnixTime) -> Result<Option<A>, crate::Error> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Ask { jti: jti.to_owned(), now, reply }).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        self.queue.send(Ask { key, now, reply }).await.map_err(|_| sqlx::Error::PoolClosed)?;
         let answer = answer.await.map_err(|_| sqlx::Error::PoolClosed)?;
         answer.map_err(|message| sqlx::Error::Protocol(format!("reading tokens failed: {message}")).into())
     }
@@ -128,23 +153,27 @@ impl<A: Clone + Send + 'static> Together<A> {
 
 /// One reader: takes the calls waiting (the other reader waits its turn to take), reads their
 /// tokens in one query per second they are judged at (nearly always one), answers each.
-async fn reader<A: Clone + Send + 'static>(store: Store, asked: Asked<A>, read: Read<A>) {
+async fn reader<K, A>(store: Store, asked: Asked<K, A>, read: Read<K, A>)
+where
+    K: Clone + Eq + std::hash::Hash + Send + 'static,
+    A: Clone + Send + 'static,
+{
     let mut waiting = Vec::with_capacity(MOST);
     loop {
         if asked.lock().await.recv_many(&mut waiting, MOST).await == 0 {
             return;
         }
         // A caller that has gone (its client hung up) needs no answer.
-        waiting.retain(|ask: &Ask<A>| !ask.reply.is_closed());
+        waiting.retain(|ask: &Ask<K, A>| !ask.reply.is_closed());
         while let Some(now) = waiting.first().map(|ask| ask.now) {
-            let (these, later): (Vec<Ask<A>>, Vec<Ask<A>>) = waiting.drain(..).partition(|ask| ask.now == now);
+            let (these, later): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|ask| ask.now == now);
             waiting = later;
-            let jtis = these.iter().map(|ask| ask.jti.clone()).collect();
-            match read(store.clone(), now, jtis).await {
+            let keys = these.iter().map(|ask| ask.key.clone()).collect();
+            match read(store.clone(), now, keys).await {
                 Ok(found) => {
                     // A token may be asked about by several calls of the batch.
                     for ask in these {
-                        let _ = ask.reply.send(Ok(found.get(&ask.jti).cloned()));
+                        let _ = ask.reply.send(Ok(found.get(&ask.key).cloned()));
                     }
                 }
                 Err(e) => {

@@ -564,7 +564,56 @@ async fn a_service_token_has_no_row_and_still_ends_at_once(db: Db) {
     server.stop().await;
 }
 
+/// Introspections of systems' own tokens that arrive together are read together, in one query
+/// (`oidc::token_cache`); each must still be answered for its own token: active ones active,
+/// revoked ones and those of a disabled system not, and no answer given to another call.
+async fn service_tokens_asked_about_together_are_each_answered_for_themselves(db: Db) {
+    let server = TestServer::start(db).await;
+    let service = |id: &str, name: &str| {
+        json!({"client_id": id, "name": name, "client_type": "confidential", "redirect_uris": [ZEIMU_CB],
+               "grant_types": ["client_credentials"], "service_scopes": ["zeimu.read"]})
+    };
+    let (_, renkei_secret) = server.add_client(service("renkei", "連携基盤")).await;
+    let renkei = ("renkei", renkei_secret.as_deref().unwrap());
+    let (_, kyoyu_secret) = server.add_client(service("kyoyu", "共有基盤")).await;
+    let kyoyu = ("kyoyu", kyoyu_secret.as_deref().unwrap());
+    let (_, kansa_secret) = server
+        .add_client(json!({"client_id": "kansa", "name": "監査システム", "client_type": "confidential",
+                           "redirect_uris": [KANSA_CB]}))
+        .await;
+    let kansa = ("kansa", kansa_secret.as_deref().unwrap());
+
+    // (token, whether it must be found active)
+    let mut tokens = Vec::new();
+    for n in 0..8 {
+        let (token, _) = service_token(&server, renkei).await;
+        if n % 2 == 1 {
+            assert_eq!(revoke_token(&server, renkei, &token).await, 200);
+        }
+        tokens.push((token, n % 2 == 0));
+    }
+    for _ in 0..4 {
+        tokens.push((service_token(&server, kyoyu).await.0, false));
+    }
+    let (status, _) = server.admin(Method::POST, "/api/v1/clients/kyoyu/disable", None).await;
+    assert_eq!(status, 200);
+
+    let shared = &server;
+    for round in 0..5 {
+        let asked = tokens.iter().cycle().skip(round).take(3 * tokens.len());
+        let answers = futures_util::future::join_all(
+            asked.map(|(token, expected)| async move { (active(shared, kansa, token).await, *expected) }),
+        )
+        .await;
+        for (n, (answer, expected)) in answers.iter().enumerate() {
+            assert_eq!(answer, expected, "round {round}, call {n}");
+        }
+    }
+    server.stop().await;
+}
+
 on_both_databases!(
+    service_tokens_asked_about_together_are_each_answered_for_themselves,
     a_service_token_has_no_row_and_still_ends_at_once,
     a_change_is_checked_as_a_whole_and_a_refused_one_changes_nothing,
     a_disabled_system_is_refused_everywhere_and_its_tokens_stay_ended,
