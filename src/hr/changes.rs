@@ -333,7 +333,7 @@ pub async fn record_in_batch(
 /// change: the newest change recorded for every person the file names is read in one query,
 /// the file's changes are judged against it in memory, and the new rows are written many to an
 /// INSERT. On SQLite a file holds the one write lock while it is recorded, so every login and
-/// token waits for it: a file of 23,000 changes held it for about 3 s, two statements a change
+/// token waits for it: a file of 23,000 changes held it for 3–4 s, two statements a change
 /// (BENCHMARKS.md, "April 1"). Returns each change's outcome, in order: a change refused by
 /// the lifecycle is an `Err` of its own, and records nothing; an error of the database is the
 /// outer one (the caller's transaction is then to be rolled back).
@@ -537,16 +537,17 @@ async fn supersede_all(tx: &mut Tx, replaced: &[(String, String)]) -> Result<(),
         return Ok(());
     }
     let pairs: Vec<serde_json::Value> =
-        replaced.iter().map(|(id, by)| serde_json::json!({"id": id, "by": by})).collect();
+        replaced.iter().map(|(id, by)| serde_json::json!({"id": id, "replacement": by})).collect();
     let sql = match tx.dialect() {
         Dialect::Sqlite => {
-            "UPDATE person_changes SET status = 'superseded', superseded_by = r.by
-             FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.by') AS by FROM json_each($1)) AS r
+            "UPDATE person_changes SET status = 'superseded', superseded_by = r.replacement
+             FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.replacement') AS replacement
+                   FROM json_each($1)) AS r
              WHERE person_changes.id = r.id AND person_changes.status = 'pending'"
         }
         Dialect::Postgres => {
-            "UPDATE person_changes SET status = 'superseded', superseded_by = r.by
-             FROM json_to_recordset(CAST($1 AS json)) AS r(id TEXT, by TEXT)
+            "UPDATE person_changes SET status = 'superseded', superseded_by = r.replacement
+             FROM json_to_recordset(CAST($1 AS json)) AS r(id TEXT, replacement TEXT)
              WHERE person_changes.id = r.id AND person_changes.status = 'pending'"
         }
     };

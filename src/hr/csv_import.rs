@@ -210,10 +210,11 @@ fn person_kind(value: &str) -> Result<PersonKind, String> {
     Ok(kind)
 }
 
-/// Records the file's changes in one transaction (`changes::record_file`) — or, in a dry run, records them and rolls
-/// back, so the summary says exactly what an import would do. Any row the lifecycle refuses
-/// is reported with its line and nothing is recorded. A file over the safety valve's limit is
-/// not recorded either: it is held whole as a batch (`summary.held`) for an administrator.
+/// Records the file's changes in one transaction (`changes::record_file`) — or, in a dry run,
+/// records them and rolls back, so the summary says exactly what an import would do. Any row
+/// the lifecycle refuses is reported with its line and nothing is recorded. A file over the
+/// safety valve's limit is not recorded either: it is held whole as a batch (`summary.held`)
+/// for an administrator.
 pub async fn import(
     store: &Store,
     config: &HrConfig,
