@@ -58,6 +58,7 @@ fn start_singletons(app: &App) -> Singletons {
         crate::jobs::spawn_sweeper(app.clone()),
         crate::jobs::spawn_hr_changes(app.clone()),
         crate::jobs::spawn_access(app.clone()),
+        crate::jobs::spawn_statistics(app.clone()),
     ])
 }
 

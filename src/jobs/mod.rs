@@ -94,6 +94,55 @@ pub fn spawn_sweeper(app: crate::App) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// PostgreSQL: analyzes a table that every token grows once it has doubled since it was last
+/// analyzed (and changed by at least a thousand rows), every two seconds, on the jobs leader.
+/// The token rows are checked by prepared statements; a statement's plan made while its table
+/// was small is a sequential scan, kept until the table is analyzed — and autovacuum looks
+/// only once a minute, which a new database's first minutes do not reach (BENCHMARKS.md,
+/// fourteenth run). After a few doublings the table is large and autovacuum's own rule (a
+/// tenth changed) comes first. On SQLite, nothing to do.
+pub fn spawn_statistics(app: crate::App) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if app.store.dialect() != crate::store::Dialect::Postgres {
+            return;
+        }
+        let mut interval = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            interval.tick().await;
+            if let Err(e) = analyze_grown(&app.store).await {
+                tracing::warn!(error = %e, "analyzing the token tables failed");
+            }
+        }
+    })
+}
+
+/// The tables [`spawn_statistics`] watches: those every token request grows.
+const GROWING: [&str; 2] = ["access_tokens", "refresh_tokens"];
+
+/// Analyzes each of [`GROWING`] that has doubled since its last analysis; returns those it
+/// analyzed. Nothing on SQLite.
+pub async fn analyze_grown(store: &Store) -> Result<Vec<&'static str>, sqlx::Error> {
+    if store.dialect() != crate::store::Dialect::Postgres {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT CAST(relname AS TEXT) AS relname FROM pg_stat_user_tables
+         WHERE relname IN ('access_tokens', 'refresh_tokens')
+           AND n_mod_since_analyze >= 1000 AND 2 * n_mod_since_analyze >= n_live_tup",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    let mut analyzed = Vec::new();
+    for row in rows {
+        let name: String = sqlx::Row::try_get(&row, "relname")?;
+        // The name is one of ours, never text from outside.
+        let Some(&table) = GROWING.iter().find(|t| **t == name) else { continue };
+        sqlx::query(&format!("ANALYZE {table}")).execute(store.pool()).await?;
+        analyzed.push(table);
+    }
+    Ok(analyzed)
+}
+
 /// Applies due HR changes (`hr::changes::apply_due`) every 30 seconds on the jobs leader
 /// (`cluster`); should two nodes run it at once, a change claimed by one is skipped by the
 /// other, so each is applied once. A leave at midnight takes effect within the half-minute (R22).

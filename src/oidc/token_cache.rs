@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::clock::UnixTime;
 use crate::store::changes::{Kept, Stamp};
-use crate::store::{batch_query, in_json_array, Dialect, JsonArrayOf, Store};
+use crate::store::{in_json_array, Dialect, JsonArrayOf, Store};
 
 use super::live::{self, RowToken};
 
@@ -202,7 +202,9 @@ async fn unrevoked_rows(store: Store, now: UnixTime, jtis: Vec<String>) -> Resul
         Dialect::Sqlite => &SQLITE,
         Dialect::Postgres => &POSTGRES,
     };
-    let rows =
-        batch_query(dialect, sql).bind(serde_json::json!(jtis).to_string()).bind(now).fetch_all(store.pool()).await?;
+    // Prepared once per connection: its plan is made again whenever `access_tokens` is analyzed
+    // (`jobs::spawn_statistics` does so while the table is young), so a sequential scan chosen
+    // while it was small does not stay.
+    let rows = sqlx::query(sql).bind(serde_json::json!(jtis).to_string()).bind(now).fetch_all(store.pool()).await?;
     rows.iter().map(|row| Ok((row.try_get("jti")?, ()))).collect()
 }
