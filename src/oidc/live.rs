@@ -386,11 +386,11 @@ where
         Dialect::Sqlite => &SQLITE,
         Dialect::Postgres => &POSTGRES,
     };
-    // Prepared once per connection, not planned at each execution as the row checks are: the
-    // tables it reads stay small (the systems, the stops, and the revocation list, which keeps a
-    // token only until it would have expired), so a plan made while they were smaller stays a
-    // good one; planning it at each execution cost PostgreSQL a third of these answers
-    // (BENCHMARKS.md, fourteenth run).
+    // Prepared once per connection, not planned at each execution: the tables it reads stay
+    // small (the systems, the stops, and the revocation list, which keeps a token only until
+    // it would have expired), so a plan made while they were smaller stays a good one;
+    // planning it at each execution cost PostgreSQL a third of these answers (BENCHMARKS.md,
+    // fourteenth run).
     let rows = sqlx::query(sql).bind(serde_json::json!(tokens).to_string()).fetch_all(executor).await?;
     let mut found = HashMap::new();
     for row in &rows {

@@ -584,8 +584,10 @@ pub fn in_json_array(dialect: Dialect, column: &str, param: &str, of: JsonArrayO
 /// connection: a plan made while a table was small is a sequential scan, and the connection kept
 /// it until the table was next analyzed — after 16,000 tokens were issued, each userinfo call's
 /// row was looked for among all of them (2,000 answers a second instead of 15,000; BENCHMARKS.md,
-/// eleventh run). For statements that run once per batch (the row checks, the sealer's, a
-/// batch's rotations), where planning is cheap beside what they do. Not for the joins that read
+/// eleventh run). For statements that run once per batch (the sealer's, a batch's rotations, an
+/// HR file's), where planning is cheap beside what they do. Not for the kept tokens' row check,
+/// which runs for most calls and is prepared: the token tables are analyzed as they grow
+/// (`jobs::spawn_statistics`), which makes its plan again. Nor for the joins that read
 /// tokens with their person (`oidc::live`), which run for every call not kept: their kept plans
 /// can go stale the same way (BENCHMARKS.md, eleventh run, refresh), but planning them each time
 /// cost more than that (refresh −25 %, introspection of tokens not kept −50 %).
