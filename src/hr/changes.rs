@@ -286,51 +286,18 @@ pub async fn record_in_batch(
     now: UnixTime,
     change: &Change,
 ) -> Result<Recorded, DirectoryError> {
-    check_source(&change.source)?;
-    change.action.check()?;
-    let kind = change.action.kind();
-    let aspect = change.action.aspect();
-    let date = format_date(change.effective_date);
-    let payload =
-        serde_json::to_string(&change.action).map_err(|e| InvalidField { field: "payload", reason: e.to_string() })?;
-    let newest = sqlx::query(
-        "SELECT id, status, payload FROM person_changes
-         WHERE employee_number = $1 AND kind = $2 AND aspect = $3 AND effective_date = $4
-             AND status IN ('pending', 'applied')
-         ORDER BY created_at DESC, id DESC LIMIT 1",
-    )
-    .bind(change.employee_number.as_str())
-    .bind(kind.as_str())
-    .bind(&aspect)
-    .bind(&date)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let mut replaced = None;
-    if let Some(row) = newest {
-        let id: String = row.try_get("id")?;
-        let status: String = row.try_get("status")?;
-        let stored: String = row.try_get("payload")?;
-        if stored == payload {
-            return Ok(Recorded::Unchanged { id });
-        }
-        // An applied change is history: a different one for its date is a new change.
-        if status == "pending" {
-            replaced = Some(id);
-        }
+    // A file of one line: the rules are [`record_file`]'s, in one place.
+    let mut outcomes = record_file(tx, config, now, std::slice::from_ref(change)).await?;
+    match (outcomes.pop(), outcomes.is_empty()) {
+        (Some(outcome), true) => outcome,
+        _ => Err(sqlx::Error::Protocol("recording one change gave other than one outcome".into()).into()),
     }
-    let id = insert(tx, config, now, change, &payload, false).await?;
-    if let Some(old) = &replaced {
-        supersede(tx, old, &id).await?;
-    }
-    Ok(match replaced {
-        Some(replaced) => Recorded::Replaced { id, replaced },
-        None => Recorded::New { id },
-    })
 }
 
-/// Records the changes of a whole file, in their order, as [`record_in_batch`] records each one
-/// (replays, corrections, without an audit event), in a few statements instead of two per
-/// change: the newest change recorded for every person the file names is read in one query,
+/// Records the changes of a whole file, in their order (see the module's rules on replays and
+/// corrections; a change replays or corrects a line before it as it would a recorded change),
+/// without an audit event, in a few statements instead of two per change: the newest change
+/// recorded for every person the file names is read in one query,
 /// the file's changes are judged against it in memory, and the new rows are written many to an
 /// INSERT. On SQLite a file holds the one write lock while it is recorded, so every login and
 /// token waits for it: a file of 23,000 changes held it for 3–4 s, two statements a change
@@ -370,7 +337,7 @@ pub async fn record_file(
                 replaced = Some(known.id.clone());
             }
         }
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::store::time_ordered_id();
         if let Some(old) = &replaced {
             superseded.push((old.clone(), id.clone()));
         }
@@ -398,7 +365,7 @@ struct Prepared<'a> {
 /// aspect and the date.
 type ChangeKey = (String, String, String, String);
 
-/// The newest change recorded for a key, as [`record_in_batch`] finds it.
+/// The newest pending or applied change recorded for a key.
 struct Known {
     id: String,
     /// Pending (it is replaced by a different change), or applied (history).
@@ -434,7 +401,7 @@ impl<'a> Prepared<'a> {
 }
 
 /// The newest pending or applied change for each key the `changes` have, in one query (per
-/// thousand people): the newest by creation time, then by id, as [`record_in_batch`] orders.
+/// thousand people): the newest by creation time, then by id (ids are time-ordered).
 async fn newest_recorded<'a>(
     tx: &mut Tx,
     changes: impl Iterator<Item = &'a Prepared<'a>>,
@@ -530,7 +497,7 @@ async fn insert_rows(tx: &mut Tx, config: &HrConfig, now: UnixTime, rows: &[NewR
     Ok(())
 }
 
-/// Marks each replaced change superseded by its replacement, as [`supersede`] does, in one
+/// Marks each replaced change, if still pending, superseded by its replacement, in one
 /// statement for the lot.
 async fn supersede_all(tx: &mut Tx, replaced: &[(String, String)]) -> Result<(), sqlx::Error> {
     if replaced.is_empty() {
@@ -566,7 +533,7 @@ async fn insert(
     applied_now: bool,
 ) -> Result<String, sqlx::Error> {
     let kind = change.action.kind();
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::store::time_ordered_id();
     sqlx::query(
         "INSERT INTO person_changes (id, employee_number, person_id, kind, aspect, phase, payload, effective_date,
              effective_at, status, source, error, created_at, applied_at, superseded_by)
@@ -587,17 +554,6 @@ async fn insert(
     .execute(&mut **tx)
     .await?;
     Ok(id)
-}
-
-async fn supersede(tx: &mut Tx, id: &str, by: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE person_changes SET status = 'superseded', superseded_by = $1 WHERE id = $2 AND status = 'pending'",
-    )
-    .bind(by)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Applies `change` now, in the caller's transaction: the one way every source changes a

@@ -260,7 +260,8 @@ pub async fn revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
         if let Some(service) = ServiceToken::of(&claims) {
             // A system's own token: its owner is in its signed claims; only a live one is
             // listed (an ended one needs no revoking).
-            if live::service_token_active(&mut *tx, &claims.jti, &claims.sub, service.generation).await? {
+            let dialect = tx.dialect();
+            if live::service_token_active(&mut *tx, dialect, &claims.jti, &claims.sub, service.generation).await? {
                 if claims.sub != client.client_id {
                     return Err(OAuthError::unauthorized_client("the token was not issued to this client"));
                 }

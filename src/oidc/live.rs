@@ -328,9 +328,10 @@ impl ServiceToken {
 }
 
 /// Whether the system's own token `jti`, issued to `client_id` in token generation
-/// `generation`, is active ([`ServiceToken::active`]).
+/// `generation`, is active ([`ServiceToken::active`]): [`service_tokens`] asked about one.
 pub async fn service_token_active<'e, E>(
     executor: E,
+    dialect: Dialect,
     jti: &str,
     client_id: &str,
     generation: i64,
@@ -338,21 +339,13 @@ pub async fn service_token_active<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row = sqlx::query(&format!(
-        "SELECT {client}, {revoked} AS revoked FROM clients c WHERE c.client_id = $2",
-        client = systems::live_columns("c"),
-        revoked = access_tokens::revoked_sql("$1"),
-    ))
-    .bind(jti)
-    .bind(client_id)
-    .fetch_optional(executor)
-    .await?;
-    let Some(row) = row else { return Ok(false) };
-    Ok(ServiceToken::from_row(&row)?.is_some_and(|token| token.active(generation)))
+    let key = (jti.to_owned(), client_id.to_owned());
+    let found = service_tokens(executor, dialect, std::slice::from_ref(&key)).await?;
+    Ok(found.get(&key).is_some_and(|token| token.active(generation)))
 }
 
-/// The systems' own tokens `tokens`, each a (jti, system) pair, as [`service_token_active`]
-/// reads one, in one query: the introspections of a moment read together (`token_cache`).
+/// The systems' own tokens `tokens`, each a (jti, system) pair, with what stands behind each,
+/// in one query: the introspections of a moment read together (`token_cache`).
 /// Keyed by the pair; a token whose system does not exist is absent.
 pub async fn service_tokens<'e, E>(
     executor: E,

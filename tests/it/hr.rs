@@ -702,10 +702,12 @@ async fn a_manager_previews_what_will_change_in_their_section(db: Db) {
     server.stop().await;
 }
 
-/// A file is recorded in a few statements (`changes::record_file`), not line by line; what it
-/// records must be exactly what its lines recorded one by one would be: replays of pending and
-/// applied changes, corrections of pending ones and of lines earlier in the same file, a line
-/// refused on its own, and more new lines than one INSERT takes.
+/// A file is recorded in a few statements (`changes::record_file`), its lines judged against
+/// one another in memory; what it records must be exactly what its lines recorded one by one
+/// would be (`record_in_batch`, a file of one line, which reads what the lines before it wrote
+/// from the database): replays of pending and applied changes, corrections of pending ones and
+/// of lines earlier in the same file, a line refused on its own, and more new lines than one
+/// INSERT takes.
 async fn a_file_is_recorded_as_its_lines_one_by_one_would_be(db: Db) {
     let server = TestServer::start(db).await;
     let now = server.app.clock.now();
