@@ -349,7 +349,15 @@ impl Store {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // Every commit is synced to disk before it returns, as PostgreSQL's
+                        // does: a lost card reported stopped, a revocation, a token's audit
+                        // event must not come back undone after a power failure, and a signed
+                        // checkpoint written outside must never be ahead of the database
+                        // (which `audit verify` would report as a truncated chain). NORMAL
+                        // synced only at WAL checkpoints, some 50 ms of commits at risk; the
+                        // sync costs a fifth of client_credentials tokens on this machine
+                        // (BENCHMARKS.md, fifteenth run).
+                        conn.execute("PRAGMA synchronous = FULL").await?;
                         // The WAL is copied back by `wal::spawn_checkpointer`, not by commits.
                         conn.execute(format!("PRAGMA wal_autocheckpoint = {}", wal::WRITER_BACKSTOP).as_str()).await?;
                     }

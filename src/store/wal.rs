@@ -9,7 +9,8 @@
 //! task copies the WAL back every [`EVERY`] on a reading connection (a PASSIVE checkpoint
 //! takes no lock the writer needs, and runs on the other core), and the writer checkpoints
 //! itself only past [`WRITER_BACKSTOP`] pages, should the task fall behind. Durability is
-//! unchanged: a commit is in the WAL when it returns, as before; only the copying moved.
+//! unchanged: a commit is in the WAL, synced to disk, when it returns (`synchronous = FULL`,
+//! `Store::open_pool`); only the copying moved.
 
 use std::time::Duration;
 

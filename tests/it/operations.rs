@@ -326,6 +326,19 @@ on_both_databases!(
     grown_token_tables_are_analyzed
 );
 
+/// On SQLite every commit is synced to disk before it returns (`PRAGMA synchronous = FULL`, 2),
+/// on the writer and the readers alike: a revocation or an audit event once committed does not
+/// come back undone after a power failure, as on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_syncs_every_commit() {
+    let server = TestServer::start(Db::Sqlite).await;
+    for (name, pool) in server.app.store.pools() {
+        let level: i64 = sqlx::query("PRAGMA synchronous").fetch_one(pool).await.unwrap().get(0);
+        assert_eq!(level, 2, "the {name} pool");
+    }
+    server.stop().await;
+}
+
 /// On SQLite the server copies the write-ahead log back into the database file as it goes
 /// (`store::wal`), not only when the WAL reaches the writer's backstop of some 64 MiB: a few
 /// hundred kilobytes of committed events reach the database file within seconds.
