@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::{Dialect, Store, Tx};
+use super::{Dialect, Durable, Store, Tx};
 
 /// What the writes of one request are, and how many of them are written at once.
 pub trait Batch: Send + Sync + Sized + 'static {
@@ -126,10 +126,25 @@ async fn run<T: Batch>(store: Store, queue: Queue<T>) {
 async fn commit_batch<T: Batch>(store: &Store, items: Vec<T>, replies: Vec<Reply<T>>) {
     if items.len() > 1 {
         match in_one(store, &items).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
+            Ok((outcomes, durable)) => {
+                // Answered once the commit is on disk; meanwhile this committer takes the next
+                // batch (on SQLite the one writer goes on while its last commit is synced).
+                tokio::spawn(async move {
+                    match durable.wait().await {
+                        Ok(()) => {
+                            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                                let _ = reply.send(Ok(outcome));
+                            }
+                        }
+                        Err(e) => {
+                            let message = e.to_string();
+                            for reply in replies {
+                                let _ =
+                                    reply.send(Err(sqlx::Error::Protocol(format!("group commit failed: {message}"))));
+                            }
+                        }
+                    }
+                });
                 return;
             }
             // Whether a commit that failed took effect cannot be known: writing the items
@@ -155,7 +170,10 @@ async fn alone<T: Batch>(store: &Store, item: &T) -> Result<T::Outcome, sqlx::Er
     let mut retries = 0;
     loop {
         match in_one(store, std::slice::from_ref(item)).await {
-            Ok(outcomes) => return outcomes.into_iter().next().ok_or_else(too_few),
+            Ok((outcomes, durable)) => {
+                durable.wait().await?;
+                return outcomes.into_iter().next().ok_or_else(too_few);
+            }
             Err(Failed::Write(e)) if super::is_transient(&e) && retries < super::DEADLOCK_RETRIES => {
                 super::give_way(retries).await;
                 retries += 1;
@@ -172,12 +190,15 @@ enum Failed {
     Commit(sqlx::Error),
 }
 
-async fn in_one<T: Batch>(store: &Store, items: &[T]) -> Result<Vec<T::Outcome>, Failed> {
+/// Writes and commits `items`; their outcomes, and what makes the commit durable (to be waited
+/// for before any is answered).
+async fn in_one<T: Batch>(store: &Store, items: &[T]) -> Result<(Vec<T::Outcome>, Durable), Failed> {
     if let Some(written) = T::write_committed(store, items) {
         // Whether a statement whose answer was lost took effect cannot be known: each caller
         // hears the error, none is written again.
         return match written.await {
-            Ok(outcomes) if outcomes.len() == items.len() => Ok(outcomes),
+            // A statement committed on its own (PostgreSQL): on disk when it returns.
+            Ok(outcomes) if outcomes.len() == items.len() => Ok((outcomes, Durable(None))),
             Ok(_) => Err(Failed::Commit(too_few())),
             Err(e) => Err(Failed::Commit(e)),
         };
@@ -195,8 +216,8 @@ async fn in_one<T: Batch>(store: &Store, items: &[T]) -> Result<Vec<T::Outcome>,
             return Err(Failed::Write(e));
         }
     };
-    tx.commit().await.map_err(Failed::Commit)?;
-    Ok(outcomes)
+    let durable = tx.commit_then_sync().await.map_err(Failed::Commit)?;
+    Ok((outcomes, durable))
 }
 
 fn too_few() -> sqlx::Error {

@@ -52,6 +52,8 @@ pub struct Tx {
     /// counting a revocation in the metrics: one rolled back, or undone and written again, is
     /// counted as often as it took effect).
     after_commit: Vec<AfterCommit>,
+    /// SQLite's writer: the sync the commit waits for before it returns.
+    wal_sync: Option<Arc<wal::WalSync>>,
 }
 
 /// Audit events this process committed, which its sealer has not yet seen sealed; and the
@@ -88,9 +90,36 @@ impl CommittedEvents {
     }
 }
 
+/// A commit's way to disk: on SQLite's writer, the sync of the WAL it waits for
+/// (`wal::WalSync`); nothing to wait for on PostgreSQL, whose COMMIT returns once on disk.
+#[must_use = "a commit is durable only once its sync is waited for"]
+pub struct Durable(Option<(Arc<wal::WalSync>, u64)>);
+
+impl Durable {
+    /// Returns once the commit is on disk.
+    pub async fn wait(self) -> Result<(), sqlx::Error> {
+        match self.0 {
+            Some((sync, needed)) => sync.wait(needed).await,
+            None => Ok(()),
+        }
+    }
+}
+
 impl Tx {
+    /// Commits, and returns once the commit is on disk.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.commit_then_sync().await?.wait().await
+    }
+
+    /// Commits, and returns what makes the commit durable, to be waited for before anyone is
+    /// told of it: group commit goes on with its next batch while the disk works.
+    pub async fn commit_then_sync(self) -> Result<Durable, sqlx::Error> {
         self.inner.commit().await?;
+        // Taken at once: the sync it names begins after this commit.
+        let durable = Durable(self.wal_sync.map(|sync| {
+            let needed = sync.ticket();
+            (sync, needed)
+        }));
         if !self.recorded.is_empty() {
             self.committed.push(&self.recorded);
         }
@@ -100,7 +129,9 @@ impl Tx {
         for done in self.after_commit {
             done();
         }
-        Ok(())
+        // What follows a commit here (the sealer's notice, this node's caches) does not wait
+        // for the disk; the caller answers only once it has.
+        Ok(durable)
     }
 
     /// Which database the transaction runs on.
@@ -232,6 +263,8 @@ pub struct Store {
     /// (slow, unfair under load, failing after the busy timeout). Readers use `pool` beside it
     /// (WAL). For PostgreSQL, the same pool as `pool`.
     writer: AnyPool,
+    /// SQLite: what makes the writer's commits durable (`wal::WalSync`).
+    wal_sync: Option<Arc<wal::WalSync>>,
     dialect: Dialect,
     /// Set once, when the master key is loaded; shared by the clones of this store only (each
     /// `connect` makes its own), so stores opened with different keys never mix them.
@@ -247,9 +280,14 @@ pub struct Store {
 pub struct AuditKeyConflict;
 
 /// A SQLite file is created on first start, but not its directory: a missing one is named.
-fn check_sqlite_directory(database_url: &str) -> Result<(), StoreError> {
+/// The file a `sqlite:` URL names.
+fn sqlite_path(database_url: &str) -> &str {
     let path = database_url.trim_start_matches("sqlite:").trim_start_matches("//");
-    let path = path.split('?').next().unwrap_or(path);
+    path.split('?').next().unwrap_or(path)
+}
+
+fn check_sqlite_directory(database_url: &str) -> Result<(), StoreError> {
+    let path = sqlite_path(database_url);
     let directory = match std::path::Path::new(path).parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => return Ok(()),
@@ -308,14 +346,20 @@ impl Store {
             Dialect::Sqlite => 8,
             Dialect::Postgres => 16,
         };
-        let pool = Self::open_pool(dialect, &options, connections).await?;
-        let writer = match dialect {
-            Dialect::Sqlite => Self::open_pool(dialect, &options, 1).await?,
-            Dialect::Postgres => pool.clone(),
+        // On SQLite, a write on the readers' pool (a purge, say) syncs at its commit; the writer's
+        // commits are synced beside it, by `wal::WalSync`, before `Tx::commit` returns.
+        let pool = Self::open_pool(dialect, &options, connections, "FULL").await?;
+        let (writer, wal_sync) = match dialect {
+            Dialect::Sqlite => (
+                Self::open_pool(dialect, &options, 1, "NORMAL").await?,
+                Some(Arc::new(wal::WalSync::new(std::path::Path::new(sqlite_path(database_url))))),
+            ),
+            Dialect::Postgres => (pool.clone(), None),
         };
         Ok(Self {
             pool,
             writer,
+            wal_sync,
             dialect,
             audit_key: Arc::new(OnceLock::new()),
             committed: Arc::new(CommittedEvents::default()),
@@ -323,7 +367,13 @@ impl Store {
         })
     }
 
-    async fn open_pool(dialect: Dialect, options: &AnyConnectOptions, connections: u32) -> Result<AnyPool, StoreError> {
+    /// A pool of `connections`; on SQLite each with `PRAGMA synchronous = {synchronous}`.
+    async fn open_pool(
+        dialect: Dialect,
+        options: &AnyConnectOptions,
+        connections: u32,
+        synchronous: &'static str,
+    ) -> Result<AnyPool, StoreError> {
         Ok(AnyPoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(10))
@@ -349,15 +399,15 @@ impl Store {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
-                        // Every commit is synced to disk before it returns, as PostgreSQL's
-                        // does: a lost card reported stopped, a revocation, a token's audit
-                        // event must not come back undone after a power failure, and a signed
-                        // checkpoint written outside must never be ahead of the database
-                        // (which `audit verify` would report as a truncated chain). NORMAL
-                        // synced only at WAL checkpoints, some 50 ms of commits at risk; the
-                        // sync costs a fifth of client_credentials tokens on this machine
-                        // (BENCHMARKS.md, fifteenth run).
-                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        // Every commit is on disk before it returns, as PostgreSQL's is: a lost
+                        // card reported stopped, a revocation, a token's audit event must not
+                        // come back undone after a power failure, and a signed checkpoint
+                        // written outside must never be ahead of the database (which `audit
+                        // verify` would report as a truncated chain). FULL syncs at each
+                        // commit; the writer's NORMAL leaves the sync to `wal::WalSync`, which
+                        // `Tx::commit` waits for. (NORMAL alone synced only at WAL checkpoints,
+                        // some 50 ms of commits at risk.)
+                        conn.execute(format!("PRAGMA synchronous = {synchronous}").as_str()).await?;
                         // The WAL is copied back by `wal::spawn_checkpointer`, not by commits.
                         conn.execute(format!("PRAGMA wal_autocheckpoint = {}", wal::WRITER_BACKSTOP).as_str()).await?;
                     }
@@ -414,7 +464,14 @@ impl Store {
             Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.writer.begin().await?,
         };
-        Ok(self.tx(inner))
+        // On SQLite the writer's commit is made durable beside it (`wal::WalSync`).
+        Ok(Tx { wal_sync: self.wal_sync.clone(), ..self.tx(inner) })
+    }
+
+    /// How many times the SQLite writer's commits have been synced to disk (`wal::WalSync`);
+    /// None on PostgreSQL.
+    pub fn wal_syncs(&self) -> Option<u64> {
+        self.wal_sync.as_ref().map(|sync| sync.syncs())
     }
 
     fn tx(&self, inner: Transaction<'static, Any>) -> Tx {
@@ -427,6 +484,7 @@ impl Store {
             announced: changes::Announced::default(),
             after_commit: Vec::new(),
             changes: self.changes.clone(),
+            wal_sync: None,
         }
     }
 

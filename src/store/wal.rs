@@ -40,3 +40,152 @@ pub fn spawn_checkpointer(store: Store) {
         }
     });
 }
+
+/// Makes the commits of SQLite's writer connection durable beside it: the writer commits with
+/// `synchronous = NORMAL` (its COMMIT writes the WAL but does not wait for the disk), and each
+/// [`super::Tx::commit`] then waits here for an `fdatasync` of the WAL file that began after its
+/// COMMIT returned, before it returns. One sync serves every commit made before it began, and
+/// the writer goes on with the next transaction while the disk works: with `synchronous =
+/// FULL`, the one writer waited for every batch's sync itself (BENCHMARKS.md, fifteenth run).
+/// The guarantee is FULL's: a commit that returned survives a power failure.
+///
+/// Syncing the WAL through a descriptor of its own is syncing the file: `fdatasync` flushes
+/// the file's written data whatever descriptor wrote it. A WAL that does not exist holds
+/// nothing to sync (SQLite removes it only after copying it into the database file and
+/// syncing that). Once a sync fails, no later one is believed (the kernel may have dropped the
+/// pages it could not write and report the next sync clean): every commit then fails until
+/// the server is restarted and SQLite recovers from what is on disk.
+#[derive(Debug)]
+pub struct WalSync {
+    path: std::path::PathBuf,
+    state: std::sync::Mutex<SyncState>,
+    done: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Syncs begun, and the number of the last one finished.
+    started: u64,
+    finished: u64,
+    running: bool,
+    /// Why syncing failed, once it has.
+    failed: Option<String>,
+}
+
+impl WalSync {
+    /// For the SQLite database file `database`.
+    pub fn new(database: &std::path::Path) -> Self {
+        let mut path = database.as_os_str().to_owned();
+        path.push("-wal");
+        WalSync { path: path.into(), state: Default::default(), done: tokio::sync::Notify::new() }
+    }
+
+    /// How many syncs have finished.
+    pub fn syncs(&self) -> u64 {
+        self.state().finished
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        // A poisoned lock only means a panic elsewhere while it was held; the counts are whole.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What [`WalSync::wait`] waits for to have everything committed before this call on disk:
+    /// a sync that begins after it.
+    pub fn ticket(&self) -> u64 {
+        self.state().started + 1
+    }
+
+    /// Returns once the sync `needed` (a [`WalSync::ticket`]), or a later one, has finished.
+    pub async fn wait(&self, needed: u64) -> Result<(), sqlx::Error> {
+        loop {
+            // Registered before the state is looked at, so that a sync finishing in between
+            // still wakes this caller.
+            let finished = self.done.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            let number = {
+                let mut state = self.state();
+                if let Some(reason) = &state.failed {
+                    return Err(not_durable(reason));
+                }
+                if state.finished >= needed {
+                    return Ok(());
+                }
+                if state.running {
+                    None
+                } else {
+                    state.running = true;
+                    state.started += 1;
+                    Some(state.started)
+                }
+            };
+            let Some(number) = number else {
+                finished.await;
+                continue;
+            };
+            let path = self.path.clone();
+            let synced = tokio::task::spawn_blocking(move || sync_file(&path))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            {
+                let mut state = self.state();
+                state.running = false;
+                match synced {
+                    Ok(()) => state.finished = number,
+                    Err(e) => state.failed = Some(e.to_string()),
+                }
+            }
+            self.done.notify_waiters();
+        }
+    }
+}
+
+fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::File::open(path) {
+        Ok(file) => file.sync_data(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn not_durable(reason: &str) -> sqlx::Error {
+    sqlx::Error::Protocol(format!("the SQLite WAL could not be synced to disk ({reason}); restart the server"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_sync_serves_the_commits_before_it_and_a_failed_sync_is_never_forgotten() {
+        let dir = std::env::temp_dir().join(format!("sekimori-walsync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let database = dir.join("db.sqlite");
+        std::fs::write(dir.join("db.sqlite-wal"), b"frames").unwrap();
+        let sync = std::sync::Arc::new(WalSync::new(&database));
+        let waits = (0..32).map(|_| {
+            let sync = sync.clone();
+            async move { sync.wait(sync.ticket()).await }
+        });
+        for waited in futures_util::future::join_all(waits).await {
+            waited.unwrap();
+        }
+        assert!((1..=32).contains(&sync.syncs()), "{} syncs", sync.syncs());
+        // A ticket is served only by a sync that begins after it was taken.
+        let ticket = sync.ticket();
+        assert!(ticket > sync.syncs());
+        sync.wait(ticket).await.unwrap();
+        assert!(sync.syncs() >= ticket);
+
+        // A WAL that cannot be opened (its directory is a file) fails the sync, and every later
+        // wait, even for a WAL that could be.
+        let broken = WalSync::new(&dir.join("db.sqlite-wal").join("inner"));
+        assert!(broken.wait(broken.ticket()).await.is_err());
+        assert!(broken.wait(broken.ticket()).await.is_err());
+        // No WAL at all: nothing to sync.
+        let none = WalSync::new(&dir.join("missing.sqlite"));
+        none.wait(none.ticket()).await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
