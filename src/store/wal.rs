@@ -50,13 +50,15 @@ pub fn spawn_checkpointer(store: Store) {
 /// The guarantee is FULL's: a commit that returned survives a power failure.
 ///
 /// Syncing the WAL through a descriptor of its own is syncing the file: `fdatasync` flushes
-/// the file's written data whatever descriptor wrote it. A WAL that does not exist holds
-/// nothing to sync (SQLite removes it only after copying it into the database file and
-/// syncing that). Once a sync fails, no later one is believed (the kernel may have dropped the
+/// the file's written data whatever descriptor wrote it. When the WAL does not exist, SQLite
+/// has copied it into the database file and removed it, and the database file is synced
+/// instead; when neither exists, the path is wrong and the sync fails (a wrong path must not
+/// pass for a durable commit). Once a sync fails, no later one is believed (the kernel may have dropped the
 /// pages it could not write and report the next sync clean): every commit then fails until
 /// the server is restarted and SQLite recovers from what is on disk.
 #[derive(Debug)]
 pub struct WalSync {
+    database: std::path::PathBuf,
     path: std::path::PathBuf,
     state: std::sync::Mutex<SyncState>,
     done: tokio::sync::Notify,
@@ -77,7 +79,12 @@ impl WalSync {
     pub fn new(database: &std::path::Path) -> Self {
         let mut path = database.as_os_str().to_owned();
         path.push("-wal");
-        WalSync { path: path.into(), state: Default::default(), done: tokio::sync::Notify::new() }
+        WalSync {
+            database: database.to_owned(),
+            path: path.into(),
+            state: Default::default(),
+            done: tokio::sync::Notify::new(),
+        }
     }
 
     /// How many syncs have finished.
@@ -124,8 +131,8 @@ impl WalSync {
                 finished.await;
                 continue;
             };
-            let path = self.path.clone();
-            let synced = tokio::task::spawn_blocking(move || sync_file(&path))
+            let (wal, database) = (self.path.clone(), self.database.clone());
+            let synced = tokio::task::spawn_blocking(move || sync_file(&wal, &database))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
             {
@@ -141,10 +148,10 @@ impl WalSync {
     }
 }
 
-fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
-    match std::fs::File::open(path) {
+fn sync_file(wal: &std::path::Path, database: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::File::open(wal) {
         Ok(file) => file.sync_data(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(database)?.sync_data(),
         Err(e) => Err(e),
     }
 }
@@ -183,9 +190,12 @@ mod tests {
         let broken = WalSync::new(&dir.join("db.sqlite-wal").join("inner"));
         assert!(broken.wait(broken.ticket()).await.is_err());
         assert!(broken.wait(broken.ticket()).await.is_err());
-        // No WAL at all: nothing to sync.
-        let none = WalSync::new(&dir.join("missing.sqlite"));
-        none.wait(none.ticket()).await.unwrap();
+        // No WAL: the database file is synced; neither: a wrong path, refused.
+        std::fs::write(dir.join("copied.sqlite"), b"pages").unwrap();
+        let copied = WalSync::new(&dir.join("copied.sqlite"));
+        copied.wait(copied.ticket()).await.unwrap();
+        let wrong = WalSync::new(&dir.join("missing.sqlite"));
+        assert!(wrong.wait(wrong.ticket()).await.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
