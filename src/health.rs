@@ -36,6 +36,10 @@ pub async fn readyz(State(app): State<App>) -> (StatusCode, Json<serde_json::Val
     let unavailable = |reason: &str| {
         (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "unavailable", "reason": reason})))
     };
+    if let Some(reason) = app.store.durability_lost() {
+        tracing::warn!(reason, "readiness: commits can no longer be synced to disk");
+        return unavailable("database writes cannot be made durable; restart the server");
+    }
     match tokio::time::timeout(READINESS_TIMEOUT, sqlx::query("SELECT 1").execute(app.store.pool())).await {
         Ok(Ok(_)) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))),
         Ok(Err(e)) => {

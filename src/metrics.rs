@@ -68,6 +68,7 @@ pub struct Metrics {
     audit_last_seq: Gauge,
     audit_unsealed: Gauge,
     audit_seal_lag: Gauge,
+    wal_syncs: Counter,
     jobs_leader: Gauge,
     cluster_notices: Family<Label, Counter>,
 }
@@ -117,6 +118,12 @@ impl Metrics {
             "Age of the oldest committed audit event not yet sealed (0 when none)",
             audit_seal_lag.clone(),
         );
+        let wal_syncs = Counter::default();
+        registry.register(
+            "db_wal_syncs",
+            "Syncs of SQLite's write-ahead log to disk, each making the commits before it durable (0 on PostgreSQL)",
+            wal_syncs.clone(),
+        );
         let jobs_leader = Gauge::default();
         registry.register(
             "jobs_leader",
@@ -129,7 +136,17 @@ impl Metrics {
             "Change notices heard from the nodes of the cluster, by change (keys, revocation)",
             cluster_notices.clone(),
         );
-        Self { registry, backlog, pool_connections, audit_last_seq, audit_unsealed, audit_seal_lag, jobs_leader, cluster_notices }
+        Self {
+            registry,
+            backlog,
+            pool_connections,
+            audit_last_seq,
+            audit_unsealed,
+            audit_seal_lag,
+            wal_syncs,
+            jobs_leader,
+            cluster_notices,
+        }
     }
 
     /// Whether this node runs the singleton jobs now.
@@ -195,6 +212,11 @@ impl Metrics {
         let (unsealed, lag) = crate::audit::seal::lag(store, now).await?;
         self.audit_unsealed.set(unsealed);
         self.audit_seal_lag.set(lag);
+        // The store counts; the counter catches up with it at each scrape.
+        let synced = store.wal_syncs().unwrap_or(0);
+        if let Some(more) = synced.checked_sub(self.wal_syncs.get()).filter(|more| *more > 0) {
+            self.wal_syncs.inc_by(more);
+        }
         for (name, pool) in store.pools() {
             let open = i64::from(pool.size());
             let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);

@@ -474,6 +474,11 @@ impl Store {
         self.wal_sync.as_ref().map(|sync| sync.syncs())
     }
 
+    /// Why commits can no longer be made durable (a failed sync of SQLite's WAL), if so.
+    pub fn durability_lost(&self) -> Option<String> {
+        self.wal_sync.as_ref().and_then(|sync| sync.failed())
+    }
+
     fn tx(&self, inner: Transaction<'static, Any>) -> Tx {
         Tx {
             inner,

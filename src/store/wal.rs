@@ -92,6 +92,11 @@ impl WalSync {
         self.state().finished
     }
 
+    /// Why syncing failed, once it has (every commit fails from then on).
+    pub fn failed(&self) -> Option<String> {
+        self.state().failed.clone()
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, SyncState> {
         // A poisoned lock only means a panic elsewhere while it was held; the counts are whole.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -140,7 +145,14 @@ impl WalSync {
                 state.running = false;
                 match synced {
                     Ok(()) => state.finished = number,
-                    Err(e) => state.failed = Some(e.to_string()),
+                    Err(e) => {
+                        tracing::error!(
+                            error = %e,
+                            wal = %self.path.display(),
+                            "syncing the SQLite WAL to disk failed; every write fails until the server is restarted"
+                        );
+                        state.failed = Some(e.to_string());
+                    }
                 }
             }
             self.done.notify_waiters();

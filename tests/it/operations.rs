@@ -110,10 +110,14 @@ async fn metrics_count_logins_tokens_and_revocations(db: Db) {
         "sekimori_audit_last_seq",
         "sekimori_audit_unsealed_events",
         "sekimori_audit_seal_lag_seconds",
+        "sekimori_db_wal_syncs_total",
     ] {
         assert!(before.lines().any(|l| l.starts_with(&format!("{gauge} "))), "{gauge} missing:\n{before}");
     }
     assert!(sample(&before, "sekimori_audit_last_seq") > 0.0, "{before}");
+    // SQLite syncs its WAL at every commit (the setup committed); PostgreSQL has no WAL of ours.
+    let syncs = sample(&before, "sekimori_db_wal_syncs_total");
+    assert!(if db == Db::Sqlite { syncs > 0.0 } else { syncs == 0.0 }, "{before}");
     assert!(sample(&before, "sekimori_db_pool_connections{pool=\"main\",state=\"open\"}") >= 1.0, "{before}");
 
     // A refused login and a successful one, then a code exchanged for tokens. (The counters are
