@@ -522,22 +522,22 @@ async fn supersede_all(tx: &mut Tx, replaced: &[(String, String)]) -> Result<(),
     Ok(())
 }
 
-/// Stores `change` (its action already serialized as `payload`): pending, or as applied now
-/// by a caller that applies it in the same transaction. Returns its id.
-async fn insert(
+/// Stores `change` (its action already serialized as `payload`) as applied now, for a caller
+/// that applies it in the same transaction (pending changes are written by [`insert_rows`]).
+/// Returns its id.
+async fn insert_applied(
     tx: &mut Tx,
     config: &HrConfig,
     now: UnixTime,
     change: &Change,
     payload: &str,
-    applied_now: bool,
 ) -> Result<String, sqlx::Error> {
     let kind = change.action.kind();
     let id = crate::store::time_ordered_id();
     sqlx::query(
         "INSERT INTO person_changes (id, employee_number, person_id, kind, aspect, phase, payload, effective_date,
              effective_at, status, source, error, created_at, applied_at, superseded_by)
-         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, NULL)",
+         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, 'applied', $9, NULL, $10, $10, NULL)",
     )
     .bind(&id)
     .bind(change.employee_number.as_str())
@@ -547,10 +547,8 @@ async fn insert(
     .bind(payload)
     .bind(format_date(change.effective_date))
     .bind(effective_at(kind, change.effective_date, config))
-    .bind(if applied_now { "applied" } else { "pending" })
     .bind(&change.source)
     .bind(now)
-    .bind(applied_now.then_some(now))
     .execute(&mut **tx)
     .await?;
     Ok(id)
@@ -771,11 +769,8 @@ pub async fn record_and_apply(
     config: &HrConfig,
     change: &Change,
 ) -> Result<String, DirectoryError> {
-    check_source(&change.source)?;
-    change.action.check()?;
-    let payload =
-        serde_json::to_string(&change.action).map_err(|e| InvalidField { field: "payload", reason: e.to_string() })?;
-    let id = insert(tx, config, now, change, &payload, true).await?;
+    let prepared = Prepared::of(change)?;
+    let id = insert_applied(tx, config, now, change, &prepared.payload).await?;
     let person_id = apply(tx, actor, now, change).await?;
     sqlx::query("UPDATE person_changes SET person_id = $1 WHERE id = $2")
         .bind(&person_id)

@@ -127,8 +127,7 @@ pub async fn analyze_grown(store: &Store) -> Result<Vec<&'static str>, sqlx::Err
     }
     let rows = sqlx::query(
         "SELECT CAST(relname AS TEXT) AS relname FROM pg_stat_user_tables
-         WHERE relname IN ('access_tokens', 'refresh_tokens')
-           AND n_mod_since_analyze >= 1000 AND 2 * n_mod_since_analyze >= n_live_tup",
+         WHERE n_mod_since_analyze >= 1000 AND 2 * n_mod_since_analyze >= n_live_tup",
     )
     .fetch_all(store.pool())
     .await?;

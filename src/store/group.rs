@@ -126,41 +126,38 @@ async fn run<T: Batch>(store: Store, queue: Queue<T>) {
 async fn commit_batch<T: Batch>(store: &Store, items: Vec<T>, replies: Vec<Reply<T>>) {
     if items.len() > 1 {
         match in_one(store, &items).await {
+            Ok((outcomes, durable)) if durable.is_done() => return answer::<T>(replies, Ok(outcomes)),
             Ok((outcomes, durable)) => {
                 // Answered once the commit is on disk; meanwhile this committer takes the next
                 // batch (on SQLite the one writer goes on while its last commit is synced).
-                tokio::spawn(async move {
-                    match durable.wait().await {
-                        Ok(()) => {
-                            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                                let _ = reply.send(Ok(outcome));
-                            }
-                        }
-                        Err(e) => {
-                            let message = e.to_string();
-                            for reply in replies {
-                                let _ =
-                                    reply.send(Err(sqlx::Error::Protocol(format!("group commit failed: {message}"))));
-                            }
-                        }
-                    }
-                });
+                tokio::spawn(async move { answer::<T>(replies, durable.wait().await.map(|()| outcomes)) });
                 return;
             }
             // Whether a commit that failed took effect cannot be known: writing the items
             // again might write them twice, so every caller hears the error.
-            Err(Failed::Commit(e)) => {
-                let message = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(sqlx::Error::Protocol(format!("group commit failed: {message}"))));
-                }
-                return;
-            }
+            Err(Failed::Commit(e)) => return answer::<T>(replies, Err(e)),
             Err(Failed::Write(_)) => {}
         }
     }
     for (item, reply) in items.iter().zip(replies) {
         let _ = reply.send(alone(store, item).await);
+    }
+}
+
+/// Tells each caller of a committed batch its outcome, or the error that leaves it unknown.
+fn answer<T: Batch>(replies: Vec<Reply<T>>, outcomes: Result<Vec<T::Outcome>, sqlx::Error>) {
+    match outcomes {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(sqlx::Error::Protocol(format!("group commit failed: {message}"))));
+            }
+        }
     }
 }
 
@@ -222,4 +219,57 @@ async fn in_one<T: Batch>(store: &Store, items: &[T]) -> Result<(Vec<T::Outcome>
 
 fn too_few() -> sqlx::Error {
     sqlx::Error::Protocol("a group-commit batch answered fewer items than it took".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a row, and reports the sync ticket of that moment: one taken before the batch's
+    /// COMMIT, so no later than the ticket its commit waits for.
+    struct Row;
+
+    impl Batch for Row {
+        type Outcome = u64;
+
+        fn write<'a>(tx: &'a mut Tx, items: &'a [Self]) -> Written<'a, u64> {
+            Box::pin(async move {
+                let mut tickets = Vec::with_capacity(items.len());
+                for _ in items {
+                    sqlx::query("INSERT INTO written (at) VALUES (1)").execute(&mut **tx).await?;
+                    tickets.push(tx.wal_sync.as_ref().map_or(0, |sync| sync.ticket()));
+                }
+                Ok(tickets)
+            })
+        }
+    }
+
+    /// On SQLite every caller of a batch hears back only after a sync of the WAL that began
+    /// after its batch wrote: nothing else syncs this store, so a batch answered before its
+    /// own sync is seen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_is_answered_only_once_its_commit_is_synced() {
+        let dir = std::env::temp_dir().join(format!("sekimori-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}", dir.join("group.sqlite").display());
+        let store = Store::connect(&url).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        sqlx::query("CREATE TABLE written (at INTEGER)").execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let group = GroupCommit::<Row>::start(store.clone());
+        for _ in 0..5 {
+            let calls = (0..32).map(|_| {
+                let (group, store) = (group.clone(), store.clone());
+                async move {
+                    let ticket = group.submit(Row).await.unwrap();
+                    (ticket, store.wal_syncs().unwrap())
+                }
+            });
+            for (ticket, synced) in futures_util::future::join_all(calls).await {
+                assert!(ticket > 0 && synced >= ticket, "answered after sync {synced}, its batch needed {ticket}");
+            }
+        }
+        store.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -96,6 +96,11 @@ impl CommittedEvents {
 pub struct Durable(Option<(Arc<wal::WalSync>, u64)>);
 
 impl Durable {
+    /// Whether the commit is on disk already (nothing to wait for).
+    pub fn is_done(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// Returns once the commit is on disk.
     pub async fn wait(self) -> Result<(), sqlx::Error> {
         match self.0 {

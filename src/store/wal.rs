@@ -8,9 +8,9 @@
 //! synced (a refresh-token rotation dirties some ten index pages, most of them random). Here a
 //! task copies the WAL back every [`EVERY`] on a reading connection (a PASSIVE checkpoint
 //! takes no lock the writer needs, and runs on the other core), and the writer checkpoints
-//! itself only past [`WRITER_BACKSTOP`] pages, should the task fall behind. Durability is
-//! unchanged: a commit is in the WAL, synced to disk, when it returns (`synchronous = FULL`,
-//! `Store::open_pool`); only the copying moved.
+//! itself only past [`WRITER_BACKSTOP`] pages, should the task fall behind. Copying the WAL
+//! back changes nothing of durability: a commit is in the WAL, synced to disk, when it returns
+//! ([`WalSync`] for the writer's commits, `synchronous = FULL` for the others').
 
 use std::time::Duration;
 
@@ -53,9 +53,9 @@ pub fn spawn_checkpointer(store: Store) {
 /// the file's written data whatever descriptor wrote it. When the WAL does not exist, SQLite
 /// has copied it into the database file and removed it, and the database file is synced
 /// instead; when neither exists, the path is wrong and the sync fails (a wrong path must not
-/// pass for a durable commit). Once a sync fails, no later one is believed (the kernel may have dropped the
-/// pages it could not write and report the next sync clean): every commit then fails until
-/// the server is restarted and SQLite recovers from what is on disk.
+/// pass for a durable commit). Once a sync fails, no later one is believed (the kernel may
+/// have dropped the pages it could not write and report the next sync clean): every commit
+/// then fails until the server is restarted and SQLite recovers from what is on disk.
 #[derive(Debug)]
 pub struct WalSync {
     database: std::path::PathBuf,
