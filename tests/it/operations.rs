@@ -369,6 +369,48 @@ async fn sqlite_commits_are_on_disk_when_they_return() {
     server.stop().await;
 }
 
+/// When SQLite's commits can no longer be synced (here: the database's files removed under the
+/// running server, so that there is nothing left to sync), no write is answered as done: a
+/// system's token is refused with `server_error` (its event is not known to be on disk), every
+/// later write too, and `/readyz` answers 503 with the reason, so that the load balancer sends
+/// the traffic elsewhere. `/livez` stays 200: a restart, not a loop of restarts, is the cure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_server_whose_commits_cannot_be_synced_answers_no_write_and_is_not_ready() {
+    let server = TestServer::start(Db::Sqlite).await;
+    let (_, secret) = server
+        .add_client(json!({"client_id": "renkei", "name": "連携基盤", "client_type": "confidential",
+                           "redirect_uris": ["https://renkei.example.jp/callback"],
+                           "grant_types": ["client_credentials"], "service_scopes": ["renkei.read"]}))
+        .await;
+    let secret = secret.unwrap();
+    let grant = [("grant_type", "client_credentials"), ("scope", "renkei.read")];
+    let (status, body, _) = token_request(&server, Some(("renkei", &secret)), &grant).await;
+    assert_eq!(status, 200, "{body}");
+    let ready = |server: &TestServer| server.http.get(format!("{}/readyz", server.admin_url)).send();
+    assert_eq!(ready(&server).await.unwrap().status(), 200);
+
+    let path = server.database_url.trim_start_matches("sqlite:").split('?').next().unwrap().to_owned();
+    for suffix in ["-wal", ""] {
+        std::fs::remove_file(format!("{path}{suffix}")).unwrap();
+    }
+    for attempt in 0..3 {
+        let (status, body, _) = token_request(&server, Some(("renkei", &secret)), &grant).await;
+        assert_eq!((status, body["error"].as_str()), (500, Some("server_error")), "attempt {attempt}: {body}");
+        assert!(body.get("access_token").is_none(), "attempt {attempt}: {body}");
+    }
+    let (status, body) = server.admin(reqwest::Method::POST, "/api/v1/clients/renkei/disable", None).await;
+    assert_eq!(status, 500, "an administrator's write is not answered as done either: {body}");
+
+    let response = ready(&server).await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert!(body["reason"].as_str().unwrap().contains("durable"), "{body}");
+    let live = server.http.get(format!("{}/livez", server.admin_url)).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    server.stop().await;
+}
+
 /// On SQLite the server copies the write-ahead log back into the database file as it goes
 /// (`store::wal`), not only when the WAL reaches the writer's backstop of some 64 MiB: a few
 /// hundred kilobytes of committed events reach the database file within seconds.
