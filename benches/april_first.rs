@@ -286,7 +286,7 @@ async fn main() {
     let url = database_url.clone().unwrap_or_else(|| sqlite_url.clone());
     let database = match &database_url {
         Some(url) => sekimori::store::redacted_url(url),
-        None => "SQLite, a file in a temp dir (WAL, synchronous=NORMAL)".to_owned(),
+        None => "SQLite, a file in a temp dir (WAL; each commit synced before it returns)".to_owned(),
     };
     // The valve's limits raised: this batch is meant (the valve has its own tests).
     std::fs::write(

@@ -163,7 +163,7 @@ async fn main() {
     let mut guard = Guard { server: None, dir: dir.clone() };
     let database = match &database_url {
         Some(url) => sekimori::store::redacted_url(url),
-        None => "SQLite, a file in a temp dir (WAL, synchronous=NORMAL)".to_owned(),
+        None => "SQLite, a file in a temp dir (WAL; each commit synced before it returns)".to_owned(),
     };
     std::fs::write(
         dir.join("bench.toml"),

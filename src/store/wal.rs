@@ -50,7 +50,12 @@ pub fn spawn_checkpointer(store: Store) {
 /// The guarantee is FULL's: a commit that returned survives a power failure.
 ///
 /// Syncing the WAL through a descriptor of its own is syncing the file: `fdatasync` flushes
-/// the file's written data whatever descriptor wrote it. When the WAL does not exist, SQLite
+/// the file's written data whatever descriptor wrote it. The descriptor is kept open from one
+/// sync to the next (and opened again only when the path names another file): the kernel
+/// reports a failed write-back to every descriptor that was open when it happened, but to one
+/// opened later only if no other descriptor has seen it yet; SQLite's own syncs (a checkpoint's,
+/// say) could see it first and leave a freshly opened descriptor a clean sync over lost pages.
+/// When the WAL does not exist, SQLite
 /// has copied it into the database file and removed it, and the database file is synced
 /// instead; when neither exists, the path is wrong and the sync fails (a wrong path must not
 /// pass for a durable commit). Once a sync fails, no later one is believed (the kernel may
@@ -62,6 +67,15 @@ pub struct WalSync {
     path: std::path::PathBuf,
     state: std::sync::Mutex<SyncState>,
     done: tokio::sync::Notify,
+    /// The WAL's descriptor, kept between syncs (one sync runs at a time).
+    kept: std::sync::Mutex<Option<Opened>>,
+}
+
+/// An open file, and which file it is.
+#[derive(Debug)]
+struct Opened {
+    file: std::fs::File,
+    id: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +98,7 @@ impl WalSync {
             path: path.into(),
             state: Default::default(),
             done: tokio::sync::Notify::new(),
+            kept: Default::default(),
         }
     }
 
@@ -95,6 +110,10 @@ impl WalSync {
     /// Why syncing failed, once it has (every commit fails from then on).
     pub fn failed(&self) -> Option<String> {
         self.state().failed.clone()
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Option<Opened>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, SyncState> {
@@ -137,9 +156,14 @@ impl WalSync {
                 continue;
             };
             let (wal, database) = (self.path.clone(), self.database.clone());
-            let synced = tokio::task::spawn_blocking(move || sync_file(&wal, &database))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            let kept = self.kept().take();
+            let synced = match tokio::task::spawn_blocking(move || sync_file(&wal, &database, kept)).await {
+                Ok((synced, kept)) => {
+                    *self.kept() = kept;
+                    synced
+                }
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
             {
                 let mut state = self.state();
                 state.running = false;
@@ -160,11 +184,42 @@ impl WalSync {
     }
 }
 
-fn sync_file(wal: &std::path::Path, database: &std::path::Path) -> std::io::Result<()> {
-    match std::fs::File::open(wal) {
-        Ok(file) => file.sync_data(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(database)?.sync_data(),
+/// Syncs the WAL through `kept` when it is still the file at `wal` (through a new descriptor
+/// otherwise), or the database file when there is no WAL; returns the WAL's descriptor to keep.
+fn sync_file(
+    wal: &std::path::Path,
+    database: &std::path::Path,
+    kept: Option<Opened>,
+) -> (std::io::Result<()>, Option<Opened>) {
+    let opened = match std::fs::metadata(wal) {
+        Ok(meta) => match kept {
+            Some(kept) if kept.id.is_some() && kept.id == file_id(&meta) => Ok(kept),
+            _ => std::fs::File::open(wal)
+                .map(|file| Opened { id: file.metadata().ok().as_ref().and_then(file_id), file }),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (std::fs::File::open(database).and_then(|file| file.sync_data()), None)
+        }
         Err(e) => Err(e),
+    };
+    match opened {
+        Ok(opened) => (opened.file.sync_data(), Some(opened)),
+        Err(e) => (Err(e), None),
+    }
+}
+
+/// Which file `meta` describes (device and inode); None where that cannot be told, so that
+/// the descriptor is opened again at every sync.
+fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
     }
 }
 
@@ -196,6 +251,16 @@ mod tests {
         assert!(ticket > sync.syncs());
         sync.wait(ticket).await.unwrap();
         assert!(sync.syncs() >= ticket);
+        // The WAL's descriptor is kept between syncs, and follows the file when the path
+        // comes to name another one.
+        let kept_id = || sync.kept().as_ref().and_then(|kept| kept.id);
+        let first = kept_id().expect("a descriptor is kept");
+        std::fs::remove_file(dir.join("db.sqlite-wal")).unwrap();
+        std::fs::write(dir.join("db.sqlite-wal"), b"new frames").unwrap();
+        let replaced = file_id(&std::fs::metadata(dir.join("db.sqlite-wal")).unwrap()).unwrap();
+        assert_ne!(first, replaced);
+        sync.wait(sync.ticket()).await.unwrap();
+        assert_eq!(kept_id(), Some(replaced));
 
         // A WAL that cannot be opened (its directory is a file) fails the sync, and every later
         // wait, even for a WAL that could be.
