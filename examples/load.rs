@@ -458,7 +458,7 @@ async fn get(http: &reqwest::Client, url: &str, bearer: Option<&str>, expect: &s
     if let Some(token) = bearer {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.map_err(|e| format!("transport: {e}"))?;
+    let response = request.send().await.map_err(|e| format!("transport: {}", common::with_causes(&e)))?;
     let status = response.status();
     let body = response.text().await.map_err(|e| format!("{status}, body unreadable: {e}"))?;
     if !status.is_success() || !body.contains(expect) {

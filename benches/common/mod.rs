@@ -274,7 +274,7 @@ impl OidcClient {
             .form(form)
             .send()
             .await
-            .map_err(|e| format!("transport: {e}"))?;
+            .map_err(|e| format!("transport: {}", with_causes(&e)))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| format!("{status}, body unreadable: {e}"))?;
         if !status.is_success() {
@@ -316,7 +316,7 @@ impl OidcClient {
                 Some(fields) => browser.http.post(url.clone()).form(&fields),
                 None => browser.http.get(url.clone()),
             };
-            let response = request.send().await.map_err(|e| format!("{url}: transport: {e}"))?;
+            let response = request.send().await.map_err(|e| format!("{url}: transport: {}", with_causes(&e)))?;
             let status = response.status();
             if status.is_redirection() {
                 let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("");
@@ -397,4 +397,17 @@ impl OidcClient {
         let body = self.post(http, &self.token_endpoint, &form).await?;
         Ok(Tokens { access_token: field(&body, "access_token")?, refresh_token: field(&body, "refresh_token")? })
     }
+}
+
+/// An error and what caused it, down the chain ("error sending request" alone does not say
+/// whether the connection was refused, reset or timed out).
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
