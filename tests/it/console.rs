@@ -8,8 +8,13 @@ use crate::cards::{self, Card, PASSWORD};
 use crate::common::{hidden_input, location, Db, TestServer};
 
 /// A strong password nobody else has (passwords are not shared between people).
+/// A strong password of its own for each person. The random part is consonants only: no run
+/// of it can spell a birth date or an employee number (digits) or a name or login ID in romaji
+/// (vowels), which the policy refuses as a substring (a random token once held one).
 fn password() -> String {
-    format!("hakobune-{}-minato", sekimori::crypto::random_token(9))
+    const CONSONANTS: &[u8] = b"bcdfghjklmnpqrstvwxz";
+    let random: String = (0..12).map(|_| CONSONANTS[rand::random::<usize>() % CONSONANTS.len()] as char).collect();
+    format!("hakobune-{random}-minato")
 }
 
 fn today(server: &TestServer) -> String {
