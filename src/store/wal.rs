@@ -12,6 +12,7 @@
 //! back changes nothing of durability: a commit is in the WAL, synced to disk, when it returns
 //! ([`WalSync`] for the writer's commits, `synchronous = FULL` for the others').
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Dialect, Store};
@@ -55,12 +56,12 @@ pub fn spawn_checkpointer(store: Store) {
 /// reports a failed write-back to every descriptor that was open when it happened, but to one
 /// opened later only if no other descriptor has seen it yet; SQLite's own syncs (a checkpoint's,
 /// say) could see it first and leave a freshly opened descriptor a clean sync over lost pages.
-/// When the WAL does not exist, SQLite
-/// has copied it into the database file and removed it, and the database file is synced
-/// instead; when neither exists, the path is wrong and the sync fails (a wrong path must not
-/// pass for a durable commit). Once a sync fails, no later one is believed (the kernel may
-/// have dropped the pages it could not write and report the next sync clean): every commit
-/// then fails until the server is restarted and SQLite recovers from what is on disk.
+/// When the WAL does not exist, SQLite has copied it into the database file and removed it,
+/// and the database file is synced instead; when neither exists, the path is wrong and the
+/// sync fails (a wrong path must not pass for a durable commit). Once a sync fails, no later
+/// one is believed (the kernel may have dropped the pages it could not write and report the
+/// next sync clean): every commit then fails until the server is restarted and SQLite
+/// recovers from what is on disk.
 #[derive(Debug)]
 pub struct WalSync {
     database: std::path::PathBuf,
@@ -128,7 +129,7 @@ impl WalSync {
     }
 
     /// Returns once the sync `needed` (a [`WalSync::ticket`]), or a later one, has finished.
-    pub async fn wait(&self, needed: u64) -> Result<(), sqlx::Error> {
+    pub async fn wait(self: &Arc<Self>, needed: u64) -> Result<(), sqlx::Error> {
         loop {
             // Registered before the state is looked at, so that a sync finishing in between
             // still wakes this caller.
@@ -155,32 +156,36 @@ impl WalSync {
                 finished.await;
                 continue;
             };
-            let (wal, database) = (self.path.clone(), self.database.clone());
-            let kept = self.kept().take();
-            let synced = match tokio::task::spawn_blocking(move || sync_file(&wal, &database, kept)).await {
-                Ok((synced, kept)) => {
-                    *self.kept() = kept;
-                    synced
-                }
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            };
-            {
-                let mut state = self.state();
-                state.running = false;
-                match synced {
-                    Ok(()) => state.finished = number,
-                    Err(e) => {
-                        tracing::error!(
-                            error = %e,
-                            wal = %self.path.display(),
-                            "syncing the SQLite WAL to disk failed; every write fails until the server is restarted"
-                        );
-                        state.failed = Some(e.to_string());
-                    }
+            // The sync runs, and its end is recorded, on a thread of its own whether or not
+            // this caller is still there to hear it: a caller can go away at any await (its
+            // request cancelled when the client hangs up or the request times out), and a sync
+            // left "running" would stall every commit after it.
+            let sync = Arc::clone(self);
+            let _ = tokio::task::spawn_blocking(move || sync.sync_now(number)).await;
+        }
+    }
+
+    /// Runs sync `number`, records how it ended, and wakes the waiters.
+    fn sync_now(&self, number: u64) {
+        let kept = self.kept().take();
+        let (synced, kept) = sync_file(&self.path, &self.database, kept);
+        *self.kept() = kept;
+        {
+            let mut state = self.state();
+            state.running = false;
+            match synced {
+                Ok(()) => state.finished = number,
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        wal = %self.path.display(),
+                        "syncing the SQLite WAL to disk failed; every write fails until the server is restarted"
+                    );
+                    state.failed = Some(e.to_string());
                 }
             }
-            self.done.notify_waiters();
         }
+        self.done.notify_waiters();
     }
 }
 
@@ -237,7 +242,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let database = dir.join("db.sqlite");
         std::fs::write(dir.join("db.sqlite-wal"), b"frames").unwrap();
-        let sync = std::sync::Arc::new(WalSync::new(&database));
+        let sync = Arc::new(WalSync::new(&database));
         let waits = (0..32).map(|_| {
             let sync = sync.clone();
             async move { sync.wait(sync.ticket()).await }
@@ -262,16 +267,23 @@ mod tests {
         sync.wait(sync.ticket()).await.unwrap();
         assert_eq!(kept_id(), Some(replaced));
 
+        // A caller that goes away while its sync runs (its request cancelled: the client hung
+        // up, the request timed out) leaves no sync half-done: the next caller is served.
+        let begun = sync.ticket();
+        assert!(futures_util::FutureExt::now_or_never(sync.wait(begun)).is_none(), "the sync was begun, not finished");
+        let after = tokio::time::timeout(std::time::Duration::from_secs(10), sync.wait(sync.ticket())).await;
+        assert!(matches!(after, Ok(Ok(()))), "a cancelled wait stalled the syncs after it: {after:?}");
+
         // A WAL that cannot be opened (its directory is a file) fails the sync, and every later
         // wait, even for a WAL that could be.
-        let broken = WalSync::new(&dir.join("db.sqlite-wal").join("inner"));
+        let broken = Arc::new(WalSync::new(&dir.join("db.sqlite-wal").join("inner")));
         assert!(broken.wait(broken.ticket()).await.is_err());
         assert!(broken.wait(broken.ticket()).await.is_err());
         // No WAL: the database file is synced; neither: a wrong path, refused.
         std::fs::write(dir.join("copied.sqlite"), b"pages").unwrap();
-        let copied = WalSync::new(&dir.join("copied.sqlite"));
+        let copied = Arc::new(WalSync::new(&dir.join("copied.sqlite")));
         copied.wait(copied.ticket()).await.unwrap();
-        let wrong = WalSync::new(&dir.join("missing.sqlite"));
+        let wrong = Arc::new(WalSync::new(&dir.join("missing.sqlite")));
         assert!(wrong.wait(wrong.ticket()).await.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
