@@ -465,6 +465,11 @@ impl Store {
     /// Begins a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so
     /// that a transaction which reads before it writes cannot fail on a lock upgrade.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        // Once SQLite's commits cannot be made durable, nothing more is written: a commit whose
+        // caller hears an error must not take effect all the same.
+        if let Some(reason) = self.durability_lost() {
+            return Err(wal::not_durable(&reason));
+        }
         let inner = match self.dialect {
             Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.writer.begin().await?,

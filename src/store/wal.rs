@@ -228,7 +228,7 @@ fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     }
 }
 
-fn not_durable(reason: &str) -> sqlx::Error {
+pub(super) fn not_durable(reason: &str) -> sqlx::Error {
     sqlx::Error::Protocol(format!("the SQLite WAL could not be synced to disk ({reason}); restart the server"))
 }
 

@@ -372,8 +372,9 @@ async fn sqlite_commits_are_on_disk_when_they_return() {
 /// When SQLite's commits can no longer be synced (here: the database's files removed under the
 /// running server, so that there is nothing left to sync), no write is answered as done: a
 /// system's token is refused with `server_error` (its event is not known to be on disk), every
-/// later write too, and `/readyz` answers 503 with the reason, so that the load balancer sends
-/// the traffic elsewhere. `/livez` stays 200: a restart, not a loop of restarts, is the cure.
+/// later write too, without being written, and `/readyz` answers 503 with the reason, so that
+/// the load balancer sends the traffic elsewhere. `/livez` stays 200: a restart, not a loop of
+/// restarts, is the cure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_server_whose_commits_cannot_be_synced_answers_no_write_and_is_not_ready() {
     let server = TestServer::start(Db::Sqlite).await;
@@ -400,6 +401,14 @@ async fn a_sqlite_server_whose_commits_cannot_be_synced_answers_no_write_and_is_
     }
     let (status, body) = server.admin(reqwest::Method::POST, "/api/v1/clients/renkei/disable", None).await;
     assert_eq!(status, 500, "an administrator's write is not answered as done either: {body}");
+    // Nor done: nothing more is written once commits cannot be made durable (the files are
+    // gone from the directory, not from the server's open connections, which still read them).
+    let client_status: String = sqlx::query("SELECT status FROM clients WHERE client_id = 'renkei'")
+        .fetch_one(server.app.store.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(client_status, "active", "a write answered 500 took effect all the same");
 
     let response = ready(&server).await.unwrap();
     assert_eq!(response.status(), 503);
