@@ -94,8 +94,9 @@ pub fn spawn_sweeper(app: crate::App) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// PostgreSQL: analyzes a table that every token grows once it has doubled since it was last
-/// analyzed (and changed by at least a thousand rows), every two seconds, on the jobs leader.
+/// PostgreSQL: analyzes a table that every token grows once at least half as many rows as it
+/// holds, and at least a thousand, have changed since it was last analyzed (checked every two
+/// seconds, on the jobs leader).
 /// The token rows are checked by prepared statements; a statement's plan made while its table
 /// was small is a sequential scan, kept until the table is analyzed — and autovacuum looks
 /// only once a minute, which a new database's first minutes do not reach (BENCHMARKS.md,
@@ -119,8 +120,8 @@ pub fn spawn_statistics(app: crate::App) -> tokio::task::JoinHandle<()> {
 /// The tables [`spawn_statistics`] watches: those every token request grows.
 const GROWING: [&str; 2] = ["access_tokens", "refresh_tokens"];
 
-/// Analyzes each of [`GROWING`] that has doubled since its last analysis; returns those it
-/// analyzed. Nothing on SQLite.
+/// Analyzes each of [`GROWING`] of which at least 1,000 rows, and at least half as many as it
+/// holds, have changed since its last analysis; returns those it analyzed. Nothing on SQLite.
 pub async fn analyze_grown(store: &Store) -> Result<Vec<&'static str>, sqlx::Error> {
     if store.dialect() != crate::store::Dialect::Postgres {
         return Ok(Vec::new());
