@@ -1,5 +1,11 @@
 """Runs scim2-tester's check_server against a SCIM service and fails on any check that is not
-a success (skipped checks are listed: they are what the service does not claim to support)."""
+a success (skipped checks are listed: they are what the service does not claim to support).
+
+The count of successes is 62 or 63 from run to run, with no failure either way: the tester fills
+`active` at random, and a User created with `active: false` is someone who has left, who holds
+no concurrent posts (Sekimori ends them), so the tester finds no `posts` to remove and leaves that
+one check out without a word. With `active` forced to true every run counts 63; forced to false,
+62 (checked 2026-12-06)."""
 
 import sys
 
