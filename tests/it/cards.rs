@@ -959,4 +959,86 @@ on_both_databases!(
     management_numbers_differing_only_in_case_or_width_are_one_card,
     a_password_only_exception_comes_from_someone_other_than_the_reporter,
     cards_off_on_an_ip_issuer_are_said_and_hidden,
+    my_page_shows_each_card_with_when_it_was_enrolled_and_last_used,
 );
+
+/// The row of マイページ's card table that names `label` (from its `<tr>` to its `</tr>`).
+fn card_row<'a>(page: &'a str, label: &str) -> &'a str {
+    let table = &page[page.find("<tbody>").unwrap_or_else(|| panic!("no card table:\n{page}"))..];
+    let at = table.find(label).unwrap_or_else(|| panic!("no card {label} in the table:\n{table}"));
+    let start = table[..at].rfind("<tr>").unwrap();
+    let end = at + table[at..].find("</tr>").unwrap();
+    &table[start..end]
+}
+
+/// When the person's card `number` was enrolled and last used, as stored.
+async fn card_times(server: &TestServer, number: &str) -> (i64, Option<i64>) {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT created_at, last_used_at FROM authenticators WHERE management_number = $1")
+        .bind(number)
+        .fetch_one(server.app.store.pool())
+        .await
+        .unwrap();
+    (row.try_get("created_at").unwrap(), row.try_get("last_used_at").unwrap())
+}
+
+/// R13: a card holder sees each of their cards on マイページ — its name, management number and
+/// state, when it was enrolled and when it was last used (none yet until it logs in), in Japan
+/// time, in Japanese and in English.
+async fn my_page_shows_each_card_with_when_it_was_enrolled_and_last_used(db: Db) {
+    use sekimori::clock::japan_minute;
+    let server = start(db, true).await;
+    add_tax_system(&server).await;
+    let (person_id, browser) = logged_in_person(&server, "E3020", "fujita", PASSWORD).await;
+    let my_page = |browser: reqwest::Client, lang: &'static str| {
+        let url = format!("{}/my?lang={lang}", server.public_url);
+        async move {
+            let response = browser.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        }
+    };
+    assert!(my_page(browser.clone(), "ja").await.contains("登録されているICカード・セキュリティキーはありません。"));
+
+    let mut card = Card::new();
+    let code = enrollment_code(&server, &person_id).await;
+    assert_eq!(enroll(&browser, &server, &mut card, "職員証", "C-0320", &code).await.0, 200);
+    let (enrolled_at, never) = card_times(&server, "C-0320").await;
+    assert_eq!(never, None, "enrolling is not a use");
+    let page = my_page(browser.clone(), "ja").await;
+    let row = card_row(&page, "職員証");
+    for shown in ["C-0320", "使用中", japan_minute(enrolled_at).as_str(), "なし"] {
+        assert!(row.contains(shown), "{shown} missing from {row}");
+    }
+
+    // Three hours later the card logs in: the password, then the card.
+    server.app.clock.advance(3 * 3_600);
+    let browser = crate::common::browser();
+    let (url, _) = authorize(&server, &[]);
+    let html = log_in(&browser, &server, &url, "fujita", PASSWORD).await.text().await.unwrap();
+    let (ceremony, csrf, options) = ceremony_of(&html);
+    let credential = card.sign(&server, options);
+    let (status, answer) = post_json(
+        &browser,
+        &server,
+        "/webauthn/login",
+        json!({"csrf_token": csrf, "ceremony": ceremony, "credential": credential}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (still_enrolled_at, used_at) = card_times(&server, "C-0320").await;
+    assert_eq!(still_enrolled_at, enrolled_at);
+    let used_at = used_at.expect("the login recorded its use");
+    assert!(used_at >= enrolled_at + 3 * 3_600, "used at {used_at}, enrolled at {enrolled_at}");
+    let page = my_page(browser.clone(), "ja").await;
+    let row = card_row(&page, "職員証");
+    for shown in ["C-0320", "使用中", japan_minute(enrolled_at).as_str(), japan_minute(used_at).as_str()] {
+        assert!(row.contains(shown), "{shown} missing from {row}");
+    }
+    assert!(!row.contains("なし"), "{row}");
+    let english = my_page(browser, "en").await;
+    for shown in ["Registered", "Last used", "In use", japan_minute(used_at).as_str()] {
+        assert!(english.contains(shown), "{shown} missing from the English page");
+    }
+    server.stop().await;
+}

@@ -216,7 +216,14 @@ impl TestServer {
 
     /// Stops serving and starts again on the same database, addresses and master key: what a
     /// restart of the process does. The clock carries over.
-    pub async fn restart(mut self) -> TestServer {
+    pub async fn restart(self) -> TestServer {
+        self.restart_configured(|_| {}).await
+    }
+
+    /// A restart with the configuration changed by `adjust`, as an operator edits the config
+    /// file between two runs (the database, addresses and master key stay).
+    pub async fn restart_configured(mut self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        adjust(&mut self.config);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

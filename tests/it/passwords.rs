@@ -400,7 +400,51 @@ on_both_databases!(
     admin_set_first_password_must_be_changed,
     sessions_end_when_idle_or_too_old,
     a_reset_link_sets_one_password_even_when_sent_twice_at_once,
+    a_hash_made_with_older_parameters_is_replaced_at_the_next_login,
 );
+
+/// The person's stored password hash and when their password was last changed.
+async fn stored_hash(server: &TestServer, person: &str) -> (String, Option<i64>) {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT password_hash, password_changed_at FROM accounts WHERE person_id = $1")
+        .bind(person)
+        .fetch_one(server.app.store.pool())
+        .await
+        .unwrap();
+    (row.try_get("password_hash").unwrap(), row.try_get("password_changed_at").unwrap())
+}
+
+/// R12: when an operator raises the argon2 cost, a hash made with the old parameters is made
+/// again with the new ones at the person's next successful login, while the password is at
+/// hand. A wrong password replaces nothing; the new hash is kept, not made again at every
+/// login; and making it again is not a password change (the expiry clock of R10 keeps running).
+async fn a_hash_made_with_older_parameters_is_replaced_at_the_next_login(db: Db) {
+    let (server, person) = setup(db).await;
+    let (before, changed_at) = stored_hash(&server, &person).await;
+    assert!(before.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "made with the test parameters: {before}");
+    let server = server
+        .restart_configured(|config| {
+            config.password.argon2_memory_kib = 2048;
+            config.password.argon2_iterations = 2;
+        })
+        .await;
+
+    let wrong = log_in(&browser(), &server, &auth_url(&server), "nakamura", "machigai-no-pasuwaado-yoru").await;
+    assert!(!is_code_redirect(&wrong), "a wrong password is refused");
+    assert_eq!(stored_hash(&server, &person).await, (before.clone(), changed_at), "a refusal replaces nothing");
+
+    let right = log_in(&browser(), &server, &auth_url(&server), "nakamura", "umibe-no-kaze-fuyu-no-sora").await;
+    assert!(is_code_redirect(&right), "the password still opens the account: {}", right.status());
+    let (after, changed_after) = stored_hash(&server, &person).await;
+    assert!(after.starts_with("$argon2id$v=19$m=2048,t=2,p=1$"), "made again with the new parameters: {after}");
+    assert_ne!(after, before);
+    assert_eq!(changed_after, changed_at, "a hash made again is not a password change");
+
+    let again = log_in(&browser(), &server, &auth_url(&server), "nakamura", "umibe-no-kaze-fuyu-no-sora").await;
+    assert!(is_code_redirect(&again), "the new hash opens the account");
+    assert_eq!(stored_hash(&server, &person).await.0, after, "a hash with the current parameters is kept");
+    server.stop().await;
+}
 
 async fn sessions_end_when_idle_or_too_old(db: Db) {
     let (server, _) = setup(db).await;

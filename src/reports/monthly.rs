@@ -1,0 +1,197 @@
+//! The monthly self-inspection report, written without anyone asking (R19). Once a month —
+//! at the jobs leader's first run of the month, Japan time — the compliance report as of that
+//! moment is written into `reports.monthly_dir` as `compliance-YYYY-MM.html` (Japanese,
+//! printable on A4) and `compliance-YYYY-MM.csv`, and recorded:
+//! - a row in `monthly_reports` for the month, so that it is written once across the cluster and
+//!   across restarts (two leaders for a moment may both write the files; one row and one event);
+//! - an audit event `report.written` naming each file with its SHA-256, so that a file edited
+//!   after it was written can be told from the one Sekimori wrote.
+//!
+//! The files are written before the row: a crash in between leaves the month unrecorded, and
+//! the next run writes it again (the same names, replaced whole). Each file is written under a
+//! temporary name, synced and renamed, so nobody reads half a report.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::audit::{Actor, Event};
+use crate::clock::UnixTime;
+use crate::web::i18n::Lang;
+use crate::App;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonthlyError {
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+    #[error("the report could not be formatted: {0}")]
+    Format(String),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+impl From<sqlx::Error> for MonthlyError {
+    fn from(e: sqlx::Error) -> Self {
+        MonthlyError::Store(e.into())
+    }
+}
+
+/// The month of `now` in Japan, `YYYY-MM`: the month a report is written for.
+pub fn month_of(now: UnixTime) -> String {
+    crate::clock::japan_month(now)
+}
+
+/// Why `dir` cannot take the monthly reports, if it cannot: it must be an absolute path to a
+/// directory this process can write, which others (outside its owner and group) can neither
+/// read nor enter — the report names people, their rights and their cards.
+pub fn check_dir(dir: &Path) -> Result<(), String> {
+    let shown = dir.display();
+    if !dir.is_absolute() {
+        return Err(format!("reports.monthly_dir must be an absolute path, not {shown}"));
+    }
+    let metadata = std::fs::metadata(dir).map_err(|e| format!("reports.monthly_dir {shown}: {e}"))?;
+    if !metadata.is_dir() {
+        return Err(format!("reports.monthly_dir {shown} is not a directory"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o007 != 0 {
+            return Err(format!(
+                "reports.monthly_dir {shown} is open to others (mode {mode:o}): the monthly report names \
+                 people, their rights and their cards; remove the others' access (chmod o-rwx)"
+            ));
+        }
+    }
+    let probe = dir.join(format!(".sekimori-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("reports.monthly_dir {shown} cannot be written: {e}"))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Writes this month's report when it has not been written yet; the month when this call
+/// wrote and recorded it. Nothing to do when `reports.monthly_dir` is not set.
+pub async fn write_due(app: &App, now: UnixTime) -> Result<Option<String>, MonthlyError> {
+    let Some(dir) = app.config.reports.monthly_dir.clone() else { return Ok(None) };
+    let month = month_of(now);
+    if written(app, &month).await? {
+        return Ok(None);
+    }
+    let report = super::compliance::build(&app.store, &app.config, now).await?;
+    let html =
+        super::render_compliance_html(&report, Lang::Ja, now).map_err(|e| MonthlyError::Format(e.to_string()))?;
+    let csv = super::compliance::to_csv(&report).map_err(|e| MonthlyError::Format(e.to_string()))?;
+    let files = [(format!("compliance-{month}.html"), html.into_bytes()), (format!("compliance-{month}.csv"), csv)];
+    let listed: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(name, body)| {
+            serde_json::json!({"file": name, "bytes": body.len(), "sha256": hex::encode(Sha256::digest(body))})
+        })
+        .collect();
+    let target = dir.clone();
+    tokio::task::spawn_blocking(move || files.iter().try_for_each(|(name, body)| write_whole(&target, name, body)))
+        .await
+        .map_err(|e| MonthlyError::Format(format!("the writing task failed: {e}")))??;
+
+    let mut tx = app.store.begin().await?;
+    let recorded = sqlx::query(
+        "INSERT INTO monthly_reports (month, written_at, files) VALUES ($1, $2, $3) ON CONFLICT (month) DO NOTHING",
+    )
+    .bind(&month)
+    .bind(now)
+    .bind(serde_json::Value::Array(listed.clone()).to_string())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if recorded {
+        let detail = serde_json::json!({"month": month, "directory": dir.display().to_string(), "files": listed});
+        Event::success(&Actor::System, "report.written", format!("report:compliance:{month}"), detail)
+            .record(&mut tx, now)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(recorded.then_some(month))
+}
+
+async fn written(app: &App, month: &str) -> Result<bool, sqlx::Error> {
+    let found = sqlx::query("SELECT 1 FROM monthly_reports WHERE month = $1")
+        .bind(month)
+        .fetch_optional(app.store.pool())
+        .await?;
+    Ok(found.is_some())
+}
+
+/// `body` as `dir/name`, whole or not at all: written to a temporary name readable by its owner
+/// only, synced, then renamed over any earlier file of that name.
+fn write_whole(dir: &Path, name: &str, body: &[u8]) -> Result<(), MonthlyError> {
+    let path = dir.join(name);
+    // A name of its own: two runs at once (two leaders for a moment) must not rename each
+    // other's file away.
+    let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4()));
+    let failed = |source: std::io::Error| MonthlyError::Write { path: path.clone(), source };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&temporary).and_then(|mut file| {
+        file.write_all(body)?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&temporary, &path)) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(failed(e));
+    }
+    // The rename is durable once the directory is synced.
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_month_is_japans() {
+        // 2026-11-30 15:00 UTC is 2026-12-01 00:00 in Japan.
+        assert_eq!(month_of(1_796_050_800), "2026-12");
+        assert_eq!(month_of(1_796_050_799), "2026-11");
+    }
+
+    #[test]
+    fn a_directory_others_can_read_or_a_relative_one_is_refused() {
+        let dir = std::env::temp_dir().join(format!("sekimori-monthly-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let refused = check_dir(&dir).unwrap_err();
+            assert!(refused.contains("open to others (mode 755)"), "{refused}");
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        }
+        assert_eq!(check_dir(&dir), Ok(()));
+        assert!(check_dir(Path::new("reports")).unwrap_err().contains("absolute"));
+        assert!(check_dir(&dir.join("missing")).is_err());
+        write_whole(&dir, "compliance-2026-12.csv", b"a,b\n").unwrap();
+        write_whole(&dir, "compliance-2026-12.csv", b"c,d\n").unwrap();
+        assert_eq!(std::fs::read(dir.join("compliance-2026-12.csv")).unwrap(), b"c,d\n");
+        // Runs at once (two leaders for a moment) each write the file whole, none fails.
+        std::thread::scope(|scope| {
+            for writer in 0..4u8 {
+                let dir = &dir;
+                scope.spawn(move || {
+                    for _ in 0..50 {
+                        write_whole(dir, "compliance-2026-12.csv", &[writer; 64]).unwrap();
+                    }
+                });
+            }
+        });
+        let last = std::fs::read(dir.join("compliance-2026-12.csv")).unwrap();
+        assert!(last.len() == 64 && last.iter().all(|b| *b == last[0]), "one writer's file, whole");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 1, "no temporary file left: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
