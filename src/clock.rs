@@ -30,10 +30,18 @@ impl Clock {
 
 /// `at` as people read it on a page, in Japan time to the minute: `2026-04-01 08:30`.
 pub fn japan_minute(at: UnixTime) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    in_japan(at, time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]"))
+}
+
+/// The month of `at` in Japan: `2026-04` (a monthly report's name).
+pub fn japan_month(at: UnixTime) -> String {
+    in_japan(at, time::macros::format_description!("[year]-[month]"))
+}
+
+fn in_japan(at: UnixTime, format: &[time::format_description::BorrowedFormatItem<'_>]) -> String {
     time::OffsetDateTime::from_unix_timestamp(at)
         .ok()
-        .and_then(|t| t.to_offset(JAPAN).format(&format).ok())
+        .and_then(|t| t.to_offset(JAPAN).format(format).ok())
         .unwrap_or_default()
 }
 

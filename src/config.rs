@@ -92,6 +92,10 @@ pub struct ReportsConfig {
     pub review_days: i64,
     /// How many accounts and source addresses the failed-login tables list.
     pub top: i64,
+    /// Where the self-inspection report is written once a month (R19,
+    /// `reports::monthly`): an absolute path to a directory others cannot read. None: not
+    /// written (an auditor makes it in the console, or the operator runs `report compliance`).
+    pub monthly_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ReportsConfig {
@@ -103,6 +107,7 @@ impl Default for ReportsConfig {
             card_unused_days: 90,
             review_days: 365,
             top: 20,
+            monthly_dir: None,
         }
     }
 }

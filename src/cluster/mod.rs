@@ -59,6 +59,7 @@ fn start_singletons(app: &App) -> Singletons {
         crate::jobs::spawn_hr_changes(app.clone()),
         crate::jobs::spawn_access(app.clone()),
         crate::jobs::spawn_statistics(app.clone()),
+        crate::jobs::spawn_monthly_report(app.clone()),
     ])
 }
 

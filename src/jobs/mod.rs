@@ -165,6 +165,29 @@ pub fn spawn_hr_changes(app: crate::App) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// The monthly self-inspection report (`reports::monthly`), looked for every ten minutes on the
+/// jobs leader and at once when a node becomes it: written at the first run of each month.
+/// Does nothing unless `reports.monthly_dir` is set. A failure is logged as an error and tried
+/// again at the next run.
+pub fn spawn_monthly_report(app: crate::App) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if app.config.reports.monthly_dir.is_none() {
+            return;
+        }
+        let mut interval = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            interval.tick().await;
+            match crate::reports::monthly::write_due(&app, app.clock.now()).await {
+                Ok(Some(month)) => tracing::info!(%month, "wrote the monthly self-inspection report"),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "writing the monthly self-inspection report failed; the next run retries")
+                }
+            }
+        }
+    })
+}
+
 /// Need-based access as days pass: grants past their last day end, requests nobody decided
 /// lapse, reviews past their deadline close (unconfirmed grants end), grants due by their
 /// role's review interval get a review, and shared IDs past their expiry stop (R1). Every

@@ -10,6 +10,7 @@ pub mod audit_export;
 pub mod compliance;
 pub mod holidays;
 mod html;
+pub mod monthly;
 pub mod roster;
 
 use time::Date;

@@ -160,7 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_others_can_read_or_a_relative_one_is_refused() {
+    fn the_directory_is_checked_and_each_file_written_whole() {
         let dir = std::env::temp_dir().join(format!("sekimori-monthly-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         #[cfg(unix)]

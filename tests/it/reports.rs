@@ -478,4 +478,109 @@ on_both_databases!(
     analysis_finds_off_hours_logins_failing_sources_and_repeated_lockouts,
     compliance_lists_leavers_cross_section_grants_and_administrators,
     the_cli_writes_reports_and_refuses_a_bad_date,
+    the_monthly_report_is_written_once_a_month_and_recorded,
+    a_monthly_report_directory_others_can_read_is_refused_at_start,
 );
+
+/// A directory for the monthly reports, readable by its owner only.
+fn private_dir(name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("sekimori-{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+/// The `report.written` events: (target, detail).
+async fn written_events(server: &TestServer) -> Vec<(String, Value)> {
+    sqlx::query("SELECT target, detail FROM audit_events WHERE action = 'report.written' ORDER BY seq")
+        .fetch_all(server.app.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get("target"), serde_json::from_str(row.get::<&str, _>("detail")).unwrap()))
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// R19: with `reports.monthly_dir` set, the jobs leader writes the month's self-inspection
+/// report (HTML and CSV, owner-only files) as soon as it runs, records it once with each file's
+/// SHA-256, writes it again for nobody in the same month (two runs at once included), and
+/// writes the next month's when the month turns.
+async fn the_monthly_report_is_written_once_a_month_and_recorded(db: Db) {
+    use sekimori::reports::monthly::{month_of, write_due};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = private_dir("monthly");
+    let configured = dir.clone();
+    let server = TestServer::start_configured(db, move |config| config.reports.monthly_dir = Some(configured)).await;
+    town(&server).await;
+    let month = month_of(server.app.clock.now());
+    let html_path = dir.join(format!("compliance-{month}.html"));
+    let csv_path = dir.join(format!("compliance-{month}.csv"));
+    // The job runs when the node becomes the leader, at start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while written_events(&server).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no monthly report was written at start");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let html = std::fs::read(&html_path).unwrap();
+    let csv = std::fs::read(&csv_path).unwrap();
+    assert!(String::from_utf8_lossy(&html).contains("自己点検"), "the Japanese report");
+    assert!(csv.len() > 100, "the CSV has rows");
+    for path in [&html_path, &csv_path] {
+        assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
+    }
+    let events = written_events(&server).await;
+    assert_eq!(events.len(), 1);
+    let (target, detail) = &events[0];
+    assert_eq!(target, &format!("report:compliance:{month}"));
+    assert_eq!(detail["files"][0]["file"], format!("compliance-{month}.html"));
+    assert_eq!(detail["files"][0]["sha256"], sha256_hex(&html), "the event names the file as written");
+    assert_eq!(detail["files"][1]["sha256"], sha256_hex(&csv));
+
+    // The same month again, twice at once: nothing more is recorded.
+    let now = server.app.clock.now();
+    let (first, second) = tokio::join!(write_due(&server.app, now), write_due(&server.app, now));
+    assert_eq!((first.unwrap(), second.unwrap()), (None, None));
+    assert_eq!(written_events(&server).await.len(), 1);
+    assert_eq!(std::fs::read(&html_path).unwrap(), html, "the month's file is left as it was");
+
+    // The next month: written once, however many runs race for it.
+    server.app.clock.advance(32 * 86_400);
+    let now = server.app.clock.now();
+    let next = month_of(now);
+    assert_ne!(next, month);
+    let (first, second) = tokio::join!(write_due(&server.app, now), write_due(&server.app, now));
+    let wrote: Vec<String> = [first.unwrap(), second.unwrap()].into_iter().flatten().collect();
+    assert_eq!(wrote, vec![next.clone()], "one of the two records it");
+    let events = written_events(&server).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].0, format!("report:compliance:{next}"));
+    let next_html = std::fs::read(dir.join(format!("compliance-{next}.html"))).unwrap();
+    assert_eq!(events[1].1["files"][0]["sha256"], sha256_hex(&next_html));
+    let names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 4, "two files a month, no temporary file left: {names:?}");
+    server.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The monthly report names people and their rights: a directory others may read is refused
+/// when the server starts, with the reason and the remedy.
+async fn a_monthly_report_directory_others_can_read_is_refused_at_start(db: Db) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = private_dir("monthly-open");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let database_url = common::fresh_database(db).await;
+    let mut config = common::test_config(&database_url, "127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap());
+    config.reports.monthly_dir = Some(dir.clone());
+    let refused = sekimori::App::build(config, sekimori::clock::Clock::default()).await.err().expect("refused");
+    let message = refused.to_string();
+    assert!(message.contains("open to others (mode 755)") && message.contains("chmod o-rwx"), "{message}");
+    common::drop_database(&database_url).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
