@@ -92,9 +92,10 @@ pub struct ReportsConfig {
     pub review_days: i64,
     /// How many accounts and source addresses the failed-login tables list.
     pub top: i64,
-    /// Where the self-inspection report is written once a month (R19,
-    /// `reports::monthly`): an absolute path to a directory others cannot read. None: not
-    /// written (an auditor makes it in the console, or the operator runs `report compliance`).
+    /// Where the self-inspection report (R19) and the analysis of the month before (R16) are
+    /// written once a month (`reports::monthly`): an absolute path to a directory others cannot
+    /// read. None: not written (an auditor makes them in the console, or the operator runs
+    /// `report compliance` and `report analysis`).
     pub monthly_dir: Option<std::path::PathBuf>,
 }
 

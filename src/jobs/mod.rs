@@ -165,10 +165,10 @@ pub fn spawn_hr_changes(app: crate::App) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// The monthly self-inspection report (`reports::monthly`), looked for every ten minutes on the
-/// jobs leader and at once when a node becomes it: written at the first run of each month.
-/// Does nothing unless `reports.monthly_dir` is set. A failure is logged as an error and tried
-/// again at the next run.
+/// The monthly reports (`reports::monthly`: the self-inspection report and the analysis of the
+/// month before), looked for every ten minutes on the jobs leader and at once when a node
+/// becomes it: written at the first run of each month. Does nothing unless
+/// `reports.monthly_dir` is set. A failure is logged as an error and tried again at the next run.
 pub fn spawn_monthly_report(app: crate::App) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if app.config.reports.monthly_dir.is_none() {

@@ -1,7 +1,12 @@
-//! The monthly self-inspection report, written without anyone asking (R19). Once a month —
-//! at the jobs leader's first run of the month, Japan time — the compliance report as of that
-//! moment is written into `reports.monthly_dir` as `compliance-YYYY-MM.html` (Japanese,
-//! printable on A4) and `compliance-YYYY-MM.csv`, and recorded:
+//! The monthly reports, written without anyone asking. Once a month — at the jobs leader's
+//! first run of the month, Japan time — into `reports.monthly_dir`:
+//! - the self-inspection report (R19) as of that moment, `compliance-YYYY-MM.html` (Japanese,
+//!   printable on A4) and `compliance-YYYY-MM.csv`;
+//! - the analysis of the logins of the month before (R16: failed logins by login ID and source,
+//!   logins outside office hours, dormant accounts, repeated lockouts), `analysis-YYYY-MM.csv`
+//!   named after the month it covers.
+//!
+//! And recorded:
 //! - a row in `monthly_reports` for the month, so that it is written once across the cluster and
 //!   across restarts (two leaders for a moment may both write the files; one row and one event);
 //! - an audit event `report.written` naming each file with its SHA-256, so that a file edited
@@ -83,7 +88,14 @@ pub async fn write_due(app: &App, now: UnixTime) -> Result<Option<String>, Month
     let html =
         super::render_compliance_html(&report, Lang::Ja, now).map_err(|e| MonthlyError::Format(e.to_string()))?;
     let csv = super::compliance::to_csv(&report).map_err(|e| MonthlyError::Format(e.to_string()))?;
-    let files = [(format!("compliance-{month}.html"), html.into_bytes()), (format!("compliance-{month}.csv"), csv)];
+    let before = month_before(now)?;
+    let analysis = super::analysis::analyse(&app.store, &app.config.reports, before, now).await?;
+    let analysis = super::analysis::to_csv(&analysis).map_err(|e| MonthlyError::Format(e.to_string()))?;
+    let files = [
+        (format!("compliance-{month}.html"), html.into_bytes()),
+        (format!("compliance-{month}.csv"), csv),
+        (format!("analysis-{}.csv", month_of(before.start())), analysis),
+    ];
     let listed: Vec<serde_json::Value> = files
         .iter()
         .map(|(name, body)| {
@@ -108,12 +120,26 @@ pub async fn write_due(app: &App, now: UnixTime) -> Result<Option<String>, Month
         == 1;
     if recorded {
         let detail = serde_json::json!({"month": month, "directory": dir.display().to_string(), "files": listed});
-        Event::success(&Actor::System, "report.written", format!("report:compliance:{month}"), detail)
+        Event::success(&Actor::System, "report.written", format!("report:monthly:{month}"), detail)
             .record(&mut tx, now)
             .await?;
     }
     tx.commit().await?;
     Ok(recorded.then_some(month))
+}
+
+/// The days of the month before the one `now` is in, in Japan.
+fn month_before(now: UnixTime) -> Result<super::DateRange, MonthlyError> {
+    let today = time::OffsetDateTime::from_unix_timestamp(now)
+        .map_err(|e| MonthlyError::Format(e.to_string()))?
+        .to_offset(crate::clock::JAPAN)
+        .date();
+    let last = today.replace_day(1).ok().and_then(time::Date::previous_day);
+    let first = last.and_then(|day| day.replace_day(1).ok());
+    match (first, last) {
+        (Some(from), Some(to)) => Ok(super::DateRange { from, to }),
+        _ => Err(MonthlyError::Format(format!("no month before {today}"))),
+    }
 }
 
 async fn written(app: &App, month: &str) -> Result<bool, sqlx::Error> {
@@ -157,6 +183,16 @@ mod tests {
         // 2026-11-30 15:00 UTC is 2026-12-01 00:00 in Japan.
         assert_eq!(month_of(1_796_050_800), "2026-12");
         assert_eq!(month_of(1_796_050_799), "2026-11");
+        // The analysis covers the whole month before, in Japan: on 2026-12-01 00:00 JST that is
+        // November; a second earlier, October; in January, the December before.
+        for (now, from, to) in [
+            (1_796_050_800, "2026-11-01", "2026-11-30"),
+            (1_796_050_799, "2026-10-01", "2026-10-31"),
+            (1_798_729_200, "2026-12-01", "2026-12-31"),
+        ] {
+            let range = month_before(now).unwrap();
+            assert_eq!((range.from.to_string(), range.to.to_string()), (from.to_owned(), to.to_owned()), "{now}");
+        }
     }
 
     #[test]

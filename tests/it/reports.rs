@@ -507,10 +507,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// R19: with `reports.monthly_dir` set, the jobs leader writes the month's self-inspection
-/// report (HTML and CSV, owner-only files) as soon as it runs, records it once with each file's
-/// SHA-256, writes it again for nobody in the same month (two runs at once included), and
-/// writes the next month's when the month turns.
+/// R19 and R16: with `reports.monthly_dir` set, the jobs leader writes the month's
+/// self-inspection report (HTML and CSV) and the analysis of the month before (CSV), owner-only
+/// files, as soon as it runs; records them once with each file's SHA-256; writes them again for
+/// nobody in the same month (two runs at once included); and writes the next month's when the
+/// month turns.
 async fn the_monthly_report_is_written_once_a_month_and_recorded(db: Db) {
     use sekimori::reports::monthly::{month_of, write_due};
     use std::os::unix::fs::PermissionsExt;
@@ -521,6 +522,15 @@ async fn the_monthly_report_is_written_once_a_month_and_recorded(db: Db) {
     let month = month_of(server.app.clock.now());
     let html_path = dir.join(format!("compliance-{month}.html"));
     let csv_path = dir.join(format!("compliance-{month}.csv"));
+    // The month before this one, in Japan: the last day before the first of this month.
+    let first_of_month = time::OffsetDateTime::from_unix_timestamp(server.app.clock.now())
+        .unwrap()
+        .to_offset(sekimori::clock::JAPAN)
+        .date()
+        .replace_day(1)
+        .unwrap();
+    let before = month_of(first_of_month.midnight().assume_offset(sekimori::clock::JAPAN).unix_timestamp() - 1);
+    let analysis_path = dir.join(format!("analysis-{before}.csv"));
     // The job runs when the node becomes the leader, at start.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while written_events(&server).await.is_empty() {
@@ -531,16 +541,20 @@ async fn the_monthly_report_is_written_once_a_month_and_recorded(db: Db) {
     let csv = std::fs::read(&csv_path).unwrap();
     assert!(String::from_utf8_lossy(&html).contains("自己点検"), "the Japanese report");
     assert!(csv.len() > 100, "the CSV has rows");
-    for path in [&html_path, &csv_path] {
+    let analysis = std::fs::read(&analysis_path).unwrap();
+    assert!(String::from_utf8_lossy(&analysis).contains("summary,failed_logins,"), "the month before's analysis");
+    for path in [&html_path, &csv_path, &analysis_path] {
         assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
     }
     let events = written_events(&server).await;
     assert_eq!(events.len(), 1);
     let (target, detail) = &events[0];
-    assert_eq!(target, &format!("report:compliance:{month}"));
+    assert_eq!(target, &format!("report:monthly:{month}"));
     assert_eq!(detail["files"][0]["file"], format!("compliance-{month}.html"));
     assert_eq!(detail["files"][0]["sha256"], sha256_hex(&html), "the event names the file as written");
     assert_eq!(detail["files"][1]["sha256"], sha256_hex(&csv));
+    assert_eq!(detail["files"][2]["file"], format!("analysis-{before}.csv"));
+    assert_eq!(detail["files"][2]["sha256"], sha256_hex(&analysis));
 
     // The same month again, twice at once: nothing more is recorded.
     let now = server.app.clock.now();
@@ -559,12 +573,13 @@ async fn the_monthly_report_is_written_once_a_month_and_recorded(db: Db) {
     assert_eq!(wrote, vec![next.clone()], "one of the two records it");
     let events = written_events(&server).await;
     assert_eq!(events.len(), 2);
-    assert_eq!(events[1].0, format!("report:compliance:{next}"));
+    assert_eq!(events[1].0, format!("report:monthly:{next}"));
+    assert_eq!(events[1].1["files"][2]["file"], format!("analysis-{month}.csv"), "the month before is the first one");
     let next_html = std::fs::read(dir.join(format!("compliance-{next}.html"))).unwrap();
     assert_eq!(events[1].1["files"][0]["sha256"], sha256_hex(&next_html));
     let names: Vec<String> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert_eq!(names.len(), 4, "two files a month, no temporary file left: {names:?}");
+    assert_eq!(names.len(), 6, "three files a month, no temporary file left: {names:?}");
     server.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
