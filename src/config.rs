@@ -667,6 +667,11 @@ impl Config {
         if !(0..=30).contains(&self.webauthn.password_only_exception_max_days) {
             return Err(ConfigError::Invalid("webauthn.password_only_exception_max_days must be 0 to 30".into()));
         }
+        // Checked here, before the store is opened or a key file made: a refused start writes
+        // nothing.
+        if let Some(dir) = &self.reports.monthly_dir {
+            crate::reports::monthly::check_dir(dir).map_err(ConfigError::Invalid)?;
+        }
         if self.password.max_concurrent_hashes == 0 {
             return Err(ConfigError::Invalid("password.max_concurrent_hashes must be positive".into()));
         }

@@ -170,9 +170,6 @@ impl App {
         store.set_audit_key(audit::chain_key(master)).map_err(|e| config::ConfigError::Invalid(e.to_string()))?;
         let webauthn = authenticators::relying_party(&config);
         let attestation = authenticators::attestation_ca_list(&config).map_err(config::ConfigError::Invalid)?;
-        if let Some(dir) = &config.reports.monthly_dir {
-            reports::monthly::check_dir(dir).map_err(config::ConfigError::Invalid)?;
-        }
         let grouped_events = audit::Grouped::start(&store);
         let tokens = oidc::token_cache::TokenCache::start(&store);
         let grouped_refreshes = store::GroupCommit::start(store.clone());

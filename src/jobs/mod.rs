@@ -178,10 +178,10 @@ pub fn spawn_monthly_report(app: crate::App) -> tokio::task::JoinHandle<()> {
         loop {
             interval.tick().await;
             match crate::reports::monthly::write_due(&app, app.clock.now()).await {
-                Ok(Some(month)) => tracing::info!(%month, "wrote the monthly self-inspection report"),
+                Ok(Some(month)) => tracing::info!(%month, "wrote the monthly reports"),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "writing the monthly self-inspection report failed; the next run retries")
+                    tracing::error!(error = %e, "writing the monthly reports failed; the next run retries")
                 }
             }
         }

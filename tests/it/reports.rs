@@ -585,17 +585,21 @@ async fn the_monthly_report_is_written_once_a_month_and_recorded(db: Db) {
 }
 
 /// The monthly report names people and their rights: a directory others may read is refused
-/// when the server starts, with the reason and the remedy.
-async fn a_monthly_report_directory_others_can_read_is_refused_at_start(db: Db) {
+/// when the server starts — before it opens the database or makes a key — with the reason and
+/// the remedy.
+async fn a_monthly_report_directory_others_can_read_is_refused_at_start(_db: Db) {
     use std::os::unix::fs::PermissionsExt;
     let dir = private_dir("monthly-open");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let database_url = common::fresh_database(db).await;
-    let mut config = common::test_config(&database_url, "127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap());
-    config.reports.monthly_dir = Some(dir.clone());
-    let refused = sekimori::App::build(config, sekimori::clock::Clock::default()).await.err().expect("refused");
-    let message = refused.to_string();
-    assert!(message.contains("open to others (mode 755)") && message.contains("chmod o-rwx"), "{message}");
-    common::drop_database(&database_url).await;
+    let config = dir.join("sekimori.toml");
+    std::fs::write(&config, format!("[reports]\nmonthly_dir = \"{}\"\n", dir.display())).unwrap();
+    let output = crate::cli::sekimori(&dir).env("SEKIMORI_CONFIG", &config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("open to others (mode 755)") && stderr.contains("chmod o-rwx"), "{stderr}");
+    let mut left: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, vec!["sekimori.toml"], "no database, no key file, no report");
     std::fs::remove_dir_all(&dir).unwrap();
 }
