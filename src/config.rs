@@ -566,6 +566,17 @@ impl Config {
         Ok(())
     }
 
+    /// What only the server needs of the machine it runs on, checked when `serve` starts,
+    /// before it binds, opens the store or makes a key file (a refused start writes nothing):
+    /// the monthly reports' directory. Other commands (`audit verify`, `report …`), which an
+    /// operator may run as another user or elsewhere, do not need it.
+    pub fn check_for_serving(&self) -> Result<(), ConfigError> {
+        if let Some(dir) = &self.reports.monthly_dir {
+            crate::reports::monthly::check_dir(dir).map_err(ConfigError::Invalid)?;
+        }
+        Ok(())
+    }
+
     pub fn validate(&mut self) -> Result<(), ConfigError> {
         let issuer =
             url::Url::parse(&self.issuer).map_err(|e| ConfigError::Invalid(format!("issuer is not a URL: {e}")))?;
@@ -666,11 +677,6 @@ impl Config {
         }
         if !(0..=30).contains(&self.webauthn.password_only_exception_max_days) {
             return Err(ConfigError::Invalid("webauthn.password_only_exception_max_days must be 0 to 30".into()));
-        }
-        // Checked here, before the store is opened or a key file made: a refused start writes
-        // nothing.
-        if let Some(dir) = &self.reports.monthly_dir {
-            crate::reports::monthly::check_dir(dir).map_err(ConfigError::Invalid)?;
         }
         if self.password.max_concurrent_hashes == 0 {
             return Err(ConfigError::Invalid("password.max_concurrent_hashes must be positive".into()));
