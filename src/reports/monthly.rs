@@ -12,9 +12,12 @@
 //! - an audit event `report.written` naming each file with its SHA-256, so that a file edited
 //!   after it was written can be told from the one Sekimori wrote.
 //!
-//! The files are written before the row: a crash in between leaves the month unrecorded, and
-//! the next run writes it again (the same names, replaced whole). Each file is written under a
-//! temporary name, synced and renamed, so nobody reads half a report.
+//! Each file is first written under a temporary name and synced. Then, in one transaction, the
+//! run claims the month (the row) and records the event, puts the files in place (renames) and
+//! commits. A run that finds the month claimed by another — two leaders for a moment — discards
+//! its files, so the files in place are always the ones the event names. A crash after the
+//! renames but before the commit leaves the month unclaimed, and the next run writes it again
+//! (the same names, replaced whole). Nobody reads half a report.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -76,8 +79,8 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes this month's report when it has not been written yet; the month when this call
-/// wrote and recorded it. Nothing to do when `reports.monthly_dir` is not set.
+/// Writes this month's reports when they have not been written yet; the month when this call
+/// wrote and recorded them. Nothing to do when `reports.monthly_dir` is not set.
 pub async fn write_due(app: &App, now: UnixTime) -> Result<Option<String>, MonthlyError> {
     let Some(dir) = app.config.reports.monthly_dir.clone() else { return Ok(None) };
     let month = month_of(now);
@@ -103,9 +106,8 @@ pub async fn write_due(app: &App, now: UnixTime) -> Result<Option<String>, Month
         })
         .collect();
     let target = dir.clone();
-    tokio::task::spawn_blocking(move || files.iter().try_for_each(|(name, body)| write_whole(&target, name, body)))
-        .await
-        .map_err(|e| MonthlyError::Format(format!("the writing task failed: {e}")))??;
+    let staged: Vec<Staged> =
+        blocking(move || files.iter().map(|(name, body)| Staged::write(&target, name, body)).collect()).await?;
 
     let mut tx = app.store.begin().await?;
     let recorded = sqlx::query(
@@ -118,14 +120,33 @@ pub async fn write_due(app: &App, now: UnixTime) -> Result<Option<String>, Month
     .await?
     .rows_affected()
         == 1;
-    if recorded {
-        let detail = serde_json::json!({"month": month, "directory": dir.display().to_string(), "files": listed});
-        Event::success(&Actor::System, "report.written", format!("report:monthly:{month}"), detail)
-            .record(&mut tx, now)
-            .await?;
+    if !recorded {
+        // Another run claimed the month first: its files are the ones its event names, and this
+        // run's are removed (dropped).
+        drop(tx);
+        blocking(move || {
+            drop(staged);
+            Ok(())
+        })
+        .await?;
+        return Ok(None);
     }
+    let detail = serde_json::json!({"month": month, "directory": dir.display().to_string(), "files": listed});
+    Event::success(&Actor::System, "report.written", format!("report:monthly:{month}"), detail)
+        .record(&mut tx, now)
+        .await?;
+    let target = dir.clone();
+    // An error here drops the transaction: nothing is recorded, and the next run writes again.
+    blocking(move || Staged::put_in_place(staged, &target)).await?;
     tx.commit().await?;
-    Ok(recorded.then_some(month))
+    Ok(Some(month))
+}
+
+/// Runs file work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, MonthlyError> + Send + 'static,
+) -> Result<T, MonthlyError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| MonthlyError::Format(format!("the file task failed: {e}")))?
 }
 
 /// The days of the month before the one `now` is in, in Japan.
@@ -150,28 +171,58 @@ async fn written(app: &App, month: &str) -> Result<bool, sqlx::Error> {
     Ok(found.is_some())
 }
 
-/// `body` as `dir/name`, whole or not at all: written to a temporary name readable by its owner
-/// only, synced, then renamed over any earlier file of that name.
-fn write_whole(dir: &Path, name: &str, body: &[u8]) -> Result<(), MonthlyError> {
-    let path = dir.join(name);
-    // A name of its own: two runs at once (two leaders for a moment) must not rename each
-    // other's file away.
-    let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4()));
-    let failed = |source: std::io::Error| MonthlyError::Write { path: path.clone(), source };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&temporary).and_then(|mut file| {
-        file.write_all(body)?;
-        file.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&temporary, &path)) {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(failed(e));
+/// A file written whole under a temporary name (readable by its owner only) and synced, not yet
+/// in place. Dropped before it is put in place, its temporary file is removed: a run that
+/// stops half way, or finds the month claimed by another, leaves nothing behind.
+struct Staged {
+    /// None once renamed into place.
+    temporary: Option<PathBuf>,
+    path: PathBuf,
+}
+
+impl Staged {
+    /// `body`, to go to `dir/name`. The temporary name is the file's own: two runs at once must
+    /// not rename each other's file away.
+    fn write(dir: &Path, name: &str, body: &[u8]) -> Result<Staged, MonthlyError> {
+        let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4()));
+        let staged = Staged { temporary: Some(temporary.clone()), path: dir.join(name) };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(&temporary)
+            .and_then(|mut file| {
+                file.write_all(body)?;
+                file.sync_all()
+            })
+            .map_err(|source| MonthlyError::Write { path: staged.path.clone(), source })?;
+        Ok(staged)
     }
-    // The rename is durable once the directory is synced.
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(failed)
+
+    /// Renames every file over any earlier one of its name, then syncs `dir` so the renames
+    /// last. On a failure the files not yet in place are removed (dropped).
+    fn put_in_place(staged: Vec<Staged>, dir: &Path) -> Result<(), MonthlyError> {
+        for mut file in staged {
+            if let Some(temporary) = file.temporary.take() {
+                if let Err(source) = std::fs::rename(&temporary, &file.path) {
+                    file.temporary = Some(temporary);
+                    return Err(MonthlyError::Write { path: file.path.clone(), source });
+                }
+            }
+        }
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| MonthlyError::Write { path: dir.to_owned(), source })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(temporary) = self.temporary.take() {
+            let _ = std::fs::remove_file(temporary);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -210,16 +261,24 @@ mod tests {
         assert_eq!(check_dir(&dir), Ok(()));
         assert!(check_dir(Path::new("reports")).unwrap_err().contains("absolute"));
         assert!(check_dir(&dir.join("missing")).is_err());
-        write_whole(&dir, "compliance-2026-12.csv", b"a,b\n").unwrap();
-        write_whole(&dir, "compliance-2026-12.csv", b"c,d\n").unwrap();
+        let write = |body: &[u8]| {
+            let staged = Staged::write(&dir, "compliance-2026-12.csv", body).unwrap();
+            Staged::put_in_place(vec![staged], &dir).unwrap();
+        };
+        write(b"a,b\n");
+        write(b"c,d\n");
         assert_eq!(std::fs::read(dir.join("compliance-2026-12.csv")).unwrap(), b"c,d\n");
-        // Runs at once (two leaders for a moment) each write the file whole, none fails.
+        // Staged and discarded: nothing changes, nothing is left.
+        drop(Staged::write(&dir, "compliance-2026-12.csv", b"e,f\n").unwrap());
+        assert_eq!(std::fs::read(dir.join("compliance-2026-12.csv")).unwrap(), b"c,d\n");
+        // Runs at once (two leaders for a moment) each put their file in place whole, none fails.
         std::thread::scope(|scope| {
             for writer in 0..4u8 {
                 let dir = &dir;
                 scope.spawn(move || {
                     for _ in 0..50 {
-                        write_whole(dir, "compliance-2026-12.csv", &[writer; 64]).unwrap();
+                        let staged = Staged::write(dir, "compliance-2026-12.csv", &[writer; 64]).unwrap();
+                        Staged::put_in_place(vec![staged], dir).unwrap();
                     }
                 });
             }
