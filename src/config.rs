@@ -566,17 +566,6 @@ impl Config {
         Ok(())
     }
 
-    /// What only the server needs of the machine it runs on, checked when `serve` starts,
-    /// before it binds, opens the store or makes a key file (a refused start writes nothing):
-    /// the monthly reports' directory. Other commands (`audit verify`, `report …`), which an
-    /// operator may run as another user or elsewhere, do not need it.
-    pub fn check_for_serving(&self) -> Result<(), ConfigError> {
-        if let Some(dir) = &self.reports.monthly_dir {
-            crate::reports::monthly::check_dir(dir).map_err(ConfigError::Invalid)?;
-        }
-        Ok(())
-    }
-
     pub fn validate(&mut self) -> Result<(), ConfigError> {
         let issuer =
             url::Url::parse(&self.issuer).map_err(|e| ConfigError::Invalid(format!("issuer is not a URL: {e}")))?;

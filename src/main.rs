@@ -698,7 +698,7 @@ async fn hr_preview(
 }
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    config.check_for_serving()?;
+    sekimori::reports::monthly::check_for_serving(&config.reports)?;
     let listeners = Listeners::bind(config.public_addr, config.admin_addr).await?;
     let app = App::build(config, Clock::default()).await?;
     let now = app.clock.now();

@@ -1,9 +1,7 @@
--- R19: the months whose self-inspection report Sekimori wrote on its own (`reports::monthly`),
--- one row a month, so that it is written once across the cluster and across restarts. `files`
--- is a JSON array of the files written, each with its size and SHA-256 (also in the audit event
--- `report.written`).
+-- R19: the months whose reports Sekimori wrote on its own (`reports::monthly`), one row a
+-- month: the claim that makes them written once across the cluster and across restarts. What
+-- was written (each file with its size and SHA-256) is in the audit event `report.written`.
 CREATE TABLE monthly_reports (
     month      TEXT PRIMARY KEY,
-    written_at INTEGER NOT NULL,
-    files      TEXT NOT NULL
+    written_at INTEGER NOT NULL
 );

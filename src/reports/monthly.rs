@@ -8,7 +8,7 @@
 //!
 //! And recorded:
 //! - a row in `monthly_reports` for the month, so that it is written once across the cluster and
-//!   across restarts (two leaders for a moment may both write the files; one row and one event);
+//!   across restarts (two leaders for a moment: one row, one event, one set of files);
 //! - an audit event `report.written` naming each file with its SHA-256, so that a file edited
 //!   after it was written can be told from the one Sekimori wrote.
 //!
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::audit::{Actor, Event};
-use crate::clock::UnixTime;
+use crate::clock::{japan_month, UnixTime};
 use crate::web::i18n::Lang;
 use crate::App;
 
@@ -45,9 +45,15 @@ impl From<sqlx::Error> for MonthlyError {
     }
 }
 
-/// The month of `now` in Japan, `YYYY-MM`: the month a report is written for.
-pub fn month_of(now: UnixTime) -> String {
-    crate::clock::japan_month(now)
+/// What only the server needs of the machine it runs on, checked when `serve` starts, before
+/// it binds, opens the store or makes a key file (a refused start writes nothing): the
+/// directory, when set. Other commands (`audit verify`, `report …`), which an operator may run
+/// as another user or elsewhere, do not write the reports and do not check it.
+pub fn check_for_serving(config: &crate::config::ReportsConfig) -> Result<(), crate::config::ConfigError> {
+    match &config.monthly_dir {
+        Some(dir) => check_dir(dir).map_err(crate::config::ConfigError::Invalid),
+        None => Ok(()),
+    }
 }
 
 /// Why `dir` cannot take the monthly reports, if it cannot: it must be an absolute path to a
@@ -83,7 +89,7 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
 /// wrote and recorded them. Nothing to do when `reports.monthly_dir` is not set.
 pub async fn write_due(app: &App, now: UnixTime) -> Result<Option<String>, MonthlyError> {
     let Some(dir) = app.config.reports.monthly_dir.clone() else { return Ok(None) };
-    let month = month_of(now);
+    let month = japan_month(now);
     if written(app, &month).await? {
         return Ok(None);
     }
@@ -97,7 +103,7 @@ pub async fn write_due(app: &App, now: UnixTime) -> Result<Option<String>, Month
     let files = [
         (format!("compliance-{month}.html"), html.into_bytes()),
         (format!("compliance-{month}.csv"), csv),
-        (format!("analysis-{}.csv", month_of(before.start())), analysis),
+        (format!("analysis-{}.csv", japan_month(before.start())), analysis),
     ];
     let listed: Vec<serde_json::Value> = files
         .iter()
@@ -110,16 +116,14 @@ pub async fn write_due(app: &App, now: UnixTime) -> Result<Option<String>, Month
         blocking(move || files.iter().map(|(name, body)| Staged::write(&target, name, body)).collect()).await?;
 
     let mut tx = app.store.begin().await?;
-    let recorded = sqlx::query(
-        "INSERT INTO monthly_reports (month, written_at, files) VALUES ($1, $2, $3) ON CONFLICT (month) DO NOTHING",
-    )
-    .bind(&month)
-    .bind(now)
-    .bind(serde_json::Value::Array(listed.clone()).to_string())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
+    let recorded =
+        sqlx::query("INSERT INTO monthly_reports (month, written_at) VALUES ($1, $2) ON CONFLICT (month) DO NOTHING")
+            .bind(&month)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
     if !recorded {
         // Another run claimed the month first: its files are the ones its event names, and this
         // run's are removed (dropped).
@@ -230,10 +234,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_month_is_japans() {
+    fn the_month_and_the_month_before_are_japans() {
         // 2026-11-30 15:00 UTC is 2026-12-01 00:00 in Japan.
-        assert_eq!(month_of(1_796_050_800), "2026-12");
-        assert_eq!(month_of(1_796_050_799), "2026-11");
+        assert_eq!(japan_month(1_796_050_800), "2026-12");
+        assert_eq!(japan_month(1_796_050_799), "2026-11");
         // The analysis covers the whole month before, in Japan: on 2026-12-01 00:00 JST that is
         // November; a second earlier, October; in January, the December before.
         for (now, from, to) in [

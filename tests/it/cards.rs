@@ -75,6 +75,25 @@ pub(crate) async fn post_json(browser: &reqwest::Client, server: &TestServer, pa
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Answers the card page `html` (a login's or a step-up's) with `card`, as the page's script
+/// does: (status, answer).
+pub(crate) async fn answer_with_card<T: AuthenticatorBackend>(
+    browser: &reqwest::Client,
+    server: &TestServer,
+    card: &mut Card<T>,
+    html: &str,
+) -> (u16, Value) {
+    let (ceremony, csrf, options) = ceremony_of(html);
+    let credential = card.sign(server, options);
+    post_json(
+        browser,
+        server,
+        "/webauthn/login",
+        json!({"csrf_token": csrf, "ceremony": ceremony, "credential": credential}),
+    )
+    .await
+}
+
 pub(crate) async fn enrollment_code(server: &TestServer, person_id: &str) -> String {
     let (status, body) =
         server.admin(reqwest::Method::POST, &format!("/api/v1/people/{person_id}/enrollment-codes"), None).await;
@@ -595,14 +614,7 @@ async fn step_up_and_self_service_report(db: Db) {
     let step = location(&response);
     assert!(step.starts_with("/login/card/step-up?"), "{step}");
     let html = browser.get(format!("{}{step}", server.public_url)).send().await.unwrap().text().await.unwrap();
-    let (ceremony, csrf, options) = ceremony_of(&html);
-    let (status, answer) = post_json(
-        &browser,
-        &server,
-        "/webauthn/login",
-        json!({"csrf_token": csrf, "ceremony": ceremony, "credential": card.sign(&server, options)}),
-    )
-    .await;
+    let (status, answer) = answer_with_card(&browser, &server, &mut card, &html).await;
     assert_eq!(status, 200, "{answer}");
     let stepped = redeem(&server, &secret, answer["redirect"].as_str().unwrap(), &verifier).await;
     let stepped_id = claims(stepped["id_token"].as_str().unwrap());
@@ -926,14 +938,7 @@ async fn a_secret_class_role_demands_the_card(db: Db) {
     let step = location(&response);
     assert!(step.starts_with("/login/card/step-up?"), "a secret-class role demands the card: {step}");
     let html = browser.get(format!("{}{step}", server.public_url)).send().await.unwrap().text().await.unwrap();
-    let (ceremony, csrf, options) = ceremony_of(&html);
-    let (status, answer) = post_json(
-        &browser,
-        &server,
-        "/webauthn/login",
-        json!({"csrf_token": csrf, "ceremony": ceremony, "credential": card.sign(&server, options)}),
-    )
-    .await;
+    let (status, answer) = answer_with_card(&browser, &server, &mut card, &html).await;
     assert_eq!(status, 200, "{answer}");
     let stepped = redeem(&server, &secret, answer["redirect"].as_str().unwrap(), &verifier).await;
     let id_token = claims(stepped["id_token"].as_str().unwrap());
@@ -1016,15 +1021,7 @@ async fn my_page_shows_each_card_with_when_it_was_enrolled_and_last_used(db: Db)
     let browser = crate::common::browser();
     let (url, _) = authorize(&server, &[]);
     let html = log_in(&browser, &server, &url, "fujita", PASSWORD).await.text().await.unwrap();
-    let (ceremony, csrf, options) = ceremony_of(&html);
-    let credential = card.sign(&server, options);
-    let (status, answer) = post_json(
-        &browser,
-        &server,
-        "/webauthn/login",
-        json!({"csrf_token": csrf, "ceremony": ceremony, "credential": credential}),
-    )
-    .await;
+    let (status, answer) = answer_with_card(&browser, &server, &mut card, &html).await;
     assert_eq!(status, 200, "{answer}");
     let (still_enrolled_at, used_at) = card_times(&server, "C-0320").await;
     assert_eq!(still_enrolled_at, enrolled_at);

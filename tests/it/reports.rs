@@ -479,7 +479,6 @@ on_both_databases!(
     compliance_lists_leavers_cross_section_grants_and_administrators,
     the_cli_writes_reports_and_refuses_a_bad_date,
     the_monthly_report_is_written_once_a_month_and_recorded,
-    a_monthly_report_directory_others_can_read_is_refused_at_start,
 );
 
 /// A directory for the monthly reports, readable by its owner only.
@@ -513,13 +512,14 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// nobody in the same month (two runs at once included); and writes the next month's when the
 /// month turns.
 async fn the_monthly_report_is_written_once_a_month_and_recorded(db: Db) {
-    use sekimori::reports::monthly::{month_of, write_due};
+    use sekimori::clock::japan_month;
+    use sekimori::reports::monthly::write_due;
     use std::os::unix::fs::PermissionsExt;
     let dir = private_dir("monthly");
     let configured = dir.clone();
     let server = TestServer::start_configured(db, move |config| config.reports.monthly_dir = Some(configured)).await;
     town(&server).await;
-    let month = month_of(server.app.clock.now());
+    let month = japan_month(server.app.clock.now());
     let html_path = dir.join(format!("compliance-{month}.html"));
     let csv_path = dir.join(format!("compliance-{month}.csv"));
     // The month before this one, in Japan: the last day before the first of this month.
@@ -529,7 +529,7 @@ async fn the_monthly_report_is_written_once_a_month_and_recorded(db: Db) {
         .date()
         .replace_day(1)
         .unwrap();
-    let before = month_of(first_of_month.midnight().assume_offset(sekimori::clock::JAPAN).unix_timestamp() - 1);
+    let before = japan_month(first_of_month.midnight().assume_offset(sekimori::clock::JAPAN).unix_timestamp() - 1);
     let analysis_path = dir.join(format!("analysis-{before}.csv"));
     // The job runs when the node becomes the leader, at start.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -568,7 +568,7 @@ async fn the_monthly_report_is_written_once_a_month_and_recorded(db: Db) {
     // are the ones the one event names.
     server.app.clock.advance(32 * 86_400);
     let now = server.app.clock.now();
-    let next = month_of(now);
+    let next = japan_month(now);
     assert_ne!(next, month);
     let (first, second) = tokio::join!(write_due(&server.app, now), write_due(&server.app, now + 120));
     let wrote: Vec<String> = [first.unwrap(), second.unwrap()].into_iter().flatten().collect();
@@ -591,13 +591,32 @@ async fn the_monthly_report_is_written_once_a_month_and_recorded(db: Db) {
 /// The monthly report names people and their rights: a directory others may read is refused
 /// when the server starts — before it opens the database or makes a key — with the reason and
 /// the remedy. Commands that do not write the reports are not refused for it.
-async fn a_monthly_report_directory_others_can_read_is_refused_at_start(_db: Db) {
+#[test]
+fn a_monthly_report_directory_others_can_read_is_refused_at_start() {
     use std::os::unix::fs::PermissionsExt;
     let dir = private_dir("monthly-open");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let config = dir.join("sekimori.toml");
     std::fs::write(&config, format!("[reports]\nmonthly_dir = \"{}\"\n", dir.display())).unwrap();
-    let output = crate::cli::sekimori(&dir).env("SEKIMORI_CONFIG", &config).output().unwrap();
+    // Were the directory not checked, the server would start: it is stopped after 20 s and the
+    // test fails, rather than waiting for it for ever.
+    let mut server = crate::cli::sekimori(&dir)
+        .env("SEKIMORI_CONFIG", &config)
+        .env("SEKIMORI_PUBLIC_ADDR", "127.0.0.1:0")
+        .env("SEKIMORI_ADMIN_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            server.kill().unwrap();
+            panic!("the server started with a reports directory open to others");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = server.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("open to others (mode 755)") && stderr.contains("chmod o-rwx"), "{stderr}");
